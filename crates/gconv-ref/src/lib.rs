@@ -1,0 +1,580 @@
+//! gconv-ref: the CPU reference for every gconv operator. Plain loops, f64 accumulation, no GPU
+//! and no wgpu: written from PyTorch's definitions, so that the GPU kernels are checked against
+//! an independent implementation (and both against PyTorch's golden files).
+//!
+//! Functions mirror the shaders by name (`conv_forward` for `conv.wgsl`'s `conv_forward`, ...).
+//! They assume valid arguments (the GPU operators validate them) and panic on shapes that do
+//! not fit; every spatial operator takes 1 to 3 spatial dimensions.
+
+/// A dense row-major array of f64 with a shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// `shape.iter().product()` values.
+    pub data: Vec<f64>,
+}
+
+impl Array {
+    /// An array from f64 data; panics if the length does not fill the shape.
+    pub fn new(shape: &[usize], data: Vec<f64>) -> Array {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "data does not fill {shape:?}");
+        Array { shape: shape.to_vec(), data }
+    }
+
+    /// An array from f32 data.
+    pub fn from_f32(shape: &[usize], data: &[f32]) -> Array {
+        Array::new(shape, data.iter().map(|&v| f64::from(v)).collect())
+    }
+
+    /// Zeros of the given shape.
+    pub fn zeros(shape: &[usize]) -> Array {
+        Array::new(shape, vec![0.0; shape.iter().product()])
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// Convolution padding: per-dimension (before, after) amounts, after resolving PyTorch's
+/// `same` / `valid` / integer forms with [`resolve_padding`].
+pub type Pads = Vec<(usize, usize)>;
+
+/// PyTorch's padding argument for convolutions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaddingSpec {
+    /// The same amount on both sides of each dimension.
+    Explicit(Vec<usize>),
+    /// Output size equals input size (stride 1): total d*(k-1), the larger half after.
+    Same,
+    /// No padding.
+    Valid,
+}
+
+/// Resolves `padding` for kernel sizes `k` and dilations `d` into (before, after) pairs.
+pub fn resolve_padding(padding: &PaddingSpec, k: &[usize], d: &[usize]) -> Pads {
+    match padding {
+        PaddingSpec::Explicit(p) => p.iter().map(|&v| (v, v)).collect(),
+        PaddingSpec::Valid => vec![(0, 0); k.len()],
+        PaddingSpec::Same => k
+            .iter()
+            .zip(d)
+            .map(|(&k, &d)| {
+                let total = d * (k - 1);
+                (total / 2, total - total / 2)
+            })
+            .collect(),
+    }
+}
+
+/// Attributes of a convolution (`padding` already resolved).
+#[derive(Clone, Debug)]
+pub struct ConvAttrs {
+    /// Per spatial dimension.
+    pub stride: Vec<usize>,
+    /// Per spatial dimension, (before, after).
+    pub padding: Pads,
+    /// Per spatial dimension.
+    pub dilation: Vec<usize>,
+    /// Channel groups.
+    pub groups: usize,
+}
+
+/// Attributes of a transposed convolution.
+#[derive(Clone, Debug)]
+pub struct ConvTransposeAttrs {
+    /// Per spatial dimension.
+    pub stride: Vec<usize>,
+    /// Per spatial dimension.
+    pub padding: Vec<usize>,
+    /// Per spatial dimension.
+    pub output_padding: Vec<usize>,
+    /// Per spatial dimension.
+    pub dilation: Vec<usize>,
+    /// Channel groups.
+    pub groups: usize,
+}
+
+/// Spatial shapes padded to three dimensions (leading 1s), so one loop nest serves 1-D to 3-D.
+fn three(v: &[usize], fill: usize) -> [usize; 3] {
+    let mut out = [fill; 3];
+    out[3 - v.len()..].copy_from_slice(v);
+    out
+}
+
+fn three_pairs(v: &[(usize, usize)]) -> [(usize, usize); 3] {
+    let mut out = [(0, 0); 3];
+    out[3 - v.len()..].copy_from_slice(v);
+    out
+}
+
+fn flat3(size: [usize; 3], d: usize, h: usize, w: usize) -> usize {
+    (d * size[1] + h) * size[2] + w
+}
+
+/// Iterates over every index of a 3-D box.
+fn each3(size: [usize; 3]) -> impl Iterator<Item = [usize; 3]> {
+    (0..size[0])
+        .flat_map(move |d| (0..size[1]).flat_map(move |h| (0..size[2]).map(move |w| [d, h, w])))
+}
+
+/// conv1d/2d/3d forward. x (N, C_in, *s), w (C_out, C_in/groups, *k), b (C_out).
+/// out = floor((in + pad_before + pad_after - d*(k-1) - 1) / s) + 1.
+pub fn conv_forward(x: &Array, w: &Array, b: Option<&Array>, a: &ConvAttrs) -> Array {
+    let sd = x.shape.len() - 2;
+    let (n, c_in) = (x.shape[0], x.shape[1]);
+    let c_out = w.shape[0];
+    let cin_g = c_in / a.groups;
+    let cout_g = c_out / a.groups;
+    let ins = three(&x.shape[2..], 1);
+    let ks = three(&w.shape[2..], 1);
+    let st = three(&a.stride, 1);
+    let dl = three(&a.dilation, 1);
+    let pd = three_pairs(&a.padding);
+    let outs: [usize; 3] =
+        std::array::from_fn(|i| (ins[i] + pd[i].0 + pd[i].1 - dl[i] * (ks[i] - 1) - 1) / st[i] + 1);
+    let mut shape = vec![n, c_out];
+    shape.extend_from_slice(&outs[3 - sd..]);
+    let mut y = Array::zeros(&shape);
+    let out_plane: usize = outs.iter().product();
+    let in_plane: usize = ins.iter().product();
+    let k_plane: usize = ks.iter().product();
+    for ni in 0..n {
+        for co in 0..c_out {
+            let g = co / cout_g;
+            for o in each3(outs) {
+                let mut acc = b.map_or(0.0, |b| b.data[co]);
+                for ci in 0..cin_g {
+                    let c = g * cin_g + ci;
+                    for k in each3(ks) {
+                        let pos: [i64; 3] = std::array::from_fn(|i| {
+                            (o[i] * st[i] + k[i] * dl[i]) as i64 - pd[i].0 as i64
+                        });
+                        if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
+                            continue;
+                        }
+                        let xi = (ni * c_in + c) * in_plane
+                            + flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize);
+                        let wi = (co * cin_g + ci) * k_plane + flat3(ks, k[0], k[1], k[2]);
+                        acc += x.data[xi] * w.data[wi];
+                    }
+                }
+                y.data[(ni * c_out + co) * out_plane + flat3(outs, o[0], o[1], o[2])] = acc;
+            }
+        }
+    }
+    y
+}
+
+/// conv_transpose1d/2d/3d forward, in scatter form (each input element adds its kernel-weighted
+/// copy to the output): the opposite formulation to the GPU kernel's gather.
+/// x (N, C_in, *s), w (C_in, C_out/groups, *k), b (C_out).
+/// out = (in - 1)*s - 2p + d*(k-1) + output_padding + 1.
+pub fn conv_transpose_forward(
+    x: &Array,
+    w: &Array,
+    b: Option<&Array>,
+    a: &ConvTransposeAttrs,
+) -> Array {
+    let sd = x.shape.len() - 2;
+    let (n, c_in) = (x.shape[0], x.shape[1]);
+    let cout_g = w.shape[1];
+    let c_out = cout_g * a.groups;
+    let cin_g = c_in / a.groups;
+    let ins = three(&x.shape[2..], 1);
+    let ks = three(&w.shape[2..], 1);
+    let st = three(&a.stride, 1);
+    let dl = three(&a.dilation, 1);
+    let pd = three(&a.padding, 0);
+    let op = three(&a.output_padding, 0);
+    let outs: [usize; 3] =
+        std::array::from_fn(|i| (ins[i] - 1) * st[i] + dl[i] * (ks[i] - 1) + op[i] + 1 - 2 * pd[i]);
+    let mut shape = vec![n, c_out];
+    shape.extend_from_slice(&outs[3 - sd..]);
+    let mut y = Array::zeros(&shape);
+    let out_plane: usize = outs.iter().product();
+    let in_plane: usize = ins.iter().product();
+    let k_plane: usize = ks.iter().product();
+    for ni in 0..n {
+        for c in 0..c_in {
+            let g = c / cin_g;
+            for i in each3(ins) {
+                let xv = x.data[(ni * c_in + c) * in_plane + flat3(ins, i[0], i[1], i[2])];
+                for cog in 0..cout_g {
+                    let co = g * cout_g + cog;
+                    for k in each3(ks) {
+                        let pos: [i64; 3] = std::array::from_fn(|j| {
+                            (i[j] * st[j] + k[j] * dl[j]) as i64 - pd[j] as i64
+                        });
+                        if (0..3).any(|j| pos[j] < 0 || pos[j] >= outs[j] as i64) {
+                            continue;
+                        }
+                        let wi = (c * cout_g + cog) * k_plane + flat3(ks, k[0], k[1], k[2]);
+                        let yi = (ni * c_out + co) * out_plane
+                            + flat3(outs, pos[0] as usize, pos[1] as usize, pos[2] as usize);
+                        y.data[yi] += xv * w.data[wi];
+                    }
+                }
+            }
+        }
+    }
+    if let Some(b) = b {
+        for (i, v) in y.data.iter_mut().enumerate() {
+            *v += b.data[(i / out_plane) % c_out];
+        }
+    }
+    y
+}
+
+/// Attributes of max and average pooling (`stride` already defaulted to `kernel_size`).
+#[derive(Clone, Debug)]
+pub struct PoolAttrs {
+    /// Per spatial dimension.
+    pub kernel_size: Vec<usize>,
+    /// Per spatial dimension.
+    pub stride: Vec<usize>,
+    /// Per spatial dimension.
+    pub padding: Vec<usize>,
+    /// Per spatial dimension (1 for average pooling).
+    pub dilation: Vec<usize>,
+    /// Ceil instead of floor for the output size.
+    pub ceil_mode: bool,
+    /// Average pooling: count padding in the divisor.
+    pub count_include_pad: bool,
+    /// Average pooling: divide by this instead.
+    pub divisor_override: Option<usize>,
+}
+
+/// PyTorch's pooling output size, with the ceil-mode rule that the last window must start
+/// inside the input or the left padding.
+pub fn pool_output_size(input: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> usize {
+    let span = (input + 2 * p) as i64 - (d * (k - 1)) as i64 - 1;
+    let s64 = s as i64;
+    let mut out =
+        if ceil { (span + s64 - 1).div_euclid(s64) + 1 } else { span.div_euclid(s64) + 1 };
+    if ceil && (out - 1) * s64 >= (input + p) as i64 {
+        out -= 1;
+    }
+    out.max(0) as usize
+}
+
+fn pool_out_shape(x: &Array, a: &PoolAttrs) -> ([usize; 3], Vec<usize>) {
+    let sd = x.shape.len() - 2;
+    let outs: Vec<usize> = (0..sd)
+        .map(|i| {
+            pool_output_size(
+                x.shape[2 + i],
+                a.kernel_size[i],
+                a.stride[i],
+                a.padding[i],
+                a.dilation[i],
+                a.ceil_mode,
+            )
+        })
+        .collect();
+    let mut shape = x.shape[..2].to_vec();
+    shape.extend_from_slice(&outs);
+    (three(&outs, 1), shape)
+}
+
+/// max_pool1d/2d/3d forward: values and argmax indices (flat within each (n, c) plane). The
+/// first maximum in window order wins; NaN wins over everything.
+pub fn max_pool_forward(x: &Array, a: &PoolAttrs) -> (Array, Vec<i64>) {
+    let ins = three(&x.shape[2..], 1);
+    let ks = three(&a.kernel_size, 1);
+    let st = three(&a.stride, 1);
+    let pd = three(&a.padding, 0);
+    let dl = three(&a.dilation, 1);
+    let (outs, shape) = pool_out_shape(x, a);
+    let planes = x.shape[0] * x.shape[1];
+    let in_plane: usize = ins.iter().product();
+    let mut y = Array::zeros(&shape);
+    let mut idx = vec![0i64; y.len()];
+    let mut at = 0;
+    for pl in 0..planes {
+        for o in each3(outs) {
+            let mut best = f64::NEG_INFINITY;
+            let mut best_i: i64 = -1;
+            for k in each3(ks) {
+                let pos: [i64; 3] =
+                    std::array::from_fn(|i| (o[i] * st[i] + k[i] * dl[i]) as i64 - pd[i] as i64);
+                if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
+                    continue;
+                }
+                let flat = flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize);
+                let v = x.data[pl * in_plane + flat];
+                if best.is_nan() {
+                    continue;
+                }
+                if best_i < 0 || v > best || v.is_nan() {
+                    best = v;
+                    best_i = flat as i64;
+                }
+            }
+            y.data[at] = best;
+            idx[at] = best_i;
+            at += 1;
+        }
+    }
+    (y, idx)
+}
+
+/// avg_pool1d/2d/3d forward, with ceil_mode, count_include_pad and divisor_override.
+pub fn avg_pool_forward(x: &Array, a: &PoolAttrs) -> Array {
+    let ins = three(&x.shape[2..], 1);
+    let ks = three(&a.kernel_size, 1);
+    let st = three(&a.stride, 1);
+    let pd = three(&a.padding, 0);
+    let (outs, shape) = pool_out_shape(x, a);
+    let planes = x.shape[0] * x.shape[1];
+    let in_plane: usize = ins.iter().product();
+    let mut y = Array::zeros(&shape);
+    let mut at = 0;
+    for pl in 0..planes {
+        for o in each3(outs) {
+            let mut sum = 0.0;
+            let mut valid = 0usize;
+            let mut padded = 1usize;
+            for i in 0..3 {
+                // Window extent inside the padded input (count_include_pad's divisor).
+                let start = (o[i] * st[i]) as i64 - pd[i] as i64;
+                let end = (start + ks[i] as i64).min((ins[i] + pd[i]) as i64);
+                padded *= (end - start) as usize;
+            }
+            for k in each3(ks) {
+                let pos: [i64; 3] =
+                    std::array::from_fn(|i| (o[i] * st[i] + k[i]) as i64 - pd[i] as i64);
+                if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
+                    continue;
+                }
+                sum += x.data
+                    [pl * in_plane + flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize)];
+                valid += 1;
+            }
+            let divisor = match (a.divisor_override, a.count_include_pad) {
+                (Some(d), _) => d,
+                (None, true) => padded,
+                (None, false) => valid,
+            };
+            y.data[at] = sum / divisor as f64;
+            at += 1;
+        }
+    }
+    y
+}
+
+fn adaptive_range(o: usize, input: usize, output: usize) -> std::ops::Range<usize> {
+    (o * input / output)..((o + 1) * input).div_ceil(output)
+}
+
+fn adaptive(x: &Array, out: &[usize], max: bool) -> (Array, Vec<i64>) {
+    let ins = three(&x.shape[2..], 1);
+    let outs = three(out, 1);
+    let mut shape = x.shape[..2].to_vec();
+    shape.extend_from_slice(out);
+    let planes = x.shape[0] * x.shape[1];
+    let in_plane: usize = ins.iter().product();
+    let mut y = Array::zeros(&shape);
+    let mut idx = vec![0i64; y.len()];
+    let mut at = 0;
+    for pl in 0..planes {
+        for o in each3(outs) {
+            let r: [std::ops::Range<usize>; 3] =
+                std::array::from_fn(|i| adaptive_range(o[i], ins[i], outs[i]));
+            let (mut sum, mut count) = (0.0, 0usize);
+            let (mut best, mut best_i) = (f64::NEG_INFINITY, -1i64);
+            for d in r[0].clone() {
+                for h in r[1].clone() {
+                    for w in r[2].clone() {
+                        let flat = flat3(ins, d, h, w);
+                        let v = x.data[pl * in_plane + flat];
+                        sum += v;
+                        count += 1;
+                        if !best.is_nan() && (best_i < 0 || v > best || v.is_nan()) {
+                            best = v;
+                            best_i = flat as i64;
+                        }
+                    }
+                }
+            }
+            y.data[at] = if max { best } else { sum / count as f64 };
+            idx[at] = best_i;
+            at += 1;
+        }
+    }
+    (y, idx)
+}
+
+/// adaptive_avg_pool1d/2d/3d forward: windows [floor(o*in/out), ceil((o+1)*in/out)).
+pub fn adaptive_avg_pool_forward(x: &Array, output_size: &[usize]) -> Array {
+    adaptive(x, output_size, false).0
+}
+
+/// adaptive_max_pool1d/2d/3d forward: values and argmax indices.
+pub fn adaptive_max_pool_forward(x: &Array, output_size: &[usize]) -> (Array, Vec<i64>) {
+    adaptive(x, output_size, true)
+}
+
+/// Batched matrix product (B, M, K) @ (B, K, N) -> (B, M, N).
+pub fn matmul(a: &Array, b: &Array) -> Array {
+    let r = a.shape.len();
+    let (m, k) = (a.shape[r - 2], a.shape[r - 1]);
+    let n = b.shape[b.shape.len() - 1];
+    let batch: usize = a.shape[..r - 2].iter().product();
+    let mut shape = a.shape[..r - 2].to_vec();
+    shape.extend([m, n]);
+    let mut y = Array::zeros(&shape);
+    for bi in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0;
+                for kk in 0..k {
+                    acc += a.data[(bi * m + i) * k + kk] * b.data[(bi * k + kk) * n + j];
+                }
+                y.data[(bi * m + i) * n + j] = acc;
+            }
+        }
+    }
+    y
+}
+
+/// linear: x (*, in) W^T (out, in) + b (out).
+pub fn linear(x: &Array, w: &Array, b: Option<&Array>) -> Array {
+    let (out_f, in_f) = (w.shape[0], w.shape[1]);
+    let rows = x.len() / in_f;
+    let mut shape = x.shape[..x.shape.len() - 1].to_vec();
+    shape.push(out_f);
+    let mut y = Array::zeros(&shape);
+    for r in 0..rows {
+        for o in 0..out_f {
+            let mut acc = b.map_or(0.0, |b| b.data[o]);
+            for i in 0..in_f {
+                acc += x.data[r * in_f + i] * w.data[o * in_f + i];
+            }
+            y.data[r * out_f + o] = acc;
+        }
+    }
+    y
+}
+
+/// relu: max(x, 0).
+pub fn relu(x: &Array) -> Array {
+    Array::new(&x.shape, x.data.iter().map(|&v| if v < 0.0 { 0.0 } else { v }).collect())
+}
+
+fn along_dim(x: &Array, dim: usize, f: impl Fn(&[f64]) -> Vec<f64>) -> Array {
+    let outer: usize = x.shape[..dim].iter().product();
+    let len = x.shape[dim];
+    let inner: usize = x.shape[dim + 1..].iter().product();
+    let mut y = Array::zeros(&x.shape);
+    for o in 0..outer {
+        for i in 0..inner {
+            let row: Vec<f64> = (0..len).map(|j| x.data[(o * len + j) * inner + i]).collect();
+            for (j, v) in f(&row).into_iter().enumerate() {
+                y.data[(o * len + j) * inner + i] = v;
+            }
+        }
+    }
+    y
+}
+
+fn logsumexp(row: &[f64]) -> f64 {
+    let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+/// softmax along `dim` (non-negative).
+pub fn softmax(x: &Array, dim: usize) -> Array {
+    along_dim(x, dim, |row| {
+        let lse = logsumexp(row);
+        row.iter().map(|v| (v - lse).exp()).collect()
+    })
+}
+
+/// log_softmax along `dim` (non-negative).
+pub fn log_softmax(x: &Array, dim: usize) -> Array {
+    along_dim(x, dim, |row| {
+        let lse = logsumexp(row);
+        row.iter().map(|v| v - lse).collect()
+    })
+}
+
+/// cross_entropy from logits (N, C) and class indices: per-sample losses, and their mean over
+/// the samples whose target is not `ignore_index`.
+pub fn cross_entropy(logits: &Array, target: &[i64], ignore_index: i64) -> (Vec<f64>, f64) {
+    let c = logits.shape[1];
+    let mut losses = Vec::with_capacity(target.len());
+    let (mut sum, mut count) = (0.0, 0usize);
+    for (i, &t) in target.iter().enumerate() {
+        if t == ignore_index {
+            losses.push(0.0);
+            continue;
+        }
+        let row = &logits.data[i * c..(i + 1) * c];
+        let l = logsumexp(row) - row[t as usize];
+        losses.push(l);
+        sum += l;
+        count += 1;
+    }
+    (losses, sum / count as f64)
+}
+
+/// Result of [`batch_norm_forward`].
+#[derive(Clone, Debug)]
+pub struct BatchNormOut {
+    /// The normalised output.
+    pub y: Array,
+    /// Updated running mean (training with running statistics).
+    pub running_mean: Option<Vec<f64>>,
+    /// Updated running variance (training with running statistics).
+    pub running_var: Option<Vec<f64>>,
+}
+
+/// batch_norm over (N, C, *): batch statistics (biased variance) in training, running ones in
+/// evaluation; the running update uses the unbiased variance, as PyTorch.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward(
+    x: &Array,
+    running_mean: Option<&[f64]>,
+    running_var: Option<&[f64]>,
+    weight: Option<&[f64]>,
+    bias: Option<&[f64]>,
+    training: bool,
+    momentum: f64,
+    eps: f64,
+) -> BatchNormOut {
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let spatial: usize = x.shape[2..].iter().product();
+    let count = (n * spatial) as f64;
+    let mut y = Array::zeros(&x.shape);
+    let mut new_mean = running_mean.map(<[f64]>::to_vec);
+    let mut new_var = running_var.map(<[f64]>::to_vec);
+    for ch in 0..c {
+        let values =
+            || (0..n).flat_map(move |ni| (0..spatial).map(move |s| (ni * c + ch) * spatial + s));
+        let (mean, var) = if training {
+            let mean = values().map(|i| x.data[i]).sum::<f64>() / count;
+            let var = values().map(|i| (x.data[i] - mean).powi(2)).sum::<f64>() / count;
+            if let (Some(m), Some(v)) = (new_mean.as_mut(), new_var.as_mut()) {
+                m[ch] = (1.0 - momentum) * m[ch] + momentum * mean;
+                v[ch] = (1.0 - momentum) * v[ch] + momentum * var * count / (count - 1.0);
+            }
+            (mean, var)
+        } else {
+            (running_mean.map_or(0.0, |m| m[ch]), running_var.map_or(1.0, |v| v[ch]))
+        };
+        let inv = 1.0 / (var + eps).sqrt();
+        for i in values() {
+            let v = (x.data[i] - mean) * inv;
+            y.data[i] = v * weight.map_or(1.0, |w| w[ch]) + bias.map_or(0.0, |b| b[ch]);
+        }
+    }
+    BatchNormOut { y, running_mean: new_mean, running_var: new_var }
+}

@@ -1,0 +1,236 @@
+//! The device context: adapter choice, the wgpu device and queue, the pipeline cache.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::kernel::PipelineKey;
+use crate::{Error, Result};
+
+/// The environment variable that picks an adapter by index or by part of its name, like the
+/// CLI's `--adapter` flag.
+pub const ADAPTER_ENV: &str = "GCONV_ADAPTER";
+
+/// A GPU device and queue with gconv's pipeline cache. Cheap to clone (an `Arc` inside); every
+/// [`Tensor`](crate::Tensor) holds one.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: Option<wgpu::AdapterInfo>,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    pub(crate) modules: Mutex<HashMap<crate::kernel::Shader, wgpu::ShaderModule>>,
+    /// Bound where a kernel declares an optional input (a bias) that the call does not have.
+    pub(crate) dummy: wgpu::Buffer,
+    pub(crate) poison_outputs: AtomicBool,
+}
+
+/// How [`Context::with_options`] chooses its adapter.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// An adapter index (as [`adapters`] lists them) or a case-insensitive part of its name.
+    /// `None`: the first of [`adapters`], which puts discrete GPUs first and CPU adapters last.
+    pub adapter: Option<String>,
+}
+
+impl ContextOptions {
+    /// Options from the environment: [`ADAPTER_ENV`] picks the adapter; wgpu's own
+    /// `WGPU_BACKEND` restricts the backends searched.
+    pub fn from_env() -> Self {
+        ContextOptions { adapter: std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty()) }
+    }
+}
+
+/// What `gconv devices` shows of one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// wgpu's description: name, backend, device type, driver.
+    pub info: wgpu::AdapterInfo,
+    /// The adapter's own limits (gconv asks for all of them).
+    pub limits: wgpu::Limits,
+}
+
+fn instance() -> wgpu::Instance {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        flags: wgpu::InstanceFlags::from_build_config().with_env(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    })
+}
+
+fn rank(device_type: wgpu::DeviceType) -> u8 {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let mut list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    // Stable: among equals, wgpu's order (and so the backend preference) stays.
+    list.sort_by_key(|a| rank(a.get_info().device_type));
+    list
+}
+
+/// Every adapter wgpu finds, in the order gconv prefers them: discrete GPUs, integrated GPUs,
+/// virtual, other, then CPU adapters such as lavapipe.
+pub fn adapters() -> Vec<AdapterSummary> {
+    sorted_adapters(&instance())
+        .into_iter()
+        .map(|a| AdapterSummary { info: a.get_info(), limits: a.limits() })
+        .collect()
+}
+
+impl Context {
+    /// A context on the preferred adapter, or the one [`ADAPTER_ENV`] names.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] (with the fix) when no adapter exists, [`Error::AdapterNotFound`]
+    /// when the requested one does not, [`Error::RequestDevice`] when it refuses a device.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&ContextOptions::from_env())
+    }
+
+    /// A context on the adapter `options` chooses.
+    ///
+    /// # Errors
+    /// As [`Context::new`].
+    pub fn with_options(options: &ContextOptions) -> Result<Self> {
+        let instance = instance();
+        let list = sorted_adapters(&instance);
+        if list.is_empty() {
+            return Err(Error::NoAdapter);
+        }
+        let adapter = match &options.adapter {
+            None => &list[0],
+            Some(req) => {
+                let by_index = req.parse::<usize>().ok().and_then(|i| list.get(i));
+                let lower = req.to_lowercase();
+                by_index
+                    .or_else(|| {
+                        list.iter().find(|a| a.get_info().name.to_lowercase().contains(&lower))
+                    })
+                    .ok_or_else(|| Error::AdapterNotFound {
+                        requested: req.clone(),
+                        available: list.iter().map(|a| a.get_info().name).collect(),
+                    })?
+            }
+        };
+        let info = adapter.get_info();
+        // The adapter's own limits, not wgpu's defaults: lavapipe binds 128 MiB, real GPUs more.
+        let limits = adapter.limits();
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("gconv"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                ..Default::default()
+            }))?;
+        // Errors inside gconv's operations are caught by error scopes and returned as
+        // `Error::Gpu`; anything else is reported here rather than aborting the process.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            eprintln!("gconv: uncaptured GPU error: {e}");
+        }));
+        Ok(Self::build(device, queue, Some(info)))
+    }
+
+    /// Wraps a device and queue that the host application already owns, so gconv runs on the
+    /// host's GPU beside its own work. gconv uses the device's limits as they are; it does not
+    /// install an error handler (that stays the host's).
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self::build(device, queue, None)
+    }
+
+    fn build(device: wgpu::Device, queue: wgpu::Queue, info: Option<wgpu::AdapterInfo>) -> Self {
+        let limits = device.limits();
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gconv dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Context {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                info,
+                limits,
+                pipelines: Mutex::new(HashMap::new()),
+                modules: Mutex::new(HashMap::new()),
+                dummy,
+                poison_outputs: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// The adapter this context opened (`None` for a context made with [`Context::from_wgpu`]).
+    pub fn adapter_info(&self) -> Option<&wgpu::AdapterInfo> {
+        self.inner.info.as_ref()
+    }
+
+    /// A one-line description of the adapter, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
+    pub fn adapter_name(&self) -> String {
+        match &self.inner.info {
+            Some(i) => format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type),
+            None => "host-provided wgpu device".to_string(),
+        }
+    }
+
+    /// The device's limits.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// A testing aid: when on, every tensor an operator allocates for its outputs is filled with
+    /// NaN (f32) or `i32::MIN` (i32) before the kernel runs, so an element the kernel fails to
+    /// write shows up instead of reading as a plausible zero.
+    pub fn set_poison_outputs(&self, on: bool) {
+        self.inner.poison_outputs.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn poison_outputs(&self) -> bool {
+        self.inner.poison_outputs.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn same(&self, other: &Context) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Waits until the GPU has finished all submitted work.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] if the device is lost.
+    pub fn synchronize(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu { op: "synchronize".into(), message: e.to_string() })
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("adapter", &self.adapter_name()).finish()
+    }
+}

@@ -1,0 +1,78 @@
+//! The library's error type: every failure a caller can cause or meet, with its cause named.
+
+/// Everything that can go wrong in gconv. Messages name the operator, the shapes or the limit
+/// involved, and where there is one, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No wgpu adapter (Vulkan, Metal or DX12) exists on this machine.
+    #[error(
+        "no GPU adapter found (gconv needs Vulkan, Metal or DX12). On a machine without a GPU \
+         install Mesa's software Vulkan driver (Debian/Ubuntu: `apt-get install \
+         mesa-vulkan-drivers`); otherwise install your GPU's driver"
+    )]
+    NoAdapter,
+    /// The adapter asked for (by `--adapter` or `GCONV_ADAPTER`) does not exist.
+    #[error("no adapter matches {requested:?}; available: {}", available.join(", "))]
+    AdapterNotFound {
+        /// What was asked for: an index or part of an adapter's name.
+        requested: String,
+        /// The adapters that exist, by name.
+        available: Vec<String>,
+    },
+    /// The adapter refused to create a device.
+    #[error("could not open the GPU device: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+    /// An operator was called with arguments it cannot take (shapes, attributes).
+    #[error("{op}: {message}")]
+    InvalidArgument {
+        /// The operator, as PyTorch names it (`conv2d`, `max_pool2d`, ...).
+        op: &'static str,
+        /// What is wrong, with the shapes and values involved.
+        message: String,
+    },
+    /// A tensor or binding is larger than the device allows.
+    #[error("{what} needs {bytes} bytes, over the device's {limit_name} of {limit} bytes")]
+    TooLarge {
+        /// What was too large.
+        what: String,
+        /// Its size in bytes.
+        bytes: u64,
+        /// The wgpu limit it exceeds (`max_buffer_size`, `max_storage_buffer_binding_size`, ...).
+        limit_name: &'static str,
+        /// The limit's value on this device.
+        limit: u64,
+    },
+    /// Tensors from two different contexts (devices) were mixed in one operation.
+    #[error("{op}: tensors belong to different gconv contexts (devices)")]
+    ContextMismatch {
+        /// The operator.
+        op: &'static str,
+    },
+    /// A tensor of the wrong element type was passed.
+    #[error("{op}: expected a tensor of {expected}, got {actual}")]
+    DType {
+        /// The operator or method.
+        op: &'static str,
+        /// The element type required.
+        expected: crate::DType,
+        /// The element type given.
+        actual: crate::DType,
+    },
+    /// The GPU reported an error (validation, out of memory, device lost) while running work.
+    #[error("GPU error in {op}: {message}")]
+    Gpu {
+        /// What was running.
+        op: String,
+        /// wgpu's description.
+        message: String,
+    },
+}
+
+/// Shorthand for results with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(op: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument { op, message: message.into() }
+    }
+}

@@ -1,0 +1,219 @@
+//! The one path every kernel takes: shader source, cached pipeline, uniform parameters, bind
+//! group, dispatch. Operators in `ops/` validate shapes, fill a parameter struct and call
+//! [`Context::record`]; nothing else creates pipelines or bind groups.
+
+use wgpu::util::DeviceExt;
+
+use crate::{Context, Error, Result};
+
+/// The prelude prepended to every shader (the `WG` override and `linear_index`).
+const PRELUDE: &str = include_str!("../../../shaders/shared/prelude.wgsl");
+
+/// One WGSL file of `shaders/`: one operator family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    /// `conv.wgsl`: convolution and transposed convolution.
+    Conv,
+    /// `pool.wgsl`: max, average and adaptive pooling.
+    Pool,
+    /// `gemm.wgsl`: batched matrix multiply (linear, matmul).
+    Gemm,
+    /// `elementwise.wgsl`: relu and other per-element maps.
+    Elementwise,
+    /// `softmax.wgsl`: softmax, log_softmax.
+    Softmax,
+    /// `loss.wgsl`: cross-entropy.
+    Loss,
+    /// `batch_norm.wgsl`: batch normalisation.
+    BatchNorm,
+}
+
+impl Shader {
+    /// Every shader, for validation and listing.
+    pub const ALL: [Shader; 7] = [
+        Shader::Conv,
+        Shader::Pool,
+        Shader::Gemm,
+        Shader::Elementwise,
+        Shader::Softmax,
+        Shader::Loss,
+        Shader::BatchNorm,
+    ];
+
+    /// The file name under `shaders/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Shader::Conv => "conv.wgsl",
+            Shader::Pool => "pool.wgsl",
+            Shader::Gemm => "gemm.wgsl",
+            Shader::Elementwise => "elementwise.wgsl",
+            Shader::Softmax => "softmax.wgsl",
+            Shader::Loss => "loss.wgsl",
+            Shader::BatchNorm => "batch_norm.wgsl",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            Shader::Conv => include_str!("../../../shaders/conv.wgsl"),
+            Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
+            Shader::Gemm => include_str!("../../../shaders/gemm.wgsl"),
+            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
+            Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
+            Shader::BatchNorm => include_str!("../../../shaders/batch_norm.wgsl"),
+        }
+    }
+
+    /// The complete WGSL source the device compiles: the shared prelude, then the file.
+    pub fn source(self) -> String {
+        format!("{PRELUDE}\n{}", self.body())
+    }
+}
+
+/// Default workgroup size of the one-dimensional kernels (the prelude's `WG`).
+pub(crate) const WG: u32 = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    shader: Shader,
+    entry: &'static str,
+    /// Override constants as (name, f64 bits), so the key can be hashed.
+    constants: Vec<(&'static str, u64)>,
+}
+
+/// One kernel launch: which entry point, its override constants, its parameters (a uniform at
+/// binding 0), its storage buffers (binding index, buffer) and its grid of workgroups.
+pub(crate) struct Dispatch<'a> {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub constants: &'a [(&'static str, f64)],
+    pub params: &'a [u8],
+    pub buffers: &'a [(u32, &'a wgpu::Buffer)],
+    pub workgroups: [u32; 3],
+}
+
+impl Context {
+    fn pipeline(&self, key: &PipelineKey, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
+        let mut cache = self.inner.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(key) {
+            return p.clone();
+        }
+        let module = {
+            let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
+            modules
+                .entry(key.shader)
+                .or_insert_with(|| {
+                    self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(key.shader.file_name()),
+                        source: wgpu::ShaderSource::Wgsl(key.shader.source().into()),
+                    })
+                })
+                .clone()
+        };
+        let pipeline =
+            self.inner.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(key.entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(key.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        cache.insert(key.clone(), pipeline.clone());
+        pipeline
+    }
+
+    /// Records one kernel launch into `encoder`.
+    pub(crate) fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        d: &Dispatch<'_>,
+    ) -> Result<()> {
+        let max_binding = u64::from(self.inner.limits.max_storage_buffer_binding_size);
+        for (_, buffer) in d.buffers {
+            if buffer.size() > max_binding {
+                return Err(Error::TooLarge {
+                    what: format!("a buffer bound by {}", d.entry),
+                    bytes: buffer.size(),
+                    limit_name: "max_storage_buffer_binding_size",
+                    limit: max_binding,
+                });
+            }
+        }
+        let key = PipelineKey {
+            shader: d.shader,
+            entry: d.entry,
+            constants: d.constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
+        };
+        let pipeline = self.pipeline(&key, d.constants);
+        let params = self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(d.entry),
+            contents: d.params,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries =
+            vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+        entries.extend(d.buffers.iter().map(|(binding, b)| wgpu::BindGroupEntry {
+            binding: *binding,
+            resource: b.as_entire_binding(),
+        }));
+        let bind_group = self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(d.entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(d.entry),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        let [x, y, z] = d.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+        Ok(())
+    }
+
+    /// A 2-D grid of `wg`-wide workgroups with at least `invocations` invocations (see
+    /// `linear_index` in the prelude).
+    pub(crate) fn grid_1d(&self, op: &'static str, invocations: u64, wg: u32) -> Result<[u32; 3]> {
+        let max = u64::from(self.inner.limits.max_compute_workgroups_per_dimension);
+        let groups = invocations.div_ceil(u64::from(wg)).max(1);
+        let x = groups.min(max);
+        let y = groups.div_ceil(x);
+        if y > max {
+            return Err(Error::invalid(
+                op,
+                format!("{invocations} invocations exceed the dispatch limit"),
+            ));
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    /// Records work with `f`, submits it, and turns any GPU validation or out-of-memory error it
+    /// raised into [`Error::Gpu`].
+    pub(crate) fn run<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<T>,
+    ) -> Result<T> {
+        let device = &self.inner.device;
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        let out = f(&mut encoder);
+        if out.is_ok() {
+            self.inner.queue.submit([encoder.finish()]);
+        }
+        let oom = pollster::block_on(oom.pop());
+        let validation = pollster::block_on(validation.pop());
+        if let Some(e) = oom.or(validation) {
+            return Err(Error::Gpu { op: op.to_string(), message: e.to_string() });
+        }
+        out
+    }
+}

@@ -1,0 +1,102 @@
+//! cross_entropy from logits and class indices (`loss.wgsl`).
+
+use super::{check_u32, context_of};
+use crate::kernel::{Dispatch, Shader, WG};
+use crate::{DType, Error, Result, Tensor};
+
+/// How per-sample losses are combined, as PyTorch's `reduction`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduction {
+    /// One loss per sample, shape (N,).
+    None,
+    /// The mean over the samples not ignored (PyTorch's default); a scalar.
+    #[default]
+    Mean,
+    /// The sum; a scalar.
+    Sum,
+}
+
+/// Options of [`cross_entropy`], with PyTorch's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrossEntropyOptions {
+    /// How to combine the per-sample losses.
+    pub reduction: Reduction,
+    /// Samples whose target is this value contribute nothing (PyTorch: -100).
+    pub ignore_index: i32,
+}
+
+impl Default for CrossEntropyOptions {
+    fn default() -> Self {
+        CrossEntropyOptions { reduction: Reduction::Mean, ignore_index: -100 }
+    }
+}
+
+/// Cross-entropy between logits (N, C) and class indices (N,) (i32), as
+/// `torch.nn.functional.cross_entropy` with class-index targets: the mean (by default) of
+/// `logsumexp(x_i) - x_i[target_i]`. A target outside 0..C (other than `ignore_index`) yields
+/// NaN, since the GPU cannot raise; check targets on the host where they come from users.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for mismatched shapes; [`Error::DType`] for f32 targets.
+pub fn cross_entropy(logits: &Tensor, target: &Tensor, o: &CrossEntropyOptions) -> Result<Tensor> {
+    const OP: &str = "cross_entropy";
+    let ctx = context_of(OP, &[logits])?;
+    if !target.context().same(&ctx) {
+        return Err(Error::ContextMismatch { op: OP });
+    }
+    target.expect_dtype(OP, DType::I32)?;
+    if logits.rank() != 2 || target.shape() != [logits.shape()[0]] || logits.shape()[1] == 0 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "expected logits (N, C) and targets (N,), got {:?} and {:?}",
+                logits.shape(),
+                target.shape()
+            ),
+        ));
+    }
+    let (n, c) = (logits.shape()[0], logits.shape()[1]);
+    check_u32(OP, "logits", logits.numel())?;
+    let reduction = match o.reduction {
+        Reduction::None => 0u32,
+        Reduction::Mean => 1,
+        Reduction::Sum => 2,
+    };
+    let losses = Tensor::output(&ctx, &[n], DType::F32, OP)?;
+    let params = [n as u32, c as u32, o.ignore_index as u32, reduction];
+    let out = match o.reduction {
+        Reduction::None => None,
+        _ => Some(Tensor::output(&ctx, &[], DType::F32, OP)?),
+    };
+    ctx.run(OP, |enc| {
+        let bytes = bytemuck::cast_slice(&params);
+        if n > 0 {
+            ctx.record(
+                enc,
+                &Dispatch {
+                    shader: Shader::Loss,
+                    entry: "cross_entropy_rows",
+                    constants: &[("WG", f64::from(WG))],
+                    params: bytes,
+                    buffers: &[(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer())],
+                    workgroups: ctx.grid_1d(OP, n as u64, WG)?,
+                },
+            )?;
+        }
+        if let Some(out) = &out {
+            ctx.record(
+                enc,
+                &Dispatch {
+                    shader: Shader::Loss,
+                    entry: "cross_entropy_reduce",
+                    constants: &[],
+                    params: bytes,
+                    buffers: &[(1, target.buffer()), (2, losses.buffer()), (4, out.buffer())],
+                    workgroups: [1, 1, 1],
+                },
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(out.unwrap_or(losses))
+}

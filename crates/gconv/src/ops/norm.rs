@@ -1,0 +1,190 @@
+//! batch_norm (`batch_norm.wgsl`).
+
+use super::{check_u32, context_of};
+use crate::kernel::{Dispatch, Shader, WG};
+use crate::{DType, Error, Result, Tensor};
+
+/// Options of [`batch_norm`], with PyTorch's defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormOptions {
+    /// Normalise with the batch's statistics and update the running ones (true), or with the
+    /// running statistics (false, evaluation).
+    pub training: bool,
+    /// Weight of the new batch statistic in the running average (PyTorch: 0.1).
+    pub momentum: f64,
+    /// Added to the variance for stability (PyTorch: 1e-5).
+    pub eps: f64,
+}
+
+impl Default for BatchNormOptions {
+    fn default() -> Self {
+        BatchNormOptions { training: false, momentum: 0.1, eps: 1e-5 }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BnParams {
+    n: u32,
+    c: u32,
+    spatial: u32,
+    has_weight: u32,
+    has_bias: u32,
+    has_running: u32,
+    eps: f32,
+    momentum: f32,
+    total: u32,
+}
+
+/// Batch normalisation over an (N, C, *) input, as `torch.nn.functional.batch_norm`. In
+/// training mode it normalises with the batch mean and biased variance and, when given, updates
+/// `running_mean` and `running_var` in place (with the unbiased variance, as PyTorch); in
+/// evaluation mode it uses the running statistics, which are then required.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for mismatched shapes, missing running statistics in evaluation
+/// mode, or a single value per channel in training mode.
+pub fn batch_norm(
+    x: &Tensor,
+    running_mean: Option<&Tensor>,
+    running_var: Option<&Tensor>,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    o: &BatchNormOptions,
+) -> Result<Tensor> {
+    Ok(batch_norm_with_stats(x, running_mean, running_var, weight, bias, o)?.0)
+}
+
+/// [`batch_norm`], also returning the (mean, 1/sqrt(var + eps)) per channel it normalised with,
+/// shape (2, C): what the backward pass needs.
+pub(crate) fn batch_norm_with_stats(
+    x: &Tensor,
+    running_mean: Option<&Tensor>,
+    running_var: Option<&Tensor>,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    o: &BatchNormOptions,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "batch_norm";
+    let mut tensors = vec![x];
+    tensors.extend(running_mean.iter().chain(&running_var).chain(&weight).chain(&bias));
+    let ctx = context_of(OP, &tensors)?;
+    if x.rank() < 2 || x.numel() == 0 {
+        return Err(Error::invalid(
+            OP,
+            format!("expected an (N, C, *) input, got {:?}", x.shape()),
+        ));
+    }
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    let spatial: usize = x.shape()[2..].iter().product();
+    for (name, t) in [
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ] {
+        if let Some(t) = t
+            && t.shape() != [c]
+        {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "{name} must have shape [{c}] for input {:?}, got {:?}",
+                    x.shape(),
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    if running_mean.is_some() != running_var.is_some() {
+        return Err(Error::invalid(OP, "running_mean and running_var must be given together"));
+    }
+    if !o.training && running_mean.is_none() {
+        return Err(Error::invalid(OP, "evaluation mode needs running_mean and running_var"));
+    }
+    if o.training && n * spatial <= 1 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "expected more than 1 value per channel when training, got input {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    let total = check_u32(OP, "elements", x.numel())?;
+    let y = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
+    let stats = Tensor::output(&ctx, &[2, c], DType::F32, OP)?;
+    let params = BnParams {
+        n: n as u32,
+        c: c as u32,
+        spatial: spatial as u32,
+        has_weight: weight.is_some() as u32,
+        has_bias: bias.is_some() as u32,
+        has_running: running_mean.is_some() as u32,
+        eps: o.eps as f32,
+        momentum: o.momentum as f32,
+        total,
+    };
+    // Training without running statistics still binds two (distinct) writable buffers.
+    let scratch = || Tensor::zeros(&ctx, &[1]);
+    let (rm, rv) = match (running_mean, running_var) {
+        (Some(m), Some(v)) => (m.clone(), v.clone()),
+        _ => (scratch()?, scratch()?),
+    };
+    let dummy = &ctx.inner.dummy;
+    let bytes = bytemuck::bytes_of(&params);
+    let wg = [("WG", f64::from(WG))];
+    ctx.run(OP, |enc| {
+        if o.training {
+            if c > ctx.limits().max_compute_workgroups_per_dimension as usize {
+                return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
+            }
+            ctx.record(
+                enc,
+                &Dispatch {
+                    shader: Shader::BatchNorm,
+                    entry: "batch_norm_stats",
+                    constants: &[],
+                    params: bytes,
+                    buffers: &[
+                        (1, x.buffer()),
+                        (2, stats.buffer()),
+                        (3, rm.buffer()),
+                        (4, rv.buffer()),
+                    ],
+                    workgroups: [c as u32, 1, 1],
+                },
+            )?;
+        } else {
+            ctx.record(
+                enc,
+                &Dispatch {
+                    shader: Shader::BatchNorm,
+                    entry: "batch_norm_eval_stats",
+                    constants: &wg,
+                    params: bytes,
+                    buffers: &[(2, stats.buffer()), (3, rm.buffer()), (4, rv.buffer())],
+                    workgroups: ctx.grid_1d(OP, c as u64, WG)?,
+                },
+            )?;
+        }
+        ctx.record(
+            enc,
+            &Dispatch {
+                shader: Shader::BatchNorm,
+                entry: "batch_norm_apply",
+                constants: &wg,
+                params: bytes,
+                buffers: &[
+                    (1, x.buffer()),
+                    (2, stats.buffer()),
+                    (5, weight.map_or(dummy, Tensor::buffer)),
+                    (6, bias.map_or(dummy, Tensor::buffer)),
+                    (7, y.buffer()),
+                ],
+                workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
+            },
+        )
+    })?;
+    Ok((y, stats))
+}

@@ -1,0 +1,176 @@
+// conv.wgsl: direct convolution and transposed convolution, forward.
+//
+// Every spatial rank runs as 3-D: a 1-D convolution has depth = height = 1, a 2-D one depth = 1.
+// One invocation computes one output element; layouts are PyTorch's (N, C, D, H, W).
+// Weights: conv (C_out, C_in/groups, kD, kH, kW); transposed (C_in, C_out/groups, kD, kH, kW).
+
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    c_out: u32,
+    groups: u32,
+    in_d: u32,
+    in_h: u32,
+    in_w: u32,
+    out_d: u32,
+    out_h: u32,
+    out_w: u32,
+    k_d: u32,
+    k_h: u32,
+    k_w: u32,
+    stride_d: u32,
+    stride_h: u32,
+    stride_w: u32,
+    // Padding before each dimension (`same` padding puts any odd remainder after).
+    pad_d: u32,
+    pad_h: u32,
+    pad_w: u32,
+    dil_d: u32,
+    dil_h: u32,
+    dil_w: u32,
+    has_bias: u32,
+    total: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+struct OutPos {
+    n: u32,
+    c: u32,
+    d: u32,
+    h: u32,
+    w: u32,
+}
+
+fn out_pos(idx: u32) -> OutPos {
+    var r = idx;
+    var o: OutPos;
+    o.w = r % p.out_w;
+    r = r / p.out_w;
+    o.h = r % p.out_h;
+    r = r / p.out_h;
+    o.d = r % p.out_d;
+    r = r / p.out_d;
+    o.c = r % p.c_out;
+    o.n = r / p.c_out;
+    return o;
+}
+
+// y[n, co, od, oh, ow] = b[co] + sum over the group's input channels and the kernel window of
+// x[n, ci, od*s - p + kd*dil, ...] * w[co, ci, kd, kh, kw].
+@compute @workgroup_size(WG)
+fn conv_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let o = out_pos(idx);
+    let cin_g = p.c_in / p.groups;
+    let cout_g = p.c_out / p.groups;
+    let g = o.c / cout_g;
+    let d0 = i32(o.d * p.stride_d) - i32(p.pad_d);
+    let h0 = i32(o.h * p.stride_h) - i32(p.pad_h);
+    let w0 = i32(o.w * p.stride_w) - i32(p.pad_w);
+    var acc = 0.0;
+    for (var ci = 0u; ci < cin_g; ci++) {
+        let x_c = (o.n * p.c_in + g * cin_g + ci) * p.in_d;
+        let w_c = (o.c * cin_g + ci) * p.k_d;
+        for (var kd = 0u; kd < p.k_d; kd++) {
+            let id = d0 + i32(kd * p.dil_d);
+            if id < 0 || id >= i32(p.in_d) {
+                continue;
+            }
+            for (var kh = 0u; kh < p.k_h; kh++) {
+                let ih = h0 + i32(kh * p.dil_h);
+                if ih < 0 || ih >= i32(p.in_h) {
+                    continue;
+                }
+                let x_row = ((x_c + u32(id)) * p.in_h + u32(ih)) * p.in_w;
+                let w_row = ((w_c + kd) * p.k_h + kh) * p.k_w;
+                for (var kw = 0u; kw < p.k_w; kw++) {
+                    let iw = w0 + i32(kw * p.dil_w);
+                    if iw < 0 || iw >= i32(p.in_w) {
+                        continue;
+                    }
+                    acc += x[x_row + u32(iw)] * w[w_row + kw];
+                }
+            }
+        }
+    }
+    if p.has_bias != 0u {
+        acc += b[o.c];
+    }
+    y[idx] = acc;
+}
+
+// The input position that kernel tap k maps output position `o` to in a transposed convolution,
+// or -1 when none: o = i*stride - pad + k*dil must hold for an integer i in [0, size).
+fn transposed_source(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
+    let t = i32(o + pad) - i32(k * dil);
+    if t < 0 || (u32(t) % stride) != 0u {
+        return -1;
+    }
+    let i = u32(t) / stride;
+    if i >= size {
+        return -1;
+    }
+    return i32(i);
+}
+
+// Gather form of the transposed convolution: each invocation owns one output element and sums
+// the contributions of every input element that scatters onto it, so no atomics are needed.
+@compute @workgroup_size(WG)
+fn conv_transpose_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let o = out_pos(idx);
+    let cin_g = p.c_in / p.groups;
+    let cout_g = p.c_out / p.groups;
+    let g = o.c / cout_g;
+    let co_g = o.c % cout_g;
+    var acc = 0.0;
+    for (var ci = 0u; ci < cin_g; ci++) {
+        let c = g * cin_g + ci;
+        let x_c = (o.n * p.c_in + c) * p.in_d;
+        let w_c = (c * cout_g + co_g) * p.k_d;
+        for (var kd = 0u; kd < p.k_d; kd++) {
+            let id = transposed_source(o.d, kd, p.stride_d, p.pad_d, p.dil_d, p.in_d);
+            if id < 0 {
+                continue;
+            }
+            for (var kh = 0u; kh < p.k_h; kh++) {
+                let ih = transposed_source(o.h, kh, p.stride_h, p.pad_h, p.dil_h, p.in_h);
+                if ih < 0 {
+                    continue;
+                }
+                let x_row = ((x_c + u32(id)) * p.in_h + u32(ih)) * p.in_w;
+                let w_row = ((w_c + kd) * p.k_h + kh) * p.k_w;
+                for (var kw = 0u; kw < p.k_w; kw++) {
+                    let iw = transposed_source(o.w, kw, p.stride_w, p.pad_w, p.dil_w, p.in_w);
+                    if iw < 0 {
+                        continue;
+                    }
+                    acc += x[x_row + u32(iw)] * w[w_row + kw];
+                }
+            }
+        }
+    }
+    if p.has_bias != 0u {
+        acc += b[o.c];
+    }
+    y[idx] = acc;
+}

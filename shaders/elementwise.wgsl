@@ -1,0 +1,24 @@
+// elementwise.wgsl: one-input, one-output maps over every element of a tensor.
+
+struct ElementwiseParams {
+    total: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ElementwiseParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+// max(x, 0); NaN stays NaN, as in PyTorch.
+@compute @workgroup_size(WG)
+fn relu_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let v = x[idx];
+    y[idx] = select(v, 0.0, v < 0.0);
+}

@@ -1,0 +1,84 @@
+// loss.wgsl: cross-entropy from logits (N, C) and integer class targets (N).
+//
+// cross_entropy_rows: loss_i = logsumexp(x_i) - x_i[t_i] per sample (0 where t_i is the
+// ignore_index, NaN where t_i is out of range). cross_entropy_reduce: one workgroup sums
+// them and divides by the number of samples not ignored (reduction "mean") or not ("sum").
+
+struct LossParams {
+    n: u32,
+    c: u32,
+    ignore_index: i32,
+    // 0: none, 1: mean, 2: sum.
+    reduction: u32,
+}
+
+const REDUCE_WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: LossParams;
+@group(0) @binding(1) var<storage, read> target_class: array<i32>;
+@group(0) @binding(2) var<storage, read_write> losses: array<f32>;
+@group(0) @binding(3) var<storage, read> logits: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn cross_entropy_rows(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_index(wg, nwg, lid);
+    if i >= p.n {
+        return;
+    }
+    let t = target_class[i];
+    if t == p.ignore_index {
+        losses[i] = 0.0;
+        return;
+    }
+    if t < 0 || t >= i32(p.c) {
+        losses[i] = bitcast<f32>(0x7fc00000u); // NaN: the target names no class
+        return;
+    }
+    let base = i * p.c;
+    var m = logits[base];
+    for (var j = 1u; j < p.c; j++) {
+        m = max(m, logits[base + j]);
+    }
+    var s = 0.0;
+    for (var j = 0u; j < p.c; j++) {
+        s += exp(logits[base + j] - m);
+    }
+    losses[i] = m + log(s) - logits[base + u32(t)];
+}
+
+var<workgroup> partial_sum: array<f32, REDUCE_WG>;
+var<workgroup> partial_count: array<f32, REDUCE_WG>;
+
+@compute @workgroup_size(REDUCE_WG)
+fn cross_entropy_reduce(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    var cnt = 0.0;
+    for (var i = lid; i < p.n; i += REDUCE_WG) {
+        s += losses[i];
+        if target_class[i] != p.ignore_index {
+            cnt += 1.0;
+        }
+    }
+    partial_sum[lid] = s;
+    partial_count[lid] = cnt;
+    workgroupBarrier();
+    for (var stride = REDUCE_WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial_sum[lid] += partial_sum[lid + stride];
+            partial_count[lid] += partial_count[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        if p.reduction == 1u {
+            out[0] = partial_sum[0] / partial_count[0];
+        } else {
+            out[0] = partial_sum[0];
+        }
+    }
+}

@@ -1,0 +1,239 @@
+// pool.wgsl: max, average and adaptive pooling, forward, for 1-D, 2-D and 3-D inputs.
+//
+// Inputs are viewed as (N*C, D, H, W) planes; lower ranks have D (and H) = 1. One invocation
+// computes one output element. Max pooling also writes the argmax as PyTorch's
+// `return_indices=True` does: the flat index d*H*W + h*W + w within the (n, c) plane.
+
+struct PoolParams {
+    planes: u32,
+    in_d: u32,
+    in_h: u32,
+    in_w: u32,
+    out_d: u32,
+    out_h: u32,
+    out_w: u32,
+    k_d: u32,
+    k_h: u32,
+    k_w: u32,
+    stride_d: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_d: u32,
+    pad_h: u32,
+    pad_w: u32,
+    dil_d: u32,
+    dil_h: u32,
+    dil_w: u32,
+    count_include_pad: u32,
+    // 0: none; otherwise PyTorch's `divisor_override`.
+    divisor_override: u32,
+    total: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: PoolParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> indices: array<i32>;
+
+struct OutPos {
+    plane: u32,
+    d: u32,
+    h: u32,
+    w: u32,
+}
+
+fn out_pos(idx: u32) -> OutPos {
+    var r = idx;
+    var o: OutPos;
+    o.w = r % p.out_w;
+    r = r / p.out_w;
+    o.h = r % p.out_h;
+    r = r / p.out_h;
+    o.d = r % p.out_d;
+    o.plane = r / p.out_d;
+    return o;
+}
+
+fn is_nan(v: f32) -> bool {
+    // NaN is the one value that is not equal to itself; bitcast so no compiler folds it away.
+    let bits = bitcast<u32>(v);
+    return (bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu) != 0u;
+}
+
+@compute @workgroup_size(WG)
+fn max_pool_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let o = out_pos(idx);
+    let plane = o.plane * p.in_d * p.in_h * p.in_w;
+    let d0 = i32(o.d * p.stride_d) - i32(p.pad_d);
+    let h0 = i32(o.h * p.stride_h) - i32(p.pad_h);
+    let w0 = i32(o.w * p.stride_w) - i32(p.pad_w);
+    var best = bitcast<f32>(0xff800000u); // -inf
+    var best_i = -1;
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        let id = d0 + i32(kd * p.dil_d);
+        if id < 0 || id >= i32(p.in_d) {
+            continue;
+        }
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let ih = h0 + i32(kh * p.dil_h);
+            if ih < 0 || ih >= i32(p.in_h) {
+                continue;
+            }
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let iw = w0 + i32(kw * p.dil_w);
+                if iw < 0 || iw >= i32(p.in_w) {
+                    continue;
+                }
+                let flat = (u32(id) * p.in_h + u32(ih)) * p.in_w + u32(iw);
+                let v = x[plane + flat];
+                // PyTorch: the first maximum wins, and a NaN beats everything.
+                if best_i < 0 || v > best || is_nan(v) {
+                    best = v;
+                    best_i = i32(flat);
+                    if is_nan(v) {
+                        y[idx] = v;
+                        indices[idx] = best_i;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    y[idx] = best;
+    indices[idx] = best_i;
+}
+
+@compute @workgroup_size(WG)
+fn avg_pool_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let o = out_pos(idx);
+    let plane = o.plane * p.in_d * p.in_h * p.in_w;
+    // The window, clipped to the padded input (this size is the count_include_pad divisor) ...
+    var d0 = i32(o.d * p.stride_d) - i32(p.pad_d);
+    var h0 = i32(o.h * p.stride_h) - i32(p.pad_h);
+    var w0 = i32(o.w * p.stride_w) - i32(p.pad_w);
+    var d1 = min(d0 + i32(p.k_d), i32(p.in_d + p.pad_d));
+    var h1 = min(h0 + i32(p.k_h), i32(p.in_h + p.pad_h));
+    var w1 = min(w0 + i32(p.k_w), i32(p.in_w + p.pad_w));
+    let padded_count = (d1 - d0) * (h1 - h0) * (w1 - w0);
+    // ... then to the input itself.
+    d0 = max(d0, 0);
+    h0 = max(h0, 0);
+    w0 = max(w0, 0);
+    d1 = min(d1, i32(p.in_d));
+    h1 = min(h1, i32(p.in_h));
+    w1 = min(w1, i32(p.in_w));
+    var sum = 0.0;
+    for (var id = d0; id < d1; id++) {
+        for (var ih = h0; ih < h1; ih++) {
+            let row = plane + (u32(id) * p.in_h + u32(ih)) * p.in_w;
+            for (var iw = w0; iw < w1; iw++) {
+                sum += x[row + u32(iw)];
+            }
+        }
+    }
+    var divisor: i32;
+    if p.divisor_override != 0u {
+        divisor = i32(p.divisor_override);
+    } else if p.count_include_pad != 0u {
+        divisor = padded_count;
+    } else {
+        divisor = max(d1 - d0, 0) * max(h1 - h0, 0) * max(w1 - w0, 0);
+    }
+    y[idx] = sum / f32(divisor);
+}
+
+// Adaptive windows, as PyTorch: start = floor(o * in / out), end = ceil((o + 1) * in / out).
+fn adaptive_start(o: u32, size_in: u32, size_out: u32) -> u32 {
+    return (o * size_in) / size_out;
+}
+
+fn adaptive_end(o: u32, size_in: u32, size_out: u32) -> u32 {
+    return ((o + 1u) * size_in + size_out - 1u) / size_out;
+}
+
+@compute @workgroup_size(WG)
+fn adaptive_avg_pool_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let o = out_pos(idx);
+    let plane = o.plane * p.in_d * p.in_h * p.in_w;
+    let d0 = adaptive_start(o.d, p.in_d, p.out_d);
+    let d1 = adaptive_end(o.d, p.in_d, p.out_d);
+    let h0 = adaptive_start(o.h, p.in_h, p.out_h);
+    let h1 = adaptive_end(o.h, p.in_h, p.out_h);
+    let w0 = adaptive_start(o.w, p.in_w, p.out_w);
+    let w1 = adaptive_end(o.w, p.in_w, p.out_w);
+    var sum = 0.0;
+    for (var id = d0; id < d1; id++) {
+        for (var ih = h0; ih < h1; ih++) {
+            let row = plane + (id * p.in_h + ih) * p.in_w;
+            for (var iw = w0; iw < w1; iw++) {
+                sum += x[row + iw];
+            }
+        }
+    }
+    y[idx] = sum / f32((d1 - d0) * (h1 - h0) * (w1 - w0));
+}
+
+@compute @workgroup_size(WG)
+fn adaptive_max_pool_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let o = out_pos(idx);
+    let plane = o.plane * p.in_d * p.in_h * p.in_w;
+    let d0 = adaptive_start(o.d, p.in_d, p.out_d);
+    let d1 = adaptive_end(o.d, p.in_d, p.out_d);
+    let h0 = adaptive_start(o.h, p.in_h, p.out_h);
+    let h1 = adaptive_end(o.h, p.in_h, p.out_h);
+    let w0 = adaptive_start(o.w, p.in_w, p.out_w);
+    let w1 = adaptive_end(o.w, p.in_w, p.out_w);
+    var best = bitcast<f32>(0xff800000u);
+    var best_i = -1;
+    for (var id = d0; id < d1; id++) {
+        for (var ih = h0; ih < h1; ih++) {
+            for (var iw = w0; iw < w1; iw++) {
+                let flat = (id * p.in_h + ih) * p.in_w + iw;
+                let v = x[plane + flat];
+                if best_i < 0 || v > best || is_nan(v) {
+                    best = v;
+                    best_i = i32(flat);
+                    if is_nan(v) {
+                        y[idx] = v;
+                        indices[idx] = best_i;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    y[idx] = best;
+    indices[idx] = best_i;
+}

@@ -1,0 +1,71 @@
+// softmax.wgsl: softmax and log_softmax along one dimension.
+//
+// The tensor is viewed as (outer, dim, inner); one invocation owns one (outer, inner) row of
+// `dim` elements and makes three passes over it: max, sum of exp(x - max), write.
+
+struct SoftmaxParams {
+    outer: u32,
+    dim: u32,
+    inner: u32,
+    rows: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: SoftmaxParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+struct Row {
+    base: u32,
+    max: f32,
+    sum: f32,
+}
+
+fn row_stats(row: u32) -> Row {
+    var r: Row;
+    r.base = (row / p.inner) * p.dim * p.inner + row % p.inner;
+    r.max = x[r.base];
+    for (var i = 1u; i < p.dim; i++) {
+        r.max = max(r.max, x[r.base + i * p.inner]);
+    }
+    r.sum = 0.0;
+    for (var i = 0u; i < p.dim; i++) {
+        r.sum += exp(x[r.base + i * p.inner] - r.max);
+    }
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn softmax_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = linear_index(wg, nwg, lid);
+    if row >= p.rows {
+        return;
+    }
+    let r = row_stats(row);
+    let inv = 1.0 / r.sum;
+    for (var i = 0u; i < p.dim; i++) {
+        let at = r.base + i * p.inner;
+        y[at] = exp(x[at] - r.max) * inv;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn log_softmax_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = linear_index(wg, nwg, lid);
+    if row >= p.rows {
+        return;
+    }
+    let r = row_stats(row);
+    let lse = r.max + log(r.sum);
+    for (var i = 0u; i < p.dim; i++) {
+        let at = r.base + i * p.inner;
+        y[at] = x[at] - lse;
+    }
+}
