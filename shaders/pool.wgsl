@@ -55,11 +55,23 @@ fn out_pos(idx: u32) -> OutPos {
 }
 
 fn is_nan(v: f32) -> bool {
-    // NaN is the one value that is not equal to itself; bitcast so no compiler folds it away.
+    // Test the bits: compilers may fold `v != v` away under fast-math assumptions.
     let bits = bitcast<u32>(v);
     return (bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu) != 0u;
 }
 
+// The first tap of a dilated window at or past 0, as PyTorch steps over the left padding.
+fn first_tap(start: i32, dil: u32) -> i32 {
+    var s = start;
+    while s < 0 {
+        s += i32(dil);
+    }
+    return s;
+}
+
+// PyTorch's rule, exactly: start from -inf with the index of the window's first tap inside
+// the padding bound; take a value when it is greater (so the first maximum wins) or NaN (so the
+// last NaN wins). A window that lies entirely in the padding yields -inf.
 @compute @workgroup_size(WG)
 fn max_pool_forward(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -76,7 +88,8 @@ fn max_pool_forward(
     let h0 = i32(o.h * p.stride_h) - i32(p.pad_h);
     let w0 = i32(o.w * p.stride_w) - i32(p.pad_w);
     var best = bitcast<f32>(0xff800000u); // -inf
-    var best_i = -1;
+    var best_i = (first_tap(d0, p.dil_d) * i32(p.in_h) + first_tap(h0, p.dil_h)) * i32(p.in_w)
+        + first_tap(w0, p.dil_w);
     for (var kd = 0u; kd < p.k_d; kd++) {
         let id = d0 + i32(kd * p.dil_d);
         if id < 0 || id >= i32(p.in_d) {
@@ -94,15 +107,9 @@ fn max_pool_forward(
                 }
                 let flat = (u32(id) * p.in_h + u32(ih)) * p.in_w + u32(iw);
                 let v = x[plane + flat];
-                // PyTorch: the first maximum wins, and a NaN beats everything.
-                if best_i < 0 || v > best || is_nan(v) {
+                if v > best || is_nan(v) {
                     best = v;
                     best_i = i32(flat);
-                    if is_nan(v) {
-                        y[idx] = v;
-                        indices[idx] = best_i;
-                        return;
-                    }
                 }
             }
         }
@@ -215,21 +222,17 @@ fn adaptive_max_pool_forward(
     let h1 = adaptive_end(o.h, p.in_h, p.out_h);
     let w0 = adaptive_start(o.w, p.in_w, p.out_w);
     let w1 = adaptive_end(o.w, p.in_w, p.out_w);
+    // As max_pool_forward: the first maximum wins, the last NaN wins.
     var best = bitcast<f32>(0xff800000u);
-    var best_i = -1;
+    var best_i = i32((d0 * p.in_h + h0) * p.in_w + w0);
     for (var id = d0; id < d1; id++) {
         for (var ih = h0; ih < h1; ih++) {
             for (var iw = w0; iw < w1; iw++) {
                 let flat = (id * p.in_h + ih) * p.in_w + iw;
                 let v = x[plane + flat];
-                if best_i < 0 || v > best || is_nan(v) {
+                if v > best || is_nan(v) {
                     best = v;
                     best_i = i32(flat);
-                    if is_nan(v) {
-                        y[idx] = v;
-                        indices[idx] = best_i;
-                        return;
-                    }
                 }
             }
         }

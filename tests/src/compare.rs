@@ -11,8 +11,8 @@ pub fn relative_error(out: &[f64], reference: &[f64]) -> f64 {
     if norm == 0.0 { diff } else { diff / norm }
 }
 
-/// The first element where |out - ref| > atol + rtol * |ref| (or out is not finite), as
-/// (index, out, ref); None when every element is within tolerance.
+/// The first element where |out - ref| > atol + rtol * |ref| (or out is NaN or an infinity the
+/// reference does not have), as (index, out, ref); None when every element is within tolerance.
 pub fn first_mismatch(
     out: &[f64],
     reference: &[f64],
@@ -25,7 +25,7 @@ pub fn first_mismatch(
     out.iter()
         .zip(reference)
         .enumerate()
-        .find(|(_, (o, r))| !o.is_finite() || (*o - *r).abs() > atol + rtol * r.abs())
+        .find(|(_, (o, r))| o != r && (!o.is_finite() || (*o - *r).abs() > atol + rtol * r.abs()))
         .map(|(i, (o, r))| (i, *o, *r))
 }
 

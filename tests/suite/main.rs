@@ -1,1 +1,9 @@
-//! x
+//! The integration suite, one test binary: shader validation, PyTorch goldens, random-shape
+//! conformance of every GPU kernel against gconv-ref, and error cases. Runs on whatever adapter
+//! `gconv::Context::new()` picks (lavapipe in CI); with no adapter every GPU test fails loudly.
+
+mod common;
+mod conformance;
+mod errors;
+mod goldens;
+mod shaders;

@@ -284,8 +284,10 @@ fn pool_out_shape(x: &Array, a: &PoolAttrs) -> ([usize; 3], Vec<usize>) {
     (three(&outs, 1), shape)
 }
 
-/// max_pool1d/2d/3d forward: values and argmax indices (flat within each (n, c) plane). The
-/// first maximum in window order wins; NaN wins over everything.
+/// max_pool1d/2d/3d forward: values and argmax indices (flat within each (n, c) plane).
+/// PyTorch's rule: start from -inf with the index of the first tap at or past 0; take a value
+/// when greater (the first maximum wins) or NaN (the last NaN wins). A window entirely in the
+/// padding yields -inf.
 pub fn max_pool_forward(x: &Array, a: &PoolAttrs) -> (Array, Vec<i64>) {
     let ins = three(&x.shape[2..], 1);
     let ks = three(&a.kernel_size, 1);
@@ -300,20 +302,23 @@ pub fn max_pool_forward(x: &Array, a: &PoolAttrs) -> (Array, Vec<i64>) {
     let mut at = 0;
     for pl in 0..planes {
         for o in each3(outs) {
+            let start: [i64; 3] = std::array::from_fn(|i| (o[i] * st[i]) as i64 - pd[i] as i64);
+            let mut first = start;
+            for i in 0..3 {
+                while first[i] < 0 {
+                    first[i] += dl[i] as i64;
+                }
+            }
             let mut best = f64::NEG_INFINITY;
-            let mut best_i: i64 = -1;
+            let mut best_i = (first[0] * ins[1] as i64 + first[1]) * ins[2] as i64 + first[2];
             for k in each3(ks) {
-                let pos: [i64; 3] =
-                    std::array::from_fn(|i| (o[i] * st[i] + k[i] * dl[i]) as i64 - pd[i] as i64);
+                let pos: [i64; 3] = std::array::from_fn(|i| start[i] + (k[i] * dl[i]) as i64);
                 if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
                     continue;
                 }
                 let flat = flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize);
                 let v = x.data[pl * in_plane + flat];
-                if best.is_nan() {
-                    continue;
-                }
-                if best_i < 0 || v > best || v.is_nan() {
+                if v > best || v.is_nan() {
                     best = v;
                     best_i = flat as i64;
                 }
@@ -389,7 +394,8 @@ fn adaptive(x: &Array, out: &[usize], max: bool) -> (Array, Vec<i64>) {
             let r: [std::ops::Range<usize>; 3] =
                 std::array::from_fn(|i| adaptive_range(o[i], ins[i], outs[i]));
             let (mut sum, mut count) = (0.0, 0usize);
-            let (mut best, mut best_i) = (f64::NEG_INFINITY, -1i64);
+            let mut best = f64::NEG_INFINITY;
+            let mut best_i = flat3(ins, r[0].start, r[1].start, r[2].start) as i64;
             for d in r[0].clone() {
                 for h in r[1].clone() {
                     for w in r[2].clone() {
@@ -397,7 +403,7 @@ fn adaptive(x: &Array, out: &[usize], max: bool) -> (Array, Vec<i64>) {
                         let v = x.data[pl * in_plane + flat];
                         sum += v;
                         count += 1;
-                        if !best.is_nan() && (best_i < 0 || v > best || v.is_nan()) {
+                        if v > best || v.is_nan() {
                             best = v;
                             best_i = flat as i64;
                         }

@@ -1,0 +1,69 @@
+//! Shared fixtures: one context for the whole binary, random data, comparisons.
+
+use std::sync::OnceLock;
+
+use gconv::{Context, Tensor};
+use gconv_ref::Array;
+use gconv_tests::compare::{first_mismatch, widen};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// The context every test shares, with output poisoning on: an element a kernel does not
+/// write stays NaN and fails the comparison.
+pub fn ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let ctx = Context::new().unwrap_or_else(|e| panic!("no GPU context: {e}"));
+        eprintln!("adapter: {}", ctx.adapter_name());
+        ctx.set_poison_outputs(true);
+        ctx
+    })
+}
+
+/// A deterministic generator for one family's configurations.
+pub fn rng(seed: u64) -> SmallRng {
+    SmallRng::seed_from_u64(seed)
+}
+
+/// Uniform values in [-1, 1) of the given shape, on the GPU and on the CPU.
+pub fn random(rng: &mut SmallRng, shape: &[usize]) -> (Tensor, Array) {
+    let data: Vec<f32> =
+        (0..shape.iter().product::<usize>()).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let t = Tensor::from_slice(ctx(), &data, shape).expect("upload");
+    (t, Array::from_f32(shape, &data))
+}
+
+/// Compares a GPU result with the reference, every element: shapes equal and
+/// |gpu - ref| <= 1e-4 + 1e-4 |ref|.
+pub fn check(what: &str, gpu: &Tensor, reference: &Array) -> Result<(), String> {
+    if gpu.shape() != reference.shape.as_slice() {
+        return Err(format!("{what}: shape {:?}, reference {:?}", gpu.shape(), reference.shape));
+    }
+    let got = widen(&gpu.to_vec().map_err(|e| format!("{what}: {e}"))?);
+    match first_mismatch(&got, &reference.data, 1e-4, 1e-4) {
+        None => Ok(()),
+        Some((i, g, r)) => Err(format!("{what}: element {i}: gpu {g}, reference {r}")),
+    }
+}
+
+/// Runs `count` seeded configurations of a family and fails with the first few that disagree.
+pub fn for_each_config(
+    family: &str,
+    count: usize,
+    mut f: impl FnMut(&mut SmallRng) -> Result<(), String>,
+) {
+    let mut failures = Vec::new();
+    for i in 0..count {
+        let mut r = rng(0x9e37_79b9 ^ (i as u64) << 8 ^ family.len() as u64);
+        if let Err(e) = f(&mut r) {
+            failures.push(format!("config {i}: {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{family}: {} of {count} configurations failed on {}:\n{}",
+        failures.len(),
+        ctx().adapter_name(),
+        failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
+}

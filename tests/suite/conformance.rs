@@ -1,0 +1,483 @@
+//! Random-shape conformance: for each operator family, 200 seeded configurations run on the GPU
+//! and on gconv-ref, every output element compared (outputs are poisoned with NaN first, so an
+//! element a kernel misses fails). Shapes include odd sizes, 1x1 kernels, stride larger than
+//! the kernel, padding up to the kernel extent, groups and depthwise, and batch 1.
+
+use gconv::Tensor;
+use gconv::ops::{self, Padding};
+use gconv_ref::{Array, PaddingSpec};
+use rand::Rng;
+use rand::rngs::SmallRng;
+
+use super::common::{check, ctx, for_each_config, random};
+
+const CONFIGS: usize = 200;
+
+/// A spatial rank with at most `max_extent` per dimension for 3-D (kept small: the CPU
+/// reference runs unoptimised loops).
+fn spatial_rank(r: &mut SmallRng) -> usize {
+    r.random_range(1..=3)
+}
+
+/// Channel counts (in, out) and groups: plain, grouped, depthwise, depthwise with a multiplier.
+fn channels(r: &mut SmallRng) -> (usize, usize, usize) {
+    match r.random_range(0..4) {
+        0 => (r.random_range(1..=5), r.random_range(1..=7), 1),
+        1 => {
+            let g = r.random_range(2..=3);
+            (g * r.random_range(1..=3), g * r.random_range(1..=3), g)
+        }
+        2 => {
+            let c = r.random_range(1..=6);
+            (c, c, c)
+        }
+        _ => {
+            let c = r.random_range(1..=4);
+            (c, c * r.random_range(2..=3), c)
+        }
+    }
+}
+
+fn conv1d_2d_3d(
+    sd: usize,
+) -> fn(&Tensor, &Tensor, Option<&Tensor>, &ops::ConvOptions) -> gconv::Result<Tensor> {
+    [ops::conv1d, ops::conv2d, ops::conv3d][sd - 1]
+}
+
+#[test]
+fn random_conv_forward_matches_reference() {
+    for_each_config("conv_forward", CONFIGS, |r| {
+        let sd = spatial_rank(r);
+        let n = r.random_range(1..=2);
+        let (c_in, c_out, groups) = channels(r);
+        let max_in = [0, 12, 9, 5][sd];
+        let k: Vec<usize> =
+            (0..sd).map(|_| r.random_range(1..=if sd == 3 { 3 } else { 4 })).collect();
+        let dil: Vec<usize> = (0..sd).map(|_| r.random_range(1..=2)).collect();
+        let stride: Vec<usize> = (0..sd).map(|_| r.random_range(1..=4)).collect();
+        let extent: Vec<usize> = (0..sd).map(|i| dil[i] * (k[i] - 1)).collect();
+        let mode = r.random_range(0..10);
+        let (padding, spec, pads) = if mode == 0 && stride.iter().all(|&s| s == 1) {
+            (Padding::Same, PaddingSpec::Same, vec![0; sd])
+        } else if mode == 1 {
+            (Padding::Valid, PaddingSpec::Valid, vec![0; sd])
+        } else {
+            let p: Vec<usize> = (0..sd).map(|i| r.random_range(0..=extent[i])).collect();
+            (Padding::Explicit(p.clone().into()), PaddingSpec::Explicit(p.clone()), p)
+        };
+        // Every input at least as large as the padded kernel extent, so the output is non-empty.
+        let size: Vec<usize> = (0..sd)
+            .map(|i| {
+                r.random_range(
+                    (extent[i] + 1).saturating_sub(2 * pads[i]).max(1)..=max_in.max(extent[i] + 1),
+                )
+            })
+            .collect();
+        let mut xs = vec![n, c_in];
+        xs.extend(&size);
+        let mut ws = vec![c_out, c_in / groups];
+        ws.extend(&k);
+        let (x, xa) = random(r, &xs);
+        let (w, wa) = random(r, &ws);
+        let bias = r.random_bool(0.7).then(|| random(r, &[c_out]));
+        let o = ops::ConvOptions {
+            stride: stride.clone().into(),
+            padding,
+            dilation: dil.clone().into(),
+            groups,
+        };
+        let what = format!("conv{sd}d x {xs:?} w {ws:?} {o:?}");
+        let y = conv1d_2d_3d(sd)(&x, &w, bias.as_ref().map(|b| &b.0), &o)
+            .map_err(|e| format!("{what}: {e}"))?;
+        let attrs = gconv_ref::ConvAttrs {
+            stride,
+            padding: gconv_ref::resolve_padding(&spec, &k, &dil),
+            dilation: dil,
+            groups,
+        };
+        let expected = gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs);
+        check(&what, &y, &expected)
+    });
+}
+
+#[test]
+fn random_conv_transpose_forward_matches_reference() {
+    for_each_config("conv_transpose_forward", CONFIGS, |r| {
+        let sd = spatial_rank(r);
+        let n = r.random_range(1..=2);
+        let (c_in, c_out, groups) = channels(r);
+        let max_in = [0, 9, 6, 4][sd];
+        let k: Vec<usize> =
+            (0..sd).map(|_| r.random_range(1..=if sd == 3 { 3 } else { 4 })).collect();
+        let dil: Vec<usize> = (0..sd).map(|_| r.random_range(1..=2)).collect();
+        let stride: Vec<usize> = (0..sd).map(|_| r.random_range(1..=3)).collect();
+        let size: Vec<usize> = (0..sd).map(|_| r.random_range(1..=max_in)).collect();
+        // Padding may remove at most what the full output has, less one element.
+        let padding: Vec<usize> = (0..sd)
+            .map(|i| {
+                let full = (size[i] - 1) * stride[i] + dil[i] * (k[i] - 1) + 1;
+                r.random_range(0..=((full - 1) / 2).min(dil[i] * (k[i] - 1)))
+            })
+            .collect();
+        let output_padding: Vec<usize> =
+            (0..sd).map(|i| r.random_range(0..stride[i].max(dil[i]))).collect();
+        let mut xs = vec![n, c_in];
+        xs.extend(&size);
+        let mut ws = vec![c_in, c_out / groups];
+        ws.extend(&k);
+        let (x, xa) = random(r, &xs);
+        let (w, wa) = random(r, &ws);
+        let bias = r.random_bool(0.7).then(|| random(r, &[c_out]));
+        let o = ops::ConvTransposeOptions {
+            stride: stride.clone().into(),
+            padding: padding.clone().into(),
+            output_padding: output_padding.clone().into(),
+            dilation: dil.clone().into(),
+            groups,
+        };
+        let what = format!("conv_transpose{sd}d x {xs:?} w {ws:?} {o:?}");
+        let f = [ops::conv_transpose1d, ops::conv_transpose2d, ops::conv_transpose3d][sd - 1];
+        let y = f(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(|e| format!("{what}: {e}"))?;
+        let attrs = gconv_ref::ConvTransposeAttrs {
+            stride,
+            padding,
+            output_padding,
+            dilation: dil,
+            groups,
+        };
+        let expected =
+            gconv_ref::conv_transpose_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs);
+        check(&what, &y, &expected)
+    });
+}
+
+/// A pooling window: kernel, stride (sometimes larger than the kernel), padding within PyTorch's
+/// bound, dilation (max pooling only), and an input large enough for one window.
+struct PoolCase {
+    xs: Vec<usize>,
+    k: Vec<usize>,
+    stride: Vec<usize>,
+    pad: Vec<usize>,
+    dil: Vec<usize>,
+    ceil: bool,
+}
+
+fn pool_case(r: &mut SmallRng, dilated: bool) -> PoolCase {
+    let sd = spatial_rank(r);
+    let max_in = [0, 16, 10, 6][sd];
+    let k: Vec<usize> = (0..sd).map(|_| r.random_range(1..=if sd == 3 { 3 } else { 4 })).collect();
+    let dil: Vec<usize> =
+        (0..sd).map(|_| if dilated { r.random_range(1..=2) } else { 1 }).collect();
+    let stride: Vec<usize> = (0..sd).map(|_| r.random_range(1..=5)).collect();
+    let pad: Vec<usize> = (0..sd)
+        .map(|i| {
+            let window = if dilated { dil[i] * (k[i] - 1) + 1 } else { k[i] };
+            r.random_range(0..=window / 2)
+        })
+        .collect();
+    let size: Vec<usize> = (0..sd)
+        .map(|i| {
+            let need = (dil[i] * (k[i] - 1) + 1).saturating_sub(2 * pad[i]).max(1);
+            r.random_range(need..=max_in.max(need))
+        })
+        .collect();
+    let mut xs = vec![r.random_range(1..=2), r.random_range(1..=5)];
+    xs.extend(&size);
+    PoolCase { xs, k, stride, pad, dil, ceil: r.random_bool(0.5) }
+}
+
+#[test]
+fn random_max_pool_forward_matches_reference() {
+    for_each_config("max_pool_forward", CONFIGS, |r| {
+        let c = pool_case(r, true);
+        let sd = c.k.len();
+        let (x, xa) = random(r, &c.xs);
+        let o = ops::MaxPoolOptions {
+            kernel_size: c.k.clone().into(),
+            stride: Some(c.stride.clone().into()),
+            padding: c.pad.clone().into(),
+            dilation: c.dil.clone().into(),
+            ceil_mode: c.ceil,
+        };
+        let what = format!("max_pool{sd}d x {:?} {o:?}", c.xs);
+        let f = [
+            ops::max_pool1d_with_indices,
+            ops::max_pool2d_with_indices,
+            ops::max_pool3d_with_indices,
+        ][sd - 1];
+        let (y, idx) = f(&x, &o).map_err(|e| format!("{what}: {e}"))?;
+        let attrs = gconv_ref::PoolAttrs {
+            kernel_size: c.k,
+            stride: c.stride,
+            padding: c.pad,
+            dilation: c.dil,
+            ceil_mode: c.ceil,
+            count_include_pad: false,
+            divisor_override: None,
+        };
+        let (ey, eidx) = gconv_ref::max_pool_forward(&xa, &attrs);
+        check(&what, &y, &ey)?;
+        let got: Vec<i64> =
+            idx.to_vec_i32().map_err(|e| e.to_string())?.into_iter().map(i64::from).collect();
+        if got != eidx {
+            return Err(format!("{what}: indices differ"));
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn random_avg_pool_forward_matches_reference() {
+    for_each_config("avg_pool_forward", CONFIGS, |r| {
+        let c = pool_case(r, false);
+        let sd = c.k.len();
+        let (x, xa) = random(r, &c.xs);
+        let count_include_pad = r.random_bool(0.5);
+        let divisor_override = r.random_bool(0.15).then(|| r.random_range(1..=7));
+        let o = ops::AvgPoolOptions {
+            kernel_size: c.k.clone().into(),
+            stride: Some(c.stride.clone().into()),
+            padding: c.pad.clone().into(),
+            ceil_mode: c.ceil,
+            count_include_pad,
+            divisor_override,
+        };
+        let what = format!("avg_pool{sd}d x {:?} {o:?}", c.xs);
+        let f = [ops::avg_pool1d, ops::avg_pool2d, ops::avg_pool3d][sd - 1];
+        let y = f(&x, &o).map_err(|e| format!("{what}: {e}"))?;
+        let attrs = gconv_ref::PoolAttrs {
+            kernel_size: c.k,
+            stride: c.stride,
+            padding: c.pad,
+            dilation: c.dil,
+            ceil_mode: c.ceil,
+            count_include_pad,
+            divisor_override,
+        };
+        check(&what, &y, &gconv_ref::avg_pool_forward(&xa, &attrs))
+    });
+}
+
+#[test]
+fn random_adaptive_pool_forward_matches_reference() {
+    for_each_config("adaptive_pool_forward", CONFIGS, |r| {
+        let sd = spatial_rank(r);
+        let max_in = [0, 20, 12, 6][sd];
+        let size: Vec<usize> = (0..sd).map(|_| r.random_range(1..=max_in)).collect();
+        // Output sizes from 1 (global pooling) to beyond the input (overlapping windows).
+        let out: Vec<usize> = size.iter().map(|&s| r.random_range(1..=s + 2)).collect();
+        let mut xs = vec![r.random_range(1..=2), r.random_range(1..=4)];
+        xs.extend(&size);
+        let (x, xa) = random(r, &xs);
+        if r.random_bool(0.5) {
+            let what = format!("adaptive_avg_pool{sd}d x {xs:?} -> {out:?}");
+            let f = [ops::adaptive_avg_pool1d, ops::adaptive_avg_pool2d, ops::adaptive_avg_pool3d]
+                [sd - 1];
+            let y = f(&x, out.clone()).map_err(|e| format!("{what}: {e}"))?;
+            check(&what, &y, &gconv_ref::adaptive_avg_pool_forward(&xa, &out))
+        } else {
+            let what = format!("adaptive_max_pool{sd}d x {xs:?} -> {out:?}");
+            let f = [
+                ops::adaptive_max_pool1d_with_indices,
+                ops::adaptive_max_pool2d_with_indices,
+                ops::adaptive_max_pool3d_with_indices,
+            ][sd - 1];
+            let (y, idx) = f(&x, out.clone()).map_err(|e| format!("{what}: {e}"))?;
+            let (ey, eidx) = gconv_ref::adaptive_max_pool_forward(&xa, &out);
+            check(&what, &y, &ey)?;
+            let got: Vec<i64> =
+                idx.to_vec_i32().map_err(|e| e.to_string())?.into_iter().map(i64::from).collect();
+            if got != eidx {
+                return Err(format!("{what}: indices differ"));
+            }
+            Ok(())
+        }
+    });
+}
+
+#[test]
+fn random_linear_and_matmul_match_reference() {
+    for_each_config("gemm_forward", CONFIGS, |r| {
+        let (m, k, n) = (r.random_range(1..=70), r.random_range(1..=70), r.random_range(1..=70));
+        if r.random_bool(0.5) {
+            let lead: Vec<usize> = match r.random_range(0..3) {
+                0 => vec![],
+                1 => vec![m],
+                _ => vec![r.random_range(1..=3), m.div_ceil(3)],
+            };
+            let mut xs = lead.clone();
+            xs.push(k);
+            let (x, xa) = random(r, &xs);
+            let (w, wa) = random(r, &[n, k]);
+            let bias = r.random_bool(0.7).then(|| random(r, &[n]));
+            let what = format!("linear x {xs:?} w [{n}, {k}] bias {}", bias.is_some());
+            let y = ops::linear(&x, &w, bias.as_ref().map(|b| &b.0))
+                .map_err(|e| format!("{what}: {e}"))?;
+            check(&what, &y, &gconv_ref::linear(&xa, &wa, bias.as_ref().map(|b| &b.1)))
+        } else {
+            let batch = r.random_range(1..=4);
+            // Equal batches, or one side a plain matrix broadcast over the other's batch.
+            let (a_batched, b_batched) = match r.random_range(0..4) {
+                0 => (true, false),
+                1 => (false, true),
+                2 => (false, false),
+                _ => (true, true),
+            };
+            let shape = |batched: bool, rows: usize, cols: usize| {
+                if batched { vec![batch, rows, cols] } else { vec![rows, cols] }
+            };
+            let (a_s, b_s) = (shape(a_batched, m, k), shape(b_batched, k, n));
+            let (a, aa) = random(r, &a_s);
+            let (b, ba) = random(r, &b_s);
+            let what = format!("matmul {a_s:?} @ {b_s:?}");
+            let y = ops::matmul(&a, &b).map_err(|e| format!("{what}: {e}"))?;
+            // The reference multiplies equal batches; expand a broadcast operand.
+            let expand = |arr: &Array, batched: bool, out_batch: usize| -> Array {
+                if batched {
+                    return arr.clone();
+                }
+                let mut data = Vec::new();
+                for _ in 0..out_batch {
+                    data.extend_from_slice(&arr.data);
+                }
+                let mut s = vec![out_batch];
+                s.extend(&arr.shape);
+                Array::new(&s, data)
+            };
+            let out_batch = if a_batched || b_batched { batch } else { 1 };
+            let mut expected = gconv_ref::matmul(
+                &expand(&aa, a_batched, out_batch),
+                &expand(&ba, b_batched, out_batch),
+            );
+            if !a_batched && !b_batched {
+                expected.shape.remove(0);
+            }
+            check(&what, &y, &expected)
+        }
+    });
+}
+
+#[test]
+fn random_relu_softmax_log_softmax_match_reference() {
+    for_each_config("softmax_relu", CONFIGS, |r| {
+        let rank = r.random_range(1..=4);
+        let shape: Vec<usize> = (0..rank).map(|_| r.random_range(1..=9)).collect();
+        let (x, xa) = random(r, &shape);
+        let dim = r.random_range(0..rank);
+        let signed_dim =
+            if r.random_bool(0.5) { dim as isize - rank as isize } else { dim as isize };
+        let what = format!("x {shape:?} dim {signed_dim}");
+        match r.random_range(0..3) {
+            0 => check(
+                &format!("relu {what}"),
+                &ops::relu(&x).map_err(|e| e.to_string())?,
+                &gconv_ref::relu(&xa),
+            ),
+            1 => check(
+                &format!("softmax {what}"),
+                &ops::softmax(&x, signed_dim).map_err(|e| e.to_string())?,
+                &gconv_ref::softmax(&xa, dim),
+            ),
+            _ => check(
+                &format!("log_softmax {what}"),
+                &ops::log_softmax(&x, signed_dim).map_err(|e| e.to_string())?,
+                &gconv_ref::log_softmax(&xa, dim),
+            ),
+        }
+    });
+}
+
+#[test]
+fn random_cross_entropy_matches_reference() {
+    for_each_config("cross_entropy", CONFIGS, |r| {
+        let (n, c) = (r.random_range(1..=300), r.random_range(1..=20));
+        let (x, xa) = random(r, &[n, c]);
+        let ignore = -100;
+        let mut target: Vec<i32> = (0..n).map(|_| r.random_range(0..c as i32)).collect();
+        if r.random_bool(0.3) {
+            // Ignore some samples, never all of them.
+            for t in target.iter_mut().skip(1) {
+                if r.random_bool(0.3) {
+                    *t = ignore;
+                }
+            }
+        }
+        let t = Tensor::from_slice_i32(ctx(), &target, &[n]).map_err(|e| e.to_string())?;
+        let t64: Vec<i64> = target.iter().map(|&v| i64::from(v)).collect();
+        let (losses, mean) = gconv_ref::cross_entropy(&xa, &t64, i64::from(ignore));
+        let reduction =
+            [ops::Reduction::Mean, ops::Reduction::Sum, ops::Reduction::None][r.random_range(0..3)];
+        let o = ops::CrossEntropyOptions { reduction, ignore_index: ignore };
+        let what = format!("cross_entropy [{n}, {c}] {o:?}");
+        let y = ops::cross_entropy(&x, &t, &o).map_err(|e| format!("{what}: {e}"))?;
+        let expected = match reduction {
+            ops::Reduction::Mean => Array::new(&[], vec![mean]),
+            ops::Reduction::Sum => Array::new(&[], vec![losses.iter().sum()]),
+            ops::Reduction::None => Array::new(&[n], losses),
+        };
+        check(&what, &y, &expected)
+    });
+}
+
+#[test]
+fn random_batch_norm_matches_reference() {
+    for_each_config("batch_norm", CONFIGS, |r| {
+        let rank = r.random_range(2..=5);
+        let mut shape = vec![r.random_range(1..=4), r.random_range(1..=6)];
+        shape.extend((2..rank).map(|_| r.random_range(1..=6)));
+        let training = r.random_bool(0.6);
+        if training && shape[0] * shape[2..].iter().product::<usize>() < 2 {
+            shape[0] = 2;
+        }
+        let c = shape[1];
+        let (x, xa) = random(r, &shape);
+        let with_running = !training || r.random_bool(0.7);
+        let running = with_running.then(|| {
+            let mean: Vec<f32> = (0..c).map(|_| r.random_range(-0.5..0.5)).collect();
+            let var: Vec<f32> = (0..c).map(|_| r.random_range(0.5..2.0)).collect();
+            (mean, var)
+        });
+        let (w, b) = (
+            r.random_bool(0.7).then(|| random(r, &[c])),
+            r.random_bool(0.7).then(|| random(r, &[c])),
+        );
+        let o = ops::BatchNormOptions { training, momentum: r.random_range(0.05..0.5), eps: 1e-5 };
+        let what = format!("batch_norm x {shape:?} {o:?} running {with_running}");
+        let upload = |v: &[f32]| Tensor::from_slice(ctx(), v, &[c]).expect("upload");
+        let (rm, rv) = match &running {
+            Some((m, v)) => (Some(upload(m)), Some(upload(v))),
+            None => (None, None),
+        };
+        let y = ops::batch_norm(
+            &x,
+            rm.as_ref(),
+            rv.as_ref(),
+            w.as_ref().map(|t| &t.0),
+            b.as_ref().map(|t| &t.0),
+            &o,
+        )
+        .map_err(|e| format!("{what}: {e}"))?;
+        let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+        let (rm64, rv64) =
+            (running.as_ref().map(|r| widen(&r.0)), running.as_ref().map(|r| widen(&r.1)));
+        let e = gconv_ref::batch_norm_forward(
+            &xa,
+            rm64.as_deref(),
+            rv64.as_deref(),
+            w.as_ref().map(|t| t.1.data.as_slice()),
+            b.as_ref().map(|t| t.1.data.as_slice()),
+            training,
+            o.momentum,
+            o.eps,
+        );
+        check(&what, &y, &e.y)?;
+        if training
+            && let (Some(rm), Some(rv), Some(em), Some(ev)) =
+                (rm, rv, e.running_mean, e.running_var)
+        {
+            check(&format!("{what} running_mean"), &rm, &Array::new(&[c], em))?;
+            check(&format!("{what} running_var"), &rv, &Array::new(&[c], ev))?;
+        }
+        Ok(())
+    });
+}

@@ -1,0 +1,74 @@
+//! Every shader parses and validates with naga and translates with the SPIR-V, MSL and HLSL
+//! back ends, for every entry point, so a shader that Metal or DX12 would reject fails here.
+
+use gconv::kernel::Shader;
+
+#[test]
+fn every_shader_validates_and_translates_for_vulkan_metal_and_dx12() {
+    let mut on_disk: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders"))
+            .expect("shaders/")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".wgsl"))
+            .collect();
+    on_disk.sort();
+    let mut registered: Vec<String> =
+        Shader::ALL.iter().map(|s| s.file_name().to_string()).collect();
+    registered.sort();
+    assert_eq!(
+        on_disk, registered,
+        "every file in shaders/ must be registered in gconv::kernel::Shader"
+    );
+
+    for shader in Shader::ALL {
+        let name = shader.file_name();
+        let module = naga::front::wgsl::parse_str(&shader.source())
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
+        // No f64, no subgroups: only what every back end offers.
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
+        assert!(!module.entry_points.is_empty(), "{name} has no entry point");
+        for ep in &module.entry_points {
+            let ep_name = ep.name.as_str();
+            let (module, info) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, ep_name)),
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name}::{ep_name}: overrides: {e}"));
+            let stage = Some((naga::ShaderStage::Compute, ep_name.to_string()));
+            naga::back::spv::write_vec(
+                &module,
+                &info,
+                &naga::back::spv::Options::default(),
+                Some(&naga::back::spv::PipelineOptions {
+                    shader_stage: naga::ShaderStage::Compute,
+                    entry_point: ep_name.to_string(),
+                }),
+            )
+            .unwrap_or_else(|e| panic!("{name}::{ep_name}: SPIR-V: {e}"));
+            naga::back::msl::write_string(
+                &module,
+                &info,
+                &naga::back::msl::Options::default(),
+                &naga::back::msl::PipelineOptions {
+                    entry_point: stage.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{name}::{ep_name}: MSL: {e}"));
+            let options = naga::back::hlsl::Options::default();
+            let pipeline =
+                naga::back::hlsl::PipelineOptions { entry_point: stage, ..Default::default() };
+            let mut out = String::new();
+            naga::back::hlsl::Writer::new(&mut out, &options, &pipeline)
+                .write(&module, &info, None)
+                .unwrap_or_else(|e| panic!("{name}::{ep_name}: HLSL: {e}"));
+        }
+    }
+}
