@@ -619,9 +619,8 @@ const FORWARD: [&str; 4] = ["y", "indices", "new_running_mean", "new_running_var
 /// Runs one case on both engines and compares every expected tensor.
 pub fn check_case(ctx: &Context, case: &Case) -> CaseReport {
     let mut report = CaseReport::default();
-    let engines: [(&str, Box<dyn Fn() -> Result<Outputs> + '_>); 2] =
-        [("gpu", Box::new(|| run_gpu(ctx, case))), ("ref", Box::new(|| run_ref(case)))];
-    for (engine, run) in engines {
+    for engine in ["gpu", "ref"] {
+        let run = || if engine == "gpu" { run_gpu(ctx, case) } else { run_ref(case) };
         // A malformed case must not take the runner down with it.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
             .unwrap_or_else(|_| Err(anyhow!("panicked")));

@@ -63,8 +63,7 @@ fn every_shader_validates_and_translates_for_vulkan_metal_and_dx12() {
             )
             .unwrap_or_else(|e| panic!("{name}::{ep_name}: MSL: {e}"));
             let options = naga::back::hlsl::Options::default();
-            let pipeline =
-                naga::back::hlsl::PipelineOptions { entry_point: stage, ..Default::default() };
+            let pipeline = naga::back::hlsl::PipelineOptions { entry_point: stage };
             let mut out = String::new();
             naga::back::hlsl::Writer::new(&mut out, &options, &pipeline)
                 .write(&module, &info, None)

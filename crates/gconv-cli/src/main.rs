@@ -1,1 +1,90 @@
-fn main() {}
+//! The `gconv` command-line tool.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "gconv",
+    version,
+    about = "Convolutional networks on the GPU (wgpu: Vulkan, Metal, DX12)"
+)]
+struct Cli {
+    /// Adapter to use: an index from `gconv devices` or part of its name (default: the first
+    /// GPU, else a CPU adapter such as lavapipe). Also read from GCONV_ADAPTER.
+    #[arg(long, global = true, env = gconv::ADAPTER_ENV)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the GPU adapters wgpu finds, in the order gconv prefers them.
+    ///
+    /// Example: gconv devices
+    Devices {
+        /// Print nothing when an adapter exists; otherwise say why and exit with status 1.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Devices { check } => devices(cli.adapter.as_deref(), check),
+    }
+}
+
+fn devices(requested: Option<&str>, check: bool) -> Result<()> {
+    let list = gconv::adapters();
+    if list.is_empty() {
+        return Err(gconv::Error::NoAdapter.into());
+    }
+    if check {
+        return Ok(());
+    }
+    let chosen = match requested {
+        None => Some(0),
+        Some(r) => r.parse::<usize>().ok().filter(|&i| i < list.len()).or_else(|| {
+            let lower = r.to_lowercase();
+            list.iter().position(|a| a.info.name.to_lowercase().contains(&lower))
+        }),
+    };
+    for (i, a) in list.iter().enumerate() {
+        let mark = if Some(i) == chosen { "*" } else { " " };
+        let info = &a.info;
+        let l = &a.limits;
+        println!("{mark} [{i}] {}", info.name);
+        println!(
+            "      backend {:?}, type {:?}, driver {} {}",
+            info.backend, info.device_type, info.driver, info.driver_info
+        );
+        println!(
+            "      max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB",
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_buffer_size >> 20,
+            l.max_compute_workgroup_storage_size >> 10
+        );
+        println!(
+            "      max workgroup size {}x{}x{} ({} invocations), {} workgroups per dimension",
+            l.max_compute_workgroup_size_x,
+            l.max_compute_workgroup_size_y,
+            l.max_compute_workgroup_size_z,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension
+        );
+    }
+    if let (Some(r), None) = (requested, chosen) {
+        anyhow::bail!("no adapter matches {r:?}");
+    }
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! The one path every kernel takes: shader source, cached pipeline, uniform parameters, bind
 //! group, dispatch. Operators in `ops/` validate shapes, fill a parameter struct and call
-//! [`Context::record`]; nothing else creates pipelines or bind groups.
+//! `Context::record`; nothing else creates pipelines or bind groups.
 
 use wgpu::util::DeviceExt;
 
@@ -133,7 +133,7 @@ impl Context {
         encoder: &mut wgpu::CommandEncoder,
         d: &Dispatch<'_>,
     ) -> Result<()> {
-        let max_binding = u64::from(self.inner.limits.max_storage_buffer_binding_size);
+        let max_binding = self.inner.limits.max_storage_buffer_binding_size;
         for (_, buffer) in d.buffers {
             if buffer.size() > max_binding {
                 return Err(Error::TooLarge {

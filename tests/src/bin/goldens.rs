@@ -1,4 +1,4 @@
-//! gconv-goldens [DIR]: runs every PyTorch golden case of DIR (default: tests/goldens) on the
+//! `gconv-goldens [DIR]`: runs every PyTorch golden case of DIR (default: tests/goldens) on the
 //! GPU and on gconv-ref; one line per failing case, then `N passed, N failed`.
 
 use std::process::ExitCode;

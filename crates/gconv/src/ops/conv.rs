@@ -149,7 +149,7 @@ fn check_groups(op: &'static str, groups: usize, c_in: usize, c_out: usize) -> R
     if groups == 0 {
         return Err(Error::invalid(op, "groups must be positive"));
     }
-    if c_in % groups != 0 || c_out % groups != 0 {
+    if !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
         return Err(Error::invalid(
             op,
             format!(
