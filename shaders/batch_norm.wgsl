@@ -5,6 +5,12 @@
 // the backward pass, and updates the running statistics as PyTorch does (unbiased variance).
 // Eval: batch_norm_eval_stats turns the running statistics into the same (mean, invstd) pair.
 // batch_norm_apply then writes y = (x - mean) * invstd * weight + bias (each optional).
+//
+// Backward, with xhat = (x - mean) * invstd and M = N * spatial: batch_norm_backward_reduce
+// (one workgroup per channel) sums grad_y and grad_y * xhat, which are grad_bias and
+// grad_weight; batch_norm_backward_apply writes, in training,
+// grad_x = weight * invstd / M * (M * grad_y - sum(grad_y) - xhat * sum(grad_y * xhat)),
+// and in evaluation (constant statistics) grad_x = grad_y * weight * invstd.
 
 struct BnParams {
     n: u32,
@@ -16,6 +22,7 @@ struct BnParams {
     eps: f32,
     momentum: f32,
     total: u32,
+    training: u32,
 }
 
 const STATS_WG: u32 = 256u;
@@ -114,4 +121,63 @@ fn batch_norm_apply(
         v += bias[ch];
     }
     y[idx] = v;
+}
+
+@group(0) @binding(8) var<storage, read> grad_y: array<f32>;
+@group(0) @binding(9) var<storage, read_write> grad_x: array<f32>;
+// (sum(grad_y), sum(grad_y * xhat)) per channel: grad_bias then grad_weight.
+@group(0) @binding(10) var<storage, read_write> sums: array<f32>;
+
+fn channel_index(ch: u32, i: u32) -> u32 {
+    return ((i / p.spatial) * p.c + ch) * p.spatial + i % p.spatial;
+}
+
+@compute @workgroup_size(STATS_WG)
+fn batch_norm_backward_reduce(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let ch = wg.x;
+    let count = p.n * p.spatial;
+    let mean = stats[ch];
+    let invstd = stats[p.c + ch];
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var i = lid; i < count; i += STATS_WG) {
+        let at = channel_index(ch, i);
+        let g = grad_y[at];
+        sg += g;
+        sgx += g * (x[at] - mean) * invstd;
+    }
+    let total_g = workgroup_sum(lid, sg);
+    let total_gx = workgroup_sum(lid, sgx);
+    if lid == 0u {
+        sums[ch] = total_g;
+        sums[p.c + ch] = total_gx;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batch_norm_backward_apply(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let ch = (idx / p.spatial) % p.c;
+    let invstd = stats[p.c + ch];
+    var scale = invstd;
+    if p.has_weight != 0u {
+        scale *= weight[ch];
+    }
+    if p.training == 0u {
+        grad_x[idx] = grad_y[idx] * scale;
+        return;
+    }
+    let m = f32(p.n * p.spatial);
+    let xhat = (x[idx] - stats[ch]) * invstd;
+    grad_x[idx] = scale / m * (m * grad_y[idx] - sums[ch] - xhat * sums[p.c + ch]);
 }

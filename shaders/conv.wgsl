@@ -1,8 +1,15 @@
-// conv.wgsl: direct convolution and transposed convolution, forward.
+// conv.wgsl: direct and transposed convolution, forward and backward.
 //
 // Every spatial rank runs as 3-D: a 1-D convolution has depth = height = 1, a 2-D one depth = 1.
 // One invocation computes one output element; layouts are PyTorch's (N, C, D, H, W).
 // Weights: conv (C_out, C_in/groups, kD, kH, kW); transposed (C_in, C_out/groups, kD, kH, kW).
+//
+// The backward passes are gathers, never scatters with atomics:
+// - the data gradient of a convolution is `conv_transpose_forward` applied to grad_y with the
+//   same weight, and that of a transposed convolution is `conv_forward` applied to grad_y (the
+//   weight layouts line up; the host passes the input's size as the output size);
+// - `conv_backward_weight` gives each invocation one weight element and sums over the batch and
+//   the output positions; with input and grad_y swapped it is the transposed convolution's.
 
 struct ConvParams {
     n: u32,
@@ -173,4 +180,64 @@ fn conv_transpose_forward(
         acc += b[o.c];
     }
     y[idx] = acc;
+}
+
+@group(0) @binding(5) var<storage, read> grad_y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_w: array<f32>;
+
+// grad_w[co, ci, kd, kh, kw] = sum over n and output positions o of
+//     grad_y[n, co, o] * x[n, g*cin_g + ci, o*stride - pad + k*dil].
+// Sizes as for conv_forward: `in_*` describe x, `out_*` grad_y; total = weight elements.
+@compute @workgroup_size(WG)
+fn conv_backward_weight(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let cin_g = p.c_in / p.groups;
+    let cout_g = p.c_out / p.groups;
+    var r = idx;
+    let kw = r % p.k_w;
+    r = r / p.k_w;
+    let kh = r % p.k_h;
+    r = r / p.k_h;
+    let kd = r % p.k_d;
+    r = r / p.k_d;
+    let ci = r % cin_g;
+    let co = r / cin_g;
+    let c = (co / cout_g) * cin_g + ci;
+    let off_d = i32(kd * p.dil_d) - i32(p.pad_d);
+    let off_h = i32(kh * p.dil_h) - i32(p.pad_h);
+    let off_w = i32(kw * p.dil_w) - i32(p.pad_w);
+    var acc = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        let gy_c = (n * p.c_out + co) * p.out_d;
+        let x_c = (n * p.c_in + c) * p.in_d;
+        for (var od = 0u; od < p.out_d; od++) {
+            let id = i32(od * p.stride_d) + off_d;
+            if id < 0 || id >= i32(p.in_d) {
+                continue;
+            }
+            for (var oh = 0u; oh < p.out_h; oh++) {
+                let ih = i32(oh * p.stride_h) + off_h;
+                if ih < 0 || ih >= i32(p.in_h) {
+                    continue;
+                }
+                let gy_row = ((gy_c + od) * p.out_h + oh) * p.out_w;
+                let x_row = ((x_c + u32(id)) * p.in_h + u32(ih)) * p.in_w;
+                for (var ow = 0u; ow < p.out_w; ow++) {
+                    let iw = i32(ow * p.stride_w) + off_w;
+                    if iw < 0 || iw >= i32(p.in_w) {
+                        continue;
+                    }
+                    acc += grad_y[gy_row + ow] * x[x_row + u32(iw)];
+                }
+            }
+        }
+    }
+    grad_w[idx] = acc;
 }

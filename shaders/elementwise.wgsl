@@ -1,4 +1,4 @@
-// elementwise.wgsl: one-input, one-output maps over every element of a tensor.
+// elementwise.wgsl: per-element maps over a tensor, forward and backward.
 
 struct ElementwiseParams {
     total: u32,
@@ -21,4 +21,20 @@ fn relu_forward(
     }
     let v = x[idx];
     y[idx] = select(v, 0.0, v < 0.0);
+}
+
+@group(0) @binding(3) var<storage, read> grad_y: array<f32>;
+
+// grad_x = grad_y where x > 0, else 0 (PyTorch's threshold_backward; written into `y`).
+@compute @workgroup_size(WG)
+fn relu_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    y[idx] = select(0.0, grad_y[idx], x[idx] > 0.0);
 }

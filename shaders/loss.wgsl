@@ -3,6 +3,9 @@
 // cross_entropy_rows: loss_i = logsumexp(x_i) - x_i[t_i] per sample (0 where t_i is the
 // ignore_index, NaN where t_i is out of range). cross_entropy_reduce: one workgroup sums
 // them and divides by the number of samples not ignored (reduction "mean") or not ("sum").
+// cross_entropy_backward: grad_x[i, j] = g_i * (softmax(x_i)[j] - [j == t_i]), where g_i is
+// the upstream gradient (per sample for "none"), divided by the count for "mean", and 0 for
+// ignored samples.
 
 struct LossParams {
     n: u32,
@@ -80,5 +83,74 @@ fn cross_entropy_reduce(@builtin(local_invocation_index) lid: u32) {
         } else {
             out[0] = partial_sum[0];
         }
+    }
+}
+
+@group(0) @binding(5) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_logits: array<f32>;
+
+@compute @workgroup_size(WG)
+fn cross_entropy_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_index(wg, nwg, lid);
+    if i >= p.n {
+        return;
+    }
+    let base = i * p.c;
+    let t = target_class[i];
+    if t == p.ignore_index {
+        for (var j = 0u; j < p.c; j++) {
+            grad_logits[base + j] = 0.0;
+        }
+        return;
+    }
+    var g: f32;
+    if p.reduction == 0u {
+        g = grad_out[i];
+    } else if p.reduction == 1u {
+        // `out` holds the number of samples not ignored, counted by cross_entropy_count.
+        g = grad_out[0] / out[0];
+    } else {
+        g = grad_out[0];
+    }
+    var m = logits[base];
+    for (var j = 1u; j < p.c; j++) {
+        m = max(m, logits[base + j]);
+    }
+    var s = 0.0;
+    for (var j = 0u; j < p.c; j++) {
+        s += exp(logits[base + j] - m);
+    }
+    for (var j = 0u; j < p.c; j++) {
+        var d = exp(logits[base + j] - m) / s;
+        if i32(j) == t {
+            d -= 1.0;
+        }
+        grad_logits[base + j] = g * d;
+    }
+}
+
+// out[0] = the number of samples whose target is not ignore_index (one workgroup).
+@compute @workgroup_size(REDUCE_WG)
+fn cross_entropy_count(@builtin(local_invocation_index) lid: u32) {
+    var cnt = 0.0;
+    for (var i = lid; i < p.n; i += REDUCE_WG) {
+        if target_class[i] != p.ignore_index {
+            cnt += 1.0;
+        }
+    }
+    partial_count[lid] = cnt;
+    workgroupBarrier();
+    for (var stride = REDUCE_WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial_count[lid] += partial_count[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        out[0] = partial_count[0];
     }
 }

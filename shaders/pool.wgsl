@@ -1,8 +1,10 @@
-// pool.wgsl: max, average and adaptive pooling, forward, for 1-D, 2-D and 3-D inputs.
+// pool.wgsl: max, average and adaptive pooling, forward and backward, for 1-D, 2-D and 3-D.
 //
-// Inputs are viewed as (N*C, D, H, W) planes; lower ranks have D (and H) = 1. One invocation
-// computes one output element. Max pooling also writes the argmax as PyTorch's
+// Inputs are viewed as (N*C, D, H, W) planes; lower ranks have D (and H) = 1. Forward: one
+// invocation per output element; max pooling also writes the argmax as PyTorch's
 // `return_indices=True` does: the flat index d*H*W + h*W + w within the (n, c) plane.
+// Backward: one invocation per input element gathers from every window that contains it
+// (through the saved argmax for max pooling), so overlapping windows need no atomics.
 
 struct PoolParams {
     planes: u32,
@@ -239,4 +241,217 @@ fn adaptive_max_pool_forward(
     }
     y[idx] = best;
     indices[idx] = best_i;
+}
+
+@group(0) @binding(4) var<storage, read> grad_y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad_x: array<f32>;
+@group(0) @binding(6) var<storage, read> saved_indices: array<i32>;
+
+struct InPos {
+    plane: u32,
+    d: u32,
+    h: u32,
+    w: u32,
+}
+
+fn in_pos(idx: u32) -> InPos {
+    var r = idx;
+    var i: InPos;
+    i.w = r % p.in_w;
+    r = r / p.in_w;
+    i.h = r % p.in_h;
+    r = r / p.in_h;
+    i.d = r % p.in_d;
+    i.plane = r / p.in_d;
+    return i;
+}
+
+// The output position whose window puts tap k on input position i, or -1:
+// o*stride - pad + k*dil == i with 0 <= o < out.
+fn window_of(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size_out: u32) -> i32 {
+    let t = i32(i + pad) - i32(k * dil);
+    if t < 0 || (u32(t) % stride) != 0u {
+        return -1;
+    }
+    let o = u32(t) / stride;
+    if o >= size_out {
+        return -1;
+    }
+    return i32(o);
+}
+
+// grad_x[i] = sum of grad_y[o] over the windows o that contain i and chose i as their maximum.
+@compute @workgroup_size(WG)
+fn max_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let i = in_pos(idx);
+    let flat = i32((i.d * p.in_h + i.h) * p.in_w + i.w);
+    let out_plane = i.plane * p.out_d * p.out_h * p.out_w;
+    var acc = 0.0;
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        let od = window_of(i.d, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+        if od < 0 {
+            continue;
+        }
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let oh = window_of(i.h, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
+            if oh < 0 {
+                continue;
+            }
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let ow = window_of(i.w, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
+                if ow < 0 {
+                    continue;
+                }
+                let o = out_plane + (u32(od) * p.out_h + u32(oh)) * p.out_w + u32(ow);
+                if saved_indices[o] == flat {
+                    acc += grad_y[o];
+                }
+            }
+        }
+    }
+    grad_x[idx] = acc;
+}
+
+// The divisor avg_pool_forward used for output position o.
+fn avg_divisor(od: u32, oh: u32, ow: u32) -> f32 {
+    if p.divisor_override != 0u {
+        return f32(p.divisor_override);
+    }
+    var d0 = i32(od * p.stride_d) - i32(p.pad_d);
+    var h0 = i32(oh * p.stride_h) - i32(p.pad_h);
+    var w0 = i32(ow * p.stride_w) - i32(p.pad_w);
+    var d1 = min(d0 + i32(p.k_d), i32(p.in_d + p.pad_d));
+    var h1 = min(h0 + i32(p.k_h), i32(p.in_h + p.pad_h));
+    var w1 = min(w0 + i32(p.k_w), i32(p.in_w + p.pad_w));
+    if p.count_include_pad != 0u {
+        return f32((d1 - d0) * (h1 - h0) * (w1 - w0));
+    }
+    d0 = max(d0, 0);
+    h0 = max(h0, 0);
+    w0 = max(w0, 0);
+    d1 = min(d1, i32(p.in_d));
+    h1 = min(h1, i32(p.in_h));
+    w1 = min(w1, i32(p.in_w));
+    return f32((d1 - d0) * (h1 - h0) * (w1 - w0));
+}
+
+// grad_x[i] = sum over the windows o containing i of grad_y[o] / divisor(o).
+@compute @workgroup_size(WG)
+fn avg_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let i = in_pos(idx);
+    let out_plane = i.plane * p.out_d * p.out_h * p.out_w;
+    var acc = 0.0;
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        let od = window_of(i.d, kd, p.stride_d, p.pad_d, 1u, p.out_d);
+        if od < 0 {
+            continue;
+        }
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let oh = window_of(i.h, kh, p.stride_h, p.pad_h, 1u, p.out_h);
+            if oh < 0 {
+                continue;
+            }
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let ow = window_of(i.w, kw, p.stride_w, p.pad_w, 1u, p.out_w);
+                if ow < 0 {
+                    continue;
+                }
+                let o = out_plane + (u32(od) * p.out_h + u32(oh)) * p.out_w + u32(ow);
+                acc += grad_y[o] / avg_divisor(u32(od), u32(oh), u32(ow));
+            }
+        }
+    }
+    grad_x[idx] = acc;
+}
+
+// The adaptive windows containing input position i: a range of output positions, checked
+// exactly (windows may overlap when the output is not a divisor of the input).
+fn adaptive_lo(i: u32, size_in: u32, size_out: u32) -> u32 {
+    return (i * size_out) / size_in;
+}
+
+fn adaptive_hi(i: u32, size_in: u32, size_out: u32) -> u32 {
+    return min(((i + 1u) * size_out + size_in - 1u) / size_in, size_out);
+}
+
+fn adaptive_contains(o: u32, i: u32, size_in: u32, size_out: u32) -> bool {
+    return adaptive_start(o, size_in, size_out) <= i && i < adaptive_end(o, size_in, size_out);
+}
+
+// Gathers grad_y over the adaptive windows containing i: averaged (divided by the window size)
+// or, for max pooling, only where the window's saved argmax is i.
+fn adaptive_backward(idx: u32, is_max: bool) -> f32 {
+    let i = in_pos(idx);
+    let flat = i32((i.d * p.in_h + i.h) * p.in_w + i.w);
+    let out_plane = i.plane * p.out_d * p.out_h * p.out_w;
+    var acc = 0.0;
+    for (var od = adaptive_lo(i.d, p.in_d, p.out_d); od < adaptive_hi(i.d, p.in_d, p.out_d); od++) {
+        if !adaptive_contains(od, i.d, p.in_d, p.out_d) {
+            continue;
+        }
+        let nd = adaptive_end(od, p.in_d, p.out_d) - adaptive_start(od, p.in_d, p.out_d);
+        for (var oh = adaptive_lo(i.h, p.in_h, p.out_h); oh < adaptive_hi(i.h, p.in_h, p.out_h); oh++) {
+            if !adaptive_contains(oh, i.h, p.in_h, p.out_h) {
+                continue;
+            }
+            let nh = adaptive_end(oh, p.in_h, p.out_h) - adaptive_start(oh, p.in_h, p.out_h);
+            for (var ow = adaptive_lo(i.w, p.in_w, p.out_w); ow < adaptive_hi(i.w, p.in_w, p.out_w); ow++) {
+                if !adaptive_contains(ow, i.w, p.in_w, p.out_w) {
+                    continue;
+                }
+                let nw = adaptive_end(ow, p.in_w, p.out_w) - adaptive_start(ow, p.in_w, p.out_w);
+                let o = out_plane + (od * p.out_h + oh) * p.out_w + ow;
+                if is_max {
+                    if saved_indices[o] == flat {
+                        acc += grad_y[o];
+                    }
+                } else {
+                    acc += grad_y[o] / f32(nd * nh * nw);
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(WG)
+fn adaptive_avg_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    grad_x[idx] = adaptive_backward(idx, false);
+}
+
+@compute @workgroup_size(WG)
+fn adaptive_max_pool_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    grad_x[idx] = adaptive_backward(idx, true);
 }

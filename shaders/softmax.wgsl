@@ -1,7 +1,9 @@
-// softmax.wgsl: softmax and log_softmax along one dimension.
+// softmax.wgsl: softmax and log_softmax along one dimension, forward and backward.
 //
 // The tensor is viewed as (outer, dim, inner); one invocation owns one (outer, inner) row of
-// `dim` elements and makes three passes over it: max, sum of exp(x - max), write.
+// `dim` elements. Forward: three passes over it (max, sum of exp(x - max), write). Backward,
+// from the forward output y: softmax: grad_x = y * (grad_y - sum(grad_y * y));
+// log_softmax: grad_x = grad_y - exp(y) * sum(grad_y).
 
 struct SoftmaxParams {
     outer: u32,
@@ -67,5 +69,56 @@ fn log_softmax_forward(
     for (var i = 0u; i < p.dim; i++) {
         let at = r.base + i * p.inner;
         y[at] = x[at] - lse;
+    }
+}
+
+@group(0) @binding(3) var<storage, read> grad_y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad_x: array<f32>;
+
+fn row_base(row: u32) -> u32 {
+    return (row / p.inner) * p.dim * p.inner + row % p.inner;
+}
+
+// `x` holds the forward output y here.
+@compute @workgroup_size(WG)
+fn softmax_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = linear_index(wg, nwg, lid);
+    if row >= p.rows {
+        return;
+    }
+    let base = row_base(row);
+    var dot = 0.0;
+    for (var i = 0u; i < p.dim; i++) {
+        let at = base + i * p.inner;
+        dot += grad_y[at] * x[at];
+    }
+    for (var i = 0u; i < p.dim; i++) {
+        let at = base + i * p.inner;
+        grad_x[at] = x[at] * (grad_y[at] - dot);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn log_softmax_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = linear_index(wg, nwg, lid);
+    if row >= p.rows {
+        return;
+    }
+    let base = row_base(row);
+    var sum = 0.0;
+    for (var i = 0u; i < p.dim; i++) {
+        sum += grad_y[base + i * p.inner];
+    }
+    for (var i = 0u; i < p.dim; i++) {
+        let at = base + i * p.inner;
+        grad_x[at] = grad_y[at] - exp(x[at]) * sum;
     }
 }

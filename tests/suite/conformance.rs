@@ -1,7 +1,8 @@
-//! Random-shape conformance: for each operator family, 200 seeded configurations run on the GPU
-//! and on gconv-ref, every output element compared (outputs are poisoned with NaN first, so an
-//! element a kernel misses fails). Shapes include odd sizes, 1x1 kernels, stride larger than
-//! the kernel, padding up to the kernel extent, groups and depthwise, and batch 1.
+//! Random-shape conformance: for each operator family, 200 seeded configurations run forward
+//! and backward on the GPU and on gconv-ref, every element of every output and gradient compared
+//! (outputs are poisoned with NaN first, so an element a kernel misses fails). Shapes include
+//! odd sizes, 1x1 kernels, stride larger than the kernel, padding up to the kernel extent,
+//! groups and depthwise, and batch 1.
 
 use gconv::Tensor;
 use gconv::ops::{self, Padding};
@@ -13,8 +14,7 @@ use super::common::{check, ctx, for_each_config, random};
 
 const CONFIGS: usize = 200;
 
-/// A spatial rank with at most `max_extent` per dimension for 3-D (kept small: the CPU
-/// reference runs unoptimised loops).
+/// 1-D, 2-D or 3-D.
 fn spatial_rank(r: &mut SmallRng) -> usize {
     r.random_range(1..=3)
 }
@@ -38,15 +38,30 @@ fn channels(r: &mut SmallRng) -> (usize, usize, usize) {
     }
 }
 
-fn conv1d_2d_3d(
-    sd: usize,
-) -> fn(&Tensor, &Tensor, Option<&Tensor>, &ops::ConvOptions) -> gconv::Result<Tensor> {
-    [ops::conv1d, ops::conv2d, ops::conv3d][sd - 1]
+/// Turns an operator error into the failure line of a configuration.
+fn fail(what: &str) -> impl Fn(gconv::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Compares the three gradients of a convolution-like layer.
+fn check_grads(
+    what: &str,
+    g: &ops::ConvGrads,
+    gx: Array,
+    gw: Array,
+    gb: Vec<f64>,
+) -> Result<(), String> {
+    check(&format!("{what} grad_x"), &g.grad_input, &gx)?;
+    check(&format!("{what} grad_weight"), &g.grad_weight, &gw)?;
+    match &g.grad_bias {
+        Some(b) => check(&format!("{what} grad_bias"), b, &Array::new(&[gb.len()], gb)),
+        None => Ok(()),
+    }
 }
 
 #[test]
-fn random_conv_forward_matches_reference() {
-    for_each_config("conv_forward", CONFIGS, |r| {
+fn random_conv_forward_and_backward_match_reference() {
+    for_each_config("conv", CONFIGS, |r| {
         let sd = spatial_rank(r);
         let n = r.random_range(1..=2);
         let (c_in, c_out, groups) = channels(r);
@@ -68,9 +83,8 @@ fn random_conv_forward_matches_reference() {
         // Every input at least as large as the padded kernel extent, so the output is non-empty.
         let size: Vec<usize> = (0..sd)
             .map(|i| {
-                r.random_range(
-                    (extent[i] + 1).saturating_sub(2 * pads[i]).max(1)..=max_in.max(extent[i] + 1),
-                )
+                let need = (extent[i] + 1).saturating_sub(2 * pads[i]).max(1);
+                r.random_range(need..=max_in.max(extent[i] + 1))
             })
             .collect();
         let mut xs = vec![n, c_in];
@@ -87,22 +101,26 @@ fn random_conv_forward_matches_reference() {
             groups,
         };
         let what = format!("conv{sd}d x {xs:?} w {ws:?} {o:?}");
-        let y = conv1d_2d_3d(sd)(&x, &w, bias.as_ref().map(|b| &b.0), &o)
-            .map_err(|e| format!("{what}: {e}"))?;
+        let f = [ops::conv1d, ops::conv2d, ops::conv3d][sd - 1];
+        let y = f(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(fail(&what))?;
         let attrs = gconv_ref::ConvAttrs {
             stride,
             padding: gconv_ref::resolve_padding(&spec, &k, &dil),
             dilation: dil,
             groups,
         };
-        let expected = gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs);
-        check(&what, &y, &expected)
+        check(&what, &y, &gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs))?;
+        let (gy, gya) = random(r, y.shape());
+        let f = [ops::conv1d_backward, ops::conv2d_backward, ops::conv3d_backward][sd - 1];
+        let g = f(&gy, &x, &w, bias.is_some(), &o).map_err(fail(&what))?;
+        let (gx, gw, gb) = gconv_ref::conv_backward(&xa, &wa, &gya, &attrs);
+        check_grads(&what, &g, gx, gw, gb)
     });
 }
 
 #[test]
-fn random_conv_transpose_forward_matches_reference() {
-    for_each_config("conv_transpose_forward", CONFIGS, |r| {
+fn random_conv_transpose_forward_and_backward_match_reference() {
+    for_each_config("conv_transpose", CONFIGS, |r| {
         let sd = spatial_rank(r);
         let n = r.random_range(1..=2);
         let (c_in, c_out, groups) = channels(r);
@@ -137,7 +155,7 @@ fn random_conv_transpose_forward_matches_reference() {
         };
         let what = format!("conv_transpose{sd}d x {xs:?} w {ws:?} {o:?}");
         let f = [ops::conv_transpose1d, ops::conv_transpose2d, ops::conv_transpose3d][sd - 1];
-        let y = f(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(|e| format!("{what}: {e}"))?;
+        let y = f(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(fail(&what))?;
         let attrs = gconv_ref::ConvTransposeAttrs {
             stride,
             padding,
@@ -145,9 +163,20 @@ fn random_conv_transpose_forward_matches_reference() {
             dilation: dil,
             groups,
         };
-        let expected =
-            gconv_ref::conv_transpose_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs);
-        check(&what, &y, &expected)
+        check(
+            &what,
+            &y,
+            &gconv_ref::conv_transpose_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs),
+        )?;
+        let (gy, gya) = random(r, y.shape());
+        let f = [
+            ops::conv_transpose1d_backward,
+            ops::conv_transpose2d_backward,
+            ops::conv_transpose3d_backward,
+        ][sd - 1];
+        let g = f(&gy, &x, &w, bias.is_some(), &o).map_err(fail(&what))?;
+        let (gx, gw, gb) = gconv_ref::conv_transpose_backward(&xa, &wa, &gya, &attrs);
+        check_grads(&what, &g, gx, gw, gb)
     });
 }
 
@@ -186,9 +215,13 @@ fn pool_case(r: &mut SmallRng, dilated: bool) -> PoolCase {
     PoolCase { xs, k, stride, pad, dil, ceil: r.random_bool(0.5) }
 }
 
+fn indices_of(t: &Tensor) -> Result<Vec<i64>, String> {
+    Ok(t.to_vec_i32().map_err(|e| e.to_string())?.into_iter().map(i64::from).collect())
+}
+
 #[test]
-fn random_max_pool_forward_matches_reference() {
-    for_each_config("max_pool_forward", CONFIGS, |r| {
+fn random_max_pool_forward_and_backward_match_reference() {
+    for_each_config("max_pool", CONFIGS, |r| {
         let c = pool_case(r, true);
         let sd = c.k.len();
         let (x, xa) = random(r, &c.xs);
@@ -205,7 +238,7 @@ fn random_max_pool_forward_matches_reference() {
             ops::max_pool2d_with_indices,
             ops::max_pool3d_with_indices,
         ][sd - 1];
-        let (y, idx) = f(&x, &o).map_err(|e| format!("{what}: {e}"))?;
+        let (y, idx) = f(&x, &o).map_err(fail(&what))?;
         let attrs = gconv_ref::PoolAttrs {
             kernel_size: c.k,
             stride: c.stride,
@@ -217,18 +250,24 @@ fn random_max_pool_forward_matches_reference() {
         };
         let (ey, eidx) = gconv_ref::max_pool_forward(&xa, &attrs);
         check(&what, &y, &ey)?;
-        let got: Vec<i64> =
-            idx.to_vec_i32().map_err(|e| e.to_string())?.into_iter().map(i64::from).collect();
-        if got != eidx {
+        if indices_of(&idx)? != eidx {
             return Err(format!("{what}: indices differ"));
         }
-        Ok(())
+        let (gy, gya) = random(r, y.shape());
+        let f =
+            [ops::max_pool1d_backward, ops::max_pool2d_backward, ops::max_pool3d_backward][sd - 1];
+        let gx = f(&gy, &x, &idx, &o).map_err(fail(&what))?;
+        check(
+            &format!("{what} grad_x"),
+            &gx,
+            &gconv_ref::max_pool_backward(&xa, &gya, &eidx, &attrs),
+        )
     });
 }
 
 #[test]
-fn random_avg_pool_forward_matches_reference() {
-    for_each_config("avg_pool_forward", CONFIGS, |r| {
+fn random_avg_pool_forward_and_backward_match_reference() {
+    for_each_config("avg_pool", CONFIGS, |r| {
         let c = pool_case(r, false);
         let sd = c.k.len();
         let (x, xa) = random(r, &c.xs);
@@ -244,7 +283,7 @@ fn random_avg_pool_forward_matches_reference() {
         };
         let what = format!("avg_pool{sd}d x {:?} {o:?}", c.xs);
         let f = [ops::avg_pool1d, ops::avg_pool2d, ops::avg_pool3d][sd - 1];
-        let y = f(&x, &o).map_err(|e| format!("{what}: {e}"))?;
+        let y = f(&x, &o).map_err(fail(&what))?;
         let attrs = gconv_ref::PoolAttrs {
             kernel_size: c.k,
             stride: c.stride,
@@ -254,13 +293,18 @@ fn random_avg_pool_forward_matches_reference() {
             count_include_pad,
             divisor_override,
         };
-        check(&what, &y, &gconv_ref::avg_pool_forward(&xa, &attrs))
+        check(&what, &y, &gconv_ref::avg_pool_forward(&xa, &attrs))?;
+        let (gy, gya) = random(r, y.shape());
+        let f =
+            [ops::avg_pool1d_backward, ops::avg_pool2d_backward, ops::avg_pool3d_backward][sd - 1];
+        let gx = f(&gy, &x, &o).map_err(fail(&what))?;
+        check(&format!("{what} grad_x"), &gx, &gconv_ref::avg_pool_backward(&xa, &gya, &attrs))
     });
 }
 
 #[test]
-fn random_adaptive_pool_forward_matches_reference() {
-    for_each_config("adaptive_pool_forward", CONFIGS, |r| {
+fn random_adaptive_pool_forward_and_backward_match_reference() {
+    for_each_config("adaptive_pool", CONFIGS, |r| {
         let sd = spatial_rank(r);
         let max_in = [0, 20, 12, 6][sd];
         let size: Vec<usize> = (0..sd).map(|_| r.random_range(1..=max_in)).collect();
@@ -273,8 +317,16 @@ fn random_adaptive_pool_forward_matches_reference() {
             let what = format!("adaptive_avg_pool{sd}d x {xs:?} -> {out:?}");
             let f = [ops::adaptive_avg_pool1d, ops::adaptive_avg_pool2d, ops::adaptive_avg_pool3d]
                 [sd - 1];
-            let y = f(&x, out.clone()).map_err(|e| format!("{what}: {e}"))?;
-            check(&what, &y, &gconv_ref::adaptive_avg_pool_forward(&xa, &out))
+            let y = f(&x, out.clone()).map_err(fail(&what))?;
+            check(&what, &y, &gconv_ref::adaptive_avg_pool_forward(&xa, &out))?;
+            let (gy, gya) = random(r, y.shape());
+            let f = [
+                ops::adaptive_avg_pool1d_backward,
+                ops::adaptive_avg_pool2d_backward,
+                ops::adaptive_avg_pool3d_backward,
+            ][sd - 1];
+            let gx = f(&gy, &x).map_err(fail(&what))?;
+            check(&format!("{what} grad_x"), &gx, &gconv_ref::adaptive_avg_pool_backward(&xa, &gya))
         } else {
             let what = format!("adaptive_max_pool{sd}d x {xs:?} -> {out:?}");
             let f = [
@@ -282,47 +334,77 @@ fn random_adaptive_pool_forward_matches_reference() {
                 ops::adaptive_max_pool2d_with_indices,
                 ops::adaptive_max_pool3d_with_indices,
             ][sd - 1];
-            let (y, idx) = f(&x, out.clone()).map_err(|e| format!("{what}: {e}"))?;
+            let (y, idx) = f(&x, out.clone()).map_err(fail(&what))?;
             let (ey, eidx) = gconv_ref::adaptive_max_pool_forward(&xa, &out);
             check(&what, &y, &ey)?;
-            let got: Vec<i64> =
-                idx.to_vec_i32().map_err(|e| e.to_string())?.into_iter().map(i64::from).collect();
-            if got != eidx {
+            if indices_of(&idx)? != eidx {
                 return Err(format!("{what}: indices differ"));
             }
-            Ok(())
+            let (gy, gya) = random(r, y.shape());
+            let f = [
+                ops::adaptive_max_pool1d_backward,
+                ops::adaptive_max_pool2d_backward,
+                ops::adaptive_max_pool3d_backward,
+            ][sd - 1];
+            let gx = f(&gy, &x, &idx).map_err(fail(&what))?;
+            check(
+                &format!("{what} grad_x"),
+                &gx,
+                &gconv_ref::adaptive_max_pool_backward(&xa, &gya, &eidx),
+            )
         }
     });
 }
 
+/// `arr` repeated `batch` times along a new leading dimension (a broadcast matmul operand as the
+/// reference, which multiplies equal batches, needs it).
+fn expand(arr: &Array, batch: usize) -> Array {
+    let mut shape = vec![batch];
+    shape.extend(&arr.shape);
+    Array::new(&shape, arr.data.repeat(batch))
+}
+
+/// The sum over the leading dimension: the gradient of an operand that was broadcast.
+fn fold(g: &Array, shape: &[usize]) -> Array {
+    let len: usize = shape.iter().product();
+    let mut sum = vec![0.0; len];
+    for (i, v) in g.data.iter().enumerate() {
+        sum[i % len] += v;
+    }
+    Array::new(shape, sum)
+}
+
 #[test]
-fn random_linear_and_matmul_match_reference() {
-    for_each_config("gemm_forward", CONFIGS, |r| {
+fn random_linear_and_matmul_forward_and_backward_match_reference() {
+    for_each_config("gemm", CONFIGS, |r| {
         let (m, k, n) = (r.random_range(1..=70), r.random_range(1..=70), r.random_range(1..=70));
         if r.random_bool(0.5) {
-            let lead: Vec<usize> = match r.random_range(0..3) {
+            let mut xs: Vec<usize> = match r.random_range(0..3) {
                 0 => vec![],
                 1 => vec![m],
                 _ => vec![r.random_range(1..=3), m.div_ceil(3)],
             };
-            let mut xs = lead.clone();
             xs.push(k);
             let (x, xa) = random(r, &xs);
             let (w, wa) = random(r, &[n, k]);
             let bias = r.random_bool(0.7).then(|| random(r, &[n]));
             let what = format!("linear x {xs:?} w [{n}, {k}] bias {}", bias.is_some());
-            let y = ops::linear(&x, &w, bias.as_ref().map(|b| &b.0))
-                .map_err(|e| format!("{what}: {e}"))?;
-            check(&what, &y, &gconv_ref::linear(&xa, &wa, bias.as_ref().map(|b| &b.1)))
+            let y = ops::linear(&x, &w, bias.as_ref().map(|b| &b.0)).map_err(fail(&what))?;
+            check(&what, &y, &gconv_ref::linear(&xa, &wa, bias.as_ref().map(|b| &b.1)))?;
+            let (gy, gya) = random(r, y.shape());
+            let g = ops::linear_backward(&gy, &x, &w, bias.is_some()).map_err(fail(&what))?;
+            let (gx, gw, gb) = gconv_ref::linear_backward(&xa, &wa, &gya);
+            let g = ops::ConvGrads {
+                grad_input: g.grad_input,
+                grad_weight: g.grad_weight,
+                grad_bias: g.grad_bias,
+            };
+            check_grads(&what, &g, gx, gw, gb)
         } else {
             let batch = r.random_range(1..=4);
             // Equal batches, or one side a plain matrix broadcast over the other's batch.
-            let (a_batched, b_batched) = match r.random_range(0..4) {
-                0 => (true, false),
-                1 => (false, true),
-                2 => (false, false),
-                _ => (true, true),
-            };
+            let (a_batched, b_batched) =
+                [(true, false), (false, true), (false, false), (true, true)][r.random_range(0..4)];
             let shape = |batched: bool, rows: usize, cols: usize| {
                 if batched { vec![batch, rows, cols] } else { vec![rows, cols] }
             };
@@ -330,65 +412,80 @@ fn random_linear_and_matmul_match_reference() {
             let (a, aa) = random(r, &a_s);
             let (b, ba) = random(r, &b_s);
             let what = format!("matmul {a_s:?} @ {b_s:?}");
-            let y = ops::matmul(&a, &b).map_err(|e| format!("{what}: {e}"))?;
-            // The reference multiplies equal batches; expand a broadcast operand.
-            let expand = |arr: &Array, batched: bool, out_batch: usize| -> Array {
-                if batched {
-                    return arr.clone();
-                }
-                let mut data = Vec::new();
-                for _ in 0..out_batch {
-                    data.extend_from_slice(&arr.data);
-                }
-                let mut s = vec![out_batch];
-                s.extend(&arr.shape);
-                Array::new(&s, data)
-            };
+            let y = ops::matmul(&a, &b).map_err(fail(&what))?;
             let out_batch = if a_batched || b_batched { batch } else { 1 };
-            let mut expected = gconv_ref::matmul(
-                &expand(&aa, a_batched, out_batch),
-                &expand(&ba, b_batched, out_batch),
+            let (ea, eb) = (
+                if a_batched { aa.clone() } else { expand(&aa, out_batch) },
+                if b_batched { ba.clone() } else { expand(&ba, out_batch) },
             );
+            let mut expected = gconv_ref::matmul(&ea, &eb);
             if !a_batched && !b_batched {
                 expected.shape.remove(0);
             }
-            check(&what, &y, &expected)
+            check(&what, &y, &expected)?;
+            let (gy, mut gya) = random(r, y.shape());
+            if gya.shape.len() == 2 {
+                gya.shape.insert(0, 1);
+            }
+            let (ga, gb) = ops::matmul_backward(&gy, &a, &b).map_err(fail(&what))?;
+            let (ega, egb) = gconv_ref::matmul_backward(&ea, &eb, &gya);
+            let ega = if a_batched { ega } else { fold(&ega, &a_s) };
+            let egb = if b_batched { egb } else { fold(&egb, &b_s) };
+            check(&format!("{what} grad_a"), &ga, &ega)?;
+            check(&format!("{what} grad_b"), &gb, &egb)
         }
     });
 }
 
 #[test]
-fn random_relu_softmax_log_softmax_match_reference() {
-    for_each_config("softmax_relu", CONFIGS, |r| {
+fn random_relu_softmax_log_softmax_forward_and_backward_match_reference() {
+    for_each_config("activation", CONFIGS, |r| {
         let rank = r.random_range(1..=4);
         let shape: Vec<usize> = (0..rank).map(|_| r.random_range(1..=9)).collect();
         let (x, xa) = random(r, &shape);
+        let (gy, gya) = random(r, &shape);
         let dim = r.random_range(0..rank);
         let signed_dim =
             if r.random_bool(0.5) { dim as isize - rank as isize } else { dim as isize };
         let what = format!("x {shape:?} dim {signed_dim}");
         match r.random_range(0..3) {
-            0 => check(
-                &format!("relu {what}"),
-                &ops::relu(&x).map_err(|e| e.to_string())?,
-                &gconv_ref::relu(&xa),
-            ),
-            1 => check(
-                &format!("softmax {what}"),
-                &ops::softmax(&x, signed_dim).map_err(|e| e.to_string())?,
-                &gconv_ref::softmax(&xa, dim),
-            ),
-            _ => check(
-                &format!("log_softmax {what}"),
-                &ops::log_softmax(&x, signed_dim).map_err(|e| e.to_string())?,
-                &gconv_ref::log_softmax(&xa, dim),
-            ),
+            0 => {
+                check(
+                    &format!("relu {what}"),
+                    &ops::relu(&x).map_err(fail(&what))?,
+                    &gconv_ref::relu(&xa),
+                )?;
+                let gx = ops::relu_backward(&gy, &x).map_err(fail(&what))?;
+                check(&format!("relu_backward {what}"), &gx, &gconv_ref::relu_backward(&xa, &gya))
+            }
+            1 => {
+                let y = ops::softmax(&x, signed_dim).map_err(fail(&what))?;
+                let ya = gconv_ref::softmax(&xa, dim);
+                check(&format!("softmax {what}"), &y, &ya)?;
+                let gx = ops::softmax_backward(&gy, &y, signed_dim).map_err(fail(&what))?;
+                check(
+                    &format!("softmax_backward {what}"),
+                    &gx,
+                    &gconv_ref::softmax_backward(&ya, &gya, dim),
+                )
+            }
+            _ => {
+                let y = ops::log_softmax(&x, signed_dim).map_err(fail(&what))?;
+                let ya = gconv_ref::log_softmax(&xa, dim);
+                check(&format!("log_softmax {what}"), &y, &ya)?;
+                let gx = ops::log_softmax_backward(&gy, &y, signed_dim).map_err(fail(&what))?;
+                check(
+                    &format!("log_softmax_backward {what}"),
+                    &gx,
+                    &gconv_ref::log_softmax_backward(&ya, &gya, dim),
+                )
+            }
         }
     });
 }
 
 #[test]
-fn random_cross_entropy_matches_reference() {
+fn random_cross_entropy_forward_and_backward_match_reference() {
     for_each_config("cross_entropy", CONFIGS, |r| {
         let (n, c) = (r.random_range(1..=300), r.random_range(1..=20));
         let (x, xa) = random(r, &[n, c]);
@@ -405,22 +502,30 @@ fn random_cross_entropy_matches_reference() {
         let t = Tensor::from_slice_i32(ctx(), &target, &[n]).map_err(|e| e.to_string())?;
         let t64: Vec<i64> = target.iter().map(|&v| i64::from(v)).collect();
         let (losses, mean) = gconv_ref::cross_entropy(&xa, &t64, i64::from(ignore));
-        let reduction =
-            [ops::Reduction::Mean, ops::Reduction::Sum, ops::Reduction::None][r.random_range(0..3)];
+        let (reduction, name) = [
+            (ops::Reduction::Mean, "mean"),
+            (ops::Reduction::Sum, "sum"),
+            (ops::Reduction::None, "none"),
+        ][r.random_range(0..3)];
         let o = ops::CrossEntropyOptions { reduction, ignore_index: ignore };
         let what = format!("cross_entropy [{n}, {c}] {o:?}");
-        let y = ops::cross_entropy(&x, &t, &o).map_err(|e| format!("{what}: {e}"))?;
+        let y = ops::cross_entropy(&x, &t, &o).map_err(fail(&what))?;
         let expected = match reduction {
             ops::Reduction::Mean => Array::new(&[], vec![mean]),
             ops::Reduction::Sum => Array::new(&[], vec![losses.iter().sum()]),
             ops::Reduction::None => Array::new(&[n], losses),
         };
-        check(&what, &y, &expected)
+        check(&what, &y, &expected)?;
+        let (gy, gya) = random(r, y.shape());
+        let gx = ops::cross_entropy_backward(&gy, &x, &t, &o).map_err(fail(&what))?;
+        let expected =
+            gconv_ref::cross_entropy_backward(&xa, &t64, i64::from(ignore), &gya.data, name);
+        check(&format!("{what} grad_x"), &gx, &expected)
     });
 }
 
 #[test]
-fn random_batch_norm_matches_reference() {
+fn random_batch_norm_forward_and_backward_match_reference() {
     for_each_config("batch_norm", CONFIGS, |r| {
         let rank = r.random_range(2..=5);
         let mut shape = vec![r.random_range(1..=4), r.random_range(1..=6)];
@@ -448,24 +553,20 @@ fn random_batch_norm_matches_reference() {
             Some((m, v)) => (Some(upload(m)), Some(upload(v))),
             None => (None, None),
         };
-        let y = ops::batch_norm(
-            &x,
-            rm.as_ref(),
-            rv.as_ref(),
-            w.as_ref().map(|t| &t.0),
-            b.as_ref().map(|t| &t.0),
-            &o,
-        )
-        .map_err(|e| format!("{what}: {e}"))?;
+        let (wt, bt) = (w.as_ref().map(|t| &t.0), b.as_ref().map(|t| &t.0));
+        let (y, stats) = ops::batch_norm_with_stats(&x, rm.as_ref(), rv.as_ref(), wt, bt, &o)
+            .map_err(fail(&what))?;
         let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
         let (rm64, rv64) =
             (running.as_ref().map(|r| widen(&r.0)), running.as_ref().map(|r| widen(&r.1)));
+        let wa = w.as_ref().map(|t| t.1.data.as_slice());
+        let ba = b.as_ref().map(|t| t.1.data.as_slice());
         let e = gconv_ref::batch_norm_forward(
             &xa,
             rm64.as_deref(),
             rv64.as_deref(),
-            w.as_ref().map(|t| t.1.data.as_slice()),
-            b.as_ref().map(|t| t.1.data.as_slice()),
+            wa,
+            ba,
             training,
             o.momentum,
             o.eps,
@@ -477,6 +578,25 @@ fn random_batch_norm_matches_reference() {
         {
             check(&format!("{what} running_mean"), &rm, &Array::new(&[c], em))?;
             check(&format!("{what} running_var"), &rv, &Array::new(&[c], ev))?;
+        }
+        let (gy, gya) = random(r, &shape);
+        let g =
+            ops::batch_norm_backward(&gy, &x, &stats, wt, b.is_some(), &o).map_err(fail(&what))?;
+        let (gx, gw, gb) = gconv_ref::batch_norm_backward(
+            &xa,
+            &gya,
+            rm64.as_deref(),
+            rv64.as_deref(),
+            wa,
+            training,
+            o.eps,
+        );
+        check(&format!("{what} grad_x"), &g.grad_input, &gx)?;
+        if let Some(t) = &g.grad_weight {
+            check(&format!("{what} grad_weight"), t, &Array::new(&[c], gw))?;
+        }
+        if let Some(t) = &g.grad_bias {
+            check(&format!("{what} grad_bias"), t, &Array::new(&[c], gb))?;
         }
         Ok(())
     });

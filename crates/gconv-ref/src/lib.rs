@@ -5,6 +5,10 @@
 //! Functions mirror the shaders by name (`conv_forward` for `conv.wgsl`'s `conv_forward`, ...).
 //! They assume valid arguments (the GPU operators validate them) and panic on shapes that do
 //! not fit; every spatial operator takes 1 to 3 spatial dimensions.
+#![allow(
+    clippy::needless_range_loop,
+    reason = "a reference spells out its index arithmetic; iterator chains would hide it"
+)]
 
 /// A dense row-major array of f64 with a shape.
 #[derive(Clone, Debug, PartialEq)]
@@ -584,3 +588,388 @@ pub fn batch_norm_forward(
     }
     BatchNormOut { y, running_mean: new_mean, running_var: new_var }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Backward. Scatter formulations (each forward term pushes its derivative to the inputs it
+// read), the opposite of the GPU's gathers, so the two cannot share an indexing mistake.
+// ---------------------------------------------------------------------------------------------
+
+/// Gradients of [`conv_forward`]: (grad_x, grad_w, grad_b) for upstream gradient `gy`.
+pub fn conv_backward(x: &Array, w: &Array, gy: &Array, a: &ConvAttrs) -> (Array, Array, Vec<f64>) {
+    let (n, c_in) = (x.shape[0], x.shape[1]);
+    let c_out = w.shape[0];
+    let cin_g = c_in / a.groups;
+    let cout_g = c_out / a.groups;
+    let ins = three(&x.shape[2..], 1);
+    let ks = three(&w.shape[2..], 1);
+    let outs = three(&gy.shape[2..], 1);
+    let st = three(&a.stride, 1);
+    let dl = three(&a.dilation, 1);
+    let pd = three_pairs(&a.padding);
+    let (in_plane, k_plane, out_plane): (usize, usize, usize) =
+        (ins.iter().product(), ks.iter().product(), outs.iter().product());
+    let mut gx = Array::zeros(&x.shape);
+    let mut gw = Array::zeros(&w.shape);
+    let mut gb = vec![0.0; c_out];
+    for ni in 0..n {
+        for co in 0..c_out {
+            let g = co / cout_g;
+            for o in each3(outs) {
+                let gv = gy.data[(ni * c_out + co) * out_plane + flat3(outs, o[0], o[1], o[2])];
+                gb[co] += gv;
+                for ci in 0..cin_g {
+                    let c = g * cin_g + ci;
+                    for k in each3(ks) {
+                        let pos: [i64; 3] = std::array::from_fn(|i| {
+                            (o[i] * st[i] + k[i] * dl[i]) as i64 - pd[i].0 as i64
+                        });
+                        if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
+                            continue;
+                        }
+                        let xi = (ni * c_in + c) * in_plane
+                            + flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize);
+                        let wi = (co * cin_g + ci) * k_plane + flat3(ks, k[0], k[1], k[2]);
+                        gx.data[xi] += gv * w.data[wi];
+                        gw.data[wi] += gv * x.data[xi];
+                    }
+                }
+            }
+        }
+    }
+    (gx, gw, gb)
+}
+
+/// Gradients of [`conv_transpose_forward`]: (grad_x, grad_w, grad_b).
+pub fn conv_transpose_backward(
+    x: &Array,
+    w: &Array,
+    gy: &Array,
+    a: &ConvTransposeAttrs,
+) -> (Array, Array, Vec<f64>) {
+    let (n, c_in) = (x.shape[0], x.shape[1]);
+    let cout_g = w.shape[1];
+    let c_out = cout_g * a.groups;
+    let cin_g = c_in / a.groups;
+    let ins = three(&x.shape[2..], 1);
+    let ks = three(&w.shape[2..], 1);
+    let outs = three(&gy.shape[2..], 1);
+    let st = three(&a.stride, 1);
+    let dl = three(&a.dilation, 1);
+    let pd = three(&a.padding, 0);
+    let (in_plane, k_plane, out_plane): (usize, usize, usize) =
+        (ins.iter().product(), ks.iter().product(), outs.iter().product());
+    let mut gx = Array::zeros(&x.shape);
+    let mut gw = Array::zeros(&w.shape);
+    let mut gb = vec![0.0; c_out];
+    for (i, v) in gy.data.iter().enumerate() {
+        gb[(i / out_plane) % c_out] += v;
+    }
+    for ni in 0..n {
+        for c in 0..c_in {
+            let g = c / cin_g;
+            for i in each3(ins) {
+                let xi = (ni * c_in + c) * in_plane + flat3(ins, i[0], i[1], i[2]);
+                for cog in 0..cout_g {
+                    let co = g * cout_g + cog;
+                    for k in each3(ks) {
+                        let pos: [i64; 3] = std::array::from_fn(|j| {
+                            (i[j] * st[j] + k[j] * dl[j]) as i64 - pd[j] as i64
+                        });
+                        if (0..3).any(|j| pos[j] < 0 || pos[j] >= outs[j] as i64) {
+                            continue;
+                        }
+                        let wi = (c * cout_g + cog) * k_plane + flat3(ks, k[0], k[1], k[2]);
+                        let yi = (ni * c_out + co) * out_plane
+                            + flat3(outs, pos[0] as usize, pos[1] as usize, pos[2] as usize);
+                        gx.data[xi] += gy.data[yi] * w.data[wi];
+                        gw.data[wi] += gy.data[yi] * x.data[xi];
+                    }
+                }
+            }
+        }
+    }
+    (gx, gw, gb)
+}
+
+/// Gradient of [`max_pool_forward`]: each window sends its upstream gradient to the element its
+/// index names, when that element is one of the window's taps. A window lying entirely in the
+/// padding (output -inf) passes no gradient.
+pub fn max_pool_backward(x: &Array, gy: &Array, indices: &[i64], a: &PoolAttrs) -> Array {
+    let ins = three(&x.shape[2..], 1);
+    let ks = three(&a.kernel_size, 1);
+    let st = three(&a.stride, 1);
+    let pd = three(&a.padding, 0);
+    let dl = three(&a.dilation, 1);
+    let outs = three(&gy.shape[2..], 1);
+    let planes = x.shape[0] * x.shape[1];
+    let in_plane: usize = ins.iter().product();
+    let mut gx = Array::zeros(&x.shape);
+    let mut at = 0;
+    for pl in 0..planes {
+        for o in each3(outs) {
+            for k in each3(ks) {
+                let pos: [i64; 3] =
+                    std::array::from_fn(|i| (o[i] * st[i] + k[i] * dl[i]) as i64 - pd[i] as i64);
+                if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
+                    continue;
+                }
+                let flat = flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize);
+                if flat as i64 == indices[at] {
+                    gx.data[pl * in_plane + flat] += gy.data[at];
+                    break;
+                }
+            }
+            at += 1;
+        }
+    }
+    gx
+}
+
+/// Gradient of [`avg_pool_forward`]: each window spreads grad / divisor over its valid taps.
+pub fn avg_pool_backward(x: &Array, gy: &Array, a: &PoolAttrs) -> Array {
+    let ins = three(&x.shape[2..], 1);
+    let ks = three(&a.kernel_size, 1);
+    let st = three(&a.stride, 1);
+    let pd = three(&a.padding, 0);
+    let outs = three(&gy.shape[2..], 1);
+    let planes = x.shape[0] * x.shape[1];
+    let in_plane: usize = ins.iter().product();
+    let mut gx = Array::zeros(&x.shape);
+    let mut at = 0;
+    for pl in 0..planes {
+        for o in each3(outs) {
+            let mut padded = 1usize;
+            let mut taps = Vec::new();
+            for i in 0..3 {
+                let start = (o[i] * st[i]) as i64 - pd[i] as i64;
+                let end = (start + ks[i] as i64).min((ins[i] + pd[i]) as i64);
+                padded *= (end - start) as usize;
+            }
+            for k in each3(ks) {
+                let pos: [i64; 3] =
+                    std::array::from_fn(|i| (o[i] * st[i] + k[i]) as i64 - pd[i] as i64);
+                if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
+                    continue;
+                }
+                taps.push(flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize));
+            }
+            let divisor = match (a.divisor_override, a.count_include_pad) {
+                (Some(d), _) => d,
+                (None, true) => padded,
+                (None, false) => taps.len(),
+            } as f64;
+            for t in taps {
+                gx.data[pl * in_plane + t] += gy.data[at] / divisor;
+            }
+            at += 1;
+        }
+    }
+    gx
+}
+
+fn adaptive_backward(x: &Array, gy: &Array, indices: Option<&[i64]>) -> Array {
+    let ins = three(&x.shape[2..], 1);
+    let outs = three(&gy.shape[2..], 1);
+    let planes = x.shape[0] * x.shape[1];
+    let in_plane: usize = ins.iter().product();
+    let mut gx = Array::zeros(&x.shape);
+    let mut at = 0;
+    for pl in 0..planes {
+        for o in each3(outs) {
+            let r: [std::ops::Range<usize>; 3] =
+                std::array::from_fn(|i| adaptive_range(o[i], ins[i], outs[i]));
+            let count = r.iter().map(|r| r.len()).product::<usize>() as f64;
+            for d in r[0].clone() {
+                for h in r[1].clone() {
+                    for w in r[2].clone() {
+                        let flat = flat3(ins, d, h, w);
+                        match indices {
+                            Some(idx) if idx[at] == flat as i64 => {
+                                gx.data[pl * in_plane + flat] += gy.data[at]
+                            }
+                            Some(_) => {}
+                            None => gx.data[pl * in_plane + flat] += gy.data[at] / count,
+                        }
+                    }
+                }
+            }
+            at += 1;
+        }
+    }
+    gx
+}
+
+/// Gradient of [`adaptive_avg_pool_forward`].
+pub fn adaptive_avg_pool_backward(x: &Array, gy: &Array) -> Array {
+    adaptive_backward(x, gy, None)
+}
+
+/// Gradient of [`adaptive_max_pool_forward`] through its indices.
+pub fn adaptive_max_pool_backward(x: &Array, gy: &Array, indices: &[i64]) -> Array {
+    adaptive_backward(x, gy, Some(indices))
+}
+
+/// Gradients of [`linear`]: (grad_x, grad_w, grad_b).
+pub fn linear_backward(x: &Array, w: &Array, gy: &Array) -> (Array, Array, Vec<f64>) {
+    let (out_f, in_f) = (w.shape[0], w.shape[1]);
+    let rows = x.len() / in_f;
+    let mut gx = Array::zeros(&x.shape);
+    let mut gw = Array::zeros(&w.shape);
+    let mut gb = vec![0.0; out_f];
+    for r in 0..rows {
+        for o in 0..out_f {
+            let g = gy.data[r * out_f + o];
+            gb[o] += g;
+            for i in 0..in_f {
+                gx.data[r * in_f + i] += g * w.data[o * in_f + i];
+                gw.data[o * in_f + i] += g * x.data[r * in_f + i];
+            }
+        }
+    }
+    (gx, gw, gb)
+}
+
+/// Gradients of [`matmul`] (equal batches): (grad_a, grad_b).
+pub fn matmul_backward(a: &Array, b: &Array, gy: &Array) -> (Array, Array) {
+    let r = a.shape.len();
+    let (m, k) = (a.shape[r - 2], a.shape[r - 1]);
+    let n = b.shape[b.shape.len() - 1];
+    let batch: usize = a.shape[..r - 2].iter().product();
+    let mut ga = Array::zeros(&a.shape);
+    let mut gb = Array::zeros(&b.shape);
+    for bi in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                let g = gy.data[(bi * m + i) * n + j];
+                for kk in 0..k {
+                    ga.data[(bi * m + i) * k + kk] += g * b.data[(bi * k + kk) * n + j];
+                    gb.data[(bi * k + kk) * n + j] += g * a.data[(bi * m + i) * k + kk];
+                }
+            }
+        }
+    }
+    (ga, gb)
+}
+
+/// Gradient of [`relu`]: gy where x > 0.
+pub fn relu_backward(x: &Array, gy: &Array) -> Array {
+    Array::new(
+        &x.shape,
+        x.data.iter().zip(&gy.data).map(|(&v, &g)| if v > 0.0 { g } else { 0.0 }).collect(),
+    )
+}
+
+fn along_dim2(y: &Array, gy: &Array, dim: usize, f: impl Fn(&[f64], &[f64]) -> Vec<f64>) -> Array {
+    let outer: usize = y.shape[..dim].iter().product();
+    let len = y.shape[dim];
+    let inner: usize = y.shape[dim + 1..].iter().product();
+    let mut gx = Array::zeros(&y.shape);
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| (o * len + j) * inner + i;
+            let yr: Vec<f64> = (0..len).map(|j| y.data[at(j)]).collect();
+            let gr: Vec<f64> = (0..len).map(|j| gy.data[at(j)]).collect();
+            for (j, v) in f(&yr, &gr).into_iter().enumerate() {
+                gx.data[at(j)] = v;
+            }
+        }
+    }
+    gx
+}
+
+/// Gradient of [`softmax`] from its output y: y * (gy - sum(gy * y)), by the Jacobian
+/// dy_i/dx_j = y_i (delta_ij - y_j).
+pub fn softmax_backward(y: &Array, gy: &Array, dim: usize) -> Array {
+    along_dim2(y, gy, dim, |y, g| {
+        (0..y.len())
+            .map(|j| (0..y.len()).map(|i| g[i] * y[i] * (f64::from(i == j) - y[j])).sum())
+            .collect()
+    })
+}
+
+/// Gradient of [`log_softmax`] from its output y, by the Jacobian
+/// dy_i/dx_j = delta_ij - softmax_j.
+pub fn log_softmax_backward(y: &Array, gy: &Array, dim: usize) -> Array {
+    along_dim2(y, gy, dim, |y, g| {
+        (0..y.len())
+            .map(|j| (0..y.len()).map(|i| g[i] * (f64::from(i == j) - y[j].exp())).sum())
+            .collect()
+    })
+}
+
+/// Gradient of [`cross_entropy`] with respect to the logits. `gy` holds one value for the mean
+/// or sum (`mean` says which) or one per sample (`per_sample`).
+pub fn cross_entropy_backward(
+    logits: &Array,
+    target: &[i64],
+    ignore_index: i64,
+    gy: &[f64],
+    reduction: &str,
+) -> Array {
+    let c = logits.shape[1];
+    let count = target.iter().filter(|&&t| t != ignore_index).count() as f64;
+    let mut gx = Array::zeros(&logits.shape);
+    for (i, &t) in target.iter().enumerate() {
+        if t == ignore_index {
+            continue;
+        }
+        let g = match reduction {
+            "none" => gy[i],
+            "sum" => gy[0],
+            _ => gy[0] / count,
+        };
+        let row = &logits.data[i * c..(i + 1) * c];
+        let lse = logsumexp(row);
+        for j in 0..c {
+            gx.data[i * c + j] = g * ((row[j] - lse).exp() - f64::from(j as i64 == t));
+        }
+    }
+    gx
+}
+
+/// Gradients of [`batch_norm_forward`]: (grad_x, grad_weight, grad_bias). In training the batch
+/// statistics depend on x; in evaluation the running statistics are constants.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    x: &Array,
+    gy: &Array,
+    running_mean: Option<&[f64]>,
+    running_var: Option<&[f64]>,
+    weight: Option<&[f64]>,
+    training: bool,
+    eps: f64,
+) -> (Array, Vec<f64>, Vec<f64>) {
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let spatial: usize = x.shape[2..].iter().product();
+    let m = (n * spatial) as f64;
+    let mut gx = Array::zeros(&x.shape);
+    let (mut gw, mut gb) = (vec![0.0; c], vec![0.0; c]);
+    for ch in 0..c {
+        let idx: Vec<usize> =
+            (0..n).flat_map(|ni| (0..spatial).map(move |s| (ni * c + ch) * spatial + s)).collect();
+        let (mean, var) = if training {
+            let mean = idx.iter().map(|&i| x.data[i]).sum::<f64>() / m;
+            (mean, idx.iter().map(|&i| (x.data[i] - mean).powi(2)).sum::<f64>() / m)
+        } else {
+            (running_mean.map_or(0.0, |v| v[ch]), running_var.map_or(1.0, |v| v[ch]))
+        };
+        let inv = 1.0 / (var + eps).sqrt();
+        let w = weight.map_or(1.0, |w| w[ch]);
+        let sum_g: f64 = idx.iter().map(|&i| gy.data[i]).sum();
+        let sum_gx: f64 = idx.iter().map(|&i| gy.data[i] * (x.data[i] - mean) * inv).sum();
+        gb[ch] = sum_g;
+        gw[ch] = sum_gx;
+        for &i in &idx {
+            let xhat = (x.data[i] - mean) * inv;
+            gx.data[i] = if training {
+                w * inv / m * (m * gy.data[i] - sum_g - xhat * sum_gx)
+            } else {
+                gy.data[i] * w * inv
+            };
+        }
+    }
+    (gx, gw, gb)
+}
+
+#[cfg(test)]
+mod gradient_checks;

@@ -26,11 +26,13 @@ pub enum Shader {
     Loss,
     /// `batch_norm.wgsl`: batch normalisation.
     BatchNorm,
+    /// `reduce.wgsl`: per-channel and per-batch sums for gradients.
+    Reduce,
 }
 
 impl Shader {
     /// Every shader, for validation and listing.
-    pub const ALL: [Shader; 7] = [
+    pub const ALL: [Shader; 8] = [
         Shader::Conv,
         Shader::Pool,
         Shader::Gemm,
@@ -38,6 +40,7 @@ impl Shader {
         Shader::Softmax,
         Shader::Loss,
         Shader::BatchNorm,
+        Shader::Reduce,
     ];
 
     /// The file name under `shaders/`.
@@ -50,6 +53,7 @@ impl Shader {
             Shader::Softmax => "softmax.wgsl",
             Shader::Loss => "loss.wgsl",
             Shader::BatchNorm => "batch_norm.wgsl",
+            Shader::Reduce => "reduce.wgsl",
         }
     }
 
@@ -62,6 +66,7 @@ impl Shader {
             Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
             Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
             Shader::BatchNorm => include_str!("../../../shaders/batch_norm.wgsl"),
+            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
         }
     }
 

@@ -1,4 +1,4 @@
-//! relu (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`).
+//! relu (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`), forward and backward.
 
 use super::{check_u32, context_of};
 use crate::kernel::{Dispatch, Shader, WG};
@@ -92,4 +92,99 @@ pub fn softmax(x: &Tensor, dim: isize) -> Result<Tensor> {
 /// [`Error::InvalidArgument`] for a dimension out of range.
 pub fn log_softmax(x: &Tensor, dim: isize) -> Result<Tensor> {
     softmax_like("log_softmax", "log_softmax_forward", x, dim)
+}
+
+fn same_shape(op: &'static str, grad: &Tensor, t: &Tensor) -> Result<()> {
+    if grad.shape() != t.shape() {
+        return Err(Error::invalid(
+            op,
+            format!("grad_output must have shape {:?}, got {:?}", t.shape(), grad.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// Gradient of [`relu`]: grad_output where x > 0, else 0.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the shapes differ.
+pub fn relu_backward(grad_output: &Tensor, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "relu_backward";
+    let ctx = context_of(OP, &[grad_output, x])?;
+    same_shape(OP, grad_output, x)?;
+    let total = check_u32(OP, "elements", x.numel())?;
+    let grad_x = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
+    if total == 0 {
+        return Ok(grad_x);
+    }
+    let params = [total, 0, 0, 0];
+    ctx.run(OP, |enc| {
+        ctx.record(
+            enc,
+            &Dispatch {
+                shader: Shader::Elementwise,
+                entry: "relu_backward",
+                constants: &[("WG", f64::from(WG))],
+                params: bytemuck::cast_slice(&params),
+                buffers: &[(1, x.buffer()), (2, grad_x.buffer()), (3, grad_output.buffer())],
+                workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
+            },
+        )
+    })?;
+    Ok(grad_x)
+}
+
+fn softmax_like_backward(
+    op: &'static str,
+    entry: &'static str,
+    grad_y: &Tensor,
+    y: &Tensor,
+    dim: isize,
+) -> Result<Tensor> {
+    let ctx = context_of(op, &[grad_y, y])?;
+    same_shape(op, grad_y, y)?;
+    let d = resolve_dim(op, dim, y.rank())?;
+    let shape = y.shape();
+    let (outer, len, inner) = if shape.is_empty() {
+        (1, 1, 1)
+    } else {
+        (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product::<usize>())
+    };
+    check_u32(op, "elements", y.numel())?;
+    let grad_x = Tensor::output(&ctx, shape, DType::F32, op)?;
+    let rows = (outer * inner) as u32;
+    if y.numel() == 0 {
+        return Ok(grad_x);
+    }
+    let params = [outer as u32, len as u32, inner as u32, rows];
+    ctx.run(op, |enc| {
+        ctx.record(
+            enc,
+            &Dispatch {
+                shader: Shader::Softmax,
+                entry,
+                constants: &[("WG", f64::from(WG))],
+                params: bytemuck::cast_slice(&params),
+                buffers: &[(1, y.buffer()), (3, grad_y.buffer()), (4, grad_x.buffer())],
+                workgroups: ctx.grid_1d(op, u64::from(rows), WG)?,
+            },
+        )
+    })?;
+    Ok(grad_x)
+}
+
+/// Gradient of [`softmax`] from its output `y`: y * (grad_output - sum(grad_output * y)).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for mismatched shapes or a dimension out of range.
+pub fn softmax_backward(grad_output: &Tensor, y: &Tensor, dim: isize) -> Result<Tensor> {
+    softmax_like_backward("softmax_backward", "softmax_backward", grad_output, y, dim)
+}
+
+/// Gradient of [`log_softmax`] from its output `y`: grad_output - exp(y) * sum(grad_output).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for mismatched shapes or a dimension out of range.
+pub fn log_softmax_backward(grad_output: &Tensor, y: &Tensor, dim: isize) -> Result<Tensor> {
+    softmax_like_backward("log_softmax_backward", "log_softmax_backward", grad_output, y, dim)
 }

@@ -1,7 +1,8 @@
 //! conv1d/2d/3d and conv_transpose1d/2d/3d (`conv.wgsl`).
 
 use super::{Dims, Padding, Spatial, check_bias, check_u32, context_of, to3};
-use crate::kernel::{Dispatch, Shader, WG};
+use crate::kernel::Dispatch;
+use crate::kernel::{Shader, WG};
 use crate::{DType, Error, Result, Tensor};
 
 /// Attributes of `conv1d/2d/3d`, with PyTorch's names and defaults (stride 1, padding 0,
@@ -288,6 +289,54 @@ fn conv_transpose_geometry(
     Ok(Geometry { x: xs, c_out, kernel, stride, pad, dilation, out })
 }
 
+impl Geometry {
+    /// Kernel parameters for a pass whose "input" has `c_in` channels and size `input`, and
+    /// whose "output" has `c_out` channels and size `output` (forward: x and y; the backward
+    /// passes swap the roles).
+    #[allow(clippy::too_many_arguments)]
+    fn params(
+        &self,
+        groups: usize,
+        c_in: usize,
+        c_out: usize,
+        input: &[usize],
+        output: &[usize],
+        has_bias: bool,
+        total: u32,
+    ) -> ConvParams {
+        ConvParams {
+            n: self.x.n as u32,
+            c_in: c_in as u32,
+            c_out: c_out as u32,
+            groups: groups as u32,
+            input: to3(input, 1),
+            output: to3(output, 1),
+            kernel: to3(&self.kernel, 1),
+            stride: to3(&self.stride, 1),
+            pad: to3(&self.pad, 0),
+            dilation: to3(&self.dilation, 1),
+            has_bias: has_bias as u32,
+            total,
+        }
+    }
+}
+
+fn dispatch<'a>(
+    entry: &'static str,
+    params: &'a ConvParams,
+    buffers: &'a [(u32, &'a wgpu::Buffer)],
+    workgroups: [u32; 3],
+) -> Dispatch<'a> {
+    Dispatch {
+        shader: Shader::Conv,
+        entry,
+        constants: &[("WG", WG as f64)],
+        params: bytemuck::bytes_of(params),
+        buffers,
+        workgroups,
+    }
+}
+
 fn launch(
     op: &'static str,
     entry: &'static str,
@@ -304,36 +353,96 @@ fn launch(
     let shape = g.x.out_shape(g.c_out, &g.out);
     let total = check_u32(op, "output elements", crate::tensor::numel(&shape))?;
     check_u32(op, "input elements", x.numel())?;
+    check_u32(op, "weight elements", w.numel())?;
     let y = Tensor::output(&ctx, &shape, DType::F32, op)?;
-    let params = ConvParams {
-        n: g.x.n as u32,
-        c_in: g.x.c as u32,
-        c_out: g.c_out as u32,
-        groups: groups as u32,
-        input: to3(&g.x.size, 1),
-        output: to3(&g.out, 1),
-        kernel: to3(&g.kernel, 1),
-        stride: to3(&g.stride, 1),
-        pad: to3(&g.pad, 0),
-        dilation: to3(&g.dilation, 1),
-        has_bias: bias.is_some() as u32,
-        total,
-    };
+    let params = g.params(groups, g.x.c, g.c_out, &g.x.size, &g.out, bias.is_some(), total);
     let b = bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    let buffers = [(1, x.buffer()), (2, w.buffer()), (3, b), (4, y.buffer())];
     ctx.run(op, |enc| {
-        ctx.record(
-            enc,
-            &Dispatch {
-                shader: Shader::Conv,
-                entry,
-                constants: &[("WG", f64::from(WG))],
-                params: bytemuck::bytes_of(&params),
-                buffers: &[(1, x.buffer()), (2, w.buffer()), (3, b), (4, y.buffer())],
-                workgroups: ctx.grid_1d(op, u64::from(total), WG)?,
-            },
-        )
+        ctx.record(enc, &dispatch(entry, &params, &buffers, ctx.grid_1d(op, u64::from(total), WG)?))
     })?;
     Ok(y)
+}
+
+/// Gradients of a convolution or transposed convolution with respect to its input, weight and
+/// bias.
+#[derive(Debug)]
+pub struct ConvGrads {
+    /// Same shape as the input.
+    pub grad_input: Tensor,
+    /// Same shape as the weight.
+    pub grad_weight: Tensor,
+    /// Per output channel; `None` when the layer has no bias.
+    pub grad_bias: Option<Tensor>,
+}
+
+fn check_grad_output(op: &'static str, grad_y: &Tensor, expected: &[usize]) -> Result<()> {
+    if grad_y.shape() != expected {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "grad_output must have the output's shape {expected:?}, got {:?}",
+                grad_y.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Records the three gradients. `transposed` swaps the roles as described in conv.wgsl: the
+/// data gradient of a convolution is a transposed-convolution gather over grad_y and vice versa,
+/// and a transposed convolution's weight gradient is `conv_backward_weight` with x and grad_y
+/// exchanged.
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    op: &'static str,
+    g: Geometry,
+    groups: usize,
+    transposed: bool,
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    grad_y: &Tensor,
+) -> Result<ConvGrads> {
+    let ctx = context_of(op, &[x, w, grad_y])?;
+    let y_shape = g.x.out_shape(g.c_out, &g.out);
+    check_grad_output(op, grad_y, &y_shape)?;
+    check_u32(op, "output elements", grad_y.numel())?;
+    let gx_total = check_u32(op, "input elements", x.numel())?;
+    let gw_total = check_u32(op, "weight elements", w.numel())?;
+    let grad_input = Tensor::output(&ctx, x.shape(), DType::F32, op)?;
+    let grad_weight = Tensor::output(&ctx, w.shape(), DType::F32, op)?;
+    let grad_bias =
+        if has_bias { Some(Tensor::output(&ctx, &[g.c_out], DType::F32, op)?) } else { None };
+    let (c_x, c_y) = (g.x.c, g.c_out);
+    let (size_x, size_y) = (g.x.size.clone(), g.out.clone());
+    let dummy = &ctx.inner.dummy;
+    // Data gradient: a gather from grad_y into an "output" the size of x.
+    let (data_entry, data_params) = if transposed {
+        ("conv_forward", g.params(groups, c_y, c_x, &size_y, &size_x, false, gx_total))
+    } else {
+        ("conv_transpose_forward", g.params(groups, c_y, c_x, &size_y, &size_x, false, gx_total))
+    };
+    let data_buffers =
+        [(1, grad_y.buffer()), (2, w.buffer()), (3, dummy), (4, grad_input.buffer())];
+    // Weight gradient: sum over the batch and positions of (strided tensor) x (dense tensor).
+    let (weight_params, strided, dense) = if transposed {
+        (g.params(groups, c_y, c_x, &size_y, &size_x, false, gw_total), grad_y, x)
+    } else {
+        (g.params(groups, c_x, c_y, &size_x, &size_y, false, gw_total), x, grad_y)
+    };
+    let weight_buffers = [(1, strided.buffer()), (5, dense.buffer()), (6, grad_weight.buffer())];
+    ctx.run(op, |enc| {
+        let grid = ctx.grid_1d(op, u64::from(gx_total), WG)?;
+        ctx.record(enc, &dispatch(data_entry, &data_params, &data_buffers, grid))?;
+        let grid = ctx.grid_1d(op, u64::from(gw_total), WG)?;
+        ctx.record(enc, &dispatch("conv_backward_weight", &weight_params, &weight_buffers, grid))?;
+        if let Some(gb) = &grad_bias {
+            crate::ops::reduce::record_channel_sum(&ctx, enc, grad_y, g.x.n, g.c_out, gb)?;
+        }
+        Ok(())
+    })?;
+    Ok(ConvGrads { grad_input, grad_weight, grad_bias })
 }
 
 fn conv_nd(
@@ -348,6 +457,19 @@ fn conv_nd(
     launch(op, "conv_forward", g, o.groups, x, w, bias)
 }
 
+fn conv_backward_nd(
+    op: &'static str,
+    sd: usize,
+    grad_y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    o: &ConvOptions,
+) -> Result<ConvGrads> {
+    let g = conv_geometry(op, sd, x, w, o)?;
+    backward(op, g, o.groups, false, x, w, has_bias, grad_y)
+}
+
 fn conv_transpose_nd(
     op: &'static str,
     sd: usize,
@@ -358,6 +480,19 @@ fn conv_transpose_nd(
 ) -> Result<Tensor> {
     let g = conv_transpose_geometry(op, sd, x, w, o)?;
     launch(op, "conv_transpose_forward", g, o.groups, x, w, bias)
+}
+
+fn conv_transpose_backward_nd(
+    op: &'static str,
+    sd: usize,
+    grad_y: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    o: &ConvTransposeOptions,
+) -> Result<ConvGrads> {
+    let g = conv_transpose_geometry(op, sd, x, w, o)?;
+    backward(op, g, o.groups, true, x, w, has_bias, grad_y)
 }
 
 /// 1-D convolution: x (N, C_in, L) or (C_in, L); weight (C_out, C_in/groups, k); bias (C_out).
@@ -422,4 +557,32 @@ pub fn conv_transpose3d(
     o: &ConvTransposeOptions,
 ) -> Result<Tensor> {
     conv_transpose_nd("conv_transpose3d", 3, x, w, bias, o)
+}
+
+macro_rules! backward_fns {
+    ($($name:ident, $inner:ident, $opts:ty, $sd:literal, $fwd:literal;)*) => {$(
+        #[doc = concat!("Gradients of [`", $fwd, "`] with respect to its input, weight and bias (when")]
+        /// `has_bias`), given the upstream gradient `grad_output` of the output's shape.
+        ///
+        /// # Errors
+        /// [`Error::InvalidArgument`] for mismatched shapes or attributes.
+        pub fn $name(
+            grad_output: &Tensor,
+            x: &Tensor,
+            w: &Tensor,
+            has_bias: bool,
+            o: &$opts,
+        ) -> Result<ConvGrads> {
+            $inner(concat!($fwd, "_backward"), $sd, grad_output, x, w, has_bias, o)
+        }
+    )*};
+}
+
+backward_fns! {
+    conv1d_backward, conv_backward_nd, ConvOptions, 1, "conv1d";
+    conv2d_backward, conv_backward_nd, ConvOptions, 2, "conv2d";
+    conv3d_backward, conv_backward_nd, ConvOptions, 3, "conv3d";
+    conv_transpose1d_backward, conv_transpose_backward_nd, ConvTransposeOptions, 1, "conv_transpose1d";
+    conv_transpose2d_backward, conv_transpose_backward_nd, ConvTransposeOptions, 2, "conv_transpose2d";
+    conv_transpose3d_backward, conv_transpose_backward_nd, ConvTransposeOptions, 3, "conv_transpose3d";
 }

@@ -40,30 +40,9 @@ impl Default for CrossEntropyOptions {
 /// [`Error::InvalidArgument`] for mismatched shapes; [`Error::DType`] for f32 targets.
 pub fn cross_entropy(logits: &Tensor, target: &Tensor, o: &CrossEntropyOptions) -> Result<Tensor> {
     const OP: &str = "cross_entropy";
-    let ctx = context_of(OP, &[logits])?;
-    if !target.context().same(&ctx) {
-        return Err(Error::ContextMismatch { op: OP });
-    }
-    target.expect_dtype(OP, DType::I32)?;
-    if logits.rank() != 2 || target.shape() != [logits.shape()[0]] || logits.shape()[1] == 0 {
-        return Err(Error::invalid(
-            OP,
-            format!(
-                "expected logits (N, C) and targets (N,), got {:?} and {:?}",
-                logits.shape(),
-                target.shape()
-            ),
-        ));
-    }
-    let (n, c) = (logits.shape()[0], logits.shape()[1]);
-    check_u32(OP, "logits", logits.numel())?;
-    let reduction = match o.reduction {
-        Reduction::None => 0u32,
-        Reduction::Mean => 1,
-        Reduction::Sum => 2,
-    };
+    let (ctx, n, c) = check(OP, logits, target)?;
     let losses = Tensor::output(&ctx, &[n], DType::F32, OP)?;
-    let params = [n as u32, c as u32, o.ignore_index as u32, reduction];
+    let params = params(n, c, o);
     let out = match o.reduction {
         Reduction::None => None,
         _ => Some(Tensor::output(&ctx, &[], DType::F32, OP)?),
@@ -99,4 +78,100 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, o: &CrossEntropyOptions) 
         Ok(())
     })?;
     Ok(out.unwrap_or(losses))
+}
+
+/// Checks logits (N, C) against targets (N,) of i32 and returns the context, N and C.
+fn check(
+    op: &'static str,
+    logits: &Tensor,
+    target: &Tensor,
+) -> Result<(crate::Context, usize, usize)> {
+    let ctx = context_of(op, &[logits])?;
+    if !target.context().same(&ctx) {
+        return Err(Error::ContextMismatch { op });
+    }
+    target.expect_dtype(op, DType::I32)?;
+    if logits.rank() != 2 || target.shape() != [logits.shape()[0]] || logits.shape()[1] == 0 {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "expected logits (N, C) and targets (N,), got {:?} and {:?}",
+                logits.shape(),
+                target.shape()
+            ),
+        ));
+    }
+    check_u32(op, "logits", logits.numel())?;
+    Ok((ctx, logits.shape()[0], logits.shape()[1]))
+}
+
+fn params(n: usize, c: usize, o: &CrossEntropyOptions) -> [u32; 4] {
+    let reduction = match o.reduction {
+        Reduction::None => 0u32,
+        Reduction::Mean => 1,
+        Reduction::Sum => 2,
+    };
+    [n as u32, c as u32, o.ignore_index as u32, reduction]
+}
+
+/// Gradient of [`cross_entropy`] with respect to the logits: grad_output * (softmax(x_i) -
+/// onehot(t_i)), divided by the number of samples not ignored for the mean, 0 for ignored
+/// samples. `grad_output` is a scalar for "mean" and "sum", (N,) for "none".
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for mismatched shapes.
+pub fn cross_entropy_backward(
+    grad_output: &Tensor,
+    logits: &Tensor,
+    target: &Tensor,
+    o: &CrossEntropyOptions,
+) -> Result<Tensor> {
+    const OP: &str = "cross_entropy_backward";
+    let (ctx, n, c) = check(OP, logits, target)?;
+    context_of(OP, &[logits, grad_output])?;
+    let expected: &[usize] = if o.reduction == Reduction::None { &[n] } else { &[] };
+    if grad_output.numel() != expected.iter().product::<usize>() {
+        return Err(Error::invalid(
+            OP,
+            format!("grad_output must have shape {expected:?}, got {:?}", grad_output.shape()),
+        ));
+    }
+    let grad_logits = Tensor::output(&ctx, logits.shape(), DType::F32, OP)?;
+    if n == 0 {
+        return Ok(grad_logits);
+    }
+    let count = Tensor::output(&ctx, &[1], DType::F32, OP)?;
+    let params = params(n, c, o);
+    ctx.run(OP, |enc| {
+        let bytes = bytemuck::cast_slice(&params);
+        ctx.record(
+            enc,
+            &Dispatch {
+                shader: Shader::Loss,
+                entry: "cross_entropy_count",
+                constants: &[],
+                params: bytes,
+                buffers: &[(1, target.buffer()), (4, count.buffer())],
+                workgroups: [1, 1, 1],
+            },
+        )?;
+        ctx.record(
+            enc,
+            &Dispatch {
+                shader: Shader::Loss,
+                entry: "cross_entropy_backward",
+                constants: &[("WG", f64::from(WG))],
+                params: bytes,
+                buffers: &[
+                    (1, target.buffer()),
+                    (3, logits.buffer()),
+                    (4, count.buffer()),
+                    (5, grad_output.buffer()),
+                    (6, grad_logits.buffer()),
+                ],
+                workgroups: ctx.grid_1d(OP, n as u64, WG)?,
+            },
+        )
+    })?;
+    Ok(grad_logits)
 }

@@ -1,6 +1,8 @@
-//! Operators with PyTorch's semantics and argument names (`torch.nn.functional`). Each one
-//! validates its arguments (a clear [`Error`] naming the operator and the shapes, never a
-//! panic), allocates its output, and records its kernel through the one dispatch path.
+//! Operators with PyTorch's semantics and argument names (`torch.nn.functional`), and their
+//! gradients (`*_backward`, taking the upstream gradient first, as PyTorch's derivative
+//! functions). Each one validates its arguments (a clear [`Error`] naming the operator and the
+//! shapes, never a panic), allocates its outputs, and records its kernels through the one
+//! dispatch path.
 
 mod activation;
 mod conv;
@@ -8,21 +10,33 @@ mod gemm;
 mod loss;
 mod norm;
 mod pool;
+mod reduce;
 
-pub use activation::{log_softmax, relu, softmax};
-pub use conv::{
-    ConvOptions, ConvTransposeOptions, conv_transpose1d, conv_transpose2d, conv_transpose3d,
-    conv1d, conv2d, conv3d,
+pub use activation::{
+    log_softmax, log_softmax_backward, relu, relu_backward, softmax, softmax_backward,
 };
-pub use gemm::{linear, matmul};
-pub use loss::{CrossEntropyOptions, Reduction, cross_entropy};
-pub use norm::{BatchNormOptions, batch_norm};
+pub use conv::{
+    ConvGrads, ConvOptions, ConvTransposeOptions, conv_transpose1d, conv_transpose1d_backward,
+    conv_transpose2d, conv_transpose2d_backward, conv_transpose3d, conv_transpose3d_backward,
+    conv1d, conv1d_backward, conv2d, conv2d_backward, conv3d, conv3d_backward,
+};
+pub use gemm::{LinearGrads, linear, linear_backward, matmul, matmul_backward};
+pub use loss::{CrossEntropyOptions, Reduction, cross_entropy, cross_entropy_backward};
+pub use norm::{
+    BatchNormGrads, BatchNormOptions, batch_norm, batch_norm_backward, batch_norm_with_stats,
+};
 pub use pool::{
     AvgPoolOptions, MaxPoolOptions, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
     adaptive_max_pool1d, adaptive_max_pool1d_with_indices, adaptive_max_pool2d,
     adaptive_max_pool2d_with_indices, adaptive_max_pool3d, adaptive_max_pool3d_with_indices,
     avg_pool1d, avg_pool2d, avg_pool3d, max_pool1d, max_pool1d_with_indices, max_pool2d,
     max_pool2d_with_indices, max_pool3d, max_pool3d_with_indices,
+};
+pub use pool::{
+    adaptive_avg_pool1d_backward, adaptive_avg_pool2d_backward, adaptive_avg_pool3d_backward,
+    adaptive_max_pool1d_backward, adaptive_max_pool2d_backward, adaptive_max_pool3d_backward,
+    avg_pool1d_backward, avg_pool2d_backward, avg_pool3d_backward, max_pool1d_backward,
+    max_pool2d_backward, max_pool3d_backward,
 };
 
 use crate::{Context, DType, Error, Result, Tensor};

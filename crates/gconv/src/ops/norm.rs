@@ -34,6 +34,7 @@ struct BnParams {
     eps: f32,
     momentum: f32,
     total: u32,
+    training: u32,
 }
 
 /// Batch normalisation over an (N, C, *) input, as `torch.nn.functional.batch_norm`. In
@@ -56,8 +57,11 @@ pub fn batch_norm(
 }
 
 /// [`batch_norm`], also returning the (mean, 1/sqrt(var + eps)) per channel it normalised with,
-/// shape (2, C): what the backward pass needs.
-pub(crate) fn batch_norm_with_stats(
+/// shape (2, C): what [`batch_norm_backward`] needs (PyTorch's `save_mean`, `save_invstd`).
+///
+/// # Errors
+/// As [`batch_norm`].
+pub fn batch_norm_with_stats(
     x: &Tensor,
     running_mean: Option<&Tensor>,
     running_var: Option<&Tensor>,
@@ -124,6 +128,7 @@ pub(crate) fn batch_norm_with_stats(
         eps: o.eps as f32,
         momentum: o.momentum as f32,
         total,
+        training: o.training as u32,
     };
     // Training without running statistics still binds two (distinct) writable buffers.
     let scratch = || Tensor::zeros(&ctx, &[1]);
@@ -187,4 +192,136 @@ pub(crate) fn batch_norm_with_stats(
         )
     })?;
     Ok((y, stats))
+}
+
+/// Gradients of [`batch_norm`].
+#[derive(Debug)]
+pub struct BatchNormGrads {
+    /// Same shape as the input.
+    pub grad_input: Tensor,
+    /// (C,), when the layer has a weight.
+    pub grad_weight: Option<Tensor>,
+    /// (C,), when the layer has a bias.
+    pub grad_bias: Option<Tensor>,
+}
+
+/// Gradients of [`batch_norm`] from the statistics [`batch_norm_with_stats`] returned. In
+/// training mode the batch statistics depend on x, and grad_input accounts for it; in evaluation
+/// mode they are constants.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for mismatched shapes.
+pub fn batch_norm_backward(
+    grad_output: &Tensor,
+    x: &Tensor,
+    stats: &Tensor,
+    weight: Option<&Tensor>,
+    has_bias: bool,
+    o: &BatchNormOptions,
+) -> Result<BatchNormGrads> {
+    const OP: &str = "batch_norm_backward";
+    let mut tensors = vec![grad_output, x, stats];
+    tensors.extend(weight);
+    let ctx = context_of(OP, &tensors)?;
+    if x.rank() < 2 || x.numel() == 0 || grad_output.shape() != x.shape() {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "expected grad_output and input of one (N, C, *) shape, got {:?} and {:?}",
+                grad_output.shape(),
+                x.shape()
+            ),
+        ));
+    }
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    let spatial: usize = x.shape()[2..].iter().product();
+    if stats.shape() != [2, c] {
+        return Err(Error::invalid(
+            OP,
+            format!("stats must have shape [2, {c}], got {:?}", stats.shape()),
+        ));
+    }
+    if let Some(w) = weight
+        && w.shape() != [c]
+    {
+        return Err(Error::invalid(
+            OP,
+            format!("weight must have shape [{c}], got {:?}", w.shape()),
+        ));
+    }
+    if c > ctx.limits().max_compute_workgroups_per_dimension as usize {
+        return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
+    }
+    let total = check_u32(OP, "elements", x.numel())?;
+    let grad_input = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
+    let sums = Tensor::output(&ctx, &[2, c], DType::F32, OP)?;
+    let params = BnParams {
+        n: n as u32,
+        c: c as u32,
+        spatial: spatial as u32,
+        has_weight: weight.is_some() as u32,
+        has_bias: has_bias as u32,
+        has_running: 0,
+        eps: o.eps as f32,
+        momentum: o.momentum as f32,
+        total,
+        training: o.training as u32,
+    };
+    let bytes = bytemuck::bytes_of(&params);
+    ctx.run(OP, |enc| {
+        ctx.record(
+            enc,
+            &Dispatch {
+                shader: Shader::BatchNorm,
+                entry: "batch_norm_backward_reduce",
+                constants: &[],
+                params: bytes,
+                buffers: &[
+                    (1, x.buffer()),
+                    (2, stats.buffer()),
+                    (8, grad_output.buffer()),
+                    (10, sums.buffer()),
+                ],
+                workgroups: [c as u32, 1, 1],
+            },
+        )?;
+        ctx.record(
+            enc,
+            &Dispatch {
+                shader: Shader::BatchNorm,
+                entry: "batch_norm_backward_apply",
+                constants: &[("WG", f64::from(WG))],
+                params: bytes,
+                buffers: &[
+                    (1, x.buffer()),
+                    (2, stats.buffer()),
+                    (5, weight.map_or(&ctx.inner.dummy, Tensor::buffer)),
+                    (8, grad_output.buffer()),
+                    (9, grad_input.buffer()),
+                    (10, sums.buffer()),
+                ],
+                workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
+            },
+        )
+    })?;
+    // sums = (sum(grad_y), sum(grad_y * xhat)) = (grad_bias, grad_weight).
+    let grad_bias = if has_bias { Some(slice_row(&ctx, &sums, 0, c)?) } else { None };
+    let grad_weight = if weight.is_some() { Some(slice_row(&ctx, &sums, 1, c)?) } else { None };
+    Ok(BatchNormGrads { grad_input, grad_weight, grad_bias })
+}
+
+/// Row `row` of a (rows, c) tensor, copied into its own tensor.
+fn slice_row(ctx: &crate::Context, t: &Tensor, row: usize, c: usize) -> Result<Tensor> {
+    let out = Tensor::output(ctx, &[c], DType::F32, "batch_norm_backward")?;
+    ctx.run("batch_norm_backward", |enc| {
+        enc.copy_buffer_to_buffer(
+            t.buffer(),
+            (row * c * 4) as u64,
+            out.buffer(),
+            0,
+            (c * 4) as u64,
+        );
+        Ok(())
+    })?;
+    Ok(out)
 }

@@ -251,18 +251,7 @@ fn max_pool_nd(
     o: &MaxPoolOptions,
     with_indices: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let xs = Spatial::of(op, x, sd)?;
-    let win = window(
-        op,
-        &xs,
-        x,
-        &o.kernel_size,
-        o.stride.as_ref(),
-        &o.padding,
-        &o.dilation,
-        o.ceil_mode,
-        true,
-    )?;
+    let (xs, win) = max_pool_window(op, sd, x, o)?;
     launch(Launch {
         op,
         entry: "max_pool_forward",
@@ -312,15 +301,8 @@ fn adaptive_nd(
     output_size: &Dims,
     with_indices: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let xs = Spatial::of(op, x, sd)?;
-    let out = output_size.resolve_positive(op, "output_size", sd)?;
-    let win = Window {
-        kernel: vec![1; sd],
-        stride: vec![1; sd],
-        pad: vec![0; sd],
-        dilation: vec![1; sd],
-        out,
-    };
+    let (xs, win) =
+        adaptive_window(op, sd, x, output_size.resolve_positive(op, "output_size", sd)?)?;
     launch(Launch {
         op,
         entry,
@@ -333,12 +315,217 @@ fn adaptive_nd(
     })
 }
 
-fn expect_indices(r: (Tensor, Option<Tensor>)) -> (Tensor, Tensor) {
+fn expect_indices(op: &'static str, r: (Tensor, Option<Tensor>)) -> Result<(Tensor, Tensor)> {
     match r {
-        (y, Some(i)) => (y, i),
-        // `launch` allocates indices whenever `with_indices` is set.
-        (_, None) => unreachable!("max pooling launched with indices returns them"),
+        (y, Some(i)) => Ok((y, i)),
+        (_, None) => Err(Error::invalid(op, "internal error: no indices were produced")),
     }
+}
+
+struct Backward<'a> {
+    op: &'static str,
+    entry: &'static str,
+    x: &'a Tensor,
+    xs: Spatial,
+    win: Window,
+    grad_y: &'a Tensor,
+    indices: Option<&'a Tensor>,
+    count_include_pad: bool,
+    divisor_override: usize,
+}
+
+/// grad_x of a pooling: one invocation per input element gathers from the windows holding it.
+fn backward(b: Backward<'_>) -> Result<Tensor> {
+    let Backward { op, entry, x, xs, win, grad_y, indices, .. } = b;
+    let ctx = context_of(op, &[x, grad_y])?;
+    let out_shape = xs.out_shape(xs.c, &win.out);
+    if grad_y.shape() != out_shape.as_slice() {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "grad_output must have the output's shape {out_shape:?}, got {:?}",
+                grad_y.shape()
+            ),
+        ));
+    }
+    if let Some(i) = indices {
+        if !i.context().same(&ctx) {
+            return Err(Error::ContextMismatch { op });
+        }
+        i.expect_dtype(op, DType::I32)?;
+        if i.shape() != out_shape.as_slice() {
+            return Err(Error::invalid(
+                op,
+                format!("indices must have the output's shape {out_shape:?}, got {:?}", i.shape()),
+            ));
+        }
+    }
+    let total = check_u32(op, "input elements", x.numel())?;
+    check_u32(op, "output elements", grad_y.numel())?;
+    let grad_x = Tensor::output(&ctx, x.shape(), DType::F32, op)?;
+    let params = PoolParams {
+        planes: (xs.n * xs.c) as u32,
+        input: to3(&xs.size, 1),
+        output: to3(&win.out, 1),
+        kernel: to3(&win.kernel, 1),
+        stride: to3(&win.stride, 1),
+        pad: to3(&win.pad, 0),
+        dilation: to3(&win.dilation, 1),
+        count_include_pad: b.count_include_pad as u32,
+        divisor_override: check_u32(op, "divisor_override", b.divisor_override)?,
+        total,
+    };
+    let mut buffers = vec![(4, grad_y.buffer()), (5, grad_x.buffer())];
+    if entry != "avg_pool_backward" {
+        // The adaptive entries share one function that reads the indices in its max branch.
+        buffers.push((6, indices.map_or(&ctx.inner.dummy, Tensor::buffer)));
+    }
+    ctx.run(op, |enc| {
+        ctx.record(
+            enc,
+            &Dispatch {
+                shader: Shader::Pool,
+                entry,
+                constants: &[("WG", f64::from(WG))],
+                params: bytemuck::bytes_of(&params),
+                buffers: &buffers,
+                workgroups: ctx.grid_1d(op, u64::from(total), WG)?,
+            },
+        )
+    })?;
+    Ok(grad_x)
+}
+
+fn max_pool_window(
+    op: &'static str,
+    sd: usize,
+    x: &Tensor,
+    o: &MaxPoolOptions,
+) -> Result<(Spatial, Window)> {
+    let xs = Spatial::of(op, x, sd)?;
+    let win = window(
+        op,
+        &xs,
+        x,
+        &o.kernel_size,
+        o.stride.as_ref(),
+        &o.padding,
+        &o.dilation,
+        o.ceil_mode,
+        true,
+    )?;
+    Ok((xs, win))
+}
+
+fn avg_pool_window(
+    op: &'static str,
+    sd: usize,
+    x: &Tensor,
+    o: &AvgPoolOptions,
+) -> Result<(Spatial, Window)> {
+    let xs = Spatial::of(op, x, sd)?;
+    let win = window(
+        op,
+        &xs,
+        x,
+        &o.kernel_size,
+        o.stride.as_ref(),
+        &o.padding,
+        &1.into(),
+        o.ceil_mode,
+        false,
+    )?;
+    if o.divisor_override == Some(0) {
+        return Err(Error::invalid(op, "divisor_override must be positive"));
+    }
+    Ok((xs, win))
+}
+
+fn adaptive_window(
+    op: &'static str,
+    sd: usize,
+    x: &Tensor,
+    out: Vec<usize>,
+) -> Result<(Spatial, Window)> {
+    let xs = Spatial::of(op, x, sd)?;
+    if out.contains(&0) {
+        return Err(Error::invalid(op, format!("output_size must be positive, got {out:?}")));
+    }
+    let win = Window {
+        kernel: vec![1; sd],
+        stride: vec![1; sd],
+        pad: vec![0; sd],
+        dilation: vec![1; sd],
+        out,
+    };
+    Ok((xs, win))
+}
+
+fn max_pool_backward_nd(
+    op: &'static str,
+    sd: usize,
+    grad_y: &Tensor,
+    x: &Tensor,
+    indices: &Tensor,
+    o: &MaxPoolOptions,
+) -> Result<Tensor> {
+    let (xs, win) = max_pool_window(op, sd, x, o)?;
+    backward(Backward {
+        op,
+        entry: "max_pool_backward",
+        x,
+        xs,
+        win,
+        grad_y,
+        indices: Some(indices),
+        count_include_pad: false,
+        divisor_override: 0,
+    })
+}
+
+fn avg_pool_backward_nd(
+    op: &'static str,
+    sd: usize,
+    grad_y: &Tensor,
+    x: &Tensor,
+    o: &AvgPoolOptions,
+) -> Result<Tensor> {
+    let (xs, win) = avg_pool_window(op, sd, x, o)?;
+    backward(Backward {
+        op,
+        entry: "avg_pool_backward",
+        x,
+        xs,
+        win,
+        grad_y,
+        indices: None,
+        count_include_pad: o.count_include_pad,
+        divisor_override: o.divisor_override.unwrap_or(0),
+    })
+}
+
+fn adaptive_backward_nd(
+    op: &'static str,
+    entry: &'static str,
+    sd: usize,
+    grad_y: &Tensor,
+    x: &Tensor,
+    indices: Option<&Tensor>,
+) -> Result<Tensor> {
+    // The output size is grad_output's spatial size.
+    let out = grad_y.shape()[grad_y.rank().saturating_sub(sd)..].to_vec();
+    let (xs, win) = adaptive_window(op, sd, x, out)?;
+    backward(Backward {
+        op,
+        entry,
+        x,
+        xs,
+        win,
+        grad_y,
+        indices,
+        count_include_pad: false,
+        divisor_override: 0,
+    })
 }
 
 macro_rules! pool_fns {
@@ -358,7 +545,7 @@ macro_rules! pool_fns {
         /// # Errors
         #[doc = concat!("As [`", stringify!($max), "`].")]
         pub fn $max_idx(x: &Tensor, o: &MaxPoolOptions) -> Result<(Tensor, Tensor)> {
-            Ok(expect_indices(max_pool_nd(stringify!($max), $sd, x, o, true)?))
+            expect_indices(stringify!($max), max_pool_nd(stringify!($max), $sd, x, o, true)?)
         }
 
         #[doc = concat!("Average pooling over ", stringify!($sd), "-D windows.")]
@@ -383,7 +570,7 @@ macro_rules! pool_fns {
         /// # Errors
         #[doc = concat!("As [`", stringify!($amax), "`].")]
         pub fn $amax_idx(x: &Tensor, output_size: impl Into<Dims>) -> Result<(Tensor, Tensor)> {
-            Ok(expect_indices(adaptive_nd(stringify!($amax), "adaptive_max_pool_forward", $sd, x, &output_size.into(), true)?))
+            expect_indices(stringify!($amax), adaptive_nd(stringify!($amax), "adaptive_max_pool_forward", $sd, x, &output_size.into(), true)?)
         }
 
         #[doc = concat!("Adaptive average pooling to `output_size` (", stringify!($sd), "-D); (1, ...) is global average pooling.")]
@@ -395,6 +582,86 @@ macro_rules! pool_fns {
         }
     };
 }
+
+macro_rules! pool_backward_fns {
+    ($sd:literal, $max:ident, $avg:ident, $amax:ident, $aavg:ident) => {
+        /// Gradient of max pooling with respect to its input `x`, through the `indices` the
+        /// forward pass returned; windows that overlap add up.
+        ///
+        /// # Errors
+        /// [`Error::InvalidArgument`] when grad_output or indices do not have the output's shape.
+        pub fn $max(
+            grad_output: &Tensor,
+            x: &Tensor,
+            indices: &Tensor,
+            o: &MaxPoolOptions,
+        ) -> Result<Tensor> {
+            max_pool_backward_nd(stringify!($max), $sd, grad_output, x, indices, o)
+        }
+
+        /// Gradient of average pooling with respect to its input `x`.
+        ///
+        /// # Errors
+        /// [`Error::InvalidArgument`] when grad_output does not have the output's shape.
+        pub fn $avg(grad_output: &Tensor, x: &Tensor, o: &AvgPoolOptions) -> Result<Tensor> {
+            avg_pool_backward_nd(stringify!($avg), $sd, grad_output, x, o)
+        }
+
+        /// Gradient of adaptive max pooling with respect to `x`, through the saved `indices`;
+        /// the output size is grad_output's.
+        ///
+        /// # Errors
+        /// [`Error::InvalidArgument`] for mismatched shapes.
+        pub fn $amax(grad_output: &Tensor, x: &Tensor, indices: &Tensor) -> Result<Tensor> {
+            adaptive_backward_nd(
+                stringify!($amax),
+                "adaptive_max_pool_backward",
+                $sd,
+                grad_output,
+                x,
+                Some(indices),
+            )
+        }
+
+        /// Gradient of adaptive average pooling with respect to `x`; the output size is
+        /// grad_output's.
+        ///
+        /// # Errors
+        /// [`Error::InvalidArgument`] for mismatched shapes.
+        pub fn $aavg(grad_output: &Tensor, x: &Tensor) -> Result<Tensor> {
+            adaptive_backward_nd(
+                stringify!($aavg),
+                "adaptive_avg_pool_backward",
+                $sd,
+                grad_output,
+                x,
+                None,
+            )
+        }
+    };
+}
+
+pool_backward_fns!(
+    1,
+    max_pool1d_backward,
+    avg_pool1d_backward,
+    adaptive_max_pool1d_backward,
+    adaptive_avg_pool1d_backward
+);
+pool_backward_fns!(
+    2,
+    max_pool2d_backward,
+    avg_pool2d_backward,
+    adaptive_max_pool2d_backward,
+    adaptive_avg_pool2d_backward
+);
+pool_backward_fns!(
+    3,
+    max_pool3d_backward,
+    avg_pool3d_backward,
+    adaptive_max_pool3d_backward,
+    adaptive_avg_pool3d_backward
+);
 
 pool_fns!(
     1,

@@ -1,0 +1,67 @@
+//! Sums that gradients need (`reduce.wgsl`): per-channel sums (bias gradients) and sums over a
+//! leading batch dimension (gradients of broadcast operands). Recorded into the caller's
+//! encoder, as parts of a larger backward pass.
+
+use super::check_u32;
+use crate::kernel::{Dispatch, Shader, WG};
+use crate::{Context, Error, Result, Tensor};
+
+/// out[c] = sum over n and s of x viewed as (n, c, s), where s = x.numel() / (n * c).
+pub(crate) fn record_channel_sum(
+    ctx: &Context,
+    enc: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    n: usize,
+    c: usize,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "channel_sum";
+    let s = x.numel() / (n * c).max(1);
+    let params = [
+        check_u32(OP, "batch", n)?,
+        check_u32(OP, "channels", c)?,
+        check_u32(OP, "positions", s)?,
+        0,
+    ];
+    let max = ctx.limits().max_compute_workgroups_per_dimension as usize;
+    let gx = c.min(max);
+    let gy = c.div_ceil(gx);
+    if gy > max {
+        return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
+    }
+    ctx.record(
+        enc,
+        &Dispatch {
+            shader: Shader::Reduce,
+            entry: "channel_sum",
+            constants: &[],
+            params: bytemuck::cast_slice(&params),
+            buffers: &[(1, x.buffer()), (2, out.buffer())],
+            workgroups: [gx as u32, gy as u32, 1],
+        },
+    )
+}
+
+/// out[j] = sum over b of x viewed as (batch, out.numel()).
+pub(crate) fn record_batch_sum(
+    ctx: &Context,
+    enc: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    batch: usize,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "batch_sum";
+    let len = check_u32(OP, "elements", out.numel())?;
+    let params = [check_u32(OP, "batch", batch)?, 0, 0, len];
+    ctx.record(
+        enc,
+        &Dispatch {
+            shader: Shader::Reduce,
+            entry: "batch_sum",
+            constants: &[("WG", f64::from(WG))],
+            params: bytemuck::cast_slice(&params),
+            buffers: &[(1, x.buffer()), (2, out.buffer())],
+            workgroups: ctx.grid_1d(OP, u64::from(len), WG)?,
+        },
+    )
+}

@@ -1,0 +1,66 @@
+// reduce.wgsl: sums that gradients need.
+//
+// channel_sum: x viewed as (N, C, S); y[c] = sum over n and s of x[n, c, s], one workgroup per
+// channel (bias gradients of conv and linear). batch_sum: x viewed as (B, L);
+// y[j] = sum over b of x[b, j], one invocation per output (gradients of broadcast operands).
+
+struct ReduceParams {
+    n: u32,
+    c: u32,
+    s: u32,
+    total: u32,
+}
+
+const SUM_WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: ReduceParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+var<workgroup> partial: array<f32, SUM_WG>;
+
+@compute @workgroup_size(SUM_WG)
+fn channel_sum(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let ch = wg.y * nwg.x + wg.x;
+    // Uniform across the workgroup, so the barriers below stay in uniform control flow.
+    if ch >= p.c {
+        return;
+    }
+    let count = p.n * p.s;
+    var acc = 0.0;
+    for (var i = lid; i < count; i += SUM_WG) {
+        acc += x[((i / p.s) * p.c + ch) * p.s + i % p.s];
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var stride = SUM_WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        y[ch] = partial[0];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn batch_sum(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let j = linear_index(wg, nwg, lid);
+    if j >= p.total {
+        return;
+    }
+    var acc = 0.0;
+    for (var b = 0u; b < p.n; b++) {
+        acc += x[b * p.total + j];
+    }
+    y[j] = acc;
+}
