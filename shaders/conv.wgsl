@@ -37,6 +37,8 @@ struct ConvParams {
     dil_w: u32,
     has_bias: u32,
     total: u32,
+    // im2col / col2im: the first sample of this chunk.
+    n_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -240,4 +242,95 @@ fn conv_backward_weight(
         }
     }
     grad_w[idx] = acc;
+}
+
+// The im2col path (groups = 1): col[n, k, o] = x[n, ci, o*stride - pad + kk*dil] (0 in the
+// padding) with k = (ci, kd, kh, kw) and o = (od, oh, ow), for the samples of one chunk
+// (n counted from n_offset). A GEMM then multiplies the weight (C_out, K) by each sample's
+// (K, P) block. `total` = chunk * K * P.
+@group(0) @binding(7) var<storage, read_write> col: array<f32>;
+
+@compute @workgroup_size(WG)
+fn im2col(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    var r = idx;
+    let ow = r % p.out_w;
+    r = r / p.out_w;
+    let oh = r % p.out_h;
+    r = r / p.out_h;
+    let od = r % p.out_d;
+    r = r / p.out_d;
+    let kw = r % p.k_w;
+    r = r / p.k_w;
+    let kh = r % p.k_h;
+    r = r / p.k_h;
+    let kd = r % p.k_d;
+    r = r / p.k_d;
+    let ci = r % p.c_in;
+    let n = r / p.c_in + p.n_offset;
+    let id = i32(od * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
+    let ih = i32(oh * p.stride_h + kh * p.dil_h) - i32(p.pad_h);
+    let iw = i32(ow * p.stride_w + kw * p.dil_w) - i32(p.pad_w);
+    var v = 0.0;
+    if id >= 0 && id < i32(p.in_d) && ih >= 0 && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w) {
+        v = x[(((n * p.c_in + ci) * p.in_d + u32(id)) * p.in_h + u32(ih)) * p.in_w + u32(iw)];
+    }
+    col[idx] = v;
+}
+
+// The data gradient's col2im, as a gather: grad_x[n, ci, i] = sum over taps k and output
+// positions o with o*stride - pad + k*dil = i of grad_col[n, (ci, k), o]. One invocation per
+// input element of the chunk; `total` = chunk * C_in * input positions.
+@compute @workgroup_size(WG)
+fn col2im(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    var r = idx;
+    let iw = r % p.in_w;
+    r = r / p.in_w;
+    let ih = r % p.in_h;
+    r = r / p.in_h;
+    let id = r % p.in_d;
+    r = r / p.in_d;
+    let ci = r % p.c_in;
+    let nc = r / p.c_in;
+    let kk_count = p.k_d * p.k_h * p.k_w;
+    let positions = p.out_d * p.out_h * p.out_w;
+    var acc = 0.0;
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        let od = transposed_source(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+        if od < 0 {
+            continue;
+        }
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let oh = transposed_source(ih, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
+            if oh < 0 {
+                continue;
+            }
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let ow = transposed_source(iw, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
+                if ow < 0 {
+                    continue;
+                }
+                let k = (ci * kk_count) + (kd * p.k_h + kh) * p.k_w + kw;
+                let o = (u32(od) * p.out_h + u32(oh)) * p.out_w + u32(ow);
+                acc += col[(nc * p.c_in * kk_count + k) * positions + o];
+            }
+        }
+    }
+    let n = nc + p.n_offset;
+    y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;
 }

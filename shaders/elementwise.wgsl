@@ -38,3 +38,18 @@ fn relu_backward(
     }
     y[idx] = select(0.0, grad_y[idx], x[idx] > 0.0);
 }
+
+
+// y += x, elementwise: gradients of a value or parameter used more than once accumulate.
+@compute @workgroup_size(WG)
+fn add_inplace(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    y[idx] += x[idx];
+}

@@ -154,3 +154,53 @@ fn cross_entropy_count(@builtin(local_invocation_index) lid: u32) {
         out[0] = partial_count[0];
     }
 }
+
+// The running totals a training loop reports: [sum of losses, correct predictions, samples].
+@group(0) @binding(7) var<storage, read_write> metrics: array<f32>;
+
+// Adds this batch's loss sum, correct predictions (argmax of the logits equals the target;
+// the first maximum wins ties) and sample count to `metrics` (one workgroup). Ignored samples
+// count nowhere.
+@compute @workgroup_size(REDUCE_WG)
+fn cross_entropy_metrics(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    var correct = 0.0;
+    for (var i = lid; i < p.n; i += REDUCE_WG) {
+        let t = target_class[i];
+        if t == p.ignore_index {
+            continue;
+        }
+        s += losses[i];
+        let base = i * p.c;
+        var best = 0u;
+        for (var j = 1u; j < p.c; j++) {
+            if logits[base + j] > logits[base + best] {
+                best = j;
+            }
+        }
+        if i32(best) == t {
+            correct += 1.0;
+        }
+    }
+    partial_sum[lid] = s;
+    partial_count[lid] = correct;
+    workgroupBarrier();
+    for (var stride = REDUCE_WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial_sum[lid] += partial_sum[lid + stride];
+            partial_count[lid] += partial_count[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        var samples = 0.0;
+        for (var i = 0u; i < p.n; i++) {
+            if target_class[i] != p.ignore_index {
+                samples += 1.0;
+            }
+        }
+        metrics[0] += partial_sum[0];
+        metrics[1] += partial_count[0];
+        metrics[2] += samples;
+    }
+}

@@ -20,6 +20,18 @@ pub fn ctx() -> &'static Context {
     })
 }
 
+/// A second context whose convolutions always take the direct kernels (the reference the
+/// im2col path is checked against), also poisoned.
+pub fn direct_ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let ctx = Context::new().unwrap_or_else(|e| panic!("no GPU context: {e}"));
+        ctx.set_poison_outputs(true);
+        ctx.set_conv_strategy(gconv::ConvStrategy::Direct);
+        ctx
+    })
+}
+
 /// A deterministic generator for one family's configurations.
 pub fn rng(seed: u64) -> SmallRng {
     SmallRng::seed_from_u64(seed)
@@ -27,9 +39,14 @@ pub fn rng(seed: u64) -> SmallRng {
 
 /// Uniform values in [-1, 1) of the given shape, on the GPU and on the CPU.
 pub fn random(rng: &mut SmallRng, shape: &[usize]) -> (Tensor, Array) {
+    random_on(ctx(), rng, shape)
+}
+
+/// [`random`] on a given context.
+pub fn random_on(ctx: &Context, rng: &mut SmallRng, shape: &[usize]) -> (Tensor, Array) {
     let data: Vec<f32> =
         (0..shape.iter().product::<usize>()).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let t = Tensor::from_slice(ctx(), &data, shape).expect("upload");
+    let t = Tensor::from_slice(ctx, &data, shape).expect("upload");
     (t, Array::from_f32(shape, &data))
 }
 

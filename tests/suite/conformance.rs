@@ -10,7 +10,7 @@ use gconv_ref::{Array, PaddingSpec};
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-use super::common::{check, ctx, for_each_config, random};
+use super::common::{check, ctx, direct_ctx, for_each_config, random, random_on};
 
 const CONFIGS: usize = 200;
 
@@ -61,7 +61,17 @@ fn check_grads(
 
 #[test]
 fn random_conv_forward_and_backward_match_reference() {
-    for_each_config("conv", CONFIGS, |r| {
+    conv_conformance(ctx(), "conv (im2col + GEMM where groups = 1)");
+}
+
+#[test]
+fn random_conv_forward_and_backward_match_reference_with_direct_kernels() {
+    conv_conformance(direct_ctx(), "conv (direct kernels)");
+}
+
+fn conv_conformance(c: &gconv::Context, family: &str) {
+    let random = |r: &mut SmallRng, shape: &[usize]| random_on(c, r, shape);
+    for_each_config(family, CONFIGS, |r| {
         let sd = spatial_rank(r);
         let n = r.random_range(1..=2);
         let (c_in, c_out, groups) = channels(r);
@@ -377,7 +387,12 @@ fn fold(g: &Array, shape: &[usize]) -> Array {
 #[test]
 fn random_linear_and_matmul_forward_and_backward_match_reference() {
     for_each_config("gemm", CONFIGS, |r| {
-        let (m, k, n) = (r.random_range(1..=70), r.random_range(1..=70), r.random_range(1..=70));
+        // Mostly small odd sizes; one in five large enough for the GEMM's large tile.
+        let (m, k, n) = if r.random_bool(0.2) {
+            (r.random_range(120..=300), r.random_range(1..=70), r.random_range(120..=300))
+        } else {
+            (r.random_range(1..=70), r.random_range(1..=70), r.random_range(1..=70))
+        };
         if r.random_bool(0.5) {
             let mut xs: Vec<usize> = match r.random_range(0..3) {
                 0 => vec![],

@@ -1,5 +1,8 @@
 //! The `gconv` command-line tool.
 
+mod bundled;
+mod train;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -28,6 +31,18 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Train a model on MNIST-format data (the bundled 10,000 digits unless --data).
+    ///
+    /// Example: gconv train --model simplecnn --epochs 10 --save simplecnn.safetensors
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint on the test split: loss and accuracy.
+    ///
+    /// Example: gconv eval --model simplecnn --checkpoint simplecnn.safetensors
+    Eval(train::EvalArgs),
+    /// Predict the class of each image (PNG or JPEG, converted to the model's input).
+    ///
+    /// Example: gconv predict --model simplecnn --checkpoint simplecnn.safetensors digit.png
+    Predict(train::PredictArgs),
 }
 
 fn main() {
@@ -38,9 +53,19 @@ fn main() {
     }
 }
 
+fn context(adapter: Option<&str>) -> Result<gconv::Context> {
+    Ok(gconv::Context::with_options(&gconv::ContextOptions {
+        adapter: adapter.map(str::to_string),
+    })?)
+}
+
 fn run(cli: Cli) -> Result<()> {
+    let adapter = cli.adapter.as_deref();
     match cli.command {
-        Cmd::Devices { check } => devices(cli.adapter.as_deref(), check),
+        Cmd::Devices { check } => devices(adapter, check),
+        Cmd::Train(args) => train::train(&context(adapter)?, &args),
+        Cmd::Eval(args) => train::eval(&context(adapter)?, &args),
+        Cmd::Predict(args) => train::predict(&context(adapter)?, &args),
     }
 }
 

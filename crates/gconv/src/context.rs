@@ -1,7 +1,7 @@
 //! The device context: adapter choice, the wgpu device and queue, the pipeline cache.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::kernel::PipelineKey;
@@ -28,6 +28,18 @@ pub(crate) struct Inner {
     /// Bound where a kernel declares an optional input (a bias) that the call does not have.
     pub(crate) dummy: wgpu::Buffer,
     pub(crate) poison_outputs: AtomicBool,
+    pub(crate) conv_strategy: AtomicU8,
+}
+
+/// How convolutions run. The direct kernels are the simple, always-correct reference; the
+/// im2col path (im2col, then the tiled GEMM with bias and ReLU fused) is chosen where it
+/// applies (groups = 1, forward and backward of non-transposed convolutions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvStrategy {
+    /// The fastest kernel that applies to each convolution.
+    Auto,
+    /// Always the direct kernels.
+    Direct,
 }
 
 /// How [`Context::with_options`] chooses its adapter.
@@ -169,6 +181,7 @@ impl Context {
                 modules: Mutex::new(HashMap::new()),
                 dummy,
                 poison_outputs: AtomicBool::new(false),
+                conv_strategy: AtomicU8::new(0),
             }),
         }
     }
@@ -206,6 +219,23 @@ impl Context {
     /// write shows up instead of reading as a plausible zero.
     pub fn set_poison_outputs(&self, on: bool) {
         self.inner.poison_outputs.store(on, Ordering::Relaxed);
+    }
+
+    /// Chooses how convolutions run from now on (see [`ConvStrategy`]); the environment
+    /// variable `GCONV_CONV=direct` does the same for a whole process.
+    pub fn set_conv_strategy(&self, strategy: ConvStrategy) {
+        self.inner.conv_strategy.store(strategy as u8, Ordering::Relaxed);
+    }
+
+    /// The convolution strategy in force.
+    pub fn conv_strategy(&self) -> ConvStrategy {
+        let forced = std::env::var("GCONV_CONV").is_ok_and(|v| v.eq_ignore_ascii_case("direct"));
+        if forced || self.inner.conv_strategy.load(Ordering::Relaxed) == ConvStrategy::Direct as u8
+        {
+            ConvStrategy::Direct
+        } else {
+            ConvStrategy::Auto
+        }
     }
 
     pub(crate) fn poison_outputs(&self) -> bool {

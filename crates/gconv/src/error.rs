@@ -58,6 +58,30 @@ pub enum Error {
         /// The element type given.
         actual: crate::DType,
     },
+    /// A state dict (checkpoint) does not match the model.
+    #[error("the checkpoint does not match model {model}: {}", problems.join("; "))]
+    StateMismatch {
+        /// The model's name.
+        model: String,
+        /// Each difference: missing, unexpected or misshapen tensors.
+        problems: Vec<String>,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A file's contents are not what its format requires (IDX, safetensors).
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The GPU reported an error (validation, out of memory, device lost) while running work.
     #[error("GPU error in {op}: {message}")]
     Gpu {

@@ -28,11 +28,15 @@ pub enum Shader {
     BatchNorm,
     /// `reduce.wgsl`: per-channel and per-batch sums for gradients.
     Reduce,
+    /// `dropout.wgsl`: dropout with a seeded GPU mask.
+    Dropout,
+    /// `optim.wgsl`: Adam and SGD updates.
+    Optim,
 }
 
 impl Shader {
     /// Every shader, for validation and listing.
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Conv,
         Shader::Pool,
         Shader::Gemm,
@@ -41,6 +45,8 @@ impl Shader {
         Shader::Loss,
         Shader::BatchNorm,
         Shader::Reduce,
+        Shader::Dropout,
+        Shader::Optim,
     ];
 
     /// The file name under `shaders/`.
@@ -54,6 +60,8 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::BatchNorm => "batch_norm.wgsl",
             Shader::Reduce => "reduce.wgsl",
+            Shader::Dropout => "dropout.wgsl",
+            Shader::Optim => "optim.wgsl",
         }
     }
 
@@ -67,6 +75,8 @@ impl Shader {
             Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
             Shader::BatchNorm => include_str!("../../../shaders/batch_norm.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
+            Shader::Dropout => include_str!("../../../shaders/dropout.wgsl"),
+            Shader::Optim => include_str!("../../../shaders/optim.wgsl"),
         }
     }
 
@@ -132,12 +142,9 @@ impl Context {
         pipeline
     }
 
-    /// Records one kernel launch into `encoder`.
-    pub(crate) fn record(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        d: &Dispatch<'_>,
-    ) -> Result<()> {
+    /// Creates everything one kernel launch needs (pipeline from the cache, parameter uniform,
+    /// bind group), ready to be recorded any number of times.
+    pub(crate) fn prepare(&self, d: &Dispatch<'_>) -> Result<Prepared> {
         let max_binding = self.inner.limits.max_storage_buffer_binding_size;
         for (_, buffer) in d.buffers {
             if buffer.size() > max_binding {
@@ -155,9 +162,12 @@ impl Context {
             constants: d.constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
         };
         let pipeline = self.pipeline(&key, d.constants);
+        // Uniform buffers are sized in multiples of 16 bytes.
+        let mut contents = d.params.to_vec();
+        contents.resize(d.params.len().div_ceil(16).max(1) * 16, 0);
         let params = self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(d.entry),
-            contents: d.params,
+            contents: &contents,
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let mut entries =
@@ -171,14 +181,28 @@ impl Context {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(d.entry),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        let [x, y, z] = d.workgroups;
-        pass.dispatch_workgroups(x, y, z);
+        Ok(Prepared {
+            label: d.entry,
+            pipeline,
+            bind_group,
+            workgroups: d.workgroups,
+            _params: params,
+        })
+    }
+
+    /// Records one kernel launch: at once into an encoder, or into a plan for replay.
+    pub(crate) fn record(&self, rec: &mut Recorder<'_>, d: &Dispatch<'_>) -> Result<()> {
+        let prepared = self.prepare(d)?;
+        match rec {
+            Recorder::Encoder(enc) => {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(d.entry),
+                    timestamp_writes: None,
+                });
+                prepared.dispatch(&mut pass);
+            }
+            Recorder::Plan(steps) => steps.push(Step::Dispatch(prepared)),
+        }
         Ok(())
     }
 
@@ -203,14 +227,14 @@ impl Context {
     pub(crate) fn run<T>(
         &self,
         op: &str,
-        f: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<T>,
+        f: impl FnOnce(&mut Recorder<'_>) -> Result<T>,
     ) -> Result<T> {
         let device = &self.inner.device;
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let mut encoder =
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        let out = f(&mut encoder);
+        let out = f(&mut Recorder::Encoder(&mut encoder));
         if out.is_ok() {
             self.inner.queue.submit([encoder.finish()]);
         }
@@ -221,4 +245,117 @@ impl Context {
         }
         out
     }
+}
+
+/// A kernel launch with its pipeline and bind group made: recording it again costs three calls.
+pub(crate) struct Prepared {
+    label: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+    /// Kept alive with the bind group that refers to it.
+    _params: wgpu::Buffer,
+}
+
+impl Prepared {
+    pub(crate) fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+/// One step of a recorded plan.
+pub(crate) enum Step {
+    /// A kernel launch.
+    Dispatch(Prepared),
+    /// A buffer-to-buffer copy (source, offset, destination, offset, bytes).
+    Copy(wgpu::Buffer, u64, wgpu::Buffer, u64, u64),
+}
+
+/// Where kernel launches go: straight into a command encoder (eager operators), or into a plan
+/// that the executor replays every step with no further allocation.
+pub(crate) enum Recorder<'a> {
+    /// Record now.
+    Encoder(&'a mut wgpu::CommandEncoder),
+    /// Keep for replay.
+    Plan(&'a mut Vec<Step>),
+}
+
+impl Recorder<'_> {
+    pub(crate) fn copy(
+        &mut self,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    ) {
+        match self {
+            Recorder::Encoder(enc) => {
+                enc.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size)
+            }
+            Recorder::Plan(steps) => {
+                steps.push(Step::Copy(src.clone(), src_offset, dst.clone(), dst_offset, size))
+            }
+        }
+    }
+}
+
+/// Records a plan's steps into `encoder`, as few compute passes as the copies allow.
+pub(crate) fn replay(steps: &[Step], encoder: &mut wgpu::CommandEncoder, label: &str) {
+    let mut i = 0;
+    while i < steps.len() {
+        match &steps[i] {
+            Step::Copy(src, so, dst, doff, size) => {
+                encoder.copy_buffer_to_buffer(src, *so, dst, *doff, *size);
+                i += 1;
+            }
+            Step::Dispatch(_) => {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(label),
+                    timestamp_writes: None,
+                });
+                while let Some(Step::Dispatch(p)) = steps.get(i) {
+                    p.dispatch(&mut pass);
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a plan's steps one submission per kernel, waiting for each, and returns the time of
+/// each entry point summed (`GCONV_PROFILE=1`: slow, for finding the kernel that dominates).
+pub(crate) fn profile(ctx: &Context, steps: &[Step]) -> Vec<(&'static str, f64)> {
+    let mut times: Vec<(&'static str, f64)> = Vec::new();
+    for step in steps {
+        let mut encoder =
+            ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let label = match step {
+            Step::Copy(src, so, dst, doff, size) => {
+                encoder.copy_buffer_to_buffer(src, *so, dst, *doff, *size);
+                "copy"
+            }
+            Step::Dispatch(p) => {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                });
+                p.dispatch(&mut pass);
+                p.label
+            }
+        };
+        let start = std::time::Instant::now();
+        ctx.queue().submit([encoder.finish()]);
+        let _ = ctx.synchronize();
+        let t = start.elapsed().as_secs_f64();
+        match times.iter_mut().find(|(l, _)| *l == label) {
+            Some(e) => e.1 += t,
+            None => times.push((label, t)),
+        }
+    }
+    times.sort_by(|a, b| b.1.total_cmp(&a.1));
+    times
 }

@@ -20,12 +20,14 @@
 //! passes its own device to [`Context::from_wgpu`] must use that same version.
 
 mod context;
+pub mod data;
 mod error;
 pub mod kernel;
+pub mod nn;
 pub mod ops;
 mod tensor;
 
-pub use context::{ADAPTER_ENV, AdapterSummary, Context, ContextOptions, adapters};
+pub use context::{ADAPTER_ENV, AdapterSummary, Context, ContextOptions, ConvStrategy, adapters};
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor, numel};
 pub use wgpu;

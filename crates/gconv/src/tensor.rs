@@ -66,6 +66,18 @@ impl Tensor {
         Ok(Tensor { ctx: ctx.clone(), buffer, shape: shape.to_vec(), dtype })
     }
 
+    /// A tensor over an existing buffer (the executor's pooled buffers); the buffer must hold
+    /// at least `numel(shape)` elements.
+    pub(crate) fn view_of(
+        ctx: &Context,
+        buffer: &wgpu::Buffer,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Tensor {
+        debug_assert!(buffer.size() >= numel(shape) as u64 * 4);
+        Tensor { ctx: ctx.clone(), buffer: buffer.clone(), shape: shape.to_vec(), dtype }
+    }
+
     /// A tensor of zeros (wgpu clears new buffers).
     ///
     /// # Errors
@@ -140,7 +152,7 @@ impl Tensor {
             mapped_at_creation: false,
         });
         self.ctx.run("download", |enc| {
-            enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, bytes);
+            enc.copy(&self.buffer, 0, &staging, 0, bytes);
             Ok(())
         })?;
         let (tx, rx) = std::sync::mpsc::channel();

@@ -188,3 +188,89 @@ pub fn softmax_backward(grad_output: &Tensor, y: &Tensor, dim: isize) -> Result<
 pub fn log_softmax_backward(grad_output: &Tensor, y: &Tensor, dim: isize) -> Result<Tensor> {
     softmax_like_backward("log_softmax_backward", "log_softmax_backward", grad_output, y, dim)
 }
+
+/// Records an elementwise kernel of `elementwise.wgsl` over `total` elements.
+fn record_elementwise(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    entry: &'static str,
+    total: usize,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> Result<()> {
+    let total = check_u32(entry, "elements", total)?;
+    let params = [total, 0, 0, 0];
+    ctx.record(
+        rec,
+        &Dispatch {
+            shader: Shader::Elementwise,
+            entry,
+            constants: &[("WG", f64::from(WG))],
+            params: bytemuck::cast_slice(&params),
+            buffers,
+            workgroups: ctx.grid_1d(entry, u64::from(total), WG)?,
+        },
+    )
+}
+
+/// Records y = relu(x).
+pub(crate) fn record_relu(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    record_elementwise(ctx, rec, "relu_forward", x.numel(), &[(1, x.buffer()), (2, y.buffer())])
+}
+
+/// Records grad_x = grad_y where x > 0.
+pub(crate) fn record_relu_backward(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    x: &Tensor,
+    grad_y: &Tensor,
+    grad_x: &Tensor,
+) -> Result<()> {
+    record_elementwise(
+        ctx,
+        rec,
+        "relu_backward",
+        x.numel(),
+        &[(1, x.buffer()), (2, grad_x.buffer()), (3, grad_y.buffer())],
+    )
+}
+
+/// Records y += x.
+pub(crate) fn record_add_inplace(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    record_elementwise(ctx, rec, "add_inplace", x.numel(), &[(1, x.buffer()), (2, y.buffer())])
+}
+
+/// Records y = x * mask, the dropout mask of layer `layer` for the seed in `seed` (the backward
+/// pass is the same call with grad_y and grad_x).
+pub(crate) fn record_dropout(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    p: f32,
+    layer: u32,
+    seed: &wgpu::Buffer,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    let total = check_u32("dropout", "elements", x.numel())?;
+    let params = [total, p.to_bits(), layer, 0];
+    ctx.record(
+        rec,
+        &Dispatch {
+            shader: Shader::Dropout,
+            entry: "dropout_apply",
+            constants: &[("WG", f64::from(WG))],
+            params: bytemuck::cast_slice(&params),
+            buffers: &[(1, x.buffer()), (2, y.buffer()), (3, seed)],
+            workgroups: ctx.grid_1d("dropout", u64::from(total), WG)?,
+        },
+    )
+}

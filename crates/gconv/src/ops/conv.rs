@@ -1,8 +1,10 @@
 //! conv1d/2d/3d and conv_transpose1d/2d/3d (`conv.wgsl`).
 
 use super::{Dims, Padding, Spatial, check_bias, check_u32, context_of, to3};
-use crate::kernel::Dispatch;
+use crate::kernel::{Dispatch, Recorder};
 use crate::kernel::{Shader, WG};
+use crate::ops::gemm::Gemm;
+use crate::{Context, ConvStrategy};
 use crate::{DType, Error, Result, Tensor};
 
 /// Attributes of `conv1d/2d/3d`, with PyTorch's names and defaults (stride 1, padding 0,
@@ -119,6 +121,7 @@ struct ConvParams {
     dilation: [u32; 3],
     has_bias: u32,
     total: u32,
+    n_offset: u32,
 }
 
 /// The geometry both directions share, checked and resolved to 3-D.
@@ -132,16 +135,13 @@ struct Geometry {
     out: Vec<usize>,
 }
 
-fn weight_kernel(op: &'static str, w: &Tensor, sd: usize) -> Result<Vec<usize>> {
-    if w.rank() != sd + 2 {
-        return Err(Error::invalid(
-            op,
-            format!("weight must be {}-D, got shape {:?}", sd + 2, w.shape()),
-        ));
+fn weight_kernel(op: &'static str, w: &[usize], sd: usize) -> Result<Vec<usize>> {
+    if w.len() != sd + 2 {
+        return Err(Error::invalid(op, format!("weight must be {}-D, got shape {w:?}", sd + 2)));
     }
-    let k = w.shape()[2..].to_vec();
-    if k.contains(&0) || w.shape()[0] == 0 || w.shape()[1] == 0 {
-        return Err(Error::invalid(op, format!("weight of shape {:?} has no elements", w.shape())));
+    let k = w[2..].to_vec();
+    if k.contains(&0) || w[0] == 0 || w[1] == 0 {
+        return Err(Error::invalid(op, format!("weight of shape {w:?} has no elements")));
     }
     Ok(k)
 }
@@ -162,14 +162,12 @@ fn check_groups(op: &'static str, groups: usize, c_in: usize, c_out: usize) -> R
     Ok(())
 }
 
-fn out_size_error(op: &'static str, x: &Tensor, w: &Tensor, out: &[i64]) -> Error {
+fn out_size_error(op: &'static str, x: &[usize], w: &[usize], out: &[i64]) -> Error {
     Error::invalid(
         op,
         format!(
-            "output size {out:?} is below 1 for input {:?} and weight {:?}: the input is too \
-             small for the kernel, stride, padding and dilation",
-            x.shape(),
-            w.shape()
+            "output size {out:?} is below 1 for input {x:?} and weight {w:?}: the input is too \
+             small for the kernel, stride, padding and dilation"
         ),
     )
 }
@@ -177,25 +175,25 @@ fn out_size_error(op: &'static str, x: &Tensor, w: &Tensor, out: &[i64]) -> Erro
 fn conv_geometry(
     op: &'static str,
     sd: usize,
-    x: &Tensor,
-    w: &Tensor,
+    x: &[usize],
+    w: &[usize],
     o: &ConvOptions,
 ) -> Result<Geometry> {
     let xs = Spatial::of(op, x, sd)?;
     let kernel = weight_kernel(op, w, sd)?;
-    let c_out = w.shape()[0];
+    let c_out = w[0];
     check_groups(op, o.groups, xs.c, c_out)?;
-    if w.shape()[1] * o.groups != xs.c {
+    if w[1] * o.groups != xs.c {
         return Err(Error::invalid(
             op,
             format!(
                 "weight of shape {:?} expects {} input channels ({} per group x {} groups), but \
                  the input of shape {:?} has {}",
-                w.shape(),
-                w.shape()[1] * o.groups,
-                w.shape()[1],
+                w,
+                w[1] * o.groups,
+                w[1],
                 o.groups,
-                x.shape(),
+                x,
                 xs.c
             ),
         ));
@@ -238,26 +236,23 @@ fn conv_geometry(
 fn conv_transpose_geometry(
     op: &'static str,
     sd: usize,
-    x: &Tensor,
-    w: &Tensor,
+    x: &[usize],
+    w: &[usize],
     o: &ConvTransposeOptions,
 ) -> Result<Geometry> {
     let xs = Spatial::of(op, x, sd)?;
     let kernel = weight_kernel(op, w, sd)?;
-    if w.shape()[0] != xs.c {
+    if w[0] != xs.c {
         return Err(Error::invalid(
             op,
             format!(
                 "weight of shape {:?} expects {} input channels, but the input of shape {:?} \
                  has {}",
-                w.shape(),
-                w.shape()[0],
-                x.shape(),
-                xs.c
+                w, w[0], x, xs.c
             ),
         ));
     }
-    let c_out = w.shape()[1] * o.groups;
+    let c_out = w[1] * o.groups;
     check_groups(op, o.groups, xs.c, c_out)?;
     let stride = o.stride.resolve_positive(op, "stride", sd)?;
     let dilation = o.dilation.resolve_positive(op, "dilation", sd)?;
@@ -317,6 +312,7 @@ impl Geometry {
             dilation: to3(&self.dilation, 1),
             has_bias: has_bias as u32,
             total,
+            n_offset: 0,
         }
     }
 }
@@ -337,31 +333,315 @@ fn dispatch<'a>(
     }
 }
 
-fn launch(
+/// A convolution or transposed convolution resolved for one input and weight shape: the
+/// geometry is checked once, then forward and backward passes are recorded into any recorder
+/// (at once for the eager operators, into a plan for the executor).
+pub(crate) struct ConvPlan {
     op: &'static str,
-    entry: &'static str,
     g: Geometry,
     groups: usize,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-) -> Result<Tensor> {
-    let mut tensors = vec![x, w];
-    tensors.extend(bias);
-    let ctx = context_of(op, &tensors)?;
-    check_bias(op, bias, g.c_out)?;
-    let shape = g.x.out_shape(g.c_out, &g.out);
-    let total = check_u32(op, "output elements", crate::tensor::numel(&shape))?;
-    check_u32(op, "input elements", x.numel())?;
-    check_u32(op, "weight elements", w.numel())?;
-    let y = Tensor::output(&ctx, &shape, DType::F32, op)?;
-    let params = g.params(groups, g.x.c, g.c_out, &g.x.size, &g.out, bias.is_some(), total);
-    let b = bias.map_or(&ctx.inner.dummy, Tensor::buffer);
-    let buffers = [(1, x.buffer()), (2, w.buffer()), (3, b), (4, y.buffer())];
-    ctx.run(op, |enc| {
-        ctx.record(enc, &dispatch(entry, &params, &buffers, ctx.grid_1d(op, u64::from(total), WG)?))
-    })?;
-    Ok(y)
+    transposed: bool,
+}
+
+impl ConvPlan {
+    pub(crate) fn conv(
+        op: &'static str,
+        sd: usize,
+        x: &[usize],
+        w: &[usize],
+        o: &ConvOptions,
+    ) -> Result<Self> {
+        Ok(ConvPlan { op, g: conv_geometry(op, sd, x, w, o)?, groups: o.groups, transposed: false })
+    }
+
+    pub(crate) fn conv_transpose(
+        op: &'static str,
+        sd: usize,
+        x: &[usize],
+        w: &[usize],
+        o: &ConvTransposeOptions,
+    ) -> Result<Self> {
+        Ok(ConvPlan {
+            op,
+            g: conv_transpose_geometry(op, sd, x, w, o)?,
+            groups: o.groups,
+            transposed: true,
+        })
+    }
+
+    /// The output's shape.
+    pub(crate) fn output_shape(&self) -> Vec<usize> {
+        self.g.x.out_shape(self.g.c_out, &self.g.out)
+    }
+
+    fn check(&self, t: &Tensor, name: &str, expected: &[usize]) -> Result<()> {
+        if t.shape() != expected {
+            return Err(Error::invalid(
+                self.op,
+                format!("{name} must have shape {expected:?}, got {:?}", t.shape()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this convolution takes the im2col + GEMM path on `ctx`.
+    pub(crate) fn uses_gemm(&self, ctx: &Context) -> bool {
+        !self.transposed && self.groups == 1 && ctx.conv_strategy() == ConvStrategy::Auto
+    }
+
+    /// (K, P): the im2col rows (in channels x kernel taps) and columns (output positions).
+    fn col_dims(&self) -> (usize, usize) {
+        let k = self.g.x.c * self.g.kernel.iter().product::<usize>();
+        (k, self.g.out.iter().product())
+    }
+
+    /// Samples per im2col chunk and the scratch elements it needs: as many samples as fit one
+    /// storage binding.
+    pub(crate) fn col_chunk(&self, ctx: &Context) -> Result<(usize, usize)> {
+        let (k, p) = self.col_dims();
+        let per_sample = k * p;
+        let max = ctx.limits().max_storage_buffer_binding_size as usize / 4;
+        if per_sample > max {
+            return Err(Error::TooLarge {
+                what: format!("{}'s im2col block for one sample", self.op),
+                bytes: per_sample as u64 * 4,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: max as u64 * 4,
+            });
+        }
+        let chunk = (max / per_sample).clamp(1, self.g.x.n);
+        Ok((chunk, chunk * per_sample))
+    }
+
+    fn scratch(&self, ctx: &Context, col: Option<&Tensor>) -> Result<Tensor> {
+        let (_, elems) = self.col_chunk(ctx)?;
+        match col {
+            Some(t) if t.numel() >= elems => Ok(t.clone()),
+            _ => Tensor::zeros(ctx, &[elems]),
+        }
+    }
+
+    /// Records im2col of samples [n0, n0 + chunk) of `x` into `col`.
+    fn record_im2col(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        col: &Tensor,
+        n0: usize,
+        chunk: usize,
+    ) -> Result<()> {
+        let g = &self.g;
+        let (k, p) = self.col_dims();
+        let total = check_u32(self.op, "im2col elements", chunk * k * p)?;
+        let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
+        params.n_offset = n0 as u32;
+        let buffers = [(1, x.buffer()), (7, col.buffer())];
+        ctx.record(
+            rec,
+            &dispatch("im2col", &params, &buffers, ctx.grid_1d(self.op, u64::from(total), WG)?),
+        )
+    }
+
+    /// Records the forward pass; `col` is an optional im2col scratch of at least
+    /// [`Self::col_chunk`] elements (allocated when absent), `relu` fuses a ReLU.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_forward(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+        col: Option<&Tensor>,
+        relu: bool,
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        let mut tensors = vec![x, w, y];
+        tensors.extend(bias);
+        let ctx = context_of(op, &tensors)?;
+        check_bias(op, bias, g.c_out)?;
+        self.check(y, "the output", &self.output_shape())?;
+        let total = check_u32(op, "output elements", y.numel())?;
+        check_u32(op, "input elements", x.numel())?;
+        check_u32(op, "weight elements", w.numel())?;
+        if self.uses_gemm(&ctx) {
+            let (k, p) = self.col_dims();
+            let (chunk, _) = self.col_chunk(&ctx)?;
+            let col = self.scratch(&ctx, col)?;
+            for n0 in (0..g.x.n).step_by(chunk) {
+                let len = chunk.min(g.x.n - n0);
+                self.record_im2col(&ctx, rec, x, &col, n0, len)?;
+                // y_n (C_out, P) = W (C_out, K) @ col_n (K, P), bias per channel, ReLU fused.
+                let mut gemm =
+                    Gemm::new(w, &col, bias, (len, g.c_out, p, k), (0, k * p), (false, false));
+                gemm.bias_per_row = true;
+                gemm.relu = relu;
+                gemm.offsets.2 = n0 * g.c_out * p;
+                gemm.record(&ctx, op, rec, y)?;
+            }
+            return Ok(());
+        }
+        let params =
+            g.params(self.groups, g.x.c, g.c_out, &g.x.size, &g.out, bias.is_some(), total);
+        let b = bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+        let buffers = [(1, x.buffer()), (2, w.buffer()), (3, b), (4, y.buffer())];
+        let entry = if self.transposed { "conv_transpose_forward" } else { "conv_forward" };
+        ctx.record(
+            rec,
+            &dispatch(entry, &params, &buffers, ctx.grid_1d(op, u64::from(total), WG)?),
+        )?;
+        if relu {
+            crate::ops::activation::record_relu(&ctx, rec, y, y)?;
+        }
+        Ok(())
+    }
+
+    /// Records the gradients. The data gradient (skipped when `grad_x` is `None`, as for a
+    /// network's input) of a convolution is a transposed-convolution gather over grad_y and
+    /// vice versa; a transposed convolution's weight gradient is `conv_backward_weight` with x
+    /// and grad_y exchanged (see conv.wgsl). On the im2col path both are GEMMs: grad_W sums
+    /// grad_y_n col_n^T over the batch, grad_col_n = W^T grad_y_n goes back through col2im.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_backward(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        w: &Tensor,
+        grad_y: &Tensor,
+        grad_x: Option<&Tensor>,
+        grad_w: &Tensor,
+        grad_b: Option<&Tensor>,
+        col: Option<&Tensor>,
+    ) -> Result<()> {
+        let (op, g, groups) = (self.op, &self.g, self.groups);
+        let mut tensors = vec![x, w, grad_y, grad_w];
+        tensors.extend(grad_x.iter().chain(&grad_b));
+        let ctx = context_of(op, &tensors)?;
+        self.check(grad_y, "grad_output", &self.output_shape())?;
+        self.check(grad_w, "grad_weight", w.shape())?;
+        check_u32(op, "output elements", grad_y.numel())?;
+        if let Some(gx) = grad_x {
+            self.check(gx, "grad_input", x.shape())?;
+        }
+        if let Some(gb) = grad_b {
+            self.check(gb, "grad_bias", &[g.c_out])?;
+            crate::ops::reduce::record_channel_sum(&ctx, rec, grad_y, g.x.n, g.c_out, gb)?;
+        }
+        if self.uses_gemm(&ctx) {
+            let (k, p) = self.col_dims();
+            let (chunk, _) = self.col_chunk(&ctx)?;
+            let col = self.scratch(&ctx, col)?;
+            for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
+                let len = chunk.min(g.x.n - n0);
+                self.record_im2col(&ctx, rec, x, &col, n0, len)?;
+                // grad_W (C_out, K) (+)= sum over the chunk of grad_y_n (C_out, P) col_n^T (P, K).
+                let mut gemm =
+                    Gemm::new(grad_y, &col, None, (1, g.c_out, k, p), (0, 0), (false, true));
+                gemm.ldb = p;
+                gemm.offsets.0 = n0 * g.c_out * p;
+                gemm.k_batches = len;
+                gemm.kb_strides = (g.c_out * p, k * p);
+                gemm.accumulate = i > 0;
+                gemm.record(&ctx, op, rec, grad_w)?;
+            }
+            if let Some(gx) = grad_x {
+                for n0 in (0..g.x.n).step_by(chunk) {
+                    let len = chunk.min(g.x.n - n0);
+                    // grad_col_n (K, P) = W^T (K, C_out) grad_y_n (C_out, P).
+                    let mut gemm = Gemm::new(
+                        w,
+                        grad_y,
+                        None,
+                        (len, k, p, g.c_out),
+                        (0, g.c_out * p),
+                        (true, false),
+                    );
+                    gemm.lda = k;
+                    gemm.offsets.1 = n0 * g.c_out * p;
+                    gemm.record(&ctx, op, rec, &col)?;
+                    let total = check_u32(
+                        op,
+                        "input elements",
+                        len * g.x.c * g.x.size.iter().product::<usize>(),
+                    )?;
+                    let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
+                    params.n_offset = n0 as u32;
+                    let buffers = [(4, gx.buffer()), (7, col.buffer())];
+                    ctx.record(
+                        rec,
+                        &dispatch(
+                            "col2im",
+                            &params,
+                            &buffers,
+                            ctx.grid_1d(op, u64::from(total), WG)?,
+                        ),
+                    )?;
+                }
+            }
+            return Ok(());
+        }
+        let (c_x, c_y) = (g.x.c, g.c_out);
+        let (size_x, size_y) = (&g.x.size, &g.out);
+        if let Some(gx) = grad_x {
+            let total = check_u32(op, "input elements", x.numel())?;
+            // A gather from grad_y into an "output" the size of x.
+            let entry = if self.transposed { "conv_forward" } else { "conv_transpose_forward" };
+            let params = g.params(groups, c_y, c_x, size_y, size_x, false, total);
+            let buffers =
+                [(1, grad_y.buffer()), (2, w.buffer()), (3, &ctx.inner.dummy), (4, gx.buffer())];
+            ctx.record(
+                rec,
+                &dispatch(entry, &params, &buffers, ctx.grid_1d(op, u64::from(total), WG)?),
+            )?;
+        }
+        // Sum over the batch and positions of (strided tensor) x (dense tensor).
+        let total = check_u32(op, "weight elements", w.numel())?;
+        let (params, strided, dense) = if self.transposed {
+            (g.params(groups, c_y, c_x, size_y, size_x, false, total), grad_y, x)
+        } else {
+            (g.params(groups, c_x, c_y, size_x, size_y, false, total), x, grad_y)
+        };
+        let buffers = [(1, strided.buffer()), (5, dense.buffer()), (6, grad_w.buffer())];
+        let grid = ctx.grid_1d(op, u64::from(total), WG)?;
+        ctx.record(rec, &dispatch("conv_backward_weight", &params, &buffers, grid))
+    }
+
+    fn forward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let y = Tensor::output(x.context(), &self.output_shape(), DType::F32, self.op)?;
+        x.context().run(self.op, |rec| self.record_forward(rec, x, w, bias, &y, None, false))?;
+        Ok(y)
+    }
+
+    fn backward(
+        &self,
+        grad_y: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        has_bias: bool,
+    ) -> Result<ConvGrads> {
+        let ctx = x.context();
+        let grad_input = Tensor::output(ctx, x.shape(), DType::F32, self.op)?;
+        let grad_weight = Tensor::output(ctx, w.shape(), DType::F32, self.op)?;
+        let grad_bias = if has_bias {
+            Some(Tensor::output(ctx, &[self.g.c_out], DType::F32, self.op)?)
+        } else {
+            None
+        };
+        ctx.run(self.op, |rec| {
+            self.record_backward(
+                rec,
+                x,
+                w,
+                grad_y,
+                Some(&grad_input),
+                &grad_weight,
+                grad_bias.as_ref(),
+                None,
+            )
+        })?;
+        Ok(ConvGrads { grad_input, grad_weight, grad_bias })
+    }
 }
 
 /// Gradients of a convolution or transposed convolution with respect to its input, weight and
@@ -376,75 +656,6 @@ pub struct ConvGrads {
     pub grad_bias: Option<Tensor>,
 }
 
-fn check_grad_output(op: &'static str, grad_y: &Tensor, expected: &[usize]) -> Result<()> {
-    if grad_y.shape() != expected {
-        return Err(Error::invalid(
-            op,
-            format!(
-                "grad_output must have the output's shape {expected:?}, got {:?}",
-                grad_y.shape()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Records the three gradients. `transposed` swaps the roles as described in conv.wgsl: the
-/// data gradient of a convolution is a transposed-convolution gather over grad_y and vice versa,
-/// and a transposed convolution's weight gradient is `conv_backward_weight` with x and grad_y
-/// exchanged.
-#[allow(clippy::too_many_arguments)]
-fn backward(
-    op: &'static str,
-    g: Geometry,
-    groups: usize,
-    transposed: bool,
-    x: &Tensor,
-    w: &Tensor,
-    has_bias: bool,
-    grad_y: &Tensor,
-) -> Result<ConvGrads> {
-    let ctx = context_of(op, &[x, w, grad_y])?;
-    let y_shape = g.x.out_shape(g.c_out, &g.out);
-    check_grad_output(op, grad_y, &y_shape)?;
-    check_u32(op, "output elements", grad_y.numel())?;
-    let gx_total = check_u32(op, "input elements", x.numel())?;
-    let gw_total = check_u32(op, "weight elements", w.numel())?;
-    let grad_input = Tensor::output(&ctx, x.shape(), DType::F32, op)?;
-    let grad_weight = Tensor::output(&ctx, w.shape(), DType::F32, op)?;
-    let grad_bias =
-        if has_bias { Some(Tensor::output(&ctx, &[g.c_out], DType::F32, op)?) } else { None };
-    let (c_x, c_y) = (g.x.c, g.c_out);
-    let (size_x, size_y) = (g.x.size.clone(), g.out.clone());
-    let dummy = &ctx.inner.dummy;
-    // Data gradient: a gather from grad_y into an "output" the size of x.
-    let (data_entry, data_params) = if transposed {
-        ("conv_forward", g.params(groups, c_y, c_x, &size_y, &size_x, false, gx_total))
-    } else {
-        ("conv_transpose_forward", g.params(groups, c_y, c_x, &size_y, &size_x, false, gx_total))
-    };
-    let data_buffers =
-        [(1, grad_y.buffer()), (2, w.buffer()), (3, dummy), (4, grad_input.buffer())];
-    // Weight gradient: sum over the batch and positions of (strided tensor) x (dense tensor).
-    let (weight_params, strided, dense) = if transposed {
-        (g.params(groups, c_y, c_x, &size_y, &size_x, false, gw_total), grad_y, x)
-    } else {
-        (g.params(groups, c_x, c_y, &size_x, &size_y, false, gw_total), x, grad_y)
-    };
-    let weight_buffers = [(1, strided.buffer()), (5, dense.buffer()), (6, grad_weight.buffer())];
-    ctx.run(op, |enc| {
-        let grid = ctx.grid_1d(op, u64::from(gx_total), WG)?;
-        ctx.record(enc, &dispatch(data_entry, &data_params, &data_buffers, grid))?;
-        let grid = ctx.grid_1d(op, u64::from(gw_total), WG)?;
-        ctx.record(enc, &dispatch("conv_backward_weight", &weight_params, &weight_buffers, grid))?;
-        if let Some(gb) = &grad_bias {
-            crate::ops::reduce::record_channel_sum(&ctx, enc, grad_y, g.x.n, g.c_out, gb)?;
-        }
-        Ok(())
-    })?;
-    Ok(ConvGrads { grad_input, grad_weight, grad_bias })
-}
-
 fn conv_nd(
     op: &'static str,
     sd: usize,
@@ -453,8 +664,7 @@ fn conv_nd(
     bias: Option<&Tensor>,
     o: &ConvOptions,
 ) -> Result<Tensor> {
-    let g = conv_geometry(op, sd, x, w, o)?;
-    launch(op, "conv_forward", g, o.groups, x, w, bias)
+    ConvPlan::conv(op, sd, x.shape(), w.shape(), o)?.forward(x, w, bias)
 }
 
 fn conv_backward_nd(
@@ -466,8 +676,7 @@ fn conv_backward_nd(
     has_bias: bool,
     o: &ConvOptions,
 ) -> Result<ConvGrads> {
-    let g = conv_geometry(op, sd, x, w, o)?;
-    backward(op, g, o.groups, false, x, w, has_bias, grad_y)
+    ConvPlan::conv(op, sd, x.shape(), w.shape(), o)?.backward(grad_y, x, w, has_bias)
 }
 
 fn conv_transpose_nd(
@@ -478,8 +687,7 @@ fn conv_transpose_nd(
     bias: Option<&Tensor>,
     o: &ConvTransposeOptions,
 ) -> Result<Tensor> {
-    let g = conv_transpose_geometry(op, sd, x, w, o)?;
-    launch(op, "conv_transpose_forward", g, o.groups, x, w, bias)
+    ConvPlan::conv_transpose(op, sd, x.shape(), w.shape(), o)?.forward(x, w, bias)
 }
 
 fn conv_transpose_backward_nd(
@@ -491,8 +699,31 @@ fn conv_transpose_backward_nd(
     has_bias: bool,
     o: &ConvTransposeOptions,
 ) -> Result<ConvGrads> {
-    let g = conv_transpose_geometry(op, sd, x, w, o)?;
-    backward(op, g, o.groups, true, x, w, has_bias, grad_y)
+    ConvPlan::conv_transpose(op, sd, x.shape(), w.shape(), o)?.backward(grad_y, x, w, has_bias)
+}
+
+/// The output shape of `conv1d/2d/3d` (spatial rank from the weight) for an input and weight
+/// shape: PyTorch's floor((in + 2p - d(k-1) - 1) / s) + 1 per dimension.
+///
+/// # Errors
+/// As the operators, without running anything.
+pub fn conv_output_shape(x: &[usize], w: &[usize], o: &ConvOptions) -> Result<Vec<usize>> {
+    let sd = w.len().saturating_sub(2).clamp(1, 3);
+    Ok(ConvPlan::conv(["conv1d", "conv2d", "conv3d"][sd - 1], sd, x, w, o)?.output_shape())
+}
+
+/// The output shape of `conv_transpose1d/2d/3d`: (in - 1)s - 2p + d(k-1) + output_padding + 1.
+///
+/// # Errors
+/// As the operators, without running anything.
+pub fn conv_transpose_output_shape(
+    x: &[usize],
+    w: &[usize],
+    o: &ConvTransposeOptions,
+) -> Result<Vec<usize>> {
+    let sd = w.len().saturating_sub(2).clamp(1, 3);
+    let op = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d"][sd - 1];
+    Ok(ConvPlan::conv_transpose(op, sd, x, w, o)?.output_shape())
 }
 
 /// 1-D convolution: x (N, C_in, L) or (C_in, L); weight (C_out, C_in/groups, k); bias (C_out).

@@ -2,86 +2,157 @@
 
 use super::reduce::{record_batch_sum, record_channel_sum};
 use super::{check_bias, check_u32, context_of};
-use crate::kernel::{Dispatch, Shader};
+use crate::kernel::{Dispatch, Recorder, Shader};
 use crate::{Context, DType, Error, Result, Tensor};
 
-/// Workgroup of the GEMM kernel (WG_X x WG_Y invocations, 4x4 outputs each).
-const WG_X: u32 = 8;
-const WG_Y: u32 = 8;
-const TILE: u32 = 4;
+/// gemm_forward's tile: 8x8 per invocation, a workgroup of 8x8 invocations.
+const TILE: u32 = 64;
+/// The large variant's tile (16x16 per invocation).
+const LARGE_TILE: u32 = 128;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GemmParams {
-    batch: u32,
     m: u32,
     n: u32,
     k: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    a_offset: u32,
+    b_offset: u32,
+    c_offset: u32,
     a_batch_stride: u32,
     b_batch_stride: u32,
     c_batch_stride: u32,
-    trans_a: u32,
-    trans_b: u32,
-    has_bias: u32,
+    k_batches: u32,
+    a_kb_stride: u32,
+    b_kb_stride: u32,
+    bias_mode: u32,
+    relu: u32,
+    accumulate: u32,
 }
 
-/// One GEMM: C (batch, M, N) = op(A) op(B) + bias.
-struct Gemm<'a> {
-    a: &'a Tensor,
-    b: &'a Tensor,
-    bias: Option<&'a Tensor>,
-    /// (batch, M, N, K).
-    dims: (usize, usize, usize, usize),
-    /// Elements between consecutive batch matrices of A and B (0 broadcasts).
-    strides: (usize, usize),
-    /// A stored (K, M), B stored (N, K).
-    trans: (bool, bool),
+/// One GEMM: C (batch, M, N) = op(A) op(B) (+ bias) (relu) (+ C). See gemm.wgsl for the
+/// layouts; `Gemm::new` fills the leading dimensions of dense matrices.
+pub(crate) struct Gemm<'a> {
+    pub a: &'a Tensor,
+    pub b: &'a Tensor,
+    pub bias: Option<&'a Tensor>,
+    /// Bias per row (convolution channels) instead of per column (linear features).
+    pub bias_per_row: bool,
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub lda: usize,
+    pub ldb: usize,
+    pub ldc: usize,
+    pub offsets: (usize, usize, usize),
+    /// Batch strides of A, B and C (0 broadcasts).
+    pub batch_strides: (usize, usize, usize),
+    /// The K sum also runs over this many blocks, stepping A and B by `kb_strides`.
+    pub k_batches: usize,
+    pub kb_strides: (usize, usize),
+    pub trans: (bool, bool),
+    pub relu: bool,
+    pub accumulate: bool,
 }
 
-impl Gemm<'_> {
-    fn record(
+impl<'a> Gemm<'a> {
+    /// A dense GEMM: (batch, M, N, K), A/B batch strides, (trans_a, trans_b).
+    pub(crate) fn new(
+        a: &'a Tensor,
+        b: &'a Tensor,
+        bias: Option<&'a Tensor>,
+        (batch, m, n, k): (usize, usize, usize, usize),
+        (a_stride, b_stride): (usize, usize),
+        (trans_a, trans_b): (bool, bool),
+    ) -> Self {
+        Gemm {
+            a,
+            b,
+            bias,
+            bias_per_row: false,
+            batch,
+            m,
+            n,
+            k,
+            lda: if trans_a { m } else { k },
+            ldb: if trans_b { k } else { n },
+            ldc: n,
+            offsets: (0, 0, 0),
+            batch_strides: (a_stride, b_stride, m * n),
+            k_batches: 1,
+            kb_strides: (0, 0),
+            trans: (trans_a, trans_b),
+            relu: false,
+            accumulate: false,
+        }
+    }
+
+    pub(crate) fn record(
         &self,
         ctx: &Context,
         op: &'static str,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recorder<'_>,
         c: &Tensor,
     ) -> Result<()> {
-        let (batch, m, n, k) = self.dims;
-        check_u32(op, "output elements", batch * m * n)?;
+        let u = |what: &str, v: usize| check_u32(op, what, v);
         check_u32(op, "first operand elements", self.a.numel())?;
         check_u32(op, "second operand elements", self.b.numel())?;
+        check_u32(op, "output elements", c.numel())?;
         let params = GemmParams {
-            batch: batch as u32,
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            a_batch_stride: self.strides.0 as u32,
-            b_batch_stride: self.strides.1 as u32,
-            c_batch_stride: (m * n) as u32,
-            trans_a: self.trans.0 as u32,
-            trans_b: self.trans.1 as u32,
-            has_bias: self.bias.is_some() as u32,
+            m: u("M", self.m)?,
+            n: u("N", self.n)?,
+            k: u("K", self.k)?,
+            lda: u("lda", self.lda)?,
+            ldb: u("ldb", self.ldb)?,
+            ldc: u("ldc", self.ldc)?,
+            a_offset: u("offset", self.offsets.0)?,
+            b_offset: u("offset", self.offsets.1)?,
+            c_offset: u("offset", self.offsets.2)?,
+            a_batch_stride: u("stride", self.batch_strides.0)?,
+            b_batch_stride: u("stride", self.batch_strides.1)?,
+            c_batch_stride: u("stride", self.batch_strides.2)?,
+            k_batches: u("batches", self.k_batches)?,
+            a_kb_stride: u("stride", self.kb_strides.0)?,
+            b_kb_stride: u("stride", self.kb_strides.1)?,
+            bias_mode: match (self.bias, self.bias_per_row) {
+                (None, _) => 0,
+                (Some(_), false) => 1,
+                (Some(_), true) => 2,
+            },
+            relu: self.relu as u32,
+            accumulate: self.accumulate as u32,
         };
+        // The large tile only where there is enough work to keep every core busy with it.
+        let large = self.m >= 128 && self.n >= 128;
+        let (entry, tile) =
+            if large { ("gemm_forward_large", LARGE_TILE) } else { ("gemm_forward", TILE) };
         let max = ctx.limits().max_compute_workgroups_per_dimension;
         let groups =
-            [(n as u32).div_ceil(WG_X * TILE), (m as u32).div_ceil(WG_Y * TILE), batch as u32];
+            [(self.n as u32).div_ceil(tile), (self.m as u32).div_ceil(tile), self.batch as u32];
         if groups.iter().any(|&g| g > max) {
             return Err(Error::invalid(
                 op,
                 format!(
-                    "matrix sizes (batch {batch}, M {m}, N {n}) exceed the dispatch limit {max}"
+                    "matrix sizes (batch {}, M {}, N {}) exceed the dispatch limit {max}",
+                    self.batch, self.m, self.n
                 ),
             ));
         }
         let bias = self.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let buffers = [(1, self.a.buffer()), (2, self.b.buffer()), (3, bias), (4, c.buffer())];
         ctx.record(
-            enc,
+            rec,
             &Dispatch {
                 shader: Shader::Gemm,
-                entry: "gemm_forward",
-                constants: &[("WG_X", f64::from(WG_X)), ("WG_Y", f64::from(WG_Y))],
+                entry,
+                constants: &[("TRANS_A", flag(self.trans.0)), ("TRANS_B", flag(self.trans.1))],
                 params: bytemuck::bytes_of(&params),
-                buffers: &[(1, self.a.buffer()), (2, self.b.buffer()), (3, bias), (4, c.buffer())],
+                buffers: &buffers,
                 workgroups: groups,
             },
         )
@@ -142,8 +213,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
     check_bias(OP, bias, n)?;
     let mut out_shape = x.shape()[..x.rank() - 1].to_vec();
     out_shape.push(n);
-    let g =
-        Gemm { a: x, b: weight, bias, dims: (1, m, n, k), strides: (0, 0), trans: (false, true) };
+    let g = Gemm::new(x, weight, bias, (1, m, n, k), (0, 0), (false, true));
     g.run(&ctx, OP, &out_shape)
 }
 
@@ -188,25 +258,19 @@ pub fn linear_backward(
     let grad_bias = if has_bias { Some(Tensor::output(&ctx, &[n], DType::F32, OP)?) } else { None };
     ctx.run(OP, |enc| {
         // grad_input (M, K) = grad_output (M, N) @ W (N, K).
-        Gemm {
-            a: grad_output,
-            b: weight,
-            bias: None,
-            dims: (1, m, k, n),
-            strides: (0, 0),
-            trans: (false, false),
-        }
-        .record(&ctx, OP, enc, &grad_input)?;
+        Gemm::new(grad_output, weight, None, (1, m, k, n), (0, 0), (false, false)).record(
+            &ctx,
+            OP,
+            enc,
+            &grad_input,
+        )?;
         // grad_weight (N, K) = grad_output^T (N, M) @ x (M, K).
-        Gemm {
-            a: grad_output,
-            b: x,
-            bias: None,
-            dims: (1, n, k, m),
-            strides: (0, 0),
-            trans: (true, false),
-        }
-        .record(&ctx, OP, enc, &grad_weight)?;
+        Gemm::new(grad_output, x, None, (1, n, k, m), (0, 0), (true, false)).record(
+            &ctx,
+            OP,
+            enc,
+            &grad_weight,
+        )?;
         if let Some(gb) = &grad_bias {
             record_channel_sum(&ctx, enc, grad_output, m, n, gb)?;
         }
@@ -273,8 +337,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let d = matmul_dims(OP, a, b)?;
     let strides =
         (if a.rank() == 2 { 0 } else { d.m * d.k }, if b.rank() == 2 { 0 } else { d.k * d.n });
-    let g =
-        Gemm { a, b, bias: None, dims: (d.batch, d.m, d.n, d.k), strides, trans: (false, false) };
+    let g = Gemm::new(a, b, None, (d.batch, d.m, d.n, d.k), strides, (false, false));
     g.run(&ctx, OP, &d.out_shape)
 }
 
@@ -317,33 +380,73 @@ pub fn matmul_backward(grad_output: &Tensor, a: &Tensor, b: &Tensor) -> Result<(
     ctx.run(OP, |enc| {
         // grad_a (M, K) = grad_output (M, N) @ b^T (N, K).
         let target = scratch_a.as_ref().unwrap_or(&grad_a);
-        Gemm {
-            a: grad_output,
-            b,
-            bias: None,
-            dims: (batch, m, k, n),
-            strides: (m * n, b_stride),
-            trans: (false, true),
-        }
-        .record(&ctx, OP, enc, target)?;
+        Gemm::new(grad_output, b, None, (batch, m, k, n), (m * n, b_stride), (false, true))
+            .record(&ctx, OP, enc, target)?;
         if let Some(s) = &scratch_a {
             record_batch_sum(&ctx, enc, s, batch, &grad_a)?;
         }
         // grad_b (K, N) = a^T (K, M) @ grad_output (M, N).
         let target = scratch_b.as_ref().unwrap_or(&grad_b);
-        Gemm {
-            a,
-            b: grad_output,
-            bias: None,
-            dims: (batch, k, n, m),
-            strides: (a_stride, m * n),
-            trans: (true, false),
-        }
-        .record(&ctx, OP, enc, target)?;
+        Gemm::new(a, grad_output, None, (batch, k, n, m), (a_stride, m * n), (true, false))
+            .record(&ctx, OP, enc, target)?;
         if let Some(s) = &scratch_b {
             record_batch_sum(&ctx, enc, s, batch, &grad_b)?;
         }
         Ok(())
     })?;
     Ok((grad_a, grad_b))
+}
+
+/// Records y = x W^T + b into the given output (the executor's buffers).
+pub(crate) fn record_linear(
+    ctx: &Context,
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+) -> Result<()> {
+    const OP: &str = "linear";
+    let (m, k, n) = linear_dims(OP, x, weight)?;
+    check_bias(OP, bias, n)?;
+    if y.numel() != m * n {
+        return Err(Error::invalid(
+            OP,
+            format!("output of shape {:?} does not hold {m} x {n}", y.shape()),
+        ));
+    }
+    Gemm::new(x, weight, bias, (1, m, n, k), (0, 0), (false, true)).record(ctx, OP, rec, y)
+}
+
+/// Records the gradients of [`linear`] into the given tensors; `grad_x` and `grad_b` optional.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_linear_backward(
+    ctx: &Context,
+    rec: &mut Recorder<'_>,
+    x: &Tensor,
+    weight: &Tensor,
+    grad_y: &Tensor,
+    grad_x: Option<&Tensor>,
+    grad_w: &Tensor,
+    grad_b: Option<&Tensor>,
+) -> Result<()> {
+    const OP: &str = "linear_backward";
+    let (m, k, n) = linear_dims(OP, x, weight)?;
+    if grad_y.numel() != m * n || grad_w.shape() != weight.shape() {
+        return Err(Error::invalid(
+            OP,
+            format!("gradient shapes {:?} / {:?} do not fit", grad_y.shape(), grad_w.shape()),
+        ));
+    }
+    if let Some(gx) = grad_x {
+        // grad_input (M, K) = grad_output (M, N) @ W (N, K).
+        Gemm::new(grad_y, weight, None, (1, m, k, n), (0, 0), (false, false))
+            .record(ctx, OP, rec, gx)?;
+    }
+    // grad_weight (N, K) = grad_output^T (N, M) @ x (M, K).
+    Gemm::new(grad_y, x, None, (1, n, k, m), (0, 0), (true, false)).record(ctx, OP, rec, grad_w)?;
+    if let Some(gb) = grad_b {
+        record_channel_sum(ctx, rec, grad_y, m, n, gb)?;
+    }
+    Ok(())
 }

@@ -175,3 +175,80 @@ pub fn cross_entropy_backward(
     })?;
     Ok(grad_logits)
 }
+
+/// The loss of a training step, recorded into a plan: per-sample losses, the running metrics
+/// (loss sum, correct predictions, samples), and the gradient of the mean loss with respect to
+/// the logits.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_training_loss(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    logits: &Tensor,
+    target: &Tensor,
+    losses: &Tensor,
+    count: &Tensor,
+    one: &Tensor,
+    metrics: &Tensor,
+    grad_logits: Option<&Tensor>,
+) -> Result<()> {
+    const OP: &str = "cross_entropy";
+    let (_, n, c) = check(OP, logits, target)?;
+    let params = params(n, c, &CrossEntropyOptions::default());
+    let bytes = bytemuck::cast_slice(&params);
+    let rows = ctx.grid_1d(OP, n as u64, WG)?;
+    let wg = [("WG", f64::from(WG))];
+    let record = |rec: &mut crate::kernel::Recorder<'_>,
+                  entry,
+                  constants: &[(&'static str, f64)],
+                  buffers: &[(u32, &wgpu::Buffer)],
+                  workgroups| {
+        ctx.record(
+            rec,
+            &Dispatch {
+                shader: Shader::Loss,
+                entry,
+                constants,
+                params: bytes,
+                buffers,
+                workgroups,
+            },
+        )
+    };
+    record(
+        rec,
+        "cross_entropy_rows",
+        &wg,
+        &[(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer())],
+        rows,
+    )?;
+    record(
+        rec,
+        "cross_entropy_metrics",
+        &[],
+        &[(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer()), (7, metrics.buffer())],
+        [1, 1, 1],
+    )?;
+    if let Some(grad) = grad_logits {
+        record(
+            rec,
+            "cross_entropy_count",
+            &[],
+            &[(1, target.buffer()), (4, count.buffer())],
+            [1, 1, 1],
+        )?;
+        record(
+            rec,
+            "cross_entropy_backward",
+            &wg,
+            &[
+                (1, target.buffer()),
+                (3, logits.buffer()),
+                (4, count.buffer()),
+                (5, one.buffer()),
+                (6, grad.buffer()),
+            ],
+            rows,
+        )?;
+    }
+    Ok(())
+}

@@ -4,21 +4,22 @@
 //! shapes, never a panic), allocates its outputs, and records its kernels through the one
 //! dispatch path.
 
-mod activation;
-mod conv;
-mod gemm;
-mod loss;
+pub(crate) mod activation;
+pub(crate) mod conv;
+pub(crate) mod gemm;
+pub(crate) mod loss;
 mod norm;
-mod pool;
+pub(crate) mod pool;
 mod reduce;
 
 pub use activation::{
     log_softmax, log_softmax_backward, relu, relu_backward, softmax, softmax_backward,
 };
 pub use conv::{
-    ConvGrads, ConvOptions, ConvTransposeOptions, conv_transpose1d, conv_transpose1d_backward,
-    conv_transpose2d, conv_transpose2d_backward, conv_transpose3d, conv_transpose3d_backward,
-    conv1d, conv1d_backward, conv2d, conv2d_backward, conv3d, conv3d_backward,
+    ConvGrads, ConvOptions, ConvTransposeOptions, conv_output_shape, conv_transpose_output_shape,
+    conv_transpose1d, conv_transpose1d_backward, conv_transpose2d, conv_transpose2d_backward,
+    conv_transpose3d, conv_transpose3d_backward, conv1d, conv1d_backward, conv2d, conv2d_backward,
+    conv3d, conv3d_backward,
 };
 pub use gemm::{LinearGrads, linear, linear_backward, matmul, matmul_backward};
 pub use loss::{CrossEntropyOptions, Reduction, cross_entropy, cross_entropy_backward};
@@ -29,8 +30,9 @@ pub use pool::{
     AvgPoolOptions, MaxPoolOptions, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
     adaptive_max_pool1d, adaptive_max_pool1d_with_indices, adaptive_max_pool2d,
     adaptive_max_pool2d_with_indices, adaptive_max_pool3d, adaptive_max_pool3d_with_indices,
-    avg_pool1d, avg_pool2d, avg_pool3d, max_pool1d, max_pool1d_with_indices, max_pool2d,
-    max_pool2d_with_indices, max_pool3d, max_pool3d_with_indices,
+    avg_pool_output_shape, avg_pool1d, avg_pool2d, avg_pool3d, max_pool_output_shape, max_pool1d,
+    max_pool1d_with_indices, max_pool2d, max_pool2d_with_indices, max_pool3d,
+    max_pool3d_with_indices,
 };
 pub use pool::{
     adaptive_avg_pool1d_backward, adaptive_avg_pool2d_backward, adaptive_avg_pool3d_backward,
@@ -136,8 +138,7 @@ pub(crate) struct Spatial {
 }
 
 impl Spatial {
-    pub(crate) fn of(op: &'static str, x: &Tensor, spatial_rank: usize) -> Result<Spatial> {
-        let s = x.shape();
+    pub(crate) fn of(op: &'static str, s: &[usize], spatial_rank: usize) -> Result<Spatial> {
         let (batched, n, rest) = if s.len() == spatial_rank + 2 {
             (true, s[0], &s[1..])
         } else if s.len() == spatial_rank + 1 {

@@ -314,13 +314,7 @@ pub fn batch_norm_backward(
 fn slice_row(ctx: &crate::Context, t: &Tensor, row: usize, c: usize) -> Result<Tensor> {
     let out = Tensor::output(ctx, &[c], DType::F32, "batch_norm_backward")?;
     ctx.run("batch_norm_backward", |enc| {
-        enc.copy_buffer_to_buffer(
-            t.buffer(),
-            (row * c * 4) as u64,
-            out.buffer(),
-            0,
-            (c * 4) as u64,
-        );
+        enc.copy(t.buffer(), (row * c * 4) as u64, out.buffer(), 0, (c * 4) as u64);
         Ok(())
     })?;
     Ok(out)

@@ -1,8 +1,8 @@
 //! Max, average and adaptive pooling, 1-D to 3-D (`pool.wgsl`).
 
 use super::{Dims, Spatial, check_u32, context_of, to3};
-use crate::kernel::{Dispatch, Shader, WG};
-use crate::{DType, Error, Result, Tensor};
+use crate::kernel::{Dispatch, Recorder, Shader, WG};
+use crate::{Context, DType, Error, Result, Tensor};
 
 /// Attributes of `max_pool1d/2d/3d`, with PyTorch's names and defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +149,7 @@ struct Window {
 fn window(
     op: &'static str,
     xs: &Spatial,
-    x: &Tensor,
+    x: &[usize],
     kernel_size: &Dims,
     stride: Option<&Dims>,
     padding: &Dims,
@@ -182,9 +182,8 @@ fn window(
         return Err(Error::invalid(
             op,
             format!(
-                "output size {out:?} is below 1 for input {:?} with kernel_size {kernel:?}, \
-                 stride {stride:?}, padding {pad:?}, dilation {dilation:?}",
-                x.shape()
+                "output size {out:?} is below 1 for input {x:?} with kernel_size {kernel:?}, \
+                 stride {stride:?}, padding {pad:?}, dilation {dilation:?}"
             ),
         ));
     }
@@ -192,56 +191,276 @@ fn window(
     Ok(Window { kernel, stride, pad, dilation, out })
 }
 
-struct Launch<'a> {
+/// Which pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PoolKind {
+    Max,
+    Avg,
+    AdaptiveMax,
+    AdaptiveAvg,
+}
+
+/// A pooling resolved for one input shape: checked once, then recorded forward and backward
+/// into any recorder.
+pub(crate) struct PoolPlan {
     op: &'static str,
-    entry: &'static str,
-    x: &'a Tensor,
+    kind: PoolKind,
     xs: Spatial,
+    x_shape: Vec<usize>,
     win: Window,
     count_include_pad: bool,
     divisor_override: usize,
-    with_indices: bool,
 }
 
-fn launch(l: Launch<'_>) -> Result<(Tensor, Option<Tensor>)> {
-    let Launch { op, entry, x, xs, win, .. } = l;
-    let ctx = context_of(op, &[x])?;
-    let shape = xs.out_shape(xs.c, &win.out);
-    let total = check_u32(op, "output elements", crate::tensor::numel(&shape))?;
-    check_u32(op, "input elements", x.numel())?;
-    let y = Tensor::output(&ctx, &shape, DType::F32, op)?;
-    let indices =
-        if l.with_indices { Some(Tensor::output(&ctx, &shape, DType::I32, op)?) } else { None };
-    let params = PoolParams {
-        planes: (xs.n * xs.c) as u32,
-        input: to3(&xs.size, 1),
-        output: to3(&win.out, 1),
-        kernel: to3(&win.kernel, 1),
-        stride: to3(&win.stride, 1),
-        pad: to3(&win.pad, 0),
-        dilation: to3(&win.dilation, 1),
-        count_include_pad: l.count_include_pad as u32,
-        divisor_override: check_u32(op, "divisor_override", l.divisor_override)?,
-        total,
-    };
-    let mut buffers = vec![(1, x.buffer()), (2, y.buffer())];
-    if let Some(i) = &indices {
-        buffers.push((3, i.buffer()));
+impl PoolPlan {
+    pub(crate) fn max(
+        op: &'static str,
+        sd: usize,
+        x: &[usize],
+        o: &MaxPoolOptions,
+    ) -> Result<Self> {
+        let xs = Spatial::of(op, x, sd)?;
+        let win = window(
+            op,
+            &xs,
+            x,
+            &o.kernel_size,
+            o.stride.as_ref(),
+            &o.padding,
+            &o.dilation,
+            o.ceil_mode,
+            true,
+        )?;
+        Ok(PoolPlan {
+            op,
+            kind: PoolKind::Max,
+            xs,
+            x_shape: x.to_vec(),
+            win,
+            count_include_pad: false,
+            divisor_override: 0,
+        })
     }
-    ctx.run(op, |enc| {
+
+    pub(crate) fn avg(
+        op: &'static str,
+        sd: usize,
+        x: &[usize],
+        o: &AvgPoolOptions,
+    ) -> Result<Self> {
+        let xs = Spatial::of(op, x, sd)?;
+        let win = window(
+            op,
+            &xs,
+            x,
+            &o.kernel_size,
+            o.stride.as_ref(),
+            &o.padding,
+            &1.into(),
+            o.ceil_mode,
+            false,
+        )?;
+        if o.divisor_override == Some(0) {
+            return Err(Error::invalid(op, "divisor_override must be positive"));
+        }
+        Ok(PoolPlan {
+            op,
+            kind: PoolKind::Avg,
+            xs,
+            x_shape: x.to_vec(),
+            win,
+            count_include_pad: o.count_include_pad,
+            divisor_override: o.divisor_override.unwrap_or(0),
+        })
+    }
+
+    pub(crate) fn adaptive(
+        op: &'static str,
+        max: bool,
+        sd: usize,
+        x: &[usize],
+        output_size: &Dims,
+    ) -> Result<Self> {
+        let xs = Spatial::of(op, x, sd)?;
+        let out = output_size.resolve_positive(op, "output_size", sd)?;
+        let win = Window {
+            kernel: vec![1; sd],
+            stride: vec![1; sd],
+            pad: vec![0; sd],
+            dilation: vec![1; sd],
+            out,
+        };
+        let kind = if max { PoolKind::AdaptiveMax } else { PoolKind::AdaptiveAvg };
+        Ok(PoolPlan {
+            op,
+            kind,
+            xs,
+            x_shape: x.to_vec(),
+            win,
+            count_include_pad: false,
+            divisor_override: 0,
+        })
+    }
+
+    /// The output's shape.
+    pub(crate) fn output_shape(&self) -> Vec<usize> {
+        self.xs.out_shape(self.xs.c, &self.win.out)
+    }
+
+    /// Whether the pooling saves argmax indices (and its backward pass needs them).
+    pub(crate) fn has_indices(&self) -> bool {
+        matches!(self.kind, PoolKind::Max | PoolKind::AdaptiveMax)
+    }
+
+    fn params(&self, total: u32) -> Result<PoolParams> {
+        let (xs, win) = (&self.xs, &self.win);
+        Ok(PoolParams {
+            planes: (xs.n * xs.c) as u32,
+            input: to3(&xs.size, 1),
+            output: to3(&win.out, 1),
+            kernel: to3(&win.kernel, 1),
+            stride: to3(&win.stride, 1),
+            pad: to3(&win.pad, 0),
+            dilation: to3(&win.dilation, 1),
+            count_include_pad: self.count_include_pad as u32,
+            divisor_override: check_u32(self.op, "divisor_override", self.divisor_override)?,
+            total,
+        })
+    }
+
+    fn check(&self, t: &Tensor, name: &str, expected: &[usize], dtype: DType) -> Result<()> {
+        t.expect_dtype(self.op, dtype)?;
+        if t.shape() != expected {
+            return Err(Error::invalid(
+                self.op,
+                format!("{name} must have shape {expected:?}, got {:?}", t.shape()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        entry: &'static str,
+        total: u32,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> Result<()> {
+        let params = self.params(total)?;
         ctx.record(
-            enc,
+            rec,
             &Dispatch {
                 shader: Shader::Pool,
                 entry,
                 constants: &[("WG", f64::from(WG))],
                 params: bytemuck::bytes_of(&params),
-                buffers: &buffers,
-                workgroups: ctx.grid_1d(op, u64::from(total), WG)?,
+                buffers,
+                workgroups: ctx.grid_1d(self.op, u64::from(total), WG)?,
             },
         )
-    })?;
-    Ok((y, indices))
+    }
+
+    /// Records the forward pass; `indices` is required exactly when [`Self::has_indices`].
+    pub(crate) fn record_forward(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        y: &Tensor,
+        indices: Option<&Tensor>,
+    ) -> Result<()> {
+        let op = self.op;
+        let ctx = context_of(op, &[x, y])?;
+        self.check(x, "the input", &self.x_shape, DType::F32)?;
+        let out = self.output_shape();
+        self.check(y, "the output", &out, DType::F32)?;
+        let total = check_u32(op, "output elements", y.numel())?;
+        check_u32(op, "input elements", x.numel())?;
+        let mut buffers = vec![(1, x.buffer()), (2, y.buffer())];
+        let entry = match (self.kind, indices) {
+            (PoolKind::Max | PoolKind::AdaptiveMax, Some(i)) => {
+                if !i.context().same(&ctx) {
+                    return Err(Error::ContextMismatch { op });
+                }
+                self.check(i, "indices", &out, DType::I32)?;
+                buffers.push((3, i.buffer()));
+                if self.kind == PoolKind::Max {
+                    "max_pool_forward"
+                } else {
+                    "adaptive_max_pool_forward"
+                }
+            }
+            (PoolKind::Avg, None) => "avg_pool_forward",
+            (PoolKind::AdaptiveAvg, None) => "adaptive_avg_pool_forward",
+            _ => return Err(Error::invalid(op, "indices go with max pooling, and only there")),
+        };
+        self.run(&ctx, rec, entry, total, &buffers)
+    }
+
+    /// Records grad_x: one invocation per input element gathers from the windows holding it
+    /// (through the saved argmax for max pooling).
+    pub(crate) fn record_backward(
+        &self,
+        rec: &mut Recorder<'_>,
+        grad_y: &Tensor,
+        indices: Option<&Tensor>,
+        grad_x: &Tensor,
+    ) -> Result<()> {
+        let op = self.op;
+        let ctx = context_of(op, &[grad_y, grad_x])?;
+        let out = self.output_shape();
+        self.check(grad_y, "grad_output", &out, DType::F32)?;
+        self.check(grad_x, "grad_input", &self.x_shape, DType::F32)?;
+        let total = check_u32(op, "input elements", grad_x.numel())?;
+        check_u32(op, "output elements", grad_y.numel())?;
+        let mut buffers = vec![(4, grad_y.buffer()), (5, grad_x.buffer())];
+        let entry = match (self.kind, indices) {
+            (PoolKind::Max | PoolKind::AdaptiveMax, Some(i)) => {
+                if !i.context().same(&ctx) {
+                    return Err(Error::ContextMismatch { op });
+                }
+                self.check(i, "indices", &out, DType::I32)?;
+                buffers.push((6, i.buffer()));
+                if self.kind == PoolKind::Max {
+                    "max_pool_backward"
+                } else {
+                    "adaptive_max_pool_backward"
+                }
+            }
+            (PoolKind::Avg, None) => "avg_pool_backward",
+            (PoolKind::AdaptiveAvg, None) => {
+                // The adaptive entries share one function that reads the indices in its max branch.
+                buffers.push((6, &ctx.inner.dummy));
+                "adaptive_avg_pool_backward"
+            }
+            _ => {
+                return Err(Error::invalid(
+                    op,
+                    "max pooling's gradient needs the forward pass's indices",
+                ));
+            }
+        };
+        self.run(&ctx, rec, entry, total, &buffers)
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let ctx = x.context();
+        let out = self.output_shape();
+        let y = Tensor::output(ctx, &out, DType::F32, self.op)?;
+        let indices = if self.has_indices() {
+            Some(Tensor::output(ctx, &out, DType::I32, self.op)?)
+        } else {
+            None
+        };
+        ctx.run(self.op, |rec| self.record_forward(rec, x, &y, indices.as_ref()))?;
+        Ok((y, indices))
+    }
+
+    fn backward(&self, grad_y: &Tensor, x: &Tensor, indices: Option<&Tensor>) -> Result<Tensor> {
+        let grad_x = Tensor::output(x.context(), x.shape(), DType::F32, self.op)?;
+        x.context().run(self.op, |rec| self.record_backward(rec, grad_y, indices, &grad_x))?;
+        Ok(grad_x)
+    }
 }
 
 fn max_pool_nd(
@@ -249,48 +468,13 @@ fn max_pool_nd(
     sd: usize,
     x: &Tensor,
     o: &MaxPoolOptions,
-    with_indices: bool,
+    _with_indices: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let (xs, win) = max_pool_window(op, sd, x, o)?;
-    launch(Launch {
-        op,
-        entry: "max_pool_forward",
-        x,
-        xs,
-        win,
-        count_include_pad: false,
-        divisor_override: 0,
-        with_indices,
-    })
+    PoolPlan::max(op, sd, x.shape(), o)?.forward(x)
 }
 
 fn avg_pool_nd(op: &'static str, sd: usize, x: &Tensor, o: &AvgPoolOptions) -> Result<Tensor> {
-    let xs = Spatial::of(op, x, sd)?;
-    let win = window(
-        op,
-        &xs,
-        x,
-        &o.kernel_size,
-        o.stride.as_ref(),
-        &o.padding,
-        &1.into(),
-        o.ceil_mode,
-        false,
-    )?;
-    if o.divisor_override == Some(0) {
-        return Err(Error::invalid(op, "divisor_override must be positive"));
-    }
-    Ok(launch(Launch {
-        op,
-        entry: "avg_pool_forward",
-        x,
-        xs,
-        win,
-        count_include_pad: o.count_include_pad,
-        divisor_override: o.divisor_override.unwrap_or(0),
-        with_indices: false,
-    })?
-    .0)
+    Ok(PoolPlan::avg(op, sd, x.shape(), o)?.forward(x)?.0)
 }
 
 fn adaptive_nd(
@@ -299,20 +483,10 @@ fn adaptive_nd(
     sd: usize,
     x: &Tensor,
     output_size: &Dims,
-    with_indices: bool,
+    _with_indices: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let (xs, win) =
-        adaptive_window(op, sd, x, output_size.resolve_positive(op, "output_size", sd)?)?;
-    launch(Launch {
-        op,
-        entry,
-        x,
-        xs,
-        win,
-        count_include_pad: false,
-        divisor_override: 0,
-        with_indices,
-    })
+    let max = entry == "adaptive_max_pool_forward";
+    PoolPlan::adaptive(op, max, sd, x.shape(), output_size)?.forward(x)
 }
 
 fn expect_indices(op: &'static str, r: (Tensor, Option<Tensor>)) -> Result<(Tensor, Tensor)> {
@@ -320,145 +494,6 @@ fn expect_indices(op: &'static str, r: (Tensor, Option<Tensor>)) -> Result<(Tens
         (y, Some(i)) => Ok((y, i)),
         (_, None) => Err(Error::invalid(op, "internal error: no indices were produced")),
     }
-}
-
-struct Backward<'a> {
-    op: &'static str,
-    entry: &'static str,
-    x: &'a Tensor,
-    xs: Spatial,
-    win: Window,
-    grad_y: &'a Tensor,
-    indices: Option<&'a Tensor>,
-    count_include_pad: bool,
-    divisor_override: usize,
-}
-
-/// grad_x of a pooling: one invocation per input element gathers from the windows holding it.
-fn backward(b: Backward<'_>) -> Result<Tensor> {
-    let Backward { op, entry, x, xs, win, grad_y, indices, .. } = b;
-    let ctx = context_of(op, &[x, grad_y])?;
-    let out_shape = xs.out_shape(xs.c, &win.out);
-    if grad_y.shape() != out_shape.as_slice() {
-        return Err(Error::invalid(
-            op,
-            format!(
-                "grad_output must have the output's shape {out_shape:?}, got {:?}",
-                grad_y.shape()
-            ),
-        ));
-    }
-    if let Some(i) = indices {
-        if !i.context().same(&ctx) {
-            return Err(Error::ContextMismatch { op });
-        }
-        i.expect_dtype(op, DType::I32)?;
-        if i.shape() != out_shape.as_slice() {
-            return Err(Error::invalid(
-                op,
-                format!("indices must have the output's shape {out_shape:?}, got {:?}", i.shape()),
-            ));
-        }
-    }
-    let total = check_u32(op, "input elements", x.numel())?;
-    check_u32(op, "output elements", grad_y.numel())?;
-    let grad_x = Tensor::output(&ctx, x.shape(), DType::F32, op)?;
-    let params = PoolParams {
-        planes: (xs.n * xs.c) as u32,
-        input: to3(&xs.size, 1),
-        output: to3(&win.out, 1),
-        kernel: to3(&win.kernel, 1),
-        stride: to3(&win.stride, 1),
-        pad: to3(&win.pad, 0),
-        dilation: to3(&win.dilation, 1),
-        count_include_pad: b.count_include_pad as u32,
-        divisor_override: check_u32(op, "divisor_override", b.divisor_override)?,
-        total,
-    };
-    let mut buffers = vec![(4, grad_y.buffer()), (5, grad_x.buffer())];
-    if entry != "avg_pool_backward" {
-        // The adaptive entries share one function that reads the indices in its max branch.
-        buffers.push((6, indices.map_or(&ctx.inner.dummy, Tensor::buffer)));
-    }
-    ctx.run(op, |enc| {
-        ctx.record(
-            enc,
-            &Dispatch {
-                shader: Shader::Pool,
-                entry,
-                constants: &[("WG", f64::from(WG))],
-                params: bytemuck::bytes_of(&params),
-                buffers: &buffers,
-                workgroups: ctx.grid_1d(op, u64::from(total), WG)?,
-            },
-        )
-    })?;
-    Ok(grad_x)
-}
-
-fn max_pool_window(
-    op: &'static str,
-    sd: usize,
-    x: &Tensor,
-    o: &MaxPoolOptions,
-) -> Result<(Spatial, Window)> {
-    let xs = Spatial::of(op, x, sd)?;
-    let win = window(
-        op,
-        &xs,
-        x,
-        &o.kernel_size,
-        o.stride.as_ref(),
-        &o.padding,
-        &o.dilation,
-        o.ceil_mode,
-        true,
-    )?;
-    Ok((xs, win))
-}
-
-fn avg_pool_window(
-    op: &'static str,
-    sd: usize,
-    x: &Tensor,
-    o: &AvgPoolOptions,
-) -> Result<(Spatial, Window)> {
-    let xs = Spatial::of(op, x, sd)?;
-    let win = window(
-        op,
-        &xs,
-        x,
-        &o.kernel_size,
-        o.stride.as_ref(),
-        &o.padding,
-        &1.into(),
-        o.ceil_mode,
-        false,
-    )?;
-    if o.divisor_override == Some(0) {
-        return Err(Error::invalid(op, "divisor_override must be positive"));
-    }
-    Ok((xs, win))
-}
-
-fn adaptive_window(
-    op: &'static str,
-    sd: usize,
-    x: &Tensor,
-    out: Vec<usize>,
-) -> Result<(Spatial, Window)> {
-    let xs = Spatial::of(op, x, sd)?;
-    if out.contains(&0) {
-        return Err(Error::invalid(op, format!("output_size must be positive, got {out:?}")));
-    }
-    let win = Window {
-        kernel: vec![1; sd],
-        stride: vec![1; sd],
-        pad: vec![0; sd],
-        dilation: vec![1; sd],
-        out,
-    };
-    Ok((xs, win))
 }
 
 fn max_pool_backward_nd(
@@ -469,18 +504,7 @@ fn max_pool_backward_nd(
     indices: &Tensor,
     o: &MaxPoolOptions,
 ) -> Result<Tensor> {
-    let (xs, win) = max_pool_window(op, sd, x, o)?;
-    backward(Backward {
-        op,
-        entry: "max_pool_backward",
-        x,
-        xs,
-        win,
-        grad_y,
-        indices: Some(indices),
-        count_include_pad: false,
-        divisor_override: 0,
-    })
+    PoolPlan::max(op, sd, x.shape(), o)?.backward(grad_y, x, Some(indices))
 }
 
 fn avg_pool_backward_nd(
@@ -490,18 +514,7 @@ fn avg_pool_backward_nd(
     x: &Tensor,
     o: &AvgPoolOptions,
 ) -> Result<Tensor> {
-    let (xs, win) = avg_pool_window(op, sd, x, o)?;
-    backward(Backward {
-        op,
-        entry: "avg_pool_backward",
-        x,
-        xs,
-        win,
-        grad_y,
-        indices: None,
-        count_include_pad: o.count_include_pad,
-        divisor_override: o.divisor_override.unwrap_or(0),
-    })
+    PoolPlan::avg(op, sd, x.shape(), o)?.backward(grad_y, x, None)
 }
 
 fn adaptive_backward_nd(
@@ -514,18 +527,25 @@ fn adaptive_backward_nd(
 ) -> Result<Tensor> {
     // The output size is grad_output's spatial size.
     let out = grad_y.shape()[grad_y.rank().saturating_sub(sd)..].to_vec();
-    let (xs, win) = adaptive_window(op, sd, x, out)?;
-    backward(Backward {
-        op,
-        entry,
-        x,
-        xs,
-        win,
-        grad_y,
-        indices,
-        count_include_pad: false,
-        divisor_override: 0,
-    })
+    let max = entry == "adaptive_max_pool_backward";
+    PoolPlan::adaptive(op, max, sd, x.shape(), &out.into())?.backward(grad_y, x, indices)
+}
+
+/// The output shape of max pooling for an input shape (spatial rank from `kernel_size` when it
+/// lists every dimension, else 2).
+///
+/// # Errors
+/// As the operators, without running anything.
+pub fn max_pool_output_shape(x: &[usize], sd: usize, o: &MaxPoolOptions) -> Result<Vec<usize>> {
+    Ok(PoolPlan::max("max_pool", sd, x, o)?.output_shape())
+}
+
+/// The output shape of average pooling for an input shape with `sd` spatial dimensions.
+///
+/// # Errors
+/// As the operators, without running anything.
+pub fn avg_pool_output_shape(x: &[usize], sd: usize, o: &AvgPoolOptions) -> Result<Vec<usize>> {
+    Ok(PoolPlan::avg("avg_pool", sd, x, o)?.output_shape())
 }
 
 macro_rules! pool_fns {

@@ -3,13 +3,13 @@
 //! encoder, as parts of a larger backward pass.
 
 use super::check_u32;
-use crate::kernel::{Dispatch, Shader, WG};
+use crate::kernel::{Dispatch, Recorder, Shader, WG};
 use crate::{Context, Error, Result, Tensor};
 
 /// out[c] = sum over n and s of x viewed as (n, c, s), where s = x.numel() / (n * c).
 pub(crate) fn record_channel_sum(
     ctx: &Context,
-    enc: &mut wgpu::CommandEncoder,
+    enc: &mut Recorder<'_>,
     x: &Tensor,
     n: usize,
     c: usize,
@@ -45,7 +45,7 @@ pub(crate) fn record_channel_sum(
 /// out[j] = sum over b of x viewed as (batch, out.numel()).
 pub(crate) fn record_batch_sum(
     ctx: &Context,
-    enc: &mut wgpu::CommandEncoder,
+    enc: &mut Recorder<'_>,
     x: &Tensor,
     batch: usize,
     out: &Tensor,

@@ -1,0 +1,248 @@
+//! Layers: the operators a model is built from, with PyTorch's names, parameters and shapes.
+
+use crate::ops::{self, AvgPoolOptions, ConvOptions, ConvTransposeOptions, Dims, MaxPoolOptions};
+use crate::{Error, Result};
+
+/// One layer of a model, as in `torch.nn`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Layer {
+    /// `Conv1d/2d/3d` (`dims` spatial dimensions); weight (out, in/groups, *kernel).
+    Conv {
+        /// 1, 2 or 3.
+        dims: usize,
+        /// Input channels.
+        in_channels: usize,
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel size per dimension.
+        kernel_size: Dims,
+        /// Stride, padding, dilation, groups.
+        options: ConvOptions,
+        /// Whether the layer has a bias.
+        bias: bool,
+    },
+    /// `ConvTranspose1d/2d/3d`; weight (in, out/groups, *kernel).
+    ConvTranspose {
+        /// 1, 2 or 3.
+        dims: usize,
+        /// Input channels.
+        in_channels: usize,
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel size per dimension.
+        kernel_size: Dims,
+        /// Stride, padding, output_padding, dilation, groups.
+        options: ConvTransposeOptions,
+        /// Whether the layer has a bias.
+        bias: bool,
+    },
+    /// `Linear`: y = x W^T + b; weight (out, in).
+    Linear {
+        /// Input features.
+        in_features: usize,
+        /// Output features.
+        out_features: usize,
+        /// Whether the layer has a bias.
+        bias: bool,
+    },
+    /// `ReLU`.
+    Relu,
+    /// `MaxPool1d/2d/3d`.
+    MaxPool {
+        /// 1, 2 or 3.
+        dims: usize,
+        /// Kernel, stride, padding, dilation, ceil_mode.
+        options: MaxPoolOptions,
+    },
+    /// `AvgPool1d/2d/3d`.
+    AvgPool {
+        /// 1, 2 or 3.
+        dims: usize,
+        /// Kernel, stride, padding, ceil_mode, count_include_pad.
+        options: AvgPoolOptions,
+    },
+    /// `AdaptiveAvgPool1d/2d/3d`.
+    AdaptiveAvgPool {
+        /// 1, 2 or 3.
+        dims: usize,
+        /// Output size per dimension.
+        output_size: Dims,
+    },
+    /// `Dropout(p)`: zeroes elements with probability p in training, the identity in evaluation.
+    Dropout {
+        /// Probability of zeroing an element.
+        p: f32,
+    },
+    /// `Flatten`: (N, *) to (N, prod(*)).
+    Flatten,
+}
+
+/// A parameter a layer owns: its name suffix (`weight`, `bias`), shape, and the fan-in that
+/// PyTorch's default initialisation scales by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    /// `weight` or `bias`.
+    pub suffix: &'static str,
+    /// The parameter's shape.
+    pub shape: Vec<usize>,
+    /// Fan-in: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) is PyTorch's default (Kaiming-uniform with
+    /// a = sqrt(5) for weights, and the same bound for biases).
+    pub fan_in: usize,
+}
+
+impl Layer {
+    /// `Conv2d(in, out, kernel_size)` with `options`.
+    pub fn conv2d(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        options: ConvOptions,
+    ) -> Layer {
+        Layer::Conv {
+            dims: 2,
+            in_channels,
+            out_channels,
+            kernel_size: kernel_size.into(),
+            options,
+            bias: true,
+        }
+    }
+
+    /// `Linear(in, out)` with a bias.
+    pub fn linear(in_features: usize, out_features: usize) -> Layer {
+        Layer::Linear { in_features, out_features, bias: true }
+    }
+
+    /// `MaxPool2d(kernel_size)` (stride = kernel_size).
+    pub fn max_pool2d(kernel_size: usize) -> Layer {
+        Layer::MaxPool { dims: 2, options: MaxPoolOptions::new(kernel_size) }
+    }
+
+    /// PyTorch's class name, e.g. `Conv2d`, `MaxPool2d`.
+    pub fn type_name(&self) -> String {
+        match self {
+            Layer::Conv { dims, .. } => format!("Conv{dims}d"),
+            Layer::ConvTranspose { dims, .. } => format!("ConvTranspose{dims}d"),
+            Layer::Linear { .. } => "Linear".into(),
+            Layer::Relu => "ReLU".into(),
+            Layer::MaxPool { dims, .. } => format!("MaxPool{dims}d"),
+            Layer::AvgPool { dims, .. } => format!("AvgPool{dims}d"),
+            Layer::AdaptiveAvgPool { dims, .. } => format!("AdaptiveAvgPool{dims}d"),
+            Layer::Dropout { .. } => "Dropout".into(),
+            Layer::Flatten => "Flatten".into(),
+        }
+    }
+
+    /// The parameters the layer owns, in PyTorch's order.
+    pub fn params(&self) -> Vec<ParamSpec> {
+        let with_bias = |w: ParamSpec, bias: bool, channels: usize| {
+            let fan_in = w.fan_in;
+            let mut v = vec![w];
+            if bias {
+                v.push(ParamSpec { suffix: "bias", shape: vec![channels], fan_in });
+            }
+            v
+        };
+        match self {
+            Layer::Conv { dims, in_channels, out_channels, kernel_size, options, bias } => {
+                let k = kernel_size.0.iter().copied().cycle().take(*dims).collect::<Vec<_>>();
+                let mut shape = vec![*out_channels, in_channels / options.groups.max(1)];
+                shape.extend(&k);
+                let fan_in = shape[1] * k.iter().product::<usize>();
+                with_bias(ParamSpec { suffix: "weight", shape, fan_in }, *bias, *out_channels)
+            }
+            Layer::ConvTranspose {
+                dims,
+                in_channels,
+                out_channels,
+                kernel_size,
+                options,
+                bias,
+            } => {
+                let k = kernel_size.0.iter().copied().cycle().take(*dims).collect::<Vec<_>>();
+                let mut shape = vec![*in_channels, out_channels / options.groups.max(1)];
+                shape.extend(&k);
+                // PyTorch computes fan-in from the weight's dimension 1 for every layer.
+                let fan_in = shape[1] * k.iter().product::<usize>();
+                with_bias(ParamSpec { suffix: "weight", shape, fan_in }, *bias, *out_channels)
+            }
+            Layer::Linear { in_features, out_features, bias } => with_bias(
+                ParamSpec {
+                    suffix: "weight",
+                    shape: vec![*out_features, *in_features],
+                    fan_in: *in_features,
+                },
+                *bias,
+                *out_features,
+            ),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The output shape for an input shape (batch dimension first), from the operators' own
+    /// shape inference.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the input does not fit the layer.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        match self {
+            Layer::Conv { options, .. } => {
+                let w = &self.params()[0].shape;
+                ops::conv_output_shape(input, w, options)
+            }
+            Layer::ConvTranspose { options, .. } => {
+                let w = &self.params()[0].shape;
+                ops::conv_transpose_output_shape(input, w, options)
+            }
+            Layer::Linear { in_features, out_features, .. } => {
+                if input.last() != Some(in_features) {
+                    return Err(Error::invalid(
+                        "linear",
+                        format!("input of shape {input:?} does not end in {in_features} features"),
+                    ));
+                }
+                let mut out = input.to_vec();
+                if let Some(last) = out.last_mut() {
+                    *last = *out_features;
+                }
+                Ok(out)
+            }
+            Layer::Relu | Layer::Dropout { .. } => Ok(input.to_vec()),
+            Layer::MaxPool { dims, options } => ops::max_pool_output_shape(input, *dims, options),
+            Layer::AvgPool { dims, options } => ops::avg_pool_output_shape(input, *dims, options),
+            Layer::AdaptiveAvgPool { dims, output_size } => {
+                let size =
+                    output_size.resolve_positive("adaptive_avg_pool", "output_size", *dims)?;
+                if input.len() != dims + 2 {
+                    return Err(Error::invalid(
+                        "adaptive_avg_pool",
+                        format!("expected a {}-D input, got {input:?}", dims + 2),
+                    ));
+                }
+                let mut out = input[..2].to_vec();
+                out.extend(size);
+                Ok(out)
+            }
+            Layer::Flatten => {
+                if input.is_empty() {
+                    return Err(Error::invalid("flatten", "cannot flatten a scalar"));
+                }
+                Ok(vec![input[0], input[1..].iter().product()])
+            }
+        }
+    }
+
+    /// Multiply-accumulates of one forward pass for these input and output shapes (0 for
+    /// layers without arithmetic worth counting).
+    pub fn macs(&self, input: &[usize], output: &[usize]) -> u64 {
+        let numel = |s: &[usize]| s.iter().product::<usize>() as u64;
+        match self {
+            // Each output element sums (in/groups) x kernel products.
+            Layer::Conv { .. } => numel(output) * numel(&self.params()[0].shape[1..]),
+            // Each input element scatters into (out/groups) x kernel outputs.
+            Layer::ConvTranspose { .. } => numel(input) * numel(&self.params()[0].shape[1..]),
+            Layer::Linear { in_features, .. } => numel(output) * *in_features as u64,
+            _ => 0,
+        }
+    }
+}

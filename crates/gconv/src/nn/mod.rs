@@ -1,0 +1,17 @@
+//! Models: layers, the graph they form, the executor that plans and runs it, optimizers and
+//! checkpoints.
+
+pub mod checkpoint;
+mod graph;
+mod layer;
+mod model;
+pub mod models;
+mod optim;
+mod plan;
+
+pub use graph::{Graph, GraphParam, Node};
+pub use layer::{Layer, ParamSpec};
+pub use model::{Metrics, Model};
+pub use models::{MODELS, ModelConfig};
+pub use optim::Optimizer;
+pub use plan::PlanKind;

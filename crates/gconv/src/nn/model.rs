@@ -1,0 +1,421 @@
+//! A model on the device: its graph, parameters, optimizer state and compiled plans.
+
+use std::collections::{HashMap, VecDeque};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::checkpoint::StateDict;
+use super::graph::Graph;
+use super::models::{self, ModelConfig};
+use super::optim::Optimizer;
+use super::plan::{ParamState, Plan, PlanKind, Shared};
+use crate::{Context, DType, Error, Result, Tensor};
+
+/// Loss and accuracy accumulated on the device since the last [`Model::take_metrics`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metrics {
+    /// Mean cross-entropy over the samples.
+    pub loss: f64,
+    /// Fraction of samples whose largest logit is their class.
+    pub accuracy: f64,
+    /// Samples counted.
+    pub samples: u64,
+}
+
+/// Submissions allowed in flight before a step waits for the oldest: bounds the queue (and the
+/// staging memory of uploads) without waiting inside a step.
+const IN_FLIGHT: usize = 2;
+
+/// A trainable model on a [`Context`].
+pub struct Model {
+    ctx: Context,
+    name: String,
+    graph: Graph,
+    params: Vec<ParamState>,
+    shared: Shared,
+    optimizer: Optimizer,
+    plans: HashMap<(usize, PlanKind), Plan>,
+    step: u64,
+    seed: u64,
+    in_flight: VecDeque<wgpu::SubmissionIndex>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("parameters", &self.parameter_count())
+            .finish()
+    }
+}
+
+impl Model {
+    /// A built-in model (`lenet5`, `simplecnn`, `convnet`, `vgg16`) with PyTorch's default
+    /// initialisation from `seed`, and Adam(1e-3) as its optimizer.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an unknown model or an input it cannot take.
+    pub fn builtin(ctx: &Context, name: &str, config: &ModelConfig, seed: u64) -> Result<Model> {
+        let graph = models::build(name, config)?;
+        Self::from_graph(ctx, name, graph, seed)
+    }
+
+    /// A model from any graph, initialised as PyTorch does: every weight and bias uniform in
+    /// ±1/sqrt(fan_in) (Kaiming-uniform with a = sqrt(5)), drawn in parameter order from a
+    /// generator seeded with `seed`.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] when a parameter does not fit the device.
+    pub fn from_graph(ctx: &Context, name: &str, graph: Graph, seed: u64) -> Result<Model> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let optimizer = Optimizer::adam(1e-3);
+        let mut params = Vec::new();
+        for p in &graph.params {
+            let bound = 1.0 / (p.spec.fan_in.max(1) as f32).sqrt();
+            let values: Vec<f32> = (0..p.spec.shape.iter().product())
+                .map(|_| rng.random_range(-bound..=bound))
+                .collect();
+            params.push(Self::param_state(ctx, &p.name, &p.spec.shape, &values, &optimizer)?);
+        }
+        let shared = Shared {
+            metrics: Tensor::zeros(ctx, &[4])?,
+            seed: Tensor::from_slice_i32(ctx, &[0], &[1])?,
+            factors: Tensor::from_slice(ctx, &[1.0, 1.0], &[2])?,
+            one: Tensor::from_slice(ctx, &[1.0], &[1])?,
+        };
+        Ok(Model {
+            ctx: ctx.clone(),
+            name: name.to_string(),
+            graph,
+            params,
+            shared,
+            optimizer,
+            plans: HashMap::new(),
+            step: 0,
+            seed,
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    fn param_state(
+        ctx: &Context,
+        name: &str,
+        shape: &[usize],
+        values: &[f32],
+        opt: &Optimizer,
+    ) -> Result<ParamState> {
+        Ok(ParamState {
+            name: name.to_string(),
+            value: Tensor::from_slice(ctx, values, shape)?,
+            grad: Tensor::zeros(ctx, shape)?,
+            state: (0..opt.state_count())
+                .map(|_| Tensor::zeros(ctx, shape))
+                .collect::<Result<_>>()?,
+            scratch: Tensor::zeros(ctx, shape)?,
+        })
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The graph it runs.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Trainable parameters (elements).
+    pub fn parameter_count(&self) -> usize {
+        self.graph.parameter_count()
+    }
+
+    /// Per-sample input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.graph.input_shape
+    }
+
+    /// The context the model lives on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Replaces the optimizer; its state starts from zero.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] when the state does not fit the device.
+    pub fn set_optimizer(&mut self, optimizer: Optimizer) -> Result<()> {
+        self.optimizer = optimizer;
+        for p in &mut self.params {
+            let shape = p.value.shape().to_vec();
+            p.state = (0..optimizer.state_count())
+                .map(|_| Tensor::zeros(&self.ctx, &shape))
+                .collect::<Result<_>>()?;
+        }
+        self.step = 0;
+        self.plans.retain(|(_, kind), _| *kind == PlanKind::Eval);
+        Ok(())
+    }
+
+    fn plan(&mut self, batch: usize, kind: PlanKind) -> Result<&Plan> {
+        if batch == 0 {
+            return Err(Error::invalid("model", "a batch needs at least one sample"));
+        }
+        if !self.plans.contains_key(&(batch, kind)) {
+            let plan = Plan::build(
+                &self.ctx,
+                &self.graph,
+                &self.params,
+                &self.shared,
+                &self.optimizer,
+                batch,
+                kind,
+            )?;
+            self.plans.insert((batch, kind), plan);
+        }
+        self.plans
+            .get(&(batch, kind))
+            .ok_or_else(|| Error::invalid("model", "internal error: plan missing"))
+    }
+
+    fn upload(
+        &mut self,
+        kind: PlanKind,
+        images: &[f32],
+        labels: Option<&[i32]>,
+        batch: usize,
+    ) -> Result<()> {
+        let per: usize = self.graph.input_shape.iter().product();
+        if images.len() != batch * per {
+            return Err(Error::invalid(
+                "model",
+                format!(
+                    "{} input values do not make {batch} samples of shape {:?}",
+                    images.len(),
+                    self.graph.input_shape
+                ),
+            ));
+        }
+        let classes = self.graph.shapes(1)?.last().map_or(0, |s| s[1]);
+        if let Some(labels) = labels
+            && let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= classes)
+        {
+            return Err(Error::invalid(
+                "model",
+                format!("label {bad} is outside the model's {classes} classes"),
+            ));
+        }
+        let queue = self.ctx.queue().clone();
+        let plan = self.plan(batch, kind)?;
+        queue.write_buffer(plan.input.buffer(), 0, bytemuck::cast_slice(images));
+        // Without labels (prediction) the targets are ignored samples: no metrics, no loss.
+        let ignored = vec![-100i32; batch];
+        queue.write_buffer(
+            plan.target.buffer(),
+            0,
+            bytemuck::cast_slice(labels.unwrap_or(&ignored)),
+        );
+        Ok(())
+    }
+
+    fn submit(&mut self, batch: usize, kind: PlanKind) -> Result<()> {
+        // Keep at most IN_FLIGHT steps queued: wait for the oldest before adding another.
+        while self.in_flight.len() >= IN_FLIGHT {
+            if let Some(index) = self.in_flight.pop_front() {
+                self.ctx
+                    .device()
+                    .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                    .map_err(|e| Error::Gpu { op: "train step".into(), message: e.to_string() })?;
+            }
+        }
+        let ctx = self.ctx.clone();
+        let plan = self.plan(batch, kind)?;
+        if std::env::var_os("GCONV_PROFILE").is_some() {
+            let times = plan.profile(&ctx);
+            let total: f64 = times.iter().map(|t| t.1).sum();
+            eprintln!("step profile ({:.1} ms):", total * 1e3);
+            for (label, t) in times {
+                eprintln!("  {label:32} {:8.2} ms", t * 1e3);
+            }
+            return Ok(());
+        }
+        let mut encoder = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gconv step") });
+        plan.replay(&mut encoder);
+        let index = ctx.queue().submit([encoder.finish()]);
+        self.in_flight.push_back(index);
+        Ok(())
+    }
+
+    fn step_state(&mut self) {
+        self.step += 1;
+        let factors = self.optimizer.factors(self.step);
+        self.ctx.queue().write_buffer(
+            self.shared.factors.buffer(),
+            0,
+            bytemuck::cast_slice(&factors),
+        );
+        // A different dropout mask every step, reproducible from the model's seed.
+        let seed = (self.seed ^ self.step.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        self.ctx.queue().write_buffer(
+            self.shared.seed.buffer(),
+            0,
+            bytemuck::bytes_of(&((seed >> 32) as u32)),
+        );
+    }
+
+    /// One training step on a batch: forward, loss, backward and the optimizer update, recorded
+    /// once per batch size and submitted as one command buffer. Loss and accuracy accumulate on
+    /// the device ([`Model::take_metrics`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the data does not fit the model or a label is not a class.
+    pub fn train_step(&mut self, images: &[f32], labels: &[i32]) -> Result<()> {
+        let kind = PlanKind::Train { update: true };
+        self.upload(kind, images, Some(labels), labels.len())?;
+        self.step_state();
+        self.submit(labels.len(), kind)
+    }
+
+    /// Forward, loss and backward without an update: afterwards [`Model::gradients`] holds the
+    /// gradient of the batch's mean loss.
+    ///
+    /// # Errors
+    /// As [`Model::train_step`].
+    pub fn compute_gradients(&mut self, images: &[f32], labels: &[i32]) -> Result<()> {
+        let kind = PlanKind::Train { update: false };
+        self.upload(kind, images, Some(labels), labels.len())?;
+        self.step_state();
+        self.submit(labels.len(), kind)
+    }
+
+    /// Evaluates a batch (dropout off); loss and accuracy accumulate on the device.
+    ///
+    /// # Errors
+    /// As [`Model::train_step`].
+    pub fn eval_batch(&mut self, images: &[f32], labels: &[i32]) -> Result<()> {
+        self.upload(PlanKind::Eval, images, Some(labels), labels.len())?;
+        self.submit(labels.len(), PlanKind::Eval)
+    }
+
+    /// The logits (batch, classes) for a batch of `batch` inputs, in evaluation mode.
+    ///
+    /// # Errors
+    /// As [`Model::train_step`].
+    pub fn predict(&mut self, images: &[f32], batch: usize) -> Result<Tensor> {
+        self.upload(PlanKind::Eval, images, None, batch)?;
+        self.submit(batch, PlanKind::Eval)?;
+        Ok(self.plan(batch, PlanKind::Eval)?.logits.clone())
+    }
+
+    /// The activations of every layer for the last evaluated batch of this size (input first).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when no batch of that size was evaluated.
+    pub fn activations(&mut self, batch: usize) -> Result<Vec<(String, Tensor)>> {
+        let names: Vec<String> = std::iter::once("input".to_string())
+            .chain(self.graph.nodes.iter().map(|n| n.name.clone()))
+            .collect();
+        let plan = self.plan(batch, PlanKind::Eval)?;
+        Ok(names.into_iter().zip(plan.values.iter().cloned()).collect())
+    }
+
+    /// Reads the loss and accuracy accumulated since the last call (waits for the device) and
+    /// starts again from zero.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] if the device fails.
+    pub fn take_metrics(&mut self) -> Result<Metrics> {
+        let m = self.shared.metrics.to_vec()?;
+        self.in_flight.clear();
+        self.ctx.queue().write_buffer(
+            self.shared.metrics.buffer(),
+            0,
+            bytemuck::cast_slice(&[0f32; 4]),
+        );
+        let samples = m[2] as f64;
+        Ok(Metrics {
+            loss: if samples > 0.0 { f64::from(m[0]) / samples } else { f64::NAN },
+            accuracy: if samples > 0.0 { f64::from(m[1]) / samples } else { f64::NAN },
+            samples: samples as u64,
+        })
+    }
+
+    /// Bytes of the pooled activation and gradient buffers of the plan for `batch` and `kind`.
+    ///
+    /// # Errors
+    /// As the plan's compilation.
+    pub fn planned_bytes(&mut self, batch: usize, train: bool) -> Result<u64> {
+        let kind = if train { PlanKind::Train { update: true } } else { PlanKind::Eval };
+        Ok(self.plan(batch, kind)?.pooled_bytes)
+    }
+
+    /// The parameters' gradients from the last training step or [`Model::compute_gradients`],
+    /// by name.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] if the device fails.
+    pub fn gradients(&self) -> Result<StateDict> {
+        self.params
+            .iter()
+            .map(|p| Ok((p.name.clone(), p.grad.shape().to_vec(), p.grad.to_vec()?)))
+            .collect()
+    }
+
+    /// The parameters by PyTorch state-dict name: (name, shape, values).
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] if the device fails.
+    pub fn state_dict(&self) -> Result<StateDict> {
+        self.params
+            .iter()
+            .map(|p| Ok((p.name.clone(), p.value.shape().to_vec(), p.value.to_vec()?)))
+            .collect()
+    }
+
+    /// Loads parameters by name. Every parameter must be present with its shape, and nothing
+    /// else: otherwise the error lists each difference.
+    ///
+    /// # Errors
+    /// [`Error::StateMismatch`] listing missing, unexpected and misshapen tensors.
+    pub fn load_state_dict(&mut self, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+        let mut problems = Vec::new();
+        let by_name: HashMap<&str, &(String, Vec<usize>, Vec<f32>)> =
+            tensors.iter().map(|t| (t.0.as_str(), t)).collect();
+        for p in &self.params {
+            match by_name.get(p.name.as_str()) {
+                None => problems.push(format!("missing {} {:?}", p.name, p.value.shape())),
+                Some((_, shape, _)) if shape.as_slice() != p.value.shape() => {
+                    problems.push(format!(
+                        "{}: shape {shape:?} in the checkpoint, {:?} in the model",
+                        p.name,
+                        p.value.shape()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for (name, shape, _) in tensors {
+            if !self.params.iter().any(|p| &p.name == name) {
+                problems.push(format!("unexpected {name} {shape:?}"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::StateMismatch { model: self.name.clone(), problems });
+        }
+        for p in &self.params {
+            if let Some((_, _, values)) = by_name.get(p.name.as_str()) {
+                self.ctx.queue().write_buffer(p.value.buffer(), 0, bytemuck::cast_slice(values));
+            }
+        }
+        Ok(())
+    }
+
+    /// The dtype of every parameter (f32), for writers that need it.
+    pub fn dtype(&self) -> DType {
+        DType::F32
+    }
+}

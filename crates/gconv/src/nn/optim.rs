@@ -1,0 +1,114 @@
+//! Optimizers as GPU kernels (`optim.wgsl`), with PyTorch's defaults and update rules.
+
+use super::plan::ParamState;
+use crate::kernel::{Dispatch, Recorder, Shader, WG};
+use crate::ops::check_u32;
+use crate::{Context, Result, Tensor};
+
+/// An optimizer and its hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// `torch.optim.Adam` (amsgrad off).
+    Adam {
+        /// Learning rate (PyTorch: 1e-3).
+        lr: f32,
+        /// (beta1, beta2) (PyTorch: 0.9, 0.999).
+        betas: (f32, f32),
+        /// Added to the denominator (PyTorch: 1e-8).
+        eps: f32,
+        /// L2 penalty added to the gradient (PyTorch: 0).
+        weight_decay: f32,
+    },
+    /// `torch.optim.SGD` (dampening 0, not Nesterov).
+    Sgd {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum (PyTorch: 0).
+        momentum: f32,
+        /// L2 penalty added to the gradient (PyTorch: 0).
+        weight_decay: f32,
+    },
+}
+
+impl Optimizer {
+    /// Adam with PyTorch's defaults and learning rate `lr`.
+    pub fn adam(lr: f32) -> Optimizer {
+        Optimizer::Adam { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0 }
+    }
+
+    /// SGD with learning rate `lr` and `momentum`.
+    pub fn sgd(lr: f32, momentum: f32) -> Optimizer {
+        Optimizer::Sgd { lr, momentum, weight_decay: 0.0 }
+    }
+
+    /// How many state tensors (of the parameter's size) each parameter needs.
+    pub(crate) fn state_count(&self) -> usize {
+        match self {
+            Optimizer::Adam { .. } => 2,
+            Optimizer::Sgd { momentum, .. } if *momentum != 0.0 => 1,
+            Optimizer::Sgd { .. } => 0,
+        }
+    }
+
+    /// Adam's bias corrections for step `t` (1-based): (1 - beta1^t, 1 - beta2^t).
+    pub(crate) fn factors(&self, t: u64) -> [f32; 2] {
+        match self {
+            Optimizer::Adam { betas: (b1, b2), .. } => {
+                let t = t.min(i32::MAX as u64) as i32;
+                [1.0 - b1.powi(t), 1.0 - b2.powi(t)]
+            }
+            Optimizer::Sgd { .. } => [1.0, 1.0],
+        }
+    }
+
+    pub(crate) fn record(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        p: &ParamState,
+        factors: &Tensor,
+    ) -> Result<()> {
+        let total = check_u32("optimizer", "parameter elements", p.value.numel())?;
+        let (entry, lr, b1, b2, eps, wd, momentum) = match *self {
+            Optimizer::Adam { lr, betas, eps, weight_decay } => {
+                ("adam_update", lr, betas.0, betas.1, eps, weight_decay, 0.0)
+            }
+            Optimizer::Sgd { lr, momentum, weight_decay } => {
+                ("sgd_update", lr, 0.0, 0.0, 0.0, weight_decay, momentum)
+            }
+        };
+        let params: [u32; 8] = [
+            total,
+            lr.to_bits(),
+            b1.to_bits(),
+            b2.to_bits(),
+            eps.to_bits(),
+            wd.to_bits(),
+            momentum.to_bits(),
+            0,
+        ];
+        // SGD without momentum never touches its state slot; the parameter's scratch fills it.
+        let s1 = p.state.first().unwrap_or(&p.scratch).buffer();
+        let buffers: Vec<(u32, &wgpu::Buffer)> = match p.state.get(1) {
+            Some(s2) => vec![
+                (1, p.value.buffer()),
+                (2, p.grad.buffer()),
+                (3, s1),
+                (4, s2.buffer()),
+                (5, factors.buffer()),
+            ],
+            None => vec![(1, p.value.buffer()), (2, p.grad.buffer()), (3, s1)],
+        };
+        ctx.record(
+            rec,
+            &Dispatch {
+                shader: Shader::Optim,
+                entry,
+                constants: &[("WG", f64::from(WG))],
+                params: bytemuck::cast_slice(&params),
+                buffers: &buffers,
+                workgroups: ctx.grid_1d("optimizer", u64::from(total), WG)?,
+            },
+        )
+    }
+}

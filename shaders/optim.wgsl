@@ -1,0 +1,68 @@
+// optim.wgsl: optimizer updates, one invocation per parameter element, as PyTorch computes them.
+//
+// adam_update (torch.optim.Adam, amsgrad off): g += wd * p; m = b1 m + (1 - b1) g;
+// v = b2 v + (1 - b2) g^2; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), with the bias
+// corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t of step t.
+// sgd_update (torch.optim.SGD, dampening 0, not Nesterov): g += wd * p; with momentum,
+// buf = mu buf + g (buf starts at 0, so the first step gives buf = g); p -= lr * buf.
+// The step-dependent factors live in a storage buffer the host rewrites before each step.
+
+struct OptimParams {
+    total: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    momentum: f32,
+}
+
+// [bias_correction1, bias_correction2]: rewritten by the host before each step.
+struct StepFactors {
+    bc1: f32,
+    bc2: f32,
+}
+
+@group(0) @binding(0) var<uniform> o: OptimParams;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> state1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state2: array<f32>;
+@group(0) @binding(5) var<storage, read> factors: StepFactors;
+
+@compute @workgroup_size(WG)
+fn adam_update(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_index(wg, nwg, lid);
+    if i >= o.total {
+        return;
+    }
+    let g = grad[i] + o.weight_decay * param[i];
+    let m = o.beta1 * state1[i] + (1.0 - o.beta1) * g;
+    let v = o.beta2 * state2[i] + (1.0 - o.beta2) * g * g;
+    state1[i] = m;
+    state2[i] = v;
+    let denom = sqrt(v) / sqrt(factors.bc2) + o.eps;
+    param[i] -= o.lr / factors.bc1 * m / denom;
+}
+
+@compute @workgroup_size(WG)
+fn sgd_update(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_index(wg, nwg, lid);
+    if i >= o.total {
+        return;
+    }
+    var g = grad[i] + o.weight_decay * param[i];
+    if o.momentum != 0.0 {
+        g = o.momentum * state1[i] + g;
+        state1[i] = g;
+    }
+    param[i] -= o.lr * g;
+}
