@@ -36,22 +36,15 @@ pub struct Case {
     pub tensors: HashMap<String, (Vec<usize>, Data)>,
 }
 
-/// Loads one case file.
-pub fn load_case(path: &Path) -> Result<Case> {
+/// The tensors of a safetensors file (f32 and i64) and its metadata.
+pub fn read_tensors(
+    path: &Path,
+) -> Result<(HashMap<String, (Vec<usize>, Data)>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow!("{}: bad header: {e}", path.display()))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
-    let op = meta.get("op").ok_or_else(|| anyhow!("no `op` in the metadata"))?.clone();
-    let attrs = match meta.get("attrs") {
-        Some(a) => match serde_json::from_str(a).context("`attrs` is not JSON")? {
-            Value::Object(m) => m,
-            _ => bail!("`attrs` is not a JSON object"),
-        },
-        None => serde_json::Map::new(),
-    };
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
@@ -68,6 +61,20 @@ pub fn load_case(path: &Path) -> Result<Case> {
         };
         tensors.insert(name, (view.shape().to_vec(), data));
     }
+    Ok((tensors, meta.metadata().clone().unwrap_or_default()))
+}
+
+/// Loads one case file.
+pub fn load_case(path: &Path) -> Result<Case> {
+    let (tensors, meta) = read_tensors(path)?;
+    let op = meta.get("op").ok_or_else(|| anyhow!("no `op` in the metadata"))?.clone();
+    let attrs = match meta.get("attrs") {
+        Some(a) => match serde_json::from_str(a).context("`attrs` is not JSON")? {
+            Value::Object(m) => m,
+            _ => bail!("`attrs` is not a JSON object"),
+        },
+        None => serde_json::Map::new(),
+    };
     let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     Ok(Case { name, op, attrs, tensors })
 }

@@ -7,3 +7,4 @@ mod conformance;
 mod errors;
 mod goldens;
 mod shaders;
+mod training;

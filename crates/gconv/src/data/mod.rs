@@ -60,13 +60,12 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Parses an IDX file of unsigned bytes with `dims` dimensions: (sizes, data). The magic number
-/// must be 0x0000_08_<dims>, the sizes must match the data exactly.
+/// must be `0x0000_08_<dims>`, the sizes must match the data exactly.
 pub fn parse_idx(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
-    let header = 4 + 4 * dims;
-    if bytes.len() < header {
+    if bytes.len() < 4 {
         return Err(format_error(
             path,
-            format!("truncated: {} bytes, the IDX header alone needs {header}", bytes.len()),
+            format!("truncated: {} bytes, not even a magic number", bytes.len()),
         ));
     }
     let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -77,6 +76,13 @@ pub fn parse_idx(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, 
             format!(
                 "magic number {magic:#010x}, expected {expected:#010x} (unsigned bytes, {dims} dimensions)"
             ),
+        ));
+    }
+    let header = 4 + 4 * dims;
+    if bytes.len() < header {
+        return Err(format_error(
+            path,
+            format!("truncated: {} bytes, the IDX header alone needs {header}", bytes.len()),
         ));
     }
     let sizes: Vec<usize> = (0..dims)

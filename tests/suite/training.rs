@@ -1,0 +1,271 @@
+//! The executor and training: PyTorch checkpoints reproduce PyTorch's logits, a whole model's
+//! gradients match finite differences of an independent CPU forward pass (shared parameters
+//! included), a short training run reaches a stated accuracy, and checkpoints and datasets
+//! fail with clear errors.
+
+use std::path::{Path, PathBuf};
+
+use gconv::data::{Dataset, Splits, epoch_order};
+use gconv::nn::{Graph, Layer, Model, ModelConfig, checkpoint};
+use gconv::ops::ConvOptions;
+use gconv_ref::Array;
+use gconv_tests::compare::relative_error;
+use gconv_tests::golden::{Data, read_tensors};
+
+use super::common::ctx;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// Loads a PyTorch checkpoint into the built-in model and compares the logits of the first 32
+/// test digits with the ones PyTorch computed (tests/checkpoints/README.md).
+fn check_pytorch_logits(name: &str) {
+    let dir = repo("tests/checkpoints");
+    let mut model = Model::builtin(ctx(), name, &ModelConfig::default_for(name), 0).expect("model");
+    let state = checkpoint::load(&dir.join(format!("{name}.safetensors"))).expect("checkpoint");
+    model.load_state_dict(&state).expect("state dict matches");
+    let (expected, _) =
+        read_tensors(&dir.join(format!("{name}-expected.safetensors"))).expect("expected");
+    let Some((_, Data::F32(x))) = expected.get("x") else { panic!("no x") };
+    let Some((_, Data::F32(want))) = expected.get("logits") else { panic!("no logits") };
+    let got = model.predict(x, 32).expect("predict").to_vec().expect("download");
+    let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
+    let err = relative_error(&widen(&got), &widen(want));
+    assert!(err <= 1e-4, "{name}: logits differ from PyTorch's by {err:.3e} (relative L2)");
+    let argmax =
+        |row: &[f32]| row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+    for (i, (g, w)) in got.chunks(10).zip(want.chunks(10)).enumerate() {
+        assert_eq!(argmax(g), argmax(w), "{name}: sample {i} predicts another class than PyTorch");
+    }
+}
+
+#[test]
+fn simplecnn_checkpoint_from_pytorch_reproduces_its_logits() {
+    check_pytorch_logits("simplecnn");
+}
+
+#[test]
+fn lenet5_checkpoint_from_pytorch_reproduces_its_logits() {
+    check_pytorch_logits("lenet5");
+}
+
+#[test]
+fn builtin_models_have_pytorchs_parameter_counts() {
+    for (name, expected) in
+        [("lenet5", 61_706), ("simplecnn", 93_322), ("convnet", 206_922), ("vgg16", 138_357_544)]
+    {
+        let graph = gconv::nn::models::build(name, &ModelConfig::default_for(name)).expect("model");
+        assert_eq!(graph.parameter_count(), expected, "{name}");
+    }
+}
+
+/// A small graph with every trainable layer kind of the executor and a shared linear layer.
+fn small_graph() -> Graph {
+    let mut g = Graph::new(&[2, 7, 6]);
+    g.push("conv", Layer::conv2d(2, 3, 3, ConvOptions::default().padding(1).stride([1, 2])))
+        .expect("conv");
+    g.push("relu1", Layer::Relu).expect("relu");
+    g.push("pool", Layer::max_pool2d(2)).expect("pool");
+    g.push("flatten", Layer::Flatten).expect("flatten");
+    g.push("fc1", Layer::linear(9, 5)).expect("fc1");
+    g.push("relu2", Layer::Relu).expect("relu");
+    g.push("fc2", Layer::linear(5, 5)).expect("fc2");
+    g.push_shared("fc2_again", "fc2").expect("shared");
+    g
+}
+
+/// The same graph's mean cross-entropy on the CPU, in f64, from gconv-ref's operators.
+fn reference_loss(params: &[(String, Vec<usize>, Vec<f64>)], x: &Array, labels: &[i64]) -> f64 {
+    let p = |name: &str| {
+        let (_, s, v) = params.iter().find(|(n, _, _)| n == name).expect("parameter");
+        Array::new(s, v.clone())
+    };
+    let conv = gconv_ref::ConvAttrs {
+        stride: vec![1, 2],
+        padding: vec![(1, 1), (1, 1)],
+        dilation: vec![1, 1],
+        groups: 1,
+    };
+    let y = gconv_ref::relu(&gconv_ref::conv_forward(
+        x,
+        &p("conv.weight"),
+        Some(&p("conv.bias")),
+        &conv,
+    ));
+    let pool = gconv_ref::PoolAttrs {
+        kernel_size: vec![2, 2],
+        stride: vec![2, 2],
+        padding: vec![0, 0],
+        dilation: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: true,
+        divisor_override: None,
+    };
+    let mut y = gconv_ref::max_pool_forward(&y, &pool).0;
+    y.shape = vec![y.shape[0], y.data.len() / y.shape[0]];
+    let y = gconv_ref::relu(&gconv_ref::linear(&y, &p("fc1.weight"), Some(&p("fc1.bias"))));
+    let y = gconv_ref::linear(&y, &p("fc2.weight"), Some(&p("fc2.bias")));
+    let y = gconv_ref::linear(&y, &p("fc2.weight"), Some(&p("fc2.bias")));
+    gconv_ref::cross_entropy(&y, labels, -100).1
+}
+
+#[test]
+fn executor_gradients_of_a_whole_model_match_finite_differences() {
+    let mut model = Model::from_graph(ctx(), "small", small_graph(), 7).expect("model");
+    let batch = 3;
+    let x: Vec<f32> =
+        (0..batch * 2 * 7 * 6).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let labels = [1, 4, 0];
+    model.compute_gradients(&x, &labels).expect("gradients");
+    let grads = model.gradients().expect("download");
+    let params: Vec<(String, Vec<usize>, Vec<f64>)> = model
+        .state_dict()
+        .expect("download")
+        .into_iter()
+        .map(|(n, s, v)| (n, s, v.into_iter().map(f64::from).collect()))
+        .collect();
+    let xa = Array::from_f32(&[batch, 2, 7, 6], &x);
+    let l64: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
+    let h = 1e-6;
+    assert_eq!(grads.len(), 6, "conv, fc1 and fc2 (shared) weights and biases");
+    for (name, _, gpu) in &grads {
+        let index = params.iter().position(|(n, _, _)| n == name).expect("parameter");
+        let numeric: Vec<f64> = (0..gpu.len())
+            .map(|i| {
+                let mut plus = params.clone();
+                plus[index].2[i] += h;
+                let mut minus = params.clone();
+                minus[index].2[i] -= h;
+                (reference_loss(&plus, &xa, &l64) - reference_loss(&minus, &xa, &l64)) / (2.0 * h)
+            })
+            .collect();
+        let gpu64: Vec<f64> = gpu.iter().map(|&v| f64::from(v)).collect();
+        let err = relative_error(&gpu64, &numeric);
+        assert!(err < 1e-3, "{name}: GPU gradient differs from finite differences by {err:.3e}");
+    }
+}
+
+fn bundled() -> Splits {
+    Splits::load_mnist(&repo("assets/mnist-10k")).expect("bundled MNIST")
+}
+
+#[test]
+fn a_short_training_run_reaches_its_target_accuracy() {
+    // LeNet-5, 3 epochs on 2,000 of the bundled digits, evaluated on 1,000 test digits.
+    const TARGET: f64 = 0.85;
+    let data = bundled();
+    let (train, test) = (data.train.take(2000), data.test.take(1000));
+    let mut model =
+        Model::builtin(ctx(), "lenet5", &ModelConfig::default_for("lenet5"), 0).expect("model");
+    let input = [1, 28, 28];
+    for epoch in 1..=3 {
+        for chunk in epoch_order(train.len(), 0, epoch).chunks(64) {
+            let (x, y) = train.batch(chunk, input);
+            model.train_step(&x, &y).expect("step");
+        }
+    }
+    let trained = model.take_metrics().expect("metrics");
+    assert_eq!(trained.samples, 6000, "every training sample counted once per epoch");
+    let all: Vec<usize> = (0..test.len()).collect();
+    for chunk in all.chunks(250) {
+        let (x, y) = test.batch(chunk, input);
+        model.eval_batch(&x, &y).expect("eval");
+    }
+    let m = model.take_metrics().expect("metrics");
+    eprintln!(
+        "lenet5, 3 epochs on 2,000 digits: test accuracy {:.2}% (loss {:.4})",
+        100.0 * m.accuracy,
+        m.loss
+    );
+    assert_eq!(m.samples, 1000);
+    assert!(
+        m.accuracy >= TARGET,
+        "test accuracy {:.2}% below the target {:.0}%",
+        100.0 * m.accuracy,
+        100.0 * TARGET
+    );
+}
+
+#[test]
+fn pooled_buffers_are_shared_between_layers() {
+    let mut model = Model::builtin(ctx(), "simplecnn", &ModelConfig::default_for("simplecnn"), 0)
+        .expect("model");
+    let shapes = model.graph().shapes(64).expect("shapes");
+    // Every activation and its gradient in buffers of their own.
+    let naive: u64 =
+        shapes.iter().skip(1).map(|s| 2 * 4 * s.iter().product::<usize>() as u64).sum();
+    let pooled = model.planned_bytes(64, true).expect("plan");
+    assert!(pooled < naive * 3 / 4, "pooled {pooled} bytes, not less than 3/4 of {naive}");
+}
+
+#[test]
+fn checkpoints_round_trip_and_mismatches_are_listed() {
+    let dir = std::env::temp_dir().join(format!("gconv-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("lenet5.safetensors");
+    let model =
+        Model::builtin(ctx(), "lenet5", &ModelConfig::default_for("lenet5"), 3).expect("model");
+    let state = model.state_dict().expect("state");
+    checkpoint::save(&path, &state, &[("model", "lenet5")]).expect("save");
+    assert_eq!(checkpoint::load(&path).expect("load").len(), state.len());
+    let mut other = Model::builtin(ctx(), "simplecnn", &ModelConfig::default_for("simplecnn"), 0)
+        .expect("model");
+    match other.load_state_dict(&checkpoint::load(&path).expect("load")) {
+        Err(gconv::Error::StateMismatch { problems, .. }) => {
+            let all = problems.join("; ");
+            assert!(all.contains("missing conv3.weight"), "{all}");
+            assert!(all.contains("unexpected fc3.weight"), "{all}");
+            assert!(
+                all.contains(
+                    "conv1.weight: shape [6, 1, 5, 5] in the checkpoint, [32, 1, 3, 3] in the model"
+                ),
+                "{all}"
+            );
+        }
+        other => panic!("expected a state mismatch, got {other:?}"),
+    }
+    std::fs::write(dir.join("bad.safetensors"), b"not a checkpoint").expect("write");
+    assert!(matches!(
+        checkpoint::load(&dir.join("bad.safetensors")),
+        Err(gconv::Error::Format { .. })
+    ));
+    assert!(matches!(
+        checkpoint::load(&dir.join("missing.safetensors")),
+        Err(gconv::Error::Io { .. })
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn corrupt_and_missing_idx_files_are_reported() {
+    let dir = std::env::temp_dir().join(format!("gconv-idx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let images = dir.join("images");
+    let labels = dir.join("labels");
+    // Three 2x2 images but only 10 data bytes: truncated.
+    let mut bytes = vec![0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2];
+    bytes.extend([0u8; 10]);
+    std::fs::write(&images, &bytes).expect("write");
+    std::fs::write(&labels, [0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3]).expect("write");
+    match Dataset::load_idx(&images, &labels) {
+        Err(gconv::Error::Format { path, message }) => {
+            assert!(path.ends_with("images") && message.contains("truncated"), "{path}: {message}")
+        }
+        other => panic!("expected a format error, got {other:?}"),
+    }
+    std::fs::write(&images, [0, 0, 8, 2, 0, 0, 0, 1]).expect("write");
+    match Dataset::load_idx(&images, &labels) {
+        Err(gconv::Error::Format { message, .. }) => {
+            assert!(message.contains("magic number"), "{message}")
+        }
+        other => panic!("expected a format error, got {other:?}"),
+    }
+    match Splits::load_mnist(&dir) {
+        Err(gconv::Error::Io { path, .. }) => {
+            assert!(path.contains("train-images-idx3-ubyte"), "{path}")
+        }
+        other => panic!("expected a missing-file error, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
