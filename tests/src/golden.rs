@@ -33,13 +33,14 @@ pub struct Case {
     /// Attributes, PyTorch's names.
     pub attrs: serde_json::Map<String, Value>,
     /// Tensors by name: (shape, data).
-    pub tensors: HashMap<String, (Vec<usize>, Data)>,
+    pub tensors: Tensors,
 }
 
+/// Named tensors: (shape, data).
+pub type Tensors = HashMap<String, (Vec<usize>, Data)>;
+
 /// The tensors of a safetensors file (f32 and i64) and its metadata.
-pub fn read_tensors(
-    path: &Path,
-) -> Result<(HashMap<String, (Vec<usize>, Data)>, HashMap<String, String>)> {
+pub fn read_tensors(path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
