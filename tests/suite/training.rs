@@ -269,3 +269,97 @@ fn corrupt_and_missing_idx_files_are_reported() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn tensors_larger_than_a_binding_are_processed_in_chunks() {
+    // A second device whose bindings stop at 64 KiB: the 64x300 weight (75 KiB), its gradient
+    // and Adam state go in row blocks, and the convolution's im2col in sample chunks. Results
+    // must equal the unchunked run on the shared context.
+    let small = gconv::Context::new().expect("context");
+    small.limit_binding_size(64 << 10);
+    let graph = || {
+        let mut g = Graph::new(&[1, 8, 8]);
+        g.push("conv", Layer::conv2d(1, 4, 3, ConvOptions::default().padding(1))).expect("conv");
+        g.push("relu", Layer::Relu).expect("relu");
+        g.push("flatten", Layer::Flatten).expect("flatten");
+        g.push("fc1", Layer::linear(256, 300)).expect("fc1");
+        g.push("relu2", Layer::Relu).expect("relu");
+        g.push("fc2", Layer::linear(300, 10)).expect("fc2");
+        g
+    };
+    let mut chunked = Model::from_graph(&small, "chunked", graph(), 5).expect("model");
+    let mut whole = Model::from_graph(ctx(), "whole", graph(), 5).expect("model");
+    let batch: usize = 40;
+    let x: Vec<f32> = (0..batch * 64).map(|i| ((i * 29 % 97) as f32 / 48.0) - 1.0).collect();
+    let labels: Vec<i32> = (0..batch as i32).map(|i| i % 10).collect();
+    for model in [&mut chunked, &mut whole] {
+        model.compute_gradients(&x, &labels).expect("gradients");
+    }
+    let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
+    let compare = |a: Vec<(String, Vec<usize>, Vec<f32>)>,
+                   b: Vec<(String, Vec<usize>, Vec<f32>)>,
+                   what: &str| {
+        for ((name, _, va), (_, _, vb)) in a.iter().zip(&b) {
+            let err = relative_error(&widen(va), &widen(vb));
+            assert!(err < 1e-5, "{what} {name}: chunked and whole differ by {err:.3e}");
+        }
+    };
+    compare(chunked.gradients().expect("grads"), whole.gradients().expect("grads"), "gradient");
+    for _ in 0..3 {
+        for model in [&mut chunked, &mut whole] {
+            model.train_step(&x, &labels).expect("step");
+        }
+    }
+    compare(
+        chunked.state_dict().expect("state"),
+        whole.state_dict().expect("state"),
+        "parameter after 3 Adam steps",
+    );
+}
+
+/// Slow checks run only with GCONV_SLOW=1 (minutes on lavapipe): the test says so instead of
+/// passing silently.
+fn slow_enabled(test: &str) -> bool {
+    let on = std::env::var_os("GCONV_SLOW").is_some();
+    if !on {
+        eprintln!("{test}: not run; set GCONV_SLOW=1 to run it (minutes on a CPU adapter)");
+    }
+    on
+}
+
+#[test]
+fn vgg16_trains_at_224_and_fits_a_fixed_batch() {
+    if !slow_enabled("vgg16_trains_at_224_and_fits_a_fixed_batch") {
+        return;
+    }
+    // One training step at 224x224, batch 2: the 392 MiB classifier weight exceeds lavapipe's
+    // 128 MiB bindings and goes in blocks.
+    let config = ModelConfig { input: [3, 224, 224], num_classes: 1000 };
+    let mut model = Model::builtin(ctx(), "vgg16", &config, 0).expect("vgg16");
+    let x: Vec<f32> =
+        (0..2 * 3 * 224 * 224).map(|i| ((i * 31 % 255) as f32 / 127.0) - 1.0).collect();
+    let start = std::time::Instant::now();
+    model.train_step(&x, &[3, 7]).expect("vgg16 step at 224");
+    let m = model.take_metrics().expect("metrics");
+    eprintln!(
+        "vgg16 224x224 batch 2: one training step {:.1} s, loss {:.4}, pooled activations {} MiB",
+        start.elapsed().as_secs_f64(),
+        m.loss,
+        model.planned_bytes(2, true).expect("plan") >> 20
+    );
+    assert!(m.loss.is_finite());
+    drop(model);
+    // 20 Adam steps on one fixed batch of digits resized to 32x32: the model fits it.
+    let config = ModelConfig { input: [3, 32, 32], num_classes: 10 };
+    let mut model = Model::builtin(ctx(), "vgg16", &config, 0).expect("vgg16");
+    model.set_optimizer(gconv::nn::Optimizer::adam(1e-4)).expect("optimizer");
+    let data = bundled();
+    let (x, y) = data.train.batch(&(0..8).collect::<Vec<_>>(), [3, 32, 32]);
+    let mut losses = Vec::new();
+    for _ in 0..20 {
+        model.train_step(&x, &y).expect("step");
+        losses.push(model.take_metrics().expect("metrics").loss);
+    }
+    eprintln!("vgg16 32x32, one batch of 8: losses {losses:.3?}");
+    assert!(losses[19] < 0.5 * losses[0], "the loss did not fall: {losses:?}");
+}

@@ -1,7 +1,7 @@
 //! The device context: adapter choice, the wgpu device and queue, the pipeline cache.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::kernel::PipelineKey;
@@ -29,6 +29,9 @@ pub(crate) struct Inner {
     pub(crate) dummy: wgpu::Buffer,
     pub(crate) poison_outputs: AtomicBool,
     pub(crate) conv_strategy: AtomicU8,
+    /// A lower storage-binding limit than the device's (0: none), so tests can exercise the
+    /// chunked paths of large tensors with small ones.
+    pub(crate) binding_limit: AtomicU64,
 }
 
 /// How convolutions run. The direct kernels are the simple, always-correct reference; the
@@ -182,6 +185,7 @@ impl Context {
                 dummy,
                 poison_outputs: AtomicBool::new(false),
                 conv_strategy: AtomicU8::new(0),
+                binding_limit: AtomicU64::new(0),
             }),
         }
     }
@@ -236,6 +240,22 @@ impl Context {
         } else {
             ConvStrategy::Auto
         }
+    }
+
+    /// The largest storage binding gconv uses: the device's `max_storage_buffer_binding_size`,
+    /// or less after [`Context::limit_binding_size`].
+    pub fn binding_limit(&self) -> u64 {
+        let forced = self.inner.binding_limit.load(Ordering::Relaxed);
+        let device = self.inner.limits.max_storage_buffer_binding_size;
+        if forced == 0 { device } else { forced.min(device) }
+    }
+
+    /// A testing aid: makes gconv treat storage bindings larger than `bytes` as too large, so
+    /// the chunked paths that large tensors take (VGG16's 392 MiB classifier weight on
+    /// lavapipe's 128 MiB bindings) run on small models too.
+    #[doc(hidden)]
+    pub fn limit_binding_size(&self, bytes: u64) {
+        self.inner.binding_limit.store(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn poison_outputs(&self) -> bool {

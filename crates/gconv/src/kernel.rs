@@ -106,6 +106,9 @@ pub(crate) struct Dispatch<'a> {
     pub params: &'a [u8],
     pub buffers: &'a [(u32, &'a wgpu::Buffer)],
     pub workgroups: [u32; 3],
+    /// Bindings that see only part of their buffer: (binding, byte offset, byte size). Large
+    /// tensors are processed in chunks that each fit `max_storage_buffer_binding_size`.
+    pub ranges: &'a [(u32, u64, u64)],
 }
 
 impl Context {
@@ -145,12 +148,14 @@ impl Context {
     /// Creates everything one kernel launch needs (pipeline from the cache, parameter uniform,
     /// bind group), ready to be recorded any number of times.
     pub(crate) fn prepare(&self, d: &Dispatch<'_>) -> Result<Prepared> {
-        let max_binding = self.inner.limits.max_storage_buffer_binding_size;
-        for (_, buffer) in d.buffers {
-            if buffer.size() > max_binding {
+        let max_binding = self.binding_limit();
+        let range_of = |binding: u32| d.ranges.iter().find(|r| r.0 == binding).map(|r| (r.1, r.2));
+        for (binding, buffer) in d.buffers {
+            let size = range_of(*binding).map_or(buffer.size(), |r| r.1);
+            if size > max_binding {
                 return Err(Error::TooLarge {
                     what: format!("a buffer bound by {}", d.entry),
-                    bytes: buffer.size(),
+                    bytes: size,
                     limit_name: "max_storage_buffer_binding_size",
                     limit: max_binding,
                 });
@@ -174,7 +179,14 @@ impl Context {
             vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
         entries.extend(d.buffers.iter().map(|(binding, b)| wgpu::BindGroupEntry {
             binding: *binding,
-            resource: b.as_entire_binding(),
+            resource: match range_of(*binding) {
+                Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b,
+                    offset,
+                    size: std::num::NonZeroU64::new(size),
+                }),
+                None => b.as_entire_binding(),
+            },
         }));
         let bind_group = self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(d.entry),

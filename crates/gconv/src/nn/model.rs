@@ -71,18 +71,27 @@ impl Model {
         let mut rng = StdRng::seed_from_u64(seed);
         let optimizer = Optimizer::adam(1e-3);
         let mut params = Vec::new();
-        for p in &graph.params {
+        for (id, p) in graph.params.iter().enumerate() {
             let bound = 1.0 / (p.spec.fan_in.max(1) as f32).sqrt();
             let values: Vec<f32> = (0..p.spec.shape.iter().product())
                 .map(|_| rng.random_range(-bound..=bound))
                 .collect();
-            params.push(Self::param_state(ctx, &p.name, &p.spec.shape, &values, &optimizer)?);
+            let uses = graph.nodes.iter().filter(|n| n.params.contains(&id)).count();
+            params.push(Self::param_state(
+                ctx,
+                &p.name,
+                &p.spec.shape,
+                &values,
+                &optimizer,
+                uses > 1,
+            )?);
         }
         let shared = Shared {
             metrics: Tensor::zeros(ctx, &[4])?,
             seed: Tensor::from_slice_i32(ctx, &[0], &[1])?,
             factors: Tensor::from_slice(ctx, &[1.0, 1.0], &[2])?,
             one: Tensor::from_slice(ctx, &[1.0], &[1])?,
+            spare: Tensor::zeros(ctx, &[4])?,
         };
         Ok(Model {
             ctx: ctx.clone(),
@@ -104,6 +113,7 @@ impl Model {
         shape: &[usize],
         values: &[f32],
         opt: &Optimizer,
+        shared: bool,
     ) -> Result<ParamState> {
         Ok(ParamState {
             name: name.to_string(),
@@ -112,7 +122,7 @@ impl Model {
             state: (0..opt.state_count())
                 .map(|_| Tensor::zeros(ctx, shape))
                 .collect::<Result<_>>()?,
-            scratch: Tensor::zeros(ctx, shape)?,
+            scratch: if shared { Some(Tensor::zeros(ctx, shape)?) } else { None },
         })
     }
 

@@ -67,8 +67,8 @@ impl Optimizer {
         rec: &mut Recorder<'_>,
         p: &ParamState,
         factors: &Tensor,
+        spare: &Tensor,
     ) -> Result<()> {
-        let total = check_u32("optimizer", "parameter elements", p.value.numel())?;
         let (entry, lr, b1, b2, eps, wd, momentum) = match *self {
             Optimizer::Adam { lr, betas, eps, weight_decay } => {
                 ("adam_update", lr, betas.0, betas.1, eps, weight_decay, 0.0)
@@ -77,38 +77,52 @@ impl Optimizer {
                 ("sgd_update", lr, 0.0, 0.0, 0.0, weight_decay, momentum)
             }
         };
-        let params: [u32; 8] = [
-            total,
-            lr.to_bits(),
-            b1.to_bits(),
-            b2.to_bits(),
-            eps.to_bits(),
-            wd.to_bits(),
-            momentum.to_bits(),
-            0,
-        ];
-        // SGD without momentum never touches its state slot; the parameter's scratch fills it.
-        let s1 = p.state.first().unwrap_or(&p.scratch).buffer();
-        let buffers: Vec<(u32, &wgpu::Buffer)> = match p.state.get(1) {
-            Some(s2) => vec![
-                (1, p.value.buffer()),
-                (2, p.grad.buffer()),
-                (3, s1),
-                (4, s2.buffer()),
-                (5, factors.buffer()),
-            ],
-            None => vec![(1, p.value.buffer()), (2, p.grad.buffer()), (3, s1)],
-        };
-        ctx.record(
-            rec,
-            &Dispatch {
-                shader: Shader::Optim,
-                entry,
-                constants: &[("WG", f64::from(WG))],
-                params: bytemuck::cast_slice(&params),
-                buffers: &buffers,
-                workgroups: ctx.grid_1d("optimizer", u64::from(total), WG)?,
-            },
-        )
+        let numel = p.value.numel();
+        // Parameters larger than one storage binding are updated block by block.
+        let chunk = crate::ops::gemm::rows_per_chunk(ctx, "optimizer", numel, 1)?;
+        for start in (0..numel).step_by(chunk) {
+            let len = chunk.min(numel - start);
+            let total = check_u32("optimizer", "parameter elements", len)?;
+            let params: [u32; 8] = [
+                total,
+                lr.to_bits(),
+                b1.to_bits(),
+                b2.to_bits(),
+                eps.to_bits(),
+                wd.to_bits(),
+                momentum.to_bits(),
+                0,
+            ];
+            // SGD without momentum never touches its state slot; a spare buffer fills it.
+            let s1 = p.state.first().map_or(spare.buffer(), Tensor::buffer);
+            let mut buffers: Vec<(u32, &wgpu::Buffer)> =
+                vec![(1, p.value.buffer()), (2, p.grad.buffer()), (3, s1)];
+            if let Some(s2) = p.state.get(1) {
+                buffers.extend([(4, s2.buffer()), (5, factors.buffer())]);
+            }
+            let (offset, size) = ((start * 4) as u64, (len * 4) as u64);
+            let mut ranges: Vec<(u32, u64, u64)> = Vec::new();
+            if len < numel {
+                ranges.extend([(1, offset, size), (2, offset, size)]);
+                for (slot, t) in [(3u32, p.state.first()), (4, p.state.get(1))] {
+                    if t.is_some() {
+                        ranges.push((slot, offset, size));
+                    }
+                }
+            }
+            ctx.record(
+                rec,
+                &Dispatch {
+                    shader: Shader::Optim,
+                    entry,
+                    constants: &[("WG", f64::from(WG))],
+                    params: bytemuck::cast_slice(&params),
+                    buffers: &buffers,
+                    workgroups: ctx.grid_1d("optimizer", u64::from(total), WG)?,
+                    ranges: &ranges,
+                },
+            )?;
+        }
+        Ok(())
     }
 }

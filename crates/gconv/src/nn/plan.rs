@@ -35,8 +35,9 @@ pub(crate) struct ParamState {
     pub grad: Tensor,
     /// Adam's (m, v) or SGD's momentum buffer, zero-initialised.
     pub state: Vec<Tensor>,
-    /// Where a second use of a shared parameter writes its gradient before it is added.
-    pub scratch: Tensor,
+    /// Where a second use of a shared parameter writes its gradient before it is added (only
+    /// parameters used more than once have one).
+    pub scratch: Option<Tensor>,
 }
 
 /// Buffers every plan of a model shares.
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     pub factors: Tensor,
     /// [1.0]: the upstream gradient of the mean loss.
     pub one: Tensor,
+    /// A small writable buffer for kernel slots a configuration leaves unused.
+    pub spare: Tensor,
 }
 
 /// How one node runs.
@@ -373,7 +376,7 @@ impl Plan {
                 let id = *graph.nodes[node].params.get(k)?;
                 if written[id] {
                     adds.push(id);
-                    Some(&params[id].scratch)
+                    params[id].scratch.as_ref()
                 } else {
                     written[id] = true;
                     Some(&params[id].grad)
@@ -424,12 +427,13 @@ impl Plan {
                     Exec::Alias => {}
                 }
                 for id in adds {
-                    record_add_inplace(ctx, rec, &params[id].scratch, &params[id].grad)?;
+                    let scratch = params[id].scratch.as_ref().ok_or_else(|| missing(i))?;
+                    record_add_inplace(ctx, rec, scratch, &params[id].grad)?;
                 }
             }
             if kind == (PlanKind::Train { update: true }) {
                 for p in params {
-                    optimizer.record(ctx, rec, p, &shared.factors)?;
+                    optimizer.record(ctx, rec, p, &shared.factors, &shared.spare)?;
                 }
             }
         }

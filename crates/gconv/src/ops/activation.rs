@@ -27,6 +27,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
                 params: bytemuck::cast_slice(&params),
                 buffers: &[(1, x.buffer()), (2, y.buffer())],
                 workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
+                ranges: &[],
             },
         )
     })?;
@@ -72,6 +73,7 @@ fn softmax_like(op: &'static str, entry: &'static str, x: &Tensor, dim: isize) -
                 params: bytemuck::cast_slice(&params),
                 buffers: &[(1, x.buffer()), (2, y.buffer())],
                 workgroups: ctx.grid_1d(op, u64::from(rows), WG)?,
+                ranges: &[],
             },
         )
     })?;
@@ -128,6 +130,7 @@ pub fn relu_backward(grad_output: &Tensor, x: &Tensor) -> Result<Tensor> {
                 params: bytemuck::cast_slice(&params),
                 buffers: &[(1, x.buffer()), (2, grad_x.buffer()), (3, grad_output.buffer())],
                 workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
+                ranges: &[],
             },
         )
     })?;
@@ -167,6 +170,7 @@ fn softmax_like_backward(
                 params: bytemuck::cast_slice(&params),
                 buffers: &[(1, y.buffer()), (3, grad_y.buffer()), (4, grad_x.buffer())],
                 workgroups: ctx.grid_1d(op, u64::from(rows), WG)?,
+                ranges: &[],
             },
         )
     })?;
@@ -208,6 +212,7 @@ fn record_elementwise(
             params: bytemuck::cast_slice(&params),
             buffers,
             workgroups: ctx.grid_1d(entry, u64::from(total), WG)?,
+            ranges: &[],
         },
     )
 }
@@ -271,6 +276,7 @@ pub(crate) fn record_dropout(
             params: bytemuck::cast_slice(&params),
             buffers: &[(1, x.buffer()), (2, y.buffer()), (3, seed)],
             workgroups: ctx.grid_1d("dropout", u64::from(total), WG)?,
+            ranges: &[],
         },
     )
 }

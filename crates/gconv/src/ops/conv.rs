@@ -330,6 +330,7 @@ fn dispatch<'a>(
         params: bytemuck::bytes_of(params),
         buffers,
         workgroups,
+        ranges: &[],
     }
 }
 
@@ -400,7 +401,7 @@ impl ConvPlan {
     pub(crate) fn col_chunk(&self, ctx: &Context) -> Result<(usize, usize)> {
         let (k, p) = self.col_dims();
         let per_sample = k * p;
-        let max = ctx.limits().max_storage_buffer_binding_size as usize / 4;
+        let max = ctx.binding_limit() as usize / 4;
         if per_sample > max {
             return Err(Error::TooLarge {
                 what: format!("{}'s im2col block for one sample", self.op),

@@ -57,6 +57,8 @@ pub(crate) struct Gemm<'a> {
     pub trans: (bool, bool),
     pub relu: bool,
     pub accumulate: bool,
+    /// Bindings restricted to a byte range (binding, offset, size): chunks of large tensors.
+    pub ranges: Vec<(u32, u64, u64)>,
 }
 
 impl<'a> Gemm<'a> {
@@ -88,6 +90,7 @@ impl<'a> Gemm<'a> {
             trans: (trans_a, trans_b),
             relu: false,
             accumulate: false,
+            ranges: Vec::new(),
         }
     }
 
@@ -154,6 +157,7 @@ impl<'a> Gemm<'a> {
                 params: bytemuck::bytes_of(&params),
                 buffers: &buffers,
                 workgroups: groups,
+                ranges: &self.ranges,
             },
         )
     }
@@ -397,7 +401,46 @@ pub fn matmul_backward(grad_output: &Tensor, a: &Tensor, b: &Tensor) -> Result<(
     Ok((grad_a, grad_b))
 }
 
-/// Records y = x W^T + b into the given output (the executor's buffers).
+/// Rows of a (rows, row_len) f32 tensor per chunk, such that a chunk fits one storage binding
+/// and every chunk's byte offset (and its bias's) meets the device's offset alignment.
+pub(crate) fn rows_per_chunk(
+    ctx: &Context,
+    op: &'static str,
+    rows: usize,
+    row_len: usize,
+) -> Result<usize> {
+    let limits = ctx.limits();
+    let max = ctx.binding_limit() as usize;
+    let row_bytes = row_len * 4;
+    if rows * row_bytes <= max {
+        return Ok(rows);
+    }
+    let align = limits.min_storage_buffer_offset_alignment.max(4) as usize;
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    // Rows whose bytes are a multiple of the alignment, and whose count keeps the bias's
+    // 4-byte elements aligned too.
+    let step_w = align / gcd(align, row_bytes);
+    let step_b = align / 4;
+    let step = step_w / gcd(step_w, step_b) * step_b;
+    let chunk = (max / row_bytes) / step * step;
+    if chunk == 0 {
+        return Err(Error::TooLarge {
+            what: format!("{op}: one aligned block of rows of {row_len} elements"),
+            bytes: (step * row_bytes) as u64,
+            limit_name: "max_storage_buffer_binding_size",
+            limit: max as u64,
+        });
+    }
+    Ok(chunk)
+}
+
+/// Records y = x W^T + b into the given output (the executor's buffers). A weight larger than
+/// one storage binding is processed in blocks of output features.
 pub(crate) fn record_linear(
     ctx: &Context,
     rec: &mut Recorder<'_>,
@@ -415,10 +458,25 @@ pub(crate) fn record_linear(
             format!("output of shape {:?} does not hold {m} x {n}", y.shape()),
         ));
     }
-    Gemm::new(x, weight, bias, (1, m, n, k), (0, 0), (false, true)).record(ctx, OP, rec, y)
+    let chunk = rows_per_chunk(ctx, OP, n, k)?;
+    for n0 in (0..n).step_by(chunk) {
+        let cn = chunk.min(n - n0);
+        let mut g = Gemm::new(x, weight, bias, (1, m, cn, k), (0, 0), (false, true));
+        g.ldc = n;
+        g.offsets.2 = n0;
+        if cn < n {
+            g.ranges = vec![(2, (n0 * k * 4) as u64, (cn * k * 4) as u64)];
+            if bias.is_some() {
+                g.ranges.push((3, (n0 * 4) as u64, (cn * 4) as u64));
+            }
+        }
+        g.record(ctx, OP, rec, y)?;
+    }
+    Ok(())
 }
 
 /// Records the gradients of [`linear`] into the given tensors; `grad_x` and `grad_b` optional.
+/// A weight larger than one storage binding is processed in blocks of output features.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_linear_backward(
     ctx: &Context,
@@ -438,13 +496,31 @@ pub(crate) fn record_linear_backward(
             format!("gradient shapes {:?} / {:?} do not fit", grad_y.shape(), grad_w.shape()),
         ));
     }
-    if let Some(gx) = grad_x {
-        // grad_input (M, K) = grad_output (M, N) @ W (N, K).
-        Gemm::new(grad_y, weight, None, (1, m, k, n), (0, 0), (false, false))
-            .record(ctx, OP, rec, gx)?;
+    let chunk = rows_per_chunk(ctx, OP, n, k)?;
+    for (i, n0) in (0..n).step_by(chunk).enumerate() {
+        let cn = chunk.min(n - n0);
+        let w_range = (n0 * k * 4) as u64;
+        let w_size = (cn * k * 4) as u64;
+        if let Some(gx) = grad_x {
+            // grad_input (M, K) (+)= grad_output[:, block] (M, cn) @ W[block] (cn, K).
+            let mut g = Gemm::new(grad_y, weight, None, (1, m, k, cn), (0, 0), (false, false));
+            g.lda = n;
+            g.offsets.0 = n0;
+            g.accumulate = i > 0;
+            if cn < n {
+                g.ranges = vec![(2, w_range, w_size)];
+            }
+            g.record(ctx, OP, rec, gx)?;
+        }
+        // grad_weight[block] (cn, K) = grad_output[:, block]^T (cn, M) @ x (M, K).
+        let mut g = Gemm::new(grad_y, x, None, (1, cn, k, m), (0, 0), (true, false));
+        g.lda = n;
+        g.offsets.0 = n0;
+        if cn < n {
+            g.ranges = vec![(4, w_range, w_size)];
+        }
+        g.record(ctx, OP, rec, grad_w)?;
     }
-    // grad_weight (N, K) = grad_output^T (N, M) @ x (M, K).
-    Gemm::new(grad_y, x, None, (1, n, k, m), (0, 0), (true, false)).record(ctx, OP, rec, grad_w)?;
     if let Some(gb) = grad_b {
         record_channel_sum(ctx, rec, grad_y, m, n, gb)?;
     }

@@ -59,6 +59,7 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, o: &CrossEntropyOptions) 
                     params: bytes,
                     buffers: &[(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer())],
                     workgroups: ctx.grid_1d(OP, n as u64, WG)?,
+                    ranges: &[],
                 },
             )?;
         }
@@ -72,6 +73,7 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, o: &CrossEntropyOptions) 
                     params: bytes,
                     buffers: &[(1, target.buffer()), (2, losses.buffer()), (4, out.buffer())],
                     workgroups: [1, 1, 1],
+                    ranges: &[],
                 },
             )?;
         }
@@ -153,6 +155,7 @@ pub fn cross_entropy_backward(
                 params: bytes,
                 buffers: &[(1, target.buffer()), (4, count.buffer())],
                 workgroups: [1, 1, 1],
+                ranges: &[],
             },
         )?;
         ctx.record(
@@ -170,6 +173,7 @@ pub fn cross_entropy_backward(
                     (6, grad_logits.buffer()),
                 ],
                 workgroups: ctx.grid_1d(OP, n as u64, WG)?,
+                ranges: &[],
             },
         )
     })?;
@@ -211,6 +215,7 @@ pub(crate) fn record_training_loss(
                 params: bytes,
                 buffers,
                 workgroups,
+                ranges: &[],
             },
         )
     };

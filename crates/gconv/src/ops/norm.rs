@@ -158,6 +158,7 @@ pub fn batch_norm_with_stats(
                         (4, rv.buffer()),
                     ],
                     workgroups: [c as u32, 1, 1],
+                    ranges: &[],
                 },
             )?;
         } else {
@@ -170,6 +171,7 @@ pub fn batch_norm_with_stats(
                     params: bytes,
                     buffers: &[(2, stats.buffer()), (3, rm.buffer()), (4, rv.buffer())],
                     workgroups: ctx.grid_1d(OP, c as u64, WG)?,
+                    ranges: &[],
                 },
             )?;
         }
@@ -188,6 +190,7 @@ pub fn batch_norm_with_stats(
                     (7, y.buffer()),
                 ],
                 workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
+                ranges: &[],
             },
         )
     })?;
@@ -283,6 +286,7 @@ pub fn batch_norm_backward(
                     (10, sums.buffer()),
                 ],
                 workgroups: [c as u32, 1, 1],
+                ranges: &[],
             },
         )?;
         ctx.record(
@@ -301,6 +305,7 @@ pub fn batch_norm_backward(
                     (10, sums.buffer()),
                 ],
                 workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
+                ranges: &[],
             },
         )
     })?;

@@ -357,6 +357,7 @@ impl PoolPlan {
                 params: bytemuck::bytes_of(&params),
                 buffers,
                 workgroups: ctx.grid_1d(self.op, u64::from(total), WG)?,
+                ranges: &[],
             },
         )
     }

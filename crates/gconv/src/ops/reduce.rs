@@ -38,6 +38,7 @@ pub(crate) fn record_channel_sum(
             params: bytemuck::cast_slice(&params),
             buffers: &[(1, x.buffer()), (2, out.buffer())],
             workgroups: [gx as u32, gy as u32, 1],
+            ranges: &[],
         },
     )
 }
@@ -62,6 +63,7 @@ pub(crate) fn record_batch_sum(
             params: bytemuck::cast_slice(&params),
             buffers: &[(1, x.buffer()), (2, out.buffer())],
             workgroups: ctx.grid_1d(OP, u64::from(len), WG)?,
+            ranges: &[],
         },
     )
 }
