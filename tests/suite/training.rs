@@ -60,11 +60,14 @@ fn builtin_models_have_pytorchs_parameter_counts() {
     }
 }
 
-/// A small graph with every trainable layer kind of the executor and a shared linear layer.
+/// A small graph with every trainable layer kind of the executor (batch norm in training mode
+/// included) and a shared linear layer.
 fn small_graph() -> Graph {
     let mut g = Graph::new(&[2, 7, 6]);
     g.push("conv", Layer::conv2d(2, 3, 3, ConvOptions::default().padding(1).stride([1, 2])))
         .expect("conv");
+    g.push("bn", Layer::BatchNorm { dims: 2, num_features: 3, eps: 1e-5, momentum: 0.1 })
+        .expect("bn");
     g.push("relu1", Layer::Relu).expect("relu");
     g.push("pool", Layer::max_pool2d(2)).expect("pool");
     g.push("flatten", Layer::Flatten).expect("flatten");
@@ -87,12 +90,10 @@ fn reference_loss(params: &[(String, Vec<usize>, Vec<f64>)], x: &Array, labels: 
         dilation: vec![1, 1],
         groups: 1,
     };
-    let y = gconv_ref::relu(&gconv_ref::conv_forward(
-        x,
-        &p("conv.weight"),
-        Some(&p("conv.bias")),
-        &conv,
-    ));
+    let y = gconv_ref::conv_forward(x, &p("conv.weight"), Some(&p("conv.bias")), &conv);
+    let (w, b) = (p("bn.weight").data, p("bn.bias").data);
+    let y = gconv_ref::batch_norm_forward(&y, None, None, Some(&w), Some(&b), true, 0.1, 1e-5).y;
+    let y = gconv_ref::relu(&y);
     let pool = gconv_ref::PoolAttrs {
         kernel_size: vec![2, 2],
         stride: vec![2, 2],
@@ -123,12 +124,17 @@ fn executor_gradients_of_a_whole_model_match_finite_differences() {
         .state_dict()
         .expect("download")
         .into_iter()
+        .filter(|(n, _, _)| !n.contains("running") && !n.contains("num_batches"))
         .map(|(n, s, v)| (n, s, v.into_iter().map(f64::from).collect()))
         .collect();
     let xa = Array::from_f32(&[batch, 2, 7, 6], &x);
     let l64: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
     let h = 1e-6;
-    assert_eq!(grads.len(), 6, "conv, fc1 and fc2 (shared) weights and biases");
+    assert_eq!(grads.len(), 8, "conv, bn, fc1 and fc2 (shared) weights and biases");
+    let state = model.state_dict().expect("state");
+    let running = state.iter().find(|(n, _, _)| n == "bn.running_mean").expect("running mean");
+    assert!(running.2.iter().any(|&v| v != 0.0), "the training step updated bn.running_mean");
+    assert!(state.iter().any(|(n, s, _)| n == "bn.num_batches_tracked" && s.is_empty()));
     for (name, _, gpu) in &grads {
         let index = params.iter().position(|(n, _, _)| n == name).expect("parameter");
         let numeric: Vec<f64> = (0..gpu.len())

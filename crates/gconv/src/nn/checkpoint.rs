@@ -65,8 +65,8 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     result.map_err(io)
 }
 
-/// Reads every tensor of a safetensors file as f32 (f64 and f16 are not accepted: gconv
-/// computes in f32).
+/// Reads every tensor of a safetensors file as f32: f32 tensors, and int64 ones (batch norm's
+/// counts) converted; f64 and f16 are refused (gconv computes in f32).
 ///
 /// # Errors
 /// [`Error::Io`] for a missing file, [`Error::Format`] for anything that is not a valid
@@ -78,17 +78,27 @@ pub fn load(path: &Path) -> Result<StateDict> {
         .map_err(|e| format_error(path, format!("not a valid safetensors file ({e})")))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(format_error(
-                path,
-                format!("tensor {name} is {:?}; gconv reads f32 tensors", view.dtype()),
-            ));
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let values = match view.dtype() {
+            Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            // Batch norm's num_batches_tracked is int64 in PyTorch's state dicts.
+            Dtype::I64 => view
+                .data()
+                .chunks_exact(8)
+                .map(|c| {
+                    i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
+                .collect(),
+            other => {
+                return Err(format_error(
+                    path,
+                    format!("tensor {name} is {other:?}; gconv reads f32 and int64 tensors"),
+                ));
+            }
+        };
         out.push((name, view.shape().to_vec(), values));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

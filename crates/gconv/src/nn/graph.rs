@@ -13,6 +13,8 @@ pub struct Node {
     pub layer: Layer,
     /// Indices into [`Graph::params`] of the parameters it uses, in `Layer::params` order.
     pub params: Vec<usize>,
+    /// Indices into [`Graph::buffers`] of its buffers, in `Layer::buffers` order.
+    pub buffers: Vec<usize>,
 }
 
 /// A parameter of the graph: PyTorch's state-dict name, shape and fan-in.
@@ -34,12 +36,19 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Every distinct parameter.
     pub params: Vec<GraphParam>,
+    /// Every buffer (saved, not trained: batch norm's running statistics).
+    pub buffers: Vec<GraphParam>,
 }
 
 impl Graph {
     /// An empty graph for inputs of `input_shape` per sample (without the batch dimension).
     pub fn new(input_shape: &[usize]) -> Graph {
-        Graph { input_shape: input_shape.to_vec(), nodes: Vec::new(), params: Vec::new() }
+        Graph {
+            input_shape: input_shape.to_vec(),
+            nodes: Vec::new(),
+            params: Vec::new(),
+            buffers: Vec::new(),
+        }
     }
 
     /// Appends `layer` under `name`, with parameters of its own.
@@ -56,7 +65,12 @@ impl Graph {
             ids.push(self.params.len());
             self.params.push(GraphParam { name: format!("{name}.{}", spec.suffix), spec });
         }
-        self.nodes.push(Node { name: name.to_string(), layer, params: ids });
+        let mut buffer_ids = Vec::new();
+        for spec in layer.buffers() {
+            buffer_ids.push(self.buffers.len());
+            self.buffers.push(GraphParam { name: format!("{name}.{}", spec.suffix), spec });
+        }
+        self.nodes.push(Node { name: name.to_string(), layer, params: ids, buffers: buffer_ids });
         if let Err(e) = self.shapes(1) {
             self.nodes.pop();
             return Err(e);

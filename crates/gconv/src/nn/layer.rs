@@ -75,6 +75,27 @@ pub enum Layer {
     },
     /// `Flatten`: (N, *) to (N, prod(*)).
     Flatten,
+    /// `BatchNorm1d/2d/3d` over (N, C, *): learnable weight (1) and bias (0), running mean (0)
+    /// and variance (1) as buffers.
+    BatchNorm {
+        /// 1, 2 or 3 (for the name only: any (N, C, *) input works).
+        dims: usize,
+        /// Channels.
+        num_features: usize,
+        /// Added to the variance (PyTorch: 1e-5).
+        eps: f64,
+        /// Weight of each batch in the running statistics (PyTorch: 0.1).
+        momentum: f64,
+    },
+}
+
+/// How a parameter starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for convolutions and linear layers.
+    Uniform,
+    /// Every element this value (batch norm: weight 1, bias 0, running variance 1).
+    Constant(f32),
 }
 
 /// A parameter a layer owns: its name suffix (`weight`, `bias`), shape, and the fan-in that
@@ -88,6 +109,8 @@ pub struct ParamSpec {
     /// Fan-in: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) is PyTorch's default (Kaiming-uniform with
     /// a = sqrt(5) for weights, and the same bound for biases).
     pub fan_in: usize,
+    /// How it starts.
+    pub init: Init,
 }
 
 impl Layer {
@@ -130,6 +153,7 @@ impl Layer {
             Layer::AdaptiveAvgPool { dims, .. } => format!("AdaptiveAvgPool{dims}d"),
             Layer::Dropout { .. } => "Dropout".into(),
             Layer::Flatten => "Flatten".into(),
+            Layer::BatchNorm { dims, .. } => format!("BatchNorm{dims}d"),
         }
     }
 
@@ -139,7 +163,12 @@ impl Layer {
             let fan_in = w.fan_in;
             let mut v = vec![w];
             if bias {
-                v.push(ParamSpec { suffix: "bias", shape: vec![channels], fan_in });
+                v.push(ParamSpec {
+                    suffix: "bias",
+                    shape: vec![channels],
+                    fan_in,
+                    init: Init::Uniform,
+                });
             }
             v
         };
@@ -149,7 +178,11 @@ impl Layer {
                 let mut shape = vec![*out_channels, in_channels / options.groups.max(1)];
                 shape.extend(&k);
                 let fan_in = shape[1] * k.iter().product::<usize>();
-                with_bias(ParamSpec { suffix: "weight", shape, fan_in }, *bias, *out_channels)
+                with_bias(
+                    ParamSpec { suffix: "weight", shape, fan_in, init: Init::Uniform },
+                    *bias,
+                    *out_channels,
+                )
             }
             Layer::ConvTranspose {
                 dims,
@@ -164,17 +197,64 @@ impl Layer {
                 shape.extend(&k);
                 // PyTorch computes fan-in from the weight's dimension 1 for every layer.
                 let fan_in = shape[1] * k.iter().product::<usize>();
-                with_bias(ParamSpec { suffix: "weight", shape, fan_in }, *bias, *out_channels)
+                with_bias(
+                    ParamSpec { suffix: "weight", shape, fan_in, init: Init::Uniform },
+                    *bias,
+                    *out_channels,
+                )
             }
             Layer::Linear { in_features, out_features, bias } => with_bias(
                 ParamSpec {
                     suffix: "weight",
                     shape: vec![*out_features, *in_features],
                     fan_in: *in_features,
+                    init: Init::Uniform,
                 },
                 *bias,
                 *out_features,
             ),
+            Layer::BatchNorm { num_features, .. } => vec![
+                ParamSpec {
+                    suffix: "weight",
+                    shape: vec![*num_features],
+                    fan_in: 1,
+                    init: Init::Constant(1.0),
+                },
+                ParamSpec {
+                    suffix: "bias",
+                    shape: vec![*num_features],
+                    fan_in: 1,
+                    init: Init::Constant(0.0),
+                },
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// State that is not trained but saved (PyTorch's buffers): batch norm's running mean and
+    /// variance and its count of batches.
+    pub fn buffers(&self) -> Vec<ParamSpec> {
+        match self {
+            Layer::BatchNorm { num_features, .. } => vec![
+                ParamSpec {
+                    suffix: "running_mean",
+                    shape: vec![*num_features],
+                    fan_in: 1,
+                    init: Init::Constant(0.0),
+                },
+                ParamSpec {
+                    suffix: "running_var",
+                    shape: vec![*num_features],
+                    fan_in: 1,
+                    init: Init::Constant(1.0),
+                },
+                ParamSpec {
+                    suffix: "num_batches_tracked",
+                    shape: vec![],
+                    fan_in: 1,
+                    init: Init::Constant(0.0),
+                },
+            ],
             _ => Vec::new(),
         }
     }
@@ -208,6 +288,15 @@ impl Layer {
                 Ok(out)
             }
             Layer::Relu | Layer::Dropout { .. } => Ok(input.to_vec()),
+            Layer::BatchNorm { num_features, .. } => {
+                if input.len() < 2 || input[1] != *num_features {
+                    return Err(Error::invalid(
+                        "batch_norm",
+                        format!("expected an (N, {num_features}, *) input, got {input:?}"),
+                    ));
+                }
+                Ok(input.to_vec())
+            }
             Layer::MaxPool { dims, options } => ops::max_pool_output_shape(input, *dims, options),
             Layer::AvgPool { dims, options } => ops::avg_pool_output_shape(input, *dims, options),
             Layer::AdaptiveAvgPool { dims, output_size } => {

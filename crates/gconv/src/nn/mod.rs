@@ -10,7 +10,7 @@ mod optim;
 mod plan;
 
 pub use graph::{Graph, GraphParam, Node};
-pub use layer::{Layer, ParamSpec};
+pub use layer::{Init, Layer, ParamSpec};
 pub use model::{Metrics, Model};
 pub use models::{MODELS, ModelConfig};
 pub use optim::Optimizer;

@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 
 use super::checkpoint::StateDict;
 use super::graph::Graph;
+use super::layer::Init;
 use super::models::{self, ModelConfig};
 use super::optim::Optimizer;
 use super::plan::{ParamState, Plan, PlanKind, Shared};
@@ -33,6 +34,8 @@ pub struct Model {
     name: String,
     graph: Graph,
     params: Vec<ParamState>,
+    /// Batch norm's running statistics and batch counts, by state-dict name.
+    buffers: Vec<(String, Tensor)>,
     shared: Shared,
     optimizer: Optimizer,
     plans: HashMap<(usize, PlanKind), Plan>,
@@ -86,6 +89,20 @@ impl Model {
                 uses > 1,
             )?);
         }
+        let buffers = graph
+            .buffers
+            .iter()
+            .map(|b| {
+                let Init::Constant(v) = b.spec.init else {
+                    return Err(Error::invalid("model", "buffers start constant"));
+                };
+                let shape = if b.spec.shape.is_empty() { vec![1] } else { b.spec.shape.clone() };
+                Ok((
+                    b.name.clone(),
+                    Tensor::from_slice(ctx, &vec![v; shape.iter().product()], &shape)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let shared = Shared {
             metrics: Tensor::zeros(ctx, &[4])?,
             seed: Tensor::from_slice_i32(ctx, &[0], &[1])?,
@@ -98,6 +115,7 @@ impl Model {
             name: name.to_string(),
             graph,
             params,
+            buffers,
             shared,
             optimizer,
             plans: HashMap::new(),
@@ -177,6 +195,7 @@ impl Model {
                 &self.ctx,
                 &self.graph,
                 &self.params,
+                &self.buffers,
                 &self.shared,
                 &self.optimizer,
                 batch,
@@ -375,19 +394,40 @@ impl Model {
             .collect()
     }
 
-    /// The parameters by PyTorch state-dict name: (name, shape, values).
+    /// Every tensor a checkpoint holds, by name: (name, shape as PyTorch states it, tensor).
+    fn entries(&self) -> Vec<(&str, Vec<usize>, &Tensor)> {
+        let params =
+            self.params.iter().map(|p| (p.name.as_str(), p.value.shape().to_vec(), &p.value));
+        // num_batches_tracked is a scalar in PyTorch.
+        let buffers = self.buffers.iter().map(|(n, t)| {
+            let shape =
+                if n.ends_with("num_batches_tracked") { vec![] } else { t.shape().to_vec() };
+            (n.as_str(), shape, t)
+        });
+        params.chain(buffers).collect()
+    }
+
+    /// The parameters and buffers (batch norm's running statistics) by PyTorch state-dict
+    /// name: (name, shape, values).
     ///
     /// # Errors
     /// [`Error::Gpu`] if the device fails.
     pub fn state_dict(&self) -> Result<StateDict> {
-        self.params
-            .iter()
-            .map(|p| Ok((p.name.clone(), p.value.shape().to_vec(), p.value.to_vec()?)))
+        self.entries()
+            .into_iter()
+            .map(|(name, shape, t)| {
+                let values = if name.ends_with("num_batches_tracked") {
+                    vec![self.step as f32]
+                } else {
+                    t.to_vec()?
+                };
+                Ok((name.to_string(), shape, values))
+            })
             .collect()
     }
 
-    /// Loads parameters by name. Every parameter must be present with its shape, and nothing
-    /// else: otherwise the error lists each difference.
+    /// Loads parameters and buffers by name. Every one must be present with its shape, and
+    /// nothing else: otherwise the error lists each difference.
     ///
     /// # Errors
     /// [`Error::StateMismatch`] listing missing, unexpected and misshapen tensors.
@@ -395,30 +435,27 @@ impl Model {
         let mut problems = Vec::new();
         let by_name: HashMap<&str, &(String, Vec<usize>, Vec<f32>)> =
             tensors.iter().map(|t| (t.0.as_str(), t)).collect();
-        for p in &self.params {
-            match by_name.get(p.name.as_str()) {
-                None => problems.push(format!("missing {} {:?}", p.name, p.value.shape())),
-                Some((_, shape, _)) if shape.as_slice() != p.value.shape() => {
-                    problems.push(format!(
-                        "{}: shape {shape:?} in the checkpoint, {:?} in the model",
-                        p.name,
-                        p.value.shape()
-                    ))
-                }
+        let entries = self.entries();
+        for (name, expected, _) in &entries {
+            match by_name.get(name) {
+                None => problems.push(format!("missing {name} {expected:?}")),
+                Some((_, shape, _)) if shape != expected => problems.push(format!(
+                    "{name}: shape {shape:?} in the checkpoint, {expected:?} in the model"
+                )),
                 Some(_) => {}
             }
         }
         for (name, shape, _) in tensors {
-            if !self.params.iter().any(|p| &p.name == name) {
+            if !entries.iter().any(|(n, _, _)| n == name) {
                 problems.push(format!("unexpected {name} {shape:?}"));
             }
         }
         if !problems.is_empty() {
             return Err(Error::StateMismatch { model: self.name.clone(), problems });
         }
-        for p in &self.params {
-            if let Some((_, _, values)) = by_name.get(p.name.as_str()) {
-                self.ctx.queue().write_buffer(p.value.buffer(), 0, bytemuck::cast_slice(values));
+        for (name, _, t) in &entries {
+            if let Some((_, _, values)) = by_name.get(name) {
+                self.ctx.queue().write_buffer(t.buffer(), 0, bytemuck::cast_slice(values));
             }
         }
         Ok(())

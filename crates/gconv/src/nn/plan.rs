@@ -7,12 +7,14 @@ use super::graph::Graph;
 use super::layer::Layer;
 use super::optim::Optimizer;
 use crate::kernel::{Recorder, Step};
+use crate::ops::BatchNormOptions;
 use crate::ops::activation::{
     record_add_inplace, record_dropout, record_relu, record_relu_backward,
 };
 use crate::ops::conv::ConvPlan;
 use crate::ops::gemm::{record_linear, record_linear_backward};
 use crate::ops::loss::record_training_loss;
+use crate::ops::norm::{record_batch_norm, record_batch_norm_backward};
 use crate::ops::pool::PoolPlan;
 use crate::{Context, DType, Error, Result, Tensor};
 
@@ -64,6 +66,12 @@ enum Exec {
         p: f32,
         layer: u32,
     },
+    /// Batch norm with its per-node (mean, invstd) and gradient sums, both (2, C).
+    BatchNorm {
+        o: BatchNormOptions,
+        stats: Tensor,
+        sums: Tensor,
+    },
     /// A view of its input (Flatten; Dropout in evaluation).
     Alias,
 }
@@ -71,7 +79,7 @@ enum Exec {
 impl Exec {
     /// Whether the node's backward pass reads its input.
     fn backward_reads_input(&self) -> bool {
-        matches!(self, Exec::Conv(_) | Exec::Linear | Exec::Relu)
+        matches!(self, Exec::Conv(_) | Exec::Linear | Exec::Relu | Exec::BatchNorm { .. })
     }
 }
 
@@ -149,10 +157,12 @@ fn intervals(n: usize, store: &[usize], uses: &[(usize, usize)]) -> Vec<(usize, 
 }
 
 impl Plan {
+    #[allow(clippy::too_many_arguments, reason = "the one constructor that sees the whole model")]
     pub(crate) fn build(
         ctx: &Context,
         graph: &Graph,
         params: &[ParamState],
+        buffers: &[(String, Tensor)],
         shared: &Shared,
         optimizer: &Optimizer,
         batch: usize,
@@ -200,6 +210,11 @@ impl Plan {
                             Exec::Dropout { p: *p, layer: dropout_index }
                         }
                         Layer::Dropout { .. } | Layer::Flatten => Exec::Alias,
+                        Layer::BatchNorm { num_features, eps, momentum, .. } => Exec::BatchNorm {
+                            o: BatchNormOptions { training: train, momentum: *momentum, eps: *eps },
+                            stats: Tensor::zeros(ctx, &[2, *num_features])?,
+                            sums: Tensor::zeros(ctx, &[2, *num_features])?,
+                        },
                     })
                 })
                 .collect::<Result<_>>()?;
@@ -347,6 +362,11 @@ impl Plan {
                 Exec::Dropout { p, layer } => {
                     record_dropout(ctx, rec, *p, *layer, shared.seed.buffer(), x, y)?
                 }
+                Exec::BatchNorm { o, stats, .. } => {
+                    let buffer = |k: usize| graph.nodes[i].buffers.get(k).map(|&b| &buffers[b].1);
+                    let (w, b) = (param(i, 0).map(|p| &p.value), param(i, 1).map(|p| &p.value));
+                    record_batch_norm(rec, x, buffer(0), buffer(1), w, b, o, y, stats)?;
+                }
                 Exec::Alias => {}
             }
         }
@@ -422,6 +442,18 @@ impl Plan {
                     Exec::Dropout { p, layer } => {
                         if let Some(gx) = gx {
                             record_dropout(ctx, rec, *p, *layer, shared.seed.buffer(), gy, gx)?;
+                        }
+                    }
+                    Exec::BatchNorm { o, stats, sums } => {
+                        let w = param(i, 0).map(|p| &p.value);
+                        record_batch_norm_backward(rec, gy, x, stats, w, true, o, gx, sums)?;
+                        // sums = (sum(grad_y), sum(grad_y * xhat)): the bias's and weight's gradients.
+                        let bytes = (sums.numel() / 2 * 4) as u64;
+                        if let Some(gw) = targets(i, 0, &mut adds) {
+                            rec.copy(sums.buffer(), bytes, gw.buffer(), 0, bytes);
+                        }
+                        if let Some(gb) = targets(i, 1, &mut adds) {
+                            rec.copy(sums.buffer(), 0, gb.buffer(), 0, bytes);
                         }
                     }
                     Exec::Alias => {}

@@ -47,22 +47,32 @@ pub(crate) fn resolve_dim(op: &'static str, dim: isize, rank: usize) -> Result<u
     Ok(d as usize)
 }
 
-fn softmax_like(op: &'static str, entry: &'static str, x: &Tensor, dim: isize) -> Result<Tensor> {
-    let ctx = context_of(op, &[x])?;
-    let d = resolve_dim(op, dim, x.rank())?;
-    let shape = x.shape();
+/// Runs a kernel of `softmax.wgsl` over `t` viewed as (outer, dim, inner) rows around `dim`,
+/// writing a new tensor of `t`'s shape; `bind` gives the storage bindings for the output.
+fn run_rows(
+    op: &'static str,
+    entry: &'static str,
+    t: &Tensor,
+    dim: isize,
+    bind: impl Fn(&Tensor) -> Vec<(u32, wgpu::Buffer)>,
+) -> Result<Tensor> {
+    let ctx = t.context();
+    let d = resolve_dim(op, dim, t.rank())?;
+    let shape = t.shape();
     let (outer, len, inner) = if shape.is_empty() {
         (1, 1, 1)
     } else {
         (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product::<usize>())
     };
-    check_u32(op, "elements", x.numel())?;
-    let y = Tensor::output(&ctx, shape, DType::F32, op)?;
-    let rows = (outer * inner) as u32;
-    if x.numel() == 0 {
-        return Ok(y);
+    check_u32(op, "elements", t.numel())?;
+    let out = Tensor::output(ctx, shape, DType::F32, op)?;
+    if t.numel() == 0 {
+        return Ok(out);
     }
+    let rows = (outer * inner) as u32;
     let params = [outer as u32, len as u32, inner as u32, rows];
+    let owned = bind(&out);
+    let buffers: Vec<(u32, &wgpu::Buffer)> = owned.iter().map(|(i, b)| (*i, b)).collect();
     ctx.run(op, |enc| {
         ctx.record(
             enc,
@@ -71,13 +81,18 @@ fn softmax_like(op: &'static str, entry: &'static str, x: &Tensor, dim: isize) -
                 entry,
                 constants: &[("WG", f64::from(WG))],
                 params: bytemuck::cast_slice(&params),
-                buffers: &[(1, x.buffer()), (2, y.buffer())],
+                buffers: &buffers,
                 workgroups: ctx.grid_1d(op, u64::from(rows), WG)?,
                 ranges: &[],
             },
         )
     })?;
-    Ok(y)
+    Ok(out)
+}
+
+fn softmax_like(op: &'static str, entry: &'static str, x: &Tensor, dim: isize) -> Result<Tensor> {
+    context_of(op, &[x])?;
+    run_rows(op, entry, x, dim, |y| vec![(1, x.buffer().clone()), (2, y.buffer().clone())])
 }
 
 /// Softmax along `dim` (negative counts from the end).
@@ -144,37 +159,11 @@ fn softmax_like_backward(
     y: &Tensor,
     dim: isize,
 ) -> Result<Tensor> {
-    let ctx = context_of(op, &[grad_y, y])?;
+    context_of(op, &[grad_y, y])?;
     same_shape(op, grad_y, y)?;
-    let d = resolve_dim(op, dim, y.rank())?;
-    let shape = y.shape();
-    let (outer, len, inner) = if shape.is_empty() {
-        (1, 1, 1)
-    } else {
-        (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product::<usize>())
-    };
-    check_u32(op, "elements", y.numel())?;
-    let grad_x = Tensor::output(&ctx, shape, DType::F32, op)?;
-    let rows = (outer * inner) as u32;
-    if y.numel() == 0 {
-        return Ok(grad_x);
-    }
-    let params = [outer as u32, len as u32, inner as u32, rows];
-    ctx.run(op, |enc| {
-        ctx.record(
-            enc,
-            &Dispatch {
-                shader: Shader::Softmax,
-                entry,
-                constants: &[("WG", f64::from(WG))],
-                params: bytemuck::cast_slice(&params),
-                buffers: &[(1, y.buffer()), (3, grad_y.buffer()), (4, grad_x.buffer())],
-                workgroups: ctx.grid_1d(op, u64::from(rows), WG)?,
-                ranges: &[],
-            },
-        )
-    })?;
-    Ok(grad_x)
+    run_rows(op, entry, y, dim, |gx| {
+        vec![(1, y.buffer().clone()), (3, grad_y.buffer().clone()), (4, gx.buffer().clone())]
+    })
 }
 
 /// Gradient of [`softmax`] from its output `y`: y * (grad_output - sum(grad_output * y)).

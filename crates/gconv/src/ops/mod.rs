@@ -8,7 +8,7 @@ pub(crate) mod activation;
 pub(crate) mod conv;
 pub(crate) mod gemm;
 pub(crate) mod loss;
-mod norm;
+pub(crate) mod norm;
 pub(crate) mod pool;
 mod reduce;
 

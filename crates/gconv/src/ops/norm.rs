@@ -1,7 +1,7 @@
 //! batch_norm (`batch_norm.wgsl`).
 
 use super::{check_u32, context_of};
-use crate::kernel::{Dispatch, Shader, WG};
+use crate::kernel::{Dispatch, Recorder, Shader, WG};
 use crate::{DType, Error, Result, Tensor};
 
 /// Options of [`batch_norm`], with PyTorch's defaults.
@@ -56,19 +56,19 @@ pub fn batch_norm(
     Ok(batch_norm_with_stats(x, running_mean, running_var, weight, bias, o)?.0)
 }
 
-/// [`batch_norm`], also returning the (mean, 1/sqrt(var + eps)) per channel it normalised with,
-/// shape (2, C): what [`batch_norm_backward`] needs (PyTorch's `save_mean`, `save_invstd`).
-///
-/// # Errors
-/// As [`batch_norm`].
-pub fn batch_norm_with_stats(
+/// Records batch normalisation of `x` into `y`, and the (mean, invstd) it used into `stats`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_batch_norm(
+    rec: &mut Recorder<'_>,
     x: &Tensor,
     running_mean: Option<&Tensor>,
     running_var: Option<&Tensor>,
     weight: Option<&Tensor>,
     bias: Option<&Tensor>,
     o: &BatchNormOptions,
-) -> Result<(Tensor, Tensor)> {
+    y: &Tensor,
+    stats: &Tensor,
+) -> Result<()> {
     const OP: &str = "batch_norm";
     let mut tensors = vec![x];
     tensors.extend(running_mean.iter().chain(&running_var).chain(&weight).chain(&bias));
@@ -116,8 +116,9 @@ pub fn batch_norm_with_stats(
         ));
     }
     let total = check_u32(OP, "elements", x.numel())?;
-    let y = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
-    let stats = Tensor::output(&ctx, &[2, c], DType::F32, OP)?;
+    if y.shape() != x.shape() || stats.shape() != [2, c] {
+        return Err(Error::invalid(OP, "internal error: output or statistics of the wrong shape"));
+    }
     let params = BnParams {
         n: n as u32,
         c: c as u32,
@@ -139,7 +140,8 @@ pub fn batch_norm_with_stats(
     let dummy = &ctx.inner.dummy;
     let bytes = bytemuck::bytes_of(&params);
     let wg = [("WG", f64::from(WG))];
-    ctx.run(OP, |enc| {
+    let enc = rec;
+    {
         if o.training {
             if c > ctx.limits().max_compute_workgroups_per_dimension as usize {
                 return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
@@ -193,6 +195,29 @@ pub fn batch_norm_with_stats(
                 ranges: &[],
             },
         )
+    }
+}
+
+/// [`batch_norm`], also returning the (mean, 1/sqrt(var + eps)) per channel it normalised with,
+/// shape (2, C): what [`batch_norm_backward`] needs (PyTorch's `save_mean`, `save_invstd`).
+///
+/// # Errors
+/// As [`batch_norm`].
+pub fn batch_norm_with_stats(
+    x: &Tensor,
+    running_mean: Option<&Tensor>,
+    running_var: Option<&Tensor>,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    o: &BatchNormOptions,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "batch_norm";
+    let ctx = context_of(OP, &[x])?;
+    let c = x.shape().get(1).copied().unwrap_or(0);
+    let y = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
+    let stats = Tensor::output(&ctx, &[2, c], DType::F32, OP)?;
+    ctx.run(OP, |rec| {
+        record_batch_norm(rec, x, running_mean, running_var, weight, bias, o, &y, &stats)
     })?;
     Ok((y, stats))
 }
@@ -208,20 +233,21 @@ pub struct BatchNormGrads {
     pub grad_bias: Option<Tensor>,
 }
 
-/// Gradients of [`batch_norm`] from the statistics [`batch_norm_with_stats`] returned. In
-/// training mode the batch statistics depend on x, and grad_input accounts for it; in evaluation
-/// mode they are constants.
-///
-/// # Errors
-/// [`Error::InvalidArgument`] for mismatched shapes.
-pub fn batch_norm_backward(
+/// Records the gradients of batch normalisation: `sums` receives (sum(grad_y),
+/// sum(grad_y * xhat)) per channel (the bias's and the weight's gradient), `grad_input` (when
+/// wanted) the input's.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_batch_norm_backward(
+    rec: &mut Recorder<'_>,
     grad_output: &Tensor,
     x: &Tensor,
     stats: &Tensor,
     weight: Option<&Tensor>,
     has_bias: bool,
     o: &BatchNormOptions,
-) -> Result<BatchNormGrads> {
+    grad_input: Option<&Tensor>,
+    sums: &Tensor,
+) -> Result<()> {
     const OP: &str = "batch_norm_backward";
     let mut tensors = vec![grad_output, x, stats];
     tensors.extend(weight);
@@ -256,8 +282,9 @@ pub fn batch_norm_backward(
         return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
     }
     let total = check_u32(OP, "elements", x.numel())?;
-    let grad_input = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
-    let sums = Tensor::output(&ctx, &[2, c], DType::F32, OP)?;
+    if sums.shape() != [2, c] {
+        return Err(Error::invalid(OP, "internal error: sums of the wrong shape"));
+    }
     let params = BnParams {
         n: n as u32,
         c: c as u32,
@@ -271,7 +298,8 @@ pub fn batch_norm_backward(
         training: o.training as u32,
     };
     let bytes = bytemuck::bytes_of(&params);
-    ctx.run(OP, |enc| {
+    let enc = rec;
+    {
         ctx.record(
             enc,
             &Dispatch {
@@ -289,24 +317,61 @@ pub fn batch_norm_backward(
                 ranges: &[],
             },
         )?;
-        ctx.record(
-            enc,
-            &Dispatch {
-                shader: Shader::BatchNorm,
-                entry: "batch_norm_backward_apply",
-                constants: &[("WG", f64::from(WG))],
-                params: bytes,
-                buffers: &[
-                    (1, x.buffer()),
-                    (2, stats.buffer()),
-                    (5, weight.map_or(&ctx.inner.dummy, Tensor::buffer)),
-                    (8, grad_output.buffer()),
-                    (9, grad_input.buffer()),
-                    (10, sums.buffer()),
-                ],
-                workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
-                ranges: &[],
-            },
+        if let Some(grad_input) = grad_input {
+            ctx.record(
+                enc,
+                &Dispatch {
+                    shader: Shader::BatchNorm,
+                    entry: "batch_norm_backward_apply",
+                    constants: &[("WG", f64::from(WG))],
+                    params: bytes,
+                    buffers: &[
+                        (1, x.buffer()),
+                        (2, stats.buffer()),
+                        (5, weight.map_or(&ctx.inner.dummy, Tensor::buffer)),
+                        (8, grad_output.buffer()),
+                        (9, grad_input.buffer()),
+                        (10, sums.buffer()),
+                    ],
+                    workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
+                    ranges: &[],
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Gradients of [`batch_norm`] from the statistics [`batch_norm_with_stats`] returned. In
+/// training mode the batch statistics depend on x, and grad_input accounts for it; in evaluation
+/// mode they are constants.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for mismatched shapes.
+pub fn batch_norm_backward(
+    grad_output: &Tensor,
+    x: &Tensor,
+    stats: &Tensor,
+    weight: Option<&Tensor>,
+    has_bias: bool,
+    o: &BatchNormOptions,
+) -> Result<BatchNormGrads> {
+    const OP: &str = "batch_norm_backward";
+    let ctx = context_of(OP, &[x])?;
+    let c = x.shape().get(1).copied().unwrap_or(0);
+    let grad_input = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
+    let sums = Tensor::output(&ctx, &[2, c], DType::F32, OP)?;
+    ctx.run(OP, |rec| {
+        record_batch_norm_backward(
+            rec,
+            grad_output,
+            x,
+            stats,
+            weight,
+            has_bias,
+            o,
+            Some(&grad_input),
+            &sums,
         )
     })?;
     // sums = (sum(grad_y), sum(grad_y * xhat)) = (grad_bias, grad_weight).

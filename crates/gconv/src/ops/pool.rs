@@ -339,6 +339,14 @@ impl PoolPlan {
         Ok(())
     }
 
+    /// The argmax indices: same device, i32, the output's shape.
+    fn check_indices(&self, ctx: &Context, i: &Tensor, out: &[usize]) -> Result<()> {
+        if !i.context().same(ctx) {
+            return Err(Error::ContextMismatch { op: self.op });
+        }
+        self.check(i, "indices", out, DType::I32)
+    }
+
     fn run(
         &self,
         ctx: &Context,
@@ -380,10 +388,7 @@ impl PoolPlan {
         let mut buffers = vec![(1, x.buffer()), (2, y.buffer())];
         let entry = match (self.kind, indices) {
             (PoolKind::Max | PoolKind::AdaptiveMax, Some(i)) => {
-                if !i.context().same(&ctx) {
-                    return Err(Error::ContextMismatch { op });
-                }
-                self.check(i, "indices", &out, DType::I32)?;
+                self.check_indices(&ctx, i, &out)?;
                 buffers.push((3, i.buffer()));
                 if self.kind == PoolKind::Max {
                     "max_pool_forward"
@@ -417,10 +422,7 @@ impl PoolPlan {
         let mut buffers = vec![(4, grad_y.buffer()), (5, grad_x.buffer())];
         let entry = match (self.kind, indices) {
             (PoolKind::Max | PoolKind::AdaptiveMax, Some(i)) => {
-                if !i.context().same(&ctx) {
-                    return Err(Error::ContextMismatch { op });
-                }
-                self.check(i, "indices", &out, DType::I32)?;
+                self.check_indices(&ctx, i, &out)?;
                 buffers.push((6, i.buffer()));
                 if self.kind == PoolKind::Max {
                     "max_pool_backward"
