@@ -120,20 +120,6 @@ fn conv_forward(
     y[idx] = acc;
 }
 
-// The input position that kernel tap k maps output position `o` to in a transposed convolution,
-// or -1 when none: o = i*stride - pad + k*dil must hold for an integer i in [0, size).
-fn transposed_source(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
-    let t = i32(o + pad) - i32(k * dil);
-    if t < 0 || (u32(t) % stride) != 0u {
-        return -1;
-    }
-    let i = u32(t) / stride;
-    if i >= size {
-        return -1;
-    }
-    return i32(i);
-}
-
 // Gather form of the transposed convolution: each invocation owns one output element and sums
 // the contributions of every input element that scatters onto it, so no atomics are needed.
 @compute @workgroup_size(WG)
@@ -157,19 +143,19 @@ fn conv_transpose_forward(
         let x_c = (o.n * p.c_in + c) * p.in_d;
         let w_c = (c * cout_g + co_g) * p.k_d;
         for (var kd = 0u; kd < p.k_d; kd++) {
-            let id = transposed_source(o.d, kd, p.stride_d, p.pad_d, p.dil_d, p.in_d);
+            let id = tap_source(o.d, kd, p.stride_d, p.pad_d, p.dil_d, p.in_d);
             if id < 0 {
                 continue;
             }
             for (var kh = 0u; kh < p.k_h; kh++) {
-                let ih = transposed_source(o.h, kh, p.stride_h, p.pad_h, p.dil_h, p.in_h);
+                let ih = tap_source(o.h, kh, p.stride_h, p.pad_h, p.dil_h, p.in_h);
                 if ih < 0 {
                     continue;
                 }
                 let x_row = ((x_c + u32(id)) * p.in_h + u32(ih)) * p.in_w;
                 let w_row = ((w_c + kd) * p.k_h + kh) * p.k_w;
                 for (var kw = 0u; kw < p.k_w; kw++) {
-                    let iw = transposed_source(o.w, kw, p.stride_w, p.pad_w, p.dil_w, p.in_w);
+                    let iw = tap_source(o.w, kw, p.stride_w, p.pad_w, p.dil_w, p.in_w);
                     if iw < 0 {
                         continue;
                     }
@@ -311,17 +297,17 @@ fn col2im(
     let positions = p.out_d * p.out_h * p.out_w;
     var acc = 0.0;
     for (var kd = 0u; kd < p.k_d; kd++) {
-        let od = transposed_source(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+        let od = tap_source(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
         if od < 0 {
             continue;
         }
         for (var kh = 0u; kh < p.k_h; kh++) {
-            let oh = transposed_source(ih, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
+            let oh = tap_source(ih, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
             if oh < 0 {
                 continue;
             }
             for (var kw = 0u; kw < p.k_w; kw++) {
-                let ow = transposed_source(iw, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
+                let ow = tap_source(iw, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
                 if ow < 0 {
                     continue;
                 }

@@ -266,20 +266,6 @@ fn in_pos(idx: u32) -> InPos {
     return i;
 }
 
-// The output position whose window puts tap k on input position i, or -1:
-// o*stride - pad + k*dil == i with 0 <= o < out.
-fn window_of(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size_out: u32) -> i32 {
-    let t = i32(i + pad) - i32(k * dil);
-    if t < 0 || (u32(t) % stride) != 0u {
-        return -1;
-    }
-    let o = u32(t) / stride;
-    if o >= size_out {
-        return -1;
-    }
-    return i32(o);
-}
-
 // grad_x[i] = sum of grad_y[o] over the windows o that contain i and chose i as their maximum.
 @compute @workgroup_size(WG)
 fn max_pool_backward(
@@ -296,17 +282,17 @@ fn max_pool_backward(
     let out_plane = i.plane * p.out_d * p.out_h * p.out_w;
     var acc = 0.0;
     for (var kd = 0u; kd < p.k_d; kd++) {
-        let od = window_of(i.d, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+        let od = tap_source(i.d, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
         if od < 0 {
             continue;
         }
         for (var kh = 0u; kh < p.k_h; kh++) {
-            let oh = window_of(i.h, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
+            let oh = tap_source(i.h, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
             if oh < 0 {
                 continue;
             }
             for (var kw = 0u; kw < p.k_w; kw++) {
-                let ow = window_of(i.w, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
+                let ow = tap_source(i.w, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
                 if ow < 0 {
                     continue;
                 }
@@ -358,17 +344,17 @@ fn avg_pool_backward(
     let out_plane = i.plane * p.out_d * p.out_h * p.out_w;
     var acc = 0.0;
     for (var kd = 0u; kd < p.k_d; kd++) {
-        let od = window_of(i.d, kd, p.stride_d, p.pad_d, 1u, p.out_d);
+        let od = tap_source(i.d, kd, p.stride_d, p.pad_d, 1u, p.out_d);
         if od < 0 {
             continue;
         }
         for (var kh = 0u; kh < p.k_h; kh++) {
-            let oh = window_of(i.h, kh, p.stride_h, p.pad_h, 1u, p.out_h);
+            let oh = tap_source(i.h, kh, p.stride_h, p.pad_h, 1u, p.out_h);
             if oh < 0 {
                 continue;
             }
             for (var kw = 0u; kw < p.k_w; kw++) {
-                let ow = window_of(i.w, kw, p.stride_w, p.pad_w, 1u, p.out_w);
+                let ow = tap_source(i.w, kw, p.stride_w, p.pad_w, 1u, p.out_w);
                 if ow < 0 {
                     continue;
                 }

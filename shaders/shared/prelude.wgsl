@@ -10,3 +10,18 @@ override WG: u32 = 64u;
 fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + lid;
 }
+
+// The window that puts kernel tap `k` on position `i`: the w with w*stride - pad + k*dil == i
+// and 0 <= w < size, or -1 when there is none. Transposed convolutions, col2im and pooling's
+// backward gather with it.
+fn tap_source(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
+    let t = i32(i + pad) - i32(k * dil);
+    if t < 0 || (u32(t) % stride) != 0u {
+        return -1;
+    }
+    let w = u32(t) / stride;
+    if w >= size {
+        return -1;
+    }
+    return i32(w);
+}

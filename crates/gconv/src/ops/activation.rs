@@ -11,26 +11,10 @@ use crate::{DType, Error, Result, Tensor};
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     const OP: &str = "relu";
     let ctx = context_of(OP, &[x])?;
-    let total = check_u32(OP, "elements", x.numel())?;
     let y = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
-    if total == 0 {
-        return Ok(y);
+    if x.numel() > 0 {
+        ctx.run(OP, |rec| record_relu(&ctx, rec, x, &y))?;
     }
-    let params = [total, 0, 0, 0];
-    ctx.run(OP, |enc| {
-        ctx.record(
-            enc,
-            &Dispatch {
-                shader: Shader::Elementwise,
-                entry: "relu_forward",
-                constants: &[("WG", f64::from(WG))],
-                params: bytemuck::cast_slice(&params),
-                buffers: &[(1, x.buffer()), (2, y.buffer())],
-                workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
-                ranges: &[],
-            },
-        )
-    })?;
     Ok(y)
 }
 
@@ -129,26 +113,10 @@ pub fn relu_backward(grad_output: &Tensor, x: &Tensor) -> Result<Tensor> {
     const OP: &str = "relu_backward";
     let ctx = context_of(OP, &[grad_output, x])?;
     same_shape(OP, grad_output, x)?;
-    let total = check_u32(OP, "elements", x.numel())?;
     let grad_x = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
-    if total == 0 {
-        return Ok(grad_x);
+    if x.numel() > 0 {
+        ctx.run(OP, |rec| record_relu_backward(&ctx, rec, x, grad_output, &grad_x))?;
     }
-    let params = [total, 0, 0, 0];
-    ctx.run(OP, |enc| {
-        ctx.record(
-            enc,
-            &Dispatch {
-                shader: Shader::Elementwise,
-                entry: "relu_backward",
-                constants: &[("WG", f64::from(WG))],
-                params: bytemuck::cast_slice(&params),
-                buffers: &[(1, x.buffer()), (2, grad_x.buffer()), (3, grad_output.buffer())],
-                workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
-                ranges: &[],
-            },
-        )
-    })?;
     Ok(grad_x)
 }
 
