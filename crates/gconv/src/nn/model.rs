@@ -11,7 +11,7 @@ use super::layer::Init;
 use super::models::{self, ModelConfig};
 use super::optim::Optimizer;
 use super::plan::{ParamState, Plan, PlanKind, Shared};
-use crate::{Context, DType, Error, Result, Tensor};
+use crate::{Context, Error, Result, Tensor};
 
 /// Loss and accuracy accumulated on the device since the last [`Model::take_metrics`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,6 +33,8 @@ pub struct Model {
     ctx: Context,
     name: String,
     graph: Graph,
+    /// Logits per sample (the last value's width), inferred once.
+    classes: usize,
     params: Vec<ParamState>,
     /// Batch norm's running statistics and batch counts, by state-dict name.
     buffers: Vec<(String, Tensor)>,
@@ -71,6 +73,7 @@ impl Model {
     /// # Errors
     /// [`Error::TooLarge`] when a parameter does not fit the device.
     pub fn from_graph(ctx: &Context, name: &str, graph: Graph, seed: u64) -> Result<Model> {
+        let classes = graph.shapes(1)?.last().and_then(|s| s.get(1).copied()).unwrap_or(0);
         let mut rng = StdRng::seed_from_u64(seed);
         let optimizer = Optimizer::adam(1e-3);
         let mut params = Vec::new();
@@ -113,6 +116,7 @@ impl Model {
         Ok(Model {
             ctx: ctx.clone(),
             name: name.to_string(),
+            classes,
             graph,
             params,
             buffers,
@@ -226,7 +230,7 @@ impl Model {
                 ),
             ));
         }
-        let classes = self.graph.shapes(1)?.last().map_or(0, |s| s[1]);
+        let classes = self.classes;
         if let Some(labels) = labels
             && let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= classes)
         {
@@ -459,10 +463,5 @@ impl Model {
             }
         }
         Ok(())
-    }
-
-    /// The dtype of every parameter (f32), for writers that need it.
-    pub fn dtype(&self) -> DType {
-        DType::F32
     }
 }

@@ -471,7 +471,6 @@ fn max_pool_nd(
     sd: usize,
     x: &Tensor,
     o: &MaxPoolOptions,
-    _with_indices: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
     PoolPlan::max(op, sd, x.shape(), o)?.forward(x)
 }
@@ -482,13 +481,11 @@ fn avg_pool_nd(op: &'static str, sd: usize, x: &Tensor, o: &AvgPoolOptions) -> R
 
 fn adaptive_nd(
     op: &'static str,
-    entry: &'static str,
+    max: bool,
     sd: usize,
     x: &Tensor,
     output_size: &Dims,
-    _with_indices: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let max = entry == "adaptive_max_pool_forward";
     PoolPlan::adaptive(op, max, sd, x.shape(), output_size)?.forward(x)
 }
 
@@ -522,7 +519,7 @@ fn avg_pool_backward_nd(
 
 fn adaptive_backward_nd(
     op: &'static str,
-    entry: &'static str,
+    max: bool,
     sd: usize,
     grad_y: &Tensor,
     x: &Tensor,
@@ -530,12 +527,10 @@ fn adaptive_backward_nd(
 ) -> Result<Tensor> {
     // The output size is grad_output's spatial size.
     let out = grad_y.shape()[grad_y.rank().saturating_sub(sd)..].to_vec();
-    let max = entry == "adaptive_max_pool_backward";
     PoolPlan::adaptive(op, max, sd, x.shape(), &out.into())?.backward(grad_y, x, indices)
 }
 
-/// The output shape of max pooling for an input shape (spatial rank from `kernel_size` when it
-/// lists every dimension, else 2).
+/// The output shape of max pooling for an input shape with `sd` spatial dimensions.
 ///
 /// # Errors
 /// As the operators, without running anything.
@@ -559,7 +554,7 @@ macro_rules! pool_fns {
         /// [`Error::InvalidArgument`] for an input of the wrong rank, bad attributes or an
         /// output size below 1.
         pub fn $max(x: &Tensor, o: &MaxPoolOptions) -> Result<Tensor> {
-            Ok(max_pool_nd(stringify!($max), $sd, x, o, false)?.0)
+            Ok(max_pool_nd(stringify!($max), $sd, x, o)?.0)
         }
 
         #[doc = concat!("[`", stringify!($max), "`] that also returns the argmax of each window (i32, ")]
@@ -568,7 +563,7 @@ macro_rules! pool_fns {
         /// # Errors
         #[doc = concat!("As [`", stringify!($max), "`].")]
         pub fn $max_idx(x: &Tensor, o: &MaxPoolOptions) -> Result<(Tensor, Tensor)> {
-            expect_indices(stringify!($max), max_pool_nd(stringify!($max), $sd, x, o, true)?)
+            expect_indices(stringify!($max), max_pool_nd(stringify!($max), $sd, x, o)?)
         }
 
         #[doc = concat!("Average pooling over ", stringify!($sd), "-D windows.")]
@@ -585,7 +580,7 @@ macro_rules! pool_fns {
         /// # Errors
         /// [`Error::InvalidArgument`] for an input of the wrong rank or a zero output size.
         pub fn $amax(x: &Tensor, output_size: impl Into<Dims>) -> Result<Tensor> {
-            Ok(adaptive_nd(stringify!($amax), "adaptive_max_pool_forward", $sd, x, &output_size.into(), false)?.0)
+            Ok(adaptive_nd(stringify!($amax), true, $sd, x, &output_size.into())?.0)
         }
 
         #[doc = concat!("[`", stringify!($amax), "`] that also returns the argmax indices.")]
@@ -593,7 +588,7 @@ macro_rules! pool_fns {
         /// # Errors
         #[doc = concat!("As [`", stringify!($amax), "`].")]
         pub fn $amax_idx(x: &Tensor, output_size: impl Into<Dims>) -> Result<(Tensor, Tensor)> {
-            expect_indices(stringify!($amax), adaptive_nd(stringify!($amax), "adaptive_max_pool_forward", $sd, x, &output_size.into(), true)?)
+            expect_indices(stringify!($amax), adaptive_nd(stringify!($amax), true, $sd, x, &output_size.into())?)
         }
 
         #[doc = concat!("Adaptive average pooling to `output_size` (", stringify!($sd), "-D); (1, ...) is global average pooling.")]
@@ -601,7 +596,7 @@ macro_rules! pool_fns {
         /// # Errors
         /// [`Error::InvalidArgument`] for an input of the wrong rank or a zero output size.
         pub fn $aavg(x: &Tensor, output_size: impl Into<Dims>) -> Result<Tensor> {
-            Ok(adaptive_nd(stringify!($aavg), "adaptive_avg_pool_forward", $sd, x, &output_size.into(), false)?.0)
+            Ok(adaptive_nd(stringify!($aavg), false, $sd, x, &output_size.into())?.0)
         }
     };
 }
@@ -636,14 +631,7 @@ macro_rules! pool_backward_fns {
         /// # Errors
         /// [`Error::InvalidArgument`] for mismatched shapes.
         pub fn $amax(grad_output: &Tensor, x: &Tensor, indices: &Tensor) -> Result<Tensor> {
-            adaptive_backward_nd(
-                stringify!($amax),
-                "adaptive_max_pool_backward",
-                $sd,
-                grad_output,
-                x,
-                Some(indices),
-            )
+            adaptive_backward_nd(stringify!($amax), true, $sd, grad_output, x, Some(indices))
         }
 
         /// Gradient of adaptive average pooling with respect to `x`; the output size is
@@ -652,14 +640,7 @@ macro_rules! pool_backward_fns {
         /// # Errors
         /// [`Error::InvalidArgument`] for mismatched shapes.
         pub fn $aavg(grad_output: &Tensor, x: &Tensor) -> Result<Tensor> {
-            adaptive_backward_nd(
-                stringify!($aavg),
-                "adaptive_avg_pool_backward",
-                $sd,
-                grad_output,
-                x,
-                None,
-            )
+            adaptive_backward_nd(stringify!($aavg), false, $sd, grad_output, x, None)
         }
     };
 }
