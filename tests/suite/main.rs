@@ -7,4 +7,5 @@ mod conformance;
 mod errors;
 mod goldens;
 mod shaders;
+mod tools;
 mod training;

@@ -1,7 +1,17 @@
 //! The `gconv` command-line tool.
 
+/// `println!` that ends the program quietly when stdout is a closed pipe (`gconv ... | head`)
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::say_line(format_args!($($arg)*)) };
+}
+
 mod bundled;
+mod filter;
+mod picture;
+mod summary;
 mod train;
+mod visualize;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -43,6 +53,34 @@ enum Cmd {
     ///
     /// Example: gconv predict --model simplecnn --checkpoint simplecnn.safetensors digit.png
     Predict(train::PredictArgs),
+    /// A model's layers: output shapes, parameters, MACs, receptive field; memory totals.
+    ///
+    /// Examples: gconv summary --model vgg16 --input 3x224x224
+    ///           gconv summary --layers "conv(3,64,k=3,p=1) relu maxpool(2) conv(64,128,k=3,s=2,p=1)" --input 3x32x32
+    Summary(summary::SummaryArgs),
+    /// Apply a classic image kernel (Sobel, Gaussian, ...) by convolution on the GPU.
+    ///
+    /// Example: gconv filter --kernel sobel assets/images/camera.png edges.png
+    Filter(filter::FilterArgs),
+    /// Pictures of a trained model: first-layer kernels or feature maps.
+    ///
+    /// Example: gconv visualize filters --model simplecnn --checkpoint simplecnn.safetensors filters.png
+    #[command(subcommand)]
+    Visualize(visualize::VisualizeCmd),
+}
+
+/// Writes one line to stdout; a closed pipe ends the program with status 0, any other write
+/// error with status 1.
+pub fn say_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
 }
 
 fn main() {
@@ -66,6 +104,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Train(args) => train::train(&context(adapter)?, &args),
         Cmd::Eval(args) => train::eval(&context(adapter)?, &args),
         Cmd::Predict(args) => train::predict(&context(adapter)?, &args),
+        Cmd::Summary(args) => summary::summary(&args),
+        Cmd::Filter(args) => filter::filter(&context(adapter)?, &args),
+        Cmd::Visualize(cmd) => visualize::visualize(&context(adapter)?, &cmd),
     }
 }
 
@@ -88,18 +129,21 @@ fn devices(requested: Option<&str>, check: bool) -> Result<()> {
         let mark = if Some(i) == chosen { "*" } else { " " };
         let info = &a.info;
         let l = &a.limits;
-        println!("{mark} [{i}] {}", info.name);
-        println!(
+        say!("{mark} [{i}] {}", info.name);
+        say!(
             "      backend {:?}, type {:?}, driver {} {}",
-            info.backend, info.device_type, info.driver, info.driver_info
+            info.backend,
+            info.device_type,
+            info.driver,
+            info.driver_info
         );
-        println!(
+        say!(
             "      max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB",
             l.max_storage_buffer_binding_size >> 20,
             l.max_buffer_size >> 20,
             l.max_compute_workgroup_storage_size >> 10
         );
-        println!(
+        say!(
             "      max workgroup size {}x{}x{} ({} invocations), {} workgroups per dimension",
             l.max_compute_workgroup_size_x,
             l.max_compute_workgroup_size_y,

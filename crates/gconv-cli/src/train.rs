@@ -146,7 +146,7 @@ fn evaluate(
     Ok(model.take_metrics()?)
 }
 
-fn input_of(model: &Model) -> Result<[usize; 3]> {
+pub(crate) fn input_of(model: &Model) -> Result<[usize; 3]> {
     let s = model.input_shape();
     if s.len() != 3 {
         bail!("model input {s:?} is not (channels, height, width)");
@@ -186,7 +186,7 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
     model.set_optimizer(optimizer)?;
     let input = input_of(&model)?;
     let interactive = !a.quiet && std::io::stderr().is_terminal();
-    println!(
+    say!(
         "{}: {} parameters on {}; {} training and {} test images, batch {}, {:?}",
         a.model.model,
         model.parameter_count(),
@@ -228,7 +228,7 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
         }
         let test_m = evaluate(&mut model, &data.test, 500, input)?;
         let images_per_sec = data.train.len() as f64 / seconds;
-        println!(
+        say!(
             "epoch {epoch}/{}: train loss {:.4}, test loss {:.4}, test accuracy {:.2}%, {:.0} images/s, {:.1} s",
             a.epochs,
             train_m.loss,
@@ -258,12 +258,12 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
     if let Some(path) = &a.save {
         let model_name = a.model.model.as_str();
         checkpoint::save(path, &model.state_dict()?, &[("model", model_name), ("format", "pt")])?;
-        println!("saved {}", path.display());
+        say!("saved {}", path.display());
     }
     Ok(())
 }
 
-fn load_model(
+pub(crate) fn load_model(
     ctx: &gconv::Context,
     name: &str,
     input_size: Option<usize>,
@@ -287,7 +287,7 @@ pub fn eval(ctx: &gconv::Context, a: &EvalArgs) -> Result<()> {
     )?;
     let input = input_of(&model)?;
     let m = evaluate(&mut model, &data.test, a.batch_size, input)?;
-    println!(
+    say!(
         "test loss {:.4}, test accuracy {:.2}% ({} images)",
         m.loss,
         100.0 * m.accuracy,
@@ -301,16 +301,7 @@ pub fn predict(ctx: &gconv::Context, a: &PredictArgs) -> Result<()> {
     let [channels, h, w] = input_of(&model)?;
     let mut batch = Vec::new();
     for path in &a.images {
-        let img = image::open(path)
-            .with_context(|| format!("cannot read {} as an image", path.display()))?
-            .to_luma8();
-        let (iw, ih) = img.dimensions();
-        let mut pixels = img.into_raw();
-        if a.invert {
-            pixels.iter_mut().for_each(|p| *p = 255 - *p);
-        }
-        let d = Dataset { pixels, labels: vec![0], rows: ih as usize, cols: iw as usize };
-        batch.extend(d.batch(&[0], [channels, h, w]).0);
+        batch.extend(image_input(path, a.invert, [channels, h, w])?);
     }
     let logits = model.predict(&batch, a.images.len())?.to_vec()?;
     let classes = logits.len() / a.images.len();
@@ -321,7 +312,20 @@ pub fn predict(ctx: &gconv::Context, a: &PredictArgs) -> Result<()> {
             .iter()
             .enumerate()
             .fold((0, &row[0]), |acc, (i, x)| if *x > *acc.1 { (i, x) } else { acc });
-        println!("{}: class {best} ({:.1}%)", path.display(), 100.0 * (v - max).exp() / sum);
+        say!("{}: class {best} ({:.1}%)", path.display(), 100.0 * (v - max).exp() / sum);
     }
     Ok(())
+}
+
+/// One image file as a model input: grey levels (inverted with `invert`), resized and given
+/// the model's channels as the training data are, then normalised.
+pub(crate) fn image_input(path: &Path, invert: bool, input: [usize; 3]) -> Result<Vec<f32>> {
+    let img = crate::picture::open(path)?.to_luma8();
+    let (iw, ih) = img.dimensions();
+    let mut pixels = img.into_raw();
+    if invert {
+        pixels.iter_mut().for_each(|p| *p = 255 - *p);
+    }
+    let d = Dataset { pixels, labels: vec![0], rows: ih as usize, cols: iw as usize };
+    Ok(d.batch(&[0], input).0)
 }

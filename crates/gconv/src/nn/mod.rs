@@ -8,6 +8,8 @@ mod model;
 pub mod models;
 mod optim;
 mod plan;
+mod spec;
+mod summary;
 
 pub use graph::{Graph, GraphParam, Node};
 pub use layer::{Init, Layer, ParamSpec};
@@ -15,3 +17,5 @@ pub use model::{Metrics, Model};
 pub use models::{MODELS, ModelConfig};
 pub use optim::Optimizer;
 pub use plan::PlanKind;
+pub use spec::parse_layers;
+pub use summary::{LayerSummary, Summary, summarize};

@@ -186,7 +186,7 @@ impl Model {
                 .collect::<Result<_>>()?;
         }
         self.step = 0;
-        self.plans.retain(|(_, kind), _| *kind == PlanKind::Eval);
+        self.plans.retain(|(_, kind), _| !matches!(kind, PlanKind::Train { .. }));
         Ok(())
     }
 
@@ -344,15 +344,23 @@ impl Model {
         Ok(self.plan(batch, PlanKind::Eval)?.logits.clone())
     }
 
-    /// The activations of every layer for the last evaluated batch of this size (input first).
+    /// Runs a batch of `batch` inputs in evaluation mode and returns every layer's output
+    /// (the input first, then one per node, by node name), each in a buffer of its own: the
+    /// feature maps a visualisation reads.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when no batch of that size was evaluated.
-    pub fn activations(&mut self, batch: usize) -> Result<Vec<(String, Tensor)>> {
+    /// As [`Model::predict`].
+    pub fn forward_capture(
+        &mut self,
+        images: &[f32],
+        batch: usize,
+    ) -> Result<Vec<(String, Tensor)>> {
+        self.upload(PlanKind::Capture, images, None, batch)?;
+        self.submit(batch, PlanKind::Capture)?;
         let names: Vec<String> = std::iter::once("input".to_string())
             .chain(self.graph.nodes.iter().map(|n| n.name.clone()))
             .collect();
-        let plan = self.plan(batch, PlanKind::Eval)?;
+        let plan = self.plan(batch, PlanKind::Capture)?;
         Ok(names.into_iter().zip(plan.values.iter().cloned()).collect())
     }
 

@@ -28,6 +28,9 @@ pub enum PlanKind {
     },
     /// Forward in evaluation mode (dropout is the identity), loss metrics when targets exist.
     Eval,
+    /// As `Eval`, but every value keeps a buffer of its own, so all the activations can be
+    /// read after the run (feature-map capture). Uses more memory than `Eval`.
+    Capture,
 }
 
 /// A parameter on the device with its gradient and optimizer state.
@@ -235,6 +238,9 @@ impl Plan {
             .map(|v| {
                 let def = v.saturating_sub(1);
                 let mut last = if v < n { v } else { t_loss };
+                if kind == PlanKind::Capture {
+                    last = 2 * n + 1;
+                }
                 if train && v < n && execs[v].backward_reads_input() {
                     last = t_bwd(v);
                 }
