@@ -4,6 +4,7 @@
 
 mod common;
 mod conformance;
+mod embedding;
 mod errors;
 mod goldens;
 mod shaders;

@@ -71,3 +71,55 @@ fn every_shader_validates_and_translates_for_vulkan_metal_and_dx12() {
         }
     }
 }
+
+/// Every entry point fits the device limits `Context::from_wgpu` demands of a host's device
+/// (`gconv::REQUIRED_LIMITS`): storage buffers it uses, workgroup size and workgroup memory.
+#[test]
+fn every_entry_point_fits_the_limits_gconv_requires() {
+    let required =
+        |name: &str| gconv::REQUIRED_LIMITS.iter().find(|l| l.0 == name).map(|l| l.1).expect(name);
+    let max_storage = required("max_storage_buffers_per_shader_stage");
+    let max_invocations = required("max_compute_invocations_per_workgroup");
+    let max_x = required("max_compute_workgroup_size_x");
+    let max_shared = required("max_compute_workgroup_storage_size");
+    for shader in Shader::ALL {
+        let name = shader.file_name();
+        let module = naga::front::wgsl::parse_str(&shader.source()).expect("parses");
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .expect("validates");
+        for ep in &module.entry_points {
+            let ep_name = ep.name.as_str();
+            let (module, info) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, ep_name)),
+                &Default::default(),
+            )
+            .expect("overrides");
+            let index = module.entry_points.iter().position(|e| e.name == ep_name).expect("ep");
+            let uses = info.get_entry_point(index);
+            let ep = &module.entry_points[index];
+            let (mut storage, mut shared) = (0u64, 0u64);
+            for (handle, var) in module.global_variables.iter() {
+                if uses[handle].is_empty() {
+                    continue;
+                }
+                match var.space {
+                    naga::AddressSpace::Storage { .. } => storage += 1,
+                    naga::AddressSpace::WorkGroup => {
+                        shared += u64::from(module.types[var.ty].inner.size(module.to_ctx()));
+                    }
+                    _ => {}
+                }
+            }
+            let [x, y, z] = ep.workgroup_size.map(u64::from);
+            assert!(storage <= max_storage, "{name}::{ep_name}: {storage} storage buffers");
+            assert!(x * y * z <= max_invocations && x <= max_x, "{name}::{ep_name}: {x}x{y}x{z}");
+            assert!(shared <= max_shared, "{name}::{ep_name}: {shared} bytes of workgroup memory");
+        }
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! - `test`: the whole suite, cheapest checks first: formatting, tidy rules, the dependency
 //!   invariant, a GPU adapter (installing lavapipe on Debian when none exists), clippy, the
-//!   tests, rustdoc, and the golden runner's summary.
+//!   tests, rustdoc, the golden runner's summary, and the library's examples (host
+//!   applications on their own wgpu device), whose results are checked.
 //! - `goldens [DIR]`: every PyTorch golden case of DIR (default tests/goldens) on the GPU and
 //!   on gconv-ref.
 
@@ -74,7 +75,66 @@ fn test() -> Result<()> {
             .args(["doc", "--workspace", "--no-deps", "--quiet"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
-    goldens(None)
+    goldens(None)?;
+    examples()
+}
+
+/// Runs a command and returns its stdout, echoing it; fails with its stderr.
+fn output(step: &str, cmd: &mut Command) -> Result<String> {
+    eprintln!("\n==> {step}");
+    let out = cmd.output().with_context(|| format!("could not start {step}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprint!("{stdout}");
+    if !out.status.success() {
+        bail!("{step} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(stdout)
+}
+
+/// The predicted class in a line like `...: class 7 (97.6%)`.
+fn predicted_class(text: &str) -> Option<u32> {
+    let rest = &text[text.find("class ")? + 6..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// The examples: the headless app's prediction on the digit its shader draws must equal
+/// `gconv predict` on the same image, and the Sobel loop must match the CPU reference (it
+/// exits with an error otherwise).
+fn examples() -> Result<()> {
+    let dir = root().join("target/xtask");
+    std::fs::create_dir_all(&dir)?;
+    let checkpoint = root().join("tests/checkpoints/simplecnn.safetensors");
+    for digit in ["7", "4"] {
+        let image = dir.join(format!("drawn-{digit}.png"));
+        let mut run_example = cargo();
+        run_example
+            .args(["run", "--quiet", "--package", "gconv", "--example", "headless_digit", "--"])
+            .args(["--digit", digit, "--save-image"])
+            .arg(&image);
+        let example = output(&format!("example headless_digit --digit {digit}"), &mut run_example)?;
+        let predict = output(
+            "gconv predict on the same image",
+            cargo()
+                .args(["run", "--quiet", "--package", "gconv-cli", "--", "predict"])
+                .args(["--model", "simplecnn", "--checkpoint"])
+                .arg(&checkpoint)
+                .arg(&image),
+        )?;
+        let (a, b) = (predicted_class(&example), predicted_class(&predict));
+        if a.is_none() || a != b {
+            bail!("the example predicted {a:?} but gconv predict {b:?} on {}", image.display());
+        }
+    }
+    let sobel = output(
+        "example sobel_loop",
+        cargo()
+            .args(["run", "--quiet", "--package", "gconv", "--example", "sobel_loop", "--"])
+            .args(["--frames", "60"]),
+    )?;
+    if !sobel.contains("matches the CPU reference") {
+        bail!("sobel_loop did not report a match with the CPU reference");
+    }
+    Ok(())
 }
 
 /// Every Rust file opens with a `//!` line saying what it is for; every shader with a `//`

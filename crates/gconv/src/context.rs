@@ -105,6 +105,21 @@ pub fn adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// A device limit: its name, the least gconv's kernels need, and how to read it.
+pub type LimitCheck = (&'static str, u64, fn(&wgpu::Limits) -> u64);
+
+/// The limits gconv's kernels need from a host's device (every shader entry point is checked
+/// against them by the test suite). WebGPU's default limits meet all of them.
+pub const REQUIRED_LIMITS: [LimitCheck; 5] = [
+    ("max_storage_buffers_per_shader_stage", 8, |l| l.max_storage_buffers_per_shader_stage.into()),
+    ("max_compute_invocations_per_workgroup", 256, |l| {
+        l.max_compute_invocations_per_workgroup.into()
+    }),
+    ("max_compute_workgroup_size_x", 256, |l| l.max_compute_workgroup_size_x.into()),
+    ("max_compute_workgroup_storage_size", 16384, |l| l.max_compute_workgroup_storage_size.into()),
+    ("max_storage_buffer_binding_size", 1 << 24, |l| l.max_storage_buffer_binding_size),
+];
+
 impl Context {
     /// A context on the preferred adapter, or the one [`ADAPTER_ENV`] names.
     ///
@@ -162,8 +177,19 @@ impl Context {
     /// Wraps a device and queue that the host application already owns, so gconv runs on the
     /// host's GPU beside its own work. gconv uses the device's limits as they are; it does not
     /// install an error handler (that stays the host's).
-    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::build(device, queue, None)
+    ///
+    /// # Errors
+    /// [`Error::Limit`] naming the first limit the device has below what gconv's kernels need
+    /// ([`REQUIRED_LIMITS`]; WebGPU's defaults all meet them).
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
+        let limits = device.limits();
+        for (name, required, get) in REQUIRED_LIMITS {
+            let actual = get(&limits);
+            if actual < required {
+                return Err(Error::Limit { name, required, actual });
+            }
+        }
+        Ok(Self::build(device, queue, None))
     }
 
     fn build(device: wgpu::Device, queue: wgpu::Queue, info: Option<wgpu::AdapterInfo>) -> Self {

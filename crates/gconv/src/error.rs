@@ -42,6 +42,16 @@ pub enum Error {
         /// The limit's value on this device.
         limit: u64,
     },
+    /// A host's device lacks a limit gconv's kernels need.
+    #[error("the device's {name} is {actual}; gconv needs at least {required}")]
+    Limit {
+        /// The wgpu limit (`max_storage_buffers_per_shader_stage`, ...).
+        name: &'static str,
+        /// What gconv needs.
+        required: u64,
+        /// What the device has.
+        actual: u64,
+    },
     /// Tensors from two different contexts (devices) were mixed in one operation.
     #[error("{op}: tensors belong to different gconv contexts (devices)")]
     ContextMismatch {

@@ -2,8 +2,6 @@
 //! group, dispatch. Operators in `ops/` validate shapes, fill a parameter struct and call
 //! `Context::record`; nothing else creates pipelines or bind groups.
 
-use wgpu::util::DeviceExt;
-
 use crate::{Context, Error, Result};
 
 /// The prelude prepended to every shader (the `WG` override and `linear_index`).
@@ -32,11 +30,13 @@ pub enum Shader {
     Dropout,
     /// `optim.wgsl`: Adam and SGD updates.
     Optim,
+    /// `texture.wgsl`: a host's image texture to a model input.
+    Texture,
 }
 
 impl Shader {
     /// Every shader, for validation and listing.
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Conv,
         Shader::Pool,
         Shader::Gemm,
@@ -47,6 +47,7 @@ impl Shader {
         Shader::Reduce,
         Shader::Dropout,
         Shader::Optim,
+        Shader::Texture,
     ];
 
     /// The file name under `shaders/`.
@@ -62,6 +63,7 @@ impl Shader {
             Shader::Reduce => "reduce.wgsl",
             Shader::Dropout => "dropout.wgsl",
             Shader::Optim => "optim.wgsl",
+            Shader::Texture => "texture.wgsl",
         }
     }
 
@@ -77,6 +79,7 @@ impl Shader {
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Shader::Dropout => include_str!("../../../shaders/dropout.wgsl"),
             Shader::Optim => include_str!("../../../shaders/optim.wgsl"),
+            Shader::Texture => include_str!("../../../shaders/texture.wgsl"),
         }
     }
 
@@ -148,6 +151,15 @@ impl Context {
     /// Creates everything one kernel launch needs (pipeline from the cache, parameter uniform,
     /// bind group), ready to be recorded any number of times.
     pub(crate) fn prepare(&self, d: &Dispatch<'_>) -> Result<Prepared> {
+        self.prepare_with(d, &[])
+    }
+
+    /// [`Context::prepare`] with bindings that are not storage buffers (a texture view).
+    pub(crate) fn prepare_with(
+        &self,
+        d: &Dispatch<'_>,
+        extra: &[wgpu::BindGroupEntry<'_>],
+    ) -> Result<Prepared> {
         let max_binding = self.binding_limit();
         let range_of = |binding: u32| d.ranges.iter().find(|r| r.0 == binding).map(|r| (r.1, r.2));
         for (binding, buffer) in d.buffers {
@@ -170,11 +182,15 @@ impl Context {
         // Uniform buffers are sized in multiples of 16 bytes.
         let mut contents = d.params.to_vec();
         contents.resize(d.params.len().div_ceil(16).max(1) * 16, 0);
-        let params = self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        // Written through the queue rather than mapped at creation: on a lost device mapping
+        // fails hard, while a queue write reports an error the caller's error scope catches.
+        let params = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(d.entry),
-            contents: &contents,
-            usage: wgpu::BufferUsages::UNIFORM,
+            size: contents.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
         });
+        self.inner.queue.write_buffer(&params, 0, &contents);
         let mut entries =
             vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
         entries.extend(d.buffers.iter().map(|(binding, b)| wgpu::BindGroupEntry {
@@ -188,6 +204,7 @@ impl Context {
                 None => b.as_entire_binding(),
             },
         }));
+        entries.extend(extra.iter().cloned());
         let bind_group = self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(d.entry),
             layout: &pipeline.get_bind_group_layout(0),

@@ -17,7 +17,10 @@
 //! ```
 //!
 //! gconv is built against wgpu 30 and re-exports it as [`gconv::wgpu`](wgpu): a host that
-//! passes its own device to [`Context::from_wgpu`] must use that same version.
+//! passes its own device to [`Context::from_wgpu`] must use that same version. A host runs a
+//! model on its own buffers or textures with an [`nn::Session`], which records into the
+//! host's command encoder; [`Tensor::from_buffer`] lets the eager operators in [`ops`] work
+//! on the host's buffers directly.
 
 mod context;
 pub mod data;
@@ -27,7 +30,10 @@ pub mod nn;
 pub mod ops;
 mod tensor;
 
-pub use context::{ADAPTER_ENV, AdapterSummary, Context, ContextOptions, ConvStrategy, adapters};
+pub use context::{
+    ADAPTER_ENV, AdapterSummary, Context, ContextOptions, ConvStrategy, LimitCheck,
+    REQUIRED_LIMITS, adapters,
+};
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor, numel};
 pub use wgpu;

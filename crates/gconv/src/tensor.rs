@@ -66,6 +66,36 @@ impl Tensor {
         Ok(Tensor { ctx: ctx.clone(), buffer, shape: shape.to_vec(), dtype })
     }
 
+    /// A tensor over the host application's own `buffer` (made on this context's device): its
+    /// first `numel(shape)` values, contiguous, in `dtype`. The eager operators then read and
+    /// write the host's memory directly, with no copy.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the buffer lacks `STORAGE` usage or is too small for
+    /// the shape.
+    pub fn from_buffer(
+        ctx: &Context,
+        buffer: &wgpu::Buffer,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::invalid("tensor", "the buffer needs STORAGE usage"));
+        }
+        let bytes = (numel(shape) as u64).saturating_mul(4);
+        if buffer.size() < bytes {
+            return Err(Error::invalid(
+                "tensor",
+                format!(
+                    "a buffer of {} bytes is too small for a {dtype} tensor of shape {shape:?} \
+                     ({bytes} bytes)",
+                    buffer.size()
+                ),
+            ));
+        }
+        Ok(Tensor { ctx: ctx.clone(), buffer: buffer.clone(), shape: shape.to_vec(), dtype })
+    }
+
     /// A tensor over an existing buffer (the executor's pooled buffers); the buffer must hold
     /// at least `numel(shape)` elements.
     pub(crate) fn view_of(

@@ -8,6 +8,7 @@ mod model;
 pub mod models;
 mod optim;
 mod plan;
+mod session;
 mod spec;
 mod summary;
 
@@ -17,5 +18,6 @@ pub use model::{Metrics, Model};
 pub use models::{MODELS, ModelConfig};
 pub use optim::Optimizer;
 pub use plan::PlanKind;
+pub use session::{Session, SessionInput};
 pub use spec::parse_layers;
 pub use summary::{LayerSummary, Summary, summarize};

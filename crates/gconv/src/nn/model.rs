@@ -190,6 +190,11 @@ impl Model {
         Ok(())
     }
 
+    /// The plan for `batch` and `kind`, compiled on first use.
+    pub(crate) fn plan_for(&mut self, batch: usize, kind: PlanKind) -> Result<&Plan> {
+        self.plan(batch, kind)
+    }
+
     fn plan(&mut self, batch: usize, kind: PlanKind) -> Result<&Plan> {
         if batch == 0 {
             return Err(Error::invalid("model", "a batch needs at least one sample"));

@@ -377,23 +377,27 @@ impl Plan {
             }
         }
         let logits = values[n].clone();
-        if logits.rank() != 2 {
+        // Training needs (N, classes) logits for the loss; inference also runs models whose
+        // output is a feature map (a filter bank), with no loss.
+        if logits.rank() != 2 && train {
             return Err(Error::invalid(
                 "plan",
-                format!("the model's output must be (N, classes), got {:?}", logits.shape()),
+                format!("training needs an (N, classes) output, got {:?}", logits.shape()),
             ));
         }
-        record_training_loss(
-            ctx,
-            rec,
-            &logits,
-            &target,
-            &losses,
-            &count,
-            &shared.one,
-            &shared.metrics,
-            grads[n].as_ref(),
-        )?;
+        if logits.rank() == 2 {
+            record_training_loss(
+                ctx,
+                rec,
+                &logits,
+                &target,
+                &losses,
+                &count,
+                &shared.one,
+                &shared.metrics,
+                grads[n].as_ref(),
+            )?;
+        }
         if train {
             let mut written = vec![false; params.len()];
             // The gradient target of a parameter: itself the first time, else its scratch
