@@ -3,6 +3,21 @@
 
 use gconv::kernel::Shader;
 
+/// The shader parsed and validated with no optional capabilities (no f64, no subgroups: only
+/// what every back end offers).
+fn validated(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
+    let name = shader.file_name();
+    let module = naga::front::wgsl::parse_str(&shader.source())
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
+    (module, info)
+}
+
 #[test]
 fn every_shader_validates_and_translates_for_vulkan_metal_and_dx12() {
     let mut on_disk: Vec<String> =
@@ -22,15 +37,7 @@ fn every_shader_validates_and_translates_for_vulkan_metal_and_dx12() {
 
     for shader in Shader::ALL {
         let name = shader.file_name();
-        let module = naga::front::wgsl::parse_str(&shader.source())
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
-        // No f64, no subgroups: only what every back end offers.
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
+        let (module, info) = validated(shader);
         assert!(!module.entry_points.is_empty(), "{name} has no entry point");
         for ep in &module.entry_points {
             let ep_name = ep.name.as_str();
@@ -84,13 +91,7 @@ fn every_entry_point_fits_the_limits_gconv_requires() {
     let max_shared = required("max_compute_workgroup_storage_size");
     for shader in Shader::ALL {
         let name = shader.file_name();
-        let module = naga::front::wgsl::parse_str(&shader.source()).expect("parses");
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .expect("validates");
+        let (module, info) = validated(shader);
         for ep in &module.entry_points {
             let ep_name = ep.name.as_str();
             let (module, info) = naga::back::pipeline_constants::process_overrides(

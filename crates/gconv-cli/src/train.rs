@@ -90,15 +90,8 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// The model: lenet5, simplecnn, convnet or vgg16.
-    #[arg(long, value_parser = MODELS)]
-    model: String,
-    /// A safetensors checkpoint with PyTorch's state-dict names.
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Input height and width (vgg16 only).
-    #[arg(long)]
-    input_size: Option<usize>,
+    #[command(flatten)]
+    trained: crate::visualize::Trained,
     /// Invert grey levels first (dark digits on light paper; MNIST is light on dark).
     #[arg(long)]
     invert: bool,
@@ -297,7 +290,7 @@ pub fn eval(ctx: &gconv::Context, a: &EvalArgs) -> Result<()> {
 }
 
 pub fn predict(ctx: &gconv::Context, a: &PredictArgs) -> Result<()> {
-    let mut model = load_model(ctx, &a.model, a.input_size, &a.checkpoint, 10)?;
+    let mut model = crate::visualize::load(ctx, &a.trained)?;
     let [channels, h, w] = input_of(&model)?;
     let mut batch = Vec::new();
     for path in &a.images {

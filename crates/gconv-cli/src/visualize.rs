@@ -23,6 +23,7 @@ pub enum VisualizeCmd {
     Features(FeaturesArgs),
 }
 
+/// A built-in model and its trained checkpoint (predict and visualize).
 #[derive(Args, Debug)]
 pub struct Trained {
     /// The model: lenet5, simplecnn, convnet or vgg16.
@@ -83,7 +84,8 @@ pub fn visualize(ctx: &gconv::Context, cmd: &VisualizeCmd) -> Result<()> {
     }
 }
 
-fn load(ctx: &gconv::Context, t: &Trained) -> Result<gconv::nn::Model> {
+/// The built-in model with the checkpoint's parameters.
+pub(crate) fn load(ctx: &gconv::Context, t: &Trained) -> Result<gconv::nn::Model> {
     train::load_model(ctx, &t.model, t.input_size, &t.checkpoint, t.classes)
 }
 
