@@ -191,11 +191,7 @@ impl Model {
     }
 
     /// The plan for `batch` and `kind`, compiled on first use.
-    pub(crate) fn plan_for(&mut self, batch: usize, kind: PlanKind) -> Result<&Plan> {
-        self.plan(batch, kind)
-    }
-
-    fn plan(&mut self, batch: usize, kind: PlanKind) -> Result<&Plan> {
+    pub(crate) fn plan(&mut self, batch: usize, kind: PlanKind) -> Result<&Plan> {
         if batch == 0 {
             return Err(Error::invalid("model", "a batch needs at least one sample"));
         }

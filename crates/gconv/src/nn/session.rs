@@ -102,7 +102,7 @@ impl Session {
         let device = model.context().device().clone();
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let built = model.plan_for(batch, kind).map(|plan| plan.target.clone());
+        let built = model.plan(batch, kind).map(|plan| plan.target.clone());
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
         if let Some(e) = validation.or(oom) {
@@ -166,7 +166,7 @@ impl Session {
                         ),
                     ));
                 }
-                let plan = self.model.plan_for(self.batch, self.kind)?;
+                let plan = self.model.plan(self.batch, self.kind)?;
                 encoder.copy_buffer_to_buffer(buffer, offset, plan.input.buffer(), 0, bytes);
             }
             SessionInput::Texture { texture, mean, std } => {
@@ -180,7 +180,7 @@ impl Session {
                 }
             }
         }
-        self.model.plan_for(self.batch, self.kind)?.replay(encoder);
+        self.model.plan(self.batch, self.kind)?.replay(encoder);
         Ok(())
     }
 
@@ -241,7 +241,7 @@ impl Session {
         let ctx = self.model.context().clone();
         let total = shape[1..].iter().product::<usize>() as u64;
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        let plan = self.model.plan_for(self.batch, self.kind)?;
+        let plan = self.model.plan(self.batch, self.kind)?;
         let prepared = ctx.prepare_with(
             &Dispatch {
                 shader: Shader::Texture,
@@ -268,7 +268,7 @@ impl Session {
     /// # Errors
     /// [`Error::Gpu`] if the plan cannot be made.
     pub fn logits(&mut self) -> Result<Tensor> {
-        Ok(self.model.plan_for(self.batch, self.kind)?.logits.clone())
+        Ok(self.model.plan(self.batch, self.kind)?.logits.clone())
     }
 
     /// Records a copy of the logits into the host's `buffer` at `offset` (bytes; needs
@@ -322,6 +322,6 @@ impl Session {
         let Some(index) = index else {
             return Err(Error::invalid("session", format!("the model has no layer {layer:?}")));
         };
-        Ok(self.model.plan_for(self.batch, self.kind)?.values[index].clone())
+        Ok(self.model.plan(self.batch, self.kind)?.values[index].clone())
     }
 }
