@@ -320,3 +320,118 @@ fn col2im(
     let n = nc + p.n_offset;
     y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;
 }
+
+@group(0) @binding(8) var col_texture: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(9) var x_flat: texture_2d<f32>;
+
+// im2col straight into the tiled GEMM's B operand (see gemm_tex.wgsl), reading x from its
+// flat texture copy (`flat_load`): texel (q, k) holds
+// rows k = (ci, kd, kh, kw) of columns j = 4q .. 4q+4, where column j is output position
+// j % P of sample n_offset + j / P. `total` is the number of columns (chunk * P); columns past
+// it and rows past C_in * taps are written as zero. Grid: (texels per row, rows rounded to 4).
+@compute @workgroup_size(8, 8, 1)
+fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let k = gid.y;
+    let taps = p.k_d * p.k_h * p.k_w;
+    let rows = (p.c_in * taps + 3u) / 4u * 4u;
+    if q * 4u >= p.total + 3u || k >= rows {
+        return;
+    }
+    var v = vec4<f32>(0.0);
+    if k < p.c_in * taps {
+        // The row's tap and channel, and the first column's sample and position; the other
+        // three columns step through the positions (divmod24: no integer division).
+        var t = divmod24(k, p.k_w);
+        let kw = t.y;
+        t = divmod24(t.x, p.k_h);
+        let kh = t.y;
+        t = divmod24(t.x, p.k_d);
+        let kd = t.y;
+        let ci = t.x;
+        let j0 = q * 4u;
+        t = divmod24(j0, p.out_d * p.out_h * p.out_w);
+        var n = t.x + p.n_offset;
+        t = divmod24(t.y, p.out_w);
+        var ow = t.y;
+        t = divmod24(t.x, p.out_h);
+        var oh = t.y;
+        var od = t.x;
+        let base_d = i32(kd * p.dil_d) - i32(p.pad_d);
+        let base_h = i32(kh * p.dil_h) - i32(p.pad_h);
+        let base_w = i32(kw * p.dil_w) - i32(p.pad_w);
+        for (var e = 0u; e < 4u; e++) {
+            let id = i32(od * p.stride_d) + base_d;
+            let ih = i32(oh * p.stride_h) + base_h;
+            let iw = i32(ow * p.stride_w) + base_w;
+            let inside = j0 + e < p.total && id >= 0 && id < i32(p.in_d) && ih >= 0
+                && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w);
+            let at = (((n * p.c_in + ci) * p.in_d + u32(max(id, 0))) * p.in_h + u32(max(ih, 0)))
+                * p.in_w + u32(max(iw, 0));
+            v[e] = select(0.0, flat_load(x_flat, at), inside);
+            ow += 1u;
+            let wrap_w = ow == p.out_w;
+            ow = select(ow, 0u, wrap_w);
+            oh = select(oh, oh + 1u, wrap_w);
+            let wrap_h = oh == p.out_h;
+            oh = select(oh, 0u, wrap_h);
+            od = select(od, od + 1u, wrap_h);
+            let wrap_d = od == p.out_d;
+            od = select(od, 0u, wrap_d);
+            n = select(n, n + 1u, wrap_d);
+        }
+    }
+    textureStore(col_texture, vec2<u32>(q, k), v);
+}
+
+@group(0) @binding(10) var col_in: texture_2d<f32>;
+
+// The window position that puts tap k on input coordinate i (as tap_source, with divmod24).
+fn tap_window(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
+    let t = i32(i + pad) - i32(k * dil);
+    let qr = divmod24(u32(max(t, 0)), stride);
+    return select(-1, i32(qr.x), t >= 0 && qr.y == 0u && qr.x < size);
+}
+
+// col2im (see above) gathering from the texture the tiled GEMM wrote grad_col into: texel
+// (j / 4, k) holds row k = (ci, taps) of columns j = (sample in chunk) * P + position.
+// `total` = chunk * C_in * input positions, below 2^24 (the host chunks so).
+@compute @workgroup_size(WG)
+fn col2im_texture(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    var t = divmod24(idx, p.in_w);
+    let iw = t.y;
+    t = divmod24(t.x, p.in_h);
+    let ih = t.y;
+    t = divmod24(t.x, p.in_d);
+    let id = t.y;
+    t = divmod24(t.x, p.c_in);
+    let ci = t.y;
+    let nc = t.x;
+    let kk_count = p.k_d * p.k_h * p.k_w;
+    let positions = p.out_d * p.out_h * p.out_w;
+    var acc = 0.0;
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        let od = tap_window(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let oh = tap_window(ih, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let ow = tap_window(iw, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
+                let k = (ci * kk_count) + (kd * p.k_h + kh) * p.k_w + kw;
+                let o = (u32(max(od, 0)) * p.out_h + u32(max(oh, 0))) * p.out_w + u32(max(ow, 0));
+                let j = nc * positions + o;
+                let v = textureLoad(col_in, vec2<u32>(j / 4u, k), 0)[j % 4u];
+                acc += select(0.0, v, od >= 0 && oh >= 0 && ow >= 0);
+            }
+        }
+    }
+    let n = nc + p.n_offset;
+    y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;
+}

@@ -25,3 +25,25 @@ fn tap_source(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32
     }
     return i32(w);
 }
+
+// Value i of a buffer copied into an rgba32f texture 1024 texels wide (`tiled::Flat`): gather
+// kernels read their inputs this way because a texel fetch is far cheaper than a storage-buffer
+// load on CPU adapters.
+fn flat_load(t: texture_2d<f32>, i: u32) -> f32 {
+    let q = i / 4u;
+    return textureLoad(t, vec2<u32>(q % 1024u, q / 1024u), 0)[i % 4u];
+}
+
+// (x / d, x % d) for x < 2^24 (d >= 1) without an integer division: CPU adapters have no vector
+// integer divide, so `/` and `%` by a uniform run lane by lane; a float estimate and one
+// correction step are exact in that range. Texture coordinates and packed-operand indices
+// (bounded by the texture size limit) stay far below it.
+fn divmod24(x: u32, d: u32) -> vec2<u32> {
+    var q = u32(f32(x) / f32(d));
+    var r = i32(x) - i32(q * d);
+    q = select(q, q - 1u, r < 0);
+    r = select(r, r + i32(d), r < 0);
+    q = select(q, q + 1u, r >= i32(d));
+    r = select(r, r - i32(d), r >= i32(d));
+    return vec2<u32>(q, u32(r));
+}

@@ -32,6 +32,19 @@ pub fn direct_ctx() -> &'static Context {
     })
 }
 
+/// A third context on the storage-buffer paths: im2col convolutions and the simple GEMM kernel
+/// (the tiled kernels' fallback where their textures do not fit), also poisoned.
+pub fn im2col_ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let ctx = Context::new().unwrap_or_else(|e| panic!("no GPU context: {e}"));
+        ctx.set_poison_outputs(true);
+        ctx.set_conv_strategy(gconv::ConvStrategy::Im2col);
+        ctx.set_gemm_strategy(gconv::GemmStrategy::Simple);
+        ctx
+    })
+}
+
 /// A deterministic generator for one family's configurations.
 pub fn rng(seed: u64) -> SmallRng {
     SmallRng::seed_from_u64(seed)

@@ -10,7 +10,7 @@ use gconv_ref::{Array, PaddingSpec};
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-use super::common::{check, ctx, direct_ctx, for_each_config, random, random_on};
+use super::common::{check, ctx, direct_ctx, for_each_config, im2col_ctx, random, random_on};
 
 const CONFIGS: usize = 200;
 
@@ -61,7 +61,12 @@ fn check_grads(
 
 #[test]
 fn random_conv_forward_and_backward_match_reference() {
-    conv_conformance(ctx(), "conv (im2col + GEMM where groups = 1)");
+    conv_conformance(ctx(), "conv (tiled where groups = 1)");
+}
+
+#[test]
+fn random_conv_forward_and_backward_match_reference_with_im2col_kernels() {
+    conv_conformance(im2col_ctx(), "conv (im2col + storage-buffer GEMM)");
 }
 
 #[test]
@@ -386,12 +391,23 @@ fn fold(g: &Array, shape: &[usize]) -> Array {
 
 #[test]
 fn random_linear_and_matmul_forward_and_backward_match_reference() {
-    for_each_config("gemm", CONFIGS, |r| {
-        // Mostly small odd sizes; one in five large enough for the GEMM's large tile.
-        let (m, k, n) = if r.random_bool(0.2) {
-            (r.random_range(120..=300), r.random_range(1..=70), r.random_range(120..=300))
-        } else {
-            (r.random_range(1..=70), r.random_range(1..=70), r.random_range(1..=70))
+    gemm_conformance(ctx(), "gemm (tiled)");
+}
+
+#[test]
+fn random_linear_and_matmul_forward_and_backward_match_reference_with_simple_gemm() {
+    gemm_conformance(im2col_ctx(), "gemm (storage-buffer kernel)");
+}
+
+fn gemm_conformance(c: &gconv::Context, family: &str) {
+    let random = |r: &mut SmallRng, shape: &[usize]| random_on(c, r, shape);
+    for_each_config(family, CONFIGS, |r| {
+        // Mostly small odd sizes; some large enough for the largest tiles, some with a long K
+        // and few output tiles, which the tiled kernel splits.
+        let (m, k, n) = match r.random_range(0..10) {
+            0 | 1 => (r.random_range(120..=300), r.random_range(1..=70), r.random_range(120..=300)),
+            2 => (r.random_range(1..=40), r.random_range(520..=900), r.random_range(1..=40)),
+            _ => (r.random_range(1..=70), r.random_range(1..=70), r.random_range(1..=70)),
         };
         if r.random_bool(0.5) {
             let mut xs: Vec<usize> = match r.random_range(0..3) {

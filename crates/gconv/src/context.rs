@@ -27,11 +27,30 @@ pub(crate) struct Inner {
     pub(crate) modules: Mutex<HashMap<crate::kernel::Shader, wgpu::ShaderModule>>,
     /// Bound where a kernel declares an optional input (a bias) that the call does not have.
     pub(crate) dummy: wgpu::Buffer,
+    /// A 1x1 storage texture bound where a kernel's texture output goes unused.
+    pub(crate) dummy_texture: wgpu::TextureView,
     pub(crate) poison_outputs: AtomicBool,
     pub(crate) conv_strategy: AtomicU8,
     /// A lower storage-binding limit than the device's (0: none), so tests can exercise the
     /// chunked paths of large tensors with small ones.
     pub(crate) binding_limit: AtomicU64,
+    pub(crate) gemm_strategy: AtomicU8,
+    /// What gconv has created and submitted so far (see [`Context::counters`]).
+    pub(crate) counters: [AtomicU64; 4],
+}
+
+/// Totals of what gconv has created and submitted on a context: a training step after the
+/// first must add nothing but one submission (the executor's invariant, checked by a test).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Buffers created (tensors, uniforms, staging buffers).
+    pub buffers: u64,
+    /// Textures created (the tiled GEMM's packed operands).
+    pub textures: u64,
+    /// Bind groups created.
+    pub bind_groups: u64,
+    /// Command buffers submitted.
+    pub submissions: u64,
 }
 
 /// How convolutions run. The direct kernels are the simple, always-correct reference; the
@@ -39,10 +58,39 @@ pub(crate) struct Inner {
 /// applies (groups = 1, forward and backward of non-transposed convolutions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvStrategy {
-    /// The fastest kernel that applies to each convolution.
+    /// The fastest kernel that applies to each convolution: [`ConvStrategy::Tiled`] where its
+    /// textures fit the device, else [`ConvStrategy::Im2col`], else [`ConvStrategy::Direct`].
     Auto,
-    /// Always the direct kernels.
+    /// Always the direct kernels (one invocation per output element).
     Direct,
+    /// im2col into a storage buffer, then the storage-buffer GEMM (`gemm.wgsl`), per sample.
+    Im2col,
+    /// im2col straight into the tiled GEMM's texture, the batch folded into the GEMM's
+    /// columns, bias and ReLU applied as the output is written (`gemm_tex.wgsl`).
+    Tiled,
+}
+
+impl ConvStrategy {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => ConvStrategy::Direct,
+            2 => ConvStrategy::Im2col,
+            3 => ConvStrategy::Tiled,
+            _ => ConvStrategy::Auto,
+        }
+    }
+}
+
+/// Which kernel runs GEMMs (linear, matmul and the GEMMs inside convolutions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmStrategy {
+    /// The tiled kernel where its textures fit the device, else the storage-buffer kernel.
+    Auto,
+    /// `gemm_tex.wgsl`: operands packed into textures, 16x16 (or 8x16, 4x16) blocks per
+    /// invocation.
+    Tiled,
+    /// `gemm.wgsl`: operands read straight from storage buffers.
+    Simple,
 }
 
 /// How [`Context::with_options`] chooses its adapter.
@@ -200,6 +248,18 @@ impl Context {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let dummy_texture = device
+            .create_texture(&wgpu::TextureDescriptor {
+                label: Some("gconv dummy texture"),
+                size: wgpu::Extent3d { width: 1, height: 1, depth_or_array_layers: 1 },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::STORAGE_BINDING,
+                view_formats: &[],
+            })
+            .create_view(&wgpu::TextureViewDescriptor::default());
         Context {
             inner: Arc::new(Inner {
                 device,
@@ -209,9 +269,12 @@ impl Context {
                 pipelines: Mutex::new(HashMap::new()),
                 modules: Mutex::new(HashMap::new()),
                 dummy,
+                dummy_texture,
                 poison_outputs: AtomicBool::new(false),
                 conv_strategy: AtomicU8::new(0),
                 binding_limit: AtomicU64::new(0),
+                gemm_strategy: AtomicU8::new(0),
+                counters: Default::default(),
             }),
         }
     }
@@ -252,20 +315,72 @@ impl Context {
     }
 
     /// Chooses how convolutions run from now on (see [`ConvStrategy`]); the environment
-    /// variable `GCONV_CONV=direct` does the same for a whole process.
+    /// variable `GCONV_CONV=direct|im2col|tiled` does the same for a whole process.
     pub fn set_conv_strategy(&self, strategy: ConvStrategy) {
         self.inner.conv_strategy.store(strategy as u8, Ordering::Relaxed);
     }
 
-    /// The convolution strategy in force.
+    /// The convolution strategy in force (the environment's, else the context's).
     pub fn conv_strategy(&self) -> ConvStrategy {
-        let forced = std::env::var("GCONV_CONV").is_ok_and(|v| v.eq_ignore_ascii_case("direct"));
-        if forced || self.inner.conv_strategy.load(Ordering::Relaxed) == ConvStrategy::Direct as u8
-        {
-            ConvStrategy::Direct
-        } else {
-            ConvStrategy::Auto
+        match std::env::var("GCONV_CONV").map(|v| v.to_ascii_lowercase()).as_deref() {
+            Ok("direct") => ConvStrategy::Direct,
+            Ok("im2col") => ConvStrategy::Im2col,
+            Ok("tiled") => ConvStrategy::Tiled,
+            _ => ConvStrategy::from_u8(self.inner.conv_strategy.load(Ordering::Relaxed)),
         }
+    }
+
+    /// Chooses the GEMM kernel from now on (see [`GemmStrategy`]); the environment variable
+    /// `GCONV_GEMM=simple|tiled` does the same for a whole process.
+    pub fn set_gemm_strategy(&self, strategy: GemmStrategy) {
+        self.inner.gemm_strategy.store(strategy as u8, Ordering::Relaxed);
+    }
+
+    /// The GEMM strategy in force (the environment's, else the context's).
+    pub fn gemm_strategy(&self) -> GemmStrategy {
+        match std::env::var("GCONV_GEMM").map(|v| v.to_ascii_lowercase()).as_deref() {
+            Ok("simple") => GemmStrategy::Simple,
+            Ok("tiled") => GemmStrategy::Tiled,
+            _ => match self.inner.gemm_strategy.load(Ordering::Relaxed) {
+                1 => GemmStrategy::Tiled,
+                2 => GemmStrategy::Simple,
+                _ => GemmStrategy::Auto,
+            },
+        }
+    }
+
+    /// What gconv has created and submitted on this context so far.
+    pub fn counters(&self) -> Counters {
+        let c = |i: usize| self.inner.counters[i].load(Ordering::Relaxed);
+        Counters { buffers: c(0), textures: c(1), bind_groups: c(2), submissions: c(3) }
+    }
+
+    pub(crate) fn create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.inner.counters[0].fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_buffer(desc)
+    }
+
+    pub(crate) fn create_texture(&self, desc: &wgpu::TextureDescriptor<'_>) -> wgpu::Texture {
+        self.inner.counters[1].fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_texture(desc)
+    }
+
+    pub(crate) fn create_bind_group(
+        &self,
+        desc: &wgpu::BindGroupDescriptor<'_>,
+    ) -> wgpu::BindGroup {
+        self.inner.counters[2].fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_bind_group(desc)
+    }
+
+    pub(crate) fn submit(&self, command: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        self.inner.counters[3].fetch_add(1, Ordering::Relaxed);
+        self.inner.queue.submit([command])
+    }
+
+    /// Whether `GCONV_LOG=debug` asks for the kernel choices to be printed.
+    pub(crate) fn log_debug(&self) -> bool {
+        std::env::var("GCONV_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug"))
     }
 
     /// The largest storage binding gconv uses: the device's `max_storage_buffer_binding_size`,

@@ -32,11 +32,15 @@ pub enum Shader {
     Optim,
     /// `texture.wgsl`: a host's image texture to a model input.
     Texture,
+    /// `pack.wgsl`: a strided view of a buffer into the tiled GEMM's texture layout.
+    Pack,
+    /// `gemm_tex.wgsl`: the tiled GEMM over packed textures.
+    GemmTex,
 }
 
 impl Shader {
     /// Every shader, for validation and listing.
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 13] = [
         Shader::Conv,
         Shader::Pool,
         Shader::Gemm,
@@ -48,6 +52,8 @@ impl Shader {
         Shader::Dropout,
         Shader::Optim,
         Shader::Texture,
+        Shader::Pack,
+        Shader::GemmTex,
     ];
 
     /// The file name under `shaders/`.
@@ -64,6 +70,8 @@ impl Shader {
             Shader::Dropout => "dropout.wgsl",
             Shader::Optim => "optim.wgsl",
             Shader::Texture => "texture.wgsl",
+            Shader::Pack => "pack.wgsl",
+            Shader::GemmTex => "gemm_tex.wgsl",
         }
     }
 
@@ -80,6 +88,8 @@ impl Shader {
             Shader::Dropout => include_str!("../../../shaders/dropout.wgsl"),
             Shader::Optim => include_str!("../../../shaders/optim.wgsl"),
             Shader::Texture => include_str!("../../../shaders/texture.wgsl"),
+            Shader::Pack => include_str!("../../../shaders/pack.wgsl"),
+            Shader::GemmTex => include_str!("../../../shaders/gemm_tex.wgsl"),
         }
     }
 
@@ -149,12 +159,8 @@ impl Context {
     }
 
     /// Creates everything one kernel launch needs (pipeline from the cache, parameter uniform,
-    /// bind group), ready to be recorded any number of times.
-    pub(crate) fn prepare(&self, d: &Dispatch<'_>) -> Result<Prepared> {
-        self.prepare_with(d, &[])
-    }
-
-    /// [`Context::prepare`] with bindings that are not storage buffers (a texture view).
+    /// bind group with `extra` bindings that are not storage buffers, such as texture views),
+    /// ready to be recorded any number of times.
     pub(crate) fn prepare_with(
         &self,
         d: &Dispatch<'_>,
@@ -184,7 +190,7 @@ impl Context {
         contents.resize(d.params.len().div_ceil(16).max(1) * 16, 0);
         // Written through the queue rather than mapped at creation: on a lost device mapping
         // fails hard, while a queue write reports an error the caller's error scope catches.
-        let params = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+        let params = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(d.entry),
             size: contents.len() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
@@ -205,7 +211,7 @@ impl Context {
             },
         }));
         entries.extend(extra.iter().cloned());
-        let bind_group = self.inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind_group = self.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(d.entry),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
@@ -221,7 +227,17 @@ impl Context {
 
     /// Records one kernel launch: at once into an encoder, or into a plan for replay.
     pub(crate) fn record(&self, rec: &mut Recorder<'_>, d: &Dispatch<'_>) -> Result<()> {
-        let prepared = self.prepare(d)?;
+        self.record_with(rec, d, &[])
+    }
+
+    /// [`Context::record`] with bindings that are not storage buffers (texture views).
+    pub(crate) fn record_with(
+        &self,
+        rec: &mut Recorder<'_>,
+        d: &Dispatch<'_>,
+        extra: &[wgpu::BindGroupEntry<'_>],
+    ) -> Result<()> {
+        let prepared = self.prepare_with(d, extra)?;
         match rec {
             Recorder::Encoder(enc) => {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -265,7 +281,7 @@ impl Context {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
         let out = f(&mut Recorder::Encoder(&mut encoder));
         if out.is_ok() {
-            self.inner.queue.submit([encoder.finish()]);
+            self.submit(encoder.finish());
         }
         let oom = pollster::block_on(oom.pop());
         let validation = pollster::block_on(validation.pop());
@@ -299,8 +315,53 @@ impl Prepared {
 pub(crate) enum Step {
     /// A kernel launch.
     Dispatch(Prepared),
-    /// A buffer-to-buffer copy (source, offset, destination, offset, bytes).
-    Copy(wgpu::Buffer, u64, wgpu::Buffer, u64, u64),
+    /// A copy between resources.
+    Copy(Copy),
+}
+
+/// A copy recorded outside compute passes.
+pub(crate) enum Copy {
+    /// Buffer to buffer: (source, offset, destination, offset, bytes).
+    Buffer(wgpu::Buffer, u64, wgpu::Buffer, u64, u64),
+    /// `height` rows of `width` rgba32f texels from `buffer` (starting at byte `offset`,
+    /// `bytes_per_row` apart) into rows `y ..` of `texture`.
+    ToTexture {
+        buffer: wgpu::Buffer,
+        offset: u64,
+        bytes_per_row: u32,
+        texture: wgpu::Texture,
+        y: u32,
+        width: u32,
+        height: u32,
+    },
+}
+
+impl Copy {
+    fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        match self {
+            Copy::Buffer(src, so, dst, doff, size) => {
+                encoder.copy_buffer_to_buffer(src, *so, dst, *doff, *size)
+            }
+            Copy::ToTexture { buffer, offset, bytes_per_row, texture, y, width, height } => encoder
+                .copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: *offset,
+                            bytes_per_row: Some(*bytes_per_row),
+                            rows_per_image: None,
+                        },
+                    },
+                    wgpu::TexelCopyTextureInfo {
+                        texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d { x: 0, y: *y, z: 0 },
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::Extent3d { width: *width, height: *height, depth_or_array_layers: 1 },
+                ),
+        }
+    }
 }
 
 /// Where kernel launches go: straight into a command encoder (eager operators), or into a plan
@@ -321,13 +382,13 @@ impl Recorder<'_> {
         dst_offset: u64,
         size: u64,
     ) {
+        self.copy_op(Copy::Buffer(src.clone(), src_offset, dst.clone(), dst_offset, size));
+    }
+
+    pub(crate) fn copy_op(&mut self, op: Copy) {
         match self {
-            Recorder::Encoder(enc) => {
-                enc.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size)
-            }
-            Recorder::Plan(steps) => {
-                steps.push(Step::Copy(src.clone(), src_offset, dst.clone(), dst_offset, size))
-            }
+            Recorder::Encoder(enc) => op.record(enc),
+            Recorder::Plan(steps) => steps.push(Step::Copy(op)),
         }
     }
 }
@@ -337,8 +398,8 @@ pub(crate) fn replay(steps: &[Step], encoder: &mut wgpu::CommandEncoder, label: 
     let mut i = 0;
     while i < steps.len() {
         match &steps[i] {
-            Step::Copy(src, so, dst, doff, size) => {
-                encoder.copy_buffer_to_buffer(src, *so, dst, *doff, *size);
+            Step::Copy(op) => {
+                op.record(encoder);
                 i += 1;
             }
             Step::Dispatch(_) => {
@@ -363,8 +424,8 @@ pub(crate) fn profile(ctx: &Context, steps: &[Step]) -> Vec<(&'static str, f64)>
         let mut encoder =
             ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         let label = match step {
-            Step::Copy(src, so, dst, doff, size) => {
-                encoder.copy_buffer_to_buffer(src, *so, dst, *doff, *size);
+            Step::Copy(op) => {
+                op.record(&mut encoder);
                 "copy"
             }
             Step::Dispatch(p) => {
@@ -377,9 +438,14 @@ pub(crate) fn profile(ctx: &Context, steps: &[Step]) -> Vec<(&'static str, f64)>
             }
         };
         let start = std::time::Instant::now();
-        ctx.queue().submit([encoder.finish()]);
+        ctx.submit(encoder.finish());
         let _ = ctx.synchronize();
         let t = start.elapsed().as_secs_f64();
+        if std::env::var_os("GCONV_PROFILE_EACH").is_some() {
+            if let Step::Dispatch(p) = step {
+                eprintln!("    {label} {:?}: {:.2} ms", p.workgroups, t * 1e3);
+            }
+        }
         match times.iter_mut().find(|(l, _)| *l == label) {
             Some(e) => e.1 += t,
             None => times.push((label, t)),

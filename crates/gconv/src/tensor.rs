@@ -55,9 +55,10 @@ impl Tensor {
                 limit,
             });
         }
-        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        let buffer = ctx.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: bytes.max(4),
+            // Whole texels: the tiled kernels copy buffers into rgba32f textures.
+            size: bytes.max(4).div_ceil(16) * 16,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
@@ -175,7 +176,7 @@ impl Tensor {
         }
         let bytes = n as u64 * 4;
         let device = self.ctx.device();
-        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.ctx.create_buffer(&wgpu::BufferDescriptor {
             label: Some("download"),
             size: bytes,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,

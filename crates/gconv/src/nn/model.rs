@@ -278,7 +278,7 @@ impl Model {
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gconv step") });
         plan.replay(&mut encoder);
-        let index = ctx.queue().submit([encoder.finish()]);
+        let index = ctx.submit(encoder.finish());
         self.in_flight.push_back(index);
         Ok(())
     }

@@ -134,9 +134,10 @@ impl Pool {
                 limit,
             });
         }
-        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        let buffer = ctx.create_buffer(&wgpu::BufferDescriptor {
             label: Some("gconv activation"),
-            size: bytes,
+            // Whole texels: the tiled kernels copy buffers into rgba32f textures.
+            size: bytes.div_ceil(16) * 16,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
@@ -333,7 +334,11 @@ impl Plan {
         let col_elems = execs
             .iter()
             .map(|e| match e {
-                Exec::Conv(p) if p.uses_gemm(ctx) => p.col_chunk(ctx).map(|c| c.1),
+                Exec::Conv(p) => match p.uses_col_scratch(ctx) {
+                    Ok(true) => p.col_chunk(ctx).map(|c| c.1),
+                    Ok(false) => Ok(0),
+                    Err(e) => Err(e),
+                },
                 _ => Ok(0),
             })
             .collect::<Result<Vec<_>>>()?

@@ -4,7 +4,8 @@ use super::{Dims, Padding, Spatial, check_bias, check_u32, context_of, to3};
 use crate::kernel::{Dispatch, Recorder};
 use crate::kernel::{Shader, WG};
 use crate::ops::gemm::Gemm;
-use crate::{Context, ConvStrategy};
+use crate::ops::tiled::{self, Epilogue, Flat, Packed, View};
+use crate::{Context, ConvStrategy, GemmStrategy};
 use crate::{DType, Error, Result, Tensor};
 
 /// Attributes of `conv1d/2d/3d`, with PyTorch's names and defaults (stride 1, padding 0,
@@ -334,6 +335,21 @@ fn dispatch<'a>(
     }
 }
 
+/// The kernel a convolution runs on (`GCONV_LOG=debug` prints the choice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvKernel {
+    /// conv.wgsl's direct kernels: transposed and grouped (depthwise) convolutions, or when
+    /// asked for.
+    Direct,
+    /// im2col into a storage buffer, one storage-buffer GEMM per sample.
+    Im2col,
+    /// im2col into a texture, `chunk` samples folded into one tiled GEMM.
+    Tiled {
+        /// Samples per GEMM.
+        chunk: usize,
+    },
+}
+
 /// A convolution or transposed convolution resolved for one input and weight shape: the
 /// geometry is checked once, then forward and backward passes are recorded into any recorder
 /// (at once for the eager operators, into a plan for the executor).
@@ -385,9 +401,102 @@ impl ConvPlan {
         Ok(())
     }
 
-    /// Whether this convolution takes the im2col + GEMM path on `ctx`.
-    pub(crate) fn uses_gemm(&self, ctx: &Context) -> bool {
-        !self.transposed && self.groups == 1 && ctx.conv_strategy() == ConvStrategy::Auto
+    /// Whether this convolution runs on the im2col kernel on `ctx`, and so needs the im2col
+    /// scratch of [`Self::col_chunk`].
+    pub(crate) fn uses_col_scratch(&self, ctx: &Context) -> Result<bool> {
+        Ok(self.kernel(ctx)? == ConvKernel::Im2col)
+    }
+
+    /// The kernel this convolution runs on, from the context's strategy and the shapes.
+    pub(crate) fn kernel(&self, ctx: &Context) -> Result<ConvKernel> {
+        let strategy = ctx.conv_strategy();
+        if self.transposed || self.groups != 1 || strategy == ConvStrategy::Direct {
+            return Ok(ConvKernel::Direct);
+        }
+        let tiled_allowed = matches!(strategy, ConvStrategy::Auto | ConvStrategy::Tiled)
+            && ctx.gemm_strategy() != GemmStrategy::Simple;
+        if tiled_allowed {
+            // The batch is folded into the GEMM's columns, `chunk` samples at a time: chunk * P
+            // columns must fit a texture's height (the weight gradient's transposed operand)
+            // and the data gradient's im2col scratch one storage binding.
+            let max = ctx.limits().max_texture_dimension_2d as usize;
+            let (k, p) = self.col_dims();
+            if p <= max && k.div_ceil(4) * 4 <= max && self.g.c_out.div_ceil(4) * 4 <= max {
+                // col2im_texture's index space (chunk * C_in * input positions) stays below
+                // 2^24, where its divmod24 is exact.
+                let per_sample = self.g.x.c * self.g.x.size.iter().product::<usize>();
+                if per_sample < 1 << 24 {
+                    let chunk = (max / p).min((1 << 24) / per_sample).max(1);
+                    return Ok(ConvKernel::Tiled { chunk });
+                }
+            }
+        }
+        Ok(ConvKernel::Im2col)
+    }
+
+    /// [`Self::kernel`] for input `x`, with the texture copy of `x` the tiled kernel reads; the
+    /// im2col kernel instead when `x` cannot be copied into one.
+    fn kernel_for(&self, ctx: &Context, x: &Tensor) -> Result<(ConvKernel, Option<Flat>)> {
+        let kernel = self.kernel(ctx)?;
+        if let ConvKernel::Tiled { .. } = kernel {
+            match Flat::new(ctx, x.numel()) {
+                Some(flat) if flat.can_copy(x.buffer()) => return Ok((kernel, Some(flat))),
+                _ => return Ok((ConvKernel::Im2col, None)),
+            }
+        }
+        Ok((kernel, None))
+    }
+
+    fn log_kernel(&self, ctx: &Context, pass: &str, kernel: ConvKernel) {
+        if ctx.log_debug() {
+            let g = &self.g;
+            eprintln!(
+                "gconv: {} {pass}: x (N {}, C {}, {:?}) -> (C {}, {:?}), groups {}: {kernel:?}",
+                self.op, g.x.n, g.x.c, g.x.size, g.c_out, g.out, self.groups
+            );
+        }
+    }
+
+    /// Records im2col of samples [n0, n0 + len) into the texture `col` (K x len*P).
+    fn record_im2col_texture(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        x: &Flat,
+        col: &Packed,
+        n0: usize,
+        len: usize,
+    ) -> Result<()> {
+        let g = &self.g;
+        let (_, p) = self.col_dims();
+        let total = check_u32(self.op, "im2col columns", len * p)?;
+        let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
+        params.n_offset = n0 as u32;
+        let groups =
+            [((len * p).div_ceil(4) as u32).div_ceil(8), (col.tex_rows as u32).div_ceil(8), 1];
+        ctx.record_with(
+            rec,
+            &dispatch("im2col_texture", &params, &[], groups),
+            &[
+                wgpu::BindGroupEntry {
+                    binding: 8,
+                    resource: wgpu::BindingResource::TextureView(&col.view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 9,
+                    resource: wgpu::BindingResource::TextureView(&x.view),
+                },
+            ],
+        )
+    }
+
+    fn packed(&self, ctx: &Context, rows: usize, cols: usize, tex_rows: usize) -> Result<Packed> {
+        Packed::new(ctx, rows, cols, tex_rows, 1).ok_or_else(|| Error::TooLarge {
+            what: format!("{}'s packed GEMM operand ({rows} x {cols})", self.op),
+            bytes: (tex_rows * cols.div_ceil(4) * 16) as u64,
+            limit_name: "max_texture_dimension_2d",
+            limit: u64::from(ctx.limits().max_texture_dimension_2d),
+        })
     }
 
     /// (K, P): the im2col rows (in channels x kernel taps) and columns (output positions).
@@ -444,6 +553,53 @@ impl ConvPlan {
         )
     }
 
+    /// Records col2im of `col` (the chunk's grad_col) into samples [n0, n0 + len) of `gx`.
+    fn record_col2im(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        col: &Tensor,
+        gx: &Tensor,
+        n0: usize,
+        len: usize,
+    ) -> Result<()> {
+        let g = &self.g;
+        let total =
+            check_u32(self.op, "input elements", len * g.x.c * g.x.size.iter().product::<usize>())?;
+        let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
+        params.n_offset = n0 as u32;
+        let buffers = [(4, gx.buffer()), (7, col.buffer())];
+        let grid = ctx.grid_1d(self.op, u64::from(total), WG)?;
+        ctx.record(rec, &dispatch("col2im", &params, &buffers, grid))
+    }
+
+    /// Records col2im from the texture `col` (the chunk's grad_col) into samples
+    /// [n0, n0 + len) of `gx`.
+    fn record_col2im_texture(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        col: &Packed,
+        gx: &Tensor,
+        n0: usize,
+        len: usize,
+    ) -> Result<()> {
+        let g = &self.g;
+        let total =
+            check_u32(self.op, "input elements", len * g.x.c * g.x.size.iter().product::<usize>())?;
+        let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
+        params.n_offset = n0 as u32;
+        let grid = ctx.grid_1d(self.op, u64::from(total), WG)?;
+        ctx.record_with(
+            rec,
+            &dispatch("col2im_texture", &params, &[(4, gx.buffer())], grid),
+            &[wgpu::BindGroupEntry {
+                binding: 10,
+                resource: wgpu::BindingResource::TextureView(&col.view),
+            }],
+        )
+    }
+
     /// Records the forward pass; `col` is an optional im2col scratch of at least
     /// [`Self::col_chunk`] elements (allocated when absent), `relu` fuses a ReLU.
     #[allow(clippy::too_many_arguments)]
@@ -466,7 +622,34 @@ impl ConvPlan {
         let total = check_u32(op, "output elements", y.numel())?;
         check_u32(op, "input elements", x.numel())?;
         check_u32(op, "weight elements", w.numel())?;
-        if self.uses_gemm(&ctx) {
+        let (kernel, flat) = self.kernel_for(&ctx, x)?;
+        self.log_kernel(&ctx, "forward", kernel);
+        if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
+            x_flat.record_copy(rec, x.buffer());
+            // y (C_out, chunk*P) = W (C_out, K) @ col (K, chunk*P), written to NCHW with the
+            // bias per channel and the ReLU applied on the way out.
+            let (k, p) = self.col_dims();
+            let a = self.packed(&ctx, g.c_out, k, g.c_out)?;
+            tiled::record_pack(&ctx, op, rec, w.buffer(), None, &View::dense(0, k, false), &a)?;
+            let col = self.packed(&ctx, k, chunk * p, k.div_ceil(4) * 4)?;
+            for n0 in (0..g.x.n).step_by(chunk) {
+                let len = chunk.min(g.x.n - n0);
+                self.record_im2col_texture(&ctx, rec, &x_flat, &col, n0, len)?;
+                let epilogue = Epilogue {
+                    view: View::channels_by_positions(n0 * g.c_out * p, g.c_out, p),
+                    range: None,
+                    texture: None,
+                    bias,
+                    bias_range: None,
+                    bias_per_row: true,
+                    relu,
+                    accumulate: false,
+                };
+                tiled::record_gemm(&ctx, op, rec, &a, &col.with_size(k, len * p), y, &epilogue)?;
+            }
+            return Ok(());
+        }
+        if kernel == ConvKernel::Im2col {
             let (k, p) = self.col_dims();
             let (chunk, _) = self.col_chunk(&ctx)?;
             let col = self.scratch(&ctx, col)?;
@@ -529,7 +712,64 @@ impl ConvPlan {
             self.check(gb, "grad_bias", &[g.c_out])?;
             crate::ops::reduce::record_channel_sum(&ctx, rec, grad_y, g.x.n, g.c_out, gb)?;
         }
-        if self.uses_gemm(&ctx) {
+        let (kernel, flat) = self.kernel_for(&ctx, x)?;
+        self.log_kernel(&ctx, "backward", kernel);
+        if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
+            x_flat.record_copy(rec, x.buffer());
+            let (k, p) = self.col_dims();
+            let cp = chunk * p;
+            // grad_W^T (K, C_out) (+)= col (K, len*P) @ grad_y^T (len*P, C_out), per chunk.
+            let col_t = self.packed(&ctx, k, cp, k.div_ceil(4) * 4)?;
+            let gy_t = self.packed(&ctx, cp, g.c_out, cp.div_ceil(4) * 4)?;
+            for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
+                let len = chunk.min(g.x.n - n0);
+                self.record_im2col_texture(&ctx, rec, &x_flat, &col_t, n0, len)?;
+                let b = gy_t.with_size(len * p, g.c_out);
+                let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p).t();
+                tiled::record_pack(&ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
+                let epilogue = Epilogue {
+                    view: View::dense(0, k, true),
+                    range: None,
+                    texture: None,
+                    bias: None,
+                    bias_range: None,
+                    bias_per_row: false,
+                    relu: false,
+                    accumulate: i > 0,
+                };
+                let a = col_t.with_size(k, len * p);
+                tiled::record_gemm(&ctx, op, rec, &a, &b, grad_w, &epilogue)?;
+            }
+            if let Some(gx) = grad_x {
+                // grad_col (K, len*P) = W^T (K, C_out) @ grad_y (C_out, len*P), into a texture
+                // that col2im_texture gathers from.
+                let w_t = self.packed(&ctx, k, g.c_out, k)?;
+                let view = View::dense(0, k, true);
+                tiled::record_pack(&ctx, op, rec, w.buffer(), None, &view, &w_t)?;
+                let gy = self.packed(&ctx, g.c_out, cp, g.c_out.div_ceil(4) * 4)?;
+                let grad_col = self.packed(&ctx, k, cp, k)?;
+                for n0 in (0..g.x.n).step_by(chunk) {
+                    let len = chunk.min(g.x.n - n0);
+                    let b = gy.with_size(g.c_out, len * p);
+                    let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p);
+                    tiled::record_pack(&ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
+                    let epilogue = Epilogue {
+                        view: View::dense(0, len * p, false),
+                        range: None,
+                        texture: Some(&grad_col),
+                        bias: None,
+                        bias_range: None,
+                        bias_per_row: false,
+                        relu: false,
+                        accumulate: false,
+                    };
+                    tiled::record_gemm(&ctx, op, rec, &w_t, &b, gx, &epilogue)?;
+                    self.record_col2im_texture(&ctx, rec, &grad_col, gx, n0, len)?;
+                }
+            }
+            return Ok(());
+        }
+        if kernel == ConvKernel::Im2col {
             let (k, p) = self.col_dims();
             let (chunk, _) = self.col_chunk(&ctx)?;
             let col = self.scratch(&ctx, col)?;
@@ -561,23 +801,7 @@ impl ConvPlan {
                     gemm.lda = k;
                     gemm.offsets.1 = n0 * g.c_out * p;
                     gemm.record(&ctx, op, rec, &col)?;
-                    let total = check_u32(
-                        op,
-                        "input elements",
-                        len * g.x.c * g.x.size.iter().product::<usize>(),
-                    )?;
-                    let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
-                    params.n_offset = n0 as u32;
-                    let buffers = [(4, gx.buffer()), (7, col.buffer())];
-                    ctx.record(
-                        rec,
-                        &dispatch(
-                            "col2im",
-                            &params,
-                            &buffers,
-                            ctx.grid_1d(op, u64::from(total), WG)?,
-                        ),
-                    )?;
+                    self.record_col2im(&ctx, rec, &col, gx, n0, len)?;
                 }
             }
             return Ok(());

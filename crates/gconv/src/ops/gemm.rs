@@ -1,9 +1,10 @@
 //! linear and matmul: the batched GEMM of `gemm.wgsl`.
 
 use super::reduce::{record_batch_sum, record_channel_sum};
+use super::tiled::{self, Epilogue, Packed, View};
 use super::{check_bias, check_u32, context_of};
 use crate::kernel::{Dispatch, Recorder, Shader};
-use crate::{Context, DType, Error, Result, Tensor};
+use crate::{Context, DType, Error, GemmStrategy, Result, Tensor};
 
 /// gemm_forward's tile: 8x8 per invocation, a workgroup of 8x8 invocations.
 const TILE: u32 = 64;
@@ -129,6 +130,9 @@ impl<'a> Gemm<'a> {
             relu: self.relu as u32,
             accumulate: self.accumulate as u32,
         };
+        if self.record_tiled(ctx, op, rec, c)? {
+            return Ok(());
+        }
         // The large tile only where there is enough work to keep every core busy with it.
         let large = self.m >= 128 && self.n >= 128;
         let (entry, tile) =
@@ -160,6 +164,61 @@ impl<'a> Gemm<'a> {
                 ranges: &self.ranges,
             },
         )
+    }
+
+    /// Records the GEMM on the tiled kernel when the strategy allows it and its textures fit;
+    /// false when it does not apply.
+    fn record_tiled(
+        &self,
+        ctx: &Context,
+        op: &'static str,
+        rec: &mut Recorder<'_>,
+        c: &Tensor,
+    ) -> Result<bool> {
+        if ctx.gemm_strategy() == GemmStrategy::Simple {
+            return Ok(false);
+        }
+        let kt = self.k * self.k_batches;
+        let kp = kt.div_ceil(4) * 4;
+        let Some(a) = Packed::new(ctx, self.m, kt, self.m, self.batch) else { return Ok(false) };
+        let Some(b) = Packed::new(ctx, kt, self.n, kp, self.batch) else { return Ok(false) };
+        let range = |binding: u32| {
+            self.ranges.iter().find(|r| r.0 == binding).map(|&(_, offset, size)| (offset, size))
+        };
+        let mut a_view = View::dense(self.offsets.0, self.lda, self.trans.0);
+        a_view.batch_stride = self.batch_strides.0;
+        if self.k_batches > 1 {
+            a_view.col_split = self.k;
+            a_view.col_split_stride = self.kb_strides.0;
+        }
+        let mut b_view = View::dense(self.offsets.1, self.ldb, self.trans.1);
+        b_view.batch_stride = self.batch_strides.1;
+        if self.k_batches > 1 {
+            b_view.row_split = self.k;
+            b_view.row_split_stride = self.kb_strides.1;
+        }
+        tiled::record_pack(ctx, op, rec, self.a.buffer(), range(1), &a_view, &a)?;
+        tiled::record_pack(ctx, op, rec, self.b.buffer(), range(2), &b_view, &b)?;
+        let mut c_view = View::dense(self.offsets.2, self.ldc, false);
+        c_view.batch_stride = self.batch_strides.2;
+        let epilogue = Epilogue {
+            view: c_view,
+            range: range(4),
+            texture: None,
+            bias: self.bias,
+            bias_range: range(3),
+            bias_per_row: self.bias_per_row,
+            relu: self.relu,
+            accumulate: self.accumulate,
+        };
+        if ctx.log_debug() {
+            eprintln!(
+                "gconv: {op}: tiled GEMM (batch {}, M {}, N {}, K {kt})",
+                self.batch, self.m, self.n
+            );
+        }
+        tiled::record_gemm(ctx, op, rec, &a, &b, c, &epilogue)?;
+        Ok(true)
     }
 
     /// Records the GEMM into a new tensor of `shape` and submits it.

@@ -11,6 +11,7 @@ pub(crate) mod loss;
 pub(crate) mod norm;
 pub(crate) mod pool;
 mod reduce;
+pub(crate) mod tiled;
 
 pub use activation::{
     log_softmax, log_softmax_backward, relu, relu_backward, softmax, softmax_backward,

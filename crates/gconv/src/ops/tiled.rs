@@ -1,0 +1,474 @@
+//! The tiled GEMM: operands packed into rgba32f textures (`pack.wgsl`, or conv.wgsl's
+//! `im2col_texture`), multiplied by `gemm_tex.wgsl` with a strided, fused epilogue.
+
+use super::check_u32;
+use crate::kernel::{Copy, Dispatch, Recorder, Shader};
+use crate::{Context, Error, Result, Tensor};
+
+/// Where element (r, c) of batch z of a matrix lives in a flat buffer:
+///
+/// ```text
+/// offset + z*batch_stride + (r / row_split)*row_split_stride + (r % row_split)*row_stride
+///        + (c / col_split)*col_split_stride + (c % col_split)*col_stride
+/// ```
+///
+/// The splits express a matrix whose rows or columns run over two axes of a tensor: a
+/// convolution's (C_out, N*P) output in NCHW.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct View {
+    pub offset: usize,
+    pub batch_stride: usize,
+    pub row_stride: usize,
+    pub row_split: usize,
+    pub row_split_stride: usize,
+    pub col_stride: usize,
+    pub col_split: usize,
+    pub col_split_stride: usize,
+}
+
+impl View {
+    /// A row-major matrix with leading dimension `ld`, or its transpose.
+    pub(crate) fn dense(offset: usize, ld: usize, transposed: bool) -> Self {
+        let (row_stride, col_stride) = if transposed { (1, ld) } else { (ld, 1) };
+        View {
+            offset,
+            batch_stride: 0,
+            row_stride,
+            row_split: usize::MAX,
+            row_split_stride: 0,
+            col_stride,
+            col_split: usize::MAX,
+            col_split_stride: 0,
+        }
+    }
+
+    /// The (channels, N*P) matrix of an NCHW tensor with `channels` channels and `p` positions
+    /// per sample: column j is position j % p of sample j / p.
+    pub(crate) fn channels_by_positions(offset: usize, channels: usize, p: usize) -> Self {
+        View {
+            offset,
+            batch_stride: 0,
+            row_stride: p,
+            row_split: usize::MAX,
+            row_split_stride: 0,
+            col_stride: 1,
+            col_split: p,
+            col_split_stride: channels * p,
+        }
+    }
+
+    /// The transpose of this view.
+    pub(crate) fn t(self) -> Self {
+        View {
+            row_stride: self.col_stride,
+            row_split: self.col_split,
+            row_split_stride: self.col_split_stride,
+            col_stride: self.row_stride,
+            col_split: self.row_split,
+            col_split_stride: self.row_split_stride,
+            ..self
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    rows: u32,
+    cols: u32,
+    tex_rows: u32,
+    tex_cols: u32,
+    batch: u32,
+    offset: u32,
+    batch_stride: u32,
+    row_stride: u32,
+    row_split: u32,
+    row_split_stride: u32,
+    col_stride: u32,
+    col_split: u32,
+    col_split_stride: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TexGemmParams {
+    m: u32,
+    n: u32,
+    k4: u32,
+    b_rows: u32,
+    batch: u32,
+    c_offset: u32,
+    c_batch_stride: u32,
+    c_row_stride: u32,
+    c_col_stride: u32,
+    c_split: u32,
+    c_split_stride: u32,
+    bias_mode: u32,
+    relu: u32,
+    accumulate: u32,
+    splits: u32,
+    k_split: u32,
+    c_texture: u32,
+}
+
+/// A packed operand: `batch` matrices of `rows` x `cols` stacked along the texture's height,
+/// `tex_rows` texture rows each (rows past `rows` are zero), four columns per texel.
+#[derive(Clone)]
+pub(crate) struct Packed {
+    pub view: wgpu::TextureView,
+    pub rows: usize,
+    pub cols: usize,
+    pub tex_rows: usize,
+    pub batch: usize,
+}
+
+impl Packed {
+    /// Texels per row.
+    pub(crate) fn tex_cols(&self) -> usize {
+        self.cols.div_ceil(4)
+    }
+
+    /// The same texture holding a smaller matrix (the last chunk of a batch).
+    pub(crate) fn with_size(&self, rows: usize, cols: usize) -> Packed {
+        Packed { rows, cols, ..self.clone() }
+    }
+
+    /// Allocates the texture for `batch` matrices of `rows` x `cols`, each padded to
+    /// `tex_rows` rows; `None` when it exceeds the device's 2-D texture size.
+    pub(crate) fn new(
+        ctx: &Context,
+        rows: usize,
+        cols: usize,
+        tex_rows: usize,
+        batch: usize,
+    ) -> Option<Packed> {
+        let (width, height) = (cols.div_ceil(4), tex_rows * batch);
+        if !fits(ctx, width, height) {
+            return None;
+        }
+        let texture = ctx.create_texture(&wgpu::TextureDescriptor {
+            label: Some("gconv packed operand"),
+            size: wgpu::Extent3d {
+                width: width as u32,
+                height: height as u32,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::STORAGE_BINDING
+                | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        Some(Packed { view, rows, cols, tex_rows, batch })
+    }
+}
+
+/// Workgroups a tiled GEMM aims for, splitting K when its output has fewer tiles.
+const WORKGROUPS_WANTED: u32 = 16;
+
+/// Whether a texture of `width` x `height` texels fits the device.
+pub(crate) fn fits(ctx: &Context, width: usize, height: usize) -> bool {
+    let max = ctx.limits().max_texture_dimension_2d as usize;
+    width >= 1 && height >= 1 && width <= max && height <= max
+}
+
+/// Splits past every index: the kernels' `divmod24` is exact below 2^24, and texture limits keep
+/// rows and columns far below that.
+const NO_SPLIT: u32 = 1 << 24;
+
+fn u(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    if v == usize::MAX { Ok(NO_SPLIT) } else { check_u32(op, what, v) }
+}
+
+/// Records the packing of `view` of `src` (bound whole, or the byte range `range`) into
+/// `target`.
+pub(crate) fn record_pack(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    src: &wgpu::Buffer,
+    range: Option<(u64, u64)>,
+    view: &View,
+    target: &Packed,
+) -> Result<()> {
+    let params = PackParams {
+        rows: u(op, "rows", target.rows)?,
+        cols: u(op, "columns", target.cols)?,
+        tex_rows: u(op, "rows", target.tex_rows)?,
+        tex_cols: u(op, "columns", target.tex_cols())?,
+        batch: u(op, "batch", target.batch)?,
+        offset: u(op, "offset", view.offset)?,
+        batch_stride: u(op, "stride", view.batch_stride)?,
+        row_stride: u(op, "stride", view.row_stride)?,
+        row_split: u(op, "stride", view.row_split)?,
+        row_split_stride: u(op, "stride", view.row_split_stride)?,
+        col_stride: u(op, "stride", view.col_stride)?,
+        col_split: u(op, "stride", view.col_split)?,
+        col_split_stride: u(op, "stride", view.col_split_stride)?,
+    };
+    if let Some(copies) = plain_rows(src, range, view, target) {
+        for op in copies {
+            rec.copy_op(op);
+        }
+        return Ok(());
+    }
+    let ranges: Vec<(u32, u64, u64)> = range.map(|(o, s)| (1, o, s)).into_iter().collect();
+    let groups = [
+        (target.tex_cols() as u32).div_ceil(8),
+        ((target.tex_rows * target.batch) as u32).div_ceil(8),
+        1,
+    ];
+    ctx.record_with(
+        rec,
+        &Dispatch {
+            shader: Shader::Pack,
+            entry: "pack",
+            constants: &[],
+            params: bytemuck::bytes_of(&params),
+            buffers: &[(1, src)],
+            workgroups: groups,
+            ranges: &ranges,
+        },
+        &[wgpu::BindGroupEntry {
+            binding: 2,
+            resource: wgpu::BindingResource::TextureView(&target.view),
+        }],
+    )
+}
+
+/// The copies that pack `view` when it is plain rows a texture copy can take as they are:
+/// row-major, four whole columns per texel, rows 256-byte aligned (wgpu's copy pitch), no
+/// padding rows to zero. `None` when the pack kernel is needed.
+fn plain_rows(
+    src: &wgpu::Buffer,
+    range: Option<(u64, u64)>,
+    view: &View,
+    target: &Packed,
+) -> Option<Vec<Copy>> {
+    let pitch = view.row_stride * 4;
+    let plain = view.col_stride == 1
+        && view.col_split == usize::MAX
+        && view.row_split == usize::MAX
+        && target.cols.is_multiple_of(4)
+        && target.tex_rows == target.rows
+        && pitch.is_multiple_of(256)
+        && view.row_stride >= target.cols
+        && view.offset.is_multiple_of(4)
+        && view.batch_stride.is_multiple_of(4)
+        && src.usage().contains(wgpu::BufferUsages::COPY_SRC);
+    if !plain {
+        return None;
+    }
+    let base = range.map_or(0, |r| r.0);
+    let copies = (0..target.batch)
+        .map(|z| Copy::ToTexture {
+            buffer: src.clone(),
+            offset: base + ((view.offset + z * view.batch_stride) * 4) as u64,
+            bytes_per_row: pitch as u32,
+            texture: target.view.texture().clone(),
+            y: (z * target.tex_rows) as u32,
+            width: target.tex_cols() as u32,
+            height: target.rows as u32,
+        })
+        .collect();
+    Some(copies)
+}
+
+/// The output side of a tiled GEMM: where C goes and what the epilogue adds.
+pub(crate) struct Epilogue<'a> {
+    /// C's layout (its `batch_stride` steps batches).
+    pub view: View,
+    /// The byte range of C's buffer bound, when C is larger than one binding.
+    pub range: Option<(u64, u64)>,
+    /// C goes to this texture in the packed layout instead (no bias, ReLU or accumulation).
+    pub texture: Option<&'a Packed>,
+    pub bias: Option<&'a Tensor>,
+    /// The byte range of the bias bound, when the GEMM covers a block of its columns.
+    pub bias_range: Option<(u64, u64)>,
+    pub bias_per_row: bool,
+    pub relu: bool,
+    pub accumulate: bool,
+}
+
+/// Records C (batch, M, N) = A B through `epilogue`: A packed as (M x K), B as (K x N), both
+/// with the same batch.
+pub(crate) fn record_gemm(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    a: &Packed,
+    b: &Packed,
+    c: &Tensor,
+    e: &Epilogue<'_>,
+) -> Result<()> {
+    let (m, n, batch) = (a.rows, b.cols, a.batch);
+    if a.cols != b.rows || a.batch != b.batch || b.tex_rows < a.tex_cols() * 4 {
+        return Err(Error::invalid(op, "tiled GEMM operands do not line up (an internal error)"));
+    }
+    if e.view.row_split != usize::MAX {
+        return Err(Error::invalid(op, "the tiled GEMM splits C's columns only"));
+    }
+    let params = TexGemmParams {
+        m: u(op, "M", m)?,
+        n: u(op, "N", n)?,
+        k4: u(op, "K", a.tex_cols())?,
+        b_rows: u(op, "K", b.tex_rows)?,
+        batch: u(op, "batch", batch)?,
+        c_offset: u(op, "offset", e.view.offset)?,
+        c_batch_stride: u(op, "stride", e.view.batch_stride)?,
+        c_row_stride: u(op, "stride", e.view.row_stride)?,
+        c_col_stride: u(op, "stride", e.view.col_stride)?,
+        c_split: u(op, "stride", e.view.col_split)?,
+        c_split_stride: u(op, "stride", e.view.col_split_stride)?,
+        bias_mode: match (e.bias, e.bias_per_row) {
+            (None, _) => 0,
+            (Some(_), false) => 1,
+            (Some(_), true) => 2,
+        },
+        relu: e.relu as u32,
+        accumulate: e.accumulate as u32,
+        splits: 1,
+        k_split: 0,
+        c_texture: 0,
+    };
+    // Rows per invocation: the workgroup covers 8 * rows of C; fewer rows for short matrices
+    // keep every invocation busy (conv1's 32 channels, a classifier's 10 outputs).
+    let (entry, rows) = match m {
+        0..=32 => ("gemm_tex_r4", 4),
+        33..=64 => ("gemm_tex_r8", 8),
+        _ => ("gemm_tex_r16", 16),
+    };
+    let tiles = (n as u32).div_ceil(128) * (m as u32).div_ceil(8 * rows) * batch as u32;
+    // Split K until there are enough workgroups for every core (lavapipe runs one workgroup
+    // per thread), keeping at least 64 texels (256 values of K) per split.
+    let k4 = a.tex_cols() as u32;
+    let splits = if e.texture.is_some() {
+        1
+    } else {
+        (WORKGROUPS_WANTED.div_ceil(tiles)).min(k4 / 64).max(1)
+    };
+    let k_split = k4.div_ceil(splits);
+    let splits = k4.div_ceil(k_split);
+    let mut params = params;
+    params.splits = splits;
+    params.k_split = k_split;
+    let groups = [(n as u32).div_ceil(128), (m as u32).div_ceil(8 * rows), batch as u32 * splits];
+    let max = ctx.limits().max_compute_workgroups_per_dimension;
+    if groups.iter().any(|&g| g > max) {
+        return Err(Error::invalid(
+            op,
+            format!("matrix sizes (batch {batch}, M {m}, N {n}) exceed the dispatch limit {max}"),
+        ));
+    }
+    let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    let mut ranges: Vec<(u32, u64, u64)> = e.range.map(|(o, s)| (4, o, s)).into_iter().collect();
+    ranges.extend(e.bias_range.filter(|_| e.bias.is_some()).map(|(o, s)| (3, o, s)));
+    // The splits' sums (a placeholder when K is not split: it must not alias the bias dummy,
+    // which is bound read-only).
+    let partial =
+        Tensor::zeros(ctx, &[if splits > 1 { batch * splits as usize * m * n } else { 1 }])?;
+    let partial_buffer = partial.buffer();
+    params.c_texture = e.texture.is_some() as u32;
+    let c_tex = e.texture.map_or(&ctx.inner.dummy_texture, |t| &t.view);
+    let textures = [
+        wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&a.view) },
+        wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&b.view) },
+        wgpu::BindGroupEntry { binding: 6, resource: wgpu::BindingResource::TextureView(c_tex) },
+    ];
+    ctx.record_with(
+        rec,
+        &Dispatch {
+            shader: Shader::GemmTex,
+            entry,
+            constants: &[],
+            params: bytemuck::bytes_of(&params),
+            buffers: &[(3, bias), (4, c.buffer()), (5, partial_buffer)],
+            workgroups: groups,
+            ranges: &ranges,
+        },
+        &textures,
+    )?;
+    if splits > 1 {
+        ctx.record(
+            rec,
+            &Dispatch {
+                shader: Shader::GemmTex,
+                entry: "gemm_tex_reduce",
+                constants: &[],
+                params: bytemuck::bytes_of(&params),
+                buffers: &[(3, bias), (4, c.buffer()), (5, partial_buffer)],
+                workgroups: [(n as u32).div_ceil(8), (m as u32).div_ceil(8), batch as u32],
+                ranges: &ranges,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Texels per row of a [`Flat`] texture (the prelude's `flat_load` assumes it).
+pub(crate) const FLAT_TEXELS: usize = 1024;
+
+/// A buffer's values in an rgba32f texture, FLAT_TEXELS texels (4 * FLAT_TEXELS values) per row,
+/// so that gather kernels read them with texel fetches instead of storage-buffer loads (one
+/// `copy_buffer_to_texture`, at memory speed).
+pub(crate) struct Flat {
+    texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    elems: usize,
+}
+
+impl Flat {
+    /// A texture for `elems` values; `None` when it exceeds the device's texture size.
+    pub(crate) fn new(ctx: &Context, elems: usize) -> Option<Flat> {
+        let height = elems.div_ceil(4 * FLAT_TEXELS);
+        if !fits(ctx, FLAT_TEXELS, height) {
+            return None;
+        }
+        let texture = ctx.create_texture(&wgpu::TextureDescriptor {
+            label: Some("gconv flat copy"),
+            size: wgpu::Extent3d {
+                width: FLAT_TEXELS as u32,
+                height: height as u32,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        Some(Flat { texture, view, elems })
+    }
+
+    /// Whether `buffer` can be copied in: it allows copies and holds whole texels.
+    pub(crate) fn can_copy(&self, buffer: &wgpu::Buffer) -> bool {
+        buffer.usage().contains(wgpu::BufferUsages::COPY_SRC)
+            && buffer.size() >= (self.elems.div_ceil(4) * 16) as u64
+    }
+
+    /// Records the copy of the buffer's first values into the texture.
+    pub(crate) fn record_copy(&self, rec: &mut Recorder<'_>, buffer: &wgpu::Buffer) {
+        let texels = self.elems.div_ceil(4);
+        let (rows, rest) = (texels / FLAT_TEXELS, texels % FLAT_TEXELS);
+        let row_bytes = (FLAT_TEXELS * 16) as u32;
+        for (y, width, height) in [(0, FLAT_TEXELS, rows), (rows, rest, 1)] {
+            if width > 0 && height > 0 {
+                rec.copy_op(Copy::ToTexture {
+                    buffer: buffer.clone(),
+                    offset: u64::from(row_bytes) * y as u64,
+                    bytes_per_row: row_bytes,
+                    texture: self.texture.clone(),
+                    y: y as u32,
+                    width: width as u32,
+                    height: height as u32,
+                });
+            }
+        }
+    }
+}

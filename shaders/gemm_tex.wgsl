@@ -1,0 +1,475 @@
+// gemm_tex.wgsl: the tiled GEMM. C = A B (+ bias) (then relu) (+ C), with A and B packed into
+// rgba32f textures first and C written to a storage buffer through a strided epilogue.
+//
+// Why textures: on CPU adapters (lavapipe) every storage-buffer load inside a loop runs as a
+// per-lane loop with a bounds check per element, about 20 cycles each, while a texel fetch is a
+// vector gather of four floats. Packing costs one pass over each operand; the multiply then
+// reads each packed texel once per 16 rows or columns of C. Discrete GPUs read textures through
+// their texture caches just as well.
+//
+// Layouts (`batch` GEMMs stacked along the texture's height):
+// - A (M x K): texel (q, z*M + m) holds A[m, 4q .. 4q+4]; columns past K are zero.
+// - B (K x N): texel (q, z*KP + k) holds B[k, 4q .. 4q+4], KP = K rounded up to 4; rows past K
+//   and columns past N are zero.
+// pack.wgsl fills either from any strided view of a buffer; im2col fills B directly
+// (conv.wgsl's `im2col_texture`).
+//
+// Each invocation computes ROWS x 16 elements of C (ROWS = 16, 8 or 4: one entry point each,
+// written out in full because CPU back ends keep local arrays in memory), a workgroup 8 x 8
+// invocations: 8*ROWS rows by 128 columns.
+
+struct TexGemmParams {
+    m: u32,
+    n: u32,
+    // Texels along K (K rounded up to 4, over 4) and B's texture rows per batch.
+    k4: u32,
+    b_rows: u32,
+    batch: u32,
+    // C[z, r, j] is at c_offset + z*c_batch_stride + r*c_row_stride + (j / c_split)*c_split_stride
+    // + (j % c_split)*c_col_stride: a convolution's (C_out, N*P) product lands in NCHW.
+    c_offset: u32,
+    c_batch_stride: u32,
+    c_row_stride: u32,
+    c_col_stride: u32,
+    c_split: u32,
+    c_split_stride: u32,
+    // 0: none, 1: bias[j] per column, 2: bias[r] per row.
+    bias_mode: u32,
+    relu: u32,
+    accumulate: u32,
+    // Split-K: grid z runs over batch * splits; split s sums texels [s*k_split, (s+1)*k_split)
+    // into `partial`, and gemm_tex_reduce adds the splits up through the epilogue. Weight
+    // gradients (small M x N, K = batch * positions) need it to keep every core busy.
+    splits: u32,
+    k_split: u32,
+    // 1: C goes to `c_tex` in the packed layout (texel (j / 4, z*M + r)), with no epilogue: a
+    // convolution's grad_col, which col2im then gathers from with texel fetches.
+    c_texture: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: TexGemmParams;
+@group(0) @binding(1) var ta: texture_2d<f32>;
+@group(0) @binding(2) var tb: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(6) var c_tex: texture_storage_2d<rgba32float, write>;
+
+fn store(z: u32, r: u32, j: u32, value: f32) {
+    if r >= p.m || j >= p.n {
+        return;
+    }
+    var v = value;
+    if p.bias_mode == 1u {
+        v += bias[j];
+    } else if p.bias_mode == 2u {
+        v += bias[r];
+    }
+    if p.relu != 0u {
+        v = max(v, 0.0);
+    }
+    let js = divmod24(j, p.c_split);
+    let at = p.c_offset + z * p.c_batch_stride + r * p.c_row_stride + js.x * p.c_split_stride
+        + js.y * p.c_col_stride;
+    if p.accumulate != 0u {
+        v += c[at];
+    }
+    c[at] = v;
+}
+
+// One split's sum: through the epilogue, or into `partial` when K is split.
+fn store_split(z: u32, split: u32, r: u32, j: u32, v: f32) {
+    if p.splits == 1u {
+        store(z, r, j, v);
+    } else if r < p.m && j < p.n {
+        partial[((z * p.splits + split) * p.m + r) * p.n + j] = v;
+    }
+}
+
+fn store4(z: u32, split: u32, r: u32, j: u32, v: vec4<f32>) {
+    if p.c_texture != 0u {
+        if r < p.m && j < p.n {
+            textureStore(c_tex, vec2<u32>(j / 4u, z * p.m + r), v);
+        }
+        return;
+    }
+    store_split(z, split, r, j, v.x);
+    store_split(z, split, r, j + 1u, v.y);
+    store_split(z, split, r, j + 2u, v.z);
+    store_split(z, split, r, j + 3u, v.w);
+}
+
+// Sums the splits of C[z, r, j] and applies the epilogue: one invocation per element.
+@compute @workgroup_size(8, 8, 1)
+fn gemm_tex_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let r = gid.y;
+    let z = gid.z;
+    if r >= p.m || j >= p.n {
+        return;
+    }
+    var sum = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        sum += partial[((z * p.splits + s) * p.m + r) * p.n + j];
+    }
+    store(z, r, j, sum);
+}
+
+// 16 rows x 16 columns of C per invocation.
+@compute @workgroup_size(8, 8, 1)
+fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let qb = gid.x * 4u;
+    let row0 = gid.y * 16u;
+    let zs = divmod24(gid.z, p.splits);
+    let z = zs.x;
+    let split = zs.y;
+    if qb * 4u >= p.n || row0 >= p.m {
+        return;
+    }
+    let last_q = (p.n - 1u) / 4u;
+    let q0 = i32(min(qb + 0u, last_q));
+    let q1 = i32(min(qb + 1u, last_q));
+    let q2 = i32(min(qb + 2u, last_q));
+    let q3 = i32(min(qb + 3u, last_q));
+    let m0 = i32(z * p.m + min(row0 + 0u, p.m - 1u));
+    let m1 = i32(z * p.m + min(row0 + 1u, p.m - 1u));
+    let m2 = i32(z * p.m + min(row0 + 2u, p.m - 1u));
+    let m3 = i32(z * p.m + min(row0 + 3u, p.m - 1u));
+    let m4 = i32(z * p.m + min(row0 + 4u, p.m - 1u));
+    let m5 = i32(z * p.m + min(row0 + 5u, p.m - 1u));
+    let m6 = i32(z * p.m + min(row0 + 6u, p.m - 1u));
+    let m7 = i32(z * p.m + min(row0 + 7u, p.m - 1u));
+    let m8 = i32(z * p.m + min(row0 + 8u, p.m - 1u));
+    let m9 = i32(z * p.m + min(row0 + 9u, p.m - 1u));
+    let m10 = i32(z * p.m + min(row0 + 10u, p.m - 1u));
+    let m11 = i32(z * p.m + min(row0 + 11u, p.m - 1u));
+    let m12 = i32(z * p.m + min(row0 + 12u, p.m - 1u));
+    let m13 = i32(z * p.m + min(row0 + 13u, p.m - 1u));
+    let m14 = i32(z * p.m + min(row0 + 14u, p.m - 1u));
+    let m15 = i32(z * p.m + min(row0 + 15u, p.m - 1u));
+    var acc0_0 = vec4<f32>(0.0); var acc0_1 = vec4<f32>(0.0); var acc0_2 = vec4<f32>(0.0); var acc0_3 = vec4<f32>(0.0);
+    var acc1_0 = vec4<f32>(0.0); var acc1_1 = vec4<f32>(0.0); var acc1_2 = vec4<f32>(0.0); var acc1_3 = vec4<f32>(0.0);
+    var acc2_0 = vec4<f32>(0.0); var acc2_1 = vec4<f32>(0.0); var acc2_2 = vec4<f32>(0.0); var acc2_3 = vec4<f32>(0.0);
+    var acc3_0 = vec4<f32>(0.0); var acc3_1 = vec4<f32>(0.0); var acc3_2 = vec4<f32>(0.0); var acc3_3 = vec4<f32>(0.0);
+    var acc4_0 = vec4<f32>(0.0); var acc4_1 = vec4<f32>(0.0); var acc4_2 = vec4<f32>(0.0); var acc4_3 = vec4<f32>(0.0);
+    var acc5_0 = vec4<f32>(0.0); var acc5_1 = vec4<f32>(0.0); var acc5_2 = vec4<f32>(0.0); var acc5_3 = vec4<f32>(0.0);
+    var acc6_0 = vec4<f32>(0.0); var acc6_1 = vec4<f32>(0.0); var acc6_2 = vec4<f32>(0.0); var acc6_3 = vec4<f32>(0.0);
+    var acc7_0 = vec4<f32>(0.0); var acc7_1 = vec4<f32>(0.0); var acc7_2 = vec4<f32>(0.0); var acc7_3 = vec4<f32>(0.0);
+    var acc8_0 = vec4<f32>(0.0); var acc8_1 = vec4<f32>(0.0); var acc8_2 = vec4<f32>(0.0); var acc8_3 = vec4<f32>(0.0);
+    var acc9_0 = vec4<f32>(0.0); var acc9_1 = vec4<f32>(0.0); var acc9_2 = vec4<f32>(0.0); var acc9_3 = vec4<f32>(0.0);
+    var acc10_0 = vec4<f32>(0.0); var acc10_1 = vec4<f32>(0.0); var acc10_2 = vec4<f32>(0.0); var acc10_3 = vec4<f32>(0.0);
+    var acc11_0 = vec4<f32>(0.0); var acc11_1 = vec4<f32>(0.0); var acc11_2 = vec4<f32>(0.0); var acc11_3 = vec4<f32>(0.0);
+    var acc12_0 = vec4<f32>(0.0); var acc12_1 = vec4<f32>(0.0); var acc12_2 = vec4<f32>(0.0); var acc12_3 = vec4<f32>(0.0);
+    var acc13_0 = vec4<f32>(0.0); var acc13_1 = vec4<f32>(0.0); var acc13_2 = vec4<f32>(0.0); var acc13_3 = vec4<f32>(0.0);
+    var acc14_0 = vec4<f32>(0.0); var acc14_1 = vec4<f32>(0.0); var acc14_2 = vec4<f32>(0.0); var acc14_3 = vec4<f32>(0.0);
+    var acc15_0 = vec4<f32>(0.0); var acc15_1 = vec4<f32>(0.0); var acc15_2 = vec4<f32>(0.0); var acc15_3 = vec4<f32>(0.0);
+    let b_base = i32(z * p.b_rows);
+    let k_lo = i32(split * p.k_split);
+    let k_hi = min(k_lo + i32(p.k_split), i32(p.k4));
+    for (var kq = k_lo; kq < k_hi; kq++) {
+        let k0 = b_base + kq * 4;
+        let b0_0 = textureLoad(tb, vec2<i32>(q0, k0 + 0), 0);
+        let b0_1 = textureLoad(tb, vec2<i32>(q1, k0 + 0), 0);
+        let b0_2 = textureLoad(tb, vec2<i32>(q2, k0 + 0), 0);
+        let b0_3 = textureLoad(tb, vec2<i32>(q3, k0 + 0), 0);
+        let b1_0 = textureLoad(tb, vec2<i32>(q0, k0 + 1), 0);
+        let b1_1 = textureLoad(tb, vec2<i32>(q1, k0 + 1), 0);
+        let b1_2 = textureLoad(tb, vec2<i32>(q2, k0 + 1), 0);
+        let b1_3 = textureLoad(tb, vec2<i32>(q3, k0 + 1), 0);
+        let b2_0 = textureLoad(tb, vec2<i32>(q0, k0 + 2), 0);
+        let b2_1 = textureLoad(tb, vec2<i32>(q1, k0 + 2), 0);
+        let b2_2 = textureLoad(tb, vec2<i32>(q2, k0 + 2), 0);
+        let b2_3 = textureLoad(tb, vec2<i32>(q3, k0 + 2), 0);
+        let b3_0 = textureLoad(tb, vec2<i32>(q0, k0 + 3), 0);
+        let b3_1 = textureLoad(tb, vec2<i32>(q1, k0 + 3), 0);
+        let b3_2 = textureLoad(tb, vec2<i32>(q2, k0 + 3), 0);
+        let b3_3 = textureLoad(tb, vec2<i32>(q3, k0 + 3), 0);
+        let a0 = textureLoad(ta, vec2<i32>(kq, m0), 0);
+        acc0_0 += a0.x * b0_0 + a0.y * b1_0 + a0.z * b2_0 + a0.w * b3_0;
+        acc0_1 += a0.x * b0_1 + a0.y * b1_1 + a0.z * b2_1 + a0.w * b3_1;
+        acc0_2 += a0.x * b0_2 + a0.y * b1_2 + a0.z * b2_2 + a0.w * b3_2;
+        acc0_3 += a0.x * b0_3 + a0.y * b1_3 + a0.z * b2_3 + a0.w * b3_3;
+        let a1 = textureLoad(ta, vec2<i32>(kq, m1), 0);
+        acc1_0 += a1.x * b0_0 + a1.y * b1_0 + a1.z * b2_0 + a1.w * b3_0;
+        acc1_1 += a1.x * b0_1 + a1.y * b1_1 + a1.z * b2_1 + a1.w * b3_1;
+        acc1_2 += a1.x * b0_2 + a1.y * b1_2 + a1.z * b2_2 + a1.w * b3_2;
+        acc1_3 += a1.x * b0_3 + a1.y * b1_3 + a1.z * b2_3 + a1.w * b3_3;
+        let a2 = textureLoad(ta, vec2<i32>(kq, m2), 0);
+        acc2_0 += a2.x * b0_0 + a2.y * b1_0 + a2.z * b2_0 + a2.w * b3_0;
+        acc2_1 += a2.x * b0_1 + a2.y * b1_1 + a2.z * b2_1 + a2.w * b3_1;
+        acc2_2 += a2.x * b0_2 + a2.y * b1_2 + a2.z * b2_2 + a2.w * b3_2;
+        acc2_3 += a2.x * b0_3 + a2.y * b1_3 + a2.z * b2_3 + a2.w * b3_3;
+        let a3 = textureLoad(ta, vec2<i32>(kq, m3), 0);
+        acc3_0 += a3.x * b0_0 + a3.y * b1_0 + a3.z * b2_0 + a3.w * b3_0;
+        acc3_1 += a3.x * b0_1 + a3.y * b1_1 + a3.z * b2_1 + a3.w * b3_1;
+        acc3_2 += a3.x * b0_2 + a3.y * b1_2 + a3.z * b2_2 + a3.w * b3_2;
+        acc3_3 += a3.x * b0_3 + a3.y * b1_3 + a3.z * b2_3 + a3.w * b3_3;
+        let a4 = textureLoad(ta, vec2<i32>(kq, m4), 0);
+        acc4_0 += a4.x * b0_0 + a4.y * b1_0 + a4.z * b2_0 + a4.w * b3_0;
+        acc4_1 += a4.x * b0_1 + a4.y * b1_1 + a4.z * b2_1 + a4.w * b3_1;
+        acc4_2 += a4.x * b0_2 + a4.y * b1_2 + a4.z * b2_2 + a4.w * b3_2;
+        acc4_3 += a4.x * b0_3 + a4.y * b1_3 + a4.z * b2_3 + a4.w * b3_3;
+        let a5 = textureLoad(ta, vec2<i32>(kq, m5), 0);
+        acc5_0 += a5.x * b0_0 + a5.y * b1_0 + a5.z * b2_0 + a5.w * b3_0;
+        acc5_1 += a5.x * b0_1 + a5.y * b1_1 + a5.z * b2_1 + a5.w * b3_1;
+        acc5_2 += a5.x * b0_2 + a5.y * b1_2 + a5.z * b2_2 + a5.w * b3_2;
+        acc5_3 += a5.x * b0_3 + a5.y * b1_3 + a5.z * b2_3 + a5.w * b3_3;
+        let a6 = textureLoad(ta, vec2<i32>(kq, m6), 0);
+        acc6_0 += a6.x * b0_0 + a6.y * b1_0 + a6.z * b2_0 + a6.w * b3_0;
+        acc6_1 += a6.x * b0_1 + a6.y * b1_1 + a6.z * b2_1 + a6.w * b3_1;
+        acc6_2 += a6.x * b0_2 + a6.y * b1_2 + a6.z * b2_2 + a6.w * b3_2;
+        acc6_3 += a6.x * b0_3 + a6.y * b1_3 + a6.z * b2_3 + a6.w * b3_3;
+        let a7 = textureLoad(ta, vec2<i32>(kq, m7), 0);
+        acc7_0 += a7.x * b0_0 + a7.y * b1_0 + a7.z * b2_0 + a7.w * b3_0;
+        acc7_1 += a7.x * b0_1 + a7.y * b1_1 + a7.z * b2_1 + a7.w * b3_1;
+        acc7_2 += a7.x * b0_2 + a7.y * b1_2 + a7.z * b2_2 + a7.w * b3_2;
+        acc7_3 += a7.x * b0_3 + a7.y * b1_3 + a7.z * b2_3 + a7.w * b3_3;
+        let a8 = textureLoad(ta, vec2<i32>(kq, m8), 0);
+        acc8_0 += a8.x * b0_0 + a8.y * b1_0 + a8.z * b2_0 + a8.w * b3_0;
+        acc8_1 += a8.x * b0_1 + a8.y * b1_1 + a8.z * b2_1 + a8.w * b3_1;
+        acc8_2 += a8.x * b0_2 + a8.y * b1_2 + a8.z * b2_2 + a8.w * b3_2;
+        acc8_3 += a8.x * b0_3 + a8.y * b1_3 + a8.z * b2_3 + a8.w * b3_3;
+        let a9 = textureLoad(ta, vec2<i32>(kq, m9), 0);
+        acc9_0 += a9.x * b0_0 + a9.y * b1_0 + a9.z * b2_0 + a9.w * b3_0;
+        acc9_1 += a9.x * b0_1 + a9.y * b1_1 + a9.z * b2_1 + a9.w * b3_1;
+        acc9_2 += a9.x * b0_2 + a9.y * b1_2 + a9.z * b2_2 + a9.w * b3_2;
+        acc9_3 += a9.x * b0_3 + a9.y * b1_3 + a9.z * b2_3 + a9.w * b3_3;
+        let a10 = textureLoad(ta, vec2<i32>(kq, m10), 0);
+        acc10_0 += a10.x * b0_0 + a10.y * b1_0 + a10.z * b2_0 + a10.w * b3_0;
+        acc10_1 += a10.x * b0_1 + a10.y * b1_1 + a10.z * b2_1 + a10.w * b3_1;
+        acc10_2 += a10.x * b0_2 + a10.y * b1_2 + a10.z * b2_2 + a10.w * b3_2;
+        acc10_3 += a10.x * b0_3 + a10.y * b1_3 + a10.z * b2_3 + a10.w * b3_3;
+        let a11 = textureLoad(ta, vec2<i32>(kq, m11), 0);
+        acc11_0 += a11.x * b0_0 + a11.y * b1_0 + a11.z * b2_0 + a11.w * b3_0;
+        acc11_1 += a11.x * b0_1 + a11.y * b1_1 + a11.z * b2_1 + a11.w * b3_1;
+        acc11_2 += a11.x * b0_2 + a11.y * b1_2 + a11.z * b2_2 + a11.w * b3_2;
+        acc11_3 += a11.x * b0_3 + a11.y * b1_3 + a11.z * b2_3 + a11.w * b3_3;
+        let a12 = textureLoad(ta, vec2<i32>(kq, m12), 0);
+        acc12_0 += a12.x * b0_0 + a12.y * b1_0 + a12.z * b2_0 + a12.w * b3_0;
+        acc12_1 += a12.x * b0_1 + a12.y * b1_1 + a12.z * b2_1 + a12.w * b3_1;
+        acc12_2 += a12.x * b0_2 + a12.y * b1_2 + a12.z * b2_2 + a12.w * b3_2;
+        acc12_3 += a12.x * b0_3 + a12.y * b1_3 + a12.z * b2_3 + a12.w * b3_3;
+        let a13 = textureLoad(ta, vec2<i32>(kq, m13), 0);
+        acc13_0 += a13.x * b0_0 + a13.y * b1_0 + a13.z * b2_0 + a13.w * b3_0;
+        acc13_1 += a13.x * b0_1 + a13.y * b1_1 + a13.z * b2_1 + a13.w * b3_1;
+        acc13_2 += a13.x * b0_2 + a13.y * b1_2 + a13.z * b2_2 + a13.w * b3_2;
+        acc13_3 += a13.x * b0_3 + a13.y * b1_3 + a13.z * b2_3 + a13.w * b3_3;
+        let a14 = textureLoad(ta, vec2<i32>(kq, m14), 0);
+        acc14_0 += a14.x * b0_0 + a14.y * b1_0 + a14.z * b2_0 + a14.w * b3_0;
+        acc14_1 += a14.x * b0_1 + a14.y * b1_1 + a14.z * b2_1 + a14.w * b3_1;
+        acc14_2 += a14.x * b0_2 + a14.y * b1_2 + a14.z * b2_2 + a14.w * b3_2;
+        acc14_3 += a14.x * b0_3 + a14.y * b1_3 + a14.z * b2_3 + a14.w * b3_3;
+        let a15 = textureLoad(ta, vec2<i32>(kq, m15), 0);
+        acc15_0 += a15.x * b0_0 + a15.y * b1_0 + a15.z * b2_0 + a15.w * b3_0;
+        acc15_1 += a15.x * b0_1 + a15.y * b1_1 + a15.z * b2_1 + a15.w * b3_1;
+        acc15_2 += a15.x * b0_2 + a15.y * b1_2 + a15.z * b2_2 + a15.w * b3_2;
+        acc15_3 += a15.x * b0_3 + a15.y * b1_3 + a15.z * b2_3 + a15.w * b3_3;
+    }
+    // One call site for the epilogue: 64 inlined copies would bloat the kernel.
+    var out: array<vec4<f32>, 64>;
+    out[0] = acc0_0; out[1] = acc0_1; out[2] = acc0_2; out[3] = acc0_3;
+    out[4] = acc1_0; out[5] = acc1_1; out[6] = acc1_2; out[7] = acc1_3;
+    out[8] = acc2_0; out[9] = acc2_1; out[10] = acc2_2; out[11] = acc2_3;
+    out[12] = acc3_0; out[13] = acc3_1; out[14] = acc3_2; out[15] = acc3_3;
+    out[16] = acc4_0; out[17] = acc4_1; out[18] = acc4_2; out[19] = acc4_3;
+    out[20] = acc5_0; out[21] = acc5_1; out[22] = acc5_2; out[23] = acc5_3;
+    out[24] = acc6_0; out[25] = acc6_1; out[26] = acc6_2; out[27] = acc6_3;
+    out[28] = acc7_0; out[29] = acc7_1; out[30] = acc7_2; out[31] = acc7_3;
+    out[32] = acc8_0; out[33] = acc8_1; out[34] = acc8_2; out[35] = acc8_3;
+    out[36] = acc9_0; out[37] = acc9_1; out[38] = acc9_2; out[39] = acc9_3;
+    out[40] = acc10_0; out[41] = acc10_1; out[42] = acc10_2; out[43] = acc10_3;
+    out[44] = acc11_0; out[45] = acc11_1; out[46] = acc11_2; out[47] = acc11_3;
+    out[48] = acc12_0; out[49] = acc12_1; out[50] = acc12_2; out[51] = acc12_3;
+    out[52] = acc13_0; out[53] = acc13_1; out[54] = acc13_2; out[55] = acc13_3;
+    out[56] = acc14_0; out[57] = acc14_1; out[58] = acc14_2; out[59] = acc14_3;
+    out[60] = acc15_0; out[61] = acc15_1; out[62] = acc15_2; out[63] = acc15_3;
+    for (var i = 0u; i < 64u; i++) {
+        store4(z, split, row0 + i / 4u, (qb + i % 4u) * 4u, out[i]);
+    }
+}
+
+// 8 rows x 16 columns of C per invocation.
+@compute @workgroup_size(8, 8, 1)
+fn gemm_tex_r8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let qb = gid.x * 4u;
+    let row0 = gid.y * 8u;
+    let zs = divmod24(gid.z, p.splits);
+    let z = zs.x;
+    let split = zs.y;
+    if qb * 4u >= p.n || row0 >= p.m {
+        return;
+    }
+    let last_q = (p.n - 1u) / 4u;
+    let q0 = i32(min(qb + 0u, last_q));
+    let q1 = i32(min(qb + 1u, last_q));
+    let q2 = i32(min(qb + 2u, last_q));
+    let q3 = i32(min(qb + 3u, last_q));
+    let m0 = i32(z * p.m + min(row0 + 0u, p.m - 1u));
+    let m1 = i32(z * p.m + min(row0 + 1u, p.m - 1u));
+    let m2 = i32(z * p.m + min(row0 + 2u, p.m - 1u));
+    let m3 = i32(z * p.m + min(row0 + 3u, p.m - 1u));
+    let m4 = i32(z * p.m + min(row0 + 4u, p.m - 1u));
+    let m5 = i32(z * p.m + min(row0 + 5u, p.m - 1u));
+    let m6 = i32(z * p.m + min(row0 + 6u, p.m - 1u));
+    let m7 = i32(z * p.m + min(row0 + 7u, p.m - 1u));
+    var acc0_0 = vec4<f32>(0.0); var acc0_1 = vec4<f32>(0.0); var acc0_2 = vec4<f32>(0.0); var acc0_3 = vec4<f32>(0.0);
+    var acc1_0 = vec4<f32>(0.0); var acc1_1 = vec4<f32>(0.0); var acc1_2 = vec4<f32>(0.0); var acc1_3 = vec4<f32>(0.0);
+    var acc2_0 = vec4<f32>(0.0); var acc2_1 = vec4<f32>(0.0); var acc2_2 = vec4<f32>(0.0); var acc2_3 = vec4<f32>(0.0);
+    var acc3_0 = vec4<f32>(0.0); var acc3_1 = vec4<f32>(0.0); var acc3_2 = vec4<f32>(0.0); var acc3_3 = vec4<f32>(0.0);
+    var acc4_0 = vec4<f32>(0.0); var acc4_1 = vec4<f32>(0.0); var acc4_2 = vec4<f32>(0.0); var acc4_3 = vec4<f32>(0.0);
+    var acc5_0 = vec4<f32>(0.0); var acc5_1 = vec4<f32>(0.0); var acc5_2 = vec4<f32>(0.0); var acc5_3 = vec4<f32>(0.0);
+    var acc6_0 = vec4<f32>(0.0); var acc6_1 = vec4<f32>(0.0); var acc6_2 = vec4<f32>(0.0); var acc6_3 = vec4<f32>(0.0);
+    var acc7_0 = vec4<f32>(0.0); var acc7_1 = vec4<f32>(0.0); var acc7_2 = vec4<f32>(0.0); var acc7_3 = vec4<f32>(0.0);
+    let b_base = i32(z * p.b_rows);
+    let k_lo = i32(split * p.k_split);
+    let k_hi = min(k_lo + i32(p.k_split), i32(p.k4));
+    for (var kq = k_lo; kq < k_hi; kq++) {
+        let k0 = b_base + kq * 4;
+        let b0_0 = textureLoad(tb, vec2<i32>(q0, k0 + 0), 0);
+        let b0_1 = textureLoad(tb, vec2<i32>(q1, k0 + 0), 0);
+        let b0_2 = textureLoad(tb, vec2<i32>(q2, k0 + 0), 0);
+        let b0_3 = textureLoad(tb, vec2<i32>(q3, k0 + 0), 0);
+        let b1_0 = textureLoad(tb, vec2<i32>(q0, k0 + 1), 0);
+        let b1_1 = textureLoad(tb, vec2<i32>(q1, k0 + 1), 0);
+        let b1_2 = textureLoad(tb, vec2<i32>(q2, k0 + 1), 0);
+        let b1_3 = textureLoad(tb, vec2<i32>(q3, k0 + 1), 0);
+        let b2_0 = textureLoad(tb, vec2<i32>(q0, k0 + 2), 0);
+        let b2_1 = textureLoad(tb, vec2<i32>(q1, k0 + 2), 0);
+        let b2_2 = textureLoad(tb, vec2<i32>(q2, k0 + 2), 0);
+        let b2_3 = textureLoad(tb, vec2<i32>(q3, k0 + 2), 0);
+        let b3_0 = textureLoad(tb, vec2<i32>(q0, k0 + 3), 0);
+        let b3_1 = textureLoad(tb, vec2<i32>(q1, k0 + 3), 0);
+        let b3_2 = textureLoad(tb, vec2<i32>(q2, k0 + 3), 0);
+        let b3_3 = textureLoad(tb, vec2<i32>(q3, k0 + 3), 0);
+        let a0 = textureLoad(ta, vec2<i32>(kq, m0), 0);
+        acc0_0 += a0.x * b0_0 + a0.y * b1_0 + a0.z * b2_0 + a0.w * b3_0;
+        acc0_1 += a0.x * b0_1 + a0.y * b1_1 + a0.z * b2_1 + a0.w * b3_1;
+        acc0_2 += a0.x * b0_2 + a0.y * b1_2 + a0.z * b2_2 + a0.w * b3_2;
+        acc0_3 += a0.x * b0_3 + a0.y * b1_3 + a0.z * b2_3 + a0.w * b3_3;
+        let a1 = textureLoad(ta, vec2<i32>(kq, m1), 0);
+        acc1_0 += a1.x * b0_0 + a1.y * b1_0 + a1.z * b2_0 + a1.w * b3_0;
+        acc1_1 += a1.x * b0_1 + a1.y * b1_1 + a1.z * b2_1 + a1.w * b3_1;
+        acc1_2 += a1.x * b0_2 + a1.y * b1_2 + a1.z * b2_2 + a1.w * b3_2;
+        acc1_3 += a1.x * b0_3 + a1.y * b1_3 + a1.z * b2_3 + a1.w * b3_3;
+        let a2 = textureLoad(ta, vec2<i32>(kq, m2), 0);
+        acc2_0 += a2.x * b0_0 + a2.y * b1_0 + a2.z * b2_0 + a2.w * b3_0;
+        acc2_1 += a2.x * b0_1 + a2.y * b1_1 + a2.z * b2_1 + a2.w * b3_1;
+        acc2_2 += a2.x * b0_2 + a2.y * b1_2 + a2.z * b2_2 + a2.w * b3_2;
+        acc2_3 += a2.x * b0_3 + a2.y * b1_3 + a2.z * b2_3 + a2.w * b3_3;
+        let a3 = textureLoad(ta, vec2<i32>(kq, m3), 0);
+        acc3_0 += a3.x * b0_0 + a3.y * b1_0 + a3.z * b2_0 + a3.w * b3_0;
+        acc3_1 += a3.x * b0_1 + a3.y * b1_1 + a3.z * b2_1 + a3.w * b3_1;
+        acc3_2 += a3.x * b0_2 + a3.y * b1_2 + a3.z * b2_2 + a3.w * b3_2;
+        acc3_3 += a3.x * b0_3 + a3.y * b1_3 + a3.z * b2_3 + a3.w * b3_3;
+        let a4 = textureLoad(ta, vec2<i32>(kq, m4), 0);
+        acc4_0 += a4.x * b0_0 + a4.y * b1_0 + a4.z * b2_0 + a4.w * b3_0;
+        acc4_1 += a4.x * b0_1 + a4.y * b1_1 + a4.z * b2_1 + a4.w * b3_1;
+        acc4_2 += a4.x * b0_2 + a4.y * b1_2 + a4.z * b2_2 + a4.w * b3_2;
+        acc4_3 += a4.x * b0_3 + a4.y * b1_3 + a4.z * b2_3 + a4.w * b3_3;
+        let a5 = textureLoad(ta, vec2<i32>(kq, m5), 0);
+        acc5_0 += a5.x * b0_0 + a5.y * b1_0 + a5.z * b2_0 + a5.w * b3_0;
+        acc5_1 += a5.x * b0_1 + a5.y * b1_1 + a5.z * b2_1 + a5.w * b3_1;
+        acc5_2 += a5.x * b0_2 + a5.y * b1_2 + a5.z * b2_2 + a5.w * b3_2;
+        acc5_3 += a5.x * b0_3 + a5.y * b1_3 + a5.z * b2_3 + a5.w * b3_3;
+        let a6 = textureLoad(ta, vec2<i32>(kq, m6), 0);
+        acc6_0 += a6.x * b0_0 + a6.y * b1_0 + a6.z * b2_0 + a6.w * b3_0;
+        acc6_1 += a6.x * b0_1 + a6.y * b1_1 + a6.z * b2_1 + a6.w * b3_1;
+        acc6_2 += a6.x * b0_2 + a6.y * b1_2 + a6.z * b2_2 + a6.w * b3_2;
+        acc6_3 += a6.x * b0_3 + a6.y * b1_3 + a6.z * b2_3 + a6.w * b3_3;
+        let a7 = textureLoad(ta, vec2<i32>(kq, m7), 0);
+        acc7_0 += a7.x * b0_0 + a7.y * b1_0 + a7.z * b2_0 + a7.w * b3_0;
+        acc7_1 += a7.x * b0_1 + a7.y * b1_1 + a7.z * b2_1 + a7.w * b3_1;
+        acc7_2 += a7.x * b0_2 + a7.y * b1_2 + a7.z * b2_2 + a7.w * b3_2;
+        acc7_3 += a7.x * b0_3 + a7.y * b1_3 + a7.z * b2_3 + a7.w * b3_3;
+    }
+    // One call site for the epilogue: 32 inlined copies would bloat the kernel.
+    var out: array<vec4<f32>, 32>;
+    out[0] = acc0_0; out[1] = acc0_1; out[2] = acc0_2; out[3] = acc0_3;
+    out[4] = acc1_0; out[5] = acc1_1; out[6] = acc1_2; out[7] = acc1_3;
+    out[8] = acc2_0; out[9] = acc2_1; out[10] = acc2_2; out[11] = acc2_3;
+    out[12] = acc3_0; out[13] = acc3_1; out[14] = acc3_2; out[15] = acc3_3;
+    out[16] = acc4_0; out[17] = acc4_1; out[18] = acc4_2; out[19] = acc4_3;
+    out[20] = acc5_0; out[21] = acc5_1; out[22] = acc5_2; out[23] = acc5_3;
+    out[24] = acc6_0; out[25] = acc6_1; out[26] = acc6_2; out[27] = acc6_3;
+    out[28] = acc7_0; out[29] = acc7_1; out[30] = acc7_2; out[31] = acc7_3;
+    for (var i = 0u; i < 32u; i++) {
+        store4(z, split, row0 + i / 4u, (qb + i % 4u) * 4u, out[i]);
+    }
+}
+
+// 4 rows x 16 columns of C per invocation.
+@compute @workgroup_size(8, 8, 1)
+fn gemm_tex_r4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let qb = gid.x * 4u;
+    let row0 = gid.y * 4u;
+    let zs = divmod24(gid.z, p.splits);
+    let z = zs.x;
+    let split = zs.y;
+    if qb * 4u >= p.n || row0 >= p.m {
+        return;
+    }
+    let last_q = (p.n - 1u) / 4u;
+    let q0 = i32(min(qb + 0u, last_q));
+    let q1 = i32(min(qb + 1u, last_q));
+    let q2 = i32(min(qb + 2u, last_q));
+    let q3 = i32(min(qb + 3u, last_q));
+    let m0 = i32(z * p.m + min(row0 + 0u, p.m - 1u));
+    let m1 = i32(z * p.m + min(row0 + 1u, p.m - 1u));
+    let m2 = i32(z * p.m + min(row0 + 2u, p.m - 1u));
+    let m3 = i32(z * p.m + min(row0 + 3u, p.m - 1u));
+    var acc0_0 = vec4<f32>(0.0); var acc0_1 = vec4<f32>(0.0); var acc0_2 = vec4<f32>(0.0); var acc0_3 = vec4<f32>(0.0);
+    var acc1_0 = vec4<f32>(0.0); var acc1_1 = vec4<f32>(0.0); var acc1_2 = vec4<f32>(0.0); var acc1_3 = vec4<f32>(0.0);
+    var acc2_0 = vec4<f32>(0.0); var acc2_1 = vec4<f32>(0.0); var acc2_2 = vec4<f32>(0.0); var acc2_3 = vec4<f32>(0.0);
+    var acc3_0 = vec4<f32>(0.0); var acc3_1 = vec4<f32>(0.0); var acc3_2 = vec4<f32>(0.0); var acc3_3 = vec4<f32>(0.0);
+    let b_base = i32(z * p.b_rows);
+    let k_lo = i32(split * p.k_split);
+    let k_hi = min(k_lo + i32(p.k_split), i32(p.k4));
+    for (var kq = k_lo; kq < k_hi; kq++) {
+        let k0 = b_base + kq * 4;
+        let b0_0 = textureLoad(tb, vec2<i32>(q0, k0 + 0), 0);
+        let b0_1 = textureLoad(tb, vec2<i32>(q1, k0 + 0), 0);
+        let b0_2 = textureLoad(tb, vec2<i32>(q2, k0 + 0), 0);
+        let b0_3 = textureLoad(tb, vec2<i32>(q3, k0 + 0), 0);
+        let b1_0 = textureLoad(tb, vec2<i32>(q0, k0 + 1), 0);
+        let b1_1 = textureLoad(tb, vec2<i32>(q1, k0 + 1), 0);
+        let b1_2 = textureLoad(tb, vec2<i32>(q2, k0 + 1), 0);
+        let b1_3 = textureLoad(tb, vec2<i32>(q3, k0 + 1), 0);
+        let b2_0 = textureLoad(tb, vec2<i32>(q0, k0 + 2), 0);
+        let b2_1 = textureLoad(tb, vec2<i32>(q1, k0 + 2), 0);
+        let b2_2 = textureLoad(tb, vec2<i32>(q2, k0 + 2), 0);
+        let b2_3 = textureLoad(tb, vec2<i32>(q3, k0 + 2), 0);
+        let b3_0 = textureLoad(tb, vec2<i32>(q0, k0 + 3), 0);
+        let b3_1 = textureLoad(tb, vec2<i32>(q1, k0 + 3), 0);
+        let b3_2 = textureLoad(tb, vec2<i32>(q2, k0 + 3), 0);
+        let b3_3 = textureLoad(tb, vec2<i32>(q3, k0 + 3), 0);
+        let a0 = textureLoad(ta, vec2<i32>(kq, m0), 0);
+        acc0_0 += a0.x * b0_0 + a0.y * b1_0 + a0.z * b2_0 + a0.w * b3_0;
+        acc0_1 += a0.x * b0_1 + a0.y * b1_1 + a0.z * b2_1 + a0.w * b3_1;
+        acc0_2 += a0.x * b0_2 + a0.y * b1_2 + a0.z * b2_2 + a0.w * b3_2;
+        acc0_3 += a0.x * b0_3 + a0.y * b1_3 + a0.z * b2_3 + a0.w * b3_3;
+        let a1 = textureLoad(ta, vec2<i32>(kq, m1), 0);
+        acc1_0 += a1.x * b0_0 + a1.y * b1_0 + a1.z * b2_0 + a1.w * b3_0;
+        acc1_1 += a1.x * b0_1 + a1.y * b1_1 + a1.z * b2_1 + a1.w * b3_1;
+        acc1_2 += a1.x * b0_2 + a1.y * b1_2 + a1.z * b2_2 + a1.w * b3_2;
+        acc1_3 += a1.x * b0_3 + a1.y * b1_3 + a1.z * b2_3 + a1.w * b3_3;
+        let a2 = textureLoad(ta, vec2<i32>(kq, m2), 0);
+        acc2_0 += a2.x * b0_0 + a2.y * b1_0 + a2.z * b2_0 + a2.w * b3_0;
+        acc2_1 += a2.x * b0_1 + a2.y * b1_1 + a2.z * b2_1 + a2.w * b3_1;
+        acc2_2 += a2.x * b0_2 + a2.y * b1_2 + a2.z * b2_2 + a2.w * b3_2;
+        acc2_3 += a2.x * b0_3 + a2.y * b1_3 + a2.z * b2_3 + a2.w * b3_3;
+        let a3 = textureLoad(ta, vec2<i32>(kq, m3), 0);
+        acc3_0 += a3.x * b0_0 + a3.y * b1_0 + a3.z * b2_0 + a3.w * b3_0;
+        acc3_1 += a3.x * b0_1 + a3.y * b1_1 + a3.z * b2_1 + a3.w * b3_1;
+        acc3_2 += a3.x * b0_2 + a3.y * b1_2 + a3.z * b2_2 + a3.w * b3_2;
+        acc3_3 += a3.x * b0_3 + a3.y * b1_3 + a3.z * b2_3 + a3.w * b3_3;
+    }
+    // One call site for the epilogue: 16 inlined copies would bloat the kernel.
+    var out: array<vec4<f32>, 16>;
+    out[0] = acc0_0; out[1] = acc0_1; out[2] = acc0_2; out[3] = acc0_3;
+    out[4] = acc1_0; out[5] = acc1_1; out[6] = acc1_2; out[7] = acc1_3;
+    out[8] = acc2_0; out[9] = acc2_1; out[10] = acc2_2; out[11] = acc2_3;
+    out[12] = acc3_0; out[13] = acc3_1; out[14] = acc3_2; out[15] = acc3_3;
+    for (var i = 0u; i < 16u; i++) {
+        store4(z, split, row0 + i / 4u, (qb + i % 4u) * 4u, out[i]);
+    }
+}
