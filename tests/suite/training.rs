@@ -371,3 +371,31 @@ fn vgg16_trains_at_224_and_fits_a_fixed_batch() {
     // 1.54 on lavapipe); a quarter is the bar.
     assert!(losses[19] < 0.75 * losses[0], "the loss did not fall: {losses:?}");
 }
+
+#[test]
+fn training_steps_after_the_first_allocate_nothing_and_submit_once() {
+    // Its own context: the shared one is busy with other tests' work, and the counters are
+    // per context.
+    let own = gconv::Context::new().expect("context");
+    let mut model = Model::from_graph(&own, "steps", small_graph(), 3).expect("model");
+    let batch = 8;
+    let x: Vec<f32> = (0..batch * 84).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
+    let labels: Vec<i32> = (0..batch as i32).map(|i| i % 3).collect();
+    model.train_step(&x, &labels).expect("first step");
+    own.synchronize().expect("sync");
+    let before = own.counters();
+    let steps = 5;
+    for _ in 0..steps {
+        model.train_step(&x, &labels).expect("step");
+    }
+    let after = own.counters();
+    assert_eq!(after.buffers, before.buffers, "buffers created by later steps");
+    assert_eq!(after.textures, before.textures, "textures created by later steps");
+    assert_eq!(after.bind_groups, before.bind_groups, "bind groups created by later steps");
+    assert_eq!(after.submissions - before.submissions, steps, "submissions per step");
+    // The counters do count: the first step created the plan.
+    assert!(before.buffers > 0 && before.bind_groups > 0 && before.submissions >= 1);
+    assert!(before.textures > 0, "the plan's convolution should run on the tiled kernel");
+    let metrics = model.take_metrics().expect("metrics");
+    assert!(metrics.loss.is_finite(), "{metrics:?}");
+}
