@@ -441,3 +441,41 @@ fn adaptive_max_pool_backward(
     }
     grad_x[idx] = adaptive_backward(idx, true);
 }
+
+@group(0) @binding(7) var grad_y_flat: texture_2d<f32>;
+@group(0) @binding(8) var indices_flat: texture_2d<i32>;
+
+// max_pool_backward for windows that do not overlap (stride >= kernel, dilation 1), the usual
+// 2x2/2: each input lies in at most one window, o = (i + pad) / stride per dimension, so there
+// is no loop; grad_y and the indices are read from texture copies (flat_load). `total` < 2^24.
+@compute @workgroup_size(WG)
+fn max_pool_backward_disjoint(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    var t = divmod24(idx, p.in_w);
+    let iw = t.y;
+    t = divmod24(t.x, p.in_h);
+    let ih = t.y;
+    t = divmod24(t.x, p.in_d);
+    let id = t.y;
+    let plane = t.x;
+    let od = divmod24(id + p.pad_d, p.stride_d);
+    let oh = divmod24(ih + p.pad_h, p.stride_h);
+    let ow = divmod24(iw + p.pad_w, p.stride_w);
+    let inside = od.x < p.out_d && oh.x < p.out_h && ow.x < p.out_w && od.y < p.k_d
+        && oh.y < p.k_h && ow.y < p.k_w;
+    let o = ((plane * p.out_d + min(od.x, p.out_d - 1u)) * p.out_h + min(oh.x, p.out_h - 1u))
+        * p.out_w + min(ow.x, p.out_w - 1u);
+    let q = o / 4u;
+    let at = vec2<u32>(q % 1024u, q / 1024u);
+    let chosen = textureLoad(indices_flat, at, 0)[o % 4u];
+    let g = textureLoad(grad_y_flat, at, 0)[o % 4u];
+    let flat = i32((id * p.in_h + ih) * p.in_w + iw);
+    grad_x[idx] = select(0.0, g, inside && chosen == flat);
+}

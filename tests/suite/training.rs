@@ -378,7 +378,7 @@ fn training_steps_after_the_first_allocate_nothing_and_submit_once() {
     // per context.
     let own = gconv::Context::new().expect("context");
     let mut model = Model::from_graph(&own, "steps", small_graph(), 3).expect("model");
-    let batch = 8;
+    let batch: usize = 8;
     let x: Vec<f32> = (0..batch * 84).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
     let labels: Vec<i32> = (0..batch as i32).map(|i| i % 3).collect();
     model.train_step(&x, &labels).expect("first step");

@@ -6,6 +6,9 @@
 //!   applications on their own wgpu device), whose results are checked.
 //! - `goldens [DIR]`: every PyTorch golden case of DIR (default tests/goldens) on the GPU and
 //!   on gconv-ref.
+//! - `bench [--quick] [--json FILE]`: gconv-bench (GEMM against the CPU's SGEMM, convolution
+//!   layers, pooling, training and inference speed, a VGG16 step), built in release mode;
+//!   `--quick` runs a small subset once each in the test profile (`test` runs it last).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,8 +41,12 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("goldens") => goldens(args.get(1).map(PathBuf::from)),
+        Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test | cargo xtask goldens [DIR]");
+            eprintln!(
+                "usage: cargo xtask test | cargo xtask goldens [DIR] | \
+                 cargo xtask bench [--quick] [--json FILE]"
+            );
             std::process::exit(2);
         }
     }
@@ -55,6 +62,32 @@ fn goldens(dir: Option<PathBuf>) -> Result<()> {
         cmd.arg(dir);
     }
     run("goldens", &mut cmd)
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    let quick = args.iter().any(|a| a == "--quick");
+    cmd.args(["run", "--quiet", "--package", "gconv-bench"]);
+    if !quick {
+        cmd.arg("--release");
+    }
+    cmd.arg("--");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => {
+                cmd.arg(arg);
+            }
+            "--json" => {
+                let file = it.next().context("--json needs a file name")?;
+                // Relative to where the user stands, not to the workspace root cargo runs in.
+                let path = std::env::current_dir()?.join(file);
+                cmd.arg("--json").arg(path);
+            }
+            other => bail!("unknown bench argument {other:?} (expected --quick, --json FILE)"),
+        }
+    }
+    run("bench", &mut cmd)
 }
 
 fn test() -> Result<()> {
@@ -76,7 +109,9 @@ fn test() -> Result<()> {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     goldens(None)?;
-    examples()
+    examples()?;
+    // Benchmarks are not timed tests: this only checks that every one of them runs.
+    bench(&["--quick".to_string()])
 }
 
 /// Runs a command and returns its stdout, echoing it; fails with its stderr.

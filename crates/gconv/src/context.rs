@@ -36,7 +36,7 @@ pub(crate) struct Inner {
     pub(crate) binding_limit: AtomicU64,
     pub(crate) gemm_strategy: AtomicU8,
     /// What gconv has created and submitted so far (see [`Context::counters`]).
-    pub(crate) counters: [AtomicU64; 4],
+    pub(crate) counters: [AtomicU64; 5],
 }
 
 /// Totals of what gconv has created and submitted on a context: a training step after the
@@ -51,6 +51,10 @@ pub struct Counters {
     pub bind_groups: u64,
     /// Command buffers submitted.
     pub submissions: u64,
+    /// Bytes of every buffer and texture created (whether since freed or not): on a context
+    /// that only trains one model, where plans keep everything they allocate, the peak of
+    /// gconv's device memory.
+    pub bytes: u64,
 }
 
 /// How convolutions run. The direct kernels are the simple, always-correct reference; the
@@ -352,16 +356,28 @@ impl Context {
     /// What gconv has created and submitted on this context so far.
     pub fn counters(&self) -> Counters {
         let c = |i: usize| self.inner.counters[i].load(Ordering::Relaxed);
-        Counters { buffers: c(0), textures: c(1), bind_groups: c(2), submissions: c(3) }
+        Counters {
+            buffers: c(0),
+            textures: c(1),
+            bind_groups: c(2),
+            submissions: c(3),
+            bytes: c(4),
+        }
     }
 
     pub(crate) fn create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
         self.inner.counters[0].fetch_add(1, Ordering::Relaxed);
+        self.inner.counters[4].fetch_add(desc.size, Ordering::Relaxed);
         self.inner.device.create_buffer(desc)
     }
 
     pub(crate) fn create_texture(&self, desc: &wgpu::TextureDescriptor<'_>) -> wgpu::Texture {
         self.inner.counters[1].fetch_add(1, Ordering::Relaxed);
+        let texel = u64::from(desc.format.block_copy_size(None).unwrap_or(16));
+        let size = desc.size;
+        let texels =
+            u64::from(size.width) * u64::from(size.height) * u64::from(size.depth_or_array_layers);
+        self.inner.counters[4].fetch_add(texels * texel, Ordering::Relaxed);
         self.inner.device.create_texture(desc)
     }
 

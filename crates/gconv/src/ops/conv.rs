@@ -424,9 +424,15 @@ impl ConvPlan {
             if p <= max && k.div_ceil(4) * 4 <= max && self.g.c_out.div_ceil(4) * 4 <= max {
                 // col2im_texture's index space (chunk * C_in * input positions) stays below
                 // 2^24, where its divmod24 is exact.
+                // Its textures hold chunk * P columns of K (rounded up to 4) rows each, within
+                // tiled::TEXTURE_BUDGET.
                 let per_sample = self.g.x.c * self.g.x.size.iter().product::<usize>();
-                if per_sample < 1 << 24 {
-                    let chunk = (max / p).min((1 << 24) / per_sample).max(1);
+                let texture_per_sample = k.div_ceil(4) * 4 * p * 4;
+                if per_sample < 1 << 24 && texture_per_sample <= tiled::TEXTURE_BUDGET {
+                    let chunk = (max / p)
+                        .min((1 << 24) / per_sample)
+                        .min(tiled::TEXTURE_BUDGET / texture_per_sample)
+                        .max(1);
                     return Ok(ConvKernel::Tiled { chunk });
                 }
             }

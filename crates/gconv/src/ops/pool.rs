@@ -2,6 +2,7 @@
 
 use super::{Dims, Spatial, check_u32, context_of, to3};
 use crate::kernel::{Dispatch, Recorder, Shader, WG};
+use crate::ops::tiled::Flat;
 use crate::{Context, DType, Error, Result, Tensor};
 
 /// Attributes of `max_pool1d/2d/3d`, with PyTorch's names and defaults.
@@ -419,7 +420,19 @@ impl PoolPlan {
         self.check(grad_x, "grad_input", &self.x_shape, DType::F32)?;
         let total = check_u32(op, "input elements", grad_x.numel())?;
         check_u32(op, "output elements", grad_y.numel())?;
+        if let (PoolKind::Max, Some(i)) = (self.kind, indices) {
+            self.check_indices(&ctx, i, &out)?;
+            if self.record_disjoint_backward(&ctx, rec, grad_y, i, grad_x, total)? {
+                return Ok(());
+            }
+        }
         let mut buffers = vec![(4, grad_y.buffer()), (5, grad_x.buffer())];
+        if let (PoolKind::Max, Some(i)) = (self.kind, indices) {
+            self.check_indices(&ctx, i, &out)?;
+            if self.record_disjoint_backward(&ctx, rec, grad_y, i, grad_x, total)? {
+                return Ok(());
+            }
+        }
         let entry = match (self.kind, indices) {
             (PoolKind::Max | PoolKind::AdaptiveMax, Some(i)) => {
                 self.check_indices(&ctx, i, &out)?;
@@ -444,6 +457,59 @@ impl PoolPlan {
             }
         };
         self.run(&ctx, rec, entry, total, &buffers)
+    }
+
+    /// max_pool_backward_disjoint, when windows do not overlap (stride >= kernel, dilation 1)
+    /// and the gradient and indices can be copied into textures; false otherwise.
+    fn record_disjoint_backward(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        grad_y: &Tensor,
+        indices: &Tensor,
+        grad_x: &Tensor,
+        total: u32,
+    ) -> Result<bool> {
+        let w = &self.win;
+        let disjoint = (0..w.kernel.len())
+            .all(|d| w.dilation[d] == 1 && w.stride[d] >= w.kernel[d] && w.stride[d] >= 1);
+        if !disjoint || total >= 1 << 24 {
+            return Ok(false);
+        }
+        let (Some(gy), Some(ix)) =
+            (Flat::new(ctx, grad_y.numel()), Flat::new_i32(ctx, indices.numel()))
+        else {
+            return Ok(false);
+        };
+        if !gy.can_copy(grad_y.buffer()) || !ix.can_copy(indices.buffer()) {
+            return Ok(false);
+        }
+        gy.record_copy(rec, grad_y.buffer());
+        ix.record_copy(rec, indices.buffer());
+        let params = self.params(total)?;
+        ctx.record_with(
+            rec,
+            &Dispatch {
+                shader: Shader::Pool,
+                entry: "max_pool_backward_disjoint",
+                constants: &[("WG", f64::from(WG))],
+                params: bytemuck::bytes_of(&params),
+                buffers: &[(5, grad_x.buffer())],
+                workgroups: ctx.grid_1d(self.op, u64::from(total), WG)?,
+                ranges: &[],
+            },
+            &[
+                wgpu::BindGroupEntry {
+                    binding: 7,
+                    resource: wgpu::BindingResource::TextureView(&gy.view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 8,
+                    resource: wgpu::BindingResource::TextureView(&ix.view),
+                },
+            ],
+        )?;
+        Ok(true)
     }
 
     fn forward(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {

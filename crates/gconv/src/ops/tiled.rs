@@ -170,10 +170,19 @@ impl Packed {
 /// Workgroups a tiled GEMM aims for, splitting K when its output has fewer tiles.
 const WORKGROUPS_WANTED: u32 = 16;
 
-/// Whether a texture of `width` x `height` texels fits the device.
+/// The largest packed operand gconv makes, in bytes. Every GEMM of a plan keeps its own packed
+/// textures, so operands beyond this (VGG16's 392 MiB classifier weight) take the
+/// storage-buffer kernel, and convolutions fold fewer samples into one GEMM.
+pub(crate) const TEXTURE_BUDGET: usize = 64 << 20;
+
+/// Whether a texture of `width` x `height` texels fits the device and the budget.
 pub(crate) fn fits(ctx: &Context, width: usize, height: usize) -> bool {
     let max = ctx.limits().max_texture_dimension_2d as usize;
-    width >= 1 && height >= 1 && width <= max && height <= max
+    width >= 1
+        && height >= 1
+        && width <= max
+        && height <= max
+        && width.saturating_mul(height).saturating_mul(16) <= TEXTURE_BUDGET
 }
 
 /// Splits past every index: the kernels' `divmod24` is exact below 2^24, and texture limits keep
@@ -422,8 +431,17 @@ pub(crate) struct Flat {
 }
 
 impl Flat {
-    /// A texture for `elems` values; `None` when it exceeds the device's texture size.
+    /// A texture for `elems` f32 values; `None` when it exceeds the device's texture size.
     pub(crate) fn new(ctx: &Context, elems: usize) -> Option<Flat> {
+        Self::with_format(ctx, elems, wgpu::TextureFormat::Rgba32Float)
+    }
+
+    /// [`Flat::new`] for i32 values (`Rgba32Sint`).
+    pub(crate) fn new_i32(ctx: &Context, elems: usize) -> Option<Flat> {
+        Self::with_format(ctx, elems, wgpu::TextureFormat::Rgba32Sint)
+    }
+
+    fn with_format(ctx: &Context, elems: usize, format: wgpu::TextureFormat) -> Option<Flat> {
         let height = elems.div_ceil(4 * FLAT_TEXELS);
         if !fits(ctx, FLAT_TEXELS, height) {
             return None;
@@ -438,7 +456,7 @@ impl Flat {
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
+            format,
             usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });

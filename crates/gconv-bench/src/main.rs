@@ -1,0 +1,447 @@
+//! `gconv-bench`: the numbers behind gconv's performance claims, for the adapter it runs on.
+//!
+//! - GEMM at 256..2048 square, beside the CPU's own SGEMM (matrixmultiply, all cores) in the
+//!   same run, and their ratio;
+//! - a list of convolution layers, forward and forward+backward, on the strategy gconv picks
+//!   and on the direct kernels;
+//! - max_pool2d forward+backward;
+//! - training and inference images per second for simplecnn and lenet5;
+//! - one VGG16 training step at 224x224, batch 2: seconds and device memory.
+//!
+//! Every figure is a median over repeated runs after a warm-up, with the GPU synchronised
+//! before each clock read. `--quick` runs a small subset once each (CI checks that it runs);
+//! `--json FILE` writes the report. `cargo xtask bench` builds and runs this in release mode.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser;
+use gconv::nn::{Model, ModelConfig};
+use gconv::ops::{self, ConvOptions, ConvTransposeOptions, MaxPoolOptions};
+use gconv::{Context, ContextOptions, ConvStrategy, Tensor};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "gconv's benchmarks (see `cargo xtask bench`)")]
+struct Args {
+    /// A small subset, one run each: checks that every benchmark runs.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
+    /// Adapter index or part of its name (as `gconv devices` lists them).
+    #[arg(long, env = gconv::ADAPTER_ENV)]
+    adapter: Option<String>,
+}
+
+/// How many times to run each measurement.
+#[derive(Clone, Copy)]
+struct Repeat {
+    warmup: usize,
+    runs: usize,
+    /// Stop adding runs past this many seconds (slow cases: the direct kernels).
+    budget: f64,
+}
+
+/// Median seconds of `f`, which must leave the GPU idle (synchronise) before returning.
+fn median(repeat: Repeat, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..repeat.warmup {
+        f()?;
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < repeat.runs.max(1) {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+        if start.elapsed().as_secs_f64() > repeat.budget && !times.is_empty() {
+            break;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn random(ctx: &Context, rng: &mut SmallRng, shape: &[usize]) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Ok(Tensor::from_slice(ctx, &data, shape)?)
+}
+
+fn gflops(flops: f64, seconds: f64) -> f64 {
+    flops / seconds / 1e9
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let options = ContextOptions { adapter: args.adapter.clone() };
+    let ctx = Context::with_options(&options).context("no GPU adapter")?;
+    let direct = Context::with_options(&options).context("no GPU adapter")?;
+    direct.set_conv_strategy(ConvStrategy::Direct);
+    let adapter = ctx.adapter_name();
+    println!("gconv-bench on {adapter}{}", if args.quick { " (quick)" } else { "" });
+    let repeat = if args.quick {
+        Repeat { warmup: 1, runs: 1, budget: 0.0 }
+    } else {
+        Repeat { warmup: 2, runs: 7, budget: 20.0 }
+    };
+    let mut rng = SmallRng::seed_from_u64(7);
+    let gemm = bench_gemm(&ctx, &mut rng, repeat, args.quick)?;
+    let conv = bench_conv(&ctx, &direct, &mut rng, repeat, args.quick)?;
+    let pool = bench_pool(&ctx, &mut rng, repeat)?;
+    let train = bench_train(&ctx, &mut rng, args.quick)?;
+    drop(direct);
+    let vgg = bench_vgg16(&options, &mut rng, args.quick)?;
+    let report = json!({
+        "adapter": adapter,
+        "quick": args.quick,
+        "gemm": gemm,
+        "conv": conv,
+        "max_pool2d": pool,
+        "train": train,
+        "vgg16_step": vgg,
+    });
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        println!("\nreport written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The CPU's SGEMM through matrixmultiply (threaded over all cores): C = A B, n x n.
+fn cpu_sgemm(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+    if a.len() != n * n || b.len() != n * n || c.len() != n * n {
+        bail!("cpu_sgemm: operands are not {n} x {n}");
+    }
+    let s = n as isize;
+    // SAFETY: the three slices hold n*n values each (checked above), row-major with row
+    // stride n and column stride 1, so every element matrixmultiply touches is in bounds; `c`
+    // is borrowed mutably and aliases neither input.
+    #[allow(unsafe_code)]
+    unsafe {
+        matrixmultiply::sgemm(
+            n,
+            n,
+            n,
+            1.0,
+            a.as_ptr(),
+            s,
+            1,
+            b.as_ptr(),
+            s,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            s,
+            1,
+        );
+    }
+    Ok(())
+}
+
+fn bench_gemm(ctx: &Context, rng: &mut SmallRng, repeat: Repeat, quick: bool) -> Result<Value> {
+    println!("\nGEMM (square, fp32): GFLOP/s");
+    println!("{:>6} {:>12} {:>12} {:>8}", "n", "gconv", "cpu sgemm", "ratio");
+    let sizes: &[usize] = if quick { &[256] } else { &[256, 512, 1024, 2048] };
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let host_a: Vec<f32> = (0..n * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let host_b: Vec<f32> = (0..n * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let a = Tensor::from_slice(ctx, &host_a, &[n, n])?;
+        let b = Tensor::from_slice(ctx, &host_b, &[n, n])?;
+        let flops = 2.0 * (n as f64).powi(3);
+        let t_gpu = median(repeat, || {
+            ops::matmul(&a, &b)?;
+            Ok(ctx.synchronize()?)
+        })?;
+        let mut c = vec![0.0f32; n * n];
+        let t_cpu = median(repeat, || cpu_sgemm(n, &host_a, &host_b, &mut c))?;
+        let (g, cpu) = (gflops(flops, t_gpu), gflops(flops, t_cpu));
+        println!("{n:>6} {g:>12.2} {cpu:>12.2} {:>7.1}%", 100.0 * g / cpu);
+        rows.push(json!({"n": n, "gconv_gflops": g, "cpu_gflops": cpu, "ratio": g / cpu,
+                          "gconv_ms": t_gpu * 1e3, "cpu_ms": t_cpu * 1e3}));
+    }
+    Ok(Value::Array(rows))
+}
+
+/// One convolution layer of the benchmark list.
+struct Layer {
+    name: &'static str,
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    groups: usize,
+    transposed: bool,
+}
+
+const LAYERS: &[Layer] = &[
+    Layer::plain("conv 1->32 28x28 k3 p1 b64", 64, 1, 32, 28),
+    Layer::plain("conv 32->64 14x14 k3 p1 b64", 64, 32, 64, 14),
+    Layer::plain("conv 64->64 7x7 k3 p1 b64", 64, 64, 64, 7),
+    Layer::plain("conv 64->64 56x56 k3 p1 b8", 8, 64, 64, 56),
+    Layer { groups: 64, ..Layer::plain("depthwise 64 56x56 k3 p1 b8", 8, 64, 64, 56) },
+    Layer {
+        dilation: 2,
+        padding: 2,
+        ..Layer::plain("dilated 64->64 28x28 k3 d2 p2 b8", 8, 64, 64, 28)
+    },
+    Layer { stride: 2, ..Layer::plain("strided 64->128 56x56 k3 s2 p1 b8", 8, 64, 128, 56) },
+    Layer {
+        kernel: 4,
+        stride: 2,
+        transposed: true,
+        ..Layer::plain("transposed 64->32 16x16 k4 s2 p1 b64", 64, 64, 32, 16)
+    },
+];
+
+impl Layer {
+    const fn plain(
+        name: &'static str,
+        batch: usize,
+        c_in: usize,
+        c_out: usize,
+        size: usize,
+    ) -> Self {
+        Layer {
+            name,
+            batch,
+            c_in,
+            c_out,
+            size,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            dilation: 1,
+            groups: 1,
+            transposed: false,
+        }
+    }
+
+    fn weight_shape(&self) -> [usize; 4] {
+        let k = self.kernel;
+        if self.transposed {
+            [self.c_in, self.c_out / self.groups, k, k]
+        } else {
+            [self.c_out, self.c_in / self.groups, k, k]
+        }
+    }
+
+    fn conv_options(&self) -> ConvOptions {
+        ConvOptions::default()
+            .stride(self.stride)
+            .padding(self.padding)
+            .dilation(self.dilation)
+            .groups(self.groups)
+    }
+
+    fn transpose_options(&self) -> ConvTransposeOptions {
+        ConvTransposeOptions::default()
+            .stride(self.stride)
+            .padding(self.padding)
+            .dilation(self.dilation)
+            .groups(self.groups)
+    }
+
+    /// Forward multiply-adds: every output (or, transposed, every input) element times the
+    /// taps of one group's channels.
+    fn macs(&self, out: &[usize]) -> f64 {
+        let taps = (self.kernel * self.kernel) as f64;
+        if self.transposed {
+            let inputs = (self.batch * self.c_in * self.size * self.size) as f64;
+            inputs * (self.c_out / self.groups) as f64 * taps
+        } else {
+            let outputs: usize = out.iter().product();
+            outputs as f64 * (self.c_in / self.groups) as f64 * taps
+        }
+    }
+
+    /// (forward seconds, forward+backward seconds, output shape) on `ctx`.
+    fn time(
+        &self,
+        ctx: &Context,
+        rng: &mut SmallRng,
+        repeat: Repeat,
+    ) -> Result<(f64, f64, Vec<usize>)> {
+        let x = random(ctx, rng, &[self.batch, self.c_in, self.size, self.size])?;
+        let w = random(ctx, rng, &self.weight_shape())?;
+        let b = random(ctx, rng, &[self.c_out])?;
+        let forward = || -> Result<Tensor> {
+            Ok(if self.transposed {
+                ops::conv_transpose2d(&x, &w, Some(&b), &self.transpose_options())?
+            } else {
+                ops::conv2d(&x, &w, Some(&b), &self.conv_options())?
+            })
+        };
+        let y = forward()?;
+        let gy = random(ctx, rng, y.shape())?;
+        let t_fwd = median(repeat, || {
+            forward()?;
+            Ok(ctx.synchronize()?)
+        })?;
+        let t_both = median(repeat, || {
+            forward()?;
+            if self.transposed {
+                ops::conv_transpose2d_backward(&gy, &x, &w, true, &self.transpose_options())?;
+            } else {
+                ops::conv2d_backward(&gy, &x, &w, true, &self.conv_options())?;
+            }
+            Ok(ctx.synchronize()?)
+        })?;
+        Ok((t_fwd, t_both, y.shape().to_vec()))
+    }
+}
+
+fn bench_conv(
+    ctx: &Context,
+    direct: &Context,
+    rng: &mut SmallRng,
+    repeat: Repeat,
+    quick: bool,
+) -> Result<Value> {
+    println!("\nConvolution layers: GFLOP/s (2 x MACs / time; forward+backward counts 3 x MACs)");
+    println!(
+        "{:<38} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "layer", "fwd", "direct", "fwd+bwd", "direct", "speedup"
+    );
+    let layers = if quick { &LAYERS[..1] } else { LAYERS };
+    let mut rows = Vec::new();
+    for layer in layers {
+        let (fwd, both, out) = layer.time(ctx, rng, repeat)?;
+        let (dfwd, dboth, _) = layer.time(direct, rng, repeat)?;
+        let macs = layer.macs(&out);
+        let g = |t: f64, passes: f64| gflops(2.0 * passes * macs, t);
+        println!(
+            "{:<38} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7.1}x",
+            layer.name,
+            g(fwd, 1.0),
+            g(dfwd, 1.0),
+            g(both, 3.0),
+            g(dboth, 3.0),
+            dboth / both
+        );
+        for (direction, t, dt, passes) in
+            [("forward", fwd, dfwd, 1.0), ("forward+backward", both, dboth, 3.0)]
+        {
+            rows.push(json!({
+                "layer": layer.name,
+                "direction": direction,
+                "gflops": g(t, passes),
+                "direct_gflops": g(dt, passes),
+                "ms": t * 1e3,
+                "direct_ms": dt * 1e3,
+                "speedup": dt / t,
+            }));
+        }
+    }
+    Ok(Value::Array(rows))
+}
+
+fn bench_pool(ctx: &Context, rng: &mut SmallRng, repeat: Repeat) -> Result<Value> {
+    let shape = [64, 32, 28, 28];
+    let x = random(ctx, rng, &shape)?;
+    let o = MaxPoolOptions::new(2);
+    let (y, _) = ops::max_pool2d_with_indices(&x, &o)?;
+    let gy = random(ctx, rng, y.shape())?;
+    let t = median(repeat, || {
+        let (_, indices) = ops::max_pool2d_with_indices(&x, &o)?;
+        ops::max_pool2d_backward(&gy, &x, &indices, &o)?;
+        Ok(ctx.synchronize()?)
+    })?;
+    // Bytes moved: x read, y and indices written, grad_y and indices read, grad_x written.
+    let bytes = 4.0 * (2.0 * x.numel() as f64 + 4.0 * y.numel() as f64);
+    println!(
+        "\nmax_pool2d 2x2 on {shape:?}, forward+backward: {:.2} ms ({:.2} GB/s)",
+        t * 1e3,
+        bytes / t / 1e9
+    );
+    Ok(json!({"shape": shape, "ms": t * 1e3, "gbytes_per_sec": bytes / t / 1e9}))
+}
+
+/// Training images/s (batch 64, Adam) and inference images/s (batch 1000) of one model.
+fn model_speed(ctx: &Context, name: &str, rng: &mut SmallRng, quick: bool) -> Result<Value> {
+    let config = ModelConfig::default_for(name);
+    let mut model = Model::builtin(ctx, name, &config, 1)?;
+    let per_image: usize = config.input.iter().product();
+    let batch = 64;
+    let images: Vec<f32> = (0..batch * per_image).map(|_| rng.random_range(-0.5..2.5)).collect();
+    let labels: Vec<i32> = (0..batch).map(|_| rng.random_range(0..10)).collect();
+    let steps = if quick { 2 } else { 30 };
+    // Warm-up: plans, pipelines, the driver's shader compilation.
+    model.train_step(&images, &labels)?;
+    model.take_metrics()?;
+    let start = Instant::now();
+    for _ in 0..steps {
+        model.train_step(&images, &labels)?;
+    }
+    model.take_metrics()?;
+    ctx.synchronize()?;
+    let train = (steps * batch) as f64 / start.elapsed().as_secs_f64();
+    let infer_batch = if quick { 100 } else { 1000 };
+    let images: Vec<f32> =
+        (0..infer_batch * per_image).map(|_| rng.random_range(-0.5..2.5)).collect();
+    model.predict(&images, infer_batch)?;
+    ctx.synchronize()?;
+    let rounds = if quick { 1 } else { 5 };
+    let start = Instant::now();
+    for _ in 0..rounds {
+        model.predict(&images, infer_batch)?;
+        ctx.synchronize()?;
+    }
+    let infer = (rounds * infer_batch) as f64 / start.elapsed().as_secs_f64();
+    println!("{name:<10} {train:>12.1} {infer:>12.1}");
+    Ok(json!({"train_images_per_sec": train, "infer_images_per_sec": infer,
+              "train_batch": batch, "infer_batch": infer_batch, "train_steps": steps}))
+}
+
+fn bench_train(ctx: &Context, rng: &mut SmallRng, quick: bool) -> Result<Value> {
+    println!("\nModels (batch 64 Adam training, batch 1000 inference): images/s");
+    println!("{:<10} {:>12} {:>12}", "model", "train", "infer");
+    let mut out = serde_json::Map::new();
+    for name in ["simplecnn", "lenet5"] {
+        out.insert(name.into(), model_speed(ctx, name, rng, quick)?);
+    }
+    Ok(Value::Object(out))
+}
+
+/// One VGG16 training step at batch 2 (224x224, 1000 classes; 32x32 with `quick`) on a
+/// context of its own, so that its counters hold this model's memory alone.
+fn bench_vgg16(options: &ContextOptions, rng: &mut SmallRng, quick: bool) -> Result<Value> {
+    let ctx = Context::with_options(options)?;
+    let size = if quick { 32 } else { 224 };
+    let config = ModelConfig { input: [3, size, size], num_classes: 1000 };
+    let mut model = Model::builtin(&ctx, "vgg16", &config, 1)?;
+    let batch = 2;
+    let images: Vec<f32> =
+        (0..batch * 3 * size * size).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let labels = vec![3, 7];
+    // The first step builds the plan and compiles the kernels; the second is timed.
+    let first = Instant::now();
+    model.train_step(&images, &labels)?;
+    model.take_metrics()?;
+    let first = first.elapsed().as_secs_f64();
+    let start = Instant::now();
+    model.train_step(&images, &labels)?;
+    let metrics = model.take_metrics()?;
+    ctx.synchronize()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let bytes = ctx.counters().bytes;
+    println!(
+        "\nvgg16 training step, batch 2, {size}x{size}: {seconds:.2} s (first step {first:.2} s), \
+         loss {:.3}, device memory {:.1} MiB",
+        metrics.loss,
+        bytes as f64 / (1 << 20) as f64
+    );
+    Ok(json!({"seconds": seconds, "first_step_seconds": first, "peak_device_bytes": bytes,
+              "input": size, "batch": batch}))
+}
