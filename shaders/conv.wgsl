@@ -47,6 +47,28 @@ struct ConvParams {
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
+// The direct kernels read x, w and grad_y from storage buffers, or with TEXTURE_INPUTS from
+// their texture copies (`flat_load`: a gather instead of a per-lane storage-buffer loop on CPU
+// adapters). The host binds placeholders for the side it does not use.
+override TEXTURE_INPUTS: bool = false;
+@group(0) @binding(11) var x_tex: texture_2d<f32>;
+@group(0) @binding(12) var w_tex: texture_2d<f32>;
+@group(0) @binding(13) var grad_y_tex: texture_2d<f32>;
+
+fn load_x(i: u32) -> f32 {
+    if TEXTURE_INPUTS {
+        return flat_load(x_tex, i);
+    }
+    return x[i];
+}
+
+fn load_w(i: u32) -> f32 {
+    if TEXTURE_INPUTS {
+        return flat_load(w_tex, i);
+    }
+    return w[i];
+}
+
 struct OutPos {
     n: u32,
     c: u32,
@@ -109,7 +131,7 @@ fn conv_forward(
                     if iw < 0 || iw >= i32(p.in_w) {
                         continue;
                     }
-                    acc += x[x_row + u32(iw)] * w[w_row + kw];
+                    acc += load_x(x_row + u32(iw)) * load_w(w_row + kw);
                 }
             }
         }
@@ -159,7 +181,7 @@ fn conv_transpose_forward(
                     if iw < 0 {
                         continue;
                     }
-                    acc += x[x_row + u32(iw)] * w[w_row + kw];
+                    acc += load_x(x_row + u32(iw)) * load_w(w_row + kw);
                 }
             }
         }
@@ -172,6 +194,13 @@ fn conv_transpose_forward(
 
 @group(0) @binding(5) var<storage, read> grad_y: array<f32>;
 @group(0) @binding(6) var<storage, read_write> grad_w: array<f32>;
+
+fn load_grad_y(i: u32) -> f32 {
+    if TEXTURE_INPUTS {
+        return flat_load(grad_y_tex, i);
+    }
+    return grad_y[i];
+}
 
 // grad_w[co, ci, kd, kh, kw] = sum over n and output positions o of
 //     grad_y[n, co, o] * x[n, g*cin_g + ci, o*stride - pad + k*dil].
@@ -222,7 +251,7 @@ fn conv_backward_weight(
                     if iw < 0 || iw >= i32(p.in_w) {
                         continue;
                     }
-                    acc += grad_y[gy_row + ow] * x[x_row + u32(iw)];
+                    acc += load_grad_y(gy_row + ow) * load_x(x_row + u32(iw));
                 }
             }
         }

@@ -27,7 +27,7 @@ pub(crate) struct Inner {
     pub(crate) modules: Mutex<HashMap<crate::kernel::Shader, wgpu::ShaderModule>>,
     /// Bound where a kernel declares an optional input (a bias) that the call does not have.
     pub(crate) dummy: wgpu::Buffer,
-    /// A 1x1 storage texture bound where a kernel's texture output goes unused.
+    /// A 1x1 texture bound where a kernel's texture input or output goes unused.
     pub(crate) dummy_texture: wgpu::TextureView,
     pub(crate) poison_outputs: AtomicBool,
     pub(crate) conv_strategy: AtomicU8,
@@ -260,7 +260,7 @@ impl Context {
                 sample_count: 1,
                 dimension: wgpu::TextureDimension::D2,
                 format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::STORAGE_BINDING,
+                usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::TEXTURE_BINDING,
                 view_formats: &[],
             })
             .create_view(&wgpu::TextureViewDescriptor::default());

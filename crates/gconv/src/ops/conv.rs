@@ -339,8 +339,13 @@ fn dispatch<'a>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ConvKernel {
     /// conv.wgsl's direct kernels: transposed and grouped (depthwise) convolutions, or when
-    /// asked for.
-    Direct,
+    /// asked for. With `textures`, their inputs are read from texture copies (the fast path
+    /// for depthwise and transposed layers); without, from the storage buffers (the
+    /// reference that `ConvStrategy::Direct` runs).
+    Direct {
+        /// Read x, w and grad_y through texture copies.
+        textures: bool,
+    },
     /// im2col into a storage buffer, one storage-buffer GEMM per sample.
     Im2col,
     /// im2col into a texture, `chunk` samples folded into one tiled GEMM.
@@ -410,8 +415,12 @@ impl ConvPlan {
     /// The kernel this convolution runs on, from the context's strategy and the shapes.
     pub(crate) fn kernel(&self, ctx: &Context) -> Result<ConvKernel> {
         let strategy = ctx.conv_strategy();
-        if self.transposed || self.groups != 1 || strategy == ConvStrategy::Direct {
-            return Ok(ConvKernel::Direct);
+        if strategy == ConvStrategy::Direct {
+            return Ok(ConvKernel::Direct { textures: false });
+        }
+        if self.transposed || self.groups != 1 {
+            let textures = strategy != ConvStrategy::Im2col;
+            return Ok(ConvKernel::Direct { textures });
         }
         let tiled_allowed = matches!(strategy, ConvStrategy::Auto | ConvStrategy::Tiled)
             && ctx.gemm_strategy() != GemmStrategy::Simple;
@@ -559,6 +568,66 @@ impl ConvPlan {
         )
     }
 
+    /// Records a direct kernel. `inputs` are (buffer binding, texture binding, tensor): with
+    /// `textures` (and when every input fits a texture copy) the kernel reads their copies and
+    /// the buffer bindings get a placeholder, otherwise the reverse. `outputs` are bound as
+    /// they are.
+    #[allow(clippy::too_many_arguments)]
+    fn record_direct(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        entry: &'static str,
+        params: &ConvParams,
+        grid: [u32; 3],
+        inputs: &[(u32, u32, &Tensor)],
+        outputs: &[(u32, &wgpu::Buffer)],
+        textures: bool,
+    ) -> Result<()> {
+        let flats: Option<Vec<Flat>> = if textures {
+            inputs
+                .iter()
+                .map(|(_, _, t)| Flat::new(ctx, t.numel()).filter(|f| f.can_copy(t.buffer())))
+                .collect()
+        } else {
+            None
+        };
+        let mut buffers: Vec<(u32, &wgpu::Buffer)> = outputs.to_vec();
+        let mut extra = Vec::new();
+        match &flats {
+            Some(flats) => {
+                for ((binding, tex_binding, t), flat) in inputs.iter().zip(flats) {
+                    flat.record_copy(rec, t.buffer());
+                    buffers.push((*binding, &ctx.inner.dummy));
+                    extra.push(wgpu::BindGroupEntry {
+                        binding: *tex_binding,
+                        resource: wgpu::BindingResource::TextureView(&flat.view),
+                    });
+                }
+            }
+            None => {
+                for (binding, tex_binding, t) in inputs {
+                    buffers.push((*binding, t.buffer()));
+                    extra.push(wgpu::BindGroupEntry {
+                        binding: *tex_binding,
+                        resource: wgpu::BindingResource::TextureView(&ctx.inner.dummy_texture),
+                    });
+                }
+            }
+        }
+        let flag = if flats.is_some() { 1.0 } else { 0.0 };
+        let d = Dispatch {
+            shader: Shader::Conv,
+            entry,
+            constants: &[("WG", WG as f64), ("TEXTURE_INPUTS", flag)],
+            params: bytemuck::bytes_of(params),
+            buffers: &buffers,
+            workgroups: grid,
+            ranges: &[],
+        };
+        ctx.record_with(rec, &d, &extra)
+    }
+
     /// Records col2im of `col` (the chunk's grad_col) into samples [n0, n0 + len) of `gx`.
     fn record_col2im(
         &self,
@@ -675,12 +744,12 @@ impl ConvPlan {
         let params =
             g.params(self.groups, g.x.c, g.c_out, &g.x.size, &g.out, bias.is_some(), total);
         let b = bias.map_or(&ctx.inner.dummy, Tensor::buffer);
-        let buffers = [(1, x.buffer()), (2, w.buffer()), (3, b), (4, y.buffer())];
         let entry = if self.transposed { "conv_transpose_forward" } else { "conv_forward" };
-        ctx.record(
-            rec,
-            &dispatch(entry, &params, &buffers, ctx.grid_1d(op, u64::from(total), WG)?),
-        )?;
+        let grid = ctx.grid_1d(op, u64::from(total), WG)?;
+        let textures = kernel == ConvKernel::Direct { textures: true };
+        let inputs = [(1, 11, x), (2, 12, w)];
+        let outputs = [(3, b), (4, y.buffer())];
+        self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, textures)?;
         if relu {
             crate::ops::activation::record_relu(&ctx, rec, y, y)?;
         }
@@ -812,6 +881,7 @@ impl ConvPlan {
             }
             return Ok(());
         }
+        let textures = kernel == ConvKernel::Direct { textures: true };
         let (c_x, c_y) = (g.x.c, g.c_out);
         let (size_x, size_y) = (&g.x.size, &g.out);
         if let Some(gx) = grad_x {
@@ -819,12 +889,10 @@ impl ConvPlan {
             // A gather from grad_y into an "output" the size of x.
             let entry = if self.transposed { "conv_forward" } else { "conv_transpose_forward" };
             let params = g.params(groups, c_y, c_x, size_y, size_x, false, total);
-            let buffers =
-                [(1, grad_y.buffer()), (2, w.buffer()), (3, &ctx.inner.dummy), (4, gx.buffer())];
-            ctx.record(
-                rec,
-                &dispatch(entry, &params, &buffers, ctx.grid_1d(op, u64::from(total), WG)?),
-            )?;
+            let grid = ctx.grid_1d(op, u64::from(total), WG)?;
+            let inputs = [(1, 11, grad_y), (2, 12, w)];
+            let outputs = [(3, &ctx.inner.dummy), (4, gx.buffer())];
+            self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, textures)?;
         }
         // Sum over the batch and positions of (strided tensor) x (dense tensor).
         let total = check_u32(op, "weight elements", w.numel())?;
@@ -833,9 +901,11 @@ impl ConvPlan {
         } else {
             (g.params(groups, c_x, c_y, size_x, size_y, false, total), x, grad_y)
         };
-        let buffers = [(1, strided.buffer()), (5, dense.buffer()), (6, grad_w.buffer())];
         let grid = ctx.grid_1d(op, u64::from(total), WG)?;
-        ctx.record(rec, &dispatch("conv_backward_weight", &params, &buffers, grid))
+        let inputs = [(1, 11, strided), (5, 13, dense)];
+        let outputs = [(6, grad_w.buffer())];
+        let entry = "conv_backward_weight";
+        self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, textures)
     }
 
     fn forward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
