@@ -335,6 +335,12 @@ fn dispatch<'a>(
     }
 }
 
+/// Where col2im reads grad_col from.
+enum Col<'a> {
+    Buffer(&'a Tensor),
+    Texture(&'a Packed),
+}
+
 /// The kernel a convolution runs on (`GCONV_LOG=debug` prints the choice).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ConvKernel {
@@ -628,33 +634,14 @@ impl ConvPlan {
         ctx.record_with(rec, &d, &extra)
     }
 
-    /// Records col2im of `col` (the chunk's grad_col) into samples [n0, n0 + len) of `gx`.
+    /// Records col2im of the chunk's grad_col (a buffer, or the texture the tiled GEMM wrote)
+    /// into samples [n0, n0 + len) of `gx`.
+    #[allow(clippy::too_many_arguments)]
     fn record_col2im(
         &self,
         ctx: &Context,
         rec: &mut Recorder<'_>,
-        col: &Tensor,
-        gx: &Tensor,
-        n0: usize,
-        len: usize,
-    ) -> Result<()> {
-        let g = &self.g;
-        let total =
-            check_u32(self.op, "input elements", len * g.x.c * g.x.size.iter().product::<usize>())?;
-        let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
-        params.n_offset = n0 as u32;
-        let buffers = [(4, gx.buffer()), (7, col.buffer())];
-        let grid = ctx.grid_1d(self.op, u64::from(total), WG)?;
-        ctx.record(rec, &dispatch("col2im", &params, &buffers, grid))
-    }
-
-    /// Records col2im from the texture `col` (the chunk's grad_col) into samples
-    /// [n0, n0 + len) of `gx`.
-    fn record_col2im_texture(
-        &self,
-        ctx: &Context,
-        rec: &mut Recorder<'_>,
-        col: &Packed,
+        col: Col<'_>,
         gx: &Tensor,
         n0: usize,
         len: usize,
@@ -665,14 +652,20 @@ impl ConvPlan {
         let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
         params.n_offset = n0 as u32;
         let grid = ctx.grid_1d(self.op, u64::from(total), WG)?;
-        ctx.record_with(
-            rec,
-            &dispatch("col2im_texture", &params, &[(4, gx.buffer())], grid),
-            &[wgpu::BindGroupEntry {
-                binding: 10,
-                resource: wgpu::BindingResource::TextureView(&col.view),
-            }],
-        )
+        match col {
+            Col::Buffer(col) => {
+                let buffers = [(4, gx.buffer()), (7, col.buffer())];
+                ctx.record(rec, &dispatch("col2im", &params, &buffers, grid))
+            }
+            Col::Texture(col) => ctx.record_with(
+                rec,
+                &dispatch("col2im_texture", &params, &[(4, gx.buffer())], grid),
+                &[wgpu::BindGroupEntry {
+                    binding: 10,
+                    resource: wgpu::BindingResource::TextureView(&col.view),
+                }],
+            ),
+        }
     }
 
     /// Records the forward pass; `col` is an optional im2col scratch of at least
@@ -710,16 +703,8 @@ impl ConvPlan {
             for n0 in (0..g.x.n).step_by(chunk) {
                 let len = chunk.min(g.x.n - n0);
                 self.record_im2col_texture(&ctx, rec, &x_flat, &col, n0, len)?;
-                let epilogue = Epilogue {
-                    view: View::channels_by_positions(n0 * g.c_out * p, g.c_out, p),
-                    range: None,
-                    texture: None,
-                    bias,
-                    bias_range: None,
-                    bias_per_row: true,
-                    relu,
-                    accumulate: false,
-                };
+                let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p);
+                let epilogue = Epilogue { bias, bias_per_row: true, relu, ..Epilogue::to(view) };
                 tiled::record_gemm(&ctx, op, rec, &a, &col.with_size(k, len * p), y, &epilogue)?;
             }
             return Ok(());
@@ -802,16 +787,8 @@ impl ConvPlan {
                 let b = gy_t.with_size(len * p, g.c_out);
                 let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p).t();
                 tiled::record_pack(&ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
-                let epilogue = Epilogue {
-                    view: View::dense(0, k, true),
-                    range: None,
-                    texture: None,
-                    bias: None,
-                    bias_range: None,
-                    bias_per_row: false,
-                    relu: false,
-                    accumulate: i > 0,
-                };
+                let epilogue =
+                    Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, true)) };
                 let a = col_t.with_size(k, len * p);
                 tiled::record_gemm(&ctx, op, rec, &a, &b, grad_w, &epilogue)?;
             }
@@ -829,17 +806,11 @@ impl ConvPlan {
                     let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p);
                     tiled::record_pack(&ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
                     let epilogue = Epilogue {
-                        view: View::dense(0, len * p, false),
-                        range: None,
                         texture: Some(&grad_col),
-                        bias: None,
-                        bias_range: None,
-                        bias_per_row: false,
-                        relu: false,
-                        accumulate: false,
+                        ..Epilogue::to(View::dense(0, len * p, false))
                     };
                     tiled::record_gemm(&ctx, op, rec, &w_t, &b, gx, &epilogue)?;
-                    self.record_col2im_texture(&ctx, rec, &grad_col, gx, n0, len)?;
+                    self.record_col2im(&ctx, rec, Col::Texture(&grad_col), gx, n0, len)?;
                 }
             }
             return Ok(());
@@ -876,7 +847,7 @@ impl ConvPlan {
                     gemm.lda = k;
                     gemm.offsets.1 = n0 * g.c_out * p;
                     gemm.record(&ctx, op, rec, &col)?;
-                    self.record_col2im(&ctx, rec, &col, gx, n0, len)?;
+                    self.record_col2im(&ctx, rec, Col::Buffer(&col), gx, n0, len)?;
                 }
             }
             return Ok(());

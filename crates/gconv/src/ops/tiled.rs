@@ -303,6 +303,22 @@ pub(crate) struct Epilogue<'a> {
     pub accumulate: bool,
 }
 
+impl Epilogue<'_> {
+    /// C written to `view` as it is: no bias, ReLU or accumulation.
+    pub(crate) fn to(view: View) -> Self {
+        Epilogue {
+            view,
+            range: None,
+            texture: None,
+            bias: None,
+            bias_range: None,
+            bias_per_row: false,
+            relu: false,
+            accumulate: false,
+        }
+    }
+}
+
 /// Records C (batch, M, N) = A B through `epilogue`: A packed as (M x K), B as (K x N), both
 /// with the same batch.
 pub(crate) fn record_gemm(
