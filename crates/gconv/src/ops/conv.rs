@@ -447,6 +447,7 @@ impl ConvPlan {
                     let chunk = (max / p)
                         .min((1 << 24) / per_sample)
                         .min(tiled::TEXTURE_BUDGET / texture_per_sample)
+                        .min(self.g.x.n)
                         .max(1);
                     return Ok(ConvKernel::Tiled { chunk });
                 }
