@@ -265,7 +265,14 @@ fn eager_operators_run_on_host_buffers() {
         )
         .expect("pool")
     };
-    assert_eq!(y.to_vec().expect("read"), reference.to_vec().expect("read"));
+    // A host buffer whose size is not whole texels cannot be copied into a texture, so its
+    // convolution may take the im2col kernel while the reference takes the tiled one: equal up
+    // to the order of the sums.
+    let (got, want) = (y.to_vec().expect("read"), reference.to_vec().expect("read"));
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{got:?} vs {want:?}");
+    }
     let e = Tensor::from_buffer(&ctx, &xb, &[2, 3, 9, 10], DType::F32);
     assert!(
         matches!(&e, Err(Error::InvalidArgument { message, .. }) if message.contains("too small")),

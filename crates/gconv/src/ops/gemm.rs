@@ -175,7 +175,11 @@ impl<'a> Gemm<'a> {
         rec: &mut Recorder<'_>,
         c: &Tensor,
     ) -> Result<bool> {
-        if ctx.gemm_strategy() == GemmStrategy::Simple {
+        let strategy = ctx.gemm_strategy();
+        // Packing costs a pass over both operands; a GEMM with a dimension below 8 (a Sobel
+        // filter's 2 output channels) runs faster on the storage-buffer kernel.
+        let small = self.m.min(self.n).min(self.k * self.k_batches) < 8;
+        if strategy == GemmStrategy::Simple || (strategy == GemmStrategy::Auto && small) {
             return Ok(false);
         }
         let kt = self.k * self.k_batches;
