@@ -27,6 +27,9 @@ pub(crate) struct Inner {
     pub(crate) modules: Mutex<HashMap<crate::kernel::Shader, wgpu::ShaderModule>>,
     /// Bound where a kernel declares an optional input (a bias) that the call does not have.
     pub(crate) dummy: wgpu::Buffer,
+    /// A second placeholder, for read-write bindings in dispatches that also bind `dummy`
+    /// read-only (wgpu refuses one buffer in both roles within a dispatch).
+    pub(crate) dummy_rw: wgpu::Buffer,
     /// A 1x1 texture bound where a kernel's texture input or output goes unused.
     pub(crate) dummy_texture: wgpu::TextureView,
     pub(crate) poison_outputs: AtomicBool,
@@ -95,6 +98,16 @@ pub enum GemmStrategy {
     Tiled,
     /// `gemm.wgsl`: operands read straight from storage buffers.
     Simple,
+}
+
+impl GemmStrategy {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => GemmStrategy::Tiled,
+            2 => GemmStrategy::Simple,
+            _ => GemmStrategy::Auto,
+        }
+    }
 }
 
 /// How [`Context::with_options`] chooses its adapter.
@@ -252,6 +265,12 @@ impl Context {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let dummy_rw = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gconv dummy (read-write)"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         let dummy_texture = device
             .create_texture(&wgpu::TextureDescriptor {
                 label: Some("gconv dummy texture"),
@@ -273,6 +292,7 @@ impl Context {
                 pipelines: Mutex::new(HashMap::new()),
                 modules: Mutex::new(HashMap::new()),
                 dummy,
+                dummy_rw,
                 dummy_texture,
                 poison_outputs: AtomicBool::new(false),
                 conv_strategy: AtomicU8::new(0),
@@ -345,11 +365,7 @@ impl Context {
         match std::env::var("GCONV_GEMM").map(|v| v.to_ascii_lowercase()).as_deref() {
             Ok("simple") => GemmStrategy::Simple,
             Ok("tiled") => GemmStrategy::Tiled,
-            _ => match self.inner.gemm_strategy.load(Ordering::Relaxed) {
-                1 => GemmStrategy::Tiled,
-                2 => GemmStrategy::Simple,
-                _ => GemmStrategy::Auto,
-            },
+            _ => GemmStrategy::from_u8(self.inner.gemm_strategy.load(Ordering::Relaxed)),
         }
     }
 

@@ -432,15 +432,13 @@ impl ConvPlan {
             && ctx.gemm_strategy() != GemmStrategy::Simple;
         if tiled_allowed {
             // The batch is folded into the GEMM's columns, `chunk` samples at a time: chunk * P
-            // columns must fit a texture's height (the weight gradient's transposed operand)
-            // and the data gradient's im2col scratch one storage binding.
+            // columns must fit a texture's height (the weight gradient's transposed operand).
             let max = ctx.limits().max_texture_dimension_2d as usize;
             let (k, p) = self.col_dims();
             if p <= max && k.div_ceil(4) * 4 <= max && self.g.c_out.div_ceil(4) * 4 <= max {
                 // col2im_texture's index space (chunk * C_in * input positions) stays below
-                // 2^24, where its divmod24 is exact.
-                // Its textures hold chunk * P columns of K (rounded up to 4) rows each, within
-                // tiled::TEXTURE_BUDGET.
+                // 2^24, where its divmod24 is exact, and the textures (chunk * P columns of K
+                // rows, rounded up to 4) within tiled::TEXTURE_BUDGET.
                 let per_sample = self.g.x.c * self.g.x.size.iter().product::<usize>();
                 let texture_per_sample = k.div_ceil(4) * 4 * p * 4;
                 if per_sample < 1 << 24 && texture_per_sample <= tiled::TEXTURE_BUDGET {

@@ -106,6 +106,9 @@ impl<'a> Gemm<'a> {
         check_u32(op, "first operand elements", self.a.numel())?;
         check_u32(op, "second operand elements", self.b.numel())?;
         check_u32(op, "output elements", c.numel())?;
+        if self.record_tiled(ctx, op, rec, c)? {
+            return Ok(());
+        }
         let params = GemmParams {
             m: u("M", self.m)?,
             n: u("N", self.n)?,
@@ -122,17 +125,10 @@ impl<'a> Gemm<'a> {
             k_batches: u("batches", self.k_batches)?,
             a_kb_stride: u("stride", self.kb_strides.0)?,
             b_kb_stride: u("stride", self.kb_strides.1)?,
-            bias_mode: match (self.bias, self.bias_per_row) {
-                (None, _) => 0,
-                (Some(_), false) => 1,
-                (Some(_), true) => 2,
-            },
+            bias_mode: tiled::bias_mode(self.bias.is_some(), self.bias_per_row),
             relu: self.relu as u32,
             accumulate: self.accumulate as u32,
         };
-        if self.record_tiled(ctx, op, rec, c)? {
-            return Ok(());
-        }
         // The large tile only where there is enough work to keep every core busy with it.
         let large = self.m >= 128 && self.n >= 128;
         let (entry, tile) =
@@ -176,13 +172,13 @@ impl<'a> Gemm<'a> {
         c: &Tensor,
     ) -> Result<bool> {
         let strategy = ctx.gemm_strategy();
+        let kt = self.k * self.k_batches;
         // Packing costs a pass over both operands; a GEMM with a dimension below 8 (a Sobel
         // filter's 2 output channels) runs faster on the storage-buffer kernel.
-        let small = self.m.min(self.n).min(self.k * self.k_batches) < 8;
+        let small = self.m.min(self.n).min(kt) < 8;
         if strategy == GemmStrategy::Simple || (strategy == GemmStrategy::Auto && small) {
             return Ok(false);
         }
-        let kt = self.k * self.k_batches;
         let kp = kt.div_ceil(4) * 4;
         let Some(a) = Packed::new(ctx, self.m, kt, self.m, self.batch) else { return Ok(false) };
         let Some(b) = Packed::new(ctx, kt, self.n, kp, self.batch) else { return Ok(false) };

@@ -420,22 +420,17 @@ impl PoolPlan {
         self.check(grad_x, "grad_input", &self.x_shape, DType::F32)?;
         let total = check_u32(op, "input elements", grad_x.numel())?;
         check_u32(op, "output elements", grad_y.numel())?;
-        if let (PoolKind::Max, Some(i)) = (self.kind, indices) {
+        if let (PoolKind::Max | PoolKind::AdaptiveMax, Some(i)) = (self.kind, indices) {
             self.check_indices(&ctx, i, &out)?;
+        }
+        if let (PoolKind::Max, Some(i)) = (self.kind, indices) {
             if self.record_disjoint_backward(&ctx, rec, grad_y, i, grad_x, total)? {
                 return Ok(());
             }
         }
         let mut buffers = vec![(4, grad_y.buffer()), (5, grad_x.buffer())];
-        if let (PoolKind::Max, Some(i)) = (self.kind, indices) {
-            self.check_indices(&ctx, i, &out)?;
-            if self.record_disjoint_backward(&ctx, rec, grad_y, i, grad_x, total)? {
-                return Ok(());
-            }
-        }
         let entry = match (self.kind, indices) {
             (PoolKind::Max | PoolKind::AdaptiveMax, Some(i)) => {
-                self.check_indices(&ctx, i, &out)?;
                 buffers.push((6, i.buffer()));
                 if self.kind == PoolKind::Max {
                     "max_pool_backward"

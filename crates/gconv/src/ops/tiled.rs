@@ -204,6 +204,12 @@ pub(crate) fn record_pack(
     view: &View,
     target: &Packed,
 ) -> Result<()> {
+    if let Some(copies) = plain_rows(src, range, view, target) {
+        for op in copies {
+            rec.copy_op(op);
+        }
+        return Ok(());
+    }
     let params = PackParams {
         rows: u(op, "rows", target.rows)?,
         cols: u(op, "columns", target.cols)?,
@@ -219,12 +225,6 @@ pub(crate) fn record_pack(
         col_split: u(op, "stride", view.col_split)?,
         col_split_stride: u(op, "stride", view.col_split_stride)?,
     };
-    if let Some(copies) = plain_rows(src, range, view, target) {
-        for op in copies {
-            rec.copy_op(op);
-        }
-        return Ok(());
-    }
     let ranges: Vec<(u32, u64, u64)> = range.map(|(o, s)| (1, o, s)).into_iter().collect();
     let groups = [
         (target.tex_cols() as u32).div_ceil(8),
@@ -319,6 +319,15 @@ impl Epilogue<'_> {
     }
 }
 
+/// The GEMM kernels' `bias_mode`: 0 none, 1 per column (linear), 2 per row (channels).
+pub(crate) fn bias_mode(bias: bool, per_row: bool) -> u32 {
+    match (bias, per_row) {
+        (false, _) => 0,
+        (true, false) => 1,
+        (true, true) => 2,
+    }
+}
+
 /// Records C (batch, M, N) = A B through `epilogue`: A packed as (M x K), B as (K x N), both
 /// with the same batch.
 pub(crate) fn record_gemm(
@@ -337,29 +346,6 @@ pub(crate) fn record_gemm(
     if e.view.row_split != usize::MAX {
         return Err(Error::invalid(op, "the tiled GEMM splits C's columns only"));
     }
-    let params = TexGemmParams {
-        m: u(op, "M", m)?,
-        n: u(op, "N", n)?,
-        k4: u(op, "K", a.tex_cols())?,
-        b_rows: u(op, "K", b.tex_rows)?,
-        batch: u(op, "batch", batch)?,
-        c_offset: u(op, "offset", e.view.offset)?,
-        c_batch_stride: u(op, "stride", e.view.batch_stride)?,
-        c_row_stride: u(op, "stride", e.view.row_stride)?,
-        c_col_stride: u(op, "stride", e.view.col_stride)?,
-        c_split: u(op, "stride", e.view.col_split)?,
-        c_split_stride: u(op, "stride", e.view.col_split_stride)?,
-        bias_mode: match (e.bias, e.bias_per_row) {
-            (None, _) => 0,
-            (Some(_), false) => 1,
-            (Some(_), true) => 2,
-        },
-        relu: e.relu as u32,
-        accumulate: e.accumulate as u32,
-        splits: 1,
-        k_split: 0,
-        c_texture: 0,
-    };
     // Rows per invocation: the workgroup covers 8 * rows of C; fewer rows for short matrices
     // keep every invocation busy (conv1's 32 channels, a classifier's 10 outputs).
     let (entry, rows) = match m {
@@ -370,7 +356,7 @@ pub(crate) fn record_gemm(
     let tiles = (n as u32).div_ceil(128) * (m as u32).div_ceil(8 * rows) * batch as u32;
     // Split K until there are enough workgroups for every core (lavapipe runs one workgroup
     // per thread), keeping at least 64 texels (256 values of K) per split.
-    let k4 = a.tex_cols() as u32;
+    let k4 = u(op, "K", a.tex_cols())?;
     let splits = if e.texture.is_some() {
         1
     } else {
@@ -378,9 +364,25 @@ pub(crate) fn record_gemm(
     };
     let k_split = k4.div_ceil(splits);
     let splits = k4.div_ceil(k_split);
-    let mut params = params;
-    params.splits = splits;
-    params.k_split = k_split;
+    let params = TexGemmParams {
+        m: u(op, "M", m)?,
+        n: u(op, "N", n)?,
+        k4,
+        b_rows: u(op, "K", b.tex_rows)?,
+        batch: u(op, "batch", batch)?,
+        c_offset: u(op, "offset", e.view.offset)?,
+        c_batch_stride: u(op, "stride", e.view.batch_stride)?,
+        c_row_stride: u(op, "stride", e.view.row_stride)?,
+        c_col_stride: u(op, "stride", e.view.col_stride)?,
+        c_split: u(op, "stride", e.view.col_split)?,
+        c_split_stride: u(op, "stride", e.view.col_split_stride)?,
+        bias_mode: bias_mode(e.bias.is_some(), e.bias_per_row),
+        relu: e.relu as u32,
+        accumulate: e.accumulate as u32,
+        splits,
+        k_split,
+        c_texture: e.texture.is_some() as u32,
+    };
     let groups = [(n as u32).div_ceil(128), (m as u32).div_ceil(8 * rows), batch as u32 * splits];
     let max = ctx.limits().max_compute_workgroups_per_dimension;
     if groups.iter().any(|&g| g > max) {
@@ -392,12 +394,13 @@ pub(crate) fn record_gemm(
     let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let mut ranges: Vec<(u32, u64, u64)> = e.range.map(|(o, s)| (4, o, s)).into_iter().collect();
     ranges.extend(e.bias_range.filter(|_| e.bias.is_some()).map(|(o, s)| (3, o, s)));
-    // The splits' sums (a placeholder when K is not split: it must not alias the bias dummy,
-    // which is bound read-only).
-    let partial =
-        Tensor::zeros(ctx, &[if splits > 1 { batch * splits as usize * m * n } else { 1 }])?;
-    let partial_buffer = partial.buffer();
-    params.c_texture = e.texture.is_some() as u32;
+    // The splits' sums; a placeholder when K is not split.
+    let partial = if splits > 1 {
+        Some(Tensor::zeros(ctx, &[batch * splits as usize * m * n])?)
+    } else {
+        None
+    };
+    let partial_buffer = partial.as_ref().map_or(&ctx.inner.dummy_rw, Tensor::buffer);
     let c_tex = e.texture.map_or(&ctx.inner.dummy_texture, |t| &t.view);
     let textures = [
         wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&a.view) },
