@@ -39,6 +39,10 @@ struct ConvParams {
     total: u32,
     // im2col / col2im: the first sample of this chunk.
     n_offset: u32,
+    // im2col_texture: when pool_w > 0, columns come in pooled order (see there) for a
+    // (pool_h, pool_w) 2x2 max-pool that the GEMM fuses.
+    pool_h: u32,
+    pool_w: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -358,6 +362,11 @@ fn col2im(
 // rows k = (ci, kd, kh, kw) of columns j = 4q .. 4q+4, where column j is output position
 // j % P of sample n_offset + j / P. `total` is the number of columns (chunk * P); columns past
 // it and rows past C_in * taps are written as zero. Grid: (texels per row, rows rounded to 4).
+// Pooled order (pool_w > 0, 2-D): texel q is instead one 2x2 window, pooled position
+// q % (pool_h * pool_w) of sample n_offset + q / (pool_h * pool_w), and its four columns are
+// the window's outputs row by row, so that the GEMM can max-pool each texel's columns as it
+// writes them. Outputs that no window covers (an odd last row or column, which floor-mode
+// pooling drops) are not computed.
 @compute @workgroup_size(8, 8, 1)
 fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q = gid.x;
@@ -379,35 +388,55 @@ fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
         let kd = t.y;
         let ci = t.x;
         let j0 = q * 4u;
-        t = divmod24(j0, p.out_d * p.out_h * p.out_w);
-        var n = t.x + p.n_offset;
-        t = divmod24(t.y, p.out_w);
-        var ow = t.y;
-        t = divmod24(t.x, p.out_h);
-        var oh = t.y;
-        var od = t.x;
+        let pooled = p.pool_w != 0u;
+        var n: u32;
+        var od: u32;
+        var oh: u32;
+        var ow: u32;
+        if pooled {
+            t = divmod24(q, p.pool_h * p.pool_w);
+            n = t.x + p.n_offset;
+            t = divmod24(t.y, p.pool_w);
+            od = 0u;
+            oh = 2u * t.x;
+            ow = 2u * t.y;
+        } else {
+            t = divmod24(j0, p.out_d * p.out_h * p.out_w);
+            n = t.x + p.n_offset;
+            t = divmod24(t.y, p.out_w);
+            ow = t.y;
+            t = divmod24(t.x, p.out_h);
+            oh = t.y;
+            od = t.x;
+        }
         let base_d = i32(kd * p.dil_d) - i32(p.pad_d);
         let base_h = i32(kh * p.dil_h) - i32(p.pad_h);
         let base_w = i32(kw * p.dil_w) - i32(p.pad_w);
         for (var e = 0u; e < 4u; e++) {
             let id = i32(od * p.stride_d) + base_d;
-            let ih = i32(oh * p.stride_h) + base_h;
-            let iw = i32(ow * p.stride_w) + base_w;
+            var ih = i32(oh * p.stride_h) + base_h;
+            var iw = i32(ow * p.stride_w) + base_w;
+            if pooled {
+                ih += i32((e >> 1u) * p.stride_h);
+                iw += i32((e & 1u) * p.stride_w);
+            }
             let inside = j0 + e < p.total && id >= 0 && id < i32(p.in_d) && ih >= 0
                 && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w);
             let at = (((n * p.c_in + ci) * p.in_d + u32(max(id, 0))) * p.in_h + u32(max(ih, 0)))
                 * p.in_w + u32(max(iw, 0));
             v[e] = select(0.0, flat_load(x_flat, at), inside);
-            ow += 1u;
-            let wrap_w = ow == p.out_w;
-            ow = select(ow, 0u, wrap_w);
-            oh = select(oh, oh + 1u, wrap_w);
-            let wrap_h = oh == p.out_h;
-            oh = select(oh, 0u, wrap_h);
-            od = select(od, od + 1u, wrap_h);
-            let wrap_d = od == p.out_d;
-            od = select(od, 0u, wrap_d);
-            n = select(n, n + 1u, wrap_d);
+            if !pooled {
+                ow += 1u;
+                let wrap_w = ow == p.out_w;
+                ow = select(ow, 0u, wrap_w);
+                oh = select(oh, oh + 1u, wrap_w);
+                let wrap_h = oh == p.out_h;
+                oh = select(oh, 0u, wrap_h);
+                od = select(od, od + 1u, wrap_h);
+                let wrap_d = od == p.out_d;
+                od = select(od, 0u, wrap_d);
+                n = select(n, n + 1u, wrap_d);
+            }
         }
     }
     textureStore(col_texture, vec2<u32>(q, k), v);

@@ -45,6 +45,15 @@ struct TexGemmParams {
     // 1: C goes to `c_tex` in the packed layout (texel (j / 4, z*M + r)), with no epilogue: a
     // convolution's grad_col, which col2im then gathers from with texel fetches.
     c_texture: u32,
+    // 1 (2: and write `indices`): max-pool each run of 4 columns, a 2x2 window when
+    // conv.wgsl's im2col_texture wrote B in pooled order, after bias and ReLU. C[z, r, j / 4]
+    // gets the window's maximum; `indices` gets the flat position (h * in_w + w) of its first
+    // maximum, or -1 when that maximum is 0, so that max-pool backward passes no gradient
+    // through a ReLU that was off (PyTorch's relu -> max_pool2d, fused). Never split.
+    pool: u32,
+    // Pooled width (to recover the window's position) and the un-pooled width.
+    pool_w: u32,
+    pool_in_w: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: TexGemmParams;
@@ -54,6 +63,7 @@ struct TexGemmParams {
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(6) var c_tex: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(7) var<storage, read_write> indices: array<i32>;
 
 fn store(z: u32, r: u32, j: u32, value: f32) {
     if r >= p.m || j >= p.n {
@@ -86,11 +96,51 @@ fn store_split(z: u32, split: u32, r: u32, j: u32, v: f32) {
     }
 }
 
+// Bias, ReLU and a 2x2 max-pool of one window's four columns (see `pool`).
+fn store_pooled(z: u32, r: u32, j: u32, v: vec4<f32>) {
+    if r >= p.m || j >= p.n {
+        return;
+    }
+    var u = v;
+    if p.bias_mode == 2u {
+        u += vec4<f32>(bias[r]);
+    }
+    u = max(u, vec4<f32>(0.0));
+    // The first maximum in window order (row by row), as PyTorch's max_pool2d picks it.
+    var best = u.x;
+    var lane = 0u;
+    if u.y > best {
+        best = u.y;
+        lane = 1u;
+    }
+    if u.z > best {
+        best = u.z;
+        lane = 2u;
+    }
+    if u.w > best {
+        best = u.w;
+        lane = 3u;
+    }
+    let qs = divmod24(j / 4u, p.c_split);
+    let at = p.c_offset + z * p.c_batch_stride + r * p.c_row_stride + qs.x * p.c_split_stride
+        + qs.y * p.c_col_stride;
+    c[at] = best;
+    if p.pool == 2u {
+        let hw = divmod24(qs.y, p.pool_w);
+        let flat = (2u * hw.x + lane / 2u) * p.pool_in_w + 2u * hw.y + lane % 2u;
+        indices[at] = select(-1, i32(flat), best > 0.0);
+    }
+}
+
 fn store4(z: u32, split: u32, r: u32, j: u32, v: vec4<f32>) {
     if p.c_texture != 0u {
         if r < p.m && j < p.n {
             textureStore(c_tex, vec2<u32>(j / 4u, z * p.m + r), v);
         }
+        return;
+    }
+    if p.pool != 0u {
+        store_pooled(z, r, j, v);
         return;
     }
     store_split(z, split, r, j, v.x);

@@ -399,3 +399,51 @@ fn training_steps_after_the_first_allocate_nothing_and_submit_once() {
     let metrics = model.take_metrics().expect("metrics");
     assert!(metrics.loss.is_finite(), "{metrics:?}");
 }
+
+/// conv -> ReLU -> 2x2 max-pool runs as one kernel in training and inference plans (the GEMM
+/// pools as it writes). Its logits and gradients must equal those of the separate layers,
+/// which the storage-buffer context runs unfused. The second block's 7x5 map pools to 3x2,
+/// dropping a row and a column; negative inputs turn the ReLU off in whole windows.
+#[test]
+fn fused_conv_relu_pool_matches_the_separate_layers() {
+    let graph = || {
+        let mut g = Graph::new(&[3, 14, 10]);
+        let o = || ConvOptions::default().padding(1);
+        g.push("conv1", Layer::conv2d(3, 8, 3, o())).expect("conv1");
+        g.push("relu1", Layer::Relu).expect("relu1");
+        g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
+        g.push("conv2", Layer::conv2d(8, 6, 3, o())).expect("conv2");
+        g.push("relu2", Layer::Relu).expect("relu2");
+        g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
+        g.push("flatten", Layer::Flatten).expect("flatten");
+        g.push("fc", Layer::linear(36, 5)).expect("fc");
+        g
+    };
+    let mut fused = Model::from_graph(ctx(), "fused", graph(), 3).expect("model");
+    let mut plain =
+        Model::from_graph(super::common::im2col_ctx(), "plain", graph(), 3).expect("model");
+    let batch = 5;
+    for train in [true, false] {
+        let nodes = fused.planned_nodes(batch, train).expect("plan");
+        assert_eq!(nodes[..2], ["conv1+relu1+pool1", "conv2+relu2+pool2"], "train {train}");
+        let nodes = plain.planned_nodes(batch, train).expect("plan");
+        assert_eq!(nodes.len(), graph().nodes.len(), "the storage-buffer context fuses nothing");
+    }
+    let x: Vec<f32> =
+        (0..batch * 3 * 14 * 10).map(|i| ((i * 53 % 199) as f32 / 99.0) - 1.2).collect();
+    let labels = [1, 4, 0, 2, 3];
+    let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
+    let logits = |m: &mut Model| m.predict(&x, batch).expect("predict").to_vec().expect("read");
+    let err = relative_error(&widen(&logits(&mut fused)), &widen(&logits(&mut plain)));
+    assert!(err < 1e-5, "logits: fused and separate layers differ by {err:.3e}");
+    for model in [&mut fused, &mut plain] {
+        model.compute_gradients(&x, &labels).expect("gradients");
+    }
+    let (a, b) = (fused.gradients().expect("grads"), plain.gradients().expect("grads"));
+    assert_eq!(a.len(), 6);
+    for ((name, _, ga), (_, _, gb)) in a.iter().zip(&b) {
+        assert!(gb.iter().any(|&v| v != 0.0), "{name}: the gradient is not all zero");
+        let err = relative_error(&widen(ga), &widen(gb));
+        assert!(err < 1e-5, "{name}: fused and separate layers' gradients differ by {err:.3e}");
+    }
+}

@@ -6,9 +6,10 @@
 //!   applications on their own wgpu device), whose results are checked.
 //! - `goldens [DIR]`: every PyTorch golden case of DIR (default tests/goldens) on the GPU and
 //!   on gconv-ref.
-//! - `bench [--quick] [--json FILE]`: gconv-bench (GEMM against the CPU's SGEMM, convolution
-//!   layers, pooling, training and inference speed, a VGG16 step), built in release mode;
-//!   `--quick` runs a small subset once each in the test profile (`test` runs it last).
+//! - `bench [--quick] [--json FILE] [--only SECTIONS]`: gconv-bench (GEMM against the CPU's
+//!   SGEMM, convolution layers, pooling, training and inference speed, a VGG16 step), built in
+//!   release mode; `--quick` runs a small subset once each in the test profile (`test` runs it
+//!   last); `--only gemm,conv,pool,train,vgg16` picks sections.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,7 +46,7 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask test | cargo xtask goldens [DIR] | \
-                 cargo xtask bench [--quick] [--json FILE]"
+                 cargo xtask bench [--quick] [--json FILE] [--only SECTIONS]"
             );
             std::process::exit(2);
         }
@@ -84,7 +85,13 @@ fn bench(args: &[String]) -> Result<()> {
                 let path = std::env::current_dir()?.join(file);
                 cmd.arg("--json").arg(path);
             }
-            other => bail!("unknown bench argument {other:?} (expected --quick, --json FILE)"),
+            "--only" => {
+                let sections = it.next().context("--only needs sections, e.g. gemm,conv")?;
+                cmd.arg("--only").arg(sections);
+            }
+            other => bail!(
+                "unknown bench argument {other:?} (expected --quick, --json FILE, --only SECTIONS)"
+            ),
         }
     }
     run("bench", &mut cmd)

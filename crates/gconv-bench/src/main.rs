@@ -35,6 +35,19 @@ struct Args {
     /// Adapter index or part of its name (as `gconv devices` lists them).
     #[arg(long, env = gconv::ADAPTER_ENV)]
     adapter: Option<String>,
+    /// Run only these sections (all of them when not given).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+}
+
+/// The bench's sections, for `--only`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    Gemm,
+    Conv,
+    Pool,
+    Train,
+    Vgg16,
 }
 
 /// How many times to run each measurement.
@@ -94,12 +107,28 @@ fn main() -> Result<()> {
         Repeat { warmup: 2, runs: 7, budget: 20.0 }
     };
     let mut rng = SmallRng::seed_from_u64(7);
-    let gemm = bench_gemm(&ctx, &mut rng, repeat, args.quick)?;
-    let conv = bench_conv(&ctx, &direct, &mut rng, repeat, args.quick)?;
-    let pool = bench_pool(&ctx, &mut rng, repeat)?;
-    let train = bench_train(&ctx, &mut rng, args.quick)?;
+    let on = |s: Section| args.only.is_empty() || args.only.contains(&s);
+    let mut gemm = Value::Null;
+    if on(Section::Gemm) {
+        gemm = bench_gemm(&ctx, &mut rng, repeat, args.quick)?;
+    }
+    let mut conv = Value::Null;
+    if on(Section::Conv) {
+        conv = bench_conv(&ctx, &direct, &mut rng, repeat, args.quick)?;
+    }
+    let mut pool = Value::Null;
+    if on(Section::Pool) {
+        pool = bench_pool(&ctx, &mut rng, repeat)?;
+    }
+    let mut train = Value::Null;
+    if on(Section::Train) {
+        train = bench_train(&ctx, &mut rng, args.quick)?;
+    }
     drop(direct);
-    let vgg = bench_vgg16(&options, &mut rng, args.quick)?;
+    let mut vgg = Value::Null;
+    if on(Section::Vgg16) {
+        vgg = bench_vgg16(&options, &mut rng, args.quick)?;
+    }
     let report = json!({
         "adapter": adapter,
         "quick": args.quick,

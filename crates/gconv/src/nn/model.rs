@@ -395,6 +395,17 @@ impl Model {
         Ok(self.plan(batch, kind)?.pooled_bytes)
     }
 
+    /// The kernels' view of the plan for `batch`: one entry per group of graph nodes that run
+    /// together, their names joined by `+` (`conv1+relu1+pool1` where a convolution, its
+    /// ReLU and a 2x2 max-pool are fused into one kernel).
+    ///
+    /// # Errors
+    /// As the plan's compilation.
+    pub fn planned_nodes(&mut self, batch: usize, train: bool) -> Result<Vec<String>> {
+        let kind = if train { PlanKind::Train { update: true } } else { PlanKind::Eval };
+        Ok(self.plan(batch, kind)?.nodes.clone())
+    }
+
     /// The parameters' gradients from the last training step or [`Model::compute_gradients`],
     /// by name.
     ///

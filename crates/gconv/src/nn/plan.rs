@@ -59,9 +59,23 @@ pub(crate) struct Shared {
     pub spare: Tensor,
 }
 
-/// How one node runs.
+/// Conv -> ReLU -> 2x2 max-pool as one tiled GEMM that pools as it writes (see
+/// `ConvPlan::record_forward_relu_pool`). Backward, the pooling's gradient goes through its
+/// indices (-1 where the ReLU was off) into a scratch gradient of the convolution's output,
+/// then through the convolution.
+struct ConvReluPool {
+    conv: ConvPlan,
+    pool: PoolPlan,
+    pooled: [usize; 2],
+    /// The convolution's (un-pooled) output shape, the scratch gradient's.
+    conv_shape: Vec<usize>,
+}
+
+/// How one node (or a fused run of graph nodes) runs.
 enum Exec {
     Conv(ConvPlan),
+    /// Conv -> ReLU -> 2x2 max-pool in one kernel (see [`ConvReluPool`]).
+    ConvReluPool(Box<ConvReluPool>),
     Pool(PoolPlan),
     Linear,
     Relu,
@@ -82,7 +96,14 @@ enum Exec {
 impl Exec {
     /// Whether the node's backward pass reads its input.
     fn backward_reads_input(&self) -> bool {
-        matches!(self, Exec::Conv(_) | Exec::Linear | Exec::Relu | Exec::BatchNorm { .. })
+        matches!(
+            self,
+            Exec::Conv(_)
+                | Exec::ConvReluPool(_)
+                | Exec::Linear
+                | Exec::Relu
+                | Exec::BatchNorm { .. }
+        )
     }
 }
 
@@ -99,6 +120,8 @@ pub(crate) struct Plan {
     pub pooled_bytes: u64,
     /// Every value's output, for feature-map capture.
     pub values: Vec<Tensor>,
+    /// Each plan node's graph nodes, names joined by `+`.
+    pub nodes: Vec<String>,
     _keep: Vec<Tensor>,
 }
 
@@ -172,17 +195,16 @@ impl Plan {
         batch: usize,
         kind: PlanKind,
     ) -> Result<Plan> {
-        let shapes = graph.shapes(batch)?;
-        let n = graph.nodes.len();
+        let graph_shapes = graph.shapes(batch)?;
         let train = matches!(kind, PlanKind::Train { .. });
         let mut dropout_index = 0u32;
-        let execs: Vec<Exec> =
+        let graph_execs: Vec<Exec> =
             graph
                 .nodes
                 .iter()
                 .enumerate()
                 .map(|(i, node)| {
-                    let x = &shapes[i];
+                    let x = &graph_shapes[i];
                     Ok(match &node.layer {
                         Layer::Conv { dims, options, .. } => {
                             let w = &graph.params[node.params[0]].spec.shape;
@@ -222,6 +244,10 @@ impl Plan {
                     })
                 })
                 .collect::<Result<_>>()?;
+        // Fusion: `execs[i]` runs graph nodes `first[i]..first[i + 1]`, from value `shapes[i]`
+        // to `shapes[i + 1]`. A capture keeps every node's output, so it fuses nothing.
+        let Lowered { first, execs, shapes } = fuse(ctx, graph_execs, &graph_shapes, kind)?;
+        let n = execs.len();
 
         // Times: forward node i at i, the loss at n, backward node i at 2n - i.
         let t_loss = n;
@@ -269,26 +295,35 @@ impl Plan {
 
         let mut pool = Pool { buffers: Vec::new() };
         let input = Tensor::zeros(ctx, &shapes[0])?;
-        let mut requests: Vec<(usize, bool, usize, u64)> = Vec::new(); // (start, is_grad, storage, bytes)
+        let mut requests: Vec<(usize, u8, usize, u64)> = Vec::new();
         let bytes_of = |v: usize| shapes[v].iter().product::<usize>() as u64 * 4;
         for (s, iv) in act_iv.iter().enumerate().skip(1) {
             let bytes = (0..=n).filter(|&v| store[v] == s).map(bytes_of).max().unwrap_or(4);
-            requests.push((iv.0, false, s, bytes));
+            requests.push((iv.0, 0, s, bytes));
         }
+        // (start, what, index, bytes): what is 0 for an activation, 1 for a gradient, 2 for the
+        // scratch gradient of a fused node's convolution output (live during its backward).
         if train {
             for (s, iv) in grad_iv.iter().enumerate().skip(1) {
                 let bytes = (1..=n).filter(|&v| gstore[v] == s).map(bytes_of).max().unwrap_or(4);
-                requests.push((iv.0, true, s, bytes));
+                requests.push((iv.0, 1, s, bytes));
+            }
+            for (i, exec) in execs.iter().enumerate() {
+                if let Exec::ConvReluPool(f) = exec {
+                    let bytes = f.conv_shape.iter().product::<usize>() as u64 * 4;
+                    requests.push((t_bwd(i), 2, i, bytes));
+                }
             }
         }
         requests.sort();
         let mut act_buf: Vec<Option<wgpu::Buffer>> = vec![None; act_iv.len()];
         let mut grad_buf: Vec<Option<wgpu::Buffer>> = vec![None; grad_iv.len()];
-        for (start, is_grad, s, bytes) in requests {
-            if is_grad {
-                grad_buf[s] = Some(pool.take(ctx, bytes, start, grad_iv[s].1)?);
-            } else {
-                act_buf[s] = Some(pool.take(ctx, bytes, start, act_iv[s].1)?);
+        let mut fused_buf: Vec<Option<wgpu::Buffer>> = vec![None; n];
+        for (start, what, s, bytes) in requests {
+            match what {
+                0 => act_buf[s] = Some(pool.take(ctx, bytes, start, act_iv[s].1)?),
+                1 => grad_buf[s] = Some(pool.take(ctx, bytes, start, grad_iv[s].1)?),
+                _ => fused_buf[s] = Some(pool.take(ctx, bytes, start, start)?),
             }
         }
         let view = |buf: &Option<wgpu::Buffer>, shape: &[usize]| -> Result<Tensor> {
@@ -314,16 +349,29 @@ impl Plan {
                 }
             })
             .collect::<Result<_>>()?;
+        let fused_grads: Vec<Option<Tensor>> = execs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match e {
+                Exec::ConvReluPool(f) if train => view(&fused_buf[i], &f.conv_shape).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
         let mut keep = Vec::new();
         let indices: Vec<Option<Tensor>> = execs
             .iter()
             .enumerate()
-            .map(|(i, e)| match e {
-                Exec::Pool(p) if p.has_indices() => {
-                    let t = Tensor::zeros(ctx, &shapes[i + 1])?;
-                    Ok(Some(Tensor::view_of(ctx, t.buffer(), &shapes[i + 1], DType::I32)))
+            .map(|(i, e)| {
+                let wanted = match e {
+                    Exec::Pool(p) => p.has_indices(),
+                    Exec::ConvReluPool(_) => train,
+                    _ => false,
+                };
+                if !wanted {
+                    return Ok(None);
                 }
-                _ => Ok(None),
+                let t = Tensor::zeros(ctx, &shapes[i + 1])?;
+                Ok(Some(Tensor::view_of(ctx, t.buffer(), &shapes[i + 1], DType::I32)))
             })
             .collect::<Result<_>>()?;
         let target = Tensor::from_slice_i32(ctx, &vec![0; batch], &[batch])?;
@@ -348,7 +396,8 @@ impl Plan {
         let col = Tensor::zeros(ctx, &[col_elems.max(1)])?;
         let mut steps = Vec::new();
         let rec = &mut Recorder::Plan(&mut steps);
-        let param = |node: usize, k: usize| graph.nodes[node].params.get(k).map(|&p| &params[p]);
+        // Parameters of (plan) node i: those of the first graph node it runs.
+        let param = |i: usize, k: usize| graph.nodes[first[i]].params.get(k).map(|&p| &params[p]);
         for (i, exec) in execs.iter().enumerate() {
             let (x, y) = (&values[i], &values[i + 1]);
             match exec {
@@ -364,6 +413,19 @@ impl Plan {
                         false,
                     )?;
                 }
+                Exec::ConvReluPool(f) => {
+                    let w = param(i, 0).map(|p| &p.value).ok_or_else(|| missing(i))?;
+                    let b = param(i, 1).map(|p| &p.value);
+                    f.conv.record_forward_relu_pool(
+                        rec,
+                        x,
+                        w,
+                        b,
+                        y,
+                        indices[i].as_ref(),
+                        f.pooled,
+                    )?;
+                }
                 Exec::Pool(p) => p.record_forward(rec, x, y, indices[i].as_ref())?,
                 Exec::Linear => {
                     let w = param(i, 0).map(|p| &p.value).ok_or_else(|| missing(i))?;
@@ -374,7 +436,8 @@ impl Plan {
                     record_dropout(ctx, rec, *p, *layer, shared.seed.buffer(), x, y)?
                 }
                 Exec::BatchNorm { o, stats, .. } => {
-                    let buffer = |k: usize| graph.nodes[i].buffers.get(k).map(|&b| &buffers[b].1);
+                    let buffer =
+                        |k: usize| graph.nodes[first[i]].buffers.get(k).map(|&b| &buffers[b].1);
                     let (w, b) = (param(i, 0).map(|p| &p.value), param(i, 1).map(|p| &p.value));
                     record_batch_norm(rec, x, buffer(0), buffer(1), w, b, o, y, stats)?;
                 }
@@ -407,8 +470,8 @@ impl Plan {
             let mut written = vec![false; params.len()];
             // The gradient target of a parameter: itself the first time, else its scratch
             // (added afterwards), so shared parameters accumulate.
-            let mut targets = |node: usize, k: usize, adds: &mut Vec<usize>| -> Option<&Tensor> {
-                let id = *graph.nodes[node].params.get(k)?;
+            let mut targets = |i: usize, k: usize, adds: &mut Vec<usize>| -> Option<&Tensor> {
+                let id = *graph.nodes[first[i]].params.get(k)?;
                 if written[id] {
                     adds.push(id);
                     params[id].scratch.as_ref()
@@ -428,6 +491,15 @@ impl Plan {
                         let gw = targets(i, 0, &mut adds).ok_or_else(|| missing(i))?.clone();
                         let gb = targets(i, 1, &mut adds).cloned();
                         p.record_backward(rec, x, w, gy, gx, &gw, gb.as_ref(), Some(&col))?;
+                    }
+                    Exec::ConvReluPool(f) => {
+                        let (conv, pool) = (&f.conv, &f.pool);
+                        let w = param(i, 0).map(|p| &p.value).ok_or_else(|| missing(i))?;
+                        let gw = targets(i, 0, &mut adds).ok_or_else(|| missing(i))?.clone();
+                        let gb = targets(i, 1, &mut adds).cloned();
+                        let g_conv = fused_grads[i].as_ref().ok_or_else(|| missing(i))?;
+                        pool.record_backward(rec, gy, indices[i].as_ref(), g_conv)?;
+                        conv.record_backward(rec, x, w, g_conv, gx, &gw, gb.as_ref(), Some(&col))?;
                     }
                     Exec::Pool(p) => {
                         if let Some(gx) = gx {
@@ -487,7 +559,15 @@ impl Plan {
         let pooled_bytes = pool.buffers.iter().map(|(_, size, _)| size).sum();
         keep.extend([losses, count, col]);
         keep.extend(indices.into_iter().flatten());
-        Ok(Plan { steps, input, target, logits, pooled_bytes, values, _keep: keep })
+        let nodes = (0..n)
+            .map(|i| {
+                let end = first.get(i + 1).copied().unwrap_or(graph.nodes.len());
+                let names: Vec<&str> =
+                    graph.nodes[first[i]..end].iter().map(|g| g.name.as_str()).collect();
+                names.join("+")
+            })
+            .collect();
+        Ok(Plan { steps, input, target, logits, pooled_bytes, values, nodes, _keep: keep })
     }
 
     /// Runs the steps one by one and reports the time of each kernel (see `kernel::profile`).
@@ -499,6 +579,59 @@ impl Plan {
     pub(crate) fn replay(&self, encoder: &mut wgpu::CommandEncoder) {
         crate::kernel::replay(&self.steps, encoder, "gconv step");
     }
+}
+
+/// A graph after fusion: plan node i runs graph nodes `first[i]..first[i + 1]` as `execs[i]`,
+/// from value `shapes[i]` to `shapes[i + 1]`.
+struct Lowered {
+    first: Vec<usize>,
+    execs: Vec<Exec>,
+    shapes: Vec<Vec<usize>>,
+}
+
+/// Fuses runs of graph nodes that one kernel can do (conv -> ReLU -> 2x2 max-pool) and
+/// returns, per plan node, its first graph node, how it runs, and the value shapes (input
+/// first, then each plan node's output).
+fn fuse(
+    ctx: &Context,
+    graph_execs: Vec<Exec>,
+    graph_shapes: &[Vec<usize>],
+    kind: PlanKind,
+) -> Result<Lowered> {
+    let mut slots: Vec<Option<Exec>> = graph_execs.into_iter().map(Some).collect();
+    let mut first = Vec::new();
+    let mut execs = Vec::new();
+    let mut shapes = vec![graph_shapes[0].clone()];
+    let mut i = 0;
+    while i < slots.len() {
+        let pooled = match (slots.get(i), slots.get(i + 1), slots.get(i + 2)) {
+            (
+                Some(Some(Exec::Conv(conv))),
+                Some(Some(Exec::Relu)),
+                Some(Some(Exec::Pool(pool))),
+            ) if kind != PlanKind::Capture => conv.relu_pool_fusion(ctx, pool)?,
+            _ => None,
+        };
+        let taken = (slots[i].take(), pooled);
+        let exec = match taken {
+            (Some(Exec::Conv(conv)), Some(pooled)) => {
+                slots[i + 1] = None;
+                let Some(Exec::Pool(pool)) = slots[i + 2].take() else {
+                    return Err(Error::invalid("plan", "internal error: fusion lost its pool"));
+                };
+                let conv_shape = graph_shapes[i + 1].clone();
+                Exec::ConvReluPool(Box::new(ConvReluPool { conv, pool, pooled, conv_shape }))
+            }
+            (Some(exec), _) => exec,
+            (None, _) => return Err(Error::invalid("plan", "internal error: fused twice")),
+        };
+        let width = if matches!(exec, Exec::ConvReluPool(_)) { 3 } else { 1 };
+        first.push(i);
+        execs.push(exec);
+        shapes.push(graph_shapes[i + width].clone());
+        i += width;
+    }
+    Ok(Lowered { first, execs, shapes })
 }
 
 fn conv_name(dims: usize) -> &'static str {

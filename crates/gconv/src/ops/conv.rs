@@ -123,6 +123,8 @@ struct ConvParams {
     has_bias: u32,
     total: u32,
     n_offset: u32,
+    /// im2col_texture's pooled column order: the pooled (height, width), or zeros.
+    pool: [u32; 2],
 }
 
 /// The geometry both directions share, checked and resolved to 3-D.
@@ -314,6 +316,7 @@ impl Geometry {
             has_bias: has_bias as u32,
             total,
             n_offset: 0,
+            pool: [0, 0],
         }
     }
 }
@@ -477,7 +480,9 @@ impl ConvPlan {
         }
     }
 
-    /// Records im2col of samples [n0, n0 + len) into the texture `col` (K x len*P).
+    /// Records im2col of samples [n0, n0 + len) into the texture `col` (K x len*P), in pooled
+    /// order (see conv.wgsl) for a pooled size.
+    #[allow(clippy::too_many_arguments)]
     fn record_im2col_texture(
         &self,
         ctx: &Context,
@@ -486,14 +491,19 @@ impl ConvPlan {
         col: &Packed,
         n0: usize,
         len: usize,
+        pooled: Option<[usize; 2]>,
     ) -> Result<()> {
         let g = &self.g;
         let (_, p) = self.col_dims();
-        let total = check_u32(self.op, "im2col columns", len * p)?;
+        let cols = pooled.map_or(p, |[ph, pw]| ph * pw * 4);
+        let total = check_u32(self.op, "im2col columns", len * cols)?;
         let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
         params.n_offset = n0 as u32;
+        if let Some([ph, pw]) = pooled {
+            params.pool = [ph as u32, pw as u32];
+        }
         let groups =
-            [((len * p).div_ceil(4) as u32).div_ceil(8), (col.tex_rows as u32).div_ceil(8), 1];
+            [((len * cols).div_ceil(4) as u32).div_ceil(8), (col.tex_rows as u32).div_ceil(8), 1];
         ctx.record_with(
             rec,
             &dispatch("im2col_texture", &params, &[], groups),
@@ -692,21 +702,7 @@ impl ConvPlan {
         let (kernel, flat) = self.kernel_for(&ctx, x)?;
         self.log_kernel(&ctx, "forward", kernel);
         if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
-            x_flat.record_copy(rec, x.buffer());
-            // y (C_out, chunk*P) = W (C_out, K) @ col (K, chunk*P), written to NCHW with the
-            // bias per channel and the ReLU applied on the way out.
-            let (k, p) = self.col_dims();
-            let a = self.packed(&ctx, g.c_out, k, g.c_out)?;
-            tiled::record_pack(&ctx, op, rec, w.buffer(), None, &View::dense(0, k, false), &a)?;
-            let col = self.packed(&ctx, k, chunk * p, k.div_ceil(4) * 4)?;
-            for n0 in (0..g.x.n).step_by(chunk) {
-                let len = chunk.min(g.x.n - n0);
-                self.record_im2col_texture(&ctx, rec, &x_flat, &col, n0, len)?;
-                let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p);
-                let epilogue = Epilogue { bias, bias_per_row: true, relu, ..Epilogue::to(view) };
-                tiled::record_gemm(&ctx, op, rec, &a, &col.with_size(k, len * p), y, &epilogue)?;
-            }
-            return Ok(());
+            return self.record_tiled_forward(&ctx, rec, &x_flat, x, w, bias, y, chunk, relu, None);
         }
         if kernel == ConvKernel::Im2col {
             let (k, p) = self.col_dims();
@@ -738,6 +734,110 @@ impl ConvPlan {
             crate::ops::activation::record_relu(&ctx, rec, y, y)?;
         }
         Ok(())
+    }
+
+    /// The tiled forward pass: y (C_out, chunk*P) = W (C_out, K) @ col (K, chunk*P) per chunk,
+    /// written to NCHW with the bias per channel and the ReLU applied on the way out. With
+    /// `pool` ((pooled height, width), indices), im2col writes the columns in pooled order and
+    /// the GEMM max-pools each 2x2 window into y, which then has the pooled shape.
+    #[allow(clippy::too_many_arguments)]
+    fn record_tiled_forward(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        x_flat: &Flat,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+        chunk: usize,
+        relu: bool,
+        pool: Option<([usize; 2], Option<&Tensor>)>,
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        x_flat.record_copy(rec, x.buffer());
+        let (k, p) = self.col_dims();
+        // Columns per sample, and output values per channel and sample.
+        let (cols, outs) = match pool {
+            Some(([ph, pw], _)) => (ph * pw * 4, ph * pw),
+            None => (p, p),
+        };
+        let a = self.packed(ctx, g.c_out, k, g.c_out)?;
+        tiled::record_pack(ctx, op, rec, w.buffer(), None, &View::dense(0, k, false), &a)?;
+        let col = self.packed(ctx, k, chunk * cols, k.div_ceil(4) * 4)?;
+        for n0 in (0..g.x.n).step_by(chunk) {
+            let len = chunk.min(g.x.n - n0);
+            let pooled = pool.map(|(hw, _)| hw);
+            self.record_im2col_texture(ctx, rec, x_flat, &col, n0, len, pooled)?;
+            let view = View::channels_by_positions(n0 * g.c_out * outs, g.c_out, outs);
+            let pool = pool.map(|([_, pw], indices)| tiled::PoolEpilogue {
+                indices,
+                pooled_w: pw,
+                in_w: g.out[g.out.len() - 1],
+            });
+            let epilogue = Epilogue { bias, bias_per_row: true, relu, pool, ..Epilogue::to(view) };
+            tiled::record_gemm(ctx, op, rec, &a, &col.with_size(k, len * cols), y, &epilogue)?;
+        }
+        Ok(())
+    }
+
+    /// The pooled (height, width) when this convolution, a ReLU and `pool` can run as one
+    /// kernel on `ctx`: a 2-D convolution on the tiled kernel followed by a 2x2 max-pool with
+    /// stride 2 (what [`Self::record_forward_relu_pool`] fuses).
+    pub(crate) fn relu_pool_fusion(
+        &self,
+        ctx: &Context,
+        pool: &crate::ops::pool::PoolPlan,
+    ) -> Result<Option<[usize; 2]>> {
+        let g = &self.g;
+        let Some(pooled) = pool.window_2x2() else { return Ok(None) };
+        let fits = g.out.len() == 2 && (0..2).all(|i| g.out[i] / 2 == pooled[i]);
+        let x_elems = g.x.n * g.x.c * g.x.size.iter().product::<usize>();
+        let tiled = matches!(self.kernel(ctx)?, ConvKernel::Tiled { .. });
+        Ok((fits && tiled && Flat::new(ctx, x_elems).is_some()).then_some(pooled))
+    }
+
+    /// Records conv -> ReLU -> 2x2 max-pool (stride 2) as one tiled GEMM whose epilogue pools
+    /// (see [`Self::relu_pool_fusion`]): `y` has the pooled shape, and `indices` (for the
+    /// backward pass) get the argmax within each window's plane, -1 where the ReLU was off.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_forward_relu_pool(
+        &self,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+        indices: Option<&Tensor>,
+        pooled: [usize; 2],
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        let mut tensors = vec![x, w, y];
+        tensors.extend(bias);
+        let ctx = context_of(op, &tensors)?;
+        check_bias(op, bias, g.c_out)?;
+        let out = g.x.out_shape(g.c_out, &pooled);
+        self.check(y, "the pooled output", &out)?;
+        if let Some(i) = indices {
+            self.check(i, "the pooling indices", &out)?;
+        }
+        let (kernel, flat) = self.kernel_for(&ctx, x)?;
+        self.log_kernel(&ctx, "forward + relu + max_pool 2x2", kernel);
+        match (kernel, flat) {
+            (ConvKernel::Tiled { chunk }, Some(x_flat)) => self.record_tiled_forward(
+                &ctx,
+                rec,
+                &x_flat,
+                x,
+                w,
+                bias,
+                y,
+                chunk,
+                true,
+                Some((pooled, indices)),
+            ),
+            _ => Err(Error::invalid(op, "relu + max-pool fusion needs the tiled kernel")),
+        }
     }
 
     /// Records the gradients. The data gradient (skipped when `grad_x` is `None`, as for a
@@ -782,7 +882,7 @@ impl ConvPlan {
             let gy_t = self.packed(&ctx, cp, g.c_out, cp.div_ceil(4) * 4)?;
             for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
                 let len = chunk.min(g.x.n - n0);
-                self.record_im2col_texture(&ctx, rec, &x_flat, &col_t, n0, len)?;
+                self.record_im2col_texture(&ctx, rec, &x_flat, &col_t, n0, len, None)?;
                 let b = gy_t.with_size(len * p, g.c_out);
                 let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p).t();
                 tiled::record_pack(&ctx, op, rec, grad_y.buffer(), None, &view, &b)?;

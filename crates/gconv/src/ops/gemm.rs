@@ -210,6 +210,7 @@ impl<'a> Gemm<'a> {
             bias_per_row: self.bias_per_row,
             relu: self.relu,
             accumulate: self.accumulate,
+            pool: None,
         };
         if ctx.log_debug() {
             eprintln!(

@@ -308,6 +308,22 @@ impl PoolPlan {
         self.xs.out_shape(self.xs.c, &self.win.out)
     }
 
+    /// The output's (height, width) when this is a 2-D max-pool over disjoint 2x2 windows
+    /// (kernel 2, stride 2, no padding, dilation 1, no ceil-mode extra window): the pooling a
+    /// convolution's GEMM can fuse.
+    pub(crate) fn window_2x2(&self) -> Option<[usize; 2]> {
+        let w = &self.win;
+        let two = |v: &[usize]| v == [2, 2];
+        let plain = self.kind == PoolKind::Max
+            && self.xs.size.len() == 2
+            && two(&w.kernel)
+            && two(&w.stride)
+            && w.pad == [0, 0]
+            && w.dilation == [1, 1]
+            && (0..2).all(|i| w.out[i] == self.xs.size[i] / 2);
+        plain.then(|| [w.out[0], w.out[1]])
+    }
+
     /// Whether the pooling saves argmax indices (and its backward pass needs them).
     pub(crate) fn has_indices(&self) -> bool {
         matches!(self.kind, PoolKind::Max | PoolKind::AdaptiveMax)

@@ -109,6 +109,9 @@ struct TexGemmParams {
     splits: u32,
     k_split: u32,
     c_texture: u32,
+    pool: u32,
+    pool_w: u32,
+    pool_in_w: u32,
 }
 
 /// A packed operand: `batch` matrices of `rows` x `cols` stacked along the texture's height,
@@ -301,6 +304,20 @@ pub(crate) struct Epilogue<'a> {
     pub bias_per_row: bool,
     pub relu: bool,
     pub accumulate: bool,
+    /// Bias per row, ReLU and a 2x2 max-pool of every four columns (B in im2col_texture's
+    /// pooled order); `view` addresses the pooled output.
+    pub pool: Option<PoolEpilogue<'a>>,
+}
+
+/// The fused ReLU + 2x2 max-pool of [`Epilogue::pool`].
+#[derive(Clone, Copy)]
+pub(crate) struct PoolEpilogue<'a> {
+    /// Where the argmax goes (training), laid out as the pooled output; -1 where the ReLU was
+    /// off, so no gradient flows there.
+    pub indices: Option<&'a Tensor>,
+    /// The pooled output's width and the un-pooled width (the indices' row pitch).
+    pub pooled_w: usize,
+    pub in_w: usize,
 }
 
 impl Epilogue<'_> {
@@ -315,6 +332,7 @@ impl Epilogue<'_> {
             bias_per_row: false,
             relu: false,
             accumulate: false,
+            pool: None,
         }
     }
 }
@@ -357,7 +375,10 @@ pub(crate) fn record_gemm(
     // Split K until there are enough workgroups for every core (lavapipe runs one workgroup
     // per thread), keeping at least 64 texels (256 values of K) per split.
     let k4 = u(op, "K", a.tex_cols())?;
-    let splits = if e.texture.is_some() {
+    if e.pool.is_some() && (e.texture.is_some() || e.accumulate || !e.relu || m == 0) {
+        return Err(Error::invalid(op, "a pooling epilogue needs ReLU (an internal error)"));
+    }
+    let splits = if e.texture.is_some() || e.pool.is_some() {
         1
     } else {
         (WORKGROUPS_WANTED.div_ceil(tiles)).min(k4 / 64).max(1)
@@ -382,6 +403,9 @@ pub(crate) fn record_gemm(
         splits,
         k_split,
         c_texture: e.texture.is_some() as u32,
+        pool: e.pool.map_or(0, |pe| if pe.indices.is_some() { 2 } else { 1 }),
+        pool_w: u(op, "pooled width", e.pool.map_or(0, |pe| pe.pooled_w))?,
+        pool_in_w: u(op, "width", e.pool.map_or(0, |pe| pe.in_w))?,
     };
     let groups = [(n as u32).div_ceil(128), (m as u32).div_ceil(8 * rows), batch as u32 * splits];
     let max = ctx.limits().max_compute_workgroups_per_dimension;
@@ -402,6 +426,7 @@ pub(crate) fn record_gemm(
     };
     let partial_buffer = partial.as_ref().map_or(&ctx.inner.dummy_rw, Tensor::buffer);
     let c_tex = e.texture.map_or(&ctx.inner.dummy_texture, |t| &t.view);
+    let indices = e.pool.and_then(|pe| pe.indices).map_or(&ctx.inner.dummy_rw, Tensor::buffer);
     let textures = [
         wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&a.view) },
         wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&b.view) },
@@ -414,7 +439,7 @@ pub(crate) fn record_gemm(
             entry,
             constants: &[],
             params: bytemuck::bytes_of(&params),
-            buffers: &[(3, bias), (4, c.buffer()), (5, partial_buffer)],
+            buffers: &[(3, bias), (4, c.buffer()), (5, partial_buffer), (7, indices)],
             workgroups: groups,
             ranges: &ranges,
         },
