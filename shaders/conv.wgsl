@@ -452,7 +452,8 @@ fn tap_window(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32
 }
 
 // col2im (see above) gathering from the texture the tiled GEMM wrote grad_col into: texel
-// (j / 4, k) holds row k = (ci, taps) of columns j = (sample in chunk) * P + position.
+// (j / 4, k) holds row k = (ci, taps) of columns j = (sample in chunk) * P + position. With
+// has_bias, adds b[ci].
 // `total` = chunk * C_in * input positions, below 2^24 (the host chunks so).
 @compute @workgroup_size(WG)
 fn col2im_texture(
@@ -489,6 +490,10 @@ fn col2im_texture(
                 acc += select(0.0, v, od >= 0 && oh >= 0 && ow >= 0);
             }
         }
+    }
+    // A transposed convolution's forward pass runs here and adds its bias.
+    if p.has_bias != 0u {
+        acc += b[ci];
     }
     let n = nc + p.n_offset;
     y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;

@@ -372,6 +372,11 @@ pub(crate) struct ConvPlan {
     g: Geometry,
     groups: usize,
     transposed: bool,
+    /// For a transposed convolution (groups 1): the convolution whose data gradient it is.
+    /// Its input is this one's output and its output this one's input, with the same weight,
+    /// so the tiled kernels run this one's forward pass as that one's data gradient (a GEMM,
+    /// then col2im) and its gradients as that one's forward pass and weight gradient.
+    adjoint: Option<Box<ConvPlan>>,
 }
 
 impl ConvPlan {
@@ -382,7 +387,13 @@ impl ConvPlan {
         w: &[usize],
         o: &ConvOptions,
     ) -> Result<Self> {
-        Ok(ConvPlan { op, g: conv_geometry(op, sd, x, w, o)?, groups: o.groups, transposed: false })
+        Ok(ConvPlan {
+            op,
+            g: conv_geometry(op, sd, x, w, o)?,
+            groups: o.groups,
+            transposed: false,
+            adjoint: None,
+        })
     }
 
     pub(crate) fn conv_transpose(
@@ -392,12 +403,25 @@ impl ConvPlan {
         w: &[usize],
         o: &ConvTransposeOptions,
     ) -> Result<Self> {
-        Ok(ConvPlan {
-            op,
-            g: conv_transpose_geometry(op, sd, x, w, o)?,
-            groups: o.groups,
-            transposed: true,
-        })
+        let g = conv_transpose_geometry(op, sd, x, w, o)?;
+        let adjoint = (o.groups == 1).then(|| {
+            Box::new(ConvPlan {
+                op,
+                g: Geometry {
+                    x: Spatial { batched: g.x.batched, n: g.x.n, c: g.c_out, size: g.out.clone() },
+                    c_out: g.x.c,
+                    kernel: g.kernel.clone(),
+                    stride: g.stride.clone(),
+                    pad: g.pad.clone(),
+                    dilation: g.dilation.clone(),
+                    out: g.x.size.clone(),
+                },
+                groups: 1,
+                transposed: false,
+                adjoint: None,
+            })
+        });
+        Ok(ConvPlan { op, g, groups: o.groups, transposed: true, adjoint })
     }
 
     /// The output's shape.
@@ -468,6 +492,18 @@ impl ConvPlan {
             }
         }
         Ok((kernel, None))
+    }
+
+    /// A transposed convolution's adjoint and its chunk, when the adjoint runs on the tiled
+    /// kernel on `ctx`.
+    fn tiled_adjoint(&self, ctx: &Context) -> Result<Option<(&ConvPlan, usize)>> {
+        match &self.adjoint {
+            Some(adjoint) => match adjoint.kernel(ctx)? {
+                ConvKernel::Tiled { chunk } => Ok(Some((adjoint, chunk))),
+                _ => Ok(None),
+            },
+            None => Ok(None),
+        }
     }
 
     fn log_kernel(&self, ctx: &Context, pass: &str, kernel: ConvKernel) {
@@ -652,23 +688,33 @@ impl ConvPlan {
         rec: &mut Recorder<'_>,
         col: Col<'_>,
         gx: &Tensor,
+        bias: Option<&Tensor>,
         n0: usize,
         len: usize,
     ) -> Result<()> {
         let g = &self.g;
         let total =
             check_u32(self.op, "input elements", len * g.x.c * g.x.size.iter().product::<usize>())?;
-        let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
+        let has_bias = bias.is_some();
+        let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, has_bias, total);
         params.n_offset = n0 as u32;
         let grid = ctx.grid_1d(self.op, u64::from(total), WG)?;
         match col {
             Col::Buffer(col) => {
+                if has_bias {
+                    return Err(Error::invalid(self.op, "col2im adds no bias (an internal error)"));
+                }
                 let buffers = [(4, gx.buffer()), (7, col.buffer())];
                 ctx.record(rec, &dispatch("col2im", &params, &buffers, grid))
             }
             Col::Texture(col) => ctx.record_with(
                 rec,
-                &dispatch("col2im_texture", &params, &[(4, gx.buffer())], grid),
+                &dispatch(
+                    "col2im_texture",
+                    &params,
+                    &[(3, bias.map_or(&ctx.inner.dummy, Tensor::buffer)), (4, gx.buffer())],
+                    grid,
+                ),
                 &[wgpu::BindGroupEntry {
                     binding: 10,
                     resource: wgpu::BindingResource::TextureView(&col.view),
@@ -699,10 +745,24 @@ impl ConvPlan {
         let total = check_u32(op, "output elements", y.numel())?;
         check_u32(op, "input elements", x.numel())?;
         check_u32(op, "weight elements", w.numel())?;
+        if let Some((adjoint, chunk)) = self.tiled_adjoint(&ctx)? {
+            // y = the adjoint convolution's data gradient for "grad_y" = x, plus the bias.
+            self.log_kernel(
+                &ctx,
+                "forward (as its adjoint's data gradient)",
+                ConvKernel::Tiled { chunk },
+            );
+            adjoint.record_tiled_data_grad(&ctx, rec, w, x, y, bias, chunk)?;
+            if relu {
+                crate::ops::activation::record_relu(&ctx, rec, y, y)?;
+            }
+            return Ok(());
+        }
         let (kernel, flat) = self.kernel_for(&ctx, x)?;
         self.log_kernel(&ctx, "forward", kernel);
         if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
-            return self.record_tiled_forward(&ctx, rec, &x_flat, x, w, bias, y, chunk, relu, None);
+            x_flat.record_copy(rec, x.buffer());
+            return self.record_tiled_forward(&ctx, rec, &x_flat, w, bias, y, chunk, relu, None);
         }
         if kernel == ConvKernel::Im2col {
             let (k, p) = self.col_dims();
@@ -739,14 +799,14 @@ impl ConvPlan {
     /// The tiled forward pass: y (C_out, chunk*P) = W (C_out, K) @ col (K, chunk*P) per chunk,
     /// written to NCHW with the bias per channel and the ReLU applied on the way out. With
     /// `pool` ((pooled height, width), indices), im2col writes the columns in pooled order and
-    /// the GEMM max-pools each 2x2 window into y, which then has the pooled shape.
+    /// the GEMM max-pools each 2x2 window into y, which then has the pooled shape. `x_flat`
+    /// already holds x.
     #[allow(clippy::too_many_arguments)]
     fn record_tiled_forward(
         &self,
         ctx: &Context,
         rec: &mut Recorder<'_>,
         x_flat: &Flat,
-        x: &Tensor,
         w: &Tensor,
         bias: Option<&Tensor>,
         y: &Tensor,
@@ -755,7 +815,6 @@ impl ConvPlan {
         pool: Option<([usize; 2], Option<&Tensor>)>,
     ) -> Result<()> {
         let (op, g) = (self.op, &self.g);
-        x_flat.record_copy(rec, x.buffer());
         let (k, p) = self.col_dims();
         // Columns per sample, and output values per channel and sample.
         let (cols, outs) = match pool {
@@ -824,18 +883,20 @@ impl ConvPlan {
         let (kernel, flat) = self.kernel_for(&ctx, x)?;
         self.log_kernel(&ctx, "forward + relu + max_pool 2x2", kernel);
         match (kernel, flat) {
-            (ConvKernel::Tiled { chunk }, Some(x_flat)) => self.record_tiled_forward(
-                &ctx,
-                rec,
-                &x_flat,
-                x,
-                w,
-                bias,
-                y,
-                chunk,
-                true,
-                Some((pooled, indices)),
-            ),
+            (ConvKernel::Tiled { chunk }, Some(x_flat)) => {
+                x_flat.record_copy(rec, x.buffer());
+                self.record_tiled_forward(
+                    &ctx,
+                    rec,
+                    &x_flat,
+                    w,
+                    bias,
+                    y,
+                    chunk,
+                    true,
+                    Some((pooled, indices)),
+                )
+            }
             _ => Err(Error::invalid(op, "relu + max-pool fusion needs the tiled kernel")),
         }
     }
@@ -871,46 +932,29 @@ impl ConvPlan {
             self.check(gb, "grad_bias", &[g.c_out])?;
             crate::ops::reduce::record_channel_sum(&ctx, rec, grad_y, g.x.n, g.c_out, gb)?;
         }
+        if let Some((adjoint, chunk)) = self.tiled_adjoint(&ctx)? {
+            // The adjoint's input is grad_y and its output x: grad_W is its weight gradient
+            // and grad_x its forward pass (no bias).
+            let flat = Flat::new(&ctx, grad_y.numel()).filter(|f| f.can_copy(grad_y.buffer()));
+            if let Some(gy_flat) = flat {
+                self.log_kernel(&ctx, "backward (as its adjoint's)", ConvKernel::Tiled { chunk });
+                gy_flat.record_copy(rec, grad_y.buffer());
+                adjoint.record_tiled_weight_grad(&ctx, rec, &gy_flat, x, grad_w, chunk)?;
+                if let Some(gx) = grad_x {
+                    adjoint.record_tiled_forward(
+                        &ctx, rec, &gy_flat, w, None, gx, chunk, false, None,
+                    )?;
+                }
+                return Ok(());
+            }
+        }
         let (kernel, flat) = self.kernel_for(&ctx, x)?;
         self.log_kernel(&ctx, "backward", kernel);
         if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
             x_flat.record_copy(rec, x.buffer());
-            let (k, p) = self.col_dims();
-            let cp = chunk * p;
-            // grad_W^T (K, C_out) (+)= col (K, len*P) @ grad_y^T (len*P, C_out), per chunk.
-            let col_t = self.packed(&ctx, k, cp, k.div_ceil(4) * 4)?;
-            let gy_t = self.packed(&ctx, cp, g.c_out, cp.div_ceil(4) * 4)?;
-            for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
-                let len = chunk.min(g.x.n - n0);
-                self.record_im2col_texture(&ctx, rec, &x_flat, &col_t, n0, len, None)?;
-                let b = gy_t.with_size(len * p, g.c_out);
-                let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p).t();
-                tiled::record_pack(&ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
-                let epilogue =
-                    Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, true)) };
-                let a = col_t.with_size(k, len * p);
-                tiled::record_gemm(&ctx, op, rec, &a, &b, grad_w, &epilogue)?;
-            }
+            self.record_tiled_weight_grad(&ctx, rec, &x_flat, grad_y, grad_w, chunk)?;
             if let Some(gx) = grad_x {
-                // grad_col (K, len*P) = W^T (K, C_out) @ grad_y (C_out, len*P), into a texture
-                // that col2im_texture gathers from.
-                let w_t = self.packed(&ctx, k, g.c_out, k)?;
-                let view = View::dense(0, k, true);
-                tiled::record_pack(&ctx, op, rec, w.buffer(), None, &view, &w_t)?;
-                let gy = self.packed(&ctx, g.c_out, cp, g.c_out.div_ceil(4) * 4)?;
-                let grad_col = self.packed(&ctx, k, cp, k)?;
-                for n0 in (0..g.x.n).step_by(chunk) {
-                    let len = chunk.min(g.x.n - n0);
-                    let b = gy.with_size(g.c_out, len * p);
-                    let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p);
-                    tiled::record_pack(&ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
-                    let epilogue = Epilogue {
-                        texture: Some(&grad_col),
-                        ..Epilogue::to(View::dense(0, len * p, false))
-                    };
-                    tiled::record_gemm(&ctx, op, rec, &w_t, &b, gx, &epilogue)?;
-                    self.record_col2im(&ctx, rec, Col::Texture(&grad_col), gx, n0, len)?;
-                }
+                self.record_tiled_data_grad(&ctx, rec, w, grad_y, gx, None, chunk)?;
             }
             return Ok(());
         }
@@ -946,7 +990,7 @@ impl ConvPlan {
                     gemm.lda = k;
                     gemm.offsets.1 = n0 * g.c_out * p;
                     gemm.record(&ctx, op, rec, &col)?;
-                    self.record_col2im(&ctx, rec, Col::Buffer(&col), gx, n0, len)?;
+                    self.record_col2im(&ctx, rec, Col::Buffer(&col), gx, None, n0, len)?;
                 }
             }
             return Ok(());
@@ -976,6 +1020,73 @@ impl ConvPlan {
         let outputs = [(6, grad_w.buffer())];
         let entry = "conv_backward_weight";
         self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, textures)
+    }
+
+    /// grad_W^T (K, C_out) (+)= col (K, len*P) @ grad_y^T (len*P, C_out), per chunk of
+    /// `chunk` samples, on the tiled kernel; `x_flat` already holds x.
+    fn record_tiled_weight_grad(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        x_flat: &Flat,
+        grad_y: &Tensor,
+        grad_w: &Tensor,
+        chunk: usize,
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        let (k, p) = self.col_dims();
+        let cp = chunk * p;
+        let col_t = self.packed(ctx, k, cp, k.div_ceil(4) * 4)?;
+        let gy_t = self.packed(ctx, cp, g.c_out, cp.div_ceil(4) * 4)?;
+        for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
+            let len = chunk.min(g.x.n - n0);
+            self.record_im2col_texture(ctx, rec, x_flat, &col_t, n0, len, None)?;
+            let b = gy_t.with_size(len * p, g.c_out);
+            let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p).t();
+            tiled::record_pack(ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
+            let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, true)) };
+            let a = col_t.with_size(k, len * p);
+            tiled::record_gemm(ctx, op, rec, &a, &b, grad_w, &epilogue)?;
+        }
+        Ok(())
+    }
+
+    /// grad_x = col2im(grad_col), grad_col (K, len*P) = W^T (K, C_out) @ grad_y (C_out, len*P)
+    /// per chunk, on the tiled kernel: the GEMM writes a texture that col2im_texture gathers
+    /// from. With `bias`, col2im adds it per channel of grad_x (a transposed convolution's
+    /// forward pass runs here).
+    #[allow(clippy::too_many_arguments)]
+    fn record_tiled_data_grad(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        w: &Tensor,
+        grad_y: &Tensor,
+        gx: &Tensor,
+        bias: Option<&Tensor>,
+        chunk: usize,
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        let (k, p) = self.col_dims();
+        let cp = chunk * p;
+        let w_t = self.packed(ctx, k, g.c_out, k)?;
+        let view = View::dense(0, k, true);
+        tiled::record_pack(ctx, op, rec, w.buffer(), None, &view, &w_t)?;
+        let gy = self.packed(ctx, g.c_out, cp, g.c_out.div_ceil(4) * 4)?;
+        let grad_col = self.packed(ctx, k, cp, k)?;
+        for n0 in (0..g.x.n).step_by(chunk) {
+            let len = chunk.min(g.x.n - n0);
+            let b = gy.with_size(g.c_out, len * p);
+            let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p);
+            tiled::record_pack(ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
+            let epilogue = Epilogue {
+                texture: Some(&grad_col),
+                ..Epilogue::to(View::dense(0, len * p, false))
+            };
+            tiled::record_gemm(ctx, op, rec, &w_t, &b, gx, &epilogue)?;
+            self.record_col2im(ctx, rec, Col::Texture(&grad_col), gx, bias, n0, len)?;
+        }
+        Ok(())
     }
 
     fn forward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
