@@ -498,3 +498,421 @@ fn col2im_texture(
     let n = nc + p.n_offset;
     y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;
 }
+
+// Depthwise convolution (groups = C_in = C_out): every channel convolved with its own filter.
+// One invocation computes four outputs along w of one (sample, channel, d, h) row, so the
+// row's index arithmetic (divmod24, no integer division) and each tap's weight are shared by
+// four outputs. Inputs come through load_x / load_w / load_grad_y (texture copies when the
+// host can make them). `total` = rows * ceil(width / 4) of the tensor written, below 2^24.
+
+// y[n, c, o] = b[c] + sum over taps k of x[n, c, o*stride - pad + k*dil] * w[c, k].
+@compute @workgroup_size(WG)
+fn depthwise_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    var t = divmod24(idx, (p.out_w + 3u) / 4u);
+    let ow0 = t.y * 4u;
+    t = divmod24(t.x, p.out_h);
+    let oh = t.y;
+    t = divmod24(t.x, p.out_d);
+    let od = t.y;
+    let nc = t.x;
+    let c = divmod24(nc, p.c_out).y;
+    let taps = p.k_d * p.k_h * p.k_w;
+    var acc = vec4<f32>(0.0);
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        let id = i32(od * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let ih = i32(oh * p.stride_h + kh * p.dil_h) - i32(p.pad_h);
+            let row_ok = id >= 0 && id < i32(p.in_d) && ih >= 0 && ih < i32(p.in_h);
+            let row = ((nc * p.in_d + u32(max(id, 0))) * p.in_h + u32(max(ih, 0))) * p.in_w;
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let wv = load_w(c * taps + (kd * p.k_h + kh) * p.k_w + kw);
+                let iw0 = i32(ow0 * p.stride_w + kw * p.dil_w) - i32(p.pad_w);
+                for (var e = 0u; e < 4u; e++) {
+                    let iw = iw0 + i32(e * p.stride_w);
+                    let ok = row_ok && iw >= 0 && iw < i32(p.in_w);
+                    acc[e] += select(0.0, load_x(row + u32(max(iw, 0))), ok) * wv;
+                }
+            }
+        }
+    }
+    if p.has_bias != 0u {
+        acc += vec4<f32>(b[c]);
+    }
+    let out = ((nc * p.out_d + od) * p.out_h + oh) * p.out_w;
+    for (var e = 0u; e < 4u; e++) {
+        if ow0 + e < p.out_w {
+            y[out + ow0 + e] = acc[e];
+        }
+    }
+}
+
+// grad_x[n, c, i] = sum over taps k and outputs o with o*stride - pad + k*dil = i of
+// grad_y[n, c, o] * w[c, k] (a gather; tap_window finds o). `in_*` describe x, `out_*` grad_y;
+// the result goes to y (bound to grad_x).
+@compute @workgroup_size(WG)
+fn depthwise_backward_input(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    var t = divmod24(idx, (p.in_w + 3u) / 4u);
+    let iw0 = t.y * 4u;
+    t = divmod24(t.x, p.in_h);
+    let ih = t.y;
+    t = divmod24(t.x, p.in_d);
+    let id = t.y;
+    let nc = t.x;
+    let c = divmod24(nc, p.c_out).y;
+    let taps = p.k_d * p.k_h * p.k_w;
+    var acc = vec4<f32>(0.0);
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        let od = tap_window(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let oh = tap_window(ih, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
+            let row_ok = od >= 0 && oh >= 0;
+            let row = ((nc * p.out_d + u32(max(od, 0))) * p.out_h + u32(max(oh, 0))) * p.out_w;
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let wv = load_w(c * taps + (kd * p.k_h + kh) * p.k_w + kw);
+                for (var e = 0u; e < 4u; e++) {
+                    let ow = tap_window(iw0 + e, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
+                    let ok = row_ok && ow >= 0;
+                    acc[e] += select(0.0, load_grad_y(row + u32(max(ow, 0))), ok) * wv;
+                }
+            }
+        }
+    }
+    let out = ((nc * p.in_d + id) * p.in_h + ih) * p.in_w;
+    for (var e = 0u; e < 4u; e++) {
+        if iw0 + e < p.in_w {
+            y[out + iw0 + e] = acc[e];
+        }
+    }
+}
+
+var<workgroup> depthwise_sums: array<f32, 64>;
+
+// grad_w[c, k] = sum over samples and output positions o of grad_y[n, c, o] *
+// x[n, c, o*stride - pad + k*dil]. One workgroup of 64 per weight (c, k): each invocation
+// sums whole output rows (n, od, oh), then the workgroup adds its 64 partial sums up.
+// Workgroup id = c * taps + k; `total` = weights.
+@compute @workgroup_size(64)
+fn depthwise_backward_weight(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let weight = wg.y * nwg.x + wg.x;
+    let taps = p.k_d * p.k_h * p.k_w;
+    var t = divmod24(min(weight, p.total - 1u), taps);
+    let c = t.x;
+    t = divmod24(t.y, p.k_w);
+    let kw = t.y;
+    t = divmod24(t.x, p.k_h);
+    let kh = t.y;
+    let kd = t.x;
+    var acc = 0.0;
+    let rows = p.n * p.out_d * p.out_h;
+    for (var r = lid; r < rows; r += 64u) {
+        var s = divmod24(r, p.out_h);
+        let oh = s.y;
+        s = divmod24(s.x, p.out_d);
+        let od = s.y;
+        let nc = s.x * p.c_out + c;
+        let id = i32(od * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
+        let ih = i32(oh * p.stride_h + kh * p.dil_h) - i32(p.pad_h);
+        if id < 0 || id >= i32(p.in_d) || ih < 0 || ih >= i32(p.in_h) {
+            continue;
+        }
+        let x_row = ((nc * p.in_d + u32(id)) * p.in_h + u32(ih)) * p.in_w;
+        let y_row = ((nc * p.out_d + od) * p.out_h + oh) * p.out_w;
+        for (var ow = 0u; ow < p.out_w; ow++) {
+            let iw = i32(ow * p.stride_w + kw * p.dil_w) - i32(p.pad_w);
+            let ok = iw >= 0 && iw < i32(p.in_w);
+            acc += select(0.0, load_x(x_row + u32(max(iw, 0))), ok) * load_grad_y(y_row + ow);
+        }
+    }
+    depthwise_sums[lid] = acc;
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half /= 2u) {
+        if lid < half {
+            depthwise_sums[lid] += depthwise_sums[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u && weight < p.total {
+        grad_w[weight] = depthwise_sums[0];
+    }
+}
+
+// Depthwise 3x3 convolutions of stride 1 and dilation 1 along h and w (any depth taps), the
+// common case, as 4x4 output tiles: each of the tile's six source rows is read once (three
+// texel fetches for its six columns) and feeds up to three output rows, and the nine weights
+// are loaded once per tile, where the general kernels above fetch every input per tap.
+// The backward-input pass is the same correlation of grad_y with the kernel flipped in h and w
+// and padding 2 - pad (needs pad <= 2); along d it gathers with tap_window. Both read their
+// source (x forward, grad_y backward) through grad_y's bindings, so that one pipeline layout
+// serves both; the backward pass binds a placeholder for b.
+
+struct Row6 {
+    lo: vec4<f32>,
+    hi: vec2<f32>,
+}
+
+// Texel q of the source's texture copy.
+fn dw_texel(q: i32) -> vec4<f32> {
+    let u = u32(max(q, 0));
+    return textureLoad(grad_y_tex, vec2<u32>(u % 1024u, u / 1024u), 0);
+}
+
+// Columns c0 .. c0 + 5 of the source row whose column 0 is at flat index `base`: zero outside
+// [0, width) and when !ok.
+fn dw_row6(base: u32, c0: i32, width: u32, ok: bool) -> Row6 {
+    var r: Row6;
+    if TEXTURE_INPUTS {
+        // Three texels hold the six values; `off` says where they start in the first.
+        let s = i32(base) + c0;
+        let q = s >> 2u;
+        let off = s & 3;
+        let a = dw_texel(q);
+        let b = dw_texel(q + 1);
+        let c = dw_texel(q + 2);
+        let lo1 = vec4<f32>(a.yzw, b.x);
+        let lo2 = vec4<f32>(a.zw, b.xy);
+        let lo3 = vec4<f32>(a.w, b.xyz);
+        r.lo = select(select(select(a, lo1, off == 1), lo2, off == 2), lo3, off == 3);
+        let hi3 = vec2<f32>(b.w, c.x);
+        r.hi = select(select(select(b.xy, b.yz, off == 1), b.zw, off == 2), hi3, off == 3);
+    } else {
+        let last = i32(width) - 1;
+        for (var j = 0; j < 6; j++) {
+            let v = grad_y[base + u32(clamp(c0 + j, 0, last))];
+            if j < 4 {
+                r.lo[j] = v;
+            } else {
+                r.hi[j - 4] = v;
+            }
+        }
+    }
+    let cols = vec4<i32>(c0) + vec4<i32>(0, 1, 2, 3);
+    let w = i32(width);
+    let lo_ok = vec4<bool>(ok) & (cols >= vec4<i32>(0)) & (cols < vec4<i32>(w));
+    let hi_cols = cols.xy + vec2<i32>(4);
+    let hi_ok = vec2<bool>(ok) & (hi_cols >= vec2<i32>(0)) & (hi_cols < vec2<i32>(w));
+    r.lo = select(vec4<f32>(0.0), r.lo, lo_ok);
+    r.hi = select(vec2<f32>(0.0), r.hi, hi_ok);
+    return r;
+}
+
+// Four outputs of one row: the row's three taps with weights k.
+fn dw_taps(r: Row6, k: vec3<f32>) -> vec4<f32> {
+    return r.lo * k.x + vec4<f32>(r.lo.yzw, r.hi.x) * k.y + vec4<f32>(r.lo.zw, r.hi) * k.z;
+}
+
+fn dw_store(at: u32, col0: u32, width: u32, v: vec4<f32>) {
+    for (var e = 0u; e < 4u; e++) {
+        if col0 + e < width {
+            y[at + col0 + e] = v[e];
+        }
+    }
+}
+
+// One 4x4 tile: forward (x -> y) or backward-input (grad_y -> grad_x, bound to y).
+// `total` = N * C * depth * ceil(height / 4) * ceil(width / 4) of the tensor written.
+fn depthwise_3x3(idx: u32, bwd: bool) {
+    // Source (read) and destination (written) plane sizes.
+    let src_d = select(p.in_d, p.out_d, bwd);
+    let src_h = select(p.in_h, p.out_h, bwd);
+    let src_w = select(p.in_w, p.out_w, bwd);
+    let dst_d = select(p.out_d, p.in_d, bwd);
+    let dst_h = select(p.out_h, p.in_h, bwd);
+    let dst_w = select(p.out_w, p.in_w, bwd);
+    let pad_h = select(i32(p.pad_h), 2 - i32(p.pad_h), bwd);
+    let pad_w = select(i32(p.pad_w), 2 - i32(p.pad_w), bwd);
+    var t = divmod24(idx, (dst_w + 3u) / 4u);
+    let col0 = t.y * 4u;
+    t = divmod24(t.x, (dst_h + 3u) / 4u);
+    let row0 = t.y * 4u;
+    t = divmod24(t.x, dst_d);
+    let dep = t.y;
+    let nc = t.x;
+    let c = divmod24(nc, p.c_out).y;
+    let c0 = i32(col0) - pad_w;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        // The source depth this tap reads, or -1.
+        var sd: i32;
+        if bwd {
+            sd = tap_window(dep, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+        } else {
+            let v = i32(dep * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
+            sd = select(-1, v, v < i32(p.in_d));
+        }
+        if sd < 0 {
+            continue;
+        }
+        let wb = (c * p.k_d + kd) * 9u;
+        var k: array<vec3<f32>, 3>;
+        for (var kh = 0u; kh < 3u; kh++) {
+            let at = wb + kh * 3u;
+            let r = vec3<f32>(load_w(at), load_w(at + 1u), load_w(at + 2u));
+            if bwd {
+                k[2u - kh] = r.zyx;
+            } else {
+                k[kh] = r;
+            }
+        }
+        let plane = (nc * src_d + u32(sd)) * src_h;
+        for (var i = 0u; i < 6u; i++) {
+            let sr = i32(row0 + i) - pad_h;
+            let ok = sr >= 0 && sr < i32(src_h);
+            let row = dw_row6((plane + u32(max(sr, 0))) * src_w, c0, src_w, ok);
+            if i < 3u {
+                acc0 += dw_taps(row, k[i]);
+            }
+            if i >= 1u && i < 4u {
+                acc1 += dw_taps(row, k[i - 1u]);
+            }
+            if i >= 2u && i < 5u {
+                acc2 += dw_taps(row, k[i - 2u]);
+            }
+            if i >= 3u {
+                acc3 += dw_taps(row, k[i - 3u]);
+            }
+        }
+    }
+    if !bwd && p.has_bias != 0u {
+        let bias = vec4<f32>(b[c]);
+        acc0 += bias;
+        acc1 += bias;
+        acc2 += bias;
+        acc3 += bias;
+    }
+    let out = (nc * dst_d + dep) * dst_h;
+    let rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var i = 0u; i < 4u; i++) {
+        if row0 + i < dst_h {
+            dw_store((out + row0 + i) * dst_w, col0, dst_w, rows[i]);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn depthwise_3x3_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx < p.total {
+        depthwise_3x3(idx, false);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn depthwise_3x3_backward_input(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx < p.total {
+        depthwise_3x3(idx, true);
+    }
+}
+
+var<workgroup> dw_sums: array<vec3<f32>, 192>;
+
+// grad_w of a depthwise 3x3 (the tiles' shapes): one workgroup of 64 per (channel, depth tap);
+// each invocation takes 4x4 tiles of grad_y in turn, reads the tile's six x rows once and adds
+// all nine taps' products, then the workgroup adds its 64 partial sums up. x comes through
+// grad_y's bindings (the source dw_row6 reads) and grad_y through x's. `total` = tiles per
+// channel: N * out_d * ceil(out_h / 4) * ceil(out_w / 4).
+@compute @workgroup_size(64)
+fn depthwise_3x3_backward_weight(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let slot = wg.y * nwg.x + wg.x;
+    let t0 = divmod24(min(slot, p.c_out * p.k_d - 1u), p.k_d);
+    let c = t0.x;
+    let kd = t0.y;
+    let col_tiles = (p.out_w + 3u) / 4u;
+    let row_tiles = (p.out_h + 3u) / 4u;
+    var g0 = vec3<f32>(0.0);
+    var g1 = vec3<f32>(0.0);
+    var g2 = vec3<f32>(0.0);
+    for (var tile = lid; tile < p.total; tile += 64u) {
+        var t = divmod24(tile, col_tiles);
+        let col0 = t.y * 4u;
+        t = divmod24(t.x, row_tiles);
+        let row0 = t.y * 4u;
+        t = divmod24(t.x, p.out_d);
+        let od = t.y;
+        let nc = t.x * p.c_out + c;
+        let id = i32(od * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
+        if id < 0 || id >= i32(p.in_d) {
+            continue;
+        }
+        let plane = (nc * p.in_d + u32(id)) * p.in_h;
+        let c0 = i32(col0) - i32(p.pad_w);
+        var xr: array<Row6, 6>;
+        for (var i = 0u; i < 6u; i++) {
+            let sr = i32(row0 + i) - i32(p.pad_h);
+            let ok = sr >= 0 && sr < i32(p.in_h);
+            xr[i] = dw_row6((plane + u32(max(sr, 0))) * p.in_w, c0, p.in_w, ok);
+        }
+        let gy_plane = (nc * p.out_d + od) * p.out_h;
+        for (var i = 0u; i < 4u; i++) {
+            let oh = row0 + i;
+            let at = (gy_plane + min(oh, p.out_h - 1u)) * p.out_w;
+            var gy = vec4<f32>(0.0);
+            for (var e = 0u; e < 4u; e++) {
+                let ow = col0 + e;
+                let v = load_x(at + min(ow, p.out_w - 1u));
+                gy[e] = select(0.0, v, oh < p.out_h && ow < p.out_w);
+            }
+            g0 += dw_products(xr[i], gy);
+            g1 += dw_products(xr[i + 1u], gy);
+            g2 += dw_products(xr[i + 2u], gy);
+        }
+    }
+    dw_sums[lid * 3u] = g0;
+    dw_sums[lid * 3u + 1u] = g1;
+    dw_sums[lid * 3u + 2u] = g2;
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half /= 2u) {
+        if lid < half {
+            for (var j = 0u; j < 3u; j++) {
+                dw_sums[lid * 3u + j] += dw_sums[(lid + half) * 3u + j];
+            }
+        }
+        workgroupBarrier();
+    }
+    if lid < 9u && slot < p.c_out * p.k_d {
+        let v = dw_sums[lid / 3u];
+        grad_w[slot * 9u + lid] = v[lid % 3u];
+    }
+}
+
+// The three taps' sums of products of one x row (six columns) with four grad_y values.
+fn dw_products(r: Row6, gy: vec4<f32>) -> vec3<f32> {
+    let s1 = vec4<f32>(r.lo.yzw, r.hi.x);
+    let s2 = vec4<f32>(r.lo.zw, r.hi);
+    return vec3<f32>(dot(r.lo, gy), dot(s1, gy), dot(s2, gy));
+}

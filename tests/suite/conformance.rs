@@ -133,6 +133,71 @@ fn conv_conformance(c: &gconv::Context, family: &str) {
     });
 }
 
+/// The depthwise 3x3 tile kernels (stride 1 and dilation 1 along h and w), which random shapes
+/// above rarely hit: 2-D and 3-D (any taps, stride and dilation along d), padding 0 to 3 (3
+/// takes the general backward-input kernel), sizes around the 4x4 tiles, with and without bias.
+#[test]
+fn random_depthwise_3x3_forward_and_backward_match_reference() {
+    let c = ctx();
+    let random = |r: &mut SmallRng, shape: &[usize]| random_on(c, r, shape);
+    for_each_config("depthwise 3x3", 60, |r| {
+        let sd = r.random_range(2..=3);
+        let n = r.random_range(1..=2);
+        let ch = r.random_range(2..=6);
+        let mut k: Vec<usize> = vec![3, 3];
+        let mut stride = vec![1, 1];
+        let mut dil = vec![1, 1];
+        let mut pads = vec![r.random_range(0..=3), r.random_range(0..=3)];
+        let mut size = vec![r.random_range(1..=13), r.random_range(1..=13)];
+        if sd == 3 {
+            k.insert(0, r.random_range(1..=3));
+            stride.insert(0, r.random_range(1..=2));
+            dil.insert(0, r.random_range(1..=2));
+            pads.insert(0, r.random_range(0..=1));
+            size.insert(0, r.random_range(1..=5));
+        }
+        // Every input at least as large as the padded kernel extent.
+        for i in 0..sd {
+            let extent = dil[i] * (k[i] - 1) + 1;
+            size[i] = size[i].max(extent.saturating_sub(2 * pads[i]).max(1));
+        }
+        let same = r.random_bool(0.2) && stride[0] == 1;
+        let (padding, spec) = if same {
+            (Padding::Same, PaddingSpec::Same)
+        } else {
+            (Padding::Explicit(pads.clone().into()), PaddingSpec::Explicit(pads.clone()))
+        };
+        let mut xs = vec![n, ch];
+        xs.extend(&size);
+        let mut ws = vec![ch, 1];
+        ws.extend(&k);
+        let (x, xa) = random(r, &xs);
+        let (w, wa) = random(r, &ws);
+        let bias = r.random_bool(0.5).then(|| random(r, &[ch]));
+        let o = ops::ConvOptions {
+            stride: stride.clone().into(),
+            padding,
+            dilation: dil.clone().into(),
+            groups: ch,
+        };
+        let what = format!("depthwise conv{sd}d x {xs:?} w {ws:?} {o:?}");
+        let f = if sd == 2 { ops::conv2d } else { ops::conv3d };
+        let y = f(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(fail(&what))?;
+        let attrs = gconv_ref::ConvAttrs {
+            stride,
+            padding: gconv_ref::resolve_padding(&spec, &k, &dil),
+            dilation: dil,
+            groups: ch,
+        };
+        check(&what, &y, &gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs))?;
+        let (gy, gya) = random(r, y.shape());
+        let f = if sd == 2 { ops::conv2d_backward } else { ops::conv3d_backward };
+        let g = f(&gy, &x, &w, bias.is_some(), &o).map_err(fail(&what))?;
+        let (gx, gw, gb) = gconv_ref::conv_backward(&xa, &wa, &gya, &attrs);
+        check_grads(&what, &g, gx, gw, gb)
+    });
+}
+
 #[test]
 fn random_conv_transpose_forward_and_backward_match_reference() {
     for_each_config("conv_transpose", CONFIGS, |r| {

@@ -6,10 +6,11 @@
 //!   applications on their own wgpu device), whose results are checked.
 //! - `goldens [DIR]`: every PyTorch golden case of DIR (default tests/goldens) on the GPU and
 //!   on gconv-ref.
-//! - `bench [--quick] [--json FILE] [--only SECTIONS]`: gconv-bench (GEMM against the CPU's
-//!   SGEMM, convolution layers, pooling, training and inference speed, a VGG16 step), built in
-//!   release mode; `--quick` runs a small subset once each in the test profile (`test` runs it
-//!   last); `--only gemm,conv,pool,train,vgg16` picks sections.
+//! - `bench [--quick] [--json FILE] [--only SECTIONS] [--layer TEXT]`: gconv-bench (GEMM
+//!   against the CPU's SGEMM, convolution layers, pooling, training and inference speed, a
+//!   VGG16 step), built in release mode; `--quick` runs a small subset once each in the test
+//!   profile (`test` runs it last); `--only gemm,conv,pool,train,vgg16` picks sections,
+//!   `--layer TEXT` the convolution layers whose name contains TEXT.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,7 +47,7 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask test | cargo xtask goldens [DIR] | \
-                 cargo xtask bench [--quick] [--json FILE] [--only SECTIONS]"
+                 cargo xtask bench [--quick] [--json FILE] [--only SECTIONS] [--layer TEXT]"
             );
             std::process::exit(2);
         }
@@ -89,8 +90,13 @@ fn bench(args: &[String]) -> Result<()> {
                 let sections = it.next().context("--only needs sections, e.g. gemm,conv")?;
                 cmd.arg("--only").arg(sections);
             }
+            "--layer" => {
+                let text = it.next().context("--layer needs part of a layer's name")?;
+                cmd.arg("--layer").arg(text);
+            }
             other => bail!(
-                "unknown bench argument {other:?} (expected --quick, --json FILE, --only SECTIONS)"
+                "unknown bench argument {other:?} \
+                 (expected --quick, --json FILE, --only SECTIONS, --layer TEXT)"
             ),
         }
     }

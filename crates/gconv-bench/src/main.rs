@@ -38,6 +38,9 @@ struct Args {
     /// Run only these sections (all of them when not given).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
+    /// Run only the convolution layers whose name contains this text (e.g. `depthwise`).
+    #[arg(long, value_name = "TEXT")]
+    layer: Option<String>,
 }
 
 /// The bench's sections, for `--only`.
@@ -114,7 +117,7 @@ fn main() -> Result<()> {
     }
     let mut conv = Value::Null;
     if on(Section::Conv) {
-        conv = bench_conv(&ctx, &direct, &mut rng, repeat, args.quick)?;
+        conv = bench_conv(&ctx, &direct, &mut rng, repeat, args.quick, args.layer.as_deref())?;
     }
     let mut pool = Value::Null;
     if on(Section::Pool) {
@@ -342,6 +345,7 @@ fn bench_conv(
     rng: &mut SmallRng,
     repeat: Repeat,
     quick: bool,
+    filter: Option<&str>,
 ) -> Result<Value> {
     println!("\nConvolution layers: GFLOP/s (2 x MACs / time; forward+backward counts 3 x MACs)");
     println!(
@@ -350,7 +354,7 @@ fn bench_conv(
     );
     let layers = if quick { &LAYERS[..1] } else { LAYERS };
     let mut rows = Vec::new();
-    for layer in layers {
+    for layer in layers.iter().filter(|l| filter.is_none_or(|f| l.name.contains(f))) {
         let (fwd, both, out) = layer.time(ctx, rng, repeat)?;
         let (dfwd, dboth, _) = layer.time(direct, rng, repeat)?;
         let macs = layer.macs(&out);

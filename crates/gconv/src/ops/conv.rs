@@ -338,6 +338,21 @@ fn dispatch<'a>(
     }
 }
 
+/// Invocations of a depthwise kernel writing a tensor of this (N, C, spatial...) shape: one per
+/// four values along its last dimension (below 2^24, checked by `ConvPlan::kernel`).
+fn quads(shape: &[usize]) -> u32 {
+    let (last, rows) = shape.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
+    (rows.iter().product::<usize>() * last.div_ceil(4)) as u32
+}
+
+/// Invocations of the 3x3 depthwise kernels writing a tensor of this (N, C, spatial...) shape
+/// (at least 2 spatial dimensions): one per 4x4 tile of its last two dimensions.
+fn tiles_4x4(shape: &[usize]) -> u32 {
+    let (w, rest) = shape.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
+    let (h, rows) = rest.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
+    (rows.iter().product::<usize>() * h.div_ceil(4) * w.div_ceil(4)) as u32
+}
+
 /// Where col2im reads grad_col from.
 enum Col<'a> {
     Buffer(&'a Tensor),
@@ -354,6 +369,13 @@ pub(crate) enum ConvKernel {
     Direct {
         /// Read x, w and grad_y through texture copies.
         textures: bool,
+    },
+    /// conv.wgsl's depthwise kernels (groups = C_in = C_out): four outputs per invocation,
+    /// inputs through texture copies, a workgroup reduction per weight for its gradient.
+    Depthwise {
+        /// 3x3 over h and w, stride and dilation 1 there: forward, backward-input (padding up
+        /// to 2) and backward-weight on the 4x4-tile kernels.
+        tiles_3x3: bool,
     },
     /// im2col into a storage buffer, one storage-buffer GEMM per sample.
     Im2col,
@@ -380,6 +402,19 @@ pub(crate) struct ConvPlan {
 }
 
 impl ConvPlan {
+    /// Whether conv.wgsl's 3x3 depthwise tiles apply: a 3x3 kernel over h and w with stride 1
+    /// and dilation 1 there (any taps along d); the backward-input tiles also need padding <= 2.
+    fn depthwise_3x3(&self, backward: bool) -> bool {
+        let g = &self.g;
+        let hw = |v: &[usize]| v.len() >= 2 && v[v.len() - 2..].iter().all(|&e| e == 1);
+        let k = &g.kernel;
+        k.len() >= 2
+            && k[k.len() - 2..] == [3, 3]
+            && hw(&g.stride)
+            && hw(&g.dilation)
+            && (!backward || g.pad[g.pad.len() - 2..].iter().all(|&e| e <= 2))
+    }
+
     pub(crate) fn conv(
         op: &'static str,
         sd: usize,
@@ -450,6 +485,23 @@ impl ConvPlan {
         let strategy = ctx.conv_strategy();
         if strategy == ConvStrategy::Direct {
             return Ok(ConvKernel::Direct { textures: false });
+        }
+        let g = &self.g;
+        let fast = matches!(strategy, ConvStrategy::Auto | ConvStrategy::Tiled);
+        if fast
+            && !self.transposed
+            && self.groups > 1
+            && self.groups == g.x.c
+            && self.groups == g.c_out
+        {
+            // The kernels' index spaces (rows x width / 4 of y and of x) stay below 2^24.
+            let quads = |size: &[usize]| {
+                let (last, rows) = size.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
+                g.x.n * g.x.c * rows.iter().product::<usize>() * last.div_ceil(4)
+            };
+            if quads(&g.out) < 1 << 24 && quads(&g.x.size) < 1 << 24 {
+                return Ok(ConvKernel::Depthwise { tiles_3x3: self.depthwise_3x3(false) });
+            }
         }
         if self.transposed || self.groups != 1 {
             let textures = strategy != ConvStrategy::Im2col;
@@ -781,9 +833,25 @@ impl ConvPlan {
             }
             return Ok(());
         }
+        let b = bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+        if let ConvKernel::Depthwise { tiles_3x3: tiles } = kernel {
+            let total = if tiles { tiles_4x4(y.shape()) } else { quads(y.shape()) };
+            let params =
+                g.params(self.groups, g.x.c, g.c_out, &g.x.size, &g.out, bias.is_some(), total);
+            let grid = ctx.grid_1d(op, u64::from(total), WG)?;
+            // The tiles read their source, x here, through grad_y's bindings (see conv.wgsl).
+            let inputs = [(if tiles { (5, 13) } else { (1, 11) }, x), ((2, 12), w)]
+                .map(|((binding, tex), t)| (binding, tex, t));
+            let outputs = [(3, b), (4, y.buffer())];
+            let entry = if tiles { "depthwise_3x3_forward" } else { "depthwise_forward" };
+            self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true)?;
+            if relu {
+                crate::ops::activation::record_relu(&ctx, rec, y, y)?;
+            }
+            return Ok(());
+        }
         let params =
             g.params(self.groups, g.x.c, g.c_out, &g.x.size, &g.out, bias.is_some(), total);
-        let b = bias.map_or(&ctx.inner.dummy, Tensor::buffer);
         let entry = if self.transposed { "conv_transpose_forward" } else { "conv_forward" };
         let grid = ctx.grid_1d(op, u64::from(total), WG)?;
         let textures = kernel == ConvKernel::Direct { textures: true };
@@ -995,9 +1063,46 @@ impl ConvPlan {
             }
             return Ok(());
         }
-        let textures = kernel == ConvKernel::Direct { textures: true };
         let (c_x, c_y) = (g.x.c, g.c_out);
         let (size_x, size_y) = (&g.x.size, &g.out);
+        if let ConvKernel::Depthwise { tiles_3x3 } = kernel {
+            if let Some(gx) = grad_x {
+                let tiles = tiles_3x3 && self.depthwise_3x3(true);
+                let total = if tiles { tiles_4x4(x.shape()) } else { quads(x.shape()) };
+                let params = g.params(groups, c_x, c_y, size_x, size_y, false, total);
+                let grid = ctx.grid_1d(op, u64::from(total), WG)?;
+                let inputs = [(5, 13, grad_y), (2, 12, w)];
+                let (outputs, entry) = if tiles {
+                    // A placeholder for the bias the forward tiles add.
+                    (&[(3, &ctx.inner.dummy), (4, gx.buffer())][..], "depthwise_3x3_backward_input")
+                } else {
+                    (&[(4, gx.buffer())][..], "depthwise_backward_input")
+                };
+                self.record_direct(&ctx, rec, entry, &params, grid, &inputs, outputs, true)?;
+            }
+            if tiles_3x3 {
+                // One workgroup of 64 per (channel, depth tap); x through grad_y's bindings
+                // and grad_y through x's (see conv.wgsl).
+                let slots = g.c_out * g.kernel[..g.kernel.len() - 2].iter().product::<usize>();
+                let total = tiles_4x4(grad_y.shape()) / c_y as u32;
+                let params = g.params(groups, c_x, c_y, size_x, size_y, false, total);
+                let grid = ctx.grid_1d(op, slots as u64 * 64, 64)?;
+                let inputs = [(5, 13, x), (1, 11, grad_y)];
+                let outputs = [(6, grad_w.buffer())];
+                let entry = "depthwise_3x3_backward_weight";
+                return self
+                    .record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true);
+            }
+            // One workgroup of 64 per weight.
+            let total = check_u32(op, "weight elements", w.numel())?;
+            let params = g.params(groups, c_x, c_y, size_x, size_y, false, total);
+            let grid = ctx.grid_1d(op, u64::from(total) * 64, 64)?;
+            let inputs = [(1, 11, x), (5, 13, grad_y)];
+            let outputs = [(6, grad_w.buffer())];
+            let entry = "depthwise_backward_weight";
+            return self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true);
+        }
+        let textures = kernel == ConvKernel::Direct { textures: true };
         if let Some(gx) = grad_x {
             let total = check_u32(op, "input elements", x.numel())?;
             // A gather from grad_y into an "output" the size of x.
