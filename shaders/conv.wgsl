@@ -505,6 +505,25 @@ fn col2im_texture(
 // four outputs. Inputs come through load_x / load_w / load_grad_y (texture copies when the
 // host can make them). `total` = rows * ceil(width / 4) of the tensor written, below 2^24.
 
+// Where invocation idx writes, in a tensor of (depth, height, width) planes: four values from
+// col0 in row (nc, d, h); c is the channel.
+struct DwPosition {
+    col0: u32,
+    h: u32,
+    d: u32,
+    nc: u32,
+    c: u32,
+}
+
+fn dw_position(idx: u32, depth: u32, height: u32, width: u32) -> DwPosition {
+    var t = divmod24(idx, (width + 3u) / 4u);
+    let col0 = t.y * 4u;
+    t = divmod24(t.x, height);
+    let h = t.y;
+    t = divmod24(t.x, depth);
+    return DwPosition(col0, h, t.y, t.x, divmod24(t.x, p.c_out).y);
+}
+
 // y[n, c, o] = b[c] + sum over taps k of x[n, c, o*stride - pad + k*dil] * w[c, k].
 @compute @workgroup_size(WG)
 fn depthwise_forward(
@@ -516,14 +535,12 @@ fn depthwise_forward(
     if idx >= p.total {
         return;
     }
-    var t = divmod24(idx, (p.out_w + 3u) / 4u);
-    let ow0 = t.y * 4u;
-    t = divmod24(t.x, p.out_h);
-    let oh = t.y;
-    t = divmod24(t.x, p.out_d);
-    let od = t.y;
-    let nc = t.x;
-    let c = divmod24(nc, p.c_out).y;
+    let at = dw_position(idx, p.out_d, p.out_h, p.out_w);
+    let ow0 = at.col0;
+    let oh = at.h;
+    let od = at.d;
+    let nc = at.nc;
+    let c = at.c;
     let taps = p.k_d * p.k_h * p.k_w;
     var acc = vec4<f32>(0.0);
     for (var kd = 0u; kd < p.k_d; kd++) {
@@ -567,14 +584,12 @@ fn depthwise_backward_input(
     if idx >= p.total {
         return;
     }
-    var t = divmod24(idx, (p.in_w + 3u) / 4u);
-    let iw0 = t.y * 4u;
-    t = divmod24(t.x, p.in_h);
-    let ih = t.y;
-    t = divmod24(t.x, p.in_d);
-    let id = t.y;
-    let nc = t.x;
-    let c = divmod24(nc, p.c_out).y;
+    let at = dw_position(idx, p.in_d, p.in_h, p.in_w);
+    let iw0 = at.col0;
+    let ih = at.h;
+    let id = at.d;
+    let nc = at.nc;
+    let c = at.c;
     let taps = p.k_d * p.k_h * p.k_w;
     var acc = vec4<f32>(0.0);
     for (var kd = 0u; kd < p.k_d; kd++) {
