@@ -43,6 +43,8 @@ struct ConvParams {
     // (pool_h, pool_w) 2x2 max-pool that the GEMM fuses.
     pool_h: u32,
     pool_w: u32,
+    // tiles_3x3_forward_relu_pool: write the pooling indices too.
+    pool_indices: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -671,14 +673,17 @@ fn depthwise_backward_weight(
     }
 }
 
-// Depthwise 3x3 convolutions of stride 1 and dilation 1 along h and w (any depth taps), the
-// common case, as 4x4 output tiles: each of the tile's six source rows is read once (three
-// texel fetches for its six columns) and feeds up to three output rows, and the nine weights
-// are loaded once per tile, where the general kernels above fetch every input per tap.
-// The backward-input pass is the same correlation of grad_y with the kernel flipped in h and w
-// and padding 2 - pad (needs pad <= 2); along d it gathers with tap_window. Both read their
-// source (x forward, grad_y backward) through grad_y's bindings, so that one pipeline layout
-// serves both; the backward pass binds a placeholder for b.
+// 3x3 convolutions of stride 1 and dilation 1 along h and w (any taps, stride and dilation
+// along d), any groups, as 4x4 output tiles: the host picks them for depthwise and grouped
+// convolutions and for few input channels, where a GEMM's K (C_in / groups * 9) is too short to
+// pay for im2col. For each source channel of its group, a tile reads each of its six source
+// rows once (three texel fetches for six columns) and feeds up to three output rows with the
+// nine weights loaded once, where the direct kernels fetch every input per tap.
+// The backward-input pass is the same correlation of grad_y, summed over the group's output
+// channels, with the kernel flipped in h and w and padding 2 - pad (needs pad <= 2); along d it
+// gathers with tap_window. Both read their source (x forward, grad_y backward) through
+// grad_y's bindings, so that one pipeline layout serves both; the backward pass binds a
+// placeholder for b.
 
 struct Row6 {
     lo: vec4<f32>,
@@ -743,16 +748,30 @@ fn dw_store(at: u32, col0: u32, width: u32, v: vec4<f32>) {
     }
 }
 
+// One computed 4x4 tile: rows of four values from (row0, col0) of the plane (n, c, depth)
+// `plane` of the tensor written.
+struct Tile {
+    acc: array<vec4<f32>, 4>,
+    plane: u32,
+    row0: u32,
+    col0: u32,
+}
+
 // One 4x4 tile: forward (x -> y) or backward-input (grad_y -> grad_x, bound to y).
 // `total` = N * C * depth * ceil(height / 4) * ceil(width / 4) of the tensor written.
-fn depthwise_3x3(idx: u32, bwd: bool) {
-    // Source (read) and destination (written) plane sizes.
+fn tiles_3x3(idx: u32, bwd: bool) -> Tile {
+    // Source (read) and destination (written) plane sizes and channels per group.
     let src_d = select(p.in_d, p.out_d, bwd);
     let src_h = select(p.in_h, p.out_h, bwd);
     let src_w = select(p.in_w, p.out_w, bwd);
     let dst_d = select(p.out_d, p.in_d, bwd);
     let dst_h = select(p.out_h, p.in_h, bwd);
     let dst_w = select(p.out_w, p.in_w, bwd);
+    let src_c = select(p.c_in, p.c_out, bwd);
+    let dst_c = select(p.c_out, p.c_in, bwd);
+    let cin_g = p.c_in / p.groups;
+    let src_g = select(cin_g, p.c_out / p.groups, bwd);
+    let dst_g = dst_c / p.groups;
     let pad_h = select(i32(p.pad_h), 2 - i32(p.pad_h), bwd);
     let pad_w = select(i32(p.pad_w), 2 - i32(p.pad_w), bwd);
     var t = divmod24(idx, (dst_w + 3u) / 4u);
@@ -761,112 +780,181 @@ fn depthwise_3x3(idx: u32, bwd: bool) {
     let row0 = t.y * 4u;
     t = divmod24(t.x, dst_d);
     let dep = t.y;
-    let nc = t.x;
-    let c = divmod24(nc, p.c_out).y;
+    t = divmod24(t.x, dst_c);
+    let n = t.x;
+    let dc = t.y;
+    // The destination channel's group, and its first source channel.
+    let src0 = divmod24(dc, dst_g).x * src_g;
     let c0 = i32(col0) - pad_w;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var kd = 0u; kd < p.k_d; kd++) {
-        // The source depth this tap reads, or -1.
-        var sd: i32;
+    for (var j = 0u; j < src_g; j++) {
+        let sc = src0 + j;
+        // Weight (output channel, input channel within its group).
+        var wc: u32;
         if bwd {
-            sd = tap_window(dep, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+            wc = sc * cin_g + divmod24(dc, cin_g).y;
         } else {
-            let v = i32(dep * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
-            sd = select(-1, v, v < i32(p.in_d));
+            wc = dc * cin_g + j;
         }
-        if sd < 0 {
-            continue;
-        }
-        let wb = (c * p.k_d + kd) * 9u;
-        var k: array<vec3<f32>, 3>;
-        for (var kh = 0u; kh < 3u; kh++) {
-            let at = wb + kh * 3u;
-            let r = vec3<f32>(load_w(at), load_w(at + 1u), load_w(at + 2u));
+        for (var kd = 0u; kd < p.k_d; kd++) {
+            // The source depth this tap reads, or -1.
+            var sd: i32;
             if bwd {
-                k[2u - kh] = r.zyx;
+                sd = tap_window(dep, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
             } else {
-                k[kh] = r;
+                let v = i32(dep * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
+                sd = select(-1, v, v < i32(p.in_d));
             }
-        }
-        let plane = (nc * src_d + u32(sd)) * src_h;
-        for (var i = 0u; i < 6u; i++) {
-            let sr = i32(row0 + i) - pad_h;
-            let ok = sr >= 0 && sr < i32(src_h);
-            let row = dw_row6((plane + u32(max(sr, 0))) * src_w, c0, src_w, ok);
-            if i < 3u {
-                acc0 += dw_taps(row, k[i]);
+            if sd < 0 {
+                continue;
             }
-            if i >= 1u && i < 4u {
-                acc1 += dw_taps(row, k[i - 1u]);
+            let wb = (wc * p.k_d + kd) * 9u;
+            var k: array<vec3<f32>, 3>;
+            for (var kh = 0u; kh < 3u; kh++) {
+                let at = wb + kh * 3u;
+                let r = vec3<f32>(load_w(at), load_w(at + 1u), load_w(at + 2u));
+                if bwd {
+                    k[2u - kh] = r.zyx;
+                } else {
+                    k[kh] = r;
+                }
             }
-            if i >= 2u && i < 5u {
-                acc2 += dw_taps(row, k[i - 2u]);
-            }
-            if i >= 3u {
-                acc3 += dw_taps(row, k[i - 3u]);
+            let plane = ((n * src_c + sc) * src_d + u32(sd)) * src_h;
+            for (var i = 0u; i < 6u; i++) {
+                let sr = i32(row0 + i) - pad_h;
+                let ok = sr >= 0 && sr < i32(src_h);
+                let row = dw_row6((plane + u32(max(sr, 0))) * src_w, c0, src_w, ok);
+                if i < 3u {
+                    acc0 += dw_taps(row, k[i]);
+                }
+                if i >= 1u && i < 4u {
+                    acc1 += dw_taps(row, k[i - 1u]);
+                }
+                if i >= 2u && i < 5u {
+                    acc2 += dw_taps(row, k[i - 2u]);
+                }
+                if i >= 3u {
+                    acc3 += dw_taps(row, k[i - 3u]);
+                }
             }
         }
     }
     if !bwd && p.has_bias != 0u {
-        let bias = vec4<f32>(b[c]);
+        let bias = vec4<f32>(b[dc]);
         acc0 += bias;
         acc1 += bias;
         acc2 += bias;
         acc3 += bias;
     }
-    let out = (nc * dst_d + dep) * dst_h;
     let rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    return Tile(rows, (n * dst_c + dc) * dst_d + dep, row0, col0);
+}
+
+// Stores a tile into planes of height x width.
+fn tile_store(t: Tile, height: u32, width: u32) {
     for (var i = 0u; i < 4u; i++) {
-        if row0 + i < dst_h {
-            dw_store((out + row0 + i) * dst_w, col0, dst_w, rows[i]);
+        if t.row0 + i < height {
+            dw_store((t.plane * height + t.row0 + i) * width, t.col0, width, t.acc[i]);
         }
     }
 }
 
 @compute @workgroup_size(WG)
-fn depthwise_3x3_forward(
+fn tiles_3x3_forward(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let idx = linear_index(wg, nwg, lid);
     if idx < p.total {
-        depthwise_3x3(idx, false);
+        tile_store(tiles_3x3(idx, false), p.out_h, p.out_w);
+    }
+}
+
+@group(0) @binding(7) var<storage, read_write> pool_indices: array<i32>;
+
+// tiles_3x3_forward, then ReLU and a 2x2 max-pool of stride 2 over each tile's four windows,
+// into (pool_h, pool_w) planes: the conv output is never stored. With pool_indices != 0 each
+// window's first maximum's flat index in the conv output plane goes to pool_indices (-1 where
+// the ReLU was off), as max-pool backward takes them. 2-D convolutions (out_d = 1).
+@compute @workgroup_size(WG)
+fn tiles_3x3_forward_relu_pool(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let t = tiles_3x3(idx, false);
+    for (var a = 0u; a < 2u; a++) {
+        let pr = t.row0 / 2u + a;
+        let top = max(t.acc[2u * a], vec4<f32>(0.0));
+        let bottom = max(t.acc[2u * a + 1u], vec4<f32>(0.0));
+        for (var e = 0u; e < 2u; e++) {
+            let pc = t.col0 / 2u + e;
+            if pr >= p.pool_h || pc >= p.pool_w {
+                continue;
+            }
+            // The first maximum in window order (row by row), as PyTorch's max_pool2d picks.
+            let v = vec4<f32>(top[2u * e], top[2u * e + 1u], bottom[2u * e], bottom[2u * e + 1u]);
+            var best = v.x;
+            var lane = 0u;
+            for (var l = 1u; l < 4u; l++) {
+                if v[l] > best {
+                    best = v[l];
+                    lane = l;
+                }
+            }
+            let at = (t.plane * p.pool_h + pr) * p.pool_w + pc;
+            y[at] = best;
+            if p.pool_indices != 0u {
+                let flat = (2u * pr + lane / 2u) * p.out_w + 2u * pc + lane % 2u;
+                pool_indices[at] = select(-1, i32(flat), best > 0.0);
+            }
+        }
     }
 }
 
 @compute @workgroup_size(WG)
-fn depthwise_3x3_backward_input(
+fn tiles_3x3_backward_input(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let idx = linear_index(wg, nwg, lid);
     if idx < p.total {
-        depthwise_3x3(idx, true);
+        tile_store(tiles_3x3(idx, true), p.in_h, p.in_w);
     }
 }
 
 var<workgroup> dw_sums: array<vec3<f32>, 192>;
 
-// grad_w of a depthwise 3x3 (the tiles' shapes): one workgroup of 64 per (channel, depth tap);
-// each invocation takes 4x4 tiles of grad_y in turn, reads the tile's six x rows once and adds
-// all nine taps' products, then the workgroup adds its 64 partial sums up. x comes through
-// grad_y's bindings (the source dw_row6 reads) and grad_y through x's. `total` = tiles per
-// channel: N * out_d * ceil(out_h / 4) * ceil(out_w / 4).
+// grad_w of the 3x3 tiles' convolutions: one workgroup of 64 per weight slot (output channel,
+// input channel within its group, depth tap); each invocation takes 4x4 tiles of grad_y in
+// turn, reads the tile's six x rows once and adds all nine taps' products, then the workgroup
+// adds its 64 partial sums up. x comes through grad_y's bindings (the source dw_row6 reads)
+// and grad_y through x's. `total` = tiles per slot: N * out_d * ceil(out_h / 4) *
+// ceil(out_w / 4).
 @compute @workgroup_size(64)
-fn depthwise_3x3_backward_weight(
+fn tiles_3x3_backward_weight(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let slot = wg.y * nwg.x + wg.x;
-    let t0 = divmod24(min(slot, p.c_out * p.k_d - 1u), p.k_d);
-    let c = t0.x;
+    let cin_g = p.c_in / p.groups;
+    let slots = p.c_out * cin_g * p.k_d;
+    var t0 = divmod24(min(slot, slots - 1u), p.k_d);
     let kd = t0.y;
+    t0 = divmod24(t0.x, cin_g);
+    let co = t0.x;
+    // x's channel: the output channel's group's first input channel, plus t0.y.
+    let ci = divmod24(co, p.c_out / p.groups).x * cin_g + t0.y;
     let col_tiles = (p.out_w + 3u) / 4u;
     let row_tiles = (p.out_h + 3u) / 4u;
     var g0 = vec3<f32>(0.0);
@@ -879,12 +967,12 @@ fn depthwise_3x3_backward_weight(
         let row0 = t.y * 4u;
         t = divmod24(t.x, p.out_d);
         let od = t.y;
-        let nc = t.x * p.c_out + c;
+        let n = t.x;
         let id = i32(od * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
         if id < 0 || id >= i32(p.in_d) {
             continue;
         }
-        let plane = (nc * p.in_d + u32(id)) * p.in_h;
+        let plane = ((n * p.c_in + ci) * p.in_d + u32(id)) * p.in_h;
         let c0 = i32(col0) - i32(p.pad_w);
         var xr: array<Row6, 6>;
         for (var i = 0u; i < 6u; i++) {
@@ -892,7 +980,7 @@ fn depthwise_3x3_backward_weight(
             let ok = sr >= 0 && sr < i32(p.in_h);
             xr[i] = dw_row6((plane + u32(max(sr, 0))) * p.in_w, c0, p.in_w, ok);
         }
-        let gy_plane = (nc * p.out_d + od) * p.out_h;
+        let gy_plane = ((n * p.c_out + co) * p.out_d + od) * p.out_h;
         for (var i = 0u; i < 4u; i++) {
             let oh = row0 + i;
             let at = (gy_plane + min(oh, p.out_h - 1u)) * p.out_w;
@@ -919,7 +1007,7 @@ fn depthwise_3x3_backward_weight(
         }
         workgroupBarrier();
     }
-    if lid < 9u && slot < p.c_out * p.k_d {
+    if lid < 9u && slot < slots {
         let v = dw_sums[lid / 3u];
         grad_w[slot * 9u + lid] = v[lid % 3u];
     }

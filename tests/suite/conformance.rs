@@ -133,17 +133,25 @@ fn conv_conformance(c: &gconv::Context, family: &str) {
     });
 }
 
-/// The depthwise 3x3 tile kernels (stride 1 and dilation 1 along h and w), which random shapes
-/// above rarely hit: 2-D and 3-D (any taps, stride and dilation along d), padding 0 to 3 (3
-/// takes the general backward-input kernel), sizes around the 4x4 tiles, with and without bias.
+/// The 3x3 tile kernels (stride 1 and dilation 1 along h and w), which random shapes above
+/// rarely hit: depthwise (with and without a multiplier), grouped, and few input channels;
+/// 2-D and 3-D (any taps, stride and dilation along d), padding 0 to 3 (3 takes other kernels),
+/// sizes around the 4x4 tiles, with and without bias.
 #[test]
-fn random_depthwise_3x3_forward_and_backward_match_reference() {
+fn random_3x3_tiles_forward_and_backward_match_reference() {
     let c = ctx();
     let random = |r: &mut SmallRng, shape: &[usize]| random_on(c, r, shape);
-    for_each_config("depthwise 3x3", 60, |r| {
+    for_each_config("3x3 tiles", 80, |r| {
         let sd = r.random_range(2..=3);
         let n = r.random_range(1..=2);
-        let ch = r.random_range(2..=6);
+        let (c_in, c_out, groups) = match r.random_range(0..4) {
+            0 => {
+                let c = r.random_range(2..=6);
+                (c, c, c)
+            }
+            1 => (r.random_range(1..=4), r.random_range(1..=6), 1),
+            _ => channels(r),
+        };
         let mut k: Vec<usize> = vec![3, 3];
         let mut stride = vec![1, 1];
         let mut dil = vec![1, 1];
@@ -167,27 +175,27 @@ fn random_depthwise_3x3_forward_and_backward_match_reference() {
         } else {
             (Padding::Explicit(pads.clone().into()), PaddingSpec::Explicit(pads.clone()))
         };
-        let mut xs = vec![n, ch];
+        let mut xs = vec![n, c_in];
         xs.extend(&size);
-        let mut ws = vec![ch, 1];
+        let mut ws = vec![c_out, c_in / groups];
         ws.extend(&k);
         let (x, xa) = random(r, &xs);
         let (w, wa) = random(r, &ws);
-        let bias = r.random_bool(0.5).then(|| random(r, &[ch]));
+        let bias = r.random_bool(0.5).then(|| random(r, &[c_out]));
         let o = ops::ConvOptions {
             stride: stride.clone().into(),
             padding,
             dilation: dil.clone().into(),
-            groups: ch,
+            groups,
         };
-        let what = format!("depthwise conv{sd}d x {xs:?} w {ws:?} {o:?}");
+        let what = format!("conv{sd}d x {xs:?} w {ws:?} {o:?}");
         let f = if sd == 2 { ops::conv2d } else { ops::conv3d };
         let y = f(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(fail(&what))?;
         let attrs = gconv_ref::ConvAttrs {
             stride,
             padding: gconv_ref::resolve_padding(&spec, &k, &dil),
             dilation: dil,
-            groups: ch,
+            groups,
         };
         check(&what, &y, &gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs))?;
         let (gy, gya) = random(r, y.shape());

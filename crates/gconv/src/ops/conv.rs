@@ -123,8 +123,11 @@ struct ConvParams {
     has_bias: u32,
     total: u32,
     n_offset: u32,
-    /// im2col_texture's pooled column order: the pooled (height, width), or zeros.
+    /// im2col_texture's pooled column order, or tiles_3x3_forward_relu_pool's output: the
+    /// pooled (height, width), or zeros.
     pool: [u32; 2],
+    /// tiles_3x3_forward_relu_pool: whether to write the pooling indices.
+    pool_indices: u32,
 }
 
 /// The geometry both directions share, checked and resolved to 3-D.
@@ -317,6 +320,7 @@ impl Geometry {
             total,
             n_offset: 0,
             pool: [0, 0],
+            pool_indices: 0,
         }
     }
 }
@@ -345,12 +349,12 @@ fn quads(shape: &[usize]) -> u32 {
     (rows.iter().product::<usize>() * last.div_ceil(4)) as u32
 }
 
-/// Invocations of the 3x3 depthwise kernels writing a tensor of this (N, C, spatial...) shape
-/// (at least 2 spatial dimensions): one per 4x4 tile of its last two dimensions.
-fn tiles_4x4(shape: &[usize]) -> u32 {
+/// Invocations of the 3x3 tile kernels writing a tensor of this (N, C, spatial...) shape (at
+/// least 2 spatial dimensions): one per 4x4 tile of its last two dimensions.
+fn tiles_4x4(shape: &[usize]) -> usize {
     let (w, rest) = shape.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
     let (h, rows) = rest.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
-    (rows.iter().product::<usize>() * h.div_ceil(4) * w.div_ceil(4)) as u32
+    rows.iter().product::<usize>() * h.div_ceil(4) * w.div_ceil(4)
 }
 
 /// Where col2im reads grad_col from.
@@ -372,11 +376,11 @@ pub(crate) enum ConvKernel {
     },
     /// conv.wgsl's depthwise kernels (groups = C_in = C_out): four outputs per invocation,
     /// inputs through texture copies, a workgroup reduction per weight for its gradient.
-    Depthwise {
-        /// 3x3 over h and w, stride and dilation 1 there: forward, backward-input (padding up
-        /// to 2) and backward-weight on the 4x4-tile kernels.
-        tiles_3x3: bool,
-    },
+    Depthwise,
+    /// conv.wgsl's 3x3 tile kernels (3x3 over h and w, stride and dilation 1 there, padding
+    /// up to 2; grouped, or few input channels): 4x4 output tiles that read each source row
+    /// once, a workgroup reduction per weight slot for the weight gradient.
+    Tiles3x3,
     /// im2col into a storage buffer, one storage-buffer GEMM per sample.
     Im2col,
     /// im2col into a texture, `chunk` samples folded into one tiled GEMM.
@@ -402,17 +406,28 @@ pub(crate) struct ConvPlan {
 }
 
 impl ConvPlan {
-    /// Whether conv.wgsl's 3x3 depthwise tiles apply: a 3x3 kernel over h and w with stride 1
-    /// and dilation 1 there (any taps along d); the backward-input tiles also need padding <= 2.
-    fn depthwise_3x3(&self, backward: bool) -> bool {
+    /// Whether conv.wgsl's 3x3 tile kernels can run this convolution: not transposed, a 3x3
+    /// kernel over h and w with stride 1, dilation 1 and padding up to 2 there (any taps along
+    /// d; the backward-input tiles correlate with padding 2 - pad), and index spaces below
+    /// 2^24.
+    fn fits_tiles_3x3(&self) -> bool {
         let g = &self.g;
-        let hw = |v: &[usize]| v.len() >= 2 && v[v.len() - 2..].iter().all(|&e| e == 1);
         let k = &g.kernel;
-        k.len() >= 2
-            && k[k.len() - 2..] == [3, 3]
-            && hw(&g.stride)
-            && hw(&g.dilation)
-            && (!backward || g.pad[g.pad.len() - 2..].iter().all(|&e| e <= 2))
+        if self.transposed || k.len() < 2 || k[k.len() - 2..] != [3, 3] {
+            return false;
+        }
+        let hw = |v: &[usize], max: usize| v[v.len() - 2..].iter().all(|&e| e <= max);
+        let ones = |v: &[usize]| hw(v, 1);
+        let tiles = |c: usize, size: &[usize]| {
+            let mut shape = vec![g.x.n, c];
+            shape.extend(size);
+            tiles_4x4(&shape)
+        };
+        ones(&g.stride)
+            && ones(&g.dilation)
+            && hw(&g.pad, 2)
+            && tiles(g.c_out, &g.out) < 1 << 24
+            && tiles(g.x.c, &g.x.size) < 1 << 24
     }
 
     pub(crate) fn conv(
@@ -488,6 +503,11 @@ impl ConvPlan {
         }
         let g = &self.g;
         let fast = matches!(strategy, ConvStrategy::Auto | ConvStrategy::Tiled);
+        // Grouped 3x3 convolutions, and those with so few input channels that a GEMM's K
+        // (C_in * 9) is too short to pay for im2col, run on the tiles.
+        if fast && (self.groups > 1 || g.x.c <= 4) && self.fits_tiles_3x3() {
+            return Ok(ConvKernel::Tiles3x3);
+        }
         if fast
             && !self.transposed
             && self.groups > 1
@@ -500,7 +520,7 @@ impl ConvPlan {
                 g.x.n * g.x.c * rows.iter().product::<usize>() * last.div_ceil(4)
             };
             if quads(&g.out) < 1 << 24 && quads(&g.x.size) < 1 << 24 {
-                return Ok(ConvKernel::Depthwise { tiles_3x3: self.depthwise_3x3(false) });
+                return Ok(ConvKernel::Depthwise);
             }
         }
         if self.transposed || self.groups != 1 {
@@ -834,8 +854,9 @@ impl ConvPlan {
             return Ok(());
         }
         let b = bias.map_or(&ctx.inner.dummy, Tensor::buffer);
-        if let ConvKernel::Depthwise { tiles_3x3: tiles } = kernel {
-            let total = if tiles { tiles_4x4(y.shape()) } else { quads(y.shape()) };
+        if matches!(kernel, ConvKernel::Depthwise | ConvKernel::Tiles3x3) {
+            let tiles = kernel == ConvKernel::Tiles3x3;
+            let total = if tiles { tiles_4x4(y.shape()) as u32 } else { quads(y.shape()) };
             let params =
                 g.params(self.groups, g.x.c, g.c_out, &g.x.size, &g.out, bias.is_some(), total);
             let grid = ctx.grid_1d(op, u64::from(total), WG)?;
@@ -843,7 +864,7 @@ impl ConvPlan {
             let inputs = [(if tiles { (5, 13) } else { (1, 11) }, x), ((2, 12), w)]
                 .map(|((binding, tex), t)| (binding, tex, t));
             let outputs = [(3, b), (4, y.buffer())];
-            let entry = if tiles { "depthwise_3x3_forward" } else { "depthwise_forward" };
+            let entry = if tiles { "tiles_3x3_forward" } else { "depthwise_forward" };
             self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true)?;
             if relu {
                 crate::ops::activation::record_relu(&ctx, rec, y, y)?;
@@ -909,8 +930,8 @@ impl ConvPlan {
     }
 
     /// The pooled (height, width) when this convolution, a ReLU and `pool` can run as one
-    /// kernel on `ctx`: a 2-D convolution on the tiled kernel followed by a 2x2 max-pool with
-    /// stride 2 (what [`Self::record_forward_relu_pool`] fuses).
+    /// kernel on `ctx`: a 2-D convolution on the tiled GEMM or the 3x3 tiles followed by a 2x2
+    /// max-pool with stride 2 (what [`Self::record_forward_relu_pool`] fuses).
     pub(crate) fn relu_pool_fusion(
         &self,
         ctx: &Context,
@@ -920,8 +941,13 @@ impl ConvPlan {
         let Some(pooled) = pool.window_2x2() else { return Ok(None) };
         let fits = g.out.len() == 2 && (0..2).all(|i| g.out[i] / 2 == pooled[i]);
         let x_elems = g.x.n * g.x.c * g.x.size.iter().product::<usize>();
-        let tiled = matches!(self.kernel(ctx)?, ConvKernel::Tiled { .. });
-        Ok((fits && tiled && Flat::new(ctx, x_elems).is_some()).then_some(pooled))
+        Ok(match self.kernel(ctx)? {
+            ConvKernel::Tiled { .. } => {
+                (fits && Flat::new(ctx, x_elems).is_some()).then_some(pooled)
+            }
+            ConvKernel::Tiles3x3 => fits.then_some(pooled),
+            _ => None,
+        })
     }
 
     /// Records conv -> ReLU -> 2x2 max-pool (stride 2) as one tiled GEMM whose epilogue pools
@@ -965,7 +991,22 @@ impl ConvPlan {
                     Some((pooled, indices)),
                 )
             }
-            _ => Err(Error::invalid(op, "relu + max-pool fusion needs the tiled kernel")),
+            (ConvKernel::Tiles3x3, _) => {
+                let total = tiles_4x4(&g.x.out_shape(g.c_out, &g.out)) as u32;
+                let mut params =
+                    g.params(self.groups, g.x.c, g.c_out, &g.x.size, &g.out, bias.is_some(), total);
+                params.pool = [pooled[0] as u32, pooled[1] as u32];
+                params.pool_indices = indices.is_some() as u32;
+                let grid = ctx.grid_1d(op, u64::from(total), WG)?;
+                // The tiles read x through grad_y's bindings (see conv.wgsl).
+                let inputs = [(5, 13, x), (2, 12, w)];
+                let b = bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+                let i = indices.map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+                let outputs = [(3, b), (4, y.buffer()), (7, i)];
+                let entry = "tiles_3x3_forward_relu_pool";
+                self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true)
+            }
+            _ => Err(Error::invalid(op, "relu + max-pool fusion needs the tiled kernels")),
         }
     }
 
@@ -1065,33 +1106,38 @@ impl ConvPlan {
         }
         let (c_x, c_y) = (g.x.c, g.c_out);
         let (size_x, size_y) = (&g.x.size, &g.out);
-        if let ConvKernel::Depthwise { tiles_3x3 } = kernel {
+        if kernel == ConvKernel::Tiles3x3 {
             if let Some(gx) = grad_x {
-                let tiles = tiles_3x3 && self.depthwise_3x3(true);
-                let total = if tiles { tiles_4x4(x.shape()) } else { quads(x.shape()) };
+                let total = tiles_4x4(x.shape()) as u32;
                 let params = g.params(groups, c_x, c_y, size_x, size_y, false, total);
                 let grid = ctx.grid_1d(op, u64::from(total), WG)?;
                 let inputs = [(5, 13, grad_y), (2, 12, w)];
-                let (outputs, entry) = if tiles {
-                    // A placeholder for the bias the forward tiles add.
-                    (&[(3, &ctx.inner.dummy), (4, gx.buffer())][..], "depthwise_3x3_backward_input")
-                } else {
-                    (&[(4, gx.buffer())][..], "depthwise_backward_input")
-                };
-                self.record_direct(&ctx, rec, entry, &params, grid, &inputs, outputs, true)?;
+                // A placeholder for the bias the forward tiles add.
+                let outputs = [(3, &ctx.inner.dummy), (4, gx.buffer())];
+                let entry = "tiles_3x3_backward_input";
+                self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true)?;
             }
-            if tiles_3x3 {
-                // One workgroup of 64 per (channel, depth tap); x through grad_y's bindings
-                // and grad_y through x's (see conv.wgsl).
-                let slots = g.c_out * g.kernel[..g.kernel.len() - 2].iter().product::<usize>();
-                let total = tiles_4x4(grad_y.shape()) / c_y as u32;
+            // One workgroup of 64 per weight slot (output channel, input channel of its group,
+            // depth tap); x through grad_y's bindings and grad_y through x's (see conv.wgsl).
+            let taps_d = g.kernel[..g.kernel.len() - 2].iter().product::<usize>();
+            let slots = c_y * (c_x / groups) * taps_d;
+            let total = (tiles_4x4(grad_y.shape()) / c_y) as u32;
+            let params = g.params(groups, c_x, c_y, size_x, size_y, false, total);
+            let grid = ctx.grid_1d(op, slots as u64 * 64, 64)?;
+            let inputs = [(5, 13, x), (1, 11, grad_y)];
+            let outputs = [(6, grad_w.buffer())];
+            let entry = "tiles_3x3_backward_weight";
+            return self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true);
+        }
+        if kernel == ConvKernel::Depthwise {
+            if let Some(gx) = grad_x {
+                let total = quads(x.shape());
                 let params = g.params(groups, c_x, c_y, size_x, size_y, false, total);
-                let grid = ctx.grid_1d(op, slots as u64 * 64, 64)?;
-                let inputs = [(5, 13, x), (1, 11, grad_y)];
-                let outputs = [(6, grad_w.buffer())];
-                let entry = "depthwise_3x3_backward_weight";
-                return self
-                    .record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true);
+                let grid = ctx.grid_1d(op, u64::from(total), WG)?;
+                let inputs = [(5, 13, grad_y), (2, 12, w)];
+                let outputs = [(4, gx.buffer())];
+                let entry = "depthwise_backward_input";
+                self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true)?;
             }
             // One workgroup of 64 per weight.
             let total = check_u32(op, "weight elements", w.numel())?;
