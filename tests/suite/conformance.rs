@@ -75,7 +75,6 @@ fn random_conv_forward_and_backward_match_reference_with_direct_kernels() {
 }
 
 fn conv_conformance(c: &gconv::Context, family: &str) {
-    let random = |r: &mut SmallRng, shape: &[usize]| random_on(c, r, shape);
     for_each_config(family, CONFIGS, |r| {
         let sd = spatial_rank(r);
         let n = r.random_range(1..=2);
@@ -102,35 +101,63 @@ fn conv_conformance(c: &gconv::Context, family: &str) {
                 r.random_range(need..=max_in.max(extent[i] + 1))
             })
             .collect();
-        let mut xs = vec![n, c_in];
-        xs.extend(&size);
-        let mut ws = vec![c_out, c_in / groups];
-        ws.extend(&k);
-        let (x, xa) = random(r, &xs);
-        let (w, wa) = random(r, &ws);
-        let bias = r.random_bool(0.7).then(|| random(r, &[c_out]));
-        let o = ops::ConvOptions {
-            stride: stride.clone().into(),
-            padding,
-            dilation: dil.clone().into(),
-            groups,
-        };
-        let what = format!("conv{sd}d x {xs:?} w {ws:?} {o:?}");
-        let f = [ops::conv1d, ops::conv2d, ops::conv3d][sd - 1];
-        let y = f(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(fail(&what))?;
-        let attrs = gconv_ref::ConvAttrs {
-            stride,
-            padding: gconv_ref::resolve_padding(&spec, &k, &dil),
-            dilation: dil,
-            groups,
-        };
-        check(&what, &y, &gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs))?;
-        let (gy, gya) = random(r, y.shape());
-        let f = [ops::conv1d_backward, ops::conv2d_backward, ops::conv3d_backward][sd - 1];
-        let g = f(&gy, &x, &w, bias.is_some(), &o).map_err(fail(&what))?;
-        let (gx, gw, gb) = gconv_ref::conv_backward(&xa, &wa, &gya, &attrs);
-        check_grads(&what, &g, gx, gw, gb)
+        let case = ConvCase { n, c_in, c_out, groups, size, k, stride, dil, padding, spec };
+        run_conv_case(c, r, case, 0.7)
     });
+}
+
+/// One convolution configuration of the conformance tests.
+struct ConvCase {
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    groups: usize,
+    size: Vec<usize>,
+    k: Vec<usize>,
+    stride: Vec<usize>,
+    dil: Vec<usize>,
+    padding: Padding,
+    spec: PaddingSpec,
+}
+
+/// Runs a case forward and backward on `c`, with random x, w, grad_y and (with probability
+/// `bias_p`) bias, and compares the output and every gradient with gconv-ref's.
+fn run_conv_case(
+    c: &gconv::Context,
+    r: &mut SmallRng,
+    case: ConvCase,
+    bias_p: f64,
+) -> Result<(), String> {
+    let ConvCase { n, c_in, c_out, groups, size, k, stride, dil, padding, spec } = case;
+    let sd = size.len();
+    let mut xs = vec![n, c_in];
+    xs.extend(&size);
+    let mut ws = vec![c_out, c_in / groups];
+    ws.extend(&k);
+    let (x, xa) = random_on(c, r, &xs);
+    let (w, wa) = random_on(c, r, &ws);
+    let bias = r.random_bool(bias_p).then(|| random_on(c, r, &[c_out]));
+    let o = ops::ConvOptions {
+        stride: stride.clone().into(),
+        padding,
+        dilation: dil.clone().into(),
+        groups,
+    };
+    let what = format!("conv{sd}d x {xs:?} w {ws:?} {o:?}");
+    let f = [ops::conv1d, ops::conv2d, ops::conv3d][sd - 1];
+    let y = f(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(fail(&what))?;
+    let attrs = gconv_ref::ConvAttrs {
+        stride,
+        padding: gconv_ref::resolve_padding(&spec, &k, &dil),
+        dilation: dil,
+        groups,
+    };
+    check(&what, &y, &gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs))?;
+    let (gy, gya) = random_on(c, r, y.shape());
+    let f = [ops::conv1d_backward, ops::conv2d_backward, ops::conv3d_backward][sd - 1];
+    let g = f(&gy, &x, &w, bias.is_some(), &o).map_err(fail(&what))?;
+    let (gx, gw, gb) = gconv_ref::conv_backward(&xa, &wa, &gya, &attrs);
+    check_grads(&what, &g, gx, gw, gb)
 }
 
 /// The 3x3 tile kernels (stride 1 and dilation 1 along h and w), which random shapes above
@@ -140,7 +167,6 @@ fn conv_conformance(c: &gconv::Context, family: &str) {
 #[test]
 fn random_3x3_tiles_forward_and_backward_match_reference() {
     let c = ctx();
-    let random = |r: &mut SmallRng, shape: &[usize]| random_on(c, r, shape);
     for_each_config("3x3 tiles", 80, |r| {
         let sd = r.random_range(2..=3);
         let n = r.random_range(1..=2);
@@ -175,34 +201,8 @@ fn random_3x3_tiles_forward_and_backward_match_reference() {
         } else {
             (Padding::Explicit(pads.clone().into()), PaddingSpec::Explicit(pads.clone()))
         };
-        let mut xs = vec![n, c_in];
-        xs.extend(&size);
-        let mut ws = vec![c_out, c_in / groups];
-        ws.extend(&k);
-        let (x, xa) = random(r, &xs);
-        let (w, wa) = random(r, &ws);
-        let bias = r.random_bool(0.5).then(|| random(r, &[c_out]));
-        let o = ops::ConvOptions {
-            stride: stride.clone().into(),
-            padding,
-            dilation: dil.clone().into(),
-            groups,
-        };
-        let what = format!("conv{sd}d x {xs:?} w {ws:?} {o:?}");
-        let f = if sd == 2 { ops::conv2d } else { ops::conv3d };
-        let y = f(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(fail(&what))?;
-        let attrs = gconv_ref::ConvAttrs {
-            stride,
-            padding: gconv_ref::resolve_padding(&spec, &k, &dil),
-            dilation: dil,
-            groups,
-        };
-        check(&what, &y, &gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs))?;
-        let (gy, gya) = random(r, y.shape());
-        let f = if sd == 2 { ops::conv2d_backward } else { ops::conv3d_backward };
-        let g = f(&gy, &x, &w, bias.is_some(), &o).map_err(fail(&what))?;
-        let (gx, gw, gb) = gconv_ref::conv_backward(&xa, &wa, &gya, &attrs);
-        check_grads(&what, &g, gx, gw, gb)
+        let case = ConvCase { n, c_in, c_out, groups, size, k, stride, dil, padding, spec };
+        run_conv_case(c, r, case, 0.5)
     });
 }
 
