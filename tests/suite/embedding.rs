@@ -280,6 +280,44 @@ fn eager_operators_run_on_host_buffers() {
     );
 }
 
+/// Tensors over host buffers without COPY_SRC cannot be copied into textures, so the 3x3 tile
+/// kernels (few input channels; depthwise) read them from storage buffers instead: the same
+/// sums as over texture copies, so the results must agree to rounding.
+#[test]
+fn tile_kernels_read_buffers_that_cannot_be_copied() {
+    let (device, queue) = host_device(wgpu::Limits::default());
+    let ctx = Context::from_wgpu(device.clone(), queue).expect("context");
+    for (xs, ws, o) in [
+        ([2, 3, 9, 10], [4, 3, 3, 3], ConvOptions::default().padding(1)),
+        ([2, 4, 7, 9], [4, 1, 3, 3], ConvOptions::default().padding(2).groups(4)),
+    ] {
+        let (x, w) = (inputs(xs.iter().product()), inputs(ws.iter().product()));
+        let storage_only = |data: &[f32], shape: &[usize]| {
+            let buffer = host_buffer(&device, data, wgpu::BufferUsages::STORAGE);
+            Tensor::from_buffer(&ctx, &buffer, shape, DType::F32).expect("tensor")
+        };
+        let copied = |data: &[f32], shape: &[usize]| Tensor::from_slice(&ctx, data, shape);
+        let (xt, wt) = (storage_only(&x, &xs), storage_only(&w, &ws));
+        let (xr, wr) = (copied(&x, &xs).expect("x"), copied(&w, &ws).expect("w"));
+        let y = ops::conv2d(&xt, &wt, None, &o).expect("conv");
+        let want = ops::conv2d(&xr, &wr, None, &o).expect("conv");
+        let gy = copied(&inputs(want.numel()), want.shape()).expect("grad_y");
+        let g = ops::conv2d_backward(&gy, &xt, &wt, false, &o).expect("backward");
+        let gw = ops::conv2d_backward(&gy, &xr, &wr, false, &o).expect("backward");
+        for (what, got, want) in [
+            ("output", &y, &want),
+            ("grad_input", &g.grad_input, &gw.grad_input),
+            ("grad_weight", &g.grad_weight, &gw.grad_weight),
+        ] {
+            let (got, want) = (got.to_vec().expect("read"), want.to_vec().expect("read"));
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{xs:?} {what}: {a} vs {b}");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_device_below_gconvs_limits_is_refused_by_name() {
     let (device, queue) = host_device(wgpu::Limits::downlevel_defaults());
