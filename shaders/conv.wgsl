@@ -692,8 +692,62 @@ struct Row6 {
 
 // Texel q of the source's texture copy.
 fn dw_texel(q: i32) -> vec4<f32> {
-    let u = u32(max(q, 0));
-    return textureLoad(grad_y_tex, vec2<u32>(u % 1024u, u / 1024u), 0);
+    return texel_of(grad_y_tex, u32(max(q, 0)));
+}
+
+// Texel q of a flat texture copy.
+fn texel_of(t: texture_2d<f32>, q: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(q % 1024u, q / 1024u), 0);
+}
+
+// The four values from `off` (0 to 3) on of the eight in texels a and b.
+fn from_offset(a: vec4<f32>, b: vec4<f32>, off: u32) -> vec4<f32> {
+    let v1 = vec4<f32>(a.yzw, b.x);
+    let v2 = vec4<f32>(a.zw, b.xy);
+    let v3 = vec4<f32>(a.w, b.xyz);
+    return select(select(select(a, v1, off == 1u), v2, off == 2u), v3, off == 3u);
+}
+
+// A 3x3 kernel's weights w[wb .. wb + 9] as three rows of three: three texel fetches of w's
+// copy where the host made one.
+fn tile_weights(wb: u32) -> array<vec3<f32>, 3> {
+    if TEXTURE_INPUTS {
+        let q = wb / 4u;
+        let off = wb % 4u;
+        let a = texel_of(w_tex, q);
+        let b = texel_of(w_tex, q + 1u);
+        let c = texel_of(w_tex, q + 2u);
+        let first = from_offset(a, b, off);
+        let second = from_offset(b, c, off);
+        let last = select(select(select(c.x, c.y, off == 1u), c.z, off == 2u), c.w, off == 3u);
+        return array<vec3<f32>, 3>(
+            first.xyz,
+            vec3<f32>(first.w, second.xy),
+            vec3<f32>(second.zw, last),
+        );
+    }
+    var k: array<vec3<f32>, 3>;
+    for (var kh = 0u; kh < 3u; kh++) {
+        let at = wb + kh * 3u;
+        k[kh] = vec3<f32>(load_w(at), load_w(at + 1u), load_w(at + 2u));
+    }
+    return k;
+}
+
+// grad_y[at + col0 .. at + col0 + 4] read through x's bindings (the weight gradient's), zero
+// from column `width` on and when !ok: two texel fetches where the host made a copy.
+fn tile_row4_x(at: u32, col0: u32, width: u32, ok: bool) -> vec4<f32> {
+    var v: vec4<f32>;
+    if TEXTURE_INPUTS {
+        let s = at + col0;
+        v = from_offset(texel_of(x_tex, s / 4u), texel_of(x_tex, s / 4u + 1u), s % 4u);
+    } else {
+        for (var e = 0u; e < 4u; e++) {
+            v[e] = x[at + min(col0 + e, width - 1u)];
+        }
+    }
+    let cols = vec4<u32>(col0) + vec4<u32>(0u, 1u, 2u, 3u);
+    return select(vec4<f32>(0.0), v, vec4<bool>(ok) & (cols < vec4<u32>(width)));
 }
 
 // Columns c0 .. c0 + 5 of the source row whose column 0 is at flat index `base`: zero outside
@@ -705,15 +759,9 @@ fn dw_row6(base: u32, c0: i32, width: u32, ok: bool) -> Row6 {
         let s = i32(base) + c0;
         let q = s >> 2u;
         let off = s & 3;
-        let a = dw_texel(q);
         let b = dw_texel(q + 1);
-        let c = dw_texel(q + 2);
-        let lo1 = vec4<f32>(a.yzw, b.x);
-        let lo2 = vec4<f32>(a.zw, b.xy);
-        let lo3 = vec4<f32>(a.w, b.xyz);
-        r.lo = select(select(select(a, lo1, off == 1), lo2, off == 2), lo3, off == 3);
-        let hi3 = vec2<f32>(b.w, c.x);
-        r.hi = select(select(select(b.xy, b.yz, off == 1), b.zw, off == 2), hi3, off == 3);
+        r.lo = from_offset(dw_texel(q), b, u32(off));
+        r.hi = from_offset(b, dw_texel(q + 2), u32(off)).xy;
     } else {
         let last = i32(width) - 1;
         for (var j = 0; j < 6; j++) {
@@ -812,15 +860,9 @@ fn tiles_3x3(idx: u32, bwd: bool) -> Tile {
                 continue;
             }
             let wb = (wc * p.k_d + kd) * 9u;
-            var k: array<vec3<f32>, 3>;
-            for (var kh = 0u; kh < 3u; kh++) {
-                let at = wb + kh * 3u;
-                let r = vec3<f32>(load_w(at), load_w(at + 1u), load_w(at + 2u));
-                if bwd {
-                    k[2u - kh] = r.zyx;
-                } else {
-                    k[kh] = r;
-                }
+            var k = tile_weights(wb);
+            if bwd {
+                k = array<vec3<f32>, 3>(k[2].zyx, k[1].zyx, k[0].zyx);
             }
             let plane = ((n * src_c + sc) * src_d + u32(sd)) * src_h;
             for (var i = 0u; i < 6u; i++) {
@@ -984,12 +1026,7 @@ fn tiles_3x3_backward_weight(
         for (var i = 0u; i < 4u; i++) {
             let oh = row0 + i;
             let at = (gy_plane + min(oh, p.out_h - 1u)) * p.out_w;
-            var gy = vec4<f32>(0.0);
-            for (var e = 0u; e < 4u; e++) {
-                let ow = col0 + e;
-                let v = load_x(at + min(ow, p.out_w - 1u));
-                gy[e] = select(0.0, v, oh < p.out_h && ow < p.out_w);
-            }
+            let gy = tile_row4_x(at, col0, p.out_w, oh < p.out_h);
             g0 += dw_products(xr[i], gy);
             g1 += dw_products(xr[i + 1u], gy);
             g2 += dw_products(xr[i + 2u], gy);
