@@ -692,12 +692,7 @@ struct Row6 {
 
 // Texel q of the source's texture copy.
 fn dw_texel(q: i32) -> vec4<f32> {
-    return texel_of(grad_y_tex, u32(max(q, 0)));
-}
-
-// Texel q of a flat texture copy.
-fn texel_of(t: texture_2d<f32>, q: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(q % 1024u, q / 1024u), 0);
+    return flat_texel(grad_y_tex, u32(max(q, 0)));
 }
 
 // The four values from `off` (0 to 3) on of the eight in texels a and b.
@@ -714,9 +709,9 @@ fn tile_weights(wb: u32) -> array<vec3<f32>, 3> {
     if TEXTURE_INPUTS {
         let q = wb / 4u;
         let off = wb % 4u;
-        let a = texel_of(w_tex, q);
-        let b = texel_of(w_tex, q + 1u);
-        let c = texel_of(w_tex, q + 2u);
+        let a = flat_texel(w_tex, q);
+        let b = flat_texel(w_tex, q + 1u);
+        let c = flat_texel(w_tex, q + 2u);
         let first = from_offset(a, b, off);
         let second = from_offset(b, c, off);
         let last = select(select(select(c.x, c.y, off == 1u), c.z, off == 2u), c.w, off == 3u);
@@ -740,7 +735,7 @@ fn tile_row4_x(at: u32, col0: u32, width: u32, ok: bool) -> vec4<f32> {
     var v: vec4<f32>;
     if TEXTURE_INPUTS {
         let s = at + col0;
-        v = from_offset(texel_of(x_tex, s / 4u), texel_of(x_tex, s / 4u + 1u), s % 4u);
+        v = from_offset(flat_texel(x_tex, s / 4u), flat_texel(x_tex, s / 4u + 1u), s % 4u);
     } else {
         for (var e = 0u; e < 4u; e++) {
             v[e] = x[at + min(col0 + e, width - 1u)];
@@ -942,21 +937,13 @@ fn tiles_3x3_forward_relu_pool(
             if pr >= p.pool_h || pc >= p.pool_w {
                 continue;
             }
-            // The first maximum in window order (row by row), as PyTorch's max_pool2d picks.
             let v = vec4<f32>(top[2u * e], top[2u * e + 1u], bottom[2u * e], bottom[2u * e + 1u]);
-            var best = v.x;
-            var lane = 0u;
-            for (var l = 1u; l < 4u; l++) {
-                if v[l] > best {
-                    best = v[l];
-                    lane = l;
-                }
-            }
+            let m = first_max4(v);
             let at = (t.plane * p.pool_h + pr) * p.pool_w + pc;
-            y[at] = best;
+            y[at] = m.value;
             if p.pool_indices != 0u {
-                let flat = (2u * pr + lane / 2u) * p.out_w + 2u * pc + lane % 2u;
-                pool_indices[at] = select(-1, i32(flat), best > 0.0);
+                let flat = (2u * pr + m.lane / 2u) * p.out_w + 2u * pc + m.lane % 2u;
+                pool_indices[at] = select(-1, i32(flat), m.value > 0.0);
             }
         }
     }

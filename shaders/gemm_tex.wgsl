@@ -106,21 +106,9 @@ fn store_pooled(z: u32, r: u32, j: u32, v: vec4<f32>) {
         u += vec4<f32>(bias[r]);
     }
     u = max(u, vec4<f32>(0.0));
-    // The first maximum in window order (row by row), as PyTorch's max_pool2d picks it.
-    var best = u.x;
-    var lane = 0u;
-    if u.y > best {
-        best = u.y;
-        lane = 1u;
-    }
-    if u.z > best {
-        best = u.z;
-        lane = 2u;
-    }
-    if u.w > best {
-        best = u.w;
-        lane = 3u;
-    }
+    let m = first_max4(u);
+    let best = m.value;
+    let lane = m.lane;
     let qs = divmod24(j / 4u, p.c_split);
     let at = p.c_offset + z * p.c_batch_stride + r * p.c_row_stride + qs.x * p.c_split_stride
         + qs.y * p.c_col_stride;

@@ -30,8 +30,30 @@ fn tap_source(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32
 // kernels read their inputs this way because a texel fetch is far cheaper than a storage-buffer
 // load on CPU adapters.
 fn flat_load(t: texture_2d<f32>, i: u32) -> f32 {
-    let q = i / 4u;
-    return textureLoad(t, vec2<u32>(q % 1024u, q / 1024u), 0)[i % 4u];
+    return flat_texel(t, i / 4u)[i % 4u];
+}
+
+// Texel q (values 4q .. 4q + 4) of such a copy.
+fn flat_texel(t: texture_2d<f32>, q: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(q % 1024u, q / 1024u), 0);
+}
+
+// The largest of a 2x2 window's four values (in window order, row by row) and its position:
+// the first maximum, as PyTorch's max_pool2d picks it. Fused conv + ReLU + max-pool kernels
+// use it.
+struct FirstMax {
+    value: f32,
+    lane: u32,
+}
+
+fn first_max4(v: vec4<f32>) -> FirstMax {
+    var m = FirstMax(v.x, 0u);
+    for (var l = 1u; l < 4u; l++) {
+        if v[l] > m.value {
+            m = FirstMax(v[l], l);
+        }
+    }
+    return m;
 }
 
 // (x / d, x % d) for x < 2^24 (d >= 1) without an integer division: CPU adapters have no vector

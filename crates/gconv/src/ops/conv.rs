@@ -344,9 +344,9 @@ fn dispatch<'a>(
 
 /// Invocations of a depthwise kernel writing a tensor of this (N, C, spatial...) shape: one per
 /// four values along its last dimension (below 2^24, checked by `ConvPlan::kernel`).
-fn quads(shape: &[usize]) -> u32 {
+fn quads(shape: &[usize]) -> usize {
     let (last, rows) = shape.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
-    (rows.iter().product::<usize>() * last.div_ceil(4)) as u32
+    rows.iter().product::<usize>() * last.div_ceil(4)
 }
 
 /// Invocations of the 3x3 tile kernels writing a tensor of this (N, C, spatial...) shape (at
@@ -418,11 +418,7 @@ impl ConvPlan {
         }
         let hw = |v: &[usize], max: usize| v[v.len() - 2..].iter().all(|&e| e <= max);
         let ones = |v: &[usize]| hw(v, 1);
-        let tiles = |c: usize, size: &[usize]| {
-            let mut shape = vec![g.x.n, c];
-            shape.extend(size);
-            tiles_4x4(&shape)
-        };
+        let tiles = |c: usize, size: &[usize]| tiles_4x4(&g.x.out_shape(c, size));
         ones(&g.stride)
             && ones(&g.dilation)
             && hw(&g.pad, 2)
@@ -515,11 +511,8 @@ impl ConvPlan {
             && self.groups == g.c_out
         {
             // The kernels' index spaces (rows x width / 4 of y and of x) stay below 2^24.
-            let quads = |size: &[usize]| {
-                let (last, rows) = size.split_last().map_or((1, &[][..]), |(l, r)| (*l, r));
-                g.x.n * g.x.c * rows.iter().product::<usize>() * last.div_ceil(4)
-            };
-            if quads(&g.out) < 1 << 24 && quads(&g.x.size) < 1 << 24 {
+            let y_quads = quads(&g.x.out_shape(g.c_out, &g.out));
+            if y_quads < 1 << 24 && quads(&g.x.out_shape(g.x.c, &g.x.size)) < 1 << 24 {
                 return Ok(ConvKernel::Depthwise);
             }
         }
@@ -856,7 +849,7 @@ impl ConvPlan {
         let b = bias.map_or(&ctx.inner.dummy, Tensor::buffer);
         if matches!(kernel, ConvKernel::Depthwise | ConvKernel::Tiles3x3) {
             let tiles = kernel == ConvKernel::Tiles3x3;
-            let total = if tiles { tiles_4x4(y.shape()) as u32 } else { quads(y.shape()) };
+            let total = if tiles { tiles_4x4(y.shape()) } else { quads(y.shape()) } as u32;
             let params =
                 g.params(self.groups, g.x.c, g.c_out, &g.x.size, &g.out, bias.is_some(), total);
             let grid = ctx.grid_1d(op, u64::from(total), WG)?;
@@ -1131,7 +1124,7 @@ impl ConvPlan {
         }
         if kernel == ConvKernel::Depthwise {
             if let Some(gx) = grad_x {
-                let total = quads(x.shape());
+                let total = quads(x.shape()) as u32;
                 let params = g.params(groups, c_x, c_y, size_x, size_y, false, total);
                 let grid = ctx.grid_1d(op, u64::from(total), WG)?;
                 let inputs = [(5, 13, grad_y), (2, 12, w)];
