@@ -45,6 +45,19 @@ pub fn im2col_ctx() -> &'static Context {
     })
 }
 
+/// A fourth context whose tiled GEMMs use the GPU layout (workgroup-memory tiles,
+/// [`gconv::GemmLayout::Workgroup`]) whatever the adapter, so that lavapipe tests it too; also
+/// poisoned.
+pub fn workgroup_ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let ctx = Context::new().unwrap_or_else(|e| panic!("no GPU context: {e}"));
+        ctx.set_poison_outputs(true);
+        ctx.set_gemm_layout(gconv::GemmLayout::Workgroup);
+        ctx
+    })
+}
+
 /// A deterministic generator for one family's configurations.
 pub fn rng(seed: u64) -> SmallRng {
     SmallRng::seed_from_u64(seed)

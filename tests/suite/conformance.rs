@@ -10,7 +10,9 @@ use gconv_ref::{Array, PaddingSpec};
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-use super::common::{check, ctx, direct_ctx, for_each_config, im2col_ctx, random, random_on};
+use super::common::{
+    check, ctx, direct_ctx, for_each_config, im2col_ctx, random, random_on, rng, workgroup_ctx,
+};
 
 const CONFIGS: usize = 200;
 
@@ -67,6 +69,11 @@ fn random_conv_forward_and_backward_match_reference() {
 #[test]
 fn random_conv_forward_and_backward_match_reference_with_im2col_kernels() {
     conv_conformance(im2col_ctx(), "conv (im2col + storage-buffer GEMM)");
+}
+
+#[test]
+fn random_conv_forward_and_backward_match_reference_with_workgroup_gemm() {
+    conv_conformance(workgroup_ctx(), "conv (tiled, workgroup-memory GEMM)");
 }
 
 #[test]
@@ -465,6 +472,27 @@ fn fold(g: &Array, shape: &[usize]) -> Array {
 #[test]
 fn random_linear_and_matmul_forward_and_backward_match_reference() {
     gemm_conformance(ctx(), "gemm (tiled)");
+}
+
+#[test]
+fn random_linear_and_matmul_forward_and_backward_match_reference_with_workgroup_gemm() {
+    gemm_conformance(workgroup_ctx(), "gemm (workgroup-memory tiles)");
+}
+
+/// The random shapes above are too small for the 128x128 workgroup tiles, which a GEMM gets
+/// when it has enough of them for a large GPU: a batched product with partial tiles on every
+/// edge and a K that ends inside a stage.
+#[test]
+fn batched_matmul_on_128_tiles_matches_reference() {
+    let c = workgroup_ctx();
+    let mut r = rng(128);
+    for (batch, m, k, n) in [(260, 130, 21, 131), (30, 257, 70, 300)] {
+        let (a, aa) = random_on(c, &mut r, &[batch, m, k]);
+        let (b, ba) = random_on(c, &mut r, &[batch, k, n]);
+        let y = ops::matmul(&a, &b).expect("matmul");
+        let what = format!("matmul [{batch}, {m}, {k}] @ [{batch}, {k}, {n}]");
+        check(&what, &y, &gconv_ref::matmul(&aa, &ba)).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 #[test]

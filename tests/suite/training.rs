@@ -419,7 +419,14 @@ fn fused_conv_relu_pool_matches_the_separate_layers() {
         g.push("fc", Layer::linear(36, 5)).expect("fc");
         g
     };
-    let mut fused = Model::from_graph(ctx(), "fused", graph(), 3).expect("model");
+    // Both GEMM layouts: the epilogue pools in each.
+    for c in [ctx(), super::common::workgroup_ctx()] {
+        fused_model_matches(c, &graph);
+    }
+}
+
+fn fused_model_matches(c: &gconv::Context, graph: &dyn Fn() -> Graph) {
+    let mut fused = Model::from_graph(c, "fused", graph(), 3).expect("model");
     let mut plain =
         Model::from_graph(super::common::im2col_ctx(), "plain", graph(), 3).expect("model");
     let batch = 5;

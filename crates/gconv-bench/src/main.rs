@@ -1,6 +1,6 @@
 //! `gconv-bench`: the numbers behind gconv's performance claims, for the adapter it runs on.
 //!
-//! - GEMM at 256..2048 square, beside the CPU's own SGEMM (matrixmultiply, all cores) in the
+//! - GEMM at 256..2048 square (and 4096 on GPUs), on both GEMM layouts, beside the CPU's own SGEMM (matrixmultiply, all cores) in the
 //!   same run, and their ratio;
 //! - a list of convolution layers, forward and forward+backward, on the strategy gconv picks
 //!   and on the direct kernels;
@@ -18,7 +18,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use gconv::nn::{Model, ModelConfig};
 use gconv::ops::{self, ConvOptions, ConvTransposeOptions, MaxPoolOptions};
-use gconv::{Context, ContextOptions, ConvStrategy, Tensor};
+use gconv::{Context, ContextOptions, ConvStrategy, GemmLayout, Tensor};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -183,9 +183,28 @@ fn cpu_sgemm(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
 }
 
 fn bench_gemm(ctx: &Context, rng: &mut SmallRng, repeat: Repeat, quick: bool) -> Result<Value> {
-    println!("\nGEMM (square, fp32): GFLOP/s");
-    println!("{:>6} {:>12} {:>12} {:>8}", "n", "gconv", "cpu sgemm", "ratio");
-    let sizes: &[usize] = if quick { &[256] } else { &[256, 512, 1024, 2048] };
+    // Each figure on the layout gconv picks for this adapter, and (up to `other_max`) on the
+    // other one, so that every run shows why the choice is what it is.
+    let layout = ctx.gemm_layout();
+    let other =
+        if layout == GemmLayout::Registers { GemmLayout::Workgroup } else { GemmLayout::Registers };
+    let gpu = !ctx.is_cpu_adapter();
+    let sizes: &[usize] = match (quick, gpu) {
+        (true, _) => &[256],
+        (false, false) => &[256, 512, 1024, 2048],
+        (false, true) => &[256, 512, 1024, 2048, 4096],
+    };
+    // The layout gconv does not pick is slow where it is not picked: keep its runs short.
+    let other_max = if gpu { 4096 } else { 1024 };
+    println!("\nGEMM (square, fp32): GFLOP/s, gconv on the {layout:?} layout and on {other:?}");
+    println!(
+        "{:>6} {:>12} {:>12} {:>12} {:>8}",
+        "n",
+        "gconv",
+        format!("{other:?}"),
+        "cpu sgemm",
+        "ratio"
+    );
     let mut rows = Vec::new();
     for &n in sizes {
         let host_a: Vec<f32> = (0..n * n).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -193,16 +212,27 @@ fn bench_gemm(ctx: &Context, rng: &mut SmallRng, repeat: Repeat, quick: bool) ->
         let a = Tensor::from_slice(ctx, &host_a, &[n, n])?;
         let b = Tensor::from_slice(ctx, &host_b, &[n, n])?;
         let flops = 2.0 * (n as f64).powi(3);
-        let t_gpu = median(repeat, || {
-            ops::matmul(&a, &b)?;
-            Ok(ctx.synchronize()?)
-        })?;
+        let time_on = |l: GemmLayout| {
+            ctx.set_gemm_layout(l);
+            let t = median(repeat, || {
+                ops::matmul(&a, &b)?;
+                Ok(ctx.synchronize()?)
+            });
+            ctx.set_gemm_layout(GemmLayout::Auto);
+            t
+        };
+        let t_gpu = time_on(layout)?;
+        let t_other = if n <= other_max { Some(time_on(other)?) } else { None };
         let mut c = vec![0.0f32; n * n];
         let t_cpu = median(repeat, || cpu_sgemm(n, &host_a, &host_b, &mut c))?;
         let (g, cpu) = (gflops(flops, t_gpu), gflops(flops, t_cpu));
-        println!("{n:>6} {g:>12.2} {cpu:>12.2} {:>7.1}%", 100.0 * g / cpu);
+        let g_other = t_other.map(|t| gflops(flops, t));
+        let other_text = g_other.map_or("-".to_string(), |g| format!("{g:.2}"));
+        println!("{n:>6} {g:>12.2} {other_text:>12} {cpu:>12.2} {:>7.1}%", 100.0 * g / cpu);
         rows.push(json!({"n": n, "gconv_gflops": g, "cpu_gflops": cpu, "ratio": g / cpu,
-                          "gconv_ms": t_gpu * 1e3, "cpu_ms": t_cpu * 1e3}));
+                          "gconv_ms": t_gpu * 1e3, "cpu_ms": t_cpu * 1e3,
+                          "layout": format!("{layout:?}"),
+                          "other_layout": format!("{other:?}"), "other_layout_gflops": g_other}));
     }
     Ok(Value::Array(rows))
 }

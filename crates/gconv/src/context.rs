@@ -38,6 +38,10 @@ pub(crate) struct Inner {
     /// chunked paths of large tensors with small ones.
     pub(crate) binding_limit: AtomicU64,
     pub(crate) gemm_strategy: AtomicU8,
+    pub(crate) gemm_layout: AtomicU8,
+    /// The device is a CPU adapter (from the device's own adapter info, so also for hosts'
+    /// devices).
+    pub(crate) cpu: bool,
     /// What gconv has created and submitted so far (see [`Context::counters`]).
     pub(crate) counters: [AtomicU64; 5],
 }
@@ -98,6 +102,32 @@ pub enum GemmStrategy {
     Tiled,
     /// `gemm.wgsl`: operands read straight from storage buffers.
     Simple,
+}
+
+/// How the tiled GEMM ([`GemmStrategy::Tiled`]) blocks its work: what is fast on a CPU adapter
+/// is slow on a GPU, and the other way round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmLayout {
+    /// [`GemmLayout::Registers`] on CPU adapters (lavapipe), [`GemmLayout::Workgroup`] on every
+    /// other adapter.
+    Auto,
+    /// 16x16 (8x16, 4x16) blocks of C per invocation from texel fetches, no workgroup memory
+    /// and no barriers (`gemm_tex_r16` ...): a CPU adapter's lanes are SIMD lanes, and its
+    /// barriers switch fibers.
+    Registers,
+    /// 16x16 workgroups that stage each step of K in workgroup memory and compute 128x128
+    /// (or 64x64) tiles of C, 8x8 (4x4) per invocation (`gemm_wg128`, `gemm_wg64`).
+    Workgroup,
+}
+
+impl GemmLayout {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => GemmLayout::Registers,
+            2 => GemmLayout::Workgroup,
+            _ => GemmLayout::Auto,
+        }
+    }
 }
 
 impl GemmStrategy {
@@ -259,6 +289,7 @@ impl Context {
 
     fn build(device: wgpu::Device, queue: wgpu::Queue, info: Option<wgpu::AdapterInfo>) -> Self {
         let limits = device.limits();
+        let cpu = device.adapter_info().device_type == wgpu::DeviceType::Cpu;
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("gconv dummy"),
             size: 16,
@@ -298,6 +329,8 @@ impl Context {
                 conv_strategy: AtomicU8::new(0),
                 binding_limit: AtomicU64::new(0),
                 gemm_strategy: AtomicU8::new(0),
+                gemm_layout: AtomicU8::new(0),
+                cpu,
                 counters: Default::default(),
             }),
         }
@@ -324,6 +357,12 @@ impl Context {
             Some(i) => format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type),
             None => "host-provided wgpu device".to_string(),
         }
+    }
+
+    /// Whether the device is a CPU adapter (lavapipe, WARP, SwiftShader), from the device's own
+    /// adapter info, so also for a host's device.
+    pub fn is_cpu_adapter(&self) -> bool {
+        self.inner.cpu
     }
 
     /// The device's limits.
@@ -366,6 +405,28 @@ impl Context {
             Ok("simple") => GemmStrategy::Simple,
             Ok("tiled") => GemmStrategy::Tiled,
             _ => GemmStrategy::from_u8(self.inner.gemm_strategy.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Chooses the tiled GEMM's layout from now on (see [`GemmLayout`]); the environment
+    /// variable `GCONV_GEMM_LAYOUT=registers|workgroup` does the same for a whole process.
+    pub fn set_gemm_layout(&self, layout: GemmLayout) {
+        self.inner.gemm_layout.store(layout as u8, Ordering::Relaxed);
+    }
+
+    /// The tiled GEMM's layout in force: the environment's, else the context's, with
+    /// [`GemmLayout::Auto`] resolved for this device.
+    pub fn gemm_layout(&self) -> GemmLayout {
+        let chosen =
+            match std::env::var("GCONV_GEMM_LAYOUT").map(|v| v.to_ascii_lowercase()).as_deref() {
+                Ok("registers") => GemmLayout::Registers,
+                Ok("workgroup") => GemmLayout::Workgroup,
+                _ => GemmLayout::from_u8(self.inner.gemm_layout.load(Ordering::Relaxed)),
+            };
+        match chosen {
+            GemmLayout::Auto if self.inner.cpu => GemmLayout::Registers,
+            GemmLayout::Auto => GemmLayout::Workgroup,
+            other => other,
         }
     }
 

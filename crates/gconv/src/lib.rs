@@ -31,8 +31,8 @@ pub mod ops;
 mod tensor;
 
 pub use context::{
-    ADAPTER_ENV, AdapterSummary, Context, ContextOptions, ConvStrategy, Counters, GemmStrategy,
-    LimitCheck, REQUIRED_LIMITS, adapters,
+    ADAPTER_ENV, AdapterSummary, Context, ContextOptions, ConvStrategy, Counters, GemmLayout,
+    GemmStrategy, LimitCheck, REQUIRED_LIMITS, adapters,
 };
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor, numel};

@@ -3,7 +3,7 @@
 
 use super::check_u32;
 use crate::kernel::{Copy, Dispatch, Recorder, Shader};
-use crate::{Context, Error, Result, Tensor};
+use crate::{Context, Error, GemmLayout, Result, Tensor};
 
 /// Where element (r, c) of batch z of a matrix lives in a flat buffer:
 ///
@@ -170,8 +170,12 @@ impl Packed {
     }
 }
 
-/// Workgroups a tiled GEMM aims for, splitting K when its output has fewer tiles.
+/// Workgroups a tiled GEMM aims for on a CPU adapter, splitting K when its output has fewer
+/// tiles.
 const WORKGROUPS_WANTED: u32 = 16;
+
+/// The same for GPUs ([`GemmLayout::Workgroup`]): about two per multiprocessor of a large one.
+const GPU_WORKGROUPS_WANTED: u32 = 256;
 
 /// The largest packed operand gconv makes, in bytes. Every GEMM of a plan keeps its own packed
 /// textures, so operands beyond this (VGG16's 392 MiB classifier weight) take the
@@ -364,16 +368,29 @@ pub(crate) fn record_gemm(
     if e.view.row_split != usize::MAX {
         return Err(Error::invalid(op, "the tiled GEMM splits C's columns only"));
     }
-    // Rows per invocation: the workgroup covers 8 * rows of C; fewer rows for short matrices
-    // keep every invocation busy (conv1's 32 channels, a classifier's 10 outputs).
-    let (entry, rows) = match m {
-        0..=32 => ("gemm_tex_r4", 4),
-        33..=64 => ("gemm_tex_r8", 8),
-        _ => ("gemm_tex_r16", 16),
+    let (entry, tile_rows, tile_cols, wanted) = match ctx.gemm_layout() {
+        // Rows per invocation: the workgroup covers 8 * rows of C; fewer rows for short
+        // matrices keep every invocation busy (conv1's 32 channels, a classifier's 10 outputs).
+        // Lavapipe runs one workgroup per thread.
+        GemmLayout::Registers | GemmLayout::Auto => match m {
+            0..=32 => ("gemm_tex_r4", 32, 128, WORKGROUPS_WANTED),
+            33..=64 => ("gemm_tex_r8", 64, 128, WORKGROUPS_WANTED),
+            _ => ("gemm_tex_r16", 128, 128, WORKGROUPS_WANTED),
+        },
+        // 128x128 tiles where they give every multiprocessor of a large GPU (132 on an H100)
+        // about two workgroups; 64x64 tiles below that.
+        GemmLayout::Workgroup => {
+            let big = (n as u32).div_ceil(128) * (m as u32).div_ceil(128) * batch as u32;
+            if big >= GPU_WORKGROUPS_WANTED {
+                ("gemm_wg128", 128, 128, GPU_WORKGROUPS_WANTED)
+            } else {
+                ("gemm_wg64", 64, 64, GPU_WORKGROUPS_WANTED)
+            }
+        }
     };
-    let tiles = (n as u32).div_ceil(128) * (m as u32).div_ceil(8 * rows) * batch as u32;
-    // Split K until there are enough workgroups for every core (lavapipe runs one workgroup
-    // per thread), keeping at least 64 texels (256 values of K) per split.
+    let tiles = (n as u32).div_ceil(tile_cols) * (m as u32).div_ceil(tile_rows) * batch as u32;
+    // Split K until there are enough workgroups for the device, keeping at least 64 texels
+    // (256 values of K) per split.
     let k4 = u(op, "K", a.tex_cols())?;
     if e.pool.is_some() && (e.texture.is_some() || e.accumulate || !e.relu || m == 0) {
         return Err(Error::invalid(op, "a pooling epilogue needs ReLU (an internal error)"));
@@ -381,7 +398,7 @@ pub(crate) fn record_gemm(
     let splits = if e.texture.is_some() || e.pool.is_some() {
         1
     } else {
-        (WORKGROUPS_WANTED.div_ceil(tiles)).min(k4 / 64).max(1)
+        (wanted.div_ceil(tiles)).min(k4 / 64).max(1)
     };
     let k_split = k4.div_ceil(splits);
     let splits = k4.div_ceil(k_split);
@@ -407,7 +424,8 @@ pub(crate) fn record_gemm(
         pool_w: u(op, "pooled width", e.pool.map_or(0, |pe| pe.pooled_w))?,
         pool_in_w: u(op, "width", e.pool.map_or(0, |pe| pe.in_w))?,
     };
-    let groups = [(n as u32).div_ceil(128), (m as u32).div_ceil(8 * rows), batch as u32 * splits];
+    let groups =
+        [(n as u32).div_ceil(tile_cols), (m as u32).div_ceil(tile_rows), batch as u32 * splits];
     let max = ctx.limits().max_compute_workgroups_per_dimension;
     if groups.iter().any(|&g| g > max) {
         return Err(Error::invalid(
