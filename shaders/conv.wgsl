@@ -11,41 +11,7 @@
 // - `conv_backward_weight` gives each invocation one weight element and sums over the batch and
 //   the output positions; with input and grad_y swapped it is the transposed convolution's.
 
-struct ConvParams {
-    n: u32,
-    c_in: u32,
-    c_out: u32,
-    groups: u32,
-    in_d: u32,
-    in_h: u32,
-    in_w: u32,
-    out_d: u32,
-    out_h: u32,
-    out_w: u32,
-    k_d: u32,
-    k_h: u32,
-    k_w: u32,
-    stride_d: u32,
-    stride_h: u32,
-    stride_w: u32,
-    // Padding before each dimension (`same` padding puts any odd remainder after).
-    pad_d: u32,
-    pad_h: u32,
-    pad_w: u32,
-    dil_d: u32,
-    dil_h: u32,
-    dil_w: u32,
-    has_bias: u32,
-    total: u32,
-    // im2col / col2im: the first sample of this chunk.
-    n_offset: u32,
-    // im2col_texture: when pool_w > 0, columns come in pooled order (see there) for a
-    // (pool_h, pool_w) 2x2 max-pool that the GEMM fuses.
-    pool_h: u32,
-    pool_w: u32,
-    // tiles_3x3_forward_relu_pool: write the pooling indices too.
-    pool_indices: u32,
-}
+// ConvParams: see shared/im2col.wgsl.
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -359,89 +325,18 @@ fn col2im(
 @group(0) @binding(8) var col_texture: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(9) var x_flat: texture_2d<f32>;
 
-// im2col straight into the tiled GEMM's B operand (see gemm_tex.wgsl), reading x from its
-// flat texture copy (`flat_load`): texel (q, k) holds
-// rows k = (ci, kd, kh, kw) of columns j = 4q .. 4q+4, where column j is output position
-// j % P of sample n_offset + j / P. `total` is the number of columns (chunk * P); columns past
-// it and rows past C_in * taps are written as zero. Grid: (texels per row, rows rounded to 4).
-// Pooled order (pool_w > 0, 2-D): texel q is instead one 2x2 window, pooled position
-// q % (pool_h * pool_w) of sample n_offset + q / (pool_h * pool_w), and its four columns are
-// the window's outputs row by row, so that the GEMM can max-pool each texel's columns as it
-// writes them. Outputs that no window covers (an odd last row or column, which floor-mode
-// pooling drops) are not computed.
+// im2col straight into the tiled GEMM's B operand (see gemm_tex.wgsl): texel (q, k) of the
+// texture is `im2col_texel(q, k)` (shared/im2col.wgsl), x read from its flat texture copy.
+// `total` is the number of columns (chunk * P). Grid: (texels per row, rows rounded to 4).
 @compute @workgroup_size(8, 8, 1)
 fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q = gid.x;
     let k = gid.y;
-    let taps = p.k_d * p.k_h * p.k_w;
-    let rows = (p.c_in * taps + 3u) / 4u * 4u;
+    let rows = (p.c_in * p.k_d * p.k_h * p.k_w + 3u) / 4u * 4u;
     if q * 4u >= p.total + 3u || k >= rows {
         return;
     }
-    var v = vec4<f32>(0.0);
-    if k < p.c_in * taps {
-        // The row's tap and channel, and the first column's sample and position; the other
-        // three columns step through the positions (divmod24: no integer division).
-        var t = divmod24(k, p.k_w);
-        let kw = t.y;
-        t = divmod24(t.x, p.k_h);
-        let kh = t.y;
-        t = divmod24(t.x, p.k_d);
-        let kd = t.y;
-        let ci = t.x;
-        let j0 = q * 4u;
-        let pooled = p.pool_w != 0u;
-        var n: u32;
-        var od: u32;
-        var oh: u32;
-        var ow: u32;
-        if pooled {
-            t = divmod24(q, p.pool_h * p.pool_w);
-            n = t.x + p.n_offset;
-            t = divmod24(t.y, p.pool_w);
-            od = 0u;
-            oh = 2u * t.x;
-            ow = 2u * t.y;
-        } else {
-            t = divmod24(j0, p.out_d * p.out_h * p.out_w);
-            n = t.x + p.n_offset;
-            t = divmod24(t.y, p.out_w);
-            ow = t.y;
-            t = divmod24(t.x, p.out_h);
-            oh = t.y;
-            od = t.x;
-        }
-        let base_d = i32(kd * p.dil_d) - i32(p.pad_d);
-        let base_h = i32(kh * p.dil_h) - i32(p.pad_h);
-        let base_w = i32(kw * p.dil_w) - i32(p.pad_w);
-        for (var e = 0u; e < 4u; e++) {
-            let id = i32(od * p.stride_d) + base_d;
-            var ih = i32(oh * p.stride_h) + base_h;
-            var iw = i32(ow * p.stride_w) + base_w;
-            if pooled {
-                ih += i32((e >> 1u) * p.stride_h);
-                iw += i32((e & 1u) * p.stride_w);
-            }
-            let inside = j0 + e < p.total && id >= 0 && id < i32(p.in_d) && ih >= 0
-                && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w);
-            let at = (((n * p.c_in + ci) * p.in_d + u32(max(id, 0))) * p.in_h + u32(max(ih, 0)))
-                * p.in_w + u32(max(iw, 0));
-            v[e] = select(0.0, flat_load(x_flat, at), inside);
-            if !pooled {
-                ow += 1u;
-                let wrap_w = ow == p.out_w;
-                ow = select(ow, 0u, wrap_w);
-                oh = select(oh, oh + 1u, wrap_w);
-                let wrap_h = oh == p.out_h;
-                oh = select(oh, 0u, wrap_h);
-                od = select(od, od + 1u, wrap_h);
-                let wrap_d = od == p.out_d;
-                od = select(od, 0u, wrap_d);
-                n = select(n, n + 1u, wrap_d);
-            }
-        }
-    }
-    textureStore(col_texture, vec2<u32>(q, k), v);
+    textureStore(col_texture, vec2<u32>(q, k), im2col_texel(p, x_flat, q, k));
 }
 
 @group(0) @binding(10) var col_in: texture_2d<f32>;

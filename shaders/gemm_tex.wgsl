@@ -54,6 +54,8 @@ struct TexGemmParams {
     // Pooled width (to recover the window's position) and the un-pooled width.
     pool_w: u32,
     pool_in_w: u32,
+    // The convolution whose im2col matrix is an implicit operand (see IMPLICIT).
+    conv: ConvParams,
 }
 
 @group(0) @binding(0) var<uniform> p: TexGemmParams;
@@ -526,17 +528,40 @@ fn gemm_tex_r4(@builtin(global_invocation_id) gid: vec3<u32>) {
 var<workgroup> wa: array<vec4<f32>, 512>;
 var<workgroup> wb: array<vec4<f32>, 512>;
 
+// Implicit GEMM: 0, both operands are packed textures; 1, B is the im2col matrix of the
+// convolution `p.conv` and `tb` is x's flat texture copy (a convolution's forward pass);
+// 2, the same for A and `ta` (its weight gradient, col @ grad_y^T); 3, B is the data
+// gradient's gather of grad_y (`dgrad_texel`) and `tb` grad_y's flat copy. The gathers that
+// conv.wgsl's im2col_texture and col2im_texture would do through a texture happen here, as
+// each stage is loaded, so that matrix (9 values per input value for a 3x3 kernel) is never
+// written or read back.
+override IMPLICIT: u32 = 0u;
+
 // Texel q of A's row `row` (clamped to the last row), zero from the split's end `k_hi` on.
 fn wg_a_texel(z: u32, q: i32, row: u32, k_hi: i32) -> vec4<f32> {
-    let r = i32(z * p.m + min(row, p.m - 1u));
-    let t = textureLoad(ta, vec2<i32>(min(q, k_hi - 1), r), 0);
+    let r = min(row, p.m - 1u);
+    let qc = min(q, k_hi - 1);
+    var t: vec4<f32>;
+    if IMPLICIT == 2u {
+        t = im2col_texel(p.conv, ta, u32(qc), r);
+    } else {
+        t = textureLoad(ta, vec2<i32>(qc, i32(z * p.m + r)), 0);
+    }
     return select(vec4<f32>(0.0), t, q < k_hi);
 }
 
 // Columns 4q .. 4q + 4 (q clamped to the last texel) of B's row k, zero from value 4 k_hi on.
 fn wg_b_texel(z: u32, k: i32, q: u32, k_hi: i32) -> vec4<f32> {
-    let qc = i32(min(q, (p.n - 1u) / 4u));
-    let t = textureLoad(tb, vec2<i32>(qc, i32(z * p.b_rows) + min(k, 4 * k_hi - 1)), 0);
+    let qc = min(q, (p.n - 1u) / 4u);
+    let kc = min(k, 4 * k_hi - 1);
+    var t: vec4<f32>;
+    if IMPLICIT == 1u {
+        t = im2col_texel(p.conv, tb, qc, u32(kc));
+    } else if IMPLICIT == 3u {
+        t = dgrad_texel(p.conv, tb, qc, u32(kc));
+    } else {
+        t = textureLoad(tb, vec2<i32>(i32(qc), i32(z * p.b_rows) + kc), 0);
+    }
     return select(vec4<f32>(0.0), t, k < 4 * k_hi);
 }
 

@@ -215,7 +215,19 @@ fn random_3x3_tiles_forward_and_backward_match_reference() {
 
 #[test]
 fn random_conv_transpose_forward_and_backward_match_reference() {
-    for_each_config("conv_transpose", CONFIGS, |r| {
+    conv_transpose_conformance(ctx(), "conv_transpose");
+}
+
+/// On the workgroup layout a transposed convolution's forward pass is the implicit data
+/// gradient of its adjoint (stride 1) and its data gradient the adjoint's implicit forward.
+#[test]
+fn random_conv_transpose_forward_and_backward_match_reference_with_workgroup_gemm() {
+    conv_transpose_conformance(workgroup_ctx(), "conv_transpose (workgroup-memory GEMM)");
+}
+
+fn conv_transpose_conformance(c: &gconv::Context, family: &str) {
+    let random = |r: &mut SmallRng, shape: &[usize]| random_on(c, r, shape);
+    for_each_config(family, CONFIGS, |r| {
         let sd = spatial_rank(r);
         let n = r.random_range(1..=2);
         let (c_in, c_out, groups) = channels(r);

@@ -7,6 +7,10 @@ use crate::{Context, Error, Result};
 /// The prelude prepended to every shader (the `WG` override and `linear_index`).
 const PRELUDE: &str = include_str!("../../../shaders/shared/prelude.wgsl");
 
+/// A convolution's parameters and one texel of its im2col matrix, put after the prelude in
+/// the shaders that compute them (conv.wgsl's im2col, gemm_tex.wgsl's implicit GEMM).
+const IM2COL: &str = include_str!("../../../shaders/shared/im2col.wgsl");
+
 /// One WGSL file of `shaders/`: one operator family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
@@ -93,9 +97,11 @@ impl Shader {
         }
     }
 
-    /// The complete WGSL source the device compiles: the shared prelude, then the file.
+    /// The complete WGSL source the device compiles: the shared prelude, the im2col
+    /// definitions where the file uses them, then the file.
     pub fn source(self) -> String {
-        format!("{PRELUDE}\n{}", self.body())
+        let im2col = if matches!(self, Shader::Conv | Shader::GemmTex) { IM2COL } else { "" };
+        format!("{PRELUDE}\n{im2col}\n{}", self.body())
     }
 }
 

@@ -4,8 +4,8 @@ use super::{Dims, Padding, Spatial, check_bias, check_u32, context_of, to3};
 use crate::kernel::{Dispatch, Recorder};
 use crate::kernel::{Shader, WG};
 use crate::ops::gemm::Gemm;
-use crate::ops::tiled::{self, Epilogue, Flat, Packed, View};
-use crate::{Context, ConvStrategy, GemmStrategy};
+use crate::ops::tiled::{self, Epilogue, Flat, Gather, Packed, View};
+use crate::{Context, ConvStrategy, GemmLayout, GemmStrategy};
 use crate::{DType, Error, Result, Tensor};
 
 /// Attributes of `conv1d/2d/3d`, with PyTorch's names and defaults (stride 1, padding 0,
@@ -107,9 +107,11 @@ impl ConvTransposeOptions {
     }
 }
 
+/// The convolution kernels' uniform (`ConvParams` in shaders/shared/im2col.wgsl); the implicit
+/// GEMM carries one too.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ConvParams {
+pub(crate) struct ConvParams {
     n: u32,
     c_in: u32,
     c_out: u32,
@@ -594,15 +596,9 @@ impl ConvPlan {
         len: usize,
         pooled: Option<[usize; 2]>,
     ) -> Result<()> {
-        let g = &self.g;
         let (_, p) = self.col_dims();
         let cols = pooled.map_or(p, |[ph, pw]| ph * pw * 4);
-        let total = check_u32(self.op, "im2col columns", len * cols)?;
-        let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
-        params.n_offset = n0 as u32;
-        if let Some([ph, pw]) = pooled {
-            params.pool = [ph as u32, pw as u32];
-        }
+        let params = self.im2col_params(n0, len, pooled)?;
         let groups =
             [((len * cols).div_ceil(4) as u32).div_ceil(8), (col.tex_rows as u32).div_ceil(8), 1];
         ctx.record_with(
@@ -619,6 +615,65 @@ impl ConvPlan {
                 },
             ],
         )
+    }
+
+    /// The parameters of im2col over samples [n0, n0 + len), in pooled order for a pooled
+    /// size (conv.wgsl's im2col_texture and the implicit GEMM).
+    fn im2col_params(
+        &self,
+        n0: usize,
+        len: usize,
+        pooled: Option<[usize; 2]>,
+    ) -> Result<ConvParams> {
+        let g = &self.g;
+        let (_, p) = self.col_dims();
+        let cols = pooled.map_or(p, |[ph, pw]| ph * pw * 4);
+        let total = check_u32(self.op, "im2col columns", len * cols)?;
+        let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
+        params.n_offset = n0 as u32;
+        if let Some([ph, pw]) = pooled {
+            params.pool = [ph as u32, pw as u32];
+        }
+        Ok(params)
+    }
+
+    /// Samples [n0, n0 + len) of x's im2col matrix (K x len * columns per sample) as a GEMM
+    /// operand. On the workgroup GEMM layout (GPUs) it is implicit: the GEMM gathers it from
+    /// `x` as it loads its tiles. Otherwise im2col writes it into `col` (lavapipe, where a
+    /// gather per lane inside the GEMM would cost more than the pass over memory).
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_operand(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        x: &Flat,
+        col: Option<&Packed>,
+        n0: usize,
+        len: usize,
+        pooled: Option<[usize; 2]>,
+    ) -> Result<Packed> {
+        let (k, p) = self.col_dims();
+        let cols = len * pooled.map_or(p, |[ph, pw]| ph * pw * 4);
+        match col {
+            Some(col) => {
+                self.record_im2col_texture(ctx, rec, x, col, n0, len, pooled)?;
+                Ok(col.with_size(k, cols))
+            }
+            None => {
+                let params = self.im2col_params(n0, len, pooled)?;
+                Ok(Packed::implicit(x, Gather::Im2col, params, k, cols))
+            }
+        }
+    }
+
+    /// The texture im2col writes `chunk` samples into, or `None` where the GEMM gathers its
+    /// columns itself (see [`Self::im2col_operand`]).
+    fn col_texture(&self, ctx: &Context, chunk: usize, cols: usize) -> Result<Option<Packed>> {
+        if ctx.gemm_layout() == GemmLayout::Workgroup {
+            return Ok(None);
+        }
+        let (k, _) = self.col_dims();
+        self.packed(ctx, k, chunk * cols, k.div_ceil(4) * 4).map(Some)
     }
 
     fn packed(&self, ctx: &Context, rows: usize, cols: usize, tex_rows: usize) -> Result<Packed> {
@@ -905,11 +960,11 @@ impl ConvPlan {
         };
         let a = self.packed(ctx, g.c_out, k, g.c_out)?;
         tiled::record_pack(ctx, op, rec, w.buffer(), None, &View::dense(0, k, false), &a)?;
-        let col = self.packed(ctx, k, chunk * cols, k.div_ceil(4) * 4)?;
+        let col = self.col_texture(ctx, chunk, cols)?;
         for n0 in (0..g.x.n).step_by(chunk) {
             let len = chunk.min(g.x.n - n0);
             let pooled = pool.map(|(hw, _)| hw);
-            self.record_im2col_texture(ctx, rec, x_flat, &col, n0, len, pooled)?;
+            let b = self.im2col_operand(ctx, rec, x_flat, col.as_ref(), n0, len, pooled)?;
             let view = View::channels_by_positions(n0 * g.c_out * outs, g.c_out, outs);
             let pool = pool.map(|([_, pw], indices)| tiled::PoolEpilogue {
                 indices,
@@ -917,7 +972,7 @@ impl ConvPlan {
                 in_w: g.out[g.out.len() - 1],
             });
             let epilogue = Epilogue { bias, bias_per_row: true, relu, pool, ..Epilogue::to(view) };
-            tiled::record_gemm(ctx, op, rec, &a, &col.with_size(k, len * cols), y, &epilogue)?;
+            tiled::record_gemm(ctx, op, rec, &a, &b, y, &epilogue)?;
         }
         Ok(())
     }
@@ -1180,17 +1235,51 @@ impl ConvPlan {
         let (op, g) = (self.op, &self.g);
         let (k, p) = self.col_dims();
         let cp = chunk * p;
-        let col_t = self.packed(ctx, k, cp, k.div_ceil(4) * 4)?;
+        let col_t = self.col_texture(ctx, chunk, p)?;
         let gy_t = self.packed(ctx, cp, g.c_out, cp.div_ceil(4) * 4)?;
         for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
             let len = chunk.min(g.x.n - n0);
-            self.record_im2col_texture(ctx, rec, x_flat, &col_t, n0, len, None)?;
+            let a = self.im2col_operand(ctx, rec, x_flat, col_t.as_ref(), n0, len, None)?;
             let b = gy_t.with_size(len * p, g.c_out);
             let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p).t();
             tiled::record_pack(ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
             let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, true)) };
-            let a = col_t.with_size(k, len * p);
             tiled::record_gemm(ctx, op, rec, &a, &b, grad_w, &epilogue)?;
+        }
+        Ok(())
+    }
+
+    /// grad_x (C_in, len*P_in) = W as (C_in, C_out * taps) @ the implicit gather of grad_y
+    /// (`dgrad_texel`), per chunk, on the workgroup GEMM layout: no grad_col, no col2im. Only
+    /// for stride 1: with stride s most of the gathered values would be zeros, s^d times the
+    /// multiply-adds, and col2im's GEMM does not pay that. `gy_flat` already holds grad_y.
+    #[allow(clippy::too_many_arguments)]
+    fn record_implicit_data_grad(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        w: &Tensor,
+        gy_flat: &Flat,
+        gx: &Tensor,
+        bias: Option<&Tensor>,
+        chunk: usize,
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        let taps: usize = g.kernel.iter().product();
+        let kt = g.c_out * taps;
+        let p_in: usize = g.x.size.iter().product();
+        let a = self.packed(ctx, g.x.c, kt, g.x.c)?;
+        let view = View::channels_by_positions(0, g.x.c, taps);
+        tiled::record_pack(ctx, op, rec, w.buffer(), None, &view, &a)?;
+        for n0 in (0..g.x.n).step_by(chunk) {
+            let len = chunk.min(g.x.n - n0);
+            let total = check_u32(op, "input positions", len * p_in)?;
+            let mut params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, total);
+            params.n_offset = n0 as u32;
+            let b = Packed::implicit(gy_flat, Gather::Dgrad, params, kt, len * p_in);
+            let view = View::channels_by_positions(n0 * g.x.c * p_in, g.x.c, p_in);
+            let epilogue = Epilogue { bias, bias_per_row: true, ..Epilogue::to(view) };
+            tiled::record_gemm(ctx, op, rec, &a, &b, gx, &epilogue)?;
         }
         Ok(())
     }
@@ -1211,6 +1300,13 @@ impl ConvPlan {
         chunk: usize,
     ) -> Result<()> {
         let (op, g) = (self.op, &self.g);
+        if ctx.gemm_layout() == GemmLayout::Workgroup && g.stride.iter().all(|&s| s == 1) {
+            let flat = Flat::new(ctx, grad_y.numel()).filter(|f| f.can_copy(grad_y.buffer()));
+            if let Some(gy_flat) = flat {
+                gy_flat.record_copy(rec, grad_y.buffer());
+                return self.record_implicit_data_grad(ctx, rec, w, &gy_flat, gx, bias, chunk);
+            }
+        }
         let (k, p) = self.col_dims();
         let cp = chunk * p;
         let w_t = self.packed(ctx, k, g.c_out, k)?;

@@ -2,6 +2,7 @@
 //! `im2col_texture`), multiplied by `gemm_tex.wgsl` with a strided, fused epilogue.
 
 use super::check_u32;
+use super::conv::ConvParams;
 use crate::kernel::{Copy, Dispatch, Recorder, Shader};
 use crate::{Context, Error, GemmLayout, Result, Tensor};
 
@@ -112,6 +113,7 @@ struct TexGemmParams {
     pool: u32,
     pool_w: u32,
     pool_in_w: u32,
+    conv: ConvParams,
 }
 
 /// A packed operand: `batch` matrices of `rows` x `cols` stacked along the texture's height,
@@ -123,6 +125,19 @@ pub(crate) struct Packed {
     pub cols: usize,
     pub tex_rows: usize,
     pub batch: usize,
+    /// An implicit operand of this convolution, which the workgroup layout's kernels gather
+    /// from `view` (a [`Flat`] copy) as they load their tiles.
+    pub im2col: Option<(Gather, ConvParams)>,
+}
+
+/// What an implicit operand holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gather {
+    /// x's im2col matrix (`view` is x's copy): the forward pass's B, the weight gradient's A.
+    Im2col,
+    /// grad_y per kernel tap at each input position (`view` is grad_y's copy): the data
+    /// gradient's B.
+    Dgrad,
 }
 
 impl Packed {
@@ -134,6 +149,25 @@ impl Packed {
     /// The same texture holding a smaller matrix (the last chunk of a batch).
     pub(crate) fn with_size(&self, rows: usize, cols: usize) -> Packed {
         Packed { rows, cols, ..self.clone() }
+    }
+
+    /// A `rows` x `cols` gather over `src` for the convolution `params`, never materialised:
+    /// the workgroup layout's kernels compute its texels as they load them.
+    pub(crate) fn implicit(
+        src: &Flat,
+        gather: Gather,
+        params: ConvParams,
+        rows: usize,
+        cols: usize,
+    ) -> Packed {
+        Packed {
+            view: src.view.clone(),
+            rows,
+            cols,
+            tex_rows: rows.div_ceil(4) * 4,
+            batch: 1,
+            im2col: Some((gather, params)),
+        }
     }
 
     /// Allocates the texture for `batch` matrices of `rows` x `cols`, each padded to
@@ -166,7 +200,7 @@ impl Packed {
             view_formats: &[],
         });
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        Some(Packed { view, rows, cols, tex_rows, batch })
+        Some(Packed { view, rows, cols, tex_rows, batch, im2col: None })
     }
 }
 
@@ -368,6 +402,25 @@ pub(crate) fn record_gemm(
     if e.view.row_split != usize::MAX {
         return Err(Error::invalid(op, "the tiled GEMM splits C's columns only"));
     }
+    // An implicit (im2col) operand makes this an implicit GEMM, on the workgroup layout only.
+    let implicit: u32 = match (a.im2col, b.im2col) {
+        (None, None) => 0,
+        (None, Some((Gather::Im2col, _))) => 1,
+        (Some((Gather::Im2col, _)), None) => 2,
+        (None, Some((Gather::Dgrad, _))) => 3,
+        _ => {
+            return Err(Error::invalid(
+                op,
+                "unsupported implicit GEMM operands (an internal error)",
+            ));
+        }
+    };
+    if implicit != 0 && (ctx.gemm_layout() != GemmLayout::Workgroup || batch != 1) {
+        return Err(Error::invalid(
+            op,
+            "implicit GEMM off the workgroup layout (an internal error)",
+        ));
+    }
     let (entry, tile_rows, tile_cols, wanted) = match ctx.gemm_layout() {
         // Rows per invocation: the workgroup covers 8 * rows of C; fewer rows for short
         // matrices keep every invocation busy (conv1's 32 channels, a classifier's 10 outputs).
@@ -423,6 +476,7 @@ pub(crate) fn record_gemm(
         pool: e.pool.map_or(0, |pe| if pe.indices.is_some() { 2 } else { 1 }),
         pool_w: u(op, "pooled width", e.pool.map_or(0, |pe| pe.pooled_w))?,
         pool_in_w: u(op, "width", e.pool.map_or(0, |pe| pe.in_w))?,
+        conv: a.im2col.or(b.im2col).map_or_else(bytemuck::Zeroable::zeroed, |(_, c)| c),
     };
     let groups =
         [(n as u32).div_ceil(tile_cols), (m as u32).div_ceil(tile_rows), batch as u32 * splits];
@@ -433,6 +487,7 @@ pub(crate) fn record_gemm(
             format!("matrix sizes (batch {batch}, M {m}, N {n}) exceed the dispatch limit {max}"),
         ));
     }
+    let constants = [("IMPLICIT", f64::from(implicit))];
     let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let mut ranges: Vec<(u32, u64, u64)> = e.range.map(|(o, s)| (4, o, s)).into_iter().collect();
     ranges.extend(e.bias_range.filter(|_| e.bias.is_some()).map(|(o, s)| (3, o, s)));
@@ -455,7 +510,7 @@ pub(crate) fn record_gemm(
         &Dispatch {
             shader: Shader::GemmTex,
             entry,
-            constants: &[],
+            constants: &constants[..usize::from(implicit != 0)],
             params: bytemuck::bytes_of(&params),
             buffers: &[(3, bias), (4, c.buffer()), (5, partial_buffer), (7, indices)],
             workgroups: groups,

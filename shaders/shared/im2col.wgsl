@@ -1,0 +1,167 @@
+// shared/im2col.wgsl: put in front of conv.wgsl and gemm_tex.wgsl (after the prelude).
+//
+// A convolution's geometry, and one texel of its im2col matrix. conv.wgsl's im2col_texture
+// writes these texels into the tiled GEMM's operand texture; the GEMM's workgroup layout
+// (gemm_tex.wgsl, IMPLICIT) computes them while it stages its tiles, so that on GPUs the
+// matrix is never written at all.
+
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    c_out: u32,
+    groups: u32,
+    in_d: u32,
+    in_h: u32,
+    in_w: u32,
+    out_d: u32,
+    out_h: u32,
+    out_w: u32,
+    k_d: u32,
+    k_h: u32,
+    k_w: u32,
+    stride_d: u32,
+    stride_h: u32,
+    stride_w: u32,
+    // Padding before each dimension (`same` padding puts any odd remainder after).
+    pad_d: u32,
+    pad_h: u32,
+    pad_w: u32,
+    dil_d: u32,
+    dil_h: u32,
+    dil_w: u32,
+    has_bias: u32,
+    total: u32,
+    // im2col / col2im: the first sample of this chunk.
+    n_offset: u32,
+    // im2col_texture: when pool_w > 0, columns come in pooled order (see there) for a
+    // (pool_h, pool_w) 2x2 max-pool that the GEMM fuses.
+    pool_h: u32,
+    pool_w: u32,
+    // tiles_3x3_forward_relu_pool: write the pooling indices too.
+    pool_indices: u32,
+}
+
+// Texel (q, k) of im2col(x), x read from its flat texture copy (`flat_load`): row k =
+// (ci, kd, kh, kw) of columns j = 4q .. 4q+4, where column j is output position j % P of sample
+// n_offset + j / P. Columns past `total` and rows past C_in * taps are zero.
+// Pooled order (pool_w > 0, 2-D): texel q is instead one 2x2 window, pooled position
+// q % (pool_h * pool_w) of sample n_offset + q / (pool_h * pool_w), and its four columns are
+// the window's outputs row by row, so that the GEMM can max-pool each texel's columns as it
+// writes them. Outputs that no window covers (an odd last row or column, which floor-mode
+// pooling drops) are not computed.
+fn im2col_texel(c: ConvParams, x_flat: texture_2d<f32>, q: u32, k: u32) -> vec4<f32> {
+    let taps = c.k_d * c.k_h * c.k_w;
+    var v = vec4<f32>(0.0);
+    if k < c.c_in * taps {
+        // The row's tap and channel, and the first column's sample and position; the other
+        // three columns step through the positions (divmod24: no integer division).
+        var t = divmod24(k, c.k_w);
+        let kw = t.y;
+        t = divmod24(t.x, c.k_h);
+        let kh = t.y;
+        t = divmod24(t.x, c.k_d);
+        let kd = t.y;
+        let ci = t.x;
+        let j0 = q * 4u;
+        let pooled = c.pool_w != 0u;
+        var n: u32;
+        var od: u32;
+        var oh: u32;
+        var ow: u32;
+        if pooled {
+            t = divmod24(q, c.pool_h * c.pool_w);
+            n = t.x + c.n_offset;
+            t = divmod24(t.y, c.pool_w);
+            od = 0u;
+            oh = 2u * t.x;
+            ow = 2u * t.y;
+        } else {
+            t = divmod24(j0, c.out_d * c.out_h * c.out_w);
+            n = t.x + c.n_offset;
+            t = divmod24(t.y, c.out_w);
+            ow = t.y;
+            t = divmod24(t.x, c.out_h);
+            oh = t.y;
+            od = t.x;
+        }
+        let base_d = i32(kd * c.dil_d) - i32(c.pad_d);
+        let base_h = i32(kh * c.dil_h) - i32(c.pad_h);
+        let base_w = i32(kw * c.dil_w) - i32(c.pad_w);
+        for (var e = 0u; e < 4u; e++) {
+            let id = i32(od * c.stride_d) + base_d;
+            var ih = i32(oh * c.stride_h) + base_h;
+            var iw = i32(ow * c.stride_w) + base_w;
+            if pooled {
+                ih += i32((e >> 1u) * c.stride_h);
+                iw += i32((e & 1u) * c.stride_w);
+            }
+            let inside = j0 + e < c.total && id >= 0 && id < i32(c.in_d) && ih >= 0
+                && ih < i32(c.in_h) && iw >= 0 && iw < i32(c.in_w);
+            let at = (((n * c.c_in + ci) * c.in_d + u32(max(id, 0))) * c.in_h + u32(max(ih, 0)))
+                * c.in_w + u32(max(iw, 0));
+            v[e] = select(0.0, flat_load(x_flat, at), inside);
+            if !pooled {
+                ow += 1u;
+                let wrap_w = ow == c.out_w;
+                ow = select(ow, 0u, wrap_w);
+                oh = select(oh, oh + 1u, wrap_w);
+                let wrap_h = oh == c.out_h;
+                oh = select(oh, 0u, wrap_h);
+                od = select(od, od + 1u, wrap_h);
+                let wrap_d = od == c.out_d;
+                od = select(od, 0u, wrap_d);
+                n = select(n, n + 1u, wrap_d);
+            }
+        }
+    }
+    return v;
+}
+
+// Texel (q, k) of the data gradient's implicit operand, for a convolution of stride 1 or more:
+// row k = (co, kd, kh, kw) of columns j = 4q .. 4q+4, where column j is input position j % P_in
+// of sample n_offset + j / P_in, holds grad_y at the output position whose window puts tap
+// (kd, kh, kw) on that input position, or zero where no window does (`tap_source`). Then
+// grad_x (C_in, columns) = W viewed as (C_in, C_out * taps) times this matrix: col2im's
+// gather, done by the GEMM. grad_y is read from its flat texture copy. Columns past `total`
+// and rows past C_out * taps are zero.
+fn dgrad_texel(c: ConvParams, gy_flat: texture_2d<f32>, q: u32, k: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if k >= c.c_out * c.k_d * c.k_h * c.k_w {
+        return v;
+    }
+    var t = divmod24(k, c.k_w);
+    let kw = t.y;
+    t = divmod24(t.x, c.k_h);
+    let kh = t.y;
+    t = divmod24(t.x, c.k_d);
+    let kd = t.y;
+    let co = t.x;
+    let j0 = q * 4u;
+    t = divmod24(j0, c.in_d * c.in_h * c.in_w);
+    var n = t.x + c.n_offset;
+    t = divmod24(t.y, c.in_w);
+    var iw = t.y;
+    t = divmod24(t.x, c.in_h);
+    var ih = t.y;
+    var id = t.x;
+    for (var e = 0u; e < 4u; e++) {
+        let od = tap_source(id, kd, c.stride_d, c.pad_d, c.dil_d, c.out_d);
+        let oh = tap_source(ih, kh, c.stride_h, c.pad_h, c.dil_h, c.out_h);
+        let ow = tap_source(iw, kw, c.stride_w, c.pad_w, c.dil_w, c.out_w);
+        let inside = j0 + e < c.total && od >= 0 && oh >= 0 && ow >= 0;
+        let at = (((n * c.c_out + co) * c.out_d + u32(max(od, 0))) * c.out_h + u32(max(oh, 0)))
+            * c.out_w + u32(max(ow, 0));
+        v[e] = select(0.0, flat_load(gy_flat, at), inside);
+        iw += 1u;
+        let wrap_w = iw == c.in_w;
+        iw = select(iw, 0u, wrap_w);
+        ih = select(ih, ih + 1u, wrap_w);
+        let wrap_h = ih == c.in_h;
+        ih = select(ih, 0u, wrap_h);
+        id = select(id, id + 1u, wrap_h);
+        let wrap_d = id == c.in_d;
+        id = select(id, 0u, wrap_d);
+        n = select(n, n + 1u, wrap_d);
+    }
+    return v;
+}
