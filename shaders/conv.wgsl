@@ -362,13 +362,11 @@ fn col2im_texture(
     if idx >= p.total {
         return;
     }
-    var t = divmod24(idx, p.in_w);
-    let iw = t.y;
-    t = divmod24(t.x, p.in_h);
-    let ih = t.y;
-    t = divmod24(t.x, p.in_d);
-    let id = t.y;
-    t = divmod24(t.x, p.c_in);
+    let pos = split3(idx, p.in_d, p.in_h, p.in_w);
+    let id = pos.y;
+    let ih = pos.z;
+    let iw = pos.w;
+    let t = divmod24(pos.x, p.c_in);
     let ci = t.y;
     let nc = t.x;
     let kk_count = p.k_d * p.k_h * p.k_w;

@@ -565,6 +565,23 @@ fn wg_b_texel(z: u32, k: i32, q: u32, k_hi: i32) -> vec4<f32> {
     return select(vec4<f32>(0.0), t, k < 4 * k_hi);
 }
 
+// A workgroup's share of the work: its batch and split (grid z), the split's texels of K and
+// the stages (4 texels each) they take.
+struct WgWork {
+    z: u32,
+    split: u32,
+    k_lo: i32,
+    k_hi: i32,
+    stages: i32,
+}
+
+fn wg_work(gz: u32) -> WgWork {
+    let zs = divmod24(gz, p.splits);
+    let k_lo = i32(zs.y * p.k_split);
+    let k_hi = min(k_lo + i32(p.k_split), i32(p.k4));
+    return WgWork(zs.x, zs.y, k_lo, k_hi, (k_hi - k_lo + 3) / 4);
+}
+
 // Stores an A texel (row quad `mq`, lane `ml` of it; texel `c` of the stage) transposed.
 fn wg_put_a(quads: u32, c: u32, mq: u32, ml: u32, v: vec4<f32>) {
     wa[(4u * c + 0u) * quads + mq][ml] = v.x;
@@ -584,14 +601,10 @@ fn gemm_wg128(
     let tx = lid.x;
     let ty = lid.y;
     let t = ty * 16u + tx;
-    let zs = divmod24(wid.z, p.splits);
-    let z = zs.x;
-    let split = zs.y;
+    let w = wg_work(wid.z);
+    let z = w.z; let split = w.split; let k_lo = w.k_lo; let k_hi = w.k_hi;
     let row0 = wid.y * 128u;
     let col0 = wid.x * 128u;
-    let k_lo = i32(split * p.k_split);
-    let k_hi = min(k_lo + i32(p.k_split), i32(p.k4));
-    let stages = (k_hi - k_lo + 3) / 4;
     // This invocation's share of each stage: A texel (t / 64) of rows t % 64 and 64 + t % 64,
     // B rows t / 32 and 8 + t / 32 at texel t % 32.
     let am = t % 64u;
@@ -607,14 +620,14 @@ fn gemm_wg128(
     var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
     var c8 = vec4<f32>(0.0); var c9 = vec4<f32>(0.0); var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
     var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0); var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0);
-    for (var s = 0; s < stages; s++) {
+    for (var s = 0; s < w.stages; s++) {
         workgroupBarrier();
         wg_put_a(32u, ac, am / 4u, am % 4u, na0);
         wg_put_a(32u, ac, 16u + am / 4u, am % 4u, na1);
         wb[u32(bk) * 32u + bq] = nb0;
         wb[u32(8 + bk) * 32u + bq] = nb1;
         workgroupBarrier();
-        if s + 1 < stages {
+        if s + 1 < w.stages {
             let kq = k_lo + 4 * (s + 1);
             na0 = wg_a_texel(z, kq + i32(ac), row0 + am, k_hi);
             na1 = wg_a_texel(z, kq + i32(ac), row0 + 64u + am, k_hi);
@@ -663,14 +676,10 @@ fn gemm_wg64(
     let tx = lid.x;
     let ty = lid.y;
     let t = ty * 16u + tx;
-    let zs = divmod24(wid.z, p.splits);
-    let z = zs.x;
-    let split = zs.y;
+    let w = wg_work(wid.z);
+    let z = w.z; let split = w.split; let k_lo = w.k_lo; let k_hi = w.k_hi;
     let row0 = wid.y * 64u;
     let col0 = wid.x * 64u;
-    let k_lo = i32(split * p.k_split);
-    let k_hi = min(k_lo + i32(p.k_split), i32(p.k4));
-    let stages = (k_hi - k_lo + 3) / 4;
     // A texel t / 64 of row t % 64; B row t / 16 at texel t % 16.
     let am = t % 64u;
     let ac = t / 64u;
@@ -679,12 +688,12 @@ fn gemm_wg64(
     var na = wg_a_texel(z, k_lo + i32(ac), row0 + am, k_hi);
     var nb = wg_b_texel(z, 4 * k_lo + bk, col0 / 4u + bq, k_hi);
     var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
-    for (var s = 0; s < stages; s++) {
+    for (var s = 0; s < w.stages; s++) {
         workgroupBarrier();
         wg_put_a(16u, ac, am / 4u, am % 4u, na);
         wb[u32(bk) * 16u + bq] = nb;
         workgroupBarrier();
-        if s + 1 < stages {
+        if s + 1 < w.stages {
             let kq = k_lo + 4 * (s + 1);
             na = wg_a_texel(z, kq + i32(ac), row0 + am, k_hi);
             nb = wg_b_texel(z, 4 * kq + bk, col0 / 4u + bq, k_hi);

@@ -50,68 +50,43 @@ struct ConvParams {
 // writes them. Outputs that no window covers (an odd last row or column, which floor-mode
 // pooling drops) are not computed.
 fn im2col_texel(c: ConvParams, x_flat: texture_2d<f32>, q: u32, k: u32) -> vec4<f32> {
-    let taps = c.k_d * c.k_h * c.k_w;
     var v = vec4<f32>(0.0);
-    if k < c.c_in * taps {
-        // The row's tap and channel, and the first column's sample and position; the other
-        // three columns step through the positions (divmod24: no integer division).
-        var t = divmod24(k, c.k_w);
-        let kw = t.y;
-        t = divmod24(t.x, c.k_h);
-        let kh = t.y;
-        t = divmod24(t.x, c.k_d);
-        let kd = t.y;
-        let ci = t.x;
-        let j0 = q * 4u;
-        let pooled = c.pool_w != 0u;
-        var n: u32;
-        var od: u32;
-        var oh: u32;
-        var ow: u32;
+    if k >= c.c_in * c.k_d * c.k_h * c.k_w {
+        return v;
+    }
+    // The row's channel and tap, and the first column's sample and position; the other three
+    // columns step through the positions (divmod24: no integer division).
+    let tap = split3(k, c.k_d, c.k_h, c.k_w);
+    let ci = tap.x;
+    let j0 = q * 4u;
+    let pooled = c.pool_w != 0u;
+    var pos: vec4<u32>;
+    if pooled {
+        let t = divmod24(q, c.pool_h * c.pool_w);
+        let hw = divmod24(t.y, c.pool_w);
+        pos = vec4<u32>(t.x, 0u, 2u * hw.x, 2u * hw.y);
+    } else {
+        pos = split3(j0, c.out_d, c.out_h, c.out_w);
+    }
+    let base_d = i32(tap.y * c.dil_d) - i32(c.pad_d);
+    let base_h = i32(tap.z * c.dil_h) - i32(c.pad_h);
+    let base_w = i32(tap.w * c.dil_w) - i32(c.pad_w);
+    for (var e = 0u; e < 4u; e++) {
+        let id = i32(pos.y * c.stride_d) + base_d;
+        var ih = i32(pos.z * c.stride_h) + base_h;
+        var iw = i32(pos.w * c.stride_w) + base_w;
         if pooled {
-            t = divmod24(q, c.pool_h * c.pool_w);
-            n = t.x + c.n_offset;
-            t = divmod24(t.y, c.pool_w);
-            od = 0u;
-            oh = 2u * t.x;
-            ow = 2u * t.y;
-        } else {
-            t = divmod24(j0, c.out_d * c.out_h * c.out_w);
-            n = t.x + c.n_offset;
-            t = divmod24(t.y, c.out_w);
-            ow = t.y;
-            t = divmod24(t.x, c.out_h);
-            oh = t.y;
-            od = t.x;
+            ih += i32((e >> 1u) * c.stride_h);
+            iw += i32((e & 1u) * c.stride_w);
         }
-        let base_d = i32(kd * c.dil_d) - i32(c.pad_d);
-        let base_h = i32(kh * c.dil_h) - i32(c.pad_h);
-        let base_w = i32(kw * c.dil_w) - i32(c.pad_w);
-        for (var e = 0u; e < 4u; e++) {
-            let id = i32(od * c.stride_d) + base_d;
-            var ih = i32(oh * c.stride_h) + base_h;
-            var iw = i32(ow * c.stride_w) + base_w;
-            if pooled {
-                ih += i32((e >> 1u) * c.stride_h);
-                iw += i32((e & 1u) * c.stride_w);
-            }
-            let inside = j0 + e < c.total && id >= 0 && id < i32(c.in_d) && ih >= 0
-                && ih < i32(c.in_h) && iw >= 0 && iw < i32(c.in_w);
-            let at = (((n * c.c_in + ci) * c.in_d + u32(max(id, 0))) * c.in_h + u32(max(ih, 0)))
-                * c.in_w + u32(max(iw, 0));
-            v[e] = select(0.0, flat_load(x_flat, at), inside);
-            if !pooled {
-                ow += 1u;
-                let wrap_w = ow == c.out_w;
-                ow = select(ow, 0u, wrap_w);
-                oh = select(oh, oh + 1u, wrap_w);
-                let wrap_h = oh == c.out_h;
-                oh = select(oh, 0u, wrap_h);
-                od = select(od, od + 1u, wrap_h);
-                let wrap_d = od == c.out_d;
-                od = select(od, 0u, wrap_d);
-                n = select(n, n + 1u, wrap_d);
-            }
+        let inside = j0 + e < c.total && id >= 0 && id < i32(c.in_d) && ih >= 0
+            && ih < i32(c.in_h) && iw >= 0 && iw < i32(c.in_w);
+        let n = pos.x + c.n_offset;
+        let at = (((n * c.c_in + ci) * c.in_d + u32(max(id, 0))) * c.in_h + u32(max(ih, 0)))
+            * c.in_w + u32(max(iw, 0));
+        v[e] = select(0.0, flat_load(x_flat, at), inside);
+        if !pooled {
+            pos = next_position(pos, c.out_d, c.out_h, c.out_w);
         }
     }
     return v;
@@ -129,39 +104,20 @@ fn dgrad_texel(c: ConvParams, gy_flat: texture_2d<f32>, q: u32, k: u32) -> vec4<
     if k >= c.c_out * c.k_d * c.k_h * c.k_w {
         return v;
     }
-    var t = divmod24(k, c.k_w);
-    let kw = t.y;
-    t = divmod24(t.x, c.k_h);
-    let kh = t.y;
-    t = divmod24(t.x, c.k_d);
-    let kd = t.y;
-    let co = t.x;
+    let tap = split3(k, c.k_d, c.k_h, c.k_w);
+    let co = tap.x;
     let j0 = q * 4u;
-    t = divmod24(j0, c.in_d * c.in_h * c.in_w);
-    var n = t.x + c.n_offset;
-    t = divmod24(t.y, c.in_w);
-    var iw = t.y;
-    t = divmod24(t.x, c.in_h);
-    var ih = t.y;
-    var id = t.x;
+    var pos = split3(j0, c.in_d, c.in_h, c.in_w);
     for (var e = 0u; e < 4u; e++) {
-        let od = tap_source(id, kd, c.stride_d, c.pad_d, c.dil_d, c.out_d);
-        let oh = tap_source(ih, kh, c.stride_h, c.pad_h, c.dil_h, c.out_h);
-        let ow = tap_source(iw, kw, c.stride_w, c.pad_w, c.dil_w, c.out_w);
+        let od = tap_source(pos.y, tap.y, c.stride_d, c.pad_d, c.dil_d, c.out_d);
+        let oh = tap_source(pos.z, tap.z, c.stride_h, c.pad_h, c.dil_h, c.out_h);
+        let ow = tap_source(pos.w, tap.w, c.stride_w, c.pad_w, c.dil_w, c.out_w);
         let inside = j0 + e < c.total && od >= 0 && oh >= 0 && ow >= 0;
+        let n = pos.x + c.n_offset;
         let at = (((n * c.c_out + co) * c.out_d + u32(max(od, 0))) * c.out_h + u32(max(oh, 0)))
             * c.out_w + u32(max(ow, 0));
         v[e] = select(0.0, flat_load(gy_flat, at), inside);
-        iw += 1u;
-        let wrap_w = iw == c.in_w;
-        iw = select(iw, 0u, wrap_w);
-        ih = select(ih, ih + 1u, wrap_w);
-        let wrap_h = ih == c.in_h;
-        ih = select(ih, 0u, wrap_h);
-        id = select(id, id + 1u, wrap_h);
-        let wrap_d = id == c.in_d;
-        id = select(id, 0u, wrap_d);
-        n = select(n, n + 1u, wrap_d);
+        pos = next_position(pos, c.in_d, c.in_h, c.in_w);
     }
     return v;
 }

@@ -69,3 +69,30 @@ fn divmod24(x: u32, d: u32) -> vec2<u32> {
     r = select(r, r - i32(d), r >= i32(d));
     return vec2<u32>(q, u32(r));
 }
+
+// (i / (d*h*w), then i's coordinates over (d, h, w)) for i < 2^24: a flat index split into
+// (outer, d, h, w), e.g. a kernel row into (channel, kd, kh, kw) or a column into
+// (sample, od, oh, ow).
+fn split3(i: u32, d: u32, h: u32, w: u32) -> vec4<u32> {
+    let tw = divmod24(i, w);
+    let th = divmod24(tw.x, h);
+    let td = divmod24(th.x, d);
+    return vec4<u32>(td.x, td.y, th.y, tw.y);
+}
+
+// The position after `pos` = (outer, d, h, w) in that order, over sizes (d, h, w), without
+// branches (lanes of a CPU adapter's SIMD group stay together).
+fn next_position(pos: vec4<u32>, d: u32, h: u32, w: u32) -> vec4<u32> {
+    var q = pos;
+    q.w += 1u;
+    let wrap_w = q.w == w;
+    q.w = select(q.w, 0u, wrap_w);
+    q.z = select(q.z, q.z + 1u, wrap_w);
+    let wrap_h = q.z == h;
+    q.z = select(q.z, 0u, wrap_h);
+    q.y = select(q.y, q.y + 1u, wrap_h);
+    let wrap_d = q.y == d;
+    q.y = select(q.y, 0u, wrap_d);
+    q.x = select(q.x, q.x + 1u, wrap_d);
+    return q;
+}
