@@ -491,6 +491,28 @@ fn random_linear_and_matmul_forward_and_backward_match_reference_with_workgroup_
     gemm_conformance(workgroup_ctx(), "gemm (workgroup-memory tiles)");
 }
 
+/// Auto picks the register-blocked layout on CPU adapters (lavapipe) and the workgroup one on
+/// GPUs, from the device's own adapter info; a context's choice overrides it.
+#[test]
+fn the_gemm_layout_follows_the_adapter() {
+    if std::env::var_os("GCONV_GEMM_LAYOUT").is_some() {
+        return;
+    }
+    let c = gconv::Context::new().expect("context");
+    let auto = if c.is_cpu_adapter() {
+        gconv::GemmLayout::Registers
+    } else {
+        gconv::GemmLayout::Workgroup
+    };
+    assert_eq!(c.gemm_layout(), auto, "on {}", c.adapter_name());
+    let cpu = c.adapter_info().map(|i| i.device_type == gconv::wgpu::DeviceType::Cpu);
+    assert_eq!(cpu, Some(c.is_cpu_adapter()));
+    for layout in [gconv::GemmLayout::Workgroup, gconv::GemmLayout::Registers] {
+        c.set_gemm_layout(layout);
+        assert_eq!(c.gemm_layout(), layout);
+    }
+}
+
 /// The random shapes above are too small for the 128x128 workgroup tiles, which a GEMM gets
 /// when it has enough of them for a large GPU: a batched product with partial tiles on every
 /// edge and a K that ends inside a stage.

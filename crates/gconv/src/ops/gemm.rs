@@ -212,12 +212,6 @@ impl<'a> Gemm<'a> {
             accumulate: self.accumulate,
             pool: None,
         };
-        if ctx.log_debug() {
-            eprintln!(
-                "gconv: {op}: tiled GEMM (batch {}, M {}, N {}, K {kt})",
-                self.batch, self.m, self.n
-            );
-        }
         tiled::record_gemm(ctx, op, rec, &a, &b, c, &epilogue)?;
         Ok(true)
     }

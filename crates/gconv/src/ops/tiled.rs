@@ -487,6 +487,14 @@ pub(crate) fn record_gemm(
             format!("matrix sizes (batch {batch}, M {m}, N {n}) exceed the dispatch limit {max}"),
         ));
     }
+    if ctx.log_debug() {
+        let gather = ["", ", B implicit (im2col)", ", A implicit (im2col)", ", B implicit (dgrad)"];
+        eprintln!(
+            "gconv: {op}: tiled GEMM {entry} (batch {batch}, M {m}, N {n}, K {}), {splits} K \
+             split(s){}",
+            a.cols, gather[implicit as usize]
+        );
+    }
     let constants = [("IMPLICIT", f64::from(implicit))];
     let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let mut ranges: Vec<(u32, u64, u64)> = e.range.map(|(o, s)| (4, o, s)).into_iter().collect();
