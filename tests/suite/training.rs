@@ -374,9 +374,18 @@ fn vgg16_trains_at_224_and_fits_a_fixed_batch() {
 
 #[test]
 fn training_steps_after_the_first_allocate_nothing_and_submit_once() {
+    // Both GEMM layouts: the workgroup one's implicit GEMMs gather from texture copies that
+    // the plan must make once.
+    for layout in [gconv::GemmLayout::Registers, gconv::GemmLayout::Workgroup] {
+        steps_allocate_nothing(layout);
+    }
+}
+
+fn steps_allocate_nothing(layout: gconv::GemmLayout) {
     // Its own context: the shared one is busy with other tests' work, and the counters are
     // per context.
     let own = gconv::Context::new().expect("context");
+    own.set_gemm_layout(layout);
     let mut model = Model::from_graph(&own, "steps", small_graph(), 3).expect("model");
     let batch: usize = 8;
     let x: Vec<f32> = (0..batch * 84).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
