@@ -1300,7 +1300,12 @@ impl ConvPlan {
         chunk: usize,
     ) -> Result<()> {
         let (op, g) = (self.op, &self.g);
-        if ctx.gemm_layout() == GemmLayout::Workgroup && g.stride.iter().all(|&s| s == 1) {
+        // The implicit path packs W as (C_in, C_out * taps): that texture must fit too.
+        let kt = g.c_out * g.kernel.iter().product::<usize>();
+        if ctx.gemm_layout() == GemmLayout::Workgroup
+            && g.stride.iter().all(|&s| s == 1)
+            && tiled::fits(ctx, kt.div_ceil(4), g.x.c)
+        {
             let flat = Flat::new(ctx, grad_y.numel()).filter(|f| f.can_copy(grad_y.buffer()));
             if let Some(gy_flat) = flat {
                 gy_flat.record_copy(rec, grad_y.buffer());

@@ -127,7 +127,7 @@ pub(crate) struct Packed {
     pub batch: usize,
     /// An implicit operand of this convolution, which the workgroup layout's kernels gather
     /// from `view` (a [`Flat`] copy) as they load their tiles.
-    pub im2col: Option<(Gather, ConvParams)>,
+    pub gather: Option<(Gather, ConvParams)>,
 }
 
 /// What an implicit operand holds.
@@ -166,7 +166,7 @@ impl Packed {
             cols,
             tex_rows: rows.div_ceil(4) * 4,
             batch: 1,
-            im2col: Some((gather, params)),
+            gather: Some((gather, params)),
         }
     }
 
@@ -200,7 +200,7 @@ impl Packed {
             view_formats: &[],
         });
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        Some(Packed { view, rows, cols, tex_rows, batch, im2col: None })
+        Some(Packed { view, rows, cols, tex_rows, batch, gather: None })
     }
 }
 
@@ -402,8 +402,8 @@ pub(crate) fn record_gemm(
     if e.view.row_split != usize::MAX {
         return Err(Error::invalid(op, "the tiled GEMM splits C's columns only"));
     }
-    // An implicit (im2col) operand makes this an implicit GEMM, on the workgroup layout only.
-    let implicit: u32 = match (a.im2col, b.im2col) {
+    // A gathered operand makes this an implicit GEMM, on the workgroup layout only.
+    let implicit: u32 = match (a.gather, b.gather) {
         (None, None) => 0,
         (None, Some((Gather::Im2col, _))) => 1,
         (Some((Gather::Im2col, _)), None) => 2,
@@ -476,7 +476,7 @@ pub(crate) fn record_gemm(
         pool: e.pool.map_or(0, |pe| if pe.indices.is_some() { 2 } else { 1 }),
         pool_w: u(op, "pooled width", e.pool.map_or(0, |pe| pe.pooled_w))?,
         pool_in_w: u(op, "width", e.pool.map_or(0, |pe| pe.in_w))?,
-        conv: a.im2col.or(b.im2col).map_or_else(bytemuck::Zeroable::zeroed, |(_, c)| c),
+        conv: a.gather.or(b.gather).map_or_else(bytemuck::Zeroable::zeroed, |(_, c)| c),
     };
     let groups =
         [(n as u32).div_ceil(tile_cols), (m as u32).div_ceil(tile_rows), batch as u32 * splits];
