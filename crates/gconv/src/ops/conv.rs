@@ -878,7 +878,14 @@ impl ConvPlan {
             }
             return Ok(());
         }
-        let (kernel, flat) = self.kernel_for(&ctx, x)?;
+        let (mut kernel, flat) = self.kernel_for(&ctx, x)?;
+        // The depthwise and 3x3 tile kernels read texture copies so that CPU adapters gather
+        // instead of looping per lane; a GPU reads the storage buffers as fast without the
+        // copy, and its direct forward kernel (one output per invocation) beats them there.
+        // Their backward passes stay: the direct weight gradient is the slow one.
+        if !ctx.is_cpu_adapter() && matches!(kernel, ConvKernel::Depthwise | ConvKernel::Tiles3x3) {
+            kernel = ConvKernel::Direct { textures: false };
+        }
         self.log_kernel(&ctx, "forward", kernel);
         if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
             x_flat.record_copy(rec, x.buffer());
