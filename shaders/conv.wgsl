@@ -411,12 +411,8 @@ struct DwPosition {
 }
 
 fn dw_position(idx: u32, depth: u32, height: u32, width: u32) -> DwPosition {
-    var t = divmod24(idx, (width + 3u) / 4u);
-    let col0 = t.y * 4u;
-    t = divmod24(t.x, height);
-    let h = t.y;
-    t = divmod24(t.x, depth);
-    return DwPosition(col0, h, t.y, t.x, divmod24(t.x, p.c_out).y);
+    let t = split3(idx, depth, height, (width + 3u) / 4u);
+    return DwPosition(t.w * 4u, t.z, t.y, t.x, divmod24(t.x, p.c_out).y);
 }
 
 // y[n, c, o] = b[c] + sum over taps k of x[n, c, o*stride - pad + k*dil] * w[c, k].
@@ -458,12 +454,7 @@ fn depthwise_forward(
     if p.has_bias != 0u {
         acc += vec4<f32>(b[c]);
     }
-    let out = ((nc * p.out_d + od) * p.out_h + oh) * p.out_w;
-    for (var e = 0u; e < 4u; e++) {
-        if ow0 + e < p.out_w {
-            y[out + ow0 + e] = acc[e];
-        }
-    }
+    dw_store(((nc * p.out_d + od) * p.out_h + oh) * p.out_w, ow0, p.out_w, acc);
 }
 
 // grad_x[n, c, i] = sum over taps k and outputs o with o*stride - pad + k*dil = i of
@@ -503,12 +494,7 @@ fn depthwise_backward_input(
             }
         }
     }
-    let out = ((nc * p.in_d + id) * p.in_h + ih) * p.in_w;
-    for (var e = 0u; e < 4u; e++) {
-        if iw0 + e < p.in_w {
-            y[out + iw0 + e] = acc[e];
-        }
-    }
+    dw_store(((nc * p.in_d + id) * p.in_h + ih) * p.in_w, iw0, p.in_w, acc);
 }
 
 var<workgroup> depthwise_sums: array<f32, 64>;
@@ -524,14 +510,12 @@ fn depthwise_backward_weight(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let weight = wg.y * nwg.x + wg.x;
-    let taps = p.k_d * p.k_h * p.k_w;
-    var t = divmod24(min(weight, p.total - 1u), taps);
-    let c = t.x;
-    t = divmod24(t.y, p.k_w);
-    let kw = t.y;
-    t = divmod24(t.x, p.k_h);
-    let kh = t.y;
-    let kd = t.x;
+    // (channel, kd, kh, kw) of this weight.
+    let tap = split3(min(weight, p.total - 1u), p.k_d, p.k_h, p.k_w);
+    let c = tap.x;
+    let kd = tap.y;
+    let kh = tap.z;
+    let kw = tap.w;
     var acc = 0.0;
     let rows = p.n * p.out_d * p.out_h;
     for (var r = lid; r < rows; r += 64u) {
@@ -676,6 +660,7 @@ fn dw_taps(r: Row6, k: vec3<f32>) -> vec4<f32> {
     return r.lo * k.x + vec4<f32>(r.lo.yzw, r.hi.x) * k.y + vec4<f32>(r.lo.zw, r.hi) * k.z;
 }
 
+// Stores four values of a row, y[at + col0 ..], those from column `width` on left out.
 fn dw_store(at: u32, col0: u32, width: u32, v: vec4<f32>) {
     for (var e = 0u; e < 4u; e++) {
         if col0 + e < width {
@@ -710,13 +695,11 @@ fn tiles_3x3(idx: u32, bwd: bool) -> Tile {
     let dst_g = dst_c / p.groups;
     let pad_h = select(i32(p.pad_h), 2 - i32(p.pad_h), bwd);
     let pad_w = select(i32(p.pad_w), 2 - i32(p.pad_w), bwd);
-    var t = divmod24(idx, (dst_w + 3u) / 4u);
-    let col0 = t.y * 4u;
-    t = divmod24(t.x, (dst_h + 3u) / 4u);
-    let row0 = t.y * 4u;
-    t = divmod24(t.x, dst_d);
-    let dep = t.y;
-    t = divmod24(t.x, dst_c);
+    let at = split3(idx, dst_d, (dst_h + 3u) / 4u, (dst_w + 3u) / 4u);
+    let col0 = at.w * 4u;
+    let row0 = at.z * 4u;
+    let dep = at.y;
+    let t = divmod24(at.x, dst_c);
     let n = t.x;
     let dc = t.y;
     // The destination channel's group, and its first source channel.
@@ -883,13 +866,11 @@ fn tiles_3x3_backward_weight(
     var g1 = vec3<f32>(0.0);
     var g2 = vec3<f32>(0.0);
     for (var tile = lid; tile < p.total; tile += 64u) {
-        var t = divmod24(tile, col_tiles);
-        let col0 = t.y * 4u;
-        t = divmod24(t.x, row_tiles);
-        let row0 = t.y * 4u;
-        t = divmod24(t.x, p.out_d);
-        let od = t.y;
-        let n = t.x;
+        let at = split3(tile, p.out_d, row_tiles, col_tiles);
+        let col0 = at.w * 4u;
+        let row0 = at.z * 4u;
+        let od = at.y;
+        let n = at.x;
         let id = i32(od * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
         if id < 0 || id >= i32(p.in_d) {
             continue;

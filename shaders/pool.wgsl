@@ -458,13 +458,11 @@ fn max_pool_backward_disjoint(
     if idx >= p.total {
         return;
     }
-    var t = divmod24(idx, p.in_w);
-    let iw = t.y;
-    t = divmod24(t.x, p.in_h);
-    let ih = t.y;
-    t = divmod24(t.x, p.in_d);
-    let id = t.y;
-    let plane = t.x;
+    let pos = split3(idx, p.in_d, p.in_h, p.in_w);
+    let plane = pos.x;
+    let id = pos.y;
+    let ih = pos.z;
+    let iw = pos.w;
     let od = divmod24(id + p.pad_d, p.stride_d);
     let oh = divmod24(ih + p.pad_h, p.stride_h);
     let ow = divmod24(iw + p.pad_w, p.stride_w);
