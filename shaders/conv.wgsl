@@ -349,8 +349,9 @@ fn tap_window(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32
 }
 
 // col2im (see above) gathering from the texture the tiled GEMM wrote grad_col into: texel
-// (j / 4, k) holds row k = (ci, taps) of columns j = (sample in chunk) * P + position. With
-// has_bias, adds b[ci].
+// (j / 4, k) holds row k = (ci, taps) of columns j = (sample in chunk) * P + position, or in
+// im2col_texture's pooled order when pool_w > 0 (2-D; outputs outside every window have no
+// column, and no gradient). With has_bias, adds b[ci].
 // `total` = chunk * C_in * input positions, below 2^24 (the host chunks so).
 @compute @workgroup_size(WG)
 fn col2im_texture(
@@ -371,6 +372,7 @@ fn col2im_texture(
     let nc = t.x;
     let kk_count = p.k_d * p.k_h * p.k_w;
     let positions = p.out_d * p.out_h * p.out_w;
+    let pooled = p.pool_w != 0u;
     var acc = 0.0;
     for (var kd = 0u; kd < p.k_d; kd++) {
         let od = tap_window(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
@@ -380,9 +382,17 @@ fn col2im_texture(
                 let ow = tap_window(iw, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
                 let k = (ci * kk_count) + (kd * p.k_h + kh) * p.k_w + kw;
                 let o = (u32(max(od, 0)) * p.out_h + u32(max(oh, 0))) * p.out_w + u32(max(ow, 0));
-                let j = nc * positions + o;
+                var j = nc * positions + o;
+                var inside = od >= 0 && oh >= 0 && ow >= 0;
+                if pooled {
+                    let ph = u32(max(oh, 0)) / 2u;
+                    let pw = u32(max(ow, 0)) / 2u;
+                    inside = inside && ph < p.pool_h && pw < p.pool_w;
+                    j = ((nc * p.pool_h + ph) * p.pool_w + pw) * 4u + (u32(max(oh, 0)) & 1u) * 2u
+                        + (u32(max(ow, 0)) & 1u);
+                }
                 let v = textureLoad(col_in, vec2<u32>(j / 4u, k), 0)[j % 4u];
-                acc += select(0.0, v, od >= 0 && oh >= 0 && ow >= 0);
+                acc += select(0.0, v, inside);
             }
         }
     }
@@ -844,14 +854,53 @@ var<workgroup> dw_sums: array<vec3<f32>, 192>;
 // turn, reads the tile's six x rows once and adds all nine taps' products, then the workgroup
 // adds its 64 partial sums up. x comes through grad_y's bindings (the source dw_row6 reads)
 // and grad_y through x's. `total` = tiles per slot: N * out_d * ceil(out_h / 4) *
-// ceil(out_w / 4).
+// ceil(out_w / 4). It shares its body with the pooled variant below, so it binds
+// `pool_indices` too (a placeholder).
 @compute @workgroup_size(64)
 fn tiles_3x3_backward_weight(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let slot = wg.y * nwg.x + wg.x;
+    tiles_weight_slot(wg.y * nwg.x + wg.x, lid, false);
+}
+
+// The same for tiles_3x3_forward_relu_pool's convolution (2-D), from the pooled gradient
+// (through x's bindings) and the saved argmax (`pool_indices`, -1 where the ReLU was off):
+// each 4x4 tile holds four whole windows, so grad_y is never written out un-pooled.
+@compute @workgroup_size(64)
+fn tiles_3x3_backward_weight_pooled(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    tiles_weight_slot(wg.y * nwg.x + wg.x, lid, true);
+}
+
+// Row oh, columns col0 .. col0 + 3 (col0 a multiple of 4) of the gradient at the output of a
+// fused conv -> ReLU -> 2x2 max-pool: two windows' pooled gradients at their argmax, zero
+// elsewhere and outside every window.
+fn pooled_row4(n: u32, co: u32, oh: u32, col0: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    let ph = oh / 2u;
+    if oh >= p.out_h || ph >= p.pool_h {
+        return v;
+    }
+    let plane = (n * p.c_out + co) * p.pool_h * p.pool_w + ph * p.pool_w;
+    for (var e = 0u; e < 2u; e++) {
+        let pw = col0 / 2u + e;
+        if pw < p.pool_w {
+            let g = load_x(plane + pw);
+            let chosen = pool_indices[plane + pw];
+            let first = i32(oh * p.out_w + col0 + 2u * e);
+            v[2u * e] = select(0.0, g, chosen == first);
+            v[2u * e + 1u] = select(0.0, g, chosen == first + 1);
+        }
+    }
+    return v;
+}
+
+fn tiles_weight_slot(slot: u32, lid: u32, pooled: bool) {
     let cin_g = p.c_in / p.groups;
     let slots = p.c_out * cin_g * p.k_d;
     var t0 = divmod24(min(slot, slots - 1u), p.k_d);
@@ -886,8 +935,13 @@ fn tiles_3x3_backward_weight(
         let gy_plane = ((n * p.c_out + co) * p.out_d + od) * p.out_h;
         for (var i = 0u; i < 4u; i++) {
             let oh = row0 + i;
-            let at = (gy_plane + min(oh, p.out_h - 1u)) * p.out_w;
-            let gy = tile_row4_x(at, col0, p.out_w, oh < p.out_h);
+            var gy: vec4<f32>;
+            if pooled {
+                gy = pooled_row4(n, co, oh, col0);
+            } else {
+                let at = (gy_plane + min(oh, p.out_h - 1u)) * p.out_w;
+                gy = tile_row4_x(at, col0, p.out_w, oh < p.out_h);
+            }
             g0 += dw_products(xr[i], gy);
             g1 += dw_products(xr[i + 1u], gy);
             g2 += dw_products(xr[i + 2u], gy);

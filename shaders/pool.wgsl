@@ -30,6 +30,9 @@ struct PoolParams {
     // 0: none; otherwise PyTorch's `divisor_override`.
     divisor_override: u32,
     total: u32,
+    // max_pool_2x2_backward_packed: channels per sample and the chunk's first sample.
+    channels: u32,
+    sample_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
@@ -476,4 +479,57 @@ fn max_pool_backward_disjoint(
     let g = textureLoad(grad_y_flat, at, 0)[o % 4u];
     let flat = i32((id * p.in_h + ih) * p.in_w + iw);
     grad_x[idx] = select(0.0, g, inside && chosen == flat);
+}
+
+@group(0) @binding(9) var gy_packed: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(10) var gyt_packed: texture_storage_2d<rgba32float, write>;
+
+// The backward pass of a fused conv -> ReLU -> 2x2 max-pool (stride 2) on the tiled GEMM, up to
+// the convolution's output: the pooled gradient goes through the saved argmax (-1 where the
+// ReLU was off: no gradient) straight into the two packed operands of the convolution's
+// gradient GEMMs, in im2col_texture's pooled order (column 4w + e is lane e = 2 dh + dw of
+// window w = (sample in chunk, ph, pw)), so the un-pooled gradient is never written:
+// - gy_packed (C x 4W, gemm_tex's B layout): texel (w, c) is window w of channel c, the
+//   gradient at its argmax lane and zeros elsewhere (the data gradient's B);
+// - gyt_packed (4W x C): its transpose, texel (c / 4, 4w + e) (the weight gradient's B).
+// `planes` = samples in the chunk * channels; one invocation per (window, four channels):
+// `total` = windows in the chunk * ceil(channels / 4), below 2^24.
+@compute @workgroup_size(WG)
+fn max_pool_2x2_backward_packed(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let per_sample = p.out_h * p.out_w;
+    let windows = (p.planes / p.channels) * per_sample;
+    let t = divmod24(idx, windows);
+    let c0 = 4u * t.x;
+    let w = t.y;
+    let s = divmod24(w, per_sample);
+    let hw = divmod24(s.y, p.out_w);
+    let base = ((p.sample_offset + s.x) * p.channels + c0) * per_sample + s.y;
+    var v: array<vec4<f32>, 4>;
+    for (var e = 0u; e < 4u; e++) {
+        var g = 0.0;
+        var lane = 4u;
+        if c0 + e < p.channels {
+            let at = base + e * per_sample;
+            let chosen = saved_indices[at];
+            if chosen >= 0 {
+                let pos = divmod24(u32(chosen), p.in_w);
+                lane = (pos.x - 2u * hw.x) * 2u + pos.y - 2u * hw.y;
+                g = grad_y[at];
+            }
+        }
+        v[e] = select(vec4<f32>(0.0), vec4<f32>(g), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(lane));
+        textureStore(gy_packed, vec2<u32>(w, c0 + e), v[e]);
+    }
+    for (var e = 0u; e < 4u; e++) {
+        let texel = vec4<f32>(v[0][e], v[1][e], v[2][e], v[3][e]);
+        textureStore(gyt_packed, vec2<u32>(t.x, 4u * w + e), texel);
+    }
 }

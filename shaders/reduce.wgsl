@@ -1,7 +1,9 @@
 // reduce.wgsl: sums that gradients need.
 //
 // channel_sum: x viewed as (N, C, S); y[c] = sum over n and s of x[n, c, s], one workgroup per
-// channel (bias gradients of conv and linear). batch_sum: x viewed as (B, L);
+// channel (bias gradients of conv and linear). channel_sum_where: the same over the elements
+// whose mask is >= 0 (a fused conv -> ReLU -> max-pool's bias gradient, from the pooled
+// gradient and its argmax, -1 where the ReLU was off). batch_sum: x viewed as (B, L);
 // y[j] = sum over b of x[b, j], one invocation per output (gradients of broadcast operands).
 
 struct ReduceParams {
@@ -16,8 +18,24 @@ const SUM_WG: u32 = 256u;
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> mask: array<i32>;
 
 var<workgroup> partial: array<f32, SUM_WG>;
+
+// Adds up the workgroup's partial sums into y[ch]; called in uniform control flow.
+fn store_total(lid: u32, ch: u32, acc: f32) {
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var stride = SUM_WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        y[ch] = partial[0];
+    }
+}
 
 @compute @workgroup_size(SUM_WG)
 fn channel_sum(
@@ -35,17 +53,26 @@ fn channel_sum(
     for (var i = lid; i < count; i += SUM_WG) {
         acc += x[((i / p.s) * p.c + ch) * p.s + i % p.s];
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = SUM_WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
+    store_total(lid, ch, acc);
+}
+
+@compute @workgroup_size(SUM_WG)
+fn channel_sum_where(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let ch = wg.y * nwg.x + wg.x;
+    if ch >= p.c {
+        return;
     }
-    if lid == 0u {
-        y[ch] = partial[0];
+    let count = p.n * p.s;
+    var acc = 0.0;
+    for (var i = lid; i < count; i += SUM_WG) {
+        let at = ((i / p.s) * p.c + ch) * p.s + i % p.s;
+        acc += select(0.0, x[at], mask[at] >= 0);
     }
+    store_total(lid, ch, acc);
 }
 
 @compute @workgroup_size(WG)

@@ -16,6 +16,7 @@ use crate::ops::gemm::{record_linear, record_linear_backward};
 use crate::ops::loss::record_training_loss;
 use crate::ops::norm::{record_batch_norm, record_batch_norm_backward};
 use crate::ops::pool::PoolPlan;
+use crate::ops::tiled::Packed;
 use crate::{Context, DType, Error, Result, Tensor};
 
 /// What a plan does.
@@ -394,6 +395,15 @@ impl Plan {
             .max()
             .unwrap_or(0);
         let col = Tensor::zeros(ctx, &[col_elems.max(1)])?;
+        // A fused node's pooled-order im2col texture, kept from its forward pass for its weight
+        // gradient.
+        let relu_pool_cols: Vec<Option<Packed>> = execs
+            .iter()
+            .map(|e| match e {
+                Exec::ConvReluPool(f) if train => f.conv.relu_pool_col(ctx, f.pooled),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
         let mut steps = Vec::new();
         let rec = &mut Recorder::Plan(&mut steps);
         // Parameters of (plan) node i: those of the first graph node it runs.
@@ -424,6 +434,7 @@ impl Plan {
                         y,
                         indices[i].as_ref(),
                         f.pooled,
+                        relu_pool_cols[i].as_ref(),
                     )?;
                 }
                 Exec::Pool(p) => p.record_forward(rec, x, y, indices[i].as_ref())?,
@@ -498,8 +509,19 @@ impl Plan {
                         let gw = targets(i, 0, &mut adds).ok_or_else(|| missing(i))?.clone();
                         let gb = targets(i, 1, &mut adds).cloned();
                         let g_conv = fused_grads[i].as_ref().ok_or_else(|| missing(i))?;
-                        pool.record_backward(rec, gy, indices[i].as_ref(), g_conv)?;
-                        conv.record_backward(rec, x, w, g_conv, gx, &gw, gb.as_ref(), Some(&col))?;
+                        let ix = indices[i].as_ref().ok_or_else(|| missing(i))?;
+                        conv.record_backward_relu_pool(
+                            rec,
+                            pool,
+                            x,
+                            w,
+                            gy,
+                            ix,
+                            (gx, &gw, gb.as_ref()),
+                            g_conv,
+                            relu_pool_cols[i].as_ref(),
+                            Some(&col),
+                        )?;
                     }
                     Exec::Pool(p) => {
                         if let Some(gx) = gx {

@@ -362,7 +362,9 @@ fn tiles_4x4(shape: &[usize]) -> usize {
 /// Where col2im reads grad_col from.
 enum Col<'a> {
     Buffer(&'a Tensor),
-    Texture(&'a Packed),
+    /// The tiled GEMM's texture, with the pooled (height, width) when its columns come in
+    /// im2col's pooled order.
+    Texture(&'a Packed, Option<[usize; 2]>),
 }
 
 /// The kernel a convolution runs on (`GCONV_LOG=debug` prints the choice).
@@ -827,19 +829,24 @@ impl ConvPlan {
                 let buffers = [(4, gx.buffer()), (7, col.buffer())];
                 ctx.record(rec, &dispatch("col2im", &params, &buffers, grid))
             }
-            Col::Texture(col) => ctx.record_with(
-                rec,
-                &dispatch(
-                    "col2im_texture",
-                    &params,
-                    &[(3, bias.map_or(&ctx.inner.dummy, Tensor::buffer)), (4, gx.buffer())],
-                    grid,
-                ),
-                &[wgpu::BindGroupEntry {
-                    binding: 10,
-                    resource: wgpu::BindingResource::TextureView(&col.view),
-                }],
-            ),
+            Col::Texture(col, pooled) => {
+                if let Some([ph, pw]) = pooled {
+                    params.pool = [ph as u32, pw as u32];
+                }
+                ctx.record_with(
+                    rec,
+                    &dispatch(
+                        "col2im_texture",
+                        &params,
+                        &[(3, bias.map_or(&ctx.inner.dummy, Tensor::buffer)), (4, gx.buffer())],
+                        grid,
+                    ),
+                    &[wgpu::BindGroupEntry {
+                        binding: 10,
+                        resource: wgpu::BindingResource::TextureView(&col.view),
+                    }],
+                )
+            }
         }
     }
 
@@ -889,7 +896,8 @@ impl ConvPlan {
         self.log_kernel(&ctx, "forward", kernel);
         if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
             x_flat.record_copy(rec, x.buffer());
-            return self.record_tiled_forward(&ctx, rec, &x_flat, w, bias, y, chunk, relu, None);
+            return self
+                .record_tiled_forward(&ctx, rec, &x_flat, w, bias, y, chunk, relu, None, None);
         }
         if kernel == ConvKernel::Im2col {
             let (k, p) = self.col_dims();
@@ -957,6 +965,7 @@ impl ConvPlan {
         chunk: usize,
         relu: bool,
         pool: Option<([usize; 2], Option<&Tensor>)>,
+        col: Option<&Packed>,
     ) -> Result<()> {
         let (op, g) = (self.op, &self.g);
         let (k, p) = self.col_dims();
@@ -967,7 +976,10 @@ impl ConvPlan {
         };
         let a = self.packed(ctx, g.c_out, k, g.c_out)?;
         tiled::record_pack(ctx, op, rec, w.buffer(), None, &View::dense(0, k, false), &a)?;
-        let col = self.col_texture(ctx, chunk, cols)?;
+        let col = match col {
+            Some(c) => Some(c.clone()),
+            None => self.col_texture(ctx, chunk, cols)?,
+        };
         for n0 in (0..g.x.n).step_by(chunk) {
             let len = chunk.min(g.x.n - n0);
             let pooled = pool.map(|(hw, _)| hw);
@@ -1018,6 +1030,7 @@ impl ConvPlan {
         y: &Tensor,
         indices: Option<&Tensor>,
         pooled: [usize; 2],
+        col: Option<&Packed>,
     ) -> Result<()> {
         let (op, g) = (self.op, &self.g);
         let mut tensors = vec![x, w, y];
@@ -1044,6 +1057,7 @@ impl ConvPlan {
                     chunk,
                     true,
                     Some((pooled, indices)),
+                    col,
                 )
             }
             (ConvKernel::Tiles3x3, _) => {
@@ -1063,6 +1077,143 @@ impl ConvPlan {
             }
             _ => Err(Error::invalid(op, "relu + max-pool fusion needs the tiled kernels")),
         }
+    }
+
+    /// The texture that a fused conv -> ReLU -> max-pool's forward pass writes its pooled-order
+    /// im2col into, to keep for its backward pass ([`Self::record_backward_relu_pool`] reuses
+    /// it for the weight gradient): `Some` where the convolution runs on the tiled GEMM with a
+    /// materialised im2col (the register layout) in one chunk.
+    pub(crate) fn relu_pool_col(
+        &self,
+        ctx: &Context,
+        [ph, pw]: [usize; 2],
+    ) -> Result<Option<Packed>> {
+        match self.kernel(ctx)? {
+            ConvKernel::Tiled { chunk } if chunk == self.g.x.n => {
+                self.col_texture(ctx, chunk, ph * pw * 4)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Records the gradients of conv -> ReLU -> 2x2 max-pool fused by
+    /// [`Self::record_forward_relu_pool`], from the pooled gradient `grad_p` and the saved
+    /// `indices`. On the tiled GEMM's register layout the pooled gradient goes through the
+    /// argmax straight into the two GEMMs' packed operands, in im2col's pooled order (pool.wgsl's
+    /// `max_pool_2x2_backward_packed`): the convolution's output gradient is never written, the
+    /// weight gradient reuses the forward pass's im2col texture `col` (from
+    /// [`Self::relu_pool_col`]) and grad_col goes back through col2im in that order. Outputs
+    /// that no window covers get no gradient, as in PyTorch. Elsewhere the pooling's backward
+    /// pass writes `scratch` (the convolution's output gradient) and the convolution's own
+    /// backward pass follows, with `col_scratch` as its im2col scratch.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_backward_relu_pool(
+        &self,
+        rec: &mut Recorder<'_>,
+        pool: &crate::ops::pool::PoolPlan,
+        x: &Tensor,
+        w: &Tensor,
+        grad_p: &Tensor,
+        indices: &Tensor,
+        grads: (Option<&Tensor>, &Tensor, Option<&Tensor>),
+        scratch: &Tensor,
+        col: Option<&Packed>,
+        col_scratch: Option<&Tensor>,
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        let (grad_x, grad_w, grad_b) = grads;
+        let ctx = context_of(op, &[x, w, grad_p, grad_w])?;
+        let (kernel, flat) = self.kernel_for(&ctx, x)?;
+        let registers = ctx.gemm_layout() != GemmLayout::Workgroup;
+        let pooled = pool.window_2x2();
+        let tiles = kernel == ConvKernel::Tiles3x3 && grad_x.is_none();
+        let tiled = matches!(kernel, ConvKernel::Tiled { .. }) && flat.is_some() && registers;
+        let Some([ph, pw]) = pooled.filter(|_| g.out.len() == 2 && (tiles || tiled)) else {
+            pool.record_backward(rec, grad_p, Some(indices), scratch)?;
+            return self.record_backward(rec, x, w, scratch, grad_x, grad_w, grad_b, col_scratch);
+        };
+        self.check(grad_w, "grad_weight", w.shape())?;
+        if let Some(gx) = grad_x {
+            self.check(gx, "grad_input", x.shape())?;
+        }
+        pool.check_backward_packed(grad_p, indices)?;
+        self.log_kernel(&ctx, "backward from the pooled gradient", kernel);
+        if let Some(gb) = grad_b {
+            self.check(gb, "grad_bias", &[g.c_out])?;
+            let n = g.x.n;
+            crate::ops::reduce::record_channel_sum_where(
+                &ctx, rec, grad_p, indices, n, g.c_out, gb,
+            )?;
+        }
+        let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) else {
+            // The 3x3 tiles (a network's first layer): each 4x4 tile of grad_y holds four
+            // whole windows, which the weight-gradient kernel reads in pooled form.
+            let (c_x, c_y) = (g.x.c, g.c_out);
+            let slots = c_y * (c_x / self.groups);
+            let total = (tiles_4x4(&self.output_shape()) / c_y) as u32;
+            let mut params = g.params(self.groups, c_x, c_y, &g.x.size, &g.out, false, total);
+            params.pool = [ph as u32, pw as u32];
+            let grid = ctx.grid_1d(op, slots as u64 * 64, 64)?;
+            let inputs = [(5, 13, x), (1, 11, grad_p)];
+            let outputs = [(6, grad_w.buffer()), (7, indices.buffer())];
+            let entry = "tiles_3x3_backward_weight_pooled";
+            return self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true);
+        };
+        let (k, _) = self.col_dims();
+        let per_sample = ph * pw * 4;
+        let cols = chunk * per_sample;
+        let gy = self.packed(&ctx, g.c_out, cols, g.c_out.div_ceil(4) * 4)?;
+        let gyt = self.packed(&ctx, cols, g.c_out, cols)?;
+        let reuse = col.filter(|_| chunk == g.x.n);
+        let col_t = match reuse {
+            Some(c) => c.clone(),
+            None => {
+                x_flat.record_copy(rec, x.buffer());
+                self.col_texture(&ctx, chunk, per_sample)?.ok_or_else(|| {
+                    Error::invalid(op, "no im2col texture on this layout (an internal error)")
+                })?
+            }
+        };
+        // grad_col (K, columns) = W^T (K, C_out) @ grad_y (C_out, columns), then col2im.
+        let data = match grad_x {
+            Some(gx) => {
+                let w_t = self.packed(&ctx, k, g.c_out, k)?;
+                tiled::record_pack(
+                    &ctx,
+                    op,
+                    rec,
+                    w.buffer(),
+                    None,
+                    &View::dense(0, k, true),
+                    &w_t,
+                )?;
+                Some((gx, w_t, self.packed(&ctx, k, cols, k)?))
+            }
+            None => None,
+        };
+        for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
+            let len = chunk.min(g.x.n - n0);
+            let c4 = len * per_sample;
+            let (b, bt) = (gy.with_size(g.c_out, c4), gyt.with_size(c4, g.c_out));
+            pool.record_backward_packed(rec, grad_p, indices, n0, len, &b, &bt)?;
+            // grad_W^T (K, C_out) (+)= col (K, columns) @ grad_y^T (columns, C_out).
+            let a = match reuse {
+                Some(_) => col_t.with_size(k, c4),
+                None => {
+                    self.im2col_operand(&ctx, rec, &x_flat, Some(&col_t), n0, len, Some([ph, pw]))?
+                }
+            };
+            let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, true)) };
+            tiled::record_gemm(&ctx, op, rec, &a, &bt, grad_w, &epilogue)?;
+            if let Some((gx, w_t, grad_col)) = &data {
+                let epilogue =
+                    Epilogue { texture: Some(grad_col), ..Epilogue::to(View::dense(0, c4, false)) };
+                tiled::record_gemm(&ctx, op, rec, w_t, &b, gx, &epilogue)?;
+                let col = Col::Texture(grad_col, Some([ph, pw]));
+                self.record_col2im(&ctx, rec, col, gx, None, n0, len)?;
+            }
+        }
+        Ok(())
     }
 
     /// Records the gradients. The data gradient (skipped when `grad_x` is `None`, as for a
@@ -1106,7 +1257,7 @@ impl ConvPlan {
                 adjoint.record_tiled_weight_grad(&ctx, rec, &gy_flat, x, grad_w, chunk)?;
                 if let Some(gx) = grad_x {
                     adjoint.record_tiled_forward(
-                        &ctx, rec, &gy_flat, w, None, gx, chunk, false, None,
+                        &ctx, rec, &gy_flat, w, None, gx, chunk, false, None, None,
                     )?;
                 }
                 return Ok(());
@@ -1180,7 +1331,8 @@ impl ConvPlan {
             let params = g.params(groups, c_x, c_y, size_x, size_y, false, total);
             let grid = ctx.grid_1d(op, slots as u64 * 64, 64)?;
             let inputs = [(5, 13, x), (1, 11, grad_y)];
-            let outputs = [(6, grad_w.buffer())];
+            // A placeholder for the pooled variant's indices (the two share their body).
+            let outputs = [(6, grad_w.buffer()), (7, &ctx.inner.dummy_rw)];
             let entry = "tiles_3x3_backward_weight";
             return self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true);
         }
@@ -1336,7 +1488,7 @@ impl ConvPlan {
                 ..Epilogue::to(View::dense(0, len * p, false))
             };
             tiled::record_gemm(ctx, op, rec, &w_t, &b, gx, &epilogue)?;
-            self.record_col2im(ctx, rec, Col::Texture(&grad_col), gx, bias, n0, len)?;
+            self.record_col2im(ctx, rec, Col::Texture(&grad_col, None), gx, bias, n0, len)?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use super::{Dims, Spatial, check_u32, context_of, to3};
 use crate::kernel::{Dispatch, Recorder, Shader, WG};
-use crate::ops::tiled::Flat;
+use crate::ops::tiled::{Flat, Packed};
 use crate::{Context, DType, Error, Result, Tensor};
 
 /// Attributes of `max_pool1d/2d/3d`, with PyTorch's names and defaults.
@@ -124,6 +124,8 @@ struct PoolParams {
     count_include_pad: u32,
     divisor_override: u32,
     total: u32,
+    channels: u32,
+    sample_offset: u32,
 }
 
 /// PyTorch's `pooling_output_shape`: floor or ceil, and in ceil mode the last window must start
@@ -342,6 +344,8 @@ impl PoolPlan {
             count_include_pad: self.count_include_pad as u32,
             divisor_override: check_u32(self.op, "divisor_override", self.divisor_override)?,
             total,
+            channels: xs.c as u32,
+            sample_offset: 0,
         })
     }
 
@@ -468,6 +472,77 @@ impl PoolPlan {
             }
         };
         self.run(&ctx, rec, entry, total, &buffers)
+    }
+
+    /// The backward pass of a fused conv -> ReLU -> 2x2 max-pool (see [`Self::window_2x2`]) up
+    /// to the convolution's output, for samples [n0, n0 + len): the gradient at each window's
+    /// argmax goes straight into the packed operands of the convolution's gradient GEMMs, in
+    /// im2col's pooled order: `gy` (C x 4 * windows) and its transpose `gyt` (see pool.wgsl's
+    /// `max_pool_2x2_backward_packed`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_backward_packed(
+        &self,
+        rec: &mut Recorder<'_>,
+        grad_y: &Tensor,
+        indices: &Tensor,
+        n0: usize,
+        len: usize,
+        gy: &Packed,
+        gyt: &Packed,
+    ) -> Result<()> {
+        let op = self.op;
+        let ctx = context_of(op, &[grad_y])?;
+        let [ph, pw] = self.check_backward_packed(grad_y, indices)?;
+        let (c, windows) = (self.xs.c, len * ph * pw);
+        if n0 + len > self.xs.n
+            || gy.rows != c
+            || gy.cols != 4 * windows
+            || gyt.rows != 4 * windows
+            || gyt.cols != c
+        {
+            return Err(Error::invalid(
+                op,
+                "packed gradient shapes do not line up (an internal error)",
+            ));
+        }
+        let total = check_u32(op, "windows", windows * c.div_ceil(4))?;
+        let mut params = self.params(total)?;
+        params.planes = check_u32(op, "planes", len * c)?;
+        params.sample_offset = check_u32(op, "samples", n0)?;
+        fn texture(binding: u32, t: &Packed) -> wgpu::BindGroupEntry<'_> {
+            wgpu::BindGroupEntry { binding, resource: wgpu::BindingResource::TextureView(&t.view) }
+        }
+        ctx.record_with(
+            rec,
+            &Dispatch {
+                shader: Shader::Pool,
+                entry: "max_pool_2x2_backward_packed",
+                constants: &[("WG", f64::from(WG))],
+                params: bytemuck::bytes_of(&params),
+                buffers: &[(4, grad_y.buffer()), (6, indices.buffer())],
+                workgroups: ctx.grid_1d(op, u64::from(total), WG)?,
+                ranges: &[],
+            },
+            &[texture(9, gy), texture(10, gyt)],
+        )
+    }
+
+    /// Checks the pooled gradient and indices of a fused conv -> ReLU -> 2x2 max-pool's
+    /// backward pass; the pooled (height, width).
+    pub(crate) fn check_backward_packed(
+        &self,
+        grad_y: &Tensor,
+        indices: &Tensor,
+    ) -> Result<[usize; 2]> {
+        let out = self.output_shape();
+        self.check(grad_y, "grad_output", &out, DType::F32)?;
+        self.check_indices(grad_y.context(), indices, &out)?;
+        self.window_2x2().ok_or_else(|| {
+            Error::invalid(
+                self.op,
+                "the packed backward pass needs a 2x2 window (an internal error)",
+            )
+        })
     }
 
     /// max_pool_backward_disjoint, when windows do not overlap (stride >= kernel, dilation 1)

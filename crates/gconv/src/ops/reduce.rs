@@ -15,6 +15,31 @@ pub(crate) fn record_channel_sum(
     c: usize,
     out: &Tensor,
 ) -> Result<()> {
+    channel_sum(ctx, enc, x, None, n, c, out)
+}
+
+/// out[c] = sum over n and s of x viewed as (n, c, s) where `mask` (i32, x's shape) is >= 0.
+pub(crate) fn record_channel_sum_where(
+    ctx: &Context,
+    enc: &mut Recorder<'_>,
+    x: &Tensor,
+    mask: &Tensor,
+    n: usize,
+    c: usize,
+    out: &Tensor,
+) -> Result<()> {
+    channel_sum(ctx, enc, x, Some(mask), n, c, out)
+}
+
+fn channel_sum(
+    ctx: &Context,
+    enc: &mut Recorder<'_>,
+    x: &Tensor,
+    mask: Option<&Tensor>,
+    n: usize,
+    c: usize,
+    out: &Tensor,
+) -> Result<()> {
     const OP: &str = "channel_sum";
     let s = x.numel() / (n * c).max(1);
     let params = [
@@ -33,10 +58,13 @@ pub(crate) fn record_channel_sum(
         enc,
         &Dispatch {
             shader: Shader::Reduce,
-            entry: "channel_sum",
+            entry: if mask.is_some() { "channel_sum_where" } else { "channel_sum" },
             constants: &[],
             params: bytemuck::cast_slice(&params),
-            buffers: &[(1, x.buffer()), (2, out.buffer())],
+            buffers: &match mask {
+                Some(m) => vec![(1, x.buffer()), (2, out.buffer()), (3, m.buffer())],
+                None => vec![(1, x.buffer()), (2, out.buffer())],
+            },
             workgroups: [gx as u32, gy as u32, 1],
             ranges: &[],
         },
