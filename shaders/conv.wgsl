@@ -202,31 +202,35 @@ fn conv_backward_weight(
     let off_d = i32(kd * p.dil_d) - i32(p.pad_d);
     let off_h = i32(kh * p.dil_h) - i32(p.pad_h);
     let off_w = i32(kw * p.dil_w) - i32(p.pad_w);
+    // Rows (n, od, oh) of grad_y [row_begin, row_end): the host splits the sum into pieces
+    // whose loops stay short (lavapipe ends loops past 65535 iterations), and every piece
+    // after the first adds to the sum so far.
+    let rows = p.n * p.out_d * p.out_h;
+    let last = select(rows, p.row_end, p.row_end != 0u);
+    var pos = split3(p.row_begin, 1u, p.out_d, p.out_h);
     var acc = 0.0;
-    for (var n = 0u; n < p.n; n++) {
-        let gy_c = (n * p.c_out + co) * p.out_d;
-        let x_c = (n * p.c_in + c) * p.in_d;
-        for (var od = 0u; od < p.out_d; od++) {
-            let id = i32(od * p.stride_d) + off_d;
-            if id < 0 || id >= i32(p.in_d) {
+    for (var r = p.row_begin; r < last; r++) {
+        let n = pos.x;
+        let od = pos.z;
+        let oh = pos.w;
+        pos = next_position(pos, 1u, p.out_d, p.out_h);
+        let id = i32(od * p.stride_d) + off_d;
+        let ih = i32(oh * p.stride_h) + off_h;
+        if id < 0 || id >= i32(p.in_d) || ih < 0 || ih >= i32(p.in_h) {
+            continue;
+        }
+        let gy_row = (((n * p.c_out + co) * p.out_d + od) * p.out_h + oh) * p.out_w;
+        let x_row = (((n * p.c_in + c) * p.in_d + u32(id)) * p.in_h + u32(ih)) * p.in_w;
+        for (var ow = 0u; ow < p.out_w; ow++) {
+            let iw = i32(ow * p.stride_w) + off_w;
+            if iw < 0 || iw >= i32(p.in_w) {
                 continue;
             }
-            for (var oh = 0u; oh < p.out_h; oh++) {
-                let ih = i32(oh * p.stride_h) + off_h;
-                if ih < 0 || ih >= i32(p.in_h) {
-                    continue;
-                }
-                let gy_row = ((gy_c + od) * p.out_h + oh) * p.out_w;
-                let x_row = ((x_c + u32(id)) * p.in_h + u32(ih)) * p.in_w;
-                for (var ow = 0u; ow < p.out_w; ow++) {
-                    let iw = i32(ow * p.stride_w) + off_w;
-                    if iw < 0 || iw >= i32(p.in_w) {
-                        continue;
-                    }
-                    acc += load_grad_y(gy_row + ow) * load_x(x_row + u32(iw));
-                }
-            }
+            acc += load_grad_y(gy_row + ow) * load_x(x_row + u32(iw));
         }
+    }
+    if p.row_begin > 0u {
+        acc += grad_w[idx];
     }
     grad_w[idx] = acc;
 }

@@ -39,6 +39,12 @@ struct ConvParams {
     pool_w: u32,
     // tiles_3x3_forward_relu_pool: write the pooling indices too.
     pool_indices: u32,
+    // conv_backward_weight: this piece's rows (sample, d, h) of the strided tensor,
+    // [row_begin, row_end); row_end 0 for all of them.
+    row_begin: u32,
+    row_end: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 // Texel (q, k) of im2col(x), x read from its flat texture copy (`flat_load`): row k =

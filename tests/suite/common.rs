@@ -79,11 +79,16 @@ pub fn random_on(ctx: &Context, rng: &mut SmallRng, shape: &[usize]) -> (Tensor,
 /// Compares a GPU result with the reference, every element: shapes equal and
 /// |gpu - ref| <= 1e-4 + 1e-4 |ref|.
 pub fn check(what: &str, gpu: &Tensor, reference: &Array) -> Result<(), String> {
+    check_within(what, gpu, reference, 1e-4)
+}
+
+/// [`check`] with an absolute tolerance of `atol` (sums of many terms round further).
+pub fn check_within(what: &str, gpu: &Tensor, reference: &Array, atol: f64) -> Result<(), String> {
     if gpu.shape() != reference.shape.as_slice() {
         return Err(format!("{what}: shape {:?}, reference {:?}", gpu.shape(), reference.shape));
     }
     let got = widen(&gpu.to_vec().map_err(|e| format!("{what}: {e}"))?);
-    match first_mismatch(&got, &reference.data, 1e-4, 1e-4) {
+    match first_mismatch(&got, &reference.data, atol, 1e-4) {
         None => Ok(()),
         Some((i, g, r)) => Err(format!("{what}: element {i}: gpu {g}, reference {r}")),
     }

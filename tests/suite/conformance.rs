@@ -11,8 +11,10 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 
 use super::common::{
-    check, ctx, direct_ctx, for_each_config, im2col_ctx, random, random_on, rng, workgroup_ctx,
+    check, check_within, ctx, direct_ctx, for_each_config, im2col_ctx, random, random_on, rng,
+    workgroup_ctx,
 };
+use gconv_tests::compare::{first_mismatch, widen};
 
 const CONFIGS: usize = 200;
 
@@ -52,11 +54,14 @@ fn check_grads(
     gx: Array,
     gw: Array,
     gb: Vec<f64>,
+    atol: f64,
 ) -> Result<(), String> {
-    check(&format!("{what} grad_x"), &g.grad_input, &gx)?;
-    check(&format!("{what} grad_weight"), &g.grad_weight, &gw)?;
+    check_within(&format!("{what} grad_x"), &g.grad_input, &gx, atol)?;
+    check_within(&format!("{what} grad_weight"), &g.grad_weight, &gw, atol)?;
     match &g.grad_bias {
-        Some(b) => check(&format!("{what} grad_bias"), b, &Array::new(&[gb.len()], gb)),
+        Some(b) => {
+            check_within(&format!("{what} grad_bias"), b, &Array::new(&[gb.len()], gb), atol)
+        }
         None => Ok(()),
     }
 }
@@ -109,7 +114,7 @@ fn conv_conformance(c: &gconv::Context, family: &str) {
             })
             .collect();
         let case = ConvCase { n, c_in, c_out, groups, size, k, stride, dil, padding, spec };
-        run_conv_case(c, r, case, 0.7)
+        run_conv_case(c, r, case, 0.7, 1e-4)
     });
 }
 
@@ -128,12 +133,14 @@ struct ConvCase {
 }
 
 /// Runs a case forward and backward on `c`, with random x, w, grad_y and (with probability
-/// `bias_p`) bias, and compares the output and every gradient with gconv-ref's.
+/// `bias_p`) bias, and compares the output and every gradient with gconv-ref's, within `atol`
+/// (and a relative 1e-4).
 fn run_conv_case(
     c: &gconv::Context,
     r: &mut SmallRng,
     case: ConvCase,
     bias_p: f64,
+    atol: f64,
 ) -> Result<(), String> {
     let ConvCase { n, c_in, c_out, groups, size, k, stride, dil, padding, spec } = case;
     let sd = size.len();
@@ -159,12 +166,13 @@ fn run_conv_case(
         dilation: dil,
         groups,
     };
-    check(&what, &y, &gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs))?;
+    let reference = gconv_ref::conv_forward(&xa, &wa, bias.as_ref().map(|b| &b.1), &attrs);
+    check_within(&what, &y, &reference, atol)?;
     let (gy, gya) = random_on(c, r, y.shape());
     let f = [ops::conv1d_backward, ops::conv2d_backward, ops::conv3d_backward][sd - 1];
     let g = f(&gy, &x, &w, bias.is_some(), &o).map_err(fail(&what))?;
     let (gx, gw, gb) = gconv_ref::conv_backward(&xa, &wa, &gya, &attrs);
-    check_grads(&what, &g, gx, gw, gb)
+    check_grads(&what, &g, gx, gw, gb, atol)
 }
 
 /// The 3x3 tile kernels (stride 1 and dilation 1 along h and w), which random shapes above
@@ -209,7 +217,7 @@ fn random_3x3_tiles_forward_and_backward_match_reference() {
             (Padding::Explicit(pads.clone().into()), PaddingSpec::Explicit(pads.clone()))
         };
         let case = ConvCase { n, c_in, c_out, groups, size, k, stride, dil, padding, spec };
-        run_conv_case(c, r, case, 0.5)
+        run_conv_case(c, r, case, 0.5, 1e-4)
     });
 }
 
@@ -283,7 +291,7 @@ fn conv_transpose_conformance(c: &gconv::Context, family: &str) {
         ][sd - 1];
         let g = f(&gy, &x, &w, bias.is_some(), &o).map_err(fail(&what))?;
         let (gx, gw, gb) = gconv_ref::conv_transpose_backward(&xa, &wa, &gya, &attrs);
-        check_grads(&what, &g, gx, gw, gb)
+        check_grads(&what, &g, gx, gw, gb, 1e-4)
     });
 }
 
@@ -565,7 +573,7 @@ fn gemm_conformance(c: &gconv::Context, family: &str) {
                 grad_weight: g.grad_weight,
                 grad_bias: g.grad_bias,
             };
-            check_grads(&what, &g, gx, gw, gb)
+            check_grads(&what, &g, gx, gw, gb, 1e-4)
         } else {
             let batch = r.random_range(1..=4);
             // Equal batches, or one side a plain matrix broadcast over the other's batch.
@@ -766,4 +774,52 @@ fn random_batch_norm_forward_and_backward_match_reference() {
         }
         Ok(())
     });
+}
+
+/// lavapipe ends a kernel's loops once their iterations add up to 65535 (Mesa's
+/// `LP_MAX_TGSI_LOOP_ITERATIONS`), silently, so sums longer than that are split into pieces.
+/// Weight gradients over 16 x 64 x 64 = 65536 positions on every convolution path (3x3 tiles,
+/// tiled GEMM on both layouts, im2col with the storage-buffer GEMM, direct), and a GEMM with
+/// K = 70000 on every GEMM kernel; each used to drop the tail of its sum.
+#[test]
+fn sums_longer_than_lavapipes_loop_limit_match_reference() {
+    let contexts = [
+        ("default", ctx()),
+        ("workgroup", workgroup_ctx()),
+        ("im2col", im2col_ctx()),
+        ("direct", direct_ctx()),
+    ];
+    for (name, c) in contexts {
+        let mut r = rng(65536);
+        // 3 input channels: the 3x3 tiles; 6: the tiled GEMM; 2x2 in two groups: direct.
+        for (c_in, c_out, groups, k) in [(3, 5, 1, 3), (6, 5, 1, 3), (4, 4, 2, 2)] {
+            let size = vec![63 + k, 63 + k];
+            let case = ConvCase {
+                n: 16,
+                c_in,
+                c_out,
+                groups,
+                size,
+                k: vec![k, k],
+                stride: vec![1, 1],
+                dil: vec![1, 1],
+                padding: Padding::Explicit(vec![0, 0].into()),
+                spec: PaddingSpec::Explicit(vec![0, 0]),
+            };
+            run_conv_case(c, &mut r, case, 1.0, 1e-2).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let (batch, m, k, n) = (16, 8, 70_000, 8);
+        let (a, aa) = random_on(c, &mut r, &[batch, m, k]);
+        let (b, ba) = random_on(c, &mut r, &[batch, k, n]);
+        let y = ops::matmul(&a, &b).expect("matmul");
+        // Entries are sums of 70000 products in [-1, 1), about 150 in size: f32 rounding
+        // alone exceeds check's 1e-4, and a dropped tail would be off by about 20.
+        let got = widen(&y.to_vec().expect("read"));
+        let want = gconv_ref::matmul(&aa, &ba).data;
+        if let Some((i, g, w)) = first_mismatch(&got, &want, 1e-2, 1e-4) {
+            panic!(
+                "{name}: matmul [{batch}, {m}, {k}] @ [{batch}, {k}, {n}]: element {i}: gpu {g}, reference {w}"
+            );
+        }
+    }
 }

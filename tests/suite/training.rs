@@ -434,6 +434,31 @@ fn fused_conv_relu_pool_matches_the_separate_layers() {
     }
 }
 
+/// The same where the tiled convolution folds the batch into its GEMM in more than one chunk
+/// (a texture holds 16384 / 1024 = 16 samples of 32x32 outputs on lavapipe), so the backward
+/// pass recomputes each chunk's im2col instead of reusing the forward pass's.
+#[test]
+fn fused_conv_relu_pool_matches_the_separate_layers_in_chunks() {
+    let c = ctx();
+    let max = c.limits().max_texture_dimension_2d as usize;
+    let batch = max / 1024 + 3;
+    let graph = || {
+        // conv1 runs on the 3x3 tiles, conv2 (32x32 outputs) on the tiled GEMM.
+        let mut g = Graph::new(&[3, 66, 66]);
+        g.push("conv1", Layer::conv2d(3, 5, 3, ConvOptions::default())).expect("conv1");
+        g.push("relu1", Layer::Relu).expect("relu1");
+        g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
+        let o = ConvOptions::default().padding(1);
+        g.push("conv2", Layer::conv2d(5, 6, 3, o)).expect("conv2");
+        g.push("relu2", Layer::Relu).expect("relu2");
+        g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
+        g.push("flatten", Layer::Flatten).expect("flatten");
+        g.push("fc", Layer::linear(6 * 16 * 16, 5)).expect("fc");
+        g
+    };
+    fused_model_matches(c, &graph, batch);
+}
+
 fn fused_model_matches(c: &gconv::Context, graph: &dyn Fn() -> Graph, batch: usize) {
     let mut fused = Model::from_graph(c, "fused", graph(), 3).expect("model");
     let mut plain =

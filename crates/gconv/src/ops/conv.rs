@@ -130,6 +130,10 @@ pub(crate) struct ConvParams {
     pool: [u32; 2],
     /// tiles_3x3_forward_relu_pool: whether to write the pooling indices.
     pool_indices: u32,
+    /// conv_backward_weight: the rows (sample, d, h) of this piece, [first, end); end 0 for
+    /// all.
+    rows: [u32; 2],
+    _pad: [u32; 2],
 }
 
 /// The geometry both directions share, checked and resolved to 3-D.
@@ -323,6 +327,8 @@ impl Geometry {
             n_offset: 0,
             pool: [0, 0],
             pool_indices: 0,
+            rows: [0, 0],
+            _pad: [0, 0],
         }
     }
 }
@@ -1377,7 +1383,24 @@ impl ConvPlan {
         let inputs = [(1, 11, strided), (5, 13, dense)];
         let outputs = [(6, grad_w.buffer())];
         let entry = "conv_backward_weight";
-        self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, textures)
+        // Each invocation sums over every row (sample, d, h) of the strided tensor: in pieces
+        // of rows whose loops stay within tiled::MAX_LOOP_ITERATIONS, each piece after the
+        // first adding to the sum so far.
+        let rows = params.n as usize * params.output[0] as usize * params.output[1] as usize;
+        let width = params.output[2] as usize;
+        let per = (tiled::MAX_LOOP_ITERATIONS / (width + 1)).max(1);
+        if rows >= 1 << 24 {
+            return Err(Error::invalid(
+                op,
+                format!("{rows} rows of output are too many for the direct weight gradient"),
+            ));
+        }
+        for first in (0..rows).step_by(per) {
+            let mut piece = params;
+            piece.rows = [first as u32, (first + per).min(rows) as u32];
+            self.record_direct(&ctx, rec, entry, &piece, grid, &inputs, &outputs, textures)?;
+        }
+        Ok(())
     }
 
     /// grad_W^T (K, C_out) (+)= col (K, len*P) @ grad_y^T (len*P, C_out), per chunk of

@@ -109,7 +109,7 @@ impl<'a> Gemm<'a> {
         if self.record_tiled(ctx, op, rec, c)? {
             return Ok(());
         }
-        let params = GemmParams {
+        let mut params = GemmParams {
             m: u("M", self.m)?,
             n: u("N", self.n)?,
             k: u("K", self.k)?,
@@ -148,18 +148,53 @@ impl<'a> Gemm<'a> {
         let bias = self.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let buffers = [(1, self.a.buffer()), (2, self.b.buffer()), (3, bias), (4, c.buffer())];
-        ctx.record(
-            rec,
-            &Dispatch {
-                shader: Shader::Gemm,
-                entry,
-                constants: &[("TRANS_A", flag(self.trans.0)), ("TRANS_B", flag(self.trans.1))],
-                params: bytemuck::bytes_of(&params),
-                buffers: &buffers,
-                workgroups: groups,
-                ranges: &self.ranges,
-            },
-        )
+        let pieces = self.k_pieces();
+        if pieces.len() > 1 && self.relu {
+            return Err(Error::invalid(op, "a ReLU epilogue over a split K (an internal error)"));
+        }
+        // Later pieces add to what the first wrote, with no second bias.
+        for (i, &(kb0, kbs, k0, ks)) in pieces.iter().enumerate() {
+            let a_k = if self.trans.0 { self.lda } else { 1 };
+            let b_k = if self.trans.1 { 1 } else { self.ldb };
+            params.a_offset = u("offset", self.offsets.0 + kb0 * self.kb_strides.0 + k0 * a_k)?;
+            params.b_offset = u("offset", self.offsets.1 + kb0 * self.kb_strides.1 + k0 * b_k)?;
+            params.k_batches = u("batches", kbs)?;
+            params.k = u("K", ks)?;
+            if i > 0 {
+                params.bias_mode = 0;
+                params.accumulate = 1;
+            }
+            ctx.record(
+                rec,
+                &Dispatch {
+                    shader: Shader::Gemm,
+                    entry,
+                    constants: &[("TRANS_A", flag(self.trans.0)), ("TRANS_B", flag(self.trans.1))],
+                    params: bytemuck::bytes_of(&params),
+                    buffers: &buffers,
+                    workgroups: groups,
+                    ranges: &self.ranges,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The K sum in pieces (first block, blocks, first k, k count) whose loops each stay within
+    /// [`tiled::MAX_LOOP_ITERATIONS`] per invocation: whole blocks where one fits, else pieces
+    /// of one block.
+    fn k_pieces(&self) -> Vec<(usize, usize, usize, usize)> {
+        let (cap, k, blocks) = (tiled::MAX_LOOP_ITERATIONS, self.k, self.k_batches);
+        if blocks * (k + 1) <= cap {
+            return vec![(0, blocks, 0, k)];
+        }
+        if k < cap {
+            let per = cap / (k + 1);
+            return (0..blocks).step_by(per).map(|kb| (kb, per.min(blocks - kb), 0, k)).collect();
+        }
+        (0..blocks)
+            .flat_map(|kb| (0..k).step_by(cap).map(move |k0| (kb, 1, k0, cap.min(k - k0))))
+            .collect()
     }
 
     /// Records the GEMM on the tiled kernel when the strategy allows it and its textures fit;

@@ -226,6 +226,12 @@ pub(crate) fn fits(ctx: &Context, width: usize, height: usize) -> bool {
         && width.saturating_mul(height).saturating_mul(16) <= TEXTURE_BUDGET
 }
 
+/// The most loop iterations one invocation of a kernel may run. llvmpipe (lavapipe) ends every
+/// loop of an invocation once their iterations add up to 65535 (`LP_MAX_TGSI_LOOP_ITERATIONS`
+/// in Mesa's gallivm), without an error: a longer sum silently drops its tail. Kernels whose
+/// loops grow with the data split their work so that no invocation comes near it.
+pub(crate) const MAX_LOOP_ITERATIONS: usize = 16384;
+
 /// Splits past every index: the kernels' `divmod24` is exact below 2^24, and texture limits keep
 /// rows and columns far below that.
 const NO_SPLIT: u32 = 1 << 24;
@@ -448,10 +454,22 @@ pub(crate) fn record_gemm(
     if e.pool.is_some() && (e.texture.is_some() || e.accumulate || !e.relu || m == 0) {
         return Err(Error::invalid(op, "a pooling epilogue needs ReLU (an internal error)"));
     }
+    // Every split's loop runs at most MAX_LOOP_ITERATIONS times (see there): once per texel of
+    // K on the register layout, up to 17 times per 4-texel stage on the workgroup layout.
+    let cap = match ctx.gemm_layout() {
+        GemmLayout::Workgroup => MAX_LOOP_ITERATIONS as u32 / 4,
+        _ => MAX_LOOP_ITERATIONS as u32,
+    };
     let splits = if e.texture.is_some() || e.pool.is_some() {
+        if k4 > cap {
+            return Err(Error::invalid(
+                op,
+                format!("K = {} is too long for a texture or pooling epilogue", a.cols),
+            ));
+        }
         1
     } else {
-        (wanted.div_ceil(tiles)).min(k4 / 64).max(1)
+        (wanted.div_ceil(tiles)).min(k4 / 64).max(k4.div_ceil(cap)).max(1)
     };
     let k_split = k4.div_ceil(splits);
     let splits = k4.div_ceil(k_split);
