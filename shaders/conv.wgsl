@@ -516,7 +516,8 @@ var<workgroup> depthwise_sums: array<f32, 64>;
 // grad_w[c, k] = sum over samples and output positions o of grad_y[n, c, o] *
 // x[n, c, o*stride - pad + k*dil]. One workgroup of 64 per weight (c, k): each invocation
 // sums whole output rows (n, od, oh), then the workgroup adds its 64 partial sums up.
-// Workgroup id = c * taps + k; `total` = weights.
+// Workgroup id = c * taps + k; `total` = weights. Like conv_backward_weight it runs in pieces
+// of rows [row_begin, row_end), each adding to the last.
 @compute @workgroup_size(64)
 fn depthwise_backward_weight(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -532,7 +533,8 @@ fn depthwise_backward_weight(
     let kw = tap.w;
     var acc = 0.0;
     let rows = p.n * p.out_d * p.out_h;
-    for (var r = lid; r < rows; r += 64u) {
+    let last = select(rows, p.row_end, p.row_end != 0u);
+    for (var r = p.row_begin + lid; r < last; r += 64u) {
         var s = divmod24(r, p.out_h);
         let oh = s.y;
         s = divmod24(s.x, p.out_d);
@@ -560,7 +562,11 @@ fn depthwise_backward_weight(
         workgroupBarrier();
     }
     if lid == 0u && weight < p.total {
-        grad_w[weight] = depthwise_sums[0];
+        var sum = depthwise_sums[0];
+        if p.row_begin > 0u {
+            sum += grad_w[weight];
+        }
+        grad_w[weight] = sum;
     }
 }
 

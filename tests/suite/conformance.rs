@@ -778,8 +778,9 @@ fn random_batch_norm_forward_and_backward_match_reference() {
 
 /// lavapipe ends a kernel's loops once their iterations add up to 65535 (Mesa's
 /// `LP_MAX_TGSI_LOOP_ITERATIONS`), silently, so sums longer than that are split into pieces.
-/// Weight gradients over 16 x 64 x 64 = 65536 positions on every convolution path (3x3 tiles,
-/// tiled GEMM on both layouts, im2col with the storage-buffer GEMM, direct), and a GEMM with
+/// Weight gradients over 16 x 64 x 64 = 65536 positions or more on every convolution path (3x3
+/// tiles, tiled GEMM on both layouts, im2col with the storage-buffer GEMM, direct, depthwise),
+/// and a GEMM with
 /// K = 70000 on every GEMM kernel; each used to drop the tail of its sum.
 #[test]
 fn sums_longer_than_lavapipes_loop_limit_match_reference() {
@@ -791,11 +792,13 @@ fn sums_longer_than_lavapipes_loop_limit_match_reference() {
     ];
     for (name, c) in contexts {
         let mut r = rng(65536);
-        // 3 input channels: the 3x3 tiles; 6: the tiled GEMM; 2x2 in two groups: direct.
-        for (c_in, c_out, groups, k) in [(3, 5, 1, 3), (6, 5, 1, 3), (4, 4, 2, 2)] {
-            let size = vec![63 + k, 63 + k];
+        // 3 input channels: the 3x3 tiles; 6: the tiled GEMM; 2x2 in two groups: direct;
+        // 2x2 depthwise over 64 x 256 x 256: the depthwise kernel, whose 64 lanes share the rows.
+        let cases = [(3, 5, 1, 3, 64), (6, 5, 1, 3, 64), (4, 4, 2, 2, 64), (2, 2, 2, 2, 256)];
+        for (c_in, c_out, groups, k, out) in cases {
+            let size = vec![out + k - 1, out + k - 1];
             let case = ConvCase {
-                n: 16,
+                n: if out == 256 { 64 } else { 16 },
                 c_in,
                 c_out,
                 groups,

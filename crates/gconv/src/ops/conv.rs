@@ -333,6 +333,26 @@ impl Geometry {
     }
 }
 
+/// A weight-gradient kernel's parameters in pieces of its output rows (sample, d, h): each of
+/// its invocations sums over every row, `lanes` invocations sharing them, so pieces keep their
+/// loops within [`tiled::MAX_LOOP_ITERATIONS`] (lavapipe cuts longer loops short). The kernel
+/// adds every piece after the first to the sum so far.
+fn row_pieces(op: &'static str, params: &ConvParams, lanes: usize) -> Result<Vec<ConvParams>> {
+    let rows = params.n as usize * params.output[0] as usize * params.output[1] as usize;
+    if rows >= 1 << 24 {
+        return Err(Error::invalid(
+            op,
+            format!("{rows} rows of output are too many for the weight gradient's kernel"),
+        ));
+    }
+    let width = params.output[2] as usize;
+    let per = (tiled::MAX_LOOP_ITERATIONS * lanes / (width + 1)).max(lanes);
+    Ok((0..rows)
+        .step_by(per)
+        .map(|first| ConvParams { rows: [first as u32, (first + per).min(rows) as u32], ..*params })
+        .collect())
+}
+
 fn dispatch<'a>(
     entry: &'static str,
     params: &'a ConvParams,
@@ -1359,7 +1379,11 @@ impl ConvPlan {
             let inputs = [(1, 11, x), (5, 13, grad_y)];
             let outputs = [(6, grad_w.buffer())];
             let entry = "depthwise_backward_weight";
-            return self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true);
+            // 64 invocations share each piece's rows.
+            for piece in row_pieces(op, &params, 64)? {
+                self.record_direct(&ctx, rec, entry, &piece, grid, &inputs, &outputs, true)?;
+            }
+            return Ok(());
         }
         let textures = kernel == ConvKernel::Direct { textures: true };
         if let Some(gx) = grad_x {
@@ -1383,21 +1407,7 @@ impl ConvPlan {
         let inputs = [(1, 11, strided), (5, 13, dense)];
         let outputs = [(6, grad_w.buffer())];
         let entry = "conv_backward_weight";
-        // Each invocation sums over every row (sample, d, h) of the strided tensor: in pieces
-        // of rows whose loops stay within tiled::MAX_LOOP_ITERATIONS, each piece after the
-        // first adding to the sum so far.
-        let rows = params.n as usize * params.output[0] as usize * params.output[1] as usize;
-        let width = params.output[2] as usize;
-        let per = (tiled::MAX_LOOP_ITERATIONS / (width + 1)).max(1);
-        if rows >= 1 << 24 {
-            return Err(Error::invalid(
-                op,
-                format!("{rows} rows of output are too many for the direct weight gradient"),
-            ));
-        }
-        for first in (0..rows).step_by(per) {
-            let mut piece = params;
-            piece.rows = [first as u32, (first + per).min(rows) as u32];
+        for piece in row_pieces(op, &params, 1)? {
             self.record_direct(&ctx, rec, entry, &piece, grid, &inputs, &outputs, textures)?;
         }
         Ok(())
