@@ -305,6 +305,76 @@ fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc15_2 += a15.x * b0_2 + a15.y * b1_2 + a15.z * b2_2 + a15.w * b3_2;
         acc15_3 += a15.x * b0_3 + a15.y * b1_3 + a15.z * b2_3 + a15.w * b3_3;
     }
+    // A texture output (grad_col) of 16 whole rows: straight stores, no epilogue. Columns past
+    // N were clamped to the last texel above, whose value they then repeat.
+    if p.c_texture != 0u && row0 + 16u <= p.m {
+        let y0 = i32(z * p.m + row0);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 0), acc0_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 0), acc0_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 0), acc0_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 0), acc0_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 1), acc1_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 1), acc1_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 1), acc1_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 1), acc1_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 2), acc2_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 2), acc2_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 2), acc2_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 2), acc2_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 3), acc3_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 3), acc3_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 3), acc3_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 3), acc3_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 4), acc4_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 4), acc4_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 4), acc4_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 4), acc4_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 5), acc5_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 5), acc5_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 5), acc5_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 5), acc5_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 6), acc6_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 6), acc6_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 6), acc6_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 6), acc6_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 7), acc7_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 7), acc7_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 7), acc7_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 7), acc7_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 8), acc8_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 8), acc8_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 8), acc8_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 8), acc8_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 9), acc9_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 9), acc9_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 9), acc9_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 9), acc9_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 10), acc10_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 10), acc10_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 10), acc10_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 10), acc10_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 11), acc11_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 11), acc11_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 11), acc11_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 11), acc11_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 12), acc12_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 12), acc12_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 12), acc12_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 12), acc12_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 13), acc13_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 13), acc13_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 13), acc13_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 13), acc13_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 14), acc14_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 14), acc14_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 14), acc14_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 14), acc14_3);
+        textureStore(c_tex, vec2<i32>(q0, y0 + 15), acc15_0);
+        textureStore(c_tex, vec2<i32>(q1, y0 + 15), acc15_1);
+        textureStore(c_tex, vec2<i32>(q2, y0 + 15), acc15_2);
+        textureStore(c_tex, vec2<i32>(q3, y0 + 15), acc15_3);
+        return;
+    }
     // One call site for the epilogue: 64 inlined copies would bloat the kernel.
     var out: array<vec4<f32>, 64>;
     out[0] = acc0_0; out[1] = acc0_1; out[2] = acc0_2; out[3] = acc0_3;
