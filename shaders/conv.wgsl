@@ -343,6 +343,58 @@ fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(col_texture, vec2<u32>(q, k), im2col_texel(p, x_flat, q, k));
 }
 
+// Columns c0 .. c0 + 3 of the row at flat index `base` of x's texture copy (two texel
+// fetches), zero outside [0, width) and when !ok.
+fn x_row4(base: u32, c0: i32, width: u32, ok: bool) -> vec4<f32> {
+    let s = i32(base) + c0;
+    let q = s >> 2u;
+    let v = from_offset(flat_texel(x_flat, u32(max(q, 0))), flat_texel(x_flat, u32(q + 1)),
+        u32(s & 3));
+    let cols = vec4<i32>(c0) + vec4<i32>(0, 1, 2, 3);
+    let inside = cols >= vec4<i32>(0) & cols < vec4<i32>(i32(width));
+    return select(vec4<f32>(0.0), v, vec4<bool>(ok) & inside);
+}
+
+// im2col_texture for a 3x3 kernel of stride 1 and dilation 1 (2-D) in pooled order: one
+// invocation per (window, input channel) writes the nine texels of rows ci * 9 + tap from the
+// 4x4 input patch under the window, read once (eight texel fetches where im2col_texel would
+// make 36, and one window position's arithmetic for nine texels). Rows past C_in * 9 (up to
+// a multiple of 4) keep the zeros the texture was created with: nothing else writes this
+// texture. Grid: (windows, c_in); `total` = columns = 4 * windows.
+@compute @workgroup_size(8, 8, 1)
+fn im2col_3x3_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let ci = gid.y;
+    if q >= p.total / 4u || ci >= p.c_in {
+        return;
+    }
+    let t = divmod24(q, p.pool_h * p.pool_w);
+    let hw = divmod24(t.y, p.pool_w);
+    let plane = ((t.x + p.n_offset) * p.c_in + ci) * p.in_h;
+    let r0 = i32(2u * hw.x) - i32(p.pad_h);
+    let c0 = i32(2u * hw.y) - i32(p.pad_w);
+    let last = i32(p.in_h) - 1;
+    let x0 = x_row4((plane + u32(clamp(r0, 0, last))) * p.in_w, c0, p.in_w, r0 >= 0 && r0 <= last);
+    let x1 = x_row4((plane + u32(clamp(r0 + 1, 0, last))) * p.in_w, c0, p.in_w,
+        r0 + 1 >= 0 && r0 + 1 <= last);
+    let x2 = x_row4((plane + u32(clamp(r0 + 2, 0, last))) * p.in_w, c0, p.in_w,
+        r0 + 2 >= 0 && r0 + 2 <= last);
+    let x3 = x_row4((plane + u32(clamp(r0 + 3, 0, last))) * p.in_w, c0, p.in_w,
+        r0 + 3 >= 0 && r0 + 3 <= last);
+    // Tap (kh, kw) of the window's four outputs (row by row): rows kh and kh + 1 of the patch,
+    // columns kw and kw + 1.
+    let k = ci * 9u;
+    textureStore(col_texture, vec2<u32>(q, k), vec4<f32>(x0.xy, x1.xy));
+    textureStore(col_texture, vec2<u32>(q, k + 1u), vec4<f32>(x0.yz, x1.yz));
+    textureStore(col_texture, vec2<u32>(q, k + 2u), vec4<f32>(x0.zw, x1.zw));
+    textureStore(col_texture, vec2<u32>(q, k + 3u), vec4<f32>(x1.xy, x2.xy));
+    textureStore(col_texture, vec2<u32>(q, k + 4u), vec4<f32>(x1.yz, x2.yz));
+    textureStore(col_texture, vec2<u32>(q, k + 5u), vec4<f32>(x1.zw, x2.zw));
+    textureStore(col_texture, vec2<u32>(q, k + 6u), vec4<f32>(x2.xy, x3.xy));
+    textureStore(col_texture, vec2<u32>(q, k + 7u), vec4<f32>(x2.yz, x3.yz));
+    textureStore(col_texture, vec2<u32>(q, k + 8u), vec4<f32>(x2.zw, x3.zw));
+}
+
 @group(0) @binding(10) var col_in: texture_2d<f32>;
 
 // The window position that puts tap k on input coordinate i (as tap_source, with divmod24).

@@ -627,11 +627,19 @@ impl ConvPlan {
         let (_, p) = self.col_dims();
         let cols = pooled.map_or(p, |[ph, pw]| ph * pw * 4);
         let params = self.im2col_params(n0, len, pooled)?;
-        let groups =
-            [((len * cols).div_ceil(4) as u32).div_ceil(8), (col.tex_rows as u32).div_ceil(8), 1];
+        let texels = ((len * cols).div_ceil(4) as u32).div_ceil(8);
+        // A 3x3 kernel of stride 1 in pooled order: one invocation per window and channel.
+        let g = &self.g;
+        let plain_3x3 =
+            g.out.len() == 2 && g.kernel == [3, 3] && g.stride == [1, 1] && g.dilation == [1, 1];
+        let (entry, groups) = if pooled.is_some() && plain_3x3 {
+            ("im2col_3x3_pooled", [texels, (g.x.c as u32).div_ceil(8), 1])
+        } else {
+            ("im2col_texture", [texels, (col.tex_rows as u32).div_ceil(8), 1])
+        };
         ctx.record_with(
             rec,
-            &dispatch("im2col_texture", &params, &[], groups),
+            &dispatch(entry, &params, &[], groups),
             &[
                 wgpu::BindGroupEntry {
                     binding: 8,
