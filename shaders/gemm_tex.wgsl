@@ -122,6 +122,52 @@ fn store_pooled(z: u32, r: u32, j: u32, v: vec4<f32>) {
     }
 }
 
+// Where four consecutive windows w0 .. w0 + 3 of the pooled epilogue go: their offsets in C
+// past its row, and their first values' flat positions in the un-pooled plane (`indices`).
+struct PooledWindows {
+    at: vec4<u32>,
+    flat: vec4<u32>,
+}
+
+fn pooled_windows(w0: u32) -> PooledWindows {
+    var o: PooledWindows;
+    for (var i = 0u; i < 4u; i++) {
+        let qs = divmod24(w0 + i, p.c_split);
+        let hw = divmod24(qs.y, p.pool_w);
+        o.at[i] = qs.x * p.c_split_stride + qs.y * p.c_col_stride;
+        o.flat[i] = 2u * hw.x * p.pool_in_w + 2u * hw.y;
+    }
+    return o;
+}
+
+// store_pooled for row r of four whole windows at once: the bias and the row's offset once.
+fn store_pooled_row(z: u32, r: u32, w: PooledWindows, v0: vec4<f32>, v1: vec4<f32>,
+                    v2: vec4<f32>, v3: vec4<f32>) {
+    var b = 0.0;
+    if p.bias_mode == 2u {
+        b = bias[r];
+    }
+    let base = p.c_offset + z * p.c_batch_stride + r * p.c_row_stride;
+    let m0 = first_max4(max(v0 + vec4<f32>(b), vec4<f32>(0.0)));
+    let m1 = first_max4(max(v1 + vec4<f32>(b), vec4<f32>(0.0)));
+    let m2 = first_max4(max(v2 + vec4<f32>(b), vec4<f32>(0.0)));
+    let m3 = first_max4(max(v3 + vec4<f32>(b), vec4<f32>(0.0)));
+    c[base + w.at.x] = m0.value;
+    c[base + w.at.y] = m1.value;
+    c[base + w.at.z] = m2.value;
+    c[base + w.at.w] = m3.value;
+    if p.pool == 2u {
+        let lanes = vec4<u32>(m0.lane, m1.lane, m2.lane, m3.lane);
+        let flat = w.flat + (lanes / vec4<u32>(2u)) * vec4<u32>(p.pool_in_w) + lanes % vec4<u32>(2u);
+        let best = vec4<f32>(m0.value, m1.value, m2.value, m3.value);
+        let chosen = select(vec4<i32>(-1), vec4<i32>(flat), best > vec4<f32>(0.0));
+        indices[base + w.at.x] = chosen.x;
+        indices[base + w.at.y] = chosen.y;
+        indices[base + w.at.z] = chosen.z;
+        indices[base + w.at.w] = chosen.w;
+    }
+}
+
 fn store4(z: u32, split: u32, r: u32, j: u32, v: vec4<f32>) {
     if p.c_texture != 0u {
         if r < p.m && j < p.n {
@@ -304,6 +350,27 @@ fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc15_1 += a15.x * b0_1 + a15.y * b1_1 + a15.z * b2_1 + a15.w * b3_1;
         acc15_2 += a15.x * b0_2 + a15.y * b1_2 + a15.z * b2_2 + a15.w * b3_2;
         acc15_3 += a15.x * b0_3 + a15.y * b1_3 + a15.z * b2_3 + a15.w * b3_3;
+    }
+    // The fused max-pool's epilogue for whole rows of four whole windows (see gemm_tex_r8).
+    if p.pool != 0u && row0 + 16u <= p.m && (qb + 4u) * 4u <= p.n {
+        let w = pooled_windows(qb);
+        store_pooled_row(z, row0 + 0u, w, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_pooled_row(z, row0 + 1u, w, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_pooled_row(z, row0 + 2u, w, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_pooled_row(z, row0 + 3u, w, acc3_0, acc3_1, acc3_2, acc3_3);
+        store_pooled_row(z, row0 + 4u, w, acc4_0, acc4_1, acc4_2, acc4_3);
+        store_pooled_row(z, row0 + 5u, w, acc5_0, acc5_1, acc5_2, acc5_3);
+        store_pooled_row(z, row0 + 6u, w, acc6_0, acc6_1, acc6_2, acc6_3);
+        store_pooled_row(z, row0 + 7u, w, acc7_0, acc7_1, acc7_2, acc7_3);
+        store_pooled_row(z, row0 + 8u, w, acc8_0, acc8_1, acc8_2, acc8_3);
+        store_pooled_row(z, row0 + 9u, w, acc9_0, acc9_1, acc9_2, acc9_3);
+        store_pooled_row(z, row0 + 10u, w, acc10_0, acc10_1, acc10_2, acc10_3);
+        store_pooled_row(z, row0 + 11u, w, acc11_0, acc11_1, acc11_2, acc11_3);
+        store_pooled_row(z, row0 + 12u, w, acc12_0, acc12_1, acc12_2, acc12_3);
+        store_pooled_row(z, row0 + 13u, w, acc13_0, acc13_1, acc13_2, acc13_3);
+        store_pooled_row(z, row0 + 14u, w, acc14_0, acc14_1, acc14_2, acc14_3);
+        store_pooled_row(z, row0 + 15u, w, acc15_0, acc15_1, acc15_2, acc15_3);
+        return;
     }
     // A texture output (grad_col) of 16 whole rows: straight stores, no epilogue. Columns past
     // N were clamped to the last texel above, whose value they then repeat.
@@ -492,6 +559,20 @@ fn gemm_tex_r8(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc7_2 += a7.x * b0_2 + a7.y * b1_2 + a7.z * b2_2 + a7.w * b3_2;
         acc7_3 += a7.x * b0_3 + a7.y * b1_3 + a7.z * b2_3 + a7.w * b3_3;
     }
+    // The fused max-pool's epilogue for eight whole rows of four whole windows: each row's
+    // bias and offset once, each window's position once.
+    if p.pool != 0u && row0 + 8u <= p.m && (qb + 4u) * 4u <= p.n {
+        let w = pooled_windows(qb);
+        store_pooled_row(z, row0, w, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_pooled_row(z, row0 + 1u, w, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_pooled_row(z, row0 + 2u, w, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_pooled_row(z, row0 + 3u, w, acc3_0, acc3_1, acc3_2, acc3_3);
+        store_pooled_row(z, row0 + 4u, w, acc4_0, acc4_1, acc4_2, acc4_3);
+        store_pooled_row(z, row0 + 5u, w, acc5_0, acc5_1, acc5_2, acc5_3);
+        store_pooled_row(z, row0 + 6u, w, acc6_0, acc6_1, acc6_2, acc6_3);
+        store_pooled_row(z, row0 + 7u, w, acc7_0, acc7_1, acc7_2, acc7_3);
+        return;
+    }
     // One call site for the epilogue: 32 inlined copies would bloat the kernel.
     var out: array<vec4<f32>, 32>;
     out[0] = acc0_0; out[1] = acc0_1; out[2] = acc0_2; out[3] = acc0_3;
@@ -572,6 +653,15 @@ fn gemm_tex_r4(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc3_1 += a3.x * b0_1 + a3.y * b1_1 + a3.z * b2_1 + a3.w * b3_1;
         acc3_2 += a3.x * b0_2 + a3.y * b1_2 + a3.z * b2_2 + a3.w * b3_2;
         acc3_3 += a3.x * b0_3 + a3.y * b1_3 + a3.z * b2_3 + a3.w * b3_3;
+    }
+    // The fused max-pool's epilogue for whole rows of four whole windows (see gemm_tex_r8).
+    if p.pool != 0u && row0 + 4u <= p.m && (qb + 4u) * 4u <= p.n {
+        let w = pooled_windows(qb);
+        store_pooled_row(z, row0 + 0u, w, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_pooled_row(z, row0 + 1u, w, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_pooled_row(z, row0 + 2u, w, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_pooled_row(z, row0 + 3u, w, acc3_0, acc3_1, acc3_2, acc3_3);
+        return;
     }
     // One call site for the epilogue: 16 inlined copies would bloat the kernel.
     var out: array<vec4<f32>, 16>;

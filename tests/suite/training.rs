@@ -415,22 +415,26 @@ fn steps_allocate_nothing(layout: gconv::GemmLayout) {
 /// dropping a row and a column; negative inputs turn the ReLU off in whole windows.
 #[test]
 fn fused_conv_relu_pool_matches_the_separate_layers() {
-    let graph = || {
-        let mut g = Graph::new(&[3, 14, 10]);
-        let o = || ConvOptions::default().padding(1);
-        g.push("conv1", Layer::conv2d(3, 8, 3, o())).expect("conv1");
-        g.push("relu1", Layer::Relu).expect("relu1");
-        g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
-        g.push("conv2", Layer::conv2d(8, 6, 3, o())).expect("conv2");
-        g.push("relu2", Layer::Relu).expect("relu2");
-        g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
-        g.push("flatten", Layer::Flatten).expect("flatten");
-        g.push("fc", Layer::linear(36, 5)).expect("fc");
-        g
-    };
-    // Both GEMM layouts: the epilogue pools in each.
-    for c in [ctx(), super::common::workgroup_ctx()] {
-        fused_model_matches(c, &graph, 5);
+    // conv2's 6, 40 and 72 channels take the register layout's 4-, 8- and 16-row kernels, each
+    // with whole and partial row blocks and window groups.
+    for c2 in [6, 40, 72] {
+        let graph = || {
+            let mut g = Graph::new(&[3, 14, 10]);
+            let o = || ConvOptions::default().padding(1);
+            g.push("conv1", Layer::conv2d(3, 8, 3, o())).expect("conv1");
+            g.push("relu1", Layer::Relu).expect("relu1");
+            g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
+            g.push("conv2", Layer::conv2d(8, c2, 3, o())).expect("conv2");
+            g.push("relu2", Layer::Relu).expect("relu2");
+            g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
+            g.push("flatten", Layer::Flatten).expect("flatten");
+            g.push("fc", Layer::linear(c2 * 6, 5)).expect("fc");
+            g
+        };
+        // Both GEMM layouts: the epilogue pools in each.
+        for c in [ctx(), super::common::workgroup_ctx()] {
+            fused_model_matches(c, &graph, 5);
+        }
     }
 }
 
