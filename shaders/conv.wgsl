@@ -460,6 +460,54 @@ fn col2im_texture(
     y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;
 }
 
+// grad_col's value for output (oh, ow) of sample nc (in the chunk) and row k, or 0 where
+// (oh, ow) is outside the output or, in pooled order, outside every window (2-D; see
+// col2im_texture).
+fn col_value(nc: u32, oh: i32, ow: i32, k: u32) -> f32 {
+    var inside = oh >= 0 && oh < i32(p.out_h) && ow >= 0 && ow < i32(p.out_w);
+    let h = u32(max(oh, 0));
+    let w = u32(max(ow, 0));
+    var j = (nc * p.out_h + h) * p.out_w + w;
+    if p.pool_w != 0u {
+        inside = inside && h / 2u < p.pool_h && w / 2u < p.pool_w;
+        j = ((nc * p.pool_h + h / 2u) * p.pool_w + w / 2u) * 4u + (h & 1u) * 2u + (w & 1u);
+    }
+    let v = textureLoad(col_in, vec2<u32>(j / 4u, k), 0)[j % 4u];
+    return select(0.0, v, inside);
+}
+
+// col2im_texture for a 3x3 kernel of stride 1 and dilation 1 (2-D): the nine taps written
+// out, their output positions without division.
+@compute @workgroup_size(WG)
+fn col2im_3x3(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let pos = split3(idx, 1u, p.in_h, p.in_w);
+    let t = divmod24(pos.x, p.c_in);
+    let ci = t.y;
+    let nc = t.x;
+    let oh = i32(pos.z + p.pad_h);
+    let ow = i32(pos.w + p.pad_w);
+    let k = ci * 9u;
+    var acc = col_value(nc, oh, ow, k) + col_value(nc, oh, ow - 1, k + 1u)
+        + col_value(nc, oh, ow - 2, k + 2u);
+    acc += col_value(nc, oh - 1, ow, k + 3u) + col_value(nc, oh - 1, ow - 1, k + 4u)
+        + col_value(nc, oh - 1, ow - 2, k + 5u);
+    acc += col_value(nc, oh - 2, ow, k + 6u) + col_value(nc, oh - 2, ow - 1, k + 7u)
+        + col_value(nc, oh - 2, ow - 2, k + 8u);
+    if p.has_bias != 0u {
+        acc += b[ci];
+    }
+    let n = nc + p.n_offset;
+    y[((n * p.c_in + ci) * p.in_h + pos.z) * p.in_w + pos.w] = acc;
+}
+
 // Depthwise convolution (groups = C_in = C_out): every channel convolved with its own filter.
 // One invocation computes four outputs along w of one (sample, channel, d, h) row, so the
 // row's index arithmetic (divmod24, no integer division) and each tap's weight are shared by

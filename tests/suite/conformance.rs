@@ -826,3 +826,53 @@ fn sums_longer_than_lavapipes_loop_limit_match_reference() {
         }
     }
 }
+
+/// 3x3 convolutions of stride 1 with enough input channels for the tiled GEMM (more than 4),
+/// which random shapes above seldom give: their data gradients (and transposed convolutions'
+/// forward passes, with the bias) go through col2im_3x3.
+#[test]
+fn plain_3x3_convolutions_on_the_tiled_gemm_match_reference() {
+    let c = ctx();
+    for_each_config("3x3 tiled", 40, |r| {
+        let (n, c_in, c_out) =
+            (r.random_range(1..=3), r.random_range(5..=9), r.random_range(1..=9));
+        let pads = vec![r.random_range(0..=2), r.random_range(0..=2)];
+        let size = vec![r.random_range(3..=12), r.random_range(3..=12)];
+        if r.random_bool(0.5) {
+            let case = ConvCase {
+                n,
+                c_in,
+                c_out,
+                groups: 1,
+                size,
+                k: vec![3, 3],
+                stride: vec![1, 1],
+                dil: vec![1, 1],
+                padding: Padding::Explicit(pads.clone().into()),
+                spec: PaddingSpec::Explicit(pads),
+            };
+            return run_conv_case(c, r, case, 0.5, 1e-4);
+        }
+        let (x, xa) = random_on(c, r, &[n, c_in, size[0], size[1]]);
+        let (w, wa) = random_on(c, r, &[c_in, c_out, 3, 3]);
+        let bias = r.random_bool(0.5).then(|| random_on(c, r, &[c_out]));
+        let o = ops::ConvTransposeOptions { padding: pads.clone().into(), ..Default::default() };
+        let what = format!("conv_transpose2d x {:?} w {:?} {o:?}", x.shape(), w.shape());
+        let y =
+            ops::conv_transpose2d(&x, &w, bias.as_ref().map(|b| &b.0), &o).map_err(fail(&what))?;
+        let attrs = gconv_ref::ConvTransposeAttrs {
+            stride: vec![1, 1],
+            padding: pads,
+            output_padding: vec![0, 0],
+            dilation: vec![1, 1],
+            groups: 1,
+        };
+        let bias_ref = bias.as_ref().map(|b| &b.1);
+        check(&what, &y, &gconv_ref::conv_transpose_forward(&xa, &wa, bias_ref, &attrs))?;
+        let (gy, gya) = random_on(c, r, y.shape());
+        let g =
+            ops::conv_transpose2d_backward(&gy, &x, &w, bias.is_some(), &o).map_err(fail(&what))?;
+        let (gx, gw, gb) = gconv_ref::conv_transpose_backward(&xa, &wa, &gya, &attrs);
+        check_grads(&what, &g, gx, gw, gb, 1e-4)
+    });
+}

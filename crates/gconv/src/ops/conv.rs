@@ -630,9 +630,7 @@ impl ConvPlan {
         let texels = ((len * cols).div_ceil(4) as u32).div_ceil(8);
         // A 3x3 kernel of stride 1 in pooled order: one invocation per window and channel.
         let g = &self.g;
-        let plain_3x3 =
-            g.out.len() == 2 && g.kernel == [3, 3] && g.stride == [1, 1] && g.dilation == [1, 1];
-        let (entry, groups) = if pooled.is_some() && plain_3x3 {
+        let (entry, groups) = if pooled.is_some() && self.is_plain_3x3() {
             ("im2col_3x3_pooled", [texels, (g.x.c as u32).div_ceil(8), 1])
         } else {
             ("im2col_texture", [texels, (col.tex_rows as u32).div_ceil(8), 1])
@@ -651,6 +649,13 @@ impl ConvPlan {
                 },
             ],
         )
+    }
+
+    /// Whether this is a 2-D convolution with a 3x3 kernel, stride 1 and dilation 1, which
+    /// im2col (in pooled order) and col2im have kernels of their own for.
+    fn is_plain_3x3(&self) -> bool {
+        let g = &self.g;
+        g.out.len() == 2 && g.kernel == [3, 3] && g.stride == [1, 1] && g.dilation == [1, 1]
     }
 
     /// The parameters of im2col over samples [n0, n0 + len), in pooled order for a pooled
@@ -867,10 +872,11 @@ impl ConvPlan {
                 if let Some([ph, pw]) = pooled {
                     params.pool = [ph as u32, pw as u32];
                 }
+                let entry = if self.is_plain_3x3() { "col2im_3x3" } else { "col2im_texture" };
                 ctx.record_with(
                     rec,
                     &dispatch(
-                        "col2im_texture",
+                        entry,
                         &params,
                         &[(3, bias.map_or(&ctx.inner.dummy, Tensor::buffer)), (4, gx.buffer())],
                         grid,
