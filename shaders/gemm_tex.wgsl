@@ -15,8 +15,9 @@
 // (conv.wgsl's `im2col_texture`).
 //
 // Each invocation computes ROWS x 16 elements of C (ROWS = 16, 8 or 4: one entry point each,
-// written out in full because CPU back ends keep local arrays in memory), a workgroup 8 x 8
-// invocations: 8*ROWS rows by 128 columns.
+// written out in full because CPU back ends keep local arrays in memory), a workgroup
+// GEMM_WG_X x (64 / GEMM_WG_X) invocations: 16 * GEMM_WG_X columns by ROWS * 64 / GEMM_WG_X
+// rows.
 
 struct TexGemmParams {
     m: u32,
@@ -57,6 +58,11 @@ struct TexGemmParams {
     // The convolution whose im2col matrix is an implicit operand (see IMPLICIT).
     conv: ConvParams,
 }
+
+// Invocations per workgroup along C's columns (64 in all): 8 covers 128 columns, 4 and 2 keep
+// every lane busy when N is 64 or 32 at most (a weight gradient's output channels), where
+// lanes past N would idle beside working ones.
+override GEMM_WG_X: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: TexGemmParams;
 @group(0) @binding(1) var ta: texture_2d<f32>;
@@ -202,7 +208,7 @@ fn gemm_tex_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // 16 rows x 16 columns of C per invocation.
-@compute @workgroup_size(8, 8, 1)
+@compute @workgroup_size(GEMM_WG_X, 64u / GEMM_WG_X, 1)
 fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
     let qb = gid.x * 4u;
     let row0 = gid.y * 16u;
@@ -466,7 +472,7 @@ fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // 8 rows x 16 columns of C per invocation.
-@compute @workgroup_size(8, 8, 1)
+@compute @workgroup_size(GEMM_WG_X, 64u / GEMM_WG_X, 1)
 fn gemm_tex_r8(@builtin(global_invocation_id) gid: vec3<u32>) {
     let qb = gid.x * 4u;
     let row0 = gid.y * 8u;
@@ -589,7 +595,7 @@ fn gemm_tex_r8(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // 4 rows x 16 columns of C per invocation.
-@compute @workgroup_size(8, 8, 1)
+@compute @workgroup_size(GEMM_WG_X, 64u / GEMM_WG_X, 1)
 fn gemm_tex_r4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let qb = gid.x * 4u;
     let row0 = gid.y * 4u;

@@ -427,15 +427,25 @@ pub(crate) fn record_gemm(
             "implicit GEMM off the workgroup layout (an internal error)",
         ));
     }
+    // The register layout's workgroup shape (GEMM_WG_X): 8 x 8 invocations, or narrower for
+    // N up to 64 or 32 so that no lane idles past N beside working ones.
+    let wg_x: u32 = match n {
+        0..=32 => 2,
+        33..=64 => 4,
+        _ => 8,
+    };
     let (entry, tile_rows, tile_cols, wanted) = match ctx.gemm_layout() {
-        // Rows per invocation: the workgroup covers 8 * rows of C; fewer rows for short
-        // matrices keep every invocation busy (conv1's 32 channels, a classifier's 10 outputs).
-        // Lavapipe runs one workgroup per thread.
-        GemmLayout::Registers | GemmLayout::Auto => match m {
-            0..=32 => ("gemm_tex_r4", 32, 128, WORKGROUPS_WANTED),
-            33..=64 => ("gemm_tex_r8", 64, 128, WORKGROUPS_WANTED),
-            _ => ("gemm_tex_r16", 128, 128, WORKGROUPS_WANTED),
-        },
+        // Rows per invocation: the workgroup covers 64 / wg_x * rows of C; fewer rows for
+        // short matrices keep every invocation busy (conv1's 32 channels, a classifier's 10
+        // outputs). Lavapipe runs one workgroup per thread.
+        GemmLayout::Registers | GemmLayout::Auto => {
+            let (entry, rows) = match m {
+                0..=32 => ("gemm_tex_r4", 4),
+                33..=64 => ("gemm_tex_r8", 8),
+                _ => ("gemm_tex_r16", 16),
+            };
+            (entry, rows * 64 / wg_x, 16 * wg_x, WORKGROUPS_WANTED)
+        }
         // 128x128 tiles where they give every multiprocessor of a large GPU (132 on an H100)
         // about two workgroups; 64x64 tiles below that.
         GemmLayout::Workgroup => {
@@ -513,7 +523,14 @@ pub(crate) fn record_gemm(
             a.cols, gather[implicit as usize]
         );
     }
-    let constants = [("IMPLICIT", f64::from(implicit))];
+    let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
+    let constants: Vec<(&str, f64)> = if registers {
+        vec![("GEMM_WG_X", f64::from(wg_x))]
+    } else if implicit != 0 {
+        vec![("IMPLICIT", f64::from(implicit))]
+    } else {
+        Vec::new()
+    };
     let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let mut ranges: Vec<(u32, u64, u64)> = e.range.map(|(o, s)| (4, o, s)).into_iter().collect();
     ranges.extend(e.bias_range.filter(|_| e.bias.is_some()).map(|(o, s)| (3, o, s)));
@@ -536,7 +553,7 @@ pub(crate) fn record_gemm(
         &Dispatch {
             shader: Shader::GemmTex,
             entry,
-            constants: &constants[..usize::from(implicit != 0)],
+            constants: &constants,
             params: bytemuck::bytes_of(&params),
             buffers: &[(3, bias), (4, c.buffer()), (5, partial_buffer), (7, indices)],
             workgroups: groups,
