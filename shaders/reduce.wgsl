@@ -22,8 +22,41 @@ const SUM_WG: u32 = 256u;
 
 var<workgroup> partial: array<f32, SUM_WG>;
 
-// Adds up the workgroup's partial sums into y[ch]; called in uniform control flow.
-fn store_total(lid: u32, ch: u32, acc: f32) {
+@compute @workgroup_size(SUM_WG)
+fn channel_sum(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    sum_channel(wg.y * nwg.x + wg.x, lid, false);
+}
+
+@compute @workgroup_size(SUM_WG)
+fn channel_sum_where(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    sum_channel(wg.y * nwg.x + wg.x, lid, true);
+}
+
+// y[ch], one workgroup's sum (over the elements whose mask is >= 0 when `masked`). Both
+// entries bind `mask` (channel_sum a placeholder).
+fn sum_channel(ch: u32, lid: u32, masked: bool) {
+    // Uniform across the workgroup, so the barriers below stay in uniform control flow.
+    if ch >= p.c {
+        return;
+    }
+    let count = p.n * p.s;
+    var acc = 0.0;
+    for (var i = lid; i < count; i += SUM_WG) {
+        let at = ((i / p.s) * p.c + ch) * p.s + i % p.s;
+        if masked {
+            acc += select(0.0, x[at], mask[at] >= 0);
+        } else {
+            acc += x[at];
+        }
+    }
     partial[lid] = acc;
     workgroupBarrier();
     for (var stride = SUM_WG / 2u; stride > 0u; stride /= 2u) {
@@ -35,44 +68,6 @@ fn store_total(lid: u32, ch: u32, acc: f32) {
     if lid == 0u {
         y[ch] = partial[0];
     }
-}
-
-@compute @workgroup_size(SUM_WG)
-fn channel_sum(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let ch = wg.y * nwg.x + wg.x;
-    // Uniform across the workgroup, so the barriers below stay in uniform control flow.
-    if ch >= p.c {
-        return;
-    }
-    let count = p.n * p.s;
-    var acc = 0.0;
-    for (var i = lid; i < count; i += SUM_WG) {
-        acc += x[((i / p.s) * p.c + ch) * p.s + i % p.s];
-    }
-    store_total(lid, ch, acc);
-}
-
-@compute @workgroup_size(SUM_WG)
-fn channel_sum_where(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let ch = wg.y * nwg.x + wg.x;
-    if ch >= p.c {
-        return;
-    }
-    let count = p.n * p.s;
-    var acc = 0.0;
-    for (var i = lid; i < count; i += SUM_WG) {
-        let at = ((i / p.s) * p.c + ch) * p.s + i % p.s;
-        acc += select(0.0, x[at], mask[at] >= 0);
-    }
-    store_total(lid, ch, acc);
 }
 
 @compute @workgroup_size(WG)

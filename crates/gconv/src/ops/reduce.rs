@@ -61,10 +61,11 @@ fn channel_sum(
             entry: if mask.is_some() { "channel_sum_where" } else { "channel_sum" },
             constants: &[],
             params: bytemuck::cast_slice(&params),
-            buffers: &match mask {
-                Some(m) => vec![(1, x.buffer()), (2, out.buffer()), (3, m.buffer())],
-                None => vec![(1, x.buffer()), (2, out.buffer())],
-            },
+            buffers: &[
+                (1, x.buffer()),
+                (2, out.buffer()),
+                (3, mask.map_or(&ctx.inner.dummy, Tensor::buffer)),
+            ],
             workgroups: [gx as u32, gy as u32, 1],
             ranges: &[],
         },
