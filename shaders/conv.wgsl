@@ -427,8 +427,6 @@ fn col2im_texture(
     let ci = t.y;
     let nc = t.x;
     let kk_count = p.k_d * p.k_h * p.k_w;
-    let positions = p.out_d * p.out_h * p.out_w;
-    let pooled = p.pool_w != 0u;
     var acc = 0.0;
     for (var kd = 0u; kd < p.k_d; kd++) {
         let od = tap_window(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
@@ -437,18 +435,7 @@ fn col2im_texture(
             for (var kw = 0u; kw < p.k_w; kw++) {
                 let ow = tap_window(iw, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
                 let k = (ci * kk_count) + (kd * p.k_h + kh) * p.k_w + kw;
-                let o = (u32(max(od, 0)) * p.out_h + u32(max(oh, 0))) * p.out_w + u32(max(ow, 0));
-                var j = nc * positions + o;
-                var inside = od >= 0 && oh >= 0 && ow >= 0;
-                if pooled {
-                    let ph = u32(max(oh, 0)) / 2u;
-                    let pw = u32(max(ow, 0)) / 2u;
-                    inside = inside && ph < p.pool_h && pw < p.pool_w;
-                    j = ((nc * p.pool_h + ph) * p.pool_w + pw) * 4u + (u32(max(oh, 0)) & 1u) * 2u
-                        + (u32(max(ow, 0)) & 1u);
-                }
-                let v = textureLoad(col_in, vec2<u32>(j / 4u, k), 0)[j % 4u];
-                acc += select(0.0, v, inside);
+                acc += col_value(nc, od, oh, ow, k);
             }
         }
     }
@@ -460,14 +447,15 @@ fn col2im_texture(
     y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;
 }
 
-// grad_col's value for output (oh, ow) of sample nc (in the chunk) and row k, or 0 where
-// (oh, ow) is outside the output or, in pooled order, outside every window (2-D; see
-// col2im_texture).
-fn col_value(nc: u32, oh: i32, ow: i32, k: u32) -> f32 {
-    var inside = oh >= 0 && oh < i32(p.out_h) && ow >= 0 && ow < i32(p.out_w);
+// grad_col's value for output (od, oh, ow) of sample nc (in the chunk) and row k, or 0 where
+// that position is outside the output (a tap_window of -1) or, in pooled order (2-D), outside
+// every window (see col2im_texture).
+fn col_value(nc: u32, od: i32, oh: i32, ow: i32, k: u32) -> f32 {
+    var inside = od >= 0 && od < i32(p.out_d) && oh >= 0 && oh < i32(p.out_h) && ow >= 0
+        && ow < i32(p.out_w);
     let h = u32(max(oh, 0));
     let w = u32(max(ow, 0));
-    var j = (nc * p.out_h + h) * p.out_w + w;
+    var j = ((nc * p.out_d + u32(max(od, 0))) * p.out_h + h) * p.out_w + w;
     if p.pool_w != 0u {
         inside = inside && h / 2u < p.pool_h && w / 2u < p.pool_w;
         j = ((nc * p.pool_h + h / 2u) * p.pool_w + w / 2u) * 4u + (h & 1u) * 2u + (w & 1u);
@@ -495,12 +483,12 @@ fn col2im_3x3(
     let oh = i32(pos.z + p.pad_h);
     let ow = i32(pos.w + p.pad_w);
     let k = ci * 9u;
-    var acc = col_value(nc, oh, ow, k) + col_value(nc, oh, ow - 1, k + 1u)
-        + col_value(nc, oh, ow - 2, k + 2u);
-    acc += col_value(nc, oh - 1, ow, k + 3u) + col_value(nc, oh - 1, ow - 1, k + 4u)
-        + col_value(nc, oh - 1, ow - 2, k + 5u);
-    acc += col_value(nc, oh - 2, ow, k + 6u) + col_value(nc, oh - 2, ow - 1, k + 7u)
-        + col_value(nc, oh - 2, ow - 2, k + 8u);
+    var acc = col_value(nc, 0, oh, ow, k) + col_value(nc, 0, oh, ow - 1, k + 1u)
+        + col_value(nc, 0, oh, ow - 2, k + 2u);
+    acc += col_value(nc, 0, oh - 1, ow, k + 3u) + col_value(nc, 0, oh - 1, ow - 1, k + 4u)
+        + col_value(nc, 0, oh - 1, ow - 2, k + 5u);
+    acc += col_value(nc, 0, oh - 2, ow, k + 6u) + col_value(nc, 0, oh - 2, ow - 1, k + 7u)
+        + col_value(nc, 0, oh - 2, ow - 2, k + 8u);
     if p.has_bias != 0u {
         acc += b[ci];
     }

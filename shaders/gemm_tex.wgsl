@@ -87,8 +87,7 @@ fn store(z: u32, r: u32, j: u32, value: f32) {
         v = max(v, 0.0);
     }
     let js = divmod24(j, p.c_split);
-    let at = p.c_offset + z * p.c_batch_stride + r * p.c_row_stride + js.x * p.c_split_stride
-        + js.y * p.c_col_stride;
+    let at = row_base(z, r) + js.x * p.c_split_stride + js.y * p.c_col_stride;
     if p.accumulate != 0u {
         v += c[at];
     }
@@ -109,27 +108,46 @@ fn store_pooled(z: u32, r: u32, j: u32, v: vec4<f32>) {
     if r >= p.m || j >= p.n {
         return;
     }
-    var u = v;
+    let w = pooled_window(j / 4u);
+    store_window(row_base(z, r) + w.x, w.y, v, row_bias(r));
+}
+
+// Where row r of batch z starts in C (before its column's offset).
+fn row_base(z: u32, r: u32) -> u32 {
+    return p.c_offset + z * p.c_batch_stride + r * p.c_row_stride;
+}
+
+// The bias a row's pooled windows add (per row: a convolution's channel), or 0.
+fn row_bias(r: u32) -> f32 {
     if p.bias_mode == 2u {
-        u += vec4<f32>(bias[r]);
+        return bias[r];
     }
-    u = max(u, vec4<f32>(0.0));
-    let m = first_max4(u);
-    let best = m.value;
-    let lane = m.lane;
-    let qs = divmod24(j / 4u, p.c_split);
-    let at = p.c_offset + z * p.c_batch_stride + r * p.c_row_stride + qs.x * p.c_split_stride
-        + qs.y * p.c_col_stride;
-    c[at] = best;
+    return 0.0;
+}
+
+// Where pooled window q goes: its offset in C past its row's start, and the flat position of
+// its first value in the un-pooled plane (from which `indices` count).
+fn pooled_window(q: u32) -> vec2<u32> {
+    let qs = divmod24(q, p.c_split);
+    let hw = divmod24(qs.y, p.pool_w);
+    return vec2<u32>(qs.x * p.c_split_stride + qs.y * p.c_col_stride,
+                     2u * hw.x * p.pool_in_w + 2u * hw.y);
+}
+
+// One window's four values v plus the bias b, through ReLU, max-pooled into C[at]; with
+// pool == 2, indices[at] gets the first maximum's flat position (from `first`), or -1 when
+// that maximum is 0.
+fn store_window(at: u32, first: u32, v: vec4<f32>, b: f32) {
+    let m = first_max4(max(v + vec4<f32>(b), vec4<f32>(0.0)));
+    c[at] = m.value;
     if p.pool == 2u {
-        let hw = divmod24(qs.y, p.pool_w);
-        let flat = (2u * hw.x + lane / 2u) * p.pool_in_w + 2u * hw.y + lane % 2u;
-        indices[at] = select(-1, i32(flat), best > 0.0);
+        let flat = first + (m.lane / 2u) * p.pool_in_w + m.lane % 2u;
+        indices[at] = select(-1, i32(flat), m.value > 0.0);
     }
 }
 
-// Where four consecutive windows w0 .. w0 + 3 of the pooled epilogue go: their offsets in C
-// past its row, and their first values' flat positions in the un-pooled plane (`indices`).
+// pooled_window for four consecutive windows w0 .. w0 + 3 (their offsets and first flat
+// positions), computed once for every row of a register block.
 struct PooledWindows {
     at: vec4<u32>,
     flat: vec4<u32>,
@@ -138,40 +156,22 @@ struct PooledWindows {
 fn pooled_windows(w0: u32) -> PooledWindows {
     var o: PooledWindows;
     for (var i = 0u; i < 4u; i++) {
-        let qs = divmod24(w0 + i, p.c_split);
-        let hw = divmod24(qs.y, p.pool_w);
-        o.at[i] = qs.x * p.c_split_stride + qs.y * p.c_col_stride;
-        o.flat[i] = 2u * hw.x * p.pool_in_w + 2u * hw.y;
+        let w = pooled_window(w0 + i);
+        o.at[i] = w.x;
+        o.flat[i] = w.y;
     }
     return o;
 }
 
-// store_pooled for row r of four whole windows at once: the bias and the row's offset once.
+// store_pooled for row r of four whole windows at once: the bias and the row's start once.
 fn store_pooled_row(z: u32, r: u32, w: PooledWindows, v0: vec4<f32>, v1: vec4<f32>,
                     v2: vec4<f32>, v3: vec4<f32>) {
-    var b = 0.0;
-    if p.bias_mode == 2u {
-        b = bias[r];
-    }
-    let base = p.c_offset + z * p.c_batch_stride + r * p.c_row_stride;
-    let m0 = first_max4(max(v0 + vec4<f32>(b), vec4<f32>(0.0)));
-    let m1 = first_max4(max(v1 + vec4<f32>(b), vec4<f32>(0.0)));
-    let m2 = first_max4(max(v2 + vec4<f32>(b), vec4<f32>(0.0)));
-    let m3 = first_max4(max(v3 + vec4<f32>(b), vec4<f32>(0.0)));
-    c[base + w.at.x] = m0.value;
-    c[base + w.at.y] = m1.value;
-    c[base + w.at.z] = m2.value;
-    c[base + w.at.w] = m3.value;
-    if p.pool == 2u {
-        let lanes = vec4<u32>(m0.lane, m1.lane, m2.lane, m3.lane);
-        let flat = w.flat + (lanes / vec4<u32>(2u)) * vec4<u32>(p.pool_in_w) + lanes % vec4<u32>(2u);
-        let best = vec4<f32>(m0.value, m1.value, m2.value, m3.value);
-        let chosen = select(vec4<i32>(-1), vec4<i32>(flat), best > vec4<f32>(0.0));
-        indices[base + w.at.x] = chosen.x;
-        indices[base + w.at.y] = chosen.y;
-        indices[base + w.at.z] = chosen.z;
-        indices[base + w.at.w] = chosen.w;
-    }
+    let b = row_bias(r);
+    let base = row_base(z, r);
+    store_window(base + w.at.x, w.flat.x, v0, b);
+    store_window(base + w.at.y, w.flat.y, v1, b);
+    store_window(base + w.at.z, w.flat.z, v2, b);
+    store_window(base + w.at.w, w.flat.w, v3, b);
 }
 
 fn store4(z: u32, split: u32, r: u32, j: u32, v: vec4<f32>) {

@@ -1168,7 +1168,7 @@ impl ConvPlan {
         let pooled = pool.window_2x2();
         let tiles = kernel == ConvKernel::Tiles3x3 && grad_x.is_none();
         let tiled = matches!(kernel, ConvKernel::Tiled { .. }) && flat.is_some() && registers;
-        let Some([ph, pw]) = pooled.filter(|_| g.out.len() == 2 && (tiles || tiled)) else {
+        let Some([ph, pw]) = pooled.filter(|_| tiles || tiled) else {
             pool.record_backward(rec, grad_p, Some(indices), scratch)?;
             return self.record_backward(rec, x, w, scratch, grad_x, grad_w, grad_b, col_scratch);
         };
@@ -1216,19 +1216,7 @@ impl ConvPlan {
         };
         // grad_col (K, columns) = W^T (K, C_out) @ grad_y (C_out, columns), then col2im.
         let data = match grad_x {
-            Some(gx) => {
-                let w_t = self.packed(&ctx, k, g.c_out, k)?;
-                tiled::record_pack(
-                    &ctx,
-                    op,
-                    rec,
-                    w.buffer(),
-                    None,
-                    &View::dense(0, k, true),
-                    &w_t,
-                )?;
-                Some((gx, w_t, self.packed(&ctx, k, cols, k)?))
-            }
+            Some(gx) => Some((gx, self.data_grad_textures(&ctx, rec, w, cols)?)),
             None => None,
         };
         for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
@@ -1245,12 +1233,9 @@ impl ConvPlan {
             };
             let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, true)) };
             tiled::record_gemm(&ctx, op, rec, &a, &bt, grad_w, &epilogue)?;
-            if let Some((gx, w_t, grad_col)) = &data {
-                let epilogue =
-                    Epilogue { texture: Some(grad_col), ..Epilogue::to(View::dense(0, c4, false)) };
-                tiled::record_gemm(&ctx, op, rec, w_t, &b, gx, &epilogue)?;
-                let col = Col::Texture(grad_col, Some([ph, pw]));
-                self.record_col2im(&ctx, rec, col, gx, None, n0, len)?;
+            if let Some((gx, (w_t, grad_col))) = &data {
+                let grads = (w_t, grad_col, *gx);
+                self.record_data_grad_chunk(&ctx, rec, grads, &b, None, Some([ph, pw]), n0, len)?;
             }
         }
         Ok(())
@@ -1518,26 +1503,54 @@ impl ConvPlan {
                 return self.record_implicit_data_grad(ctx, rec, w, &gy_flat, gx, bias, chunk);
             }
         }
-        let (k, p) = self.col_dims();
-        let cp = chunk * p;
-        let w_t = self.packed(ctx, k, g.c_out, k)?;
-        let view = View::dense(0, k, true);
-        tiled::record_pack(ctx, op, rec, w.buffer(), None, &view, &w_t)?;
-        let gy = self.packed(ctx, g.c_out, cp, g.c_out.div_ceil(4) * 4)?;
-        let grad_col = self.packed(ctx, k, cp, k)?;
+        let (_, p) = self.col_dims();
+        let (w_t, grad_col) = self.data_grad_textures(ctx, rec, w, chunk * p)?;
+        let gy = self.packed(ctx, g.c_out, chunk * p, g.c_out.div_ceil(4) * 4)?;
         for n0 in (0..g.x.n).step_by(chunk) {
             let len = chunk.min(g.x.n - n0);
             let b = gy.with_size(g.c_out, len * p);
             let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p);
             tiled::record_pack(ctx, op, rec, grad_y.buffer(), None, &view, &b)?;
-            let epilogue = Epilogue {
-                texture: Some(&grad_col),
-                ..Epilogue::to(View::dense(0, len * p, false))
-            };
-            tiled::record_gemm(ctx, op, rec, &w_t, &b, gx, &epilogue)?;
-            self.record_col2im(ctx, rec, Col::Texture(&grad_col, None), gx, bias, n0, len)?;
+            let grads = (&w_t, &grad_col, gx);
+            self.record_data_grad_chunk(ctx, rec, grads, &b, bias, None, n0, len)?;
         }
         Ok(())
+    }
+
+    /// The data gradient's textures on the tiled kernel: W^T (K, C_out), packed here, and
+    /// grad_col (K, `cols`), which the GEMM writes and col2im reads.
+    fn data_grad_textures(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        w: &Tensor,
+        cols: usize,
+    ) -> Result<(Packed, Packed)> {
+        let (k, _) = self.col_dims();
+        let w_t = self.packed(ctx, k, self.g.c_out, k)?;
+        tiled::record_pack(ctx, self.op, rec, w.buffer(), None, &View::dense(0, k, true), &w_t)?;
+        Ok((w_t, self.packed(ctx, k, cols, k)?))
+    }
+
+    /// One chunk of the data gradient: grad_col = W^T @ `b` (grad_y's C_out x columns, in
+    /// pooled order for a pooled size), then col2im (adding `bias`) into samples
+    /// [n0, n0 + len) of grad_x. `grads` is (W^T, grad_col, grad_x).
+    #[allow(clippy::too_many_arguments)]
+    fn record_data_grad_chunk(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        (w_t, grad_col, gx): (&Packed, &Packed, &Tensor),
+        b: &Packed,
+        bias: Option<&Tensor>,
+        pooled: Option<[usize; 2]>,
+        n0: usize,
+        len: usize,
+    ) -> Result<()> {
+        let epilogue =
+            Epilogue { texture: Some(grad_col), ..Epilogue::to(View::dense(0, b.cols, false)) };
+        tiled::record_gemm(ctx, self.op, rec, w_t, b, gx, &epilogue)?;
+        self.record_col2im(ctx, rec, Col::Texture(grad_col, pooled), gx, bias, n0, len)
     }
 
     fn forward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
