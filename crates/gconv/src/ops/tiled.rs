@@ -543,9 +543,18 @@ pub(crate) fn record_gemm(
     let partial_buffer = partial.as_ref().map_or(&ctx.inner.dummy_rw, Tensor::buffer);
     let c_tex = e.texture.map_or(&ctx.inner.dummy_texture, |t| &t.view);
     let indices = e.pool.and_then(|pe| pe.indices).map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    // The register layout reads A and B as storage textures (bindings 8 and 9, see
+    // gemm_tex.wgsl), the workgroup layout samples them (1 and 2).
+    let (a_binding, b_binding) = if registers { (8, 9) } else { (1, 2) };
     let textures = [
-        wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&a.view) },
-        wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&b.view) },
+        wgpu::BindGroupEntry {
+            binding: a_binding,
+            resource: wgpu::BindingResource::TextureView(&a.view),
+        },
+        wgpu::BindGroupEntry {
+            binding: b_binding,
+            resource: wgpu::BindingResource::TextureView(&b.view),
+        },
         wgpu::BindGroupEntry { binding: 6, resource: wgpu::BindingResource::TextureView(c_tex) },
     ];
     ctx.record_with(
