@@ -20,23 +20,36 @@
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 // The direct kernels read x, w and grad_y from storage buffers, or with TEXTURE_INPUTS from
-// their texture copies (`flat_load`: a gather instead of a per-lane storage-buffer loop on CPU
-// adapters). The host binds placeholders for the side it does not use.
+// their texture copies, bound as read-only storage textures (`x_texel`: a gather instead
+// of a per-lane storage-buffer loop on CPU adapters). The host binds placeholders for the side it does not use.
 override TEXTURE_INPUTS: bool = false;
-@group(0) @binding(11) var x_tex: texture_2d<f32>;
-@group(0) @binding(12) var w_tex: texture_2d<f32>;
-@group(0) @binding(13) var grad_y_tex: texture_2d<f32>;
+@group(0) @binding(11) var x_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(12) var w_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(13) var grad_y_tex: texture_storage_2d<rgba32float, read>;
+
+// Texel q of each copy (see `flat_xy`).
+fn x_texel(q: u32) -> vec4<f32> {
+    return textureLoad(x_tex, flat_xy(q));
+}
+
+fn w_texel(q: u32) -> vec4<f32> {
+    return textureLoad(w_tex, flat_xy(q));
+}
+
+fn grad_y_texel(q: u32) -> vec4<f32> {
+    return textureLoad(grad_y_tex, flat_xy(q));
+}
 
 fn load_x(i: u32) -> f32 {
     if TEXTURE_INPUTS {
-        return flat_load(x_tex, i);
+        return x_texel(i / 4u)[i % 4u];
     }
     return x[i];
 }
 
 fn load_w(i: u32) -> f32 {
     if TEXTURE_INPUTS {
-        return flat_load(w_tex, i);
+        return w_texel(i / 4u)[i % 4u];
     }
     return w[i];
 }
@@ -169,7 +182,7 @@ fn conv_transpose_forward(
 
 fn load_grad_y(i: u32) -> f32 {
     if TEXTURE_INPUTS {
-        return flat_load(grad_y_tex, i);
+        return grad_y_texel(i / 4u)[i % 4u];
     }
     return grad_y[i];
 }
@@ -395,7 +408,9 @@ fn im2col_3x3_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(col_texture, vec2<u32>(q, k + 8u), vec4<f32>(x2.zw, x3.zw));
 }
 
-@group(0) @binding(10) var col_in: texture_2d<f32>;
+// grad_col, read as a storage texture: on lavapipe a storage-image load is inlined, while a
+// sampled fetch calls a function with per-lane mip-level arithmetic.
+@group(0) @binding(10) var col_in: texture_storage_2d<rgba32float, read>;
 
 // The window position that puts tap k on input coordinate i (as tap_source, with divmod24).
 fn tap_window(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
@@ -460,7 +475,7 @@ fn col_value(nc: u32, od: i32, oh: i32, ow: i32, k: u32) -> f32 {
         inside = inside && h / 2u < p.pool_h && w / 2u < p.pool_w;
         j = ((nc * p.pool_h + h / 2u) * p.pool_w + w / 2u) * 4u + (h & 1u) * 2u + (w & 1u);
     }
-    let v = textureLoad(col_in, vec2<u32>(j / 4u, k), 0)[j % 4u];
+    let v = textureLoad(col_in, vec2<u32>(j / 4u, k))[j % 4u];
     return select(0.0, v, inside);
 }
 
@@ -677,7 +692,7 @@ struct Row6 {
 
 // Texel q of the source's texture copy.
 fn dw_texel(q: i32) -> vec4<f32> {
-    return flat_texel(grad_y_tex, u32(max(q, 0)));
+    return grad_y_texel(u32(max(q, 0)));
 }
 
 // The four values from `off` (0 to 3) on of the eight in texels a and b.
@@ -694,9 +709,9 @@ fn tile_weights(wb: u32) -> array<vec3<f32>, 3> {
     if TEXTURE_INPUTS {
         let q = wb / 4u;
         let off = wb % 4u;
-        let a = flat_texel(w_tex, q);
-        let b = flat_texel(w_tex, q + 1u);
-        let c = flat_texel(w_tex, q + 2u);
+        let a = w_texel(q);
+        let b = w_texel(q + 1u);
+        let c = w_texel(q + 2u);
         let first = from_offset(a, b, off);
         let second = from_offset(b, c, off);
         let last = select(select(select(c.x, c.y, off == 1u), c.z, off == 2u), c.w, off == 3u);
@@ -720,7 +735,7 @@ fn tile_row4_x(at: u32, col0: u32, width: u32, ok: bool) -> vec4<f32> {
     var v: vec4<f32>;
     if TEXTURE_INPUTS {
         let s = at + col0;
-        v = from_offset(flat_texel(x_tex, s / 4u), flat_texel(x_tex, s / 4u + 1u), s % 4u);
+        v = from_offset(x_texel(s / 4u), x_texel(s / 4u + 1u), s % 4u);
     } else {
         for (var e = 0u; e < 4u; e++) {
             v[e] = x[at + min(col0 + e, width - 1u)];

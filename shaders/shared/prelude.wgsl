@@ -35,7 +35,15 @@ fn flat_load(t: texture_2d<f32>, i: u32) -> f32 {
 
 // Texel q (values 4q .. 4q + 4) of such a copy.
 fn flat_texel(t: texture_2d<f32>, q: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(q % 1024u, q / 1024u), 0);
+    return textureLoad(t, flat_xy(q), 0);
+}
+
+// Where texel q of such a copy lies. Copies bound as read-only storage textures (on lavapipe
+// a storage-image load is inlined, while a sampled fetch calls a function that does per-lane
+// mip-level arithmetic) are read with it directly: naga's MSL back end takes no storage
+// texture as a function argument.
+fn flat_xy(q: u32) -> vec2<u32> {
+    return vec2<u32>(q % 1024u, q / 1024u);
 }
 
 // The largest of a 2x2 window's four values (in window order, row by row) and its position:
