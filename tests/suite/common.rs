@@ -58,6 +58,19 @@ pub fn workgroup_ctx() -> &'static Context {
     })
 }
 
+/// A fifth context that never runs subgroup kernels (`Context::set_subgroups(false)`), so
+/// that the portable register-layout GEMM stays tested where the default context takes
+/// gemm_sg.wgsl's kernels (lavapipe); also poisoned.
+pub fn portable_ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let ctx = Context::new().unwrap_or_else(|e| panic!("no GPU context: {e}"));
+        ctx.set_poison_outputs(true);
+        ctx.set_subgroups(false);
+        ctx
+    })
+}
+
 /// A deterministic generator for one family's configurations.
 pub fn rng(seed: u64) -> SmallRng {
     SmallRng::seed_from_u64(seed)

@@ -11,8 +11,8 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 
 use super::common::{
-    check, check_within, ctx, direct_ctx, for_each_config, im2col_ctx, random, random_on, rng,
-    workgroup_ctx,
+    check, check_within, ctx, direct_ctx, for_each_config, im2col_ctx, portable_ctx, random,
+    random_on, rng, workgroup_ctx,
 };
 use gconv_tests::compare::{first_mismatch, widen};
 
@@ -519,6 +519,20 @@ fn the_gemm_layout_follows_the_adapter() {
         c.set_gemm_layout(layout);
         assert_eq!(c.gemm_layout(), layout);
     }
+    // The subgroup kernels run exactly where the device has 8-lane subgroups (lavapipe on
+    // 256-bit SIMD), unless forbidden.
+    if std::env::var_os("GCONV_SUBGROUPS").is_none() {
+        let info = c.device().adapter_info();
+        let eight = c.device().features().contains(gconv::wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8;
+        assert_eq!(c.uses_subgroups(), eight, "on {}", c.adapter_name());
+        if c.adapter_name().contains("llvmpipe (LLVM") && c.adapter_name().contains("256 bits") {
+            assert!(c.uses_subgroups(), "lavapipe offers 8-lane subgroups");
+        }
+    }
+    c.set_subgroups(false);
+    assert!(!c.uses_subgroups());
 }
 
 /// The random shapes above are too small for the 128x128 workgroup tiles, which a GEMM gets
@@ -535,6 +549,12 @@ fn batched_matmul_on_128_tiles_matches_reference() {
         let what = format!("matmul [{batch}, {m}, {k}] @ [{batch}, {k}, {n}]");
         check(&what, &y, &gconv_ref::matmul(&aa, &ba)).unwrap_or_else(|e| panic!("{e}"));
     }
+}
+
+/// The register layout's portable kernels, where the default context takes the subgroup ones.
+#[test]
+fn random_linear_and_matmul_forward_and_backward_match_reference_without_subgroups() {
+    gemm_conformance(portable_ctx(), "gemm (tiled, no subgroups)");
 }
 
 #[test]
@@ -832,8 +852,9 @@ fn sums_longer_than_lavapipes_loop_limit_match_reference() {
 /// forward passes, with the bias) go through col2im_3x3.
 #[test]
 fn plain_3x3_convolutions_on_the_tiled_gemm_match_reference() {
-    let c = ctx();
     for_each_config("3x3 tiled", 40, |r| {
+        // Half on the portable GEMM kernels (see portable_ctx).
+        let c = if r.random_bool(0.5) { ctx() } else { portable_ctx() };
         let (n, c_in, c_out) =
             (r.random_range(1..=3), r.random_range(5..=9), r.random_range(1..=9));
         let pads = vec![r.random_range(0..=2), r.random_range(0..=2)];

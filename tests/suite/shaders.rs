@@ -4,17 +4,20 @@
 use gconv::kernel::Shader;
 
 /// The shader parsed and validated with no optional capabilities (no f64, no subgroups: only
-/// what every back end offers).
+/// what every back end offers), except subgroups for the one shader that is only compiled
+/// where the device has them (gemm_sg.wgsl).
 fn validated(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let name = shader.file_name();
     let module = naga::front::wgsl::parse_str(&shader.source())
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
+    let capabilities = if shader.uses_subgroups() {
+        naga::valid::Capabilities::SUBGROUP
+    } else {
+        naga::valid::Capabilities::empty()
+    };
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
     (module, info)
 }
 

@@ -431,8 +431,9 @@ fn fused_conv_relu_pool_matches_the_separate_layers() {
             g.push("fc", Layer::linear(c2 * 6, 5)).expect("fc");
             g
         };
-        // Both GEMM layouts: the epilogue pools in each.
-        for c in [ctx(), super::common::workgroup_ctx()] {
+        // Both GEMM layouts, and the register layout with and without subgroups: the
+        // epilogue pools in each.
+        for c in [ctx(), super::common::portable_ctx(), super::common::workgroup_ctx()] {
             fused_model_matches(c, &graph, 5);
         }
     }

@@ -42,6 +42,12 @@ pub(crate) struct Inner {
     /// The device is a CPU adapter (from the device's own adapter info, so also for hosts'
     /// devices).
     pub(crate) cpu: bool,
+    /// The device has wgpu's SUBGROUP feature with subgroups of exactly 8 lanes, which
+    /// gemm_sg.wgsl's kernels assume (lavapipe on 256-bit SIMD).
+    pub(crate) subgroup8: bool,
+    /// Whether kernels may use subgroups where `subgroup8` allows (see
+    /// [`Context::set_subgroups`]).
+    pub(crate) subgroups_enabled: AtomicBool,
     /// What gconv has created and submitted so far (see [`Context::counters`]).
     pub(crate) counters: [AtomicU64; 5],
 }
@@ -256,7 +262,9 @@ impl Context {
         let (device, queue) =
             pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("gconv"),
-                required_features: wgpu::Features::empty(),
+                // Subgroups where the adapter has them: the register-layout GEMM shares A
+                // across a subgroup (gemm_sg.wgsl); everything else runs without.
+                required_features: adapter.features() & wgpu::Features::SUBGROUP,
                 required_limits: limits.clone(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 ..Default::default()
@@ -289,7 +297,11 @@ impl Context {
 
     fn build(device: wgpu::Device, queue: wgpu::Queue, info: Option<wgpu::AdapterInfo>) -> Self {
         let limits = device.limits();
-        let cpu = device.adapter_info().device_type == wgpu::DeviceType::Cpu;
+        let adapter = device.adapter_info();
+        let cpu = adapter.device_type == wgpu::DeviceType::Cpu;
+        let subgroup8 = device.features().contains(wgpu::Features::SUBGROUP)
+            && adapter.subgroup_min_size == 8
+            && adapter.subgroup_max_size == 8;
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("gconv dummy"),
             size: 16,
@@ -331,6 +343,8 @@ impl Context {
                 gemm_strategy: AtomicU8::new(0),
                 gemm_layout: AtomicU8::new(0),
                 cpu,
+                subgroup8,
+                subgroups_enabled: AtomicBool::new(true),
                 counters: Default::default(),
             }),
         }
@@ -412,6 +426,21 @@ impl Context {
     /// variable `GCONV_GEMM_LAYOUT=registers|workgroup` does the same for a whole process.
     pub fn set_gemm_layout(&self, layout: GemmLayout) {
         self.inner.gemm_layout.store(layout as u8, Ordering::Relaxed);
+    }
+
+    /// Allows or forbids kernels that use subgroup operations (allowed by default; they run
+    /// only where the device has wgpu's SUBGROUP feature with 8-lane subgroups, as on
+    /// lavapipe). Forbidding them runs the portable kernels, to compare the two. The
+    /// environment variable `GCONV_SUBGROUPS=0` forbids them too.
+    pub fn set_subgroups(&self, allowed: bool) {
+        self.inner.subgroups_enabled.store(allowed, Ordering::Relaxed);
+    }
+
+    /// Whether gconv's subgroup kernels run on this context (see [`Context::set_subgroups`]).
+    pub fn uses_subgroups(&self) -> bool {
+        self.inner.subgroup8
+            && self.inner.subgroups_enabled.load(Ordering::Relaxed)
+            && std::env::var("GCONV_SUBGROUPS").map_or(true, |v| v != "0")
     }
 
     /// The tiled GEMM's layout in force: the environment's, else the context's, with

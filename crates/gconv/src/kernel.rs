@@ -40,11 +40,14 @@ pub enum Shader {
     Pack,
     /// `gemm_tex.wgsl`: the tiled GEMM over packed textures.
     GemmTex,
+    /// `gemm_sg.wgsl`, after `gemm_tex.wgsl`: its register-layout kernels sharing A across a
+    /// subgroup of 8 lanes (devices with wgpu's SUBGROUP feature only).
+    GemmSubgroup,
 }
 
 impl Shader {
     /// Every shader, for validation and listing.
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 14] = [
         Shader::Conv,
         Shader::Pool,
         Shader::Gemm,
@@ -58,6 +61,7 @@ impl Shader {
         Shader::Texture,
         Shader::Pack,
         Shader::GemmTex,
+        Shader::GemmSubgroup,
     ];
 
     /// The file name under `shaders/`.
@@ -76,6 +80,7 @@ impl Shader {
             Shader::Texture => "texture.wgsl",
             Shader::Pack => "pack.wgsl",
             Shader::GemmTex => "gemm_tex.wgsl",
+            Shader::GemmSubgroup => "gemm_sg.wgsl",
         }
     }
 
@@ -93,15 +98,32 @@ impl Shader {
             Shader::Optim => include_str!("../../../shaders/optim.wgsl"),
             Shader::Texture => include_str!("../../../shaders/texture.wgsl"),
             Shader::Pack => include_str!("../../../shaders/pack.wgsl"),
-            Shader::GemmTex => include_str!("../../../shaders/gemm_tex.wgsl"),
+            Shader::GemmTex | Shader::GemmSubgroup => {
+                include_str!("../../../shaders/gemm_tex.wgsl")
+            }
         }
     }
 
+    /// Whether the shader uses subgroup operations (and so needs wgpu's SUBGROUP feature).
+    pub fn uses_subgroups(self) -> bool {
+        self == Shader::GemmSubgroup
+    }
+
     /// The complete WGSL source the device compiles: the shared prelude, the im2col
-    /// definitions where the file uses them, then the file.
+    /// definitions where the file uses them, then the file (gemm_sg.wgsl after gemm_tex.wgsl,
+    /// whose bindings and epilogue it uses).
     pub fn source(self) -> String {
-        let im2col = if matches!(self, Shader::Conv | Shader::GemmTex) { IM2COL } else { "" };
-        format!("{PRELUDE}\n{im2col}\n{}", self.body())
+        let im2col = if matches!(self, Shader::Conv | Shader::GemmTex | Shader::GemmSubgroup) {
+            IM2COL
+        } else {
+            ""
+        };
+        let extra = if self == Shader::GemmSubgroup {
+            include_str!("../../../shaders/gemm_sg.wgsl")
+        } else {
+            ""
+        };
+        format!("{PRELUDE}\n{im2col}\n{}\n{extra}", self.body())
     }
 }
 

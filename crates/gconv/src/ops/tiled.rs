@@ -457,6 +457,15 @@ pub(crate) fn record_gemm(
             }
         }
     };
+    // With 8-lane subgroups and whole 8-wide workgroup rows, the kernels that fetch A once per
+    // subgroup (gemm_sg.wgsl; the same tiles).
+    let (shader, entry) = match entry {
+        "gemm_tex_r16" if wg_x == 8 && ctx.uses_subgroups() => {
+            (Shader::GemmSubgroup, "gemm_sg_r16")
+        }
+        "gemm_tex_r8" if wg_x == 8 && ctx.uses_subgroups() => (Shader::GemmSubgroup, "gemm_sg_r8"),
+        _ => (Shader::GemmTex, entry),
+    };
     let tiles = (n as u32).div_ceil(tile_cols) * (m as u32).div_ceil(tile_rows) * batch as u32;
     // Split K until there are enough workgroups for the device, keeping at least 64 texels
     // (256 values of K) per split.
@@ -524,7 +533,9 @@ pub(crate) fn record_gemm(
         );
     }
     let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
-    let constants: Vec<(&str, f64)> = if registers {
+    let constants: Vec<(&str, f64)> = if shader == Shader::GemmSubgroup {
+        Vec::new()
+    } else if registers {
         vec![("GEMM_WG_X", f64::from(wg_x))]
     } else if implicit != 0 {
         vec![("IMPLICIT", f64::from(implicit))]
@@ -560,7 +571,7 @@ pub(crate) fn record_gemm(
     ctx.record_with(
         rec,
         &Dispatch {
-            shader: Shader::GemmTex,
+            shader,
             entry,
             constants: &constants,
             params: bytemuck::bytes_of(&params),
