@@ -457,13 +457,15 @@ pub(crate) fn record_gemm(
             }
         }
     };
-    // With 8-lane subgroups and whole 8-wide workgroup rows, the kernels that fetch A once per
-    // subgroup (gemm_sg.wgsl; the same tiles).
-    let (shader, entry) = match entry {
-        "gemm_tex_r16" if wg_x == 8 && ctx.uses_subgroups() => {
-            (Shader::GemmSubgroup, "gemm_sg_r16")
-        }
-        "gemm_tex_r8" if wg_x == 8 && ctx.uses_subgroups() => (Shader::GemmSubgroup, "gemm_sg_r8"),
+    // With 8-lane subgroups, the kernels that share one operand across a subgroup
+    // (gemm_sg.wgsl; the same tiles): A where a subgroup spans 8 column blocks (N > 64), B
+    // where it spans 8 row blocks of 4 or 2 column blocks.
+    let (shader, entry) = match (entry, wg_x == 8) {
+        _ if !ctx.uses_subgroups() => (Shader::GemmTex, entry),
+        ("gemm_tex_r16", true) => (Shader::GemmSubgroup, "gemm_sg_r16"),
+        ("gemm_tex_r8", true) => (Shader::GemmSubgroup, "gemm_sg_r8"),
+        ("gemm_tex_r16", false) => (Shader::GemmSubgroup, "gemm_sgc_r16"),
+        ("gemm_tex_r8", false) => (Shader::GemmSubgroup, "gemm_sgc_r8"),
         _ => (Shader::GemmTex, entry),
     };
     let tiles = (n as u32).div_ceil(tile_cols) * (m as u32).div_ceil(tile_rows) * batch as u32;
@@ -533,7 +535,7 @@ pub(crate) fn record_gemm(
         );
     }
     let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
-    let constants: Vec<(&str, f64)> = if shader == Shader::GemmSubgroup {
+    let constants: Vec<(&str, f64)> = if entry.starts_with("gemm_sg_") {
         Vec::new()
     } else if registers {
         vec![("GEMM_WG_X", f64::from(wg_x))]
