@@ -345,7 +345,10 @@ fn col2im(
 // im2col straight into the tiled GEMM's B operand (see gemm_tex.wgsl): texel (q, k) of the
 // texture is `im2col_texel(q, k)` (shared/im2col.wgsl), x read from its flat texture copy.
 // `total` is the number of columns (chunk * P). Grid: (texels per row, rows rounded to 4).
-@compute @workgroup_size(8, 8, 1)
+// A workgroup writes 64 texels of one row: on lavapipe 8 x 8 workgroups, which write 8 texels
+// in each of 8 rows a texture row apart, made these stores about 5x slower (cache-set
+// conflicts at a wide texture's row stride).
+@compute @workgroup_size(64, 1, 1)
 fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q = gid.x;
     let k = gid.y;
@@ -356,13 +359,19 @@ fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(col_texture, vec2<u32>(q, k), im2col_texel(p, x_flat, q, k));
 }
 
+// x_flat again, read as a storage texture (inlined on lavapipe, where a sampled fetch is a
+// call): im2col_3x3_pooled's eight fetches per window cost more than its nine stores did.
+// im2col_texture keeps x_flat, since im2col_texel is shared with gemm_tex.wgsl's sampled
+// implicit GEMM and naga's MSL back end takes no storage texture as an argument.
+@group(0) @binding(14) var x_flat_r: texture_storage_2d<rgba32float, read>;
+
 // Columns c0 .. c0 + 3 of the row at flat index `base` of x's texture copy (two texel
 // fetches), zero outside [0, width) and when !ok.
 fn x_row4(base: u32, c0: i32, width: u32, ok: bool) -> vec4<f32> {
     let s = i32(base) + c0;
     let q = s >> 2u;
-    let v = from_offset(flat_texel(x_flat, u32(max(q, 0))), flat_texel(x_flat, u32(q + 1)),
-        u32(s & 3));
+    let v = from_offset(textureLoad(x_flat_r, flat_xy(u32(max(q, 0)))),
+        textureLoad(x_flat_r, flat_xy(u32(q + 1))), u32(s & 3));
     let cols = vec4<i32>(c0) + vec4<i32>(0, 1, 2, 3);
     let inside = cols >= vec4<i32>(0) & cols < vec4<i32>(i32(width));
     return select(vec4<f32>(0.0), v, vec4<bool>(ok) & inside);
@@ -373,8 +382,9 @@ fn x_row4(base: u32, c0: i32, width: u32, ok: bool) -> vec4<f32> {
 // 4x4 input patch under the window, read once (eight texel fetches where im2col_texel would
 // make 36, and one window position's arithmetic for nine texels). Rows past C_in * 9 (up to
 // a multiple of 4) keep the zeros the texture was created with: nothing else writes this
-// texture. Grid: (windows, c_in); `total` = columns = 4 * windows.
-@compute @workgroup_size(8, 8, 1)
+// texture. Grid: (windows, c_in); `total` = columns = 4 * windows. 64 windows of one channel
+// per workgroup, as in im2col_texture.
+@compute @workgroup_size(64, 1, 1)
 fn im2col_3x3_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q = gid.x;
     let ci = gid.y;

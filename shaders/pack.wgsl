@@ -36,8 +36,9 @@ fn pack_element(z: u32, r: u32, c: u32) -> f32 {
     return src[i];
 }
 
-// One texel per invocation: grid (tex_cols, tex_rows * batch).
-@compute @workgroup_size(8, 8, 1)
+// One texel per invocation: grid (tex_cols, tex_rows * batch), 64 texels of one row per
+// workgroup (row-major stores; see conv.wgsl's im2col_texture).
+@compute @workgroup_size(64, 1, 1)
 fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q = gid.x;
     let row = gid.y;

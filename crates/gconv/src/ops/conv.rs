@@ -627,13 +627,16 @@ impl ConvPlan {
         let (_, p) = self.col_dims();
         let cols = pooled.map_or(p, |[ph, pw]| ph * pw * 4);
         let params = self.im2col_params(n0, len, pooled)?;
-        let texels = ((len * cols).div_ceil(4) as u32).div_ceil(8);
+        // 64 texels of one row per workgroup (see im2col_texture).
+        let texels = ((len * cols).div_ceil(4) as u32).div_ceil(64);
         // A 3x3 kernel of stride 1 in pooled order: one invocation per window and channel.
         let g = &self.g;
-        let (entry, groups) = if pooled.is_some() && self.is_plain_3x3() {
-            ("im2col_3x3_pooled", [texels, (g.x.c as u32).div_ceil(8), 1])
+        // im2col_3x3_pooled reads x as a storage texture (binding 14), im2col_texture samples
+        // it (9): see conv.wgsl.
+        let (entry, groups, x_binding) = if pooled.is_some() && self.is_plain_3x3() {
+            ("im2col_3x3_pooled", [texels, g.x.c as u32, 1], 14)
         } else {
-            ("im2col_texture", [texels, (col.tex_rows as u32).div_ceil(8), 1])
+            ("im2col_texture", [texels, col.tex_rows as u32, 1], 9)
         };
         ctx.record_with(
             rec,
@@ -644,7 +647,7 @@ impl ConvPlan {
                     resource: wgpu::BindingResource::TextureView(&col.view),
                 },
                 wgpu::BindGroupEntry {
-                    binding: 9,
+                    binding: x_binding,
                     resource: wgpu::BindingResource::TextureView(&x.view),
                 },
             ],

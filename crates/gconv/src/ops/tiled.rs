@@ -273,11 +273,9 @@ pub(crate) fn record_pack(
         col_split_stride: u(op, "stride", view.col_split_stride)?,
     };
     let ranges: Vec<(u32, u64, u64)> = range.map(|(o, s)| (1, o, s)).into_iter().collect();
-    let groups = [
-        (target.tex_cols() as u32).div_ceil(8),
-        ((target.tex_rows * target.batch) as u32).div_ceil(8),
-        1,
-    ];
+    // 64 texels of one row per workgroup (see pack.wgsl).
+    let groups =
+        [(target.tex_cols() as u32).div_ceil(64), (target.tex_rows * target.batch) as u32, 1];
     ctx.record_with(
         rec,
         &Dispatch {
