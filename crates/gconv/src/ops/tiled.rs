@@ -436,10 +436,19 @@ pub(crate) fn record_gemm(
         // Rows per invocation: the workgroup covers 64 / wg_x * rows of C; fewer rows for
         // short matrices keep every invocation busy (conv1's 32 channels, a classifier's 10
         // outputs). Lavapipe runs one workgroup per thread.
+        //
+        // With 8-lane subgroups, the kernels that share one operand across a subgroup
+        // (gemm_sg.wgsl; the same tiles): A where a subgroup spans 8 column blocks (N > 64), B
+        // where it spans 8 row blocks of 4 or 2 column blocks (N <= 64). The latter always
+        // takes 8 rows per lane: as few fetches per multiply-add as 16 rows, and a subgroup
+        // covers 64 rows instead of 128, less of them past M (a weight gradient's C_in * 9).
         GemmLayout::Registers | GemmLayout::Auto => {
-            let (entry, rows) = match m {
-                0..=32 => ("gemm_tex_r4", 4),
-                33..=64 => ("gemm_tex_r8", 8),
+            let (entry, rows) = match (m, ctx.uses_subgroups(), wg_x == 8) {
+                (0..=32, _, _) => ("gemm_tex_r4", 4),
+                (_, true, false) => ("gemm_sgc_r8", 8),
+                (33..=64, true, true) => ("gemm_sg_r8", 8),
+                (_, true, true) => ("gemm_sg_r16", 16),
+                (33..=64, false, _) => ("gemm_tex_r8", 8),
                 _ => ("gemm_tex_r16", 16),
             };
             (entry, rows * 64 / wg_x, 16 * wg_x, WORKGROUPS_WANTED)
@@ -455,17 +464,7 @@ pub(crate) fn record_gemm(
             }
         }
     };
-    // With 8-lane subgroups, the kernels that share one operand across a subgroup
-    // (gemm_sg.wgsl; the same tiles): A where a subgroup spans 8 column blocks (N > 64), B
-    // where it spans 8 row blocks of 4 or 2 column blocks.
-    let (shader, entry) = match (entry, wg_x == 8) {
-        _ if !ctx.uses_subgroups() => (Shader::GemmTex, entry),
-        ("gemm_tex_r16", true) => (Shader::GemmSubgroup, "gemm_sg_r16"),
-        ("gemm_tex_r8", true) => (Shader::GemmSubgroup, "gemm_sg_r8"),
-        ("gemm_tex_r16", false) => (Shader::GemmSubgroup, "gemm_sgc_r16"),
-        ("gemm_tex_r8", false) => (Shader::GemmSubgroup, "gemm_sgc_r8"),
-        _ => (Shader::GemmTex, entry),
-    };
+    let shader = if entry.starts_with("gemm_sg") { Shader::GemmSubgroup } else { Shader::GemmTex };
     let tiles = (n as u32).div_ceil(tile_cols) * (m as u32).div_ceil(tile_rows) * batch as u32;
     // Split K until there are enough workgroups for the device, keeping at least 64 texels
     // (256 values of K) per split.
