@@ -811,6 +811,13 @@ struct Tile {
     col0: u32,
 }
 
+// Source row sr of a plane starting at row `plane` (six values from column c0, zero outside
+// the plane), for tiles_3x3.
+fn tile_source_row(plane: u32, sr: i32, height: u32, width: u32, c0: i32) -> Row6 {
+    let ok = sr >= 0 && sr < i32(height);
+    return dw_row6((plane + u32(max(sr, 0))) * width, c0, width, ok);
+}
+
 // One 4x4 tile: forward (x -> y) or backward-input (grad_y -> grad_x, bound to y).
 // `total` = N * C * depth * ceil(height / 4) * ceil(width / 4) of the tensor written.
 fn tiles_3x3(idx: u32, bwd: bool) -> Tile {
@@ -864,28 +871,24 @@ fn tiles_3x3(idx: u32, bwd: bool) -> Tile {
                 continue;
             }
             let wb = (wc * p.k_d + kd) * 9u;
-            var k = tile_weights(wb);
-            if bwd {
-                k = array<vec3<f32>, 3>(k[2].zyx, k[1].zyx, k[0].zyx);
-            }
+            let k = tile_weights(wb);
+            // The three kernel rows (flipped for the backward pass), and the six source rows
+            // under the tile, written out: a loop over them would index `k` and pick the
+            // accumulators per iteration, which CPU back ends do through memory.
+            let k0 = select(k[0], k[2].zyx, bwd);
+            let k1 = select(k[1], k[1].zyx, bwd);
+            let k2 = select(k[2], k[0].zyx, bwd);
             let plane = ((n * src_c + sc) * src_d + u32(sd)) * src_h;
-            for (var i = 0u; i < 6u; i++) {
-                let sr = i32(row0 + i) - pad_h;
-                let ok = sr >= 0 && sr < i32(src_h);
-                let row = dw_row6((plane + u32(max(sr, 0))) * src_w, c0, src_w, ok);
-                if i < 3u {
-                    acc0 += dw_taps(row, k[i]);
-                }
-                if i >= 1u && i < 4u {
-                    acc1 += dw_taps(row, k[i - 1u]);
-                }
-                if i >= 2u && i < 5u {
-                    acc2 += dw_taps(row, k[i - 2u]);
-                }
-                if i >= 3u {
-                    acc3 += dw_taps(row, k[i - 3u]);
-                }
-            }
+            let r0 = tile_source_row(plane, i32(row0) - pad_h, src_h, src_w, c0);
+            let r1 = tile_source_row(plane, i32(row0) + 1 - pad_h, src_h, src_w, c0);
+            let r2 = tile_source_row(plane, i32(row0) + 2 - pad_h, src_h, src_w, c0);
+            let r3 = tile_source_row(plane, i32(row0) + 3 - pad_h, src_h, src_w, c0);
+            let r4 = tile_source_row(plane, i32(row0) + 4 - pad_h, src_h, src_w, c0);
+            let r5 = tile_source_row(plane, i32(row0) + 5 - pad_h, src_h, src_w, c0);
+            acc0 += dw_taps(r0, k0) + dw_taps(r1, k1) + dw_taps(r2, k2);
+            acc1 += dw_taps(r1, k0) + dw_taps(r2, k1) + dw_taps(r3, k2);
+            acc2 += dw_taps(r2, k0) + dw_taps(r3, k1) + dw_taps(r4, k2);
+            acc3 += dw_taps(r3, k0) + dw_taps(r4, k1) + dw_taps(r5, k2);
         }
     }
     if !bwd && p.has_bias != 0u {
@@ -1047,28 +1050,28 @@ fn tiles_weight_slot(slot: u32, lid: u32, pooled: bool) {
         if id < 0 || id >= i32(p.in_d) {
             continue;
         }
+        // The six x rows under the tile and its four grad_y rows, written out (as in
+        // tiles_3x3: no arrays indexed in loops).
         let plane = ((n * p.c_in + ci) * p.in_d + u32(id)) * p.in_h;
         let c0 = i32(col0) - i32(p.pad_w);
-        var xr: array<Row6, 6>;
-        for (var i = 0u; i < 6u; i++) {
-            let sr = i32(row0 + i) - i32(p.pad_h);
-            let ok = sr >= 0 && sr < i32(p.in_h);
-            xr[i] = dw_row6((plane + u32(max(sr, 0))) * p.in_w, c0, p.in_w, ok);
-        }
+        let r = i32(row0) - i32(p.pad_h);
+        let x0 = tile_source_row(plane, r, p.in_h, p.in_w, c0);
+        let x1 = tile_source_row(plane, r + 1, p.in_h, p.in_w, c0);
+        let x2 = tile_source_row(plane, r + 2, p.in_h, p.in_w, c0);
+        let x3 = tile_source_row(plane, r + 3, p.in_h, p.in_w, c0);
+        let x4 = tile_source_row(plane, r + 4, p.in_h, p.in_w, c0);
+        let x5 = tile_source_row(plane, r + 5, p.in_h, p.in_w, c0);
         let gy_plane = ((n * p.c_out + co) * p.out_d + od) * p.out_h;
-        for (var i = 0u; i < 4u; i++) {
-            let oh = row0 + i;
-            var gy: vec4<f32>;
-            if pooled {
-                gy = pooled_row4(n, co, oh, col0);
-            } else {
-                let at = (gy_plane + min(oh, p.out_h - 1u)) * p.out_w;
-                gy = tile_row4_x(at, col0, p.out_w, oh < p.out_h);
-            }
-            g0 += dw_products(xr[i], gy);
-            g1 += dw_products(xr[i + 1u], gy);
-            g2 += dw_products(xr[i + 2u], gy);
-        }
+        let y0 = tile_grad_row(pooled, n, co, gy_plane, row0, col0);
+        let y1 = tile_grad_row(pooled, n, co, gy_plane, row0 + 1u, col0);
+        let y2 = tile_grad_row(pooled, n, co, gy_plane, row0 + 2u, col0);
+        let y3 = tile_grad_row(pooled, n, co, gy_plane, row0 + 3u, col0);
+        g0 += dw_products(x0, y0) + dw_products(x1, y1) + dw_products(x2, y2)
+            + dw_products(x3, y3);
+        g1 += dw_products(x1, y0) + dw_products(x2, y1) + dw_products(x3, y2)
+            + dw_products(x4, y3);
+        g2 += dw_products(x2, y0) + dw_products(x3, y1) + dw_products(x4, y2)
+            + dw_products(x5, y3);
     }
     dw_sums[lid * 3u] = g0;
     dw_sums[lid * 3u + 1u] = g1;
@@ -1086,6 +1089,16 @@ fn tiles_weight_slot(slot: u32, lid: u32, pooled: bool) {
         let v = dw_sums[lid / 3u];
         grad_w[slot * 9u + lid] = v[lid % 3u];
     }
+}
+
+// Row oh of grad_y's tile at col0 for tiles_weight_slot: from the pooled gradient and its
+// argmax when `pooled`, else from plane row gy_plane + oh (zero past the plane).
+fn tile_grad_row(pooled: bool, n: u32, co: u32, gy_plane: u32, oh: u32, col0: u32) -> vec4<f32> {
+    if pooled {
+        return pooled_row4(n, co, oh, col0);
+    }
+    let at = (gy_plane + min(oh, p.out_h - 1u)) * p.out_w;
+    return tile_row4_x(at, col0, p.out_w, oh < p.out_h);
 }
 
 // The three taps' sums of products of one x row (six columns) with four grad_y values.
