@@ -340,10 +340,19 @@ fn col2im(
 }
 
 @group(0) @binding(8) var col_texture: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(9) var x_flat: texture_2d<f32>;
+// x's flat texture copy, read as a storage texture: on lavapipe a storage-image load is
+// inlined, a sampled fetch is a call with per-lane mip arithmetic (for a 3x3 im2col about four
+// fetches per texel, which made im2col cost several times its GEMM).
+@group(0) @binding(14) var x_flat_r: texture_storage_2d<rgba32float, read>;
+
+// Value i of x's flat copy.
+fn x_flat_value(i: u32) -> f32 {
+    return textureLoad(x_flat_r, flat_xy(i / 4u))[i % 4u];
+}
 
 // im2col straight into the tiled GEMM's B operand (see gemm_tex.wgsl): texel (q, k) of the
-// texture is `im2col_texel(q, k)` (shared/im2col.wgsl), x read from its flat texture copy.
+// texture is im2col_texel(q, k) (shared/im2col.wgsl: `im2col_sources`), x read from its flat
+// texture copy.
 // `total` is the number of columns (chunk * P). Grid: (texels per row, rows rounded to 4).
 // A workgroup writes 64 texels of one row: on lavapipe 8 x 8 workgroups, which write 8 texels
 // in each of 8 rows a texture row apart, made these stores about 5x slower (cache-set
@@ -356,14 +365,12 @@ fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     if q * 4u >= p.total + 3u || k >= rows {
         return;
     }
-    textureStore(col_texture, vec2<u32>(q, k), im2col_texel(p, x_flat, q, k));
+    let s = im2col_sources(p, q, k);
+    let v = vec4<f32>(x_flat_value(s.at.x), x_flat_value(s.at.y), x_flat_value(s.at.z),
+                      x_flat_value(s.at.w));
+    textureStore(col_texture, vec2<u32>(q, k), select(vec4<f32>(0.0), v, s.inside));
 }
 
-// x_flat again, read as a storage texture (inlined on lavapipe, where a sampled fetch is a
-// call): im2col_3x3_pooled's eight fetches per window cost more than its nine stores did.
-// im2col_texture keeps x_flat, since im2col_texel is shared with gemm_tex.wgsl's sampled
-// implicit GEMM and naga's MSL back end takes no storage texture as an argument.
-@group(0) @binding(14) var x_flat_r: texture_storage_2d<rgba32float, read>;
 
 // Columns c0 .. c0 + 3 of the row at flat index `base` of x's texture copy (two texel
 // fetches), zero outside [0, width) and when !ok.

@@ -56,9 +56,25 @@ struct ConvParams {
 // writes them. Outputs that no window covers (an odd last row or column, which floor-mode
 // pooling drops) are not computed.
 fn im2col_texel(c: ConvParams, x_flat: texture_2d<f32>, q: u32, k: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
+    let s = im2col_sources(c, q, k);
+    let v = vec4<f32>(flat_load(x_flat, s.at.x), flat_load(x_flat, s.at.y),
+                      flat_load(x_flat, s.at.z), flat_load(x_flat, s.at.w));
+    return select(vec4<f32>(0.0), v, s.inside);
+}
+
+// Where the four values of an im2col texel come from: flat indices into x, and whether each
+// lies inside x (else the value is 0; its index is then a valid placeholder).
+struct Sources {
+    at: vec4<u32>,
+    inside: vec4<bool>,
+}
+
+// im2col_texel's sources, for kernels that read x from a storage texture (which naga's MSL
+// back end does not take as a function argument, so each reads its own binding).
+fn im2col_sources(c: ConvParams, q: u32, k: u32) -> Sources {
+    var s = Sources(vec4<u32>(0u), vec4<bool>(false));
     if k >= c.c_in * c.k_d * c.k_h * c.k_w {
-        return v;
+        return s;
     }
     // The row's channel and tap, and the first column's sample and position; the other three
     // columns step through the positions (divmod24: no integer division).
@@ -85,17 +101,16 @@ fn im2col_texel(c: ConvParams, x_flat: texture_2d<f32>, q: u32, k: u32) -> vec4<
             ih += i32((e >> 1u) * c.stride_h);
             iw += i32((e & 1u) * c.stride_w);
         }
-        let inside = j0 + e < c.total && id >= 0 && id < i32(c.in_d) && ih >= 0
+        s.inside[e] = j0 + e < c.total && id >= 0 && id < i32(c.in_d) && ih >= 0
             && ih < i32(c.in_h) && iw >= 0 && iw < i32(c.in_w);
         let n = pos.x + c.n_offset;
-        let at = (((n * c.c_in + ci) * c.in_d + u32(max(id, 0))) * c.in_h + u32(max(ih, 0)))
+        s.at[e] = (((n * c.c_in + ci) * c.in_d + u32(max(id, 0))) * c.in_h + u32(max(ih, 0)))
             * c.in_w + u32(max(iw, 0));
-        v[e] = select(0.0, flat_load(x_flat, at), inside);
         if !pooled {
             pos = next_position(pos, c.out_d, c.out_h, c.out_w);
         }
     }
-    return v;
+    return s;
 }
 
 // Texel (q, k) of the data gradient's implicit operand, for a convolution of stride 1 or more:

@@ -631,12 +631,10 @@ impl ConvPlan {
         let texels = ((len * cols).div_ceil(4) as u32).div_ceil(64);
         // A 3x3 kernel of stride 1 in pooled order: one invocation per window and channel.
         let g = &self.g;
-        // im2col_3x3_pooled reads x as a storage texture (binding 14), im2col_texture samples
-        // it (9): see conv.wgsl.
-        let (entry, groups, x_binding) = if pooled.is_some() && self.is_plain_3x3() {
-            ("im2col_3x3_pooled", [texels, g.x.c as u32, 1], 14)
+        let (entry, groups) = if pooled.is_some() && self.is_plain_3x3() {
+            ("im2col_3x3_pooled", [texels, g.x.c as u32, 1])
         } else {
-            ("im2col_texture", [texels, col.tex_rows as u32, 1], 9)
+            ("im2col_texture", [texels, col.tex_rows as u32, 1])
         };
         ctx.record_with(
             rec,
@@ -647,7 +645,7 @@ impl ConvPlan {
                     resource: wgpu::BindingResource::TextureView(&col.view),
                 },
                 wgpu::BindGroupEntry {
-                    binding: x_binding,
+                    binding: 14,
                     resource: wgpu::BindingResource::TextureView(&x.view),
                 },
             ],
