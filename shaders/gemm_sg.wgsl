@@ -242,6 +242,27 @@ fn gemm_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         textureStore(c_tex, vec2<i32>(q3, y0 + 15), acc15_3);
         return;
     }
+    // The plain epilogue of whole row blocks and column groups.
+    if plain_block(row0, 16u, qb) {
+        let o = column_offsets(qb);
+        store_plain_row(z, row0 + 0u, o, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_plain_row(z, row0 + 1u, o, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_plain_row(z, row0 + 2u, o, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_plain_row(z, row0 + 3u, o, acc3_0, acc3_1, acc3_2, acc3_3);
+        store_plain_row(z, row0 + 4u, o, acc4_0, acc4_1, acc4_2, acc4_3);
+        store_plain_row(z, row0 + 5u, o, acc5_0, acc5_1, acc5_2, acc5_3);
+        store_plain_row(z, row0 + 6u, o, acc6_0, acc6_1, acc6_2, acc6_3);
+        store_plain_row(z, row0 + 7u, o, acc7_0, acc7_1, acc7_2, acc7_3);
+        store_plain_row(z, row0 + 8u, o, acc8_0, acc8_1, acc8_2, acc8_3);
+        store_plain_row(z, row0 + 9u, o, acc9_0, acc9_1, acc9_2, acc9_3);
+        store_plain_row(z, row0 + 10u, o, acc10_0, acc10_1, acc10_2, acc10_3);
+        store_plain_row(z, row0 + 11u, o, acc11_0, acc11_1, acc11_2, acc11_3);
+        store_plain_row(z, row0 + 12u, o, acc12_0, acc12_1, acc12_2, acc12_3);
+        store_plain_row(z, row0 + 13u, o, acc13_0, acc13_1, acc13_2, acc13_3);
+        store_plain_row(z, row0 + 14u, o, acc14_0, acc14_1, acc14_2, acc14_3);
+        store_plain_row(z, row0 + 15u, o, acc15_0, acc15_1, acc15_2, acc15_3);
+        return;
+    }
     // One call site for the epilogue: 64 inlined copies would bloat the kernel.
     var out: array<vec4<f32>, 64>;
     out[0] = acc0_0; out[1] = acc0_1; out[2] = acc0_2; out[3] = acc0_3;
@@ -366,6 +387,19 @@ fn gemm_sg_r8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         store_pooled_row(z, row0 + 5u, w, acc5_0, acc5_1, acc5_2, acc5_3);
         store_pooled_row(z, row0 + 6u, w, acc6_0, acc6_1, acc6_2, acc6_3);
         store_pooled_row(z, row0 + 7u, w, acc7_0, acc7_1, acc7_2, acc7_3);
+        return;
+    }
+    // The plain epilogue of whole row blocks and column groups.
+    if plain_block(row0, 8u, qb) {
+        let o = column_offsets(qb);
+        store_plain_row(z, row0 + 0u, o, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_plain_row(z, row0 + 1u, o, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_plain_row(z, row0 + 2u, o, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_plain_row(z, row0 + 3u, o, acc3_0, acc3_1, acc3_2, acc3_3);
+        store_plain_row(z, row0 + 4u, o, acc4_0, acc4_1, acc4_2, acc4_3);
+        store_plain_row(z, row0 + 5u, o, acc5_0, acc5_1, acc5_2, acc5_3);
+        store_plain_row(z, row0 + 6u, o, acc6_0, acc6_1, acc6_2, acc6_3);
+        store_plain_row(z, row0 + 7u, o, acc7_0, acc7_1, acc7_2, acc7_3);
         return;
     }
     // One call site for the epilogue: 32 inlined copies would bloat the kernel.
@@ -506,6 +540,19 @@ fn gemm_sgc_r8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         store_pooled_row(z, row0 + 5u, w, acc5_0, acc5_1, acc5_2, acc5_3);
         store_pooled_row(z, row0 + 6u, w, acc6_0, acc6_1, acc6_2, acc6_3);
         store_pooled_row(z, row0 + 7u, w, acc7_0, acc7_1, acc7_2, acc7_3);
+        return;
+    }
+    // The plain epilogue of whole row blocks and column groups.
+    if plain_block(row0, 8u, qb) {
+        let o = column_offsets(qb);
+        store_plain_row(z, row0 + 0u, o, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_plain_row(z, row0 + 1u, o, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_plain_row(z, row0 + 2u, o, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_plain_row(z, row0 + 3u, o, acc3_0, acc3_1, acc3_2, acc3_3);
+        store_plain_row(z, row0 + 4u, o, acc4_0, acc4_1, acc4_2, acc4_3);
+        store_plain_row(z, row0 + 5u, o, acc5_0, acc5_1, acc5_2, acc5_3);
+        store_plain_row(z, row0 + 6u, o, acc6_0, acc6_1, acc6_2, acc6_3);
+        store_plain_row(z, row0 + 7u, o, acc7_0, acc7_1, acc7_2, acc7_3);
         return;
     }
     // One call site for the epilogue: 32 inlined copies would bloat the kernel.

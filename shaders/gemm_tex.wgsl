@@ -179,6 +179,71 @@ fn store_pooled_row(z: u32, r: u32, w: PooledWindows, v0: vec4<f32>, v1: vec4<f3
     store_window(base + w.at.w, w.flat.w, v3, b);
 }
 
+// The plain epilogue (no split, pool or texture output, no bias per column) of whole row
+// blocks of 16 whole columns: each column's offset in C once per invocation, not once per
+// element as `store` does, and no local array of the accumulators (which CPU back ends keep in
+// memory).
+struct ColumnOffsets {
+    o0: vec4<u32>,
+    o1: vec4<u32>,
+    o2: vec4<u32>,
+    o3: vec4<u32>,
+}
+
+// Whether an invocation's rows row0 .. row0 + rows and columns 4 qb .. 4 qb + 16 take it.
+fn plain_block(row0: u32, rows: u32, qb: u32) -> bool {
+    return p.pool == 0u && p.c_texture == 0u && p.splits == 1u && p.bias_mode != 1u
+        && row0 + rows <= p.m && (qb + 4u) * 4u <= p.n;
+}
+
+fn column_offsets(qb: u32) -> ColumnOffsets {
+    return ColumnOffsets(column_offsets4(qb * 4u), column_offsets4(qb * 4u + 4u),
+                         column_offsets4(qb * 4u + 8u), column_offsets4(qb * 4u + 12u));
+}
+
+// Offsets of columns j .. j + 3 (which may cross a split: a sample's last positions).
+fn column_offsets4(j: u32) -> vec4<u32> {
+    let a = divmod24(j, p.c_split);
+    let b = next_column(a);
+    let c = next_column(b);
+    let d = next_column(c);
+    return vec4<u32>(column_offset(a), column_offset(b), column_offset(c), column_offset(d));
+}
+
+fn next_column(js: vec2<u32>) -> vec2<u32> {
+    let y = js.y + 1u;
+    return select(vec2<u32>(js.x, y), vec2<u32>(js.x + 1u, 0u), y == p.c_split);
+}
+
+fn column_offset(js: vec2<u32>) -> u32 {
+    return js.x * p.c_split_stride + js.y * p.c_col_stride;
+}
+
+// Row r of the block: its bias (per row, or none), ReLU and accumulation, as `store` does.
+fn store_plain_row(z: u32, r: u32, o: ColumnOffsets, v0: vec4<f32>, v1: vec4<f32>,
+                   v2: vec4<f32>, v3: vec4<f32>) {
+    let base = row_base(z, r);
+    let b = row_bias(r);
+    store_plain4(base + o.o0, v0, b);
+    store_plain4(base + o.o1, v1, b);
+    store_plain4(base + o.o2, v2, b);
+    store_plain4(base + o.o3, v3, b);
+}
+
+fn store_plain4(at: vec4<u32>, v: vec4<f32>, b: f32) {
+    var x = v + vec4<f32>(b);
+    if p.relu != 0u {
+        x = max(x, vec4<f32>(0.0));
+    }
+    if p.accumulate != 0u {
+        x += vec4<f32>(c[at.x], c[at.y], c[at.z], c[at.w]);
+    }
+    c[at.x] = x.x;
+    c[at.y] = x.y;
+    c[at.z] = x.z;
+    c[at.w] = x.w;
+}
+
 fn store4(z: u32, split: u32, r: u32, j: u32, v: vec4<f32>) {
     if p.c_texture != 0u {
         if r < p.m && j < p.n {
@@ -453,6 +518,27 @@ fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
         textureStore(c_tex, vec2<i32>(q3, y0 + 15), acc15_3);
         return;
     }
+    // The plain epilogue of whole row blocks and column groups.
+    if plain_block(row0, 16u, qb) {
+        let o = column_offsets(qb);
+        store_plain_row(z, row0 + 0u, o, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_plain_row(z, row0 + 1u, o, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_plain_row(z, row0 + 2u, o, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_plain_row(z, row0 + 3u, o, acc3_0, acc3_1, acc3_2, acc3_3);
+        store_plain_row(z, row0 + 4u, o, acc4_0, acc4_1, acc4_2, acc4_3);
+        store_plain_row(z, row0 + 5u, o, acc5_0, acc5_1, acc5_2, acc5_3);
+        store_plain_row(z, row0 + 6u, o, acc6_0, acc6_1, acc6_2, acc6_3);
+        store_plain_row(z, row0 + 7u, o, acc7_0, acc7_1, acc7_2, acc7_3);
+        store_plain_row(z, row0 + 8u, o, acc8_0, acc8_1, acc8_2, acc8_3);
+        store_plain_row(z, row0 + 9u, o, acc9_0, acc9_1, acc9_2, acc9_3);
+        store_plain_row(z, row0 + 10u, o, acc10_0, acc10_1, acc10_2, acc10_3);
+        store_plain_row(z, row0 + 11u, o, acc11_0, acc11_1, acc11_2, acc11_3);
+        store_plain_row(z, row0 + 12u, o, acc12_0, acc12_1, acc12_2, acc12_3);
+        store_plain_row(z, row0 + 13u, o, acc13_0, acc13_1, acc13_2, acc13_3);
+        store_plain_row(z, row0 + 14u, o, acc14_0, acc14_1, acc14_2, acc14_3);
+        store_plain_row(z, row0 + 15u, o, acc15_0, acc15_1, acc15_2, acc15_3);
+        return;
+    }
     // One call site for the epilogue: 64 inlined copies would bloat the kernel.
     var out: array<vec4<f32>, 64>;
     out[0] = acc0_0; out[1] = acc0_1; out[2] = acc0_2; out[3] = acc0_3;
@@ -582,6 +668,19 @@ fn gemm_tex_r8(@builtin(global_invocation_id) gid: vec3<u32>) {
         store_pooled_row(z, row0 + 5u, w, acc5_0, acc5_1, acc5_2, acc5_3);
         store_pooled_row(z, row0 + 6u, w, acc6_0, acc6_1, acc6_2, acc6_3);
         store_pooled_row(z, row0 + 7u, w, acc7_0, acc7_1, acc7_2, acc7_3);
+        return;
+    }
+    // The plain epilogue of whole row blocks and column groups.
+    if plain_block(row0, 8u, qb) {
+        let o = column_offsets(qb);
+        store_plain_row(z, row0 + 0u, o, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_plain_row(z, row0 + 1u, o, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_plain_row(z, row0 + 2u, o, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_plain_row(z, row0 + 3u, o, acc3_0, acc3_1, acc3_2, acc3_3);
+        store_plain_row(z, row0 + 4u, o, acc4_0, acc4_1, acc4_2, acc4_3);
+        store_plain_row(z, row0 + 5u, o, acc5_0, acc5_1, acc5_2, acc5_3);
+        store_plain_row(z, row0 + 6u, o, acc6_0, acc6_1, acc6_2, acc6_3);
+        store_plain_row(z, row0 + 7u, o, acc7_0, acc7_1, acc7_2, acc7_3);
         return;
     }
     // One call site for the epilogue: 32 inlined copies would bloat the kernel.
