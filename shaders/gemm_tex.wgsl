@@ -244,6 +244,15 @@ fn store_plain4(at: vec4<u32>, v: vec4<f32>, b: f32) {
     c[at.w] = x.w;
 }
 
+// Row y of a texture output (grad_col): the four texels q.x .. q.w of a register block's row.
+fn store_texture_row(y: i32, q: vec4<i32>, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>,
+                     v3: vec4<f32>) {
+    textureStore(c_tex, vec2<i32>(q.x, y), v0);
+    textureStore(c_tex, vec2<i32>(q.y, y), v1);
+    textureStore(c_tex, vec2<i32>(q.z, y), v2);
+    textureStore(c_tex, vec2<i32>(q.w, y), v3);
+}
+
 fn store4(z: u32, split: u32, r: u32, j: u32, v: vec4<f32>) {
     if p.c_texture != 0u {
         if r < p.m && j < p.n {
@@ -452,70 +461,23 @@ fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
     // N were clamped to the last texel above, whose value they then repeat.
     if p.c_texture != 0u && row0 + 16u <= p.m {
         let y0 = i32(z * p.m + row0);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 0), acc0_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 0), acc0_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 0), acc0_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 0), acc0_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 1), acc1_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 1), acc1_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 1), acc1_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 1), acc1_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 2), acc2_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 2), acc2_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 2), acc2_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 2), acc2_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 3), acc3_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 3), acc3_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 3), acc3_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 3), acc3_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 4), acc4_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 4), acc4_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 4), acc4_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 4), acc4_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 5), acc5_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 5), acc5_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 5), acc5_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 5), acc5_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 6), acc6_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 6), acc6_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 6), acc6_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 6), acc6_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 7), acc7_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 7), acc7_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 7), acc7_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 7), acc7_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 8), acc8_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 8), acc8_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 8), acc8_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 8), acc8_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 9), acc9_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 9), acc9_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 9), acc9_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 9), acc9_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 10), acc10_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 10), acc10_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 10), acc10_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 10), acc10_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 11), acc11_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 11), acc11_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 11), acc11_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 11), acc11_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 12), acc12_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 12), acc12_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 12), acc12_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 12), acc12_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 13), acc13_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 13), acc13_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 13), acc13_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 13), acc13_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 14), acc14_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 14), acc14_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 14), acc14_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 14), acc14_3);
-        textureStore(c_tex, vec2<i32>(q0, y0 + 15), acc15_0);
-        textureStore(c_tex, vec2<i32>(q1, y0 + 15), acc15_1);
-        textureStore(c_tex, vec2<i32>(q2, y0 + 15), acc15_2);
-        textureStore(c_tex, vec2<i32>(q3, y0 + 15), acc15_3);
+        let q = vec4<i32>(q0, q1, q2, q3);
+        store_texture_row(y0 + 0, q, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_texture_row(y0 + 1, q, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_texture_row(y0 + 2, q, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_texture_row(y0 + 3, q, acc3_0, acc3_1, acc3_2, acc3_3);
+        store_texture_row(y0 + 4, q, acc4_0, acc4_1, acc4_2, acc4_3);
+        store_texture_row(y0 + 5, q, acc5_0, acc5_1, acc5_2, acc5_3);
+        store_texture_row(y0 + 6, q, acc6_0, acc6_1, acc6_2, acc6_3);
+        store_texture_row(y0 + 7, q, acc7_0, acc7_1, acc7_2, acc7_3);
+        store_texture_row(y0 + 8, q, acc8_0, acc8_1, acc8_2, acc8_3);
+        store_texture_row(y0 + 9, q, acc9_0, acc9_1, acc9_2, acc9_3);
+        store_texture_row(y0 + 10, q, acc10_0, acc10_1, acc10_2, acc10_3);
+        store_texture_row(y0 + 11, q, acc11_0, acc11_1, acc11_2, acc11_3);
+        store_texture_row(y0 + 12, q, acc12_0, acc12_1, acc12_2, acc12_3);
+        store_texture_row(y0 + 13, q, acc13_0, acc13_1, acc13_2, acc13_3);
+        store_texture_row(y0 + 14, q, acc14_0, acc14_1, acc14_2, acc14_3);
+        store_texture_row(y0 + 15, q, acc15_0, acc15_1, acc15_2, acc15_3);
         return;
     }
     // The plain epilogue of whole row blocks and column groups.
