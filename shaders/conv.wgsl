@@ -20,8 +20,10 @@
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 // The direct kernels read x, w and grad_y from storage buffers, or with TEXTURE_INPUTS from
-// their texture copies, bound as read-only storage textures (`x_texel`: a gather instead
-// of a per-lane storage-buffer loop on CPU adapters). The host binds placeholders for the side it does not use.
+// their texture copies, bound as read-only storage textures (`x_texel`: a gather instead of a
+// per-lane storage-buffer loop on CPU adapters; on lavapipe a storage-image load is inlined,
+// a sampled fetch is a call with per-lane mip arithmetic). The host binds placeholders for the
+// side it does not use. im2col reads x's copy here too.
 override TEXTURE_INPUTS: bool = false;
 @group(0) @binding(11) var x_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(12) var w_tex: texture_storage_2d<rgba32float, read>;
@@ -40,9 +42,14 @@ fn grad_y_texel(q: u32) -> vec4<f32> {
     return textureLoad(grad_y_tex, flat_xy(q));
 }
 
+// Value i of x's copy.
+fn x_value(i: u32) -> f32 {
+    return x_texel(i / 4u)[i % 4u];
+}
+
 fn load_x(i: u32) -> f32 {
     if TEXTURE_INPUTS {
-        return x_texel(i / 4u)[i % 4u];
+        return x_value(i);
     }
     return x[i];
 }
@@ -340,19 +347,11 @@ fn col2im(
 }
 
 @group(0) @binding(8) var col_texture: texture_storage_2d<rgba32float, write>;
-// x's flat texture copy, read as a storage texture: on lavapipe a storage-image load is
-// inlined, a sampled fetch is a call with per-lane mip arithmetic (for a 3x3 im2col about four
-// fetches per texel, which made im2col cost several times its GEMM).
-@group(0) @binding(14) var x_flat_r: texture_storage_2d<rgba32float, read>;
-
-// Value i of x's flat copy.
-fn x_flat_value(i: u32) -> f32 {
-    return textureLoad(x_flat_r, flat_xy(i / 4u))[i % 4u];
-}
 
 // im2col straight into the tiled GEMM's B operand (see gemm_tex.wgsl): texel (q, k) of the
 // texture is im2col_texel(q, k) (shared/im2col.wgsl: `im2col_sources`), x read from its flat
-// texture copy.
+// texture copy (x_tex, as a storage texture: with sampled fetches, about four per texel, a
+// 3x3 im2col cost several times its GEMM).
 // `total` is the number of columns (chunk * P). Grid: (texels per row, rows rounded to 4).
 // A workgroup writes 64 texels of one row: on lavapipe 8 x 8 workgroups, which write 8 texels
 // in each of 8 rows a texture row apart, made these stores about 5x slower (cache-set
@@ -366,19 +365,16 @@ fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let s = im2col_sources(p, q, k);
-    let v = vec4<f32>(x_flat_value(s.at.x), x_flat_value(s.at.y), x_flat_value(s.at.z),
-                      x_flat_value(s.at.w));
+    let v = vec4<f32>(x_value(s.at.x), x_value(s.at.y), x_value(s.at.z), x_value(s.at.w));
     textureStore(col_texture, vec2<u32>(q, k), select(vec4<f32>(0.0), v, s.inside));
 }
-
 
 // Columns c0 .. c0 + 3 of the row at flat index `base` of x's texture copy (two texel
 // fetches), zero outside [0, width) and when !ok.
 fn x_row4(base: u32, c0: i32, width: u32, ok: bool) -> vec4<f32> {
     let s = i32(base) + c0;
     let q = s >> 2u;
-    let v = from_offset(textureLoad(x_flat_r, flat_xy(u32(max(q, 0)))),
-        textureLoad(x_flat_r, flat_xy(u32(q + 1))), u32(s & 3));
+    let v = from_offset(x_texel(u32(max(q, 0))), x_texel(u32(q + 1)), u32(s & 3));
     let cols = vec4<i32>(c0) + vec4<i32>(0, 1, 2, 3);
     let inside = cols >= vec4<i32>(0) & cols < vec4<i32>(i32(width));
     return select(vec4<f32>(0.0), v, vec4<bool>(ok) & inside);

@@ -72,7 +72,8 @@ override GEMM_WG_X: u32 = 8u;
 @group(0) @binding(5) var<storage, read_write> partial: array<f32>;
 // The register layout's kernels (gemm_tex_r16/r8/r4) read A and B as read-only storage
 // textures: on lavapipe a storage-image load skips the sampler path's per-lane mip-level
-// arithmetic (about 1.2x on the whole GEMM). The workgroup layout samples them (GPU texture caches).
+// arithmetic (about 1.2x on the whole GEMM). The workgroup layout samples them (GPU texture
+// caches).
 @group(0) @binding(8) var ta_r: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(9) var tb_r: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(6) var c_tex: texture_storage_2d<rgba32float, write>;
@@ -92,7 +93,7 @@ fn store(z: u32, r: u32, j: u32, value: f32) {
         v = max(v, 0.0);
     }
     let js = divmod24(j, p.c_split);
-    let at = row_base(z, r) + js.x * p.c_split_stride + js.y * p.c_col_stride;
+    let at = row_base(z, r) + column_offset(js);
     if p.accumulate != 0u {
         v += c[at];
     }
@@ -135,8 +136,7 @@ fn row_bias(r: u32) -> f32 {
 fn pooled_window(q: u32) -> vec2<u32> {
     let qs = divmod24(q, p.c_split);
     let hw = divmod24(qs.y, p.pool_w);
-    return vec2<u32>(qs.x * p.c_split_stride + qs.y * p.c_col_stride,
-                     2u * hw.x * p.pool_in_w + 2u * hw.y);
+    return vec2<u32>(column_offset(qs), 2u * hw.x * p.pool_in_w + 2u * hw.y);
 }
 
 // One window's four values v plus the bias b, through ReLU, max-pooled into C[at]; with
@@ -215,6 +215,7 @@ fn next_column(js: vec2<u32>) -> vec2<u32> {
     return select(vec2<u32>(js.x, y), vec2<u32>(js.x + 1u, 0u), y == p.c_split);
 }
 
+// C's offset past a row's start of the column at (split, position in split) `js`.
 fn column_offset(js: vec2<u32>) -> u32 {
     return js.x * p.c_split_stride + js.y * p.c_col_stride;
 }

@@ -645,7 +645,7 @@ impl ConvPlan {
                     resource: wgpu::BindingResource::TextureView(&col.view),
                 },
                 wgpu::BindGroupEntry {
-                    binding: 14,
+                    binding: 11,
                     resource: wgpu::BindingResource::TextureView(&x.view),
                 },
             ],

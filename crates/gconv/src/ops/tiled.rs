@@ -532,9 +532,9 @@ pub(crate) fn record_gemm(
         );
     }
     let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
-    let constants: Vec<(&str, f64)> = if entry.starts_with("gemm_sg_") {
-        Vec::new()
-    } else if registers {
+    // GEMM_WG_X for every register kernel (gemm_sg_r16/r8, whose workgroups are fixed at
+    // 8 lanes per row, only ever get 8).
+    let constants: Vec<(&str, f64)> = if registers {
         vec![("GEMM_WG_X", f64::from(wg_x))]
     } else if implicit != 0 {
         vec![("IMPLICIT", f64::from(implicit))]
