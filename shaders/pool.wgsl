@@ -533,3 +533,79 @@ fn max_pool_2x2_backward_packed(
         textureStore(gyt_packed, vec2<u32>(t.x, 4u * w + e), texel);
     }
 }
+
+// The same backward pass for gemm_sg.wgsl's dgrad_3x3_sg_r16 (a 3x3 convolution's data gradient
+// straight from grad_y): gyt_packed as above for the weight gradient, and instead of
+// gy_packed, the convolution's output gradient in rows of W4 = ceil(in_w / 4) texels, flat (at
+// flat_xy): texel ((n * C + c) * in_h + h) * W4 + t holds grad[n, c, h, 4t .. 4t + 4], zeros
+// past in_w and wherever no window's argmax lies (rows and columns past the pooled windows).
+// One invocation per (sample in chunk, four channels, row pair, texel): `total` = samples *
+// ceil(channels / 4) * ceil(in_h / 2) * W4, below 2^24. Its two windows (2t, 2t + 1) cover
+// the texel in both rows of the pair.
+@compute @workgroup_size(WG)
+fn max_pool_2x2_backward_spatial(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_index(wg, nwg, lid);
+    if idx >= p.total {
+        return;
+    }
+    let w4 = (p.in_w + 3u) / 4u;
+    let pairs = (p.in_h + 1u) / 2u;
+    let c4 = (p.channels + 3u) / 4u;
+    let t = idx % w4;
+    let hp = (idx / w4) % pairs;
+    let rest = idx / (w4 * pairs);
+    let c0 = 4u * (rest % c4);
+    let s = rest / c4;
+    let per_sample = p.out_h * p.out_w;
+    // The two windows and whether they exist.
+    let pw0 = 2u * t;
+    let row_ok = hp < p.out_h;
+    let ok0 = row_ok && pw0 < p.out_w;
+    let ok1 = row_ok && pw0 + 1u < p.out_w;
+    var lanes: array<vec4<f32>, 8>;
+    for (var e = 0u; e < 4u; e++) {
+        var g = vec2<f32>(0.0);
+        var lane = vec2<u32>(4u);
+        if c0 + e < p.channels {
+            let base = ((p.sample_offset + s) * p.channels + c0 + e) * per_sample + hp * p.out_w;
+            for (var k = 0u; k < 2u; k++) {
+                let pw = pw0 + k;
+                if (k == 0u && ok0) || (k == 1u && ok1) {
+                    let chosen = saved_indices[base + pw];
+                    if chosen >= 0 {
+                        let pos = divmod24(u32(chosen), p.in_w);
+                        lane[k] = (pos.x - 2u * hp) * 2u + pos.y - 2u * pw;
+                        g[k] = grad_y[base + pw];
+                    }
+                }
+            }
+        }
+        // Window lanes are (dh, dw) = (0, 0), (0, 1), (1, 0), (1, 1).
+        let v0 = select(vec4<f32>(0.0), vec4<f32>(g.x), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(lane.x));
+        let v1 = select(vec4<f32>(0.0), vec4<f32>(g.y), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(lane.y));
+        lanes[e] = v0;
+        lanes[4u + e] = v1;
+        if c0 + e < p.channels {
+            let row = ((s * p.channels + c0 + e) * p.in_h + 2u * hp) * w4 + t;
+            textureStore(gy_packed, flat_xy(row), vec4<f32>(v0.xy, v1.xy));
+            if 2u * hp + 1u < p.in_h {
+                textureStore(gy_packed, flat_xy(row + w4), vec4<f32>(v0.zw, v1.zw));
+            }
+        }
+    }
+    // gyt_packed: window w's lane e at row 4w + e, four channels per texel.
+    for (var k = 0u; k < 2u; k++) {
+        if (k == 0u && ok0) || (k == 1u && ok1) {
+            let w = (s * p.out_h + hp) * p.out_w + pw0 + k;
+            for (var e = 0u; e < 4u; e++) {
+                let texel = vec4<f32>(lanes[4u * k][e], lanes[4u * k + 1u][e],
+                                      lanes[4u * k + 2u][e], lanes[4u * k + 3u][e]);
+                textureStore(gyt_packed, vec2<u32>(c0 / 4u, 4u * w + e), texel);
+            }
+        }
+    }
+}

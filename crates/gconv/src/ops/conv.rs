@@ -113,18 +113,18 @@ impl ConvTransposeOptions {
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct ConvParams {
     n: u32,
-    c_in: u32,
-    c_out: u32,
+    pub(crate) c_in: u32,
+    pub(crate) c_out: u32,
     groups: u32,
-    input: [u32; 3],
+    pub(crate) input: [u32; 3],
     output: [u32; 3],
     kernel: [u32; 3],
     stride: [u32; 3],
     pad: [u32; 3],
     dilation: [u32; 3],
     has_bias: u32,
-    total: u32,
-    n_offset: u32,
+    pub(crate) total: u32,
+    pub(crate) n_offset: u32,
     /// im2col_texture's pooled column order, or tiles_3x3_forward_relu_pool's output: the
     /// pooled (height, width), or zeros.
     pool: [u32; 2],
@@ -1203,7 +1203,6 @@ impl ConvPlan {
         let (k, _) = self.col_dims();
         let per_sample = ph * pw * 4;
         let cols = chunk * per_sample;
-        let gy = self.packed(&ctx, g.c_out, cols, g.c_out.div_ceil(4) * 4)?;
         let gyt = self.packed(&ctx, cols, g.c_out, cols)?;
         let reuse = col.filter(|_| chunk == g.x.n);
         let col_t = match reuse {
@@ -1215,16 +1214,39 @@ impl ConvPlan {
                 })?
             }
         };
-        // grad_col (K, columns) = W^T (K, C_out) @ grad_y (C_out, columns), then col2im.
-        let data = match grad_x {
-            Some(gx) => Some((gx, self.data_grad_textures(&ctx, rec, w, cols)?)),
+        // The data gradient: straight from grad_y in rows of texels for a 3x3 convolution on
+        // subgroups (dgrad_3x3_sg_r16), else grad_col (K, columns) = W^T (K, C_out) @ grad_y
+        // (C_out, columns) (grad_y packed in pooled order), then col2im.
+        let params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, 0);
+        let rows = match grad_x {
+            Some(gx) => self.dgrad_3x3_operands(&ctx, chunk).map(|ops| (gx, ops)),
             None => None,
+        };
+        if let Some((_, (a, _))) = &rows {
+            tiled::record_pack_dgrad_3x3(&ctx, op, rec, w, a, params)?;
+        }
+        let gy = match rows {
+            Some(_) => None,
+            None => Some(self.packed(&ctx, g.c_out, cols, g.c_out.div_ceil(4) * 4)?),
+        };
+        let data = match grad_x {
+            Some(gx) if rows.is_none() => Some((gx, self.data_grad_textures(&ctx, rec, w, cols)?)),
+            _ => None,
         };
         for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
             let len = chunk.min(g.x.n - n0);
             let c4 = len * per_sample;
-            let (b, bt) = (gy.with_size(g.c_out, c4), gyt.with_size(c4, g.c_out));
-            pool.record_backward_packed(rec, grad_p, indices, n0, len, &b, &bt)?;
+            let bt = gyt.with_size(c4, g.c_out);
+            let b = gy.as_ref().map(|gy| gy.with_size(g.c_out, c4));
+            match (&rows, &b) {
+                (Some((_, (_, gy_rows))), _) => {
+                    pool.record_backward_spatial(rec, grad_p, indices, n0, len, gy_rows, &bt)?
+                }
+                (None, Some(b)) => {
+                    pool.record_backward_packed(rec, grad_p, indices, n0, len, b, &bt)?
+                }
+                (None, None) => return Err(Error::invalid(op, "no packed gradient (internal)")),
+            }
             // grad_W^T (K, C_out) (+)= col (K, columns) @ grad_y^T (columns, C_out).
             let a = match reuse {
                 Some(_) => col_t.with_size(k, c4),
@@ -1234,9 +1256,13 @@ impl ConvPlan {
             };
             let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, true)) };
             tiled::record_gemm(&ctx, op, rec, &a, &bt, grad_w, &epilogue)?;
-            if let Some((gx, (w_t, grad_col))) = &data {
+            if let Some((gx, (a, gy_rows))) = &rows {
+                let params = ConvParams { n_offset: n0 as u32, ..params };
+                tiled::record_dgrad_3x3(&ctx, op, rec, a, gy_rows, gx, params, len)?;
+            }
+            if let (Some((gx, (w_t, grad_col))), Some(b)) = (&data, &b) {
                 let grads = (w_t, grad_col, *gx);
-                self.record_data_grad_chunk(&ctx, rec, grads, &b, None, Some([ph, pw]), n0, len)?;
+                self.record_data_grad_chunk(&ctx, rec, grads, b, None, Some([ph, pw]), n0, len)?;
             }
         }
         Ok(())
@@ -1516,6 +1542,26 @@ impl ConvPlan {
             self.record_data_grad_chunk(ctx, rec, grads, &b, bias, None, n0, len)?;
         }
         Ok(())
+    }
+
+    /// The operands of gemm_sg.wgsl's `dgrad_3x3_sg_r16` for chunks of `chunk` samples (its
+    /// packed weight and the output gradient in rows of texels), where it applies: a 2-D 3x3
+    /// convolution with stride 1, padding 1, no dilation and one group, on the register layout
+    /// with 8-lane subgroups, its textures within the device's limits.
+    fn dgrad_3x3_operands(&self, ctx: &Context, chunk: usize) -> Option<(Packed, Flat)> {
+        let g = &self.g;
+        let applies = ctx.uses_subgroups()
+            && ctx.gemm_layout() != GemmLayout::Workgroup
+            && self.is_plain_3x3()
+            && g.pad == [1, 1]
+            && self.groups == 1
+            && 3 * g.c_out <= tiled::MAX_LOOP_ITERATIONS;
+        if !applies {
+            return None;
+        }
+        let (h, w) = (g.out[0], g.out[1]);
+        let a = Packed::new(ctx, g.x.c, 12 * g.c_out, g.x.c, 1)?;
+        Some((a, Flat::new(ctx, 4 * chunk * g.c_out * h * w.div_ceil(4))?))
     }
 
     /// The data gradient's textures on the tiled kernel: W^T (K, C_out), packed here, and

@@ -474,6 +474,65 @@ impl PoolPlan {
         self.run(&ctx, rec, entry, total, &buffers)
     }
 
+    /// [`Self::record_backward_packed`] for gemm_sg.wgsl's `dgrad_3x3_sg_r16`: `gyt` as there
+    /// (the weight gradient's B) and, instead of the pooled-order `gy`, the convolution's output
+    /// gradient for samples [n0, n0 + len) in rows of ceil(W / 4) texels of `gy_rows` (see
+    /// pool.wgsl's `max_pool_2x2_backward_spatial`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_backward_spatial(
+        &self,
+        rec: &mut Recorder<'_>,
+        grad_y: &Tensor,
+        indices: &Tensor,
+        n0: usize,
+        len: usize,
+        gy_rows: &Flat,
+        gyt: &Packed,
+    ) -> Result<()> {
+        let op = self.op;
+        let ctx = context_of(op, &[grad_y])?;
+        let [ph, pw] = self.check_backward_packed(grad_y, indices)?;
+        let (c, [h, w]) = (self.xs.c, [self.xs.size[0], self.xs.size[1]]);
+        let texels = len * c * h * w.div_ceil(4);
+        if n0 + len > self.xs.n
+            || gy_rows.elems() < 4 * texels
+            || gyt.rows != 4 * len * ph * pw
+            || gyt.cols != c
+        {
+            return Err(Error::invalid(
+                op,
+                "spatial gradient shapes do not line up (an internal error)",
+            ));
+        }
+        let invocations = len * c.div_ceil(4) * h.div_ceil(2) * w.div_ceil(4);
+        let total = check_u32(op, "positions", invocations)?;
+        let mut params = self.params(total)?;
+        params.planes = check_u32(op, "planes", len * c)?;
+        params.sample_offset = check_u32(op, "samples", n0)?;
+        ctx.record_with(
+            rec,
+            &Dispatch {
+                shader: Shader::Pool,
+                entry: "max_pool_2x2_backward_spatial",
+                constants: &[("WG", f64::from(WG))],
+                params: bytemuck::bytes_of(&params),
+                buffers: &[(4, grad_y.buffer()), (6, indices.buffer())],
+                workgroups: ctx.grid_1d(op, u64::from(total), WG)?,
+                ranges: &[],
+            },
+            &[
+                wgpu::BindGroupEntry {
+                    binding: 9,
+                    resource: wgpu::BindingResource::TextureView(&gy_rows.view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 10,
+                    resource: wgpu::BindingResource::TextureView(&gyt.view),
+                },
+            ],
+        )
+    }
+
     /// The backward pass of a fused conv -> ReLU -> 2x2 max-pool (see [`Self::window_2x2`]) up
     /// to the convolution's output, for samples [n0, n0 + len): the gradient at each window's
     /// argmax goes straight into the packed operands of the convolution's gradient GEMMs, in

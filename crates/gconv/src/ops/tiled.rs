@@ -597,6 +597,109 @@ pub(crate) fn record_gemm(
     Ok(())
 }
 
+/// Records gemm_sg.wgsl's `pack_dgrad_3x3`: `dgrad_3x3_sg_r16`'s A (C_in rows of 3 C_out
+/// texels, one per (output channel, kernel row) with its three taps) from a 3x3 weight `w`.
+/// `conv` carries C_in and C_out.
+pub(crate) fn record_pack_dgrad_3x3(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    w: &Tensor,
+    a: &Packed,
+    mut conv: ConvParams,
+) -> Result<()> {
+    let (c_in, c_out) = (conv.c_in as usize, conv.c_out as usize);
+    if a.rows != c_in || a.tex_cols() != 3 * c_out || w.numel() != c_out * c_in * 9 {
+        return Err(Error::invalid(op, "dgrad weight shapes do not line up (an internal error)"));
+    }
+    let total = check_u32(op, "weight texels", 3 * c_out * c_in)?;
+    conv.total = total;
+    let params = TexGemmParams { conv, ..bytemuck::Zeroable::zeroed() };
+    ctx.record_with(
+        rec,
+        &Dispatch {
+            shader: Shader::GemmSubgroup,
+            entry: "pack_dgrad_3x3",
+            constants: &[],
+            params: bytemuck::bytes_of(&params),
+            buffers: &[(3, w.buffer())],
+            workgroups: ctx.grid_1d(op, u64::from(total), crate::kernel::WG)?,
+            ranges: &[],
+        },
+        &[wgpu::BindGroupEntry {
+            binding: 6,
+            resource: wgpu::BindingResource::TextureView(&a.view),
+        }],
+    )
+}
+
+/// Records gemm_sg.wgsl's `dgrad_3x3_sg_r16`: grad_x of a 3x3 convolution (stride 1, padding 1)
+/// for samples [n0, n0 + len) from `a` ([`record_pack_dgrad_3x3`]) and `gy_rows`, the output
+/// gradient of those samples in rows of ceil(W / 4) texels (pool.wgsl's
+/// `max_pool_2x2_backward_spatial`). `conv` carries C_in, C_out, the size (H, W) and n0.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_dgrad_3x3(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    a: &Packed,
+    gy_rows: &Flat,
+    gx: &Tensor,
+    mut conv: ConvParams,
+    len: usize,
+) -> Result<()> {
+    let (c_in, c_out) = (conv.c_in as usize, conv.c_out as usize);
+    let (h, w) = (conv.input[1] as usize, conv.input[2] as usize);
+    let texels = len * h * w.div_ceil(4);
+    let b_texels = texels * c_out;
+    let n0 = conv.n_offset as usize;
+    if a.rows != c_in
+        || a.tex_cols() != 3 * c_out
+        || gy_rows.elems < 4 * b_texels
+        || gx.numel() < (n0 + len) * c_in * h * w
+        || 3 * c_out > MAX_LOOP_ITERATIONS
+    {
+        return Err(Error::invalid(op, "dgrad shapes do not line up (an internal error)"));
+    }
+    conv.total = check_u32(op, "grad_output texels", b_texels)?;
+    let params = TexGemmParams {
+        m: check_u32(op, "C_in", c_in)?,
+        n: check_u32(op, "grad_input texels", texels)?,
+        conv,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    // Subgroups of eight lanes with four texels each, by blocks of 16 channels; eight per
+    // workgroup.
+    let subgroups = texels.div_ceil(32) * c_in.div_ceil(16);
+    let groups = check_u32(op, "workgroups", subgroups.div_ceil(8))?;
+    if groups > ctx.limits().max_compute_workgroups_per_dimension {
+        return Err(Error::invalid(op, format!("{texels} texels exceed the dispatch limit")));
+    }
+    if ctx.log_debug() {
+        eprintln!(
+            "gconv: {op}: dgrad_3x3_sg_r16 (C_in {c_in}, C_out {c_out}, {len} x {h} x {w}), \
+             grad_y gathered, no grad_col"
+        );
+    }
+    let view = |binding, v| wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::TextureView(v),
+    };
+    ctx.record_with(
+        rec,
+        &Dispatch {
+            shader: Shader::GemmSubgroup,
+            entry: "dgrad_3x3_sg_r16",
+            constants: &[],
+            params: bytemuck::bytes_of(&params),
+            buffers: &[(4, gx.buffer())],
+            workgroups: [groups, 1, 1],
+            ranges: &[],
+        },
+        &[view(8, &a.view), view(9, &gy_rows.view)],
+    )
+}
+
 /// Texels per row of a [`Flat`] texture (the prelude's `flat_load` assumes it).
 pub(crate) const FLAT_TEXELS: usize = 1024;
 
@@ -644,6 +747,11 @@ impl Flat {
         });
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
         Some(Flat { texture, view, elems })
+    }
+
+    /// The values it holds.
+    pub(crate) fn elems(&self) -> usize {
+        self.elems
     }
 
     /// Whether `buffer` can be copied in: it allows copies and holds whole texels.
