@@ -1079,18 +1079,17 @@ fn tiles_weight_slot(slot: u32, lid: u32, pooled: bool) {
     dw_sums[lid * 3u] = g0;
     dw_sums[lid * 3u + 1u] = g1;
     dw_sums[lid * 3u + 2u] = g2;
+    // One barrier, then invocation j < 3 adds up kernel row j's 64 partial sums (on CPU
+    // adapters each barrier switches between all of the workgroup's subgroups).
     workgroupBarrier();
-    for (var half = 32u; half > 0u; half /= 2u) {
-        if lid < half {
-            for (var j = 0u; j < 3u; j++) {
-                dw_sums[lid * 3u + j] += dw_sums[(lid + half) * 3u + j];
-            }
+    if lid < 3u && slot < slots {
+        var v = vec3<f32>(0.0);
+        for (var i = 0u; i < 64u; i++) {
+            v += dw_sums[i * 3u + lid];
         }
-        workgroupBarrier();
-    }
-    if lid < 9u && slot < slots {
-        let v = dw_sums[lid / 3u];
-        grad_w[slot * 9u + lid] = v[lid % 3u];
+        grad_w[slot * 9u + lid * 3u] = v.x;
+        grad_w[slot * 9u + lid * 3u + 1u] = v.y;
+        grad_w[slot * 9u + lid * 3u + 2u] = v.z;
     }
 }
 

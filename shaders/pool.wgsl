@@ -560,52 +560,67 @@ fn max_pool_2x2_backward_spatial(
     let rest = idx / (w4 * pairs);
     let c0 = 4u * (rest % c4);
     let s = rest / c4;
-    let per_sample = p.out_h * p.out_w;
-    // The two windows and whether they exist.
-    let pw0 = 2u * t;
-    let row_ok = hp < p.out_h;
-    let ok0 = row_ok && pw0 < p.out_w;
-    let ok1 = row_ok && pw0 + 1u < p.out_w;
-    var lanes: array<vec4<f32>, 8>;
-    for (var e = 0u; e < 4u; e++) {
-        var g = vec2<f32>(0.0);
-        var lane = vec2<u32>(4u);
-        if c0 + e < p.channels {
-            let base = ((p.sample_offset + s) * p.channels + c0 + e) * per_sample + hp * p.out_w;
-            for (var k = 0u; k < 2u; k++) {
-                let pw = pw0 + k;
-                if (k == 0u && ok0) || (k == 1u && ok1) {
-                    let chosen = saved_indices[base + pw];
-                    if chosen >= 0 {
-                        let pos = divmod24(u32(chosen), p.in_w);
-                        lane[k] = (pos.x - 2u * hp) * 2u + pos.y - 2u * pw;
-                        g[k] = grad_y[base + pw];
-                    }
-                }
-            }
-        }
-        // Window lanes are (dh, dw) = (0, 0), (0, 1), (1, 0), (1, 1).
-        let v0 = select(vec4<f32>(0.0), vec4<f32>(g.x), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(lane.x));
-        let v1 = select(vec4<f32>(0.0), vec4<f32>(g.y), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(lane.y));
-        lanes[e] = v0;
-        lanes[4u + e] = v1;
-        if c0 + e < p.channels {
-            let row = ((s * p.channels + c0 + e) * p.in_h + 2u * hp) * w4 + t;
-            textureStore(gy_packed, flat_xy(row), vec4<f32>(v0.xy, v1.xy));
-            if 2u * hp + 1u < p.in_h {
-                textureStore(gy_packed, flat_xy(row + w4), vec4<f32>(v0.zw, v1.zw));
-            }
-        }
-    }
+    // The two windows (row hp, columns 2t and 2t + 1), four channels each, written out: no
+    // local arrays (CPU adapters keep them in memory).
+    let pw = 2u * t;
+    let ok0 = hp < p.out_h && pw < p.out_w;
+    let ok1 = hp < p.out_h && pw + 1u < p.out_w;
+    let plane = p.out_h * p.out_w;
+    let base = ((p.sample_offset + s) * p.channels + c0) * plane + hp * p.out_w + pw;
+    let a0 = unpooled_window(base, c0, hp, pw, ok0);
+    let b0 = unpooled_window(base + 1u, c0, hp, pw + 1u, ok1);
+    let a1 = unpooled_window(base + plane, c0 + 1u, hp, pw, ok0);
+    let b1 = unpooled_window(base + plane + 1u, c0 + 1u, hp, pw + 1u, ok1);
+    let a2 = unpooled_window(base + 2u * plane, c0 + 2u, hp, pw, ok0);
+    let b2 = unpooled_window(base + 2u * plane + 1u, c0 + 2u, hp, pw + 1u, ok1);
+    let a3 = unpooled_window(base + 3u * plane, c0 + 3u, hp, pw, ok0);
+    let b3 = unpooled_window(base + 3u * plane + 1u, c0 + 3u, hp, pw + 1u, ok1);
+    let row = ((s * p.channels + c0) * p.in_h + 2u * hp) * w4 + t;
+    let channel = p.in_h * w4;
+    store_unpooled_rows(row, c0, w4, hp, a0, b0);
+    store_unpooled_rows(row + channel, c0 + 1u, w4, hp, a1, b1);
+    store_unpooled_rows(row + 2u * channel, c0 + 2u, w4, hp, a2, b2);
+    store_unpooled_rows(row + 3u * channel, c0 + 3u, w4, hp, a3, b3);
     // gyt_packed: window w's lane e at row 4w + e, four channels per texel.
-    for (var k = 0u; k < 2u; k++) {
-        if (k == 0u && ok0) || (k == 1u && ok1) {
-            let w = (s * p.out_h + hp) * p.out_w + pw0 + k;
-            for (var e = 0u; e < 4u; e++) {
-                let texel = vec4<f32>(lanes[4u * k][e], lanes[4u * k + 1u][e],
-                                      lanes[4u * k + 2u][e], lanes[4u * k + 3u][e]);
-                textureStore(gyt_packed, vec2<u32>(c0 / 4u, 4u * w + e), texel);
-            }
-        }
+    let w = (s * p.out_h + hp) * p.out_w + pw;
+    let q = c0 / 4u;
+    if ok0 {
+        textureStore(gyt_packed, vec2<u32>(q, 4u * w), vec4<f32>(a0.x, a1.x, a2.x, a3.x));
+        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 1u), vec4<f32>(a0.y, a1.y, a2.y, a3.y));
+        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 2u), vec4<f32>(a0.z, a1.z, a2.z, a3.z));
+        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 3u), vec4<f32>(a0.w, a1.w, a2.w, a3.w));
+    }
+    if ok1 {
+        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 4u), vec4<f32>(b0.x, b1.x, b2.x, b3.x));
+        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 5u), vec4<f32>(b0.y, b1.y, b2.y, b3.y));
+        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 6u), vec4<f32>(b0.z, b1.z, b2.z, b3.z));
+        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 7u), vec4<f32>(b0.w, b1.w, b2.w, b3.w));
+    }
+}
+
+// One window's gradient in its four lanes ((dh, dw) = (0, 0), (0, 1), (1, 0), (1, 1)): the
+// pooled gradient at the saved argmax, zeros elsewhere, all zero for a missing window or
+// channel or a ReLU that was off (-1).
+fn unpooled_window(at: u32, c: u32, ph: u32, pw: u32, ok: bool) -> vec4<f32> {
+    if !ok || c >= p.channels {
+        return vec4<f32>(0.0);
+    }
+    let chosen = saved_indices[at];
+    if chosen < 0 {
+        return vec4<f32>(0.0);
+    }
+    let pos = divmod24(u32(chosen), p.in_w);
+    let lane = (pos.x - 2u * ph) * 2u + pos.y - 2u * pw;
+    return select(vec4<f32>(0.0), vec4<f32>(grad_y[at]), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(lane));
+}
+
+// Channel c's two rows (2 hp and 2 hp + 1, when inside) of texel `row` from two windows' lanes.
+fn store_unpooled_rows(row: u32, c: u32, w4: u32, hp: u32, a: vec4<f32>, b: vec4<f32>) {
+    if c >= p.channels {
+        return;
+    }
+    textureStore(gy_packed, flat_xy(row), vec4<f32>(a.xy, b.xy));
+    if 2u * hp + 1u < p.in_h {
+        textureStore(gy_packed, flat_xy(row + w4), vec4<f32>(a.zw, b.zw));
     }
 }

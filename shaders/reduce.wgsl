@@ -47,26 +47,35 @@ fn sum_channel(ch: u32, lid: u32, masked: bool) {
     if ch >= p.c {
         return;
     }
-    let count = p.n * p.s;
+    // Element i = (n, s) of the channel, stepped by SUM_WG without a division per element
+    // (a per-lane integer division is a slow loop on CPU adapters).
+    let step = vec2<u32>(SUM_WG / p.s, SUM_WG % p.s);
+    var n = lid / p.s;
+    var s = lid % p.s;
     var acc = 0.0;
-    for (var i = lid; i < count; i += SUM_WG) {
-        let at = ((i / p.s) * p.c + ch) * p.s + i % p.s;
+    for (; n < p.n; n += step.x) {
+        let at = (n * p.c + ch) * p.s + s;
         if masked {
             acc += select(0.0, x[at], mask[at] >= 0);
         } else {
             acc += x[at];
         }
+        s += step.y;
+        if s >= p.s {
+            s -= p.s;
+            n += 1u;
+        }
     }
+    // One barrier, then one invocation adds the partial sums up: on CPU adapters every barrier
+    // switches between all of the workgroup's subgroups, which cost more than a tree saves.
     partial[lid] = acc;
     workgroupBarrier();
-    for (var stride = SUM_WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
     if lid == 0u {
-        y[ch] = partial[0];
+        var total = 0.0;
+        for (var i = 0u; i < SUM_WG; i++) {
+            total += partial[i];
+        }
+        y[ch] = total;
     }
 }
 
