@@ -534,11 +534,11 @@ fn max_pool_2x2_backward_packed(
     }
 }
 
-// The same backward pass for gemm_sg.wgsl's dgrad_3x3_sg_r16 (a 3x3 convolution's data gradient
-// straight from grad_y): gyt_packed as above for the weight gradient, and instead of
-// gy_packed, the convolution's output gradient in rows of W4 = ceil(in_w / 4) texels, flat (at
-// flat_xy): texel ((n * C + c) * in_h + h) * W4 + t holds grad[n, c, h, 4t .. 4t + 4], zeros
-// past in_w and wherever no window's argmax lies (rows and columns past the pooled windows).
+// The same backward pass for gemm_sg.wgsl's dgrad_3x3_sg_r16 and wgrad_3x3_sg (a 3x3
+// convolution's gradients straight from grad_y): the convolution's output gradient into
+// gy_packed in rows of W4 = ceil(in_w / 4) texels, flat (at flat_xy): texel
+// ((n * C + c) * in_h + h) * W4 + t holds grad[n, c, h, 4t .. 4t + 4], zeros past in_w and
+// wherever no window's argmax lies (rows and columns past the pooled windows).
 // One invocation per (sample in chunk, four channels, row pair, texel): `total` = samples *
 // ceil(channels / 4) * ceil(in_h / 2) * W4, below 2^24. Its two windows (2t, 2t + 1) cover
 // the texel in both rows of the pair.
@@ -581,21 +581,6 @@ fn max_pool_2x2_backward_spatial(
     store_unpooled_rows(row + channel, c0 + 1u, w4, hp, a1, b1);
     store_unpooled_rows(row + 2u * channel, c0 + 2u, w4, hp, a2, b2);
     store_unpooled_rows(row + 3u * channel, c0 + 3u, w4, hp, a3, b3);
-    // gyt_packed: window w's lane e at row 4w + e, four channels per texel.
-    let w = (s * p.out_h + hp) * p.out_w + pw;
-    let q = c0 / 4u;
-    if ok0 {
-        textureStore(gyt_packed, vec2<u32>(q, 4u * w), vec4<f32>(a0.x, a1.x, a2.x, a3.x));
-        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 1u), vec4<f32>(a0.y, a1.y, a2.y, a3.y));
-        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 2u), vec4<f32>(a0.z, a1.z, a2.z, a3.z));
-        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 3u), vec4<f32>(a0.w, a1.w, a2.w, a3.w));
-    }
-    if ok1 {
-        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 4u), vec4<f32>(b0.x, b1.x, b2.x, b3.x));
-        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 5u), vec4<f32>(b0.y, b1.y, b2.y, b3.y));
-        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 6u), vec4<f32>(b0.z, b1.z, b2.z, b3.z));
-        textureStore(gyt_packed, vec2<u32>(q, 4u * w + 7u), vec4<f32>(b0.w, b1.w, b2.w, b3.w));
-    }
 }
 
 // One window's gradient in its four lanes ((dh, dw) = (0, 0), (0, 1), (1, 0), (1, 1)): the

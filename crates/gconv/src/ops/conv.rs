@@ -136,6 +136,17 @@ pub(crate) struct ConvParams {
     _pad: [u32; 2],
 }
 
+/// What [`ConvPlan::record_implicit_3x3_backward`] works in: x's and the output gradient's
+/// rows of texels, the weight gradient's partial sums and, for a data gradient, the packed
+/// weight.
+struct Implicit3x3 {
+    chunk: usize,
+    x_rows: Flat,
+    gy_rows: Flat,
+    partial: Tensor,
+    dgrad_w: Option<Packed>,
+}
+
 /// The geometry both directions share, checked and resolved to 3-D.
 struct Geometry {
     x: Spatial,
@@ -1200,9 +1211,14 @@ impl ConvPlan {
             let entry = "tiles_3x3_backward_weight_pooled";
             return self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true);
         };
+        if let Some(ops) = self.implicit_3x3_operands(&ctx, chunk, grad_x.is_some())? {
+            let grads = (grad_x, grad_w);
+            return self.record_implicit_3x3_backward(rec, pool, x, w, grad_p, indices, grads, ops);
+        }
         let (k, _) = self.col_dims();
         let per_sample = ph * pw * 4;
         let cols = chunk * per_sample;
+        let gy = self.packed(&ctx, g.c_out, cols, g.c_out.div_ceil(4) * 4)?;
         let gyt = self.packed(&ctx, cols, g.c_out, cols)?;
         let reuse = col.filter(|_| chunk == g.x.n);
         let col_t = match reuse {
@@ -1214,39 +1230,16 @@ impl ConvPlan {
                 })?
             }
         };
-        // The data gradient: straight from grad_y in rows of texels for a 3x3 convolution on
-        // subgroups (dgrad_3x3_sg_r16), else grad_col (K, columns) = W^T (K, C_out) @ grad_y
-        // (C_out, columns) (grad_y packed in pooled order), then col2im.
-        let params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, 0);
-        let rows = match grad_x {
-            Some(gx) => self.dgrad_3x3_operands(&ctx, chunk).map(|ops| (gx, ops)),
-            None => None,
-        };
-        if let Some((_, (a, _))) = &rows {
-            tiled::record_pack_dgrad_3x3(&ctx, op, rec, w, a, params)?;
-        }
-        let gy = match rows {
-            Some(_) => None,
-            None => Some(self.packed(&ctx, g.c_out, cols, g.c_out.div_ceil(4) * 4)?),
-        };
+        // grad_col (K, columns) = W^T (K, C_out) @ grad_y (C_out, columns), then col2im.
         let data = match grad_x {
-            Some(gx) if rows.is_none() => Some((gx, self.data_grad_textures(&ctx, rec, w, cols)?)),
-            _ => None,
+            Some(gx) => Some((gx, self.data_grad_textures(&ctx, rec, w, cols)?)),
+            None => None,
         };
         for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
             let len = chunk.min(g.x.n - n0);
             let c4 = len * per_sample;
-            let bt = gyt.with_size(c4, g.c_out);
-            let b = gy.as_ref().map(|gy| gy.with_size(g.c_out, c4));
-            match (&rows, &b) {
-                (Some((_, (_, gy_rows))), _) => {
-                    pool.record_backward_spatial(rec, grad_p, indices, n0, len, gy_rows, &bt)?
-                }
-                (None, Some(b)) => {
-                    pool.record_backward_packed(rec, grad_p, indices, n0, len, b, &bt)?
-                }
-                (None, None) => return Err(Error::invalid(op, "no packed gradient (internal)")),
-            }
+            let (b, bt) = (gy.with_size(g.c_out, c4), gyt.with_size(c4, g.c_out));
+            pool.record_backward_packed(rec, grad_p, indices, n0, len, &b, &bt)?;
             // grad_W^T (K, C_out) (+)= col (K, columns) @ grad_y^T (columns, C_out).
             let a = match reuse {
                 Some(_) => col_t.with_size(k, c4),
@@ -1256,13 +1249,95 @@ impl ConvPlan {
             };
             let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, true)) };
             tiled::record_gemm(&ctx, op, rec, &a, &bt, grad_w, &epilogue)?;
-            if let Some((gx, (a, gy_rows))) = &rows {
-                let params = ConvParams { n_offset: n0 as u32, ..params };
-                tiled::record_dgrad_3x3(&ctx, op, rec, a, gy_rows, gx, params, len)?;
-            }
-            if let (Some((gx, (w_t, grad_col))), Some(b)) = (&data, &b) {
+            if let Some((gx, (w_t, grad_col))) = &data {
                 let grads = (w_t, grad_col, *gx);
-                self.record_data_grad_chunk(&ctx, rec, grads, b, None, Some([ph, pw]), n0, len)?;
+                self.record_data_grad_chunk(&ctx, rec, grads, &b, None, Some([ph, pw]), n0, len)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The textures and scratch of [`Self::record_implicit_3x3_backward`] for chunks of `chunk`
+    /// samples, where it applies: a 2-D 3x3 convolution with stride 1, padding 1, no dilation
+    /// and one group, on the register layout with 8-lane subgroups, within the device's limits.
+    fn implicit_3x3_operands(
+        &self,
+        ctx: &Context,
+        chunk: usize,
+        data: bool,
+    ) -> Result<Option<Implicit3x3>> {
+        let g = &self.g;
+        let applies = ctx.uses_subgroups()
+            && ctx.gemm_layout() != GemmLayout::Workgroup
+            && self.is_plain_3x3()
+            && g.pad == [1, 1]
+            && self.groups == 1
+            && 3 * g.c_out <= tiled::MAX_LOOP_ITERATIONS;
+        if !applies {
+            return Ok(None);
+        }
+        let texels = chunk * g.out[0] * g.out[1].div_ceil(4);
+        let (Some(x_rows), Some(gy_rows)) =
+            (Flat::new(ctx, 4 * texels * g.x.c), Flat::new(ctx, 4 * texels * g.c_out))
+        else {
+            return Ok(None);
+        };
+        let dgrad_w = match data {
+            true => match Packed::new(ctx, g.x.c, 12 * g.c_out, g.x.c, 1) {
+                Some(a) => Some(a),
+                None => return Ok(None),
+            },
+            false => None,
+        };
+        let splits = tiled::wgrad_3x3_splits(g.x.c, g.c_out, texels);
+        let partial = Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9])?;
+        Ok(Some(Implicit3x3 { chunk, x_rows, gy_rows, partial, dgrad_w }))
+    }
+
+    /// The gradients of a fused 3x3 conv -> ReLU -> 2x2 max-pool without im2col, grad_col or
+    /// col2im (gemm_sg.wgsl): per chunk, the pooled gradient goes through the argmax into the
+    /// output gradient's rows of texels (pool.wgsl's `max_pool_2x2_backward_spatial`), x into
+    /// its own (`pack_texel_rows`), and `wgrad_3x3_sg` and `dgrad_3x3_sg_r16` gather their
+    /// shifted taps from those two.
+    #[allow(clippy::too_many_arguments)]
+    fn record_implicit_3x3_backward(
+        &self,
+        rec: &mut Recorder<'_>,
+        pool: &crate::ops::pool::PoolPlan,
+        x: &Tensor,
+        w: &Tensor,
+        grad_p: &Tensor,
+        indices: &Tensor,
+        (grad_x, grad_w): (Option<&Tensor>, &Tensor),
+        ops: Implicit3x3,
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        let ctx = x.context();
+        let params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, 0);
+        if let Some(a) = &ops.dgrad_w {
+            tiled::record_pack_dgrad_3x3(ctx, op, rec, w, a, params)?;
+        }
+        let plane = g.x.c * g.x.size.iter().product::<usize>();
+        for (i, n0) in (0..g.x.n).step_by(ops.chunk).enumerate() {
+            let len = ops.chunk.min(g.x.n - n0);
+            pool.record_backward_spatial(rec, grad_p, indices, n0, len, &ops.gy_rows)?;
+            let rows = len * g.x.c * g.out[0];
+            tiled::record_pack_texel_rows(ctx, op, rec, x, n0 * plane, rows, params, &ops.x_rows)?;
+            let textures = (&ops.x_rows, &ops.gy_rows);
+            tiled::record_wgrad_3x3(
+                ctx,
+                op,
+                rec,
+                textures,
+                grad_w,
+                &ops.partial,
+                params,
+                len,
+                i > 0,
+            )?;
+            if let (Some(gx), Some(a)) = (grad_x, &ops.dgrad_w) {
+                let params = ConvParams { n_offset: n0 as u32, ..params };
+                tiled::record_dgrad_3x3(ctx, op, rec, a, &ops.gy_rows, gx, params, len)?;
             }
         }
         Ok(())
@@ -1542,26 +1617,6 @@ impl ConvPlan {
             self.record_data_grad_chunk(ctx, rec, grads, &b, bias, None, n0, len)?;
         }
         Ok(())
-    }
-
-    /// The operands of gemm_sg.wgsl's `dgrad_3x3_sg_r16` for chunks of `chunk` samples (its
-    /// packed weight and the output gradient in rows of texels), where it applies: a 2-D 3x3
-    /// convolution with stride 1, padding 1, no dilation and one group, on the register layout
-    /// with 8-lane subgroups, its textures within the device's limits.
-    fn dgrad_3x3_operands(&self, ctx: &Context, chunk: usize) -> Option<(Packed, Flat)> {
-        let g = &self.g;
-        let applies = ctx.uses_subgroups()
-            && ctx.gemm_layout() != GemmLayout::Workgroup
-            && self.is_plain_3x3()
-            && g.pad == [1, 1]
-            && self.groups == 1
-            && 3 * g.c_out <= tiled::MAX_LOOP_ITERATIONS;
-        if !applies {
-            return None;
-        }
-        let (h, w) = (g.out[0], g.out[1]);
-        let a = Packed::new(ctx, g.x.c, 12 * g.c_out, g.x.c, 1)?;
-        Some((a, Flat::new(ctx, 4 * chunk * g.c_out * h * w.div_ceil(4))?))
     }
 
     /// The data gradient's textures on the tiled kernel: W^T (K, C_out), packed here, and

@@ -474,11 +474,10 @@ impl PoolPlan {
         self.run(&ctx, rec, entry, total, &buffers)
     }
 
-    /// [`Self::record_backward_packed`] for gemm_sg.wgsl's `dgrad_3x3_sg_r16`: `gyt` as there
-    /// (the weight gradient's B) and, instead of the pooled-order `gy`, the convolution's output
-    /// gradient for samples [n0, n0 + len) in rows of ceil(W / 4) texels of `gy_rows` (see
-    /// pool.wgsl's `max_pool_2x2_backward_spatial`).
-    #[allow(clippy::too_many_arguments)]
+    /// The backward pass of a fused conv -> ReLU -> 2x2 max-pool up to the convolution's output
+    /// for gemm_sg.wgsl's `dgrad_3x3_sg_r16` and `wgrad_3x3_sg`: the output gradient of samples
+    /// [n0, n0 + len) in rows of ceil(W / 4) texels of `gy_rows` (see pool.wgsl's
+    /// `max_pool_2x2_backward_spatial`).
     pub(crate) fn record_backward_spatial(
         &self,
         rec: &mut Recorder<'_>,
@@ -487,18 +486,12 @@ impl PoolPlan {
         n0: usize,
         len: usize,
         gy_rows: &Flat,
-        gyt: &Packed,
     ) -> Result<()> {
         let op = self.op;
         let ctx = context_of(op, &[grad_y])?;
-        let [ph, pw] = self.check_backward_packed(grad_y, indices)?;
+        self.check_backward_packed(grad_y, indices)?;
         let (c, [h, w]) = (self.xs.c, [self.xs.size[0], self.xs.size[1]]);
-        let texels = len * c * h * w.div_ceil(4);
-        if n0 + len > self.xs.n
-            || gy_rows.elems() < 4 * texels
-            || gyt.rows != 4 * len * ph * pw
-            || gyt.cols != c
-        {
+        if n0 + len > self.xs.n || gy_rows.elems() < 4 * len * c * h * w.div_ceil(4) {
             return Err(Error::invalid(
                 op,
                 "spatial gradient shapes do not line up (an internal error)",
@@ -520,16 +513,10 @@ impl PoolPlan {
                 workgroups: ctx.grid_1d(op, u64::from(total), WG)?,
                 ranges: &[],
             },
-            &[
-                wgpu::BindGroupEntry {
-                    binding: 9,
-                    resource: wgpu::BindingResource::TextureView(&gy_rows.view),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 10,
-                    resource: wgpu::BindingResource::TextureView(&gyt.view),
-                },
-            ],
+            &[wgpu::BindGroupEntry {
+                binding: 9,
+                resource: wgpu::BindingResource::TextureView(&gy_rows.view),
+            }],
         )
     }
 

@@ -700,6 +700,141 @@ pub(crate) fn record_dgrad_3x3(
     )
 }
 
+/// Records gemm_sg.wgsl's `pack_texel_rows`: `rows` rows of `w` values of `src` from value
+/// `offset` on into `dst` in rows of ceil(w / 4) texels (the layout of `dgrad_3x3_sg_r16`'s
+/// and `wgrad_3x3_sg`'s operands).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_pack_texel_rows(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    src: &Tensor,
+    offset: usize,
+    rows: usize,
+    mut conv: ConvParams,
+    dst: &Flat,
+) -> Result<()> {
+    let w = conv.input[2] as usize;
+    let texels = rows * w.div_ceil(4);
+    if offset + rows * w > src.numel() || dst.elems < 4 * texels {
+        return Err(Error::invalid(op, "texel rows do not line up (an internal error)"));
+    }
+    conv.total = check_u32(op, "texels", texels)?;
+    let params = TexGemmParams {
+        c_offset: check_u32(op, "offset", offset)?,
+        conv,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    ctx.record_with(
+        rec,
+        &Dispatch {
+            shader: Shader::GemmSubgroup,
+            entry: "pack_texel_rows",
+            constants: &[],
+            params: bytemuck::bytes_of(&params),
+            buffers: &[(3, src.buffer())],
+            workgroups: ctx.grid_1d(op, texels as u64, crate::kernel::WG)?,
+            ranges: &[],
+        },
+        &[wgpu::BindGroupEntry {
+            binding: 6,
+            resource: wgpu::BindingResource::TextureView(&dst.view),
+        }],
+    )
+}
+
+/// The pieces gemm_sg.wgsl's `wgrad_3x3_sg` splits K (`texels` of grad_y per channel) into, for
+/// C_in input and C_out output channels: enough workgroups for the device, each piece's loop
+/// within [`MAX_LOOP_ITERATIONS`].
+pub(crate) fn wgrad_3x3_splits(c_in: usize, c_out: usize, texels: usize) -> usize {
+    let subgroups = c_in.div_ceil(8) * c_out.div_ceil(16);
+    let wanted = (2 * WORKGROUPS_WANTED as usize * 8).div_ceil(subgroups);
+    wanted.min(texels.div_ceil(32)).max(texels.div_ceil(MAX_LOOP_ITERATIONS)).max(1)
+}
+
+/// Records gemm_sg.wgsl's `wgrad_3x3_sg` and `wgrad_3x3_reduce`: the weight gradient of a 3x3
+/// convolution (stride 1, padding 1) over one chunk of `len` samples from x's and grad_y's rows
+/// of texels, added to `grad_w` when `accumulate`. `partial` holds the pieces' sums
+/// ([`wgrad_3x3_splits`] of them). `conv` carries C_in, C_out and the size (H, W).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_wgrad_3x3(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    (x_rows, gy_rows): (&Flat, &Flat),
+    grad_w: &Tensor,
+    partial: &Tensor,
+    mut conv: ConvParams,
+    len: usize,
+    accumulate: bool,
+) -> Result<()> {
+    let (c_in, c_out) = (conv.c_in as usize, conv.c_out as usize);
+    let (h, w) = (conv.input[1] as usize, conv.input[2] as usize);
+    let texels = len * h * w.div_ceil(4);
+    let splits = wgrad_3x3_splits(c_in, c_out, texels);
+    let size = c_out * c_in * 9;
+    if x_rows.elems < 4 * texels * c_in
+        || gy_rows.elems < 4 * texels * c_out
+        || grad_w.numel() != size
+        || partial.numel() < splits * size
+    {
+        return Err(Error::invalid(op, "wgrad shapes do not line up (an internal error)"));
+    }
+    conv.total = check_u32(op, "input texels", texels * c_in)?;
+    let k_split = texels.div_ceil(splits);
+    let params = TexGemmParams {
+        m: check_u32(op, "C_in", c_in)?,
+        n: check_u32(op, "C_out", c_out)?,
+        k4: check_u32(op, "grad_output texels", texels)?,
+        accumulate: accumulate as u32,
+        splits: check_u32(op, "pieces", texels.div_ceil(k_split))?,
+        k_split: check_u32(op, "piece", k_split)?,
+        conv,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let subgroups = c_in.div_ceil(8) * c_out.div_ceil(16);
+    let groups = [check_u32(op, "workgroups", subgroups.div_ceil(8))?, 1, params.splits];
+    if groups.iter().any(|&g| g > ctx.limits().max_compute_workgroups_per_dimension) {
+        return Err(Error::invalid(op, "the weight gradient exceeds the dispatch limit"));
+    }
+    if ctx.log_debug() {
+        eprintln!(
+            "gconv: {op}: wgrad_3x3_sg (C_in {c_in}, C_out {c_out}, {len} x {h} x {w}), {} \
+             K piece(s), no im2col",
+            params.splits
+        );
+    }
+    let view = |binding, v| wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::TextureView(v),
+    };
+    ctx.record_with(
+        rec,
+        &Dispatch {
+            shader: Shader::GemmSubgroup,
+            entry: "wgrad_3x3_sg",
+            constants: &[],
+            params: bytemuck::bytes_of(&params),
+            buffers: &[(5, partial.buffer())],
+            workgroups: groups,
+            ranges: &[],
+        },
+        &[view(8, &x_rows.view), view(9, &gy_rows.view)],
+    )?;
+    ctx.record(
+        rec,
+        &Dispatch {
+            shader: Shader::GemmSubgroup,
+            entry: "wgrad_3x3_reduce",
+            constants: &[],
+            params: bytemuck::bytes_of(&params),
+            buffers: &[(4, grad_w.buffer()), (5, partial.buffer())],
+            workgroups: ctx.grid_1d(op, size as u64, crate::kernel::WG)?,
+            ranges: &[],
+        },
+    )
+}
+
 /// Texels per row of a [`Flat`] texture (the prelude's `flat_load` assumes it).
 pub(crate) const FLAT_TEXELS: usize = 1024;
 
