@@ -1,8 +1,8 @@
 // gemm_sg.wgsl: gemm_tex_r16 and gemm_tex_r8 for devices with subgroups of 8 (lavapipe on
 // 256-bit SIMD), appended to gemm_tex.wgsl (whose bindings and epilogue they use) and compiled
 // only where the device has wgpu's SUBGROUP feature. `tiled::record_gemm` picks them on the
-// register layout when N > 64. At the end, dgrad_3x3_sg_r16: a 3x3 convolution's data gradient
-// on the same tiles, with B gathered from grad_y instead of packed (see there).
+// register layout when N > 64. At the end, conv_3x3_sg_r16 and wgrad_3x3_sg: 3x3 convolutions'
+// forward pass and gradients on the same tiles, with B gathered instead of packed (see there).
 //
 // The eight lanes of a subgroup compute neighbouring column blocks of the same rows, so they all
 // need the same texels of A: instead of eight identical fetches of each, lane l fetches row l of
@@ -524,29 +524,31 @@ fn gemm_sgc_r8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
 }
 
-// dgrad_3x3_sg_r16: the data gradient of a 3x3 convolution with stride 1, padding 1, no
-// dilation and one group, straight from grad_y: no grad_col, no col2im. grad_x[n, c, h, w] =
-// sum over (o, kh, kw) of W[o, c, kh, kw] grad_y[n, o, h + 1 - kh, w + 1 - kw], a GEMM with
-// K = (o, kh, kw) whose B operand is gathered on the fly, three taps of kw per texel:
-// - A (ta_r): texel (3 o + kh, c) = (W[o, c, kh, 0], W[o, c, kh, 1], W[o, c, kh, 2], -), written
-//   by pack_dgrad_3x3;
-// - B (tb_r): grad_y in rows of W4 = ceil(W / 4) texels, zeros past W, flat (at flat_xy): texel
-//   ((n * C_out + o) * H + h) * W4 + t holds grad_y[n, o, h, 4t .. 4t + 4] (pool.wgsl's
-//   max_pool_2x2_backward_spatial writes it);
-// - C: grad_x (c, NCHW), 4 texels of a row of grad_x (16 values) per lane and 16 channels.
-// For output texel t of row h, tap kw = 1 reads texel t of row h + 1 - kh as it is, kw = 0 the
-// values one to the right (texels t and t + 1), kw = 2 one to the left (t - 1 and t): three
-// fetches give all three taps, where an im2col would fetch (and first write) three texels of
-// grad_col. Rows and texels outside the image read as zeros (padding 1).
-// p.m = C_in, p.n = texels of grad_x rows in the chunk (len * H * W4); p.conv: c_in, c_out,
-// in_h = H, in_w = W, n_offset (the chunk's first sample), total (B's texels). Subgroup s of
-// the grid takes row block s % ceil(M / 16) and eight lanes' texels of column block
-// s / ceil(M / 16); only whole subgroups return early (the lanes share A by broadcast, as in
-// gemm_sg_r16); lanes past the last texel compute clamped copies that are never stored.
-struct Dgrad3Texel {
-    // B's flat texel of row h (tap kh = 1) for o = 0, clamped into the texture.
+// conv_3x3_sg_r16: a 3x3 convolution with stride 1, padding 1, no dilation and one group as a
+// GEMM over K = (input channel, kernel row) whose B operand is gathered on the fly from a tensor
+// kept in rows of W4 = ceil(W / 4) texels (flat, at flat_xy; zeros past W): texel
+// ((n * K_C + k) * H + h) * W4 + t holds src[n, k, h, 4t .. 4t + 4]. It runs both
+// - a data gradient: grad_x[n, c, h, w] = sum over (o, kh, kw) of W[o, c, kh, kw]
+//   grad_y[n, o, h + 1 - kh, w + 1 - kw] (src = grad_y, rows = C_in, K_C = C_out), and
+// - a forward pass, the same sum with the kernel flipped (src = x, rows = C_out, K_C = C_in),
+//   with bias and ReLU, or fused with ReLU and a 2x2 max-pool (p.pool, as in gemm_tex).
+// A (ta_r): texel (3 k + kh, row) holds the three taps (a.x, a.y, a.z) that multiply
+// src[k, h + 1 - kh, w + 1], src[.., w] and src[.., w - 1] (pack_dgrad_3x3, pack_conv_3x3).
+// For a texel t of row h, three fetches of src's row h + 1 - kh (texels t - 1, t, t + 1) give
+// all three taps' four-position vectors, where an im2col would write and then fetch three
+// texels. Rows and texels outside the image read as zeros (padding 1).
+// Lanes compute 16 rows of four texels: four consecutive texels (t fastest) of the output, or
+// with p.pool a 2 x 2 block of texels (rows 2 hp and 2 hp + 1, texels 2 tp and 2 tp + 1: four
+// 2x2 windows). p.m = rows; p.n = the chunk's output texels, or with p.pool its blocks; p.conv:
+// c_in = rows and c_out = K_C (this kernel's view, not the layer's), in_h = H, in_w = W,
+// n_offset (the chunk's first sample), total (src's texels), out_h = H / 2 and out_w = W / 2
+// with p.pool. Subgroup s of the grid takes row block s % ceil(M / 16) and the next eight
+// lanes' texels; only whole subgroups return early (the lanes share A by broadcast, as in
+// gemm_sg_r16); lanes past the end compute clamped copies that are never stored.
+struct Conv3Texel {
+    // src's flat texel of row h (tap kh = 1) for k = 0, clamped into the texture.
     at: i32,
-    // grad_x's index of the texel's first value in channel 0, and how many values to store.
+    // The output's index of the texel's first value in row 0, and how many values to store.
     out: u32,
     count: u32,
     // Which neighbours exist: the texels left and right in the row, the rows below and above.
@@ -556,43 +558,62 @@ struct Dgrad3Texel {
     above: bool,
 }
 
-fn dgrad3_texel(f: u32) -> Dgrad3Texel {
+fn conv3_texel(n: u32, h: u32, t: u32, live: bool) -> Conv3Texel {
     let w4 = (p.conv.in_w + 3u) / 4u;
-    let ff = min(f, p.n - 1u);
-    let t = ff % w4;
-    let row = ff / w4;
-    let h = row % p.conv.in_h;
-    let n = row / p.conv.in_h;
-    var d: Dgrad3Texel;
-    d.at = i32((n * p.conv.c_out * p.conv.in_h + h) * w4 + t);
-    d.out = ((p.conv.n_offset + n) * p.conv.c_in * p.conv.in_h + h) * p.conv.in_w + 4u * t;
-    d.count = select(0u, min(4u, p.conv.in_w - 4u * t), f < p.n);
-    d.left = t > 0u;
-    d.right = t + 1u < w4;
-    d.below = h + 1u < p.conv.in_h;
-    d.above = h > 0u;
+    let hh = min(h, p.conv.in_h - 1u);
+    let tt = min(t, w4 - 1u);
+    var d: Conv3Texel;
+    d.at = i32((n * p.conv.c_out * p.conv.in_h + hh) * w4 + tt);
+    d.out = ((p.conv.n_offset + n) * p.conv.c_in * p.conv.in_h + hh) * p.conv.in_w + 4u * tt;
+    d.count = select(0u, min(4u, p.conv.in_w - 4u * tt), live && h < p.conv.in_h && t < w4);
+    d.left = tt > 0u;
+    d.right = tt + 1u < w4;
+    d.below = hh + 1u < p.conv.in_h;
+    d.above = hh > 0u;
     return d;
 }
 
+// Texel j of lane `unit`'s four (see above).
+fn conv3_lane_texel(unit: u32, j: u32) -> Conv3Texel {
+    let w4 = (p.conv.in_w + 3u) / 4u;
+    if p.pool != 0u {
+        let pairs = (w4 + 1u) / 2u;
+        let u = min(unit, p.n - 1u);
+        let tp = u % pairs;
+        let hp = (u / pairs) % p.conv.out_h;
+        let n = u / (pairs * p.conv.out_h);
+        return conv3_texel(n, 2u * hp + j / 2u, 2u * tp + j % 2u, unit < p.n);
+    }
+    let f = unit * 4u + j;
+    let ff = min(f, p.n - 1u);
+    let row = ff / w4;
+    return conv3_texel(row / p.conv.in_h, row % p.conv.in_h, ff % w4, f < p.n);
+}
+
 // One tap row's three B operands for a texel: (kw = 0, kw = 1, kw = 2).
-struct Dgrad3Taps {
+struct Conv3Taps {
     b0: vec4<f32>,
     b1: vec4<f32>,
     b2: vec4<f32>,
 }
 
-fn dgrad3_taps(left: vec4<f32>, mid: vec4<f32>, right: vec4<f32>) -> Dgrad3Taps {
-    return Dgrad3Taps(vec4<f32>(mid.yzw, right.x), mid, vec4<f32>(left.w, mid.xyz));
+fn conv3_taps(left: vec4<f32>, mid: vec4<f32>, right: vec4<f32>) -> Conv3Taps {
+    return Conv3Taps(vec4<f32>(mid.yzw, right.x), mid, vec4<f32>(left.w, mid.xyz));
 }
 
-fn dgrad3_fma(acc: ptr<function, vec4<f32>>, a: vec4<f32>, b: Dgrad3Taps) {
+fn conv3_fma(acc: ptr<function, vec4<f32>>, a: vec4<f32>, b: Conv3Taps) {
     *acc = fma(vec4(a.z), b.b2, fma(vec4(a.y), b.b1, fma(vec4(a.x), b.b0, *acc)));
 }
 
-// grad_x's values of one texel (the first `count` of them) in channel ch.
-fn dgrad3_store(d: Dgrad3Texel, ch: u32, v: vec4<f32>) {
+// The output's values of one texel (the first `count` of them) in row ch, with the row's bias
+// and ReLU (p.relu).
+fn conv3_store(d: Conv3Texel, ch: u32, acc: vec4<f32>) {
     if ch >= p.m {
         return;
+    }
+    var v = acc + vec4<f32>(row_bias(ch));
+    if p.relu != 0u {
+        v = max(v, vec4<f32>(0.0));
     }
     let at = d.out + ch * p.conv.in_h * p.conv.in_w;
     if d.count > 0u {
@@ -609,21 +630,68 @@ fn dgrad3_store(d: Dgrad3Texel, ch: u32, v: vec4<f32>) {
     }
 }
 
+// Where a lane's four 2x2 windows go (p.pool): the first window's index in row 0 of the pooled
+// output, its first value's flat position in the un-pooled plane, and how many of the four
+// windows exist.
+struct Conv3Windows {
+    at: u32,
+    first: u32,
+    count: u32,
+}
+
+fn conv3_windows(unit: u32) -> Conv3Windows {
+    let pairs = (p.conv.in_w + 7u) / 8u;
+    let u = min(unit, p.n - 1u);
+    let tp = u % pairs;
+    let hp = (u / pairs) % p.conv.out_h;
+    let n = u / (pairs * p.conv.out_h);
+    var g: Conv3Windows;
+    let plane = p.conv.out_h * p.conv.out_w;
+    g.at = (p.conv.n_offset + n) * p.conv.c_in * plane + hp * p.conv.out_w + 4u * tp;
+    g.first = 2u * hp * p.conv.in_w + 8u * tp;
+    g.count = select(0u, min(4u, p.conv.out_w - min(4u * tp, p.conv.out_w)), unit < p.n);
+    return g;
+}
+
+// Row ch's four windows from the lane's texels (a0, a1: row 2 hp; a2, a3: row 2 hp + 1), with
+// bias, ReLU and the first maximum's index (gemm_tex's store_window).
+fn conv3_store_pooled(g: Conv3Windows, ch: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>,
+                      a3: vec4<f32>) {
+    if ch >= p.m {
+        return;
+    }
+    let b = row_bias(ch);
+    let at = g.at + ch * p.conv.out_h * p.conv.out_w;
+    if g.count > 0u {
+        store_window(at, g.first, vec4<f32>(a0.xy, a2.xy), b);
+    }
+    if g.count > 1u {
+        store_window(at + 1u, g.first + 2u, vec4<f32>(a0.zw, a2.zw), b);
+    }
+    if g.count > 2u {
+        store_window(at + 2u, g.first + 4u, vec4<f32>(a1.xy, a3.xy), b);
+    }
+    if g.count > 3u {
+        store_window(at + 3u, g.first + 6u, vec4<f32>(a1.zw, a3.zw), b);
+    }
+}
+
 @compute @workgroup_size(64, 1, 1)
-fn dgrad_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
          @builtin(subgroup_invocation_id) lane: u32) {
     let row_blocks = (p.m + 15u) / 16u;
     let s = wid.x * 8u + li / 8u;
     let row0 = (s % row_blocks) * 16u;
     let cb = s / row_blocks;
-    if cb * 32u >= p.n {
+    let units = select((p.n + 3u) / 4u, p.n, p.pool != 0u);
+    if cb * 8u >= units {
         return;
     }
-    let f0 = (cb * 8u + lane) * 4u;
-    let d0 = dgrad3_texel(f0 + 0u);
-    let d1 = dgrad3_texel(f0 + 1u);
-    let d2 = dgrad3_texel(f0 + 2u);
-    let d3 = dgrad3_texel(f0 + 3u);
+    let unit = cb * 8u + lane;
+    let d0 = conv3_lane_texel(unit, 0u);
+    let d1 = conv3_lane_texel(unit, 1u);
+    let d2 = conv3_lane_texel(unit, 2u);
+    let d3 = conv3_lane_texel(unit, 3u);
     let last = i32(p.conv.total) - 1;
     let mg0 = i32(min(row0 + lane, p.m - 1u));
     let mg1 = i32(min(row0 + 8u + lane, p.m - 1u));
@@ -647,10 +715,10 @@ fn dgrad_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var acc15_0 = vec4<f32>(0.0); var acc15_1 = vec4<f32>(0.0); var acc15_2 = vec4<f32>(0.0); var acc15_3 = vec4<f32>(0.0);
     let steps = i32(3u * p.conv.c_out);
     for (var u = 0; u < steps; u++) {
-        let o = u / 3;
-        let kh = u - 3 * o;
-        // Tap row kh reads row h + 1 - kh of channel o.
-        let shift = o * plane + (1 - kh) * w4;
+        let k = u / 3;
+        let kh = u - 3 * k;
+        // Tap row kh reads row h + 1 - kh of channel k.
+        let shift = k * plane + (1 - kh) * w4;
         let ag0 = textureLoad(ta_r, vec2<i32>(u, mg0));
         let ag1 = textureLoad(ta_r, vec2<i32>(u, mg1));
         let on0 = select(select(true, d0.above, kh == 2), d0.below, kh == 0);
@@ -658,91 +726,130 @@ fn dgrad_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         let m0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q0))), on0);
         let l0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q0 - 1, 0)))), on0 && d0.left);
         let r0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q0 + 1, last)))), on0 && d0.right);
-        let b0 = dgrad3_taps(l0, m0, r0);
+        let b0 = conv3_taps(l0, m0, r0);
         let on1 = select(select(true, d1.above, kh == 2), d1.below, kh == 0);
         let q1 = clamp(d1.at + shift, 0, last);
         let m1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q1))), on1);
         let l1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q1 - 1, 0)))), on1 && d1.left);
         let r1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q1 + 1, last)))), on1 && d1.right);
-        let b1 = dgrad3_taps(l1, m1, r1);
+        let b1 = conv3_taps(l1, m1, r1);
         let on2 = select(select(true, d2.above, kh == 2), d2.below, kh == 0);
         let q2 = clamp(d2.at + shift, 0, last);
         let m2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q2))), on2);
         let l2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q2 - 1, 0)))), on2 && d2.left);
         let r2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q2 + 1, last)))), on2 && d2.right);
-        let b2 = dgrad3_taps(l2, m2, r2);
+        let b2 = conv3_taps(l2, m2, r2);
         let on3 = select(select(true, d3.above, kh == 2), d3.below, kh == 0);
         let q3 = clamp(d3.at + shift, 0, last);
         let m3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q3))), on3);
         let l3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q3 - 1, 0)))), on3 && d3.left);
         let r3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q3 + 1, last)))), on3 && d3.right);
-        let b3 = dgrad3_taps(l3, m3, r3);
+        let b3 = conv3_taps(l3, m3, r3);
         let a0 = subgroupBroadcast(ag0, 0u);
-        dgrad3_fma(&acc0_0, a0, b0); dgrad3_fma(&acc0_1, a0, b1); dgrad3_fma(&acc0_2, a0, b2); dgrad3_fma(&acc0_3, a0, b3);
+        conv3_fma(&acc0_0, a0, b0); conv3_fma(&acc0_1, a0, b1); conv3_fma(&acc0_2, a0, b2); conv3_fma(&acc0_3, a0, b3);
         let a1 = subgroupBroadcast(ag0, 1u);
-        dgrad3_fma(&acc1_0, a1, b0); dgrad3_fma(&acc1_1, a1, b1); dgrad3_fma(&acc1_2, a1, b2); dgrad3_fma(&acc1_3, a1, b3);
+        conv3_fma(&acc1_0, a1, b0); conv3_fma(&acc1_1, a1, b1); conv3_fma(&acc1_2, a1, b2); conv3_fma(&acc1_3, a1, b3);
         let a2 = subgroupBroadcast(ag0, 2u);
-        dgrad3_fma(&acc2_0, a2, b0); dgrad3_fma(&acc2_1, a2, b1); dgrad3_fma(&acc2_2, a2, b2); dgrad3_fma(&acc2_3, a2, b3);
+        conv3_fma(&acc2_0, a2, b0); conv3_fma(&acc2_1, a2, b1); conv3_fma(&acc2_2, a2, b2); conv3_fma(&acc2_3, a2, b3);
         let a3 = subgroupBroadcast(ag0, 3u);
-        dgrad3_fma(&acc3_0, a3, b0); dgrad3_fma(&acc3_1, a3, b1); dgrad3_fma(&acc3_2, a3, b2); dgrad3_fma(&acc3_3, a3, b3);
+        conv3_fma(&acc3_0, a3, b0); conv3_fma(&acc3_1, a3, b1); conv3_fma(&acc3_2, a3, b2); conv3_fma(&acc3_3, a3, b3);
         let a4 = subgroupBroadcast(ag0, 4u);
-        dgrad3_fma(&acc4_0, a4, b0); dgrad3_fma(&acc4_1, a4, b1); dgrad3_fma(&acc4_2, a4, b2); dgrad3_fma(&acc4_3, a4, b3);
+        conv3_fma(&acc4_0, a4, b0); conv3_fma(&acc4_1, a4, b1); conv3_fma(&acc4_2, a4, b2); conv3_fma(&acc4_3, a4, b3);
         let a5 = subgroupBroadcast(ag0, 5u);
-        dgrad3_fma(&acc5_0, a5, b0); dgrad3_fma(&acc5_1, a5, b1); dgrad3_fma(&acc5_2, a5, b2); dgrad3_fma(&acc5_3, a5, b3);
+        conv3_fma(&acc5_0, a5, b0); conv3_fma(&acc5_1, a5, b1); conv3_fma(&acc5_2, a5, b2); conv3_fma(&acc5_3, a5, b3);
         let a6 = subgroupBroadcast(ag0, 6u);
-        dgrad3_fma(&acc6_0, a6, b0); dgrad3_fma(&acc6_1, a6, b1); dgrad3_fma(&acc6_2, a6, b2); dgrad3_fma(&acc6_3, a6, b3);
+        conv3_fma(&acc6_0, a6, b0); conv3_fma(&acc6_1, a6, b1); conv3_fma(&acc6_2, a6, b2); conv3_fma(&acc6_3, a6, b3);
         let a7 = subgroupBroadcast(ag0, 7u);
-        dgrad3_fma(&acc7_0, a7, b0); dgrad3_fma(&acc7_1, a7, b1); dgrad3_fma(&acc7_2, a7, b2); dgrad3_fma(&acc7_3, a7, b3);
+        conv3_fma(&acc7_0, a7, b0); conv3_fma(&acc7_1, a7, b1); conv3_fma(&acc7_2, a7, b2); conv3_fma(&acc7_3, a7, b3);
         let a8 = subgroupBroadcast(ag1, 0u);
-        dgrad3_fma(&acc8_0, a8, b0); dgrad3_fma(&acc8_1, a8, b1); dgrad3_fma(&acc8_2, a8, b2); dgrad3_fma(&acc8_3, a8, b3);
+        conv3_fma(&acc8_0, a8, b0); conv3_fma(&acc8_1, a8, b1); conv3_fma(&acc8_2, a8, b2); conv3_fma(&acc8_3, a8, b3);
         let a9 = subgroupBroadcast(ag1, 1u);
-        dgrad3_fma(&acc9_0, a9, b0); dgrad3_fma(&acc9_1, a9, b1); dgrad3_fma(&acc9_2, a9, b2); dgrad3_fma(&acc9_3, a9, b3);
+        conv3_fma(&acc9_0, a9, b0); conv3_fma(&acc9_1, a9, b1); conv3_fma(&acc9_2, a9, b2); conv3_fma(&acc9_3, a9, b3);
         let a10 = subgroupBroadcast(ag1, 2u);
-        dgrad3_fma(&acc10_0, a10, b0); dgrad3_fma(&acc10_1, a10, b1); dgrad3_fma(&acc10_2, a10, b2); dgrad3_fma(&acc10_3, a10, b3);
+        conv3_fma(&acc10_0, a10, b0); conv3_fma(&acc10_1, a10, b1); conv3_fma(&acc10_2, a10, b2); conv3_fma(&acc10_3, a10, b3);
         let a11 = subgroupBroadcast(ag1, 3u);
-        dgrad3_fma(&acc11_0, a11, b0); dgrad3_fma(&acc11_1, a11, b1); dgrad3_fma(&acc11_2, a11, b2); dgrad3_fma(&acc11_3, a11, b3);
+        conv3_fma(&acc11_0, a11, b0); conv3_fma(&acc11_1, a11, b1); conv3_fma(&acc11_2, a11, b2); conv3_fma(&acc11_3, a11, b3);
         let a12 = subgroupBroadcast(ag1, 4u);
-        dgrad3_fma(&acc12_0, a12, b0); dgrad3_fma(&acc12_1, a12, b1); dgrad3_fma(&acc12_2, a12, b2); dgrad3_fma(&acc12_3, a12, b3);
+        conv3_fma(&acc12_0, a12, b0); conv3_fma(&acc12_1, a12, b1); conv3_fma(&acc12_2, a12, b2); conv3_fma(&acc12_3, a12, b3);
         let a13 = subgroupBroadcast(ag1, 5u);
-        dgrad3_fma(&acc13_0, a13, b0); dgrad3_fma(&acc13_1, a13, b1); dgrad3_fma(&acc13_2, a13, b2); dgrad3_fma(&acc13_3, a13, b3);
+        conv3_fma(&acc13_0, a13, b0); conv3_fma(&acc13_1, a13, b1); conv3_fma(&acc13_2, a13, b2); conv3_fma(&acc13_3, a13, b3);
         let a14 = subgroupBroadcast(ag1, 6u);
-        dgrad3_fma(&acc14_0, a14, b0); dgrad3_fma(&acc14_1, a14, b1); dgrad3_fma(&acc14_2, a14, b2); dgrad3_fma(&acc14_3, a14, b3);
+        conv3_fma(&acc14_0, a14, b0); conv3_fma(&acc14_1, a14, b1); conv3_fma(&acc14_2, a14, b2); conv3_fma(&acc14_3, a14, b3);
         let a15 = subgroupBroadcast(ag1, 7u);
-        dgrad3_fma(&acc15_0, a15, b0); dgrad3_fma(&acc15_1, a15, b1); dgrad3_fma(&acc15_2, a15, b2); dgrad3_fma(&acc15_3, a15, b3);
+        conv3_fma(&acc15_0, a15, b0); conv3_fma(&acc15_1, a15, b1); conv3_fma(&acc15_2, a15, b2); conv3_fma(&acc15_3, a15, b3);
     }
-    dgrad3_store(d0, row0 + 0u, acc0_0); dgrad3_store(d1, row0 + 0u, acc0_1); dgrad3_store(d2, row0 + 0u, acc0_2); dgrad3_store(d3, row0 + 0u, acc0_3);
-    dgrad3_store(d0, row0 + 1u, acc1_0); dgrad3_store(d1, row0 + 1u, acc1_1); dgrad3_store(d2, row0 + 1u, acc1_2); dgrad3_store(d3, row0 + 1u, acc1_3);
-    dgrad3_store(d0, row0 + 2u, acc2_0); dgrad3_store(d1, row0 + 2u, acc2_1); dgrad3_store(d2, row0 + 2u, acc2_2); dgrad3_store(d3, row0 + 2u, acc2_3);
-    dgrad3_store(d0, row0 + 3u, acc3_0); dgrad3_store(d1, row0 + 3u, acc3_1); dgrad3_store(d2, row0 + 3u, acc3_2); dgrad3_store(d3, row0 + 3u, acc3_3);
-    dgrad3_store(d0, row0 + 4u, acc4_0); dgrad3_store(d1, row0 + 4u, acc4_1); dgrad3_store(d2, row0 + 4u, acc4_2); dgrad3_store(d3, row0 + 4u, acc4_3);
-    dgrad3_store(d0, row0 + 5u, acc5_0); dgrad3_store(d1, row0 + 5u, acc5_1); dgrad3_store(d2, row0 + 5u, acc5_2); dgrad3_store(d3, row0 + 5u, acc5_3);
-    dgrad3_store(d0, row0 + 6u, acc6_0); dgrad3_store(d1, row0 + 6u, acc6_1); dgrad3_store(d2, row0 + 6u, acc6_2); dgrad3_store(d3, row0 + 6u, acc6_3);
-    dgrad3_store(d0, row0 + 7u, acc7_0); dgrad3_store(d1, row0 + 7u, acc7_1); dgrad3_store(d2, row0 + 7u, acc7_2); dgrad3_store(d3, row0 + 7u, acc7_3);
-    dgrad3_store(d0, row0 + 8u, acc8_0); dgrad3_store(d1, row0 + 8u, acc8_1); dgrad3_store(d2, row0 + 8u, acc8_2); dgrad3_store(d3, row0 + 8u, acc8_3);
-    dgrad3_store(d0, row0 + 9u, acc9_0); dgrad3_store(d1, row0 + 9u, acc9_1); dgrad3_store(d2, row0 + 9u, acc9_2); dgrad3_store(d3, row0 + 9u, acc9_3);
-    dgrad3_store(d0, row0 + 10u, acc10_0); dgrad3_store(d1, row0 + 10u, acc10_1); dgrad3_store(d2, row0 + 10u, acc10_2); dgrad3_store(d3, row0 + 10u, acc10_3);
-    dgrad3_store(d0, row0 + 11u, acc11_0); dgrad3_store(d1, row0 + 11u, acc11_1); dgrad3_store(d2, row0 + 11u, acc11_2); dgrad3_store(d3, row0 + 11u, acc11_3);
-    dgrad3_store(d0, row0 + 12u, acc12_0); dgrad3_store(d1, row0 + 12u, acc12_1); dgrad3_store(d2, row0 + 12u, acc12_2); dgrad3_store(d3, row0 + 12u, acc12_3);
-    dgrad3_store(d0, row0 + 13u, acc13_0); dgrad3_store(d1, row0 + 13u, acc13_1); dgrad3_store(d2, row0 + 13u, acc13_2); dgrad3_store(d3, row0 + 13u, acc13_3);
-    dgrad3_store(d0, row0 + 14u, acc14_0); dgrad3_store(d1, row0 + 14u, acc14_1); dgrad3_store(d2, row0 + 14u, acc14_2); dgrad3_store(d3, row0 + 14u, acc14_3);
-    dgrad3_store(d0, row0 + 15u, acc15_0); dgrad3_store(d1, row0 + 15u, acc15_1); dgrad3_store(d2, row0 + 15u, acc15_2); dgrad3_store(d3, row0 + 15u, acc15_3);
+    if p.pool != 0u {
+        let g = conv3_windows(unit);
+        conv3_store_pooled(g, row0 + 0u, acc0_0, acc0_1, acc0_2, acc0_3);
+        conv3_store_pooled(g, row0 + 1u, acc1_0, acc1_1, acc1_2, acc1_3);
+        conv3_store_pooled(g, row0 + 2u, acc2_0, acc2_1, acc2_2, acc2_3);
+        conv3_store_pooled(g, row0 + 3u, acc3_0, acc3_1, acc3_2, acc3_3);
+        conv3_store_pooled(g, row0 + 4u, acc4_0, acc4_1, acc4_2, acc4_3);
+        conv3_store_pooled(g, row0 + 5u, acc5_0, acc5_1, acc5_2, acc5_3);
+        conv3_store_pooled(g, row0 + 6u, acc6_0, acc6_1, acc6_2, acc6_3);
+        conv3_store_pooled(g, row0 + 7u, acc7_0, acc7_1, acc7_2, acc7_3);
+        conv3_store_pooled(g, row0 + 8u, acc8_0, acc8_1, acc8_2, acc8_3);
+        conv3_store_pooled(g, row0 + 9u, acc9_0, acc9_1, acc9_2, acc9_3);
+        conv3_store_pooled(g, row0 + 10u, acc10_0, acc10_1, acc10_2, acc10_3);
+        conv3_store_pooled(g, row0 + 11u, acc11_0, acc11_1, acc11_2, acc11_3);
+        conv3_store_pooled(g, row0 + 12u, acc12_0, acc12_1, acc12_2, acc12_3);
+        conv3_store_pooled(g, row0 + 13u, acc13_0, acc13_1, acc13_2, acc13_3);
+        conv3_store_pooled(g, row0 + 14u, acc14_0, acc14_1, acc14_2, acc14_3);
+        conv3_store_pooled(g, row0 + 15u, acc15_0, acc15_1, acc15_2, acc15_3);
+        return;
+    }
+    conv3_store(d0, row0 + 0u, acc0_0); conv3_store(d1, row0 + 0u, acc0_1); conv3_store(d2, row0 + 0u, acc0_2); conv3_store(d3, row0 + 0u, acc0_3);
+    conv3_store(d0, row0 + 1u, acc1_0); conv3_store(d1, row0 + 1u, acc1_1); conv3_store(d2, row0 + 1u, acc1_2); conv3_store(d3, row0 + 1u, acc1_3);
+    conv3_store(d0, row0 + 2u, acc2_0); conv3_store(d1, row0 + 2u, acc2_1); conv3_store(d2, row0 + 2u, acc2_2); conv3_store(d3, row0 + 2u, acc2_3);
+    conv3_store(d0, row0 + 3u, acc3_0); conv3_store(d1, row0 + 3u, acc3_1); conv3_store(d2, row0 + 3u, acc3_2); conv3_store(d3, row0 + 3u, acc3_3);
+    conv3_store(d0, row0 + 4u, acc4_0); conv3_store(d1, row0 + 4u, acc4_1); conv3_store(d2, row0 + 4u, acc4_2); conv3_store(d3, row0 + 4u, acc4_3);
+    conv3_store(d0, row0 + 5u, acc5_0); conv3_store(d1, row0 + 5u, acc5_1); conv3_store(d2, row0 + 5u, acc5_2); conv3_store(d3, row0 + 5u, acc5_3);
+    conv3_store(d0, row0 + 6u, acc6_0); conv3_store(d1, row0 + 6u, acc6_1); conv3_store(d2, row0 + 6u, acc6_2); conv3_store(d3, row0 + 6u, acc6_3);
+    conv3_store(d0, row0 + 7u, acc7_0); conv3_store(d1, row0 + 7u, acc7_1); conv3_store(d2, row0 + 7u, acc7_2); conv3_store(d3, row0 + 7u, acc7_3);
+    conv3_store(d0, row0 + 8u, acc8_0); conv3_store(d1, row0 + 8u, acc8_1); conv3_store(d2, row0 + 8u, acc8_2); conv3_store(d3, row0 + 8u, acc8_3);
+    conv3_store(d0, row0 + 9u, acc9_0); conv3_store(d1, row0 + 9u, acc9_1); conv3_store(d2, row0 + 9u, acc9_2); conv3_store(d3, row0 + 9u, acc9_3);
+    conv3_store(d0, row0 + 10u, acc10_0); conv3_store(d1, row0 + 10u, acc10_1); conv3_store(d2, row0 + 10u, acc10_2); conv3_store(d3, row0 + 10u, acc10_3);
+    conv3_store(d0, row0 + 11u, acc11_0); conv3_store(d1, row0 + 11u, acc11_1); conv3_store(d2, row0 + 11u, acc11_2); conv3_store(d3, row0 + 11u, acc11_3);
+    conv3_store(d0, row0 + 12u, acc12_0); conv3_store(d1, row0 + 12u, acc12_1); conv3_store(d2, row0 + 12u, acc12_2); conv3_store(d3, row0 + 12u, acc12_3);
+    conv3_store(d0, row0 + 13u, acc13_0); conv3_store(d1, row0 + 13u, acc13_1); conv3_store(d2, row0 + 13u, acc13_2); conv3_store(d3, row0 + 13u, acc13_3);
+    conv3_store(d0, row0 + 14u, acc14_0); conv3_store(d1, row0 + 14u, acc14_1); conv3_store(d2, row0 + 14u, acc14_2); conv3_store(d3, row0 + 14u, acc14_3);
+    conv3_store(d0, row0 + 15u, acc15_0); conv3_store(d1, row0 + 15u, acc15_1); conv3_store(d2, row0 + 15u, acc15_2); conv3_store(d3, row0 + 15u, acc15_3);
 }
 
-// pack_dgrad_3x3: dgrad_3x3_sg_r16's A from the weight (bound as `bias`, (C_out, C_in, 3, 3)):
-// texel (3 o + kh, c) = (W[o, c, kh, 0..3], 0). p.conv: c_in, c_out; one invocation per texel,
-// p.conv.total = 3 C_out C_in of them.
+// pack_dgrad_3x3 and pack_conv_3x3: conv_3x3_sg_r16's A from a 3x3 weight (bound as `bias`,
+// (C_out, C_in, 3, 3)), one invocation per texel (p.conv.total of them) in that kernel's view
+// (p.conv.c_in rows, p.conv.c_out = K_C). For a data gradient (rows c, K_C = C_out) texel
+// (3 o + kh, c) = (W[o, c, kh, 0..3], 0); for a forward pass (rows o, K_C = C_in) the kernel
+// flipped: texel (3 c + kh, o) = (W[o, c, 2 - kh, 2], W[o, c, 2 - kh, 1], W[o, c, 2 - kh, 0], 0).
 @compute @workgroup_size(WG)
 fn pack_dgrad_3x3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let idx = linear_index(wg, nwg, lid);
+    pack_3x3_taps(linear_index(wg, nwg, lid), false);
+}
+
+@compute @workgroup_size(WG)
+fn pack_conv_3x3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    pack_3x3_taps(linear_index(wg, nwg, lid), true);
+}
+
+fn pack_3x3_taps(idx: u32, forward: bool) {
     if idx >= p.conv.total {
         return;
     }
     let k = idx % (3u * p.conv.c_out);
-    let c = idx / (3u * p.conv.c_out);
-    let o = k / 3u;
-    let at = ((o * p.conv.c_in + c) * 3u + k % 3u) * 3u;
-    textureStore(c_tex, vec2<u32>(k, c), vec4<f32>(bias[at], bias[at + 1u], bias[at + 2u], 0.0));
+    let row = idx / (3u * p.conv.c_out);
+    let kc = k / 3u;
+    let kh = k % 3u;
+    if forward {
+        // Weight (row, kc, 2 - kh, 2 - kw).
+        let at = ((row * p.conv.c_out + kc) * 3u + 2u - kh) * 3u;
+        textureStore(c_tex, vec2<u32>(k, row), vec4<f32>(bias[at + 2u], bias[at + 1u], bias[at], 0.0));
+    } else {
+        // Weight (kc, row, kh, kw).
+        let at = ((kc * p.conv.c_in + row) * 3u + kh) * 3u;
+        textureStore(c_tex, vec2<u32>(k, row), vec4<f32>(bias[at], bias[at + 1u], bias[at + 2u], 0.0));
+    }
 }
 
 // wgrad_3x3_sg: the weight gradient of the same convolutions (3x3, stride 1, padding 1, no
@@ -751,7 +858,7 @@ fn pack_dgrad_3x3(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
 // grad_y[n, o, h, w] x[n, c, h + kh - 1, w + kw - 1]: K runs over grad_y's texels (n, h, t),
 // the same for every lane, four positions at a time.
 // - A (ta_r): x's rows, texel ((n * C_in + c) * H + h) * W4 + t (pack_texel_rows);
-// - B (tb_r): grad_y's rows, texel ((n * C_out + o) * H + h) * W4 + t (as for dgrad_3x3_sg_r16).
+// - B (tb_r): grad_y's rows, texel ((n * C_out + o) * H + h) * W4 + t (as for conv_3x3_sg_r16).
 // Lane l of a subgroup takes input channel c0 + l and its nine taps: three x rows (h - 1, h,
 // h + 1), three fetches each (texels t - 1, t, t + 1), give the nine shifted four-position
 // vectors (zeros outside the image). The subgroup's 16 output channels o0 .. o0 + 16 share
@@ -933,7 +1040,7 @@ fn wgrad_3x3_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
 
 // pack_texel_rows: a buffer (bound as `bias`) of rows of W values, from value p.c_offset on,
 // into rows of W4 = ceil(W / 4) texels, zeros past W (flat, at flat_xy): the layout
-// dgrad_3x3_sg_r16 and wgrad_3x3_sg read. p.conv.in_w = W, p.conv.total texels.
+// conv_3x3_sg_r16 and wgrad_3x3_sg read. p.conv.in_w = W, p.conv.total texels.
 @compute @workgroup_size(WG)
 fn pack_texel_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {

@@ -534,7 +534,7 @@ fn max_pool_2x2_backward_packed(
     }
 }
 
-// The same backward pass for gemm_sg.wgsl's dgrad_3x3_sg_r16 and wgrad_3x3_sg (a 3x3
+// The same backward pass for gemm_sg.wgsl's conv_3x3_sg_r16 and wgrad_3x3_sg (a 3x3
 // convolution's gradients straight from grad_y): the convolution's output gradient into
 // gy_packed in rows of W4 = ceil(in_w / 4) texels, flat (at flat_xy): texel
 // ((n * C + c) * in_h + h) * W4 + t holds grad[n, c, h, 4t .. 4t + 4], zeros past in_w and

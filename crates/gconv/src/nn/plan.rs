@@ -11,12 +11,11 @@ use crate::ops::BatchNormOptions;
 use crate::ops::activation::{
     record_add_inplace, record_dropout, record_relu, record_relu_backward,
 };
-use crate::ops::conv::ConvPlan;
+use crate::ops::conv::{ConvPlan, ReluPoolScratch};
 use crate::ops::gemm::{record_linear, record_linear_backward};
 use crate::ops::loss::record_training_loss;
 use crate::ops::norm::{record_batch_norm, record_batch_norm_backward};
 use crate::ops::pool::PoolPlan;
-use crate::ops::tiled::Packed;
 use crate::{Context, DType, Error, Result, Tensor};
 
 /// What a plan does.
@@ -395,9 +394,9 @@ impl Plan {
             .max()
             .unwrap_or(0);
         let col = Tensor::zeros(ctx, &[col_elems.max(1)])?;
-        // A fused node's pooled-order im2col texture, kept from its forward pass for its weight
-        // gradient.
-        let relu_pool_cols: Vec<Option<Packed>> = execs
+        // What a fused node's forward pass keeps for its weight gradient: its pooled-order im2col
+        // texture, or x in rows of texels.
+        let relu_pool_cols: Vec<Option<ReluPoolScratch>> = execs
             .iter()
             .map(|e| match e {
                 Exec::ConvReluPool(f) if train => f.conv.relu_pool_col(ctx, f.pooled),

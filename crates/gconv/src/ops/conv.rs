@@ -117,7 +117,7 @@ pub(crate) struct ConvParams {
     pub(crate) c_out: u32,
     groups: u32,
     pub(crate) input: [u32; 3],
-    output: [u32; 3],
+    pub(crate) output: [u32; 3],
     kernel: [u32; 3],
     stride: [u32; 3],
     pad: [u32; 3],
@@ -136,12 +136,42 @@ pub(crate) struct ConvParams {
     _pad: [u32; 2],
 }
 
+enum XRows<'a> {
+    Kept(&'a Flat),
+    Own(Flat),
+}
+
+/// What a fused conv -> ReLU -> max-pool's forward pass keeps for its backward pass
+/// ([`ConvPlan::relu_pool_col`]): the im2col texture in pooled order (tiled GEMM), or x in rows
+/// of texels (the implicit 3x3 kernels).
+pub(crate) enum ReluPoolScratch {
+    Col(Packed),
+    Rows(Flat),
+}
+
+impl ReluPoolScratch {
+    fn col(&self) -> Option<&Packed> {
+        match self {
+            ReluPoolScratch::Col(c) => Some(c),
+            ReluPoolScratch::Rows(_) => None,
+        }
+    }
+
+    fn rows(&self) -> Option<&Flat> {
+        match self {
+            ReluPoolScratch::Rows(r) => Some(r),
+            ReluPoolScratch::Col(_) => None,
+        }
+    }
+}
+
 /// What [`ConvPlan::record_implicit_3x3_backward`] works in: x's and the output gradient's
 /// rows of texels, the weight gradient's partial sums and, for a data gradient, the packed
 /// weight.
-struct Implicit3x3 {
+struct Implicit3x3<'a> {
     chunk: usize,
-    x_rows: Flat,
+    /// x in rows of texels: the forward pass's, or packed here per chunk.
+    x_rows: XRows<'a>,
     gy_rows: Flat,
     partial: Tensor,
     dgrad_w: Option<Packed>,
@@ -1082,7 +1112,7 @@ impl ConvPlan {
         y: &Tensor,
         indices: Option<&Tensor>,
         pooled: [usize; 2],
-        col: Option<&Packed>,
+        col: Option<&ReluPoolScratch>,
     ) -> Result<()> {
         let (op, g) = (self.op, &self.g);
         let mut tensors = vec![x, w, y];
@@ -1098,6 +1128,21 @@ impl ConvPlan {
         self.log_kernel(&ctx, "forward + relu + max_pool 2x2", kernel);
         match (kernel, flat) {
             (ConvKernel::Tiled { chunk }, Some(x_flat)) => {
+                if self.implicit_3x3(&ctx) {
+                    let (k_c, rows) = (g.x.c, g.c_out);
+                    let texels = chunk * g.out[0] * g.out[1].div_ceil(4);
+                    let a = Packed::new(&ctx, rows, 12 * k_c, rows, 1);
+                    let own = match col.and_then(ReluPoolScratch::rows) {
+                        Some(_) => None,
+                        None => Flat::new(&ctx, 4 * texels * k_c),
+                    };
+                    let x_rows = col.and_then(ReluPoolScratch::rows).or(own.as_ref());
+                    if let (Some(a), Some(x_rows)) = (a, x_rows) {
+                        let io = (x, w, bias, y);
+                        let pool = Some((pooled, indices));
+                        return self.record_implicit_3x3_forward(rec, io, pool, chunk, a, x_rows);
+                    }
+                }
                 x_flat.record_copy(rec, x.buffer());
                 self.record_tiled_forward(
                     &ctx,
@@ -1109,7 +1154,7 @@ impl ConvPlan {
                     chunk,
                     true,
                     Some((pooled, indices)),
-                    col,
+                    col.and_then(ReluPoolScratch::col),
                 )
             }
             (ConvKernel::Tiles3x3, _) => {
@@ -1139,13 +1184,19 @@ impl ConvPlan {
         &self,
         ctx: &Context,
         [ph, pw]: [usize; 2],
-    ) -> Result<Option<Packed>> {
-        match self.kernel(ctx)? {
-            ConvKernel::Tiled { chunk } if chunk == self.g.x.n => {
-                self.col_texture(ctx, chunk, ph * pw * 4)
+    ) -> Result<Option<ReluPoolScratch>> {
+        let g = &self.g;
+        Ok(match self.kernel(ctx)? {
+            // The implicit 3x3 kernels keep x in rows of texels instead.
+            ConvKernel::Tiled { chunk } if chunk == g.x.n && self.implicit_3x3(ctx) => {
+                let texels = chunk * g.x.c * g.out[0] * g.out[1].div_ceil(4);
+                Flat::new(ctx, 4 * texels).map(ReluPoolScratch::Rows)
             }
-            _ => Ok(None),
-        }
+            ConvKernel::Tiled { chunk } if chunk == g.x.n => {
+                self.col_texture(ctx, chunk, ph * pw * 4)?.map(ReluPoolScratch::Col)
+            }
+            _ => None,
+        })
     }
 
     /// Records the gradients of conv -> ReLU -> 2x2 max-pool fused by
@@ -1169,7 +1220,7 @@ impl ConvPlan {
         indices: &Tensor,
         grads: (Option<&Tensor>, &Tensor, Option<&Tensor>),
         scratch: &Tensor,
-        col: Option<&Packed>,
+        col: Option<&ReluPoolScratch>,
         col_scratch: Option<&Tensor>,
     ) -> Result<()> {
         let (op, g) = (self.op, &self.g);
@@ -1211,7 +1262,9 @@ impl ConvPlan {
             let entry = "tiles_3x3_backward_weight_pooled";
             return self.record_direct(&ctx, rec, entry, &params, grid, &inputs, &outputs, true);
         };
-        if let Some(ops) = self.implicit_3x3_operands(&ctx, chunk, grad_x.is_some())? {
+        // The forward pass's x in rows of texels, when it held the whole batch.
+        let kept = col.and_then(ReluPoolScratch::rows).filter(|_| chunk == g.x.n);
+        if let Some(ops) = self.implicit_3x3_operands(&ctx, chunk, grad_x.is_some(), kept)? {
             let grads = (grad_x, grad_w);
             return self.record_implicit_3x3_backward(rec, pool, x, w, grad_p, indices, grads, ops);
         }
@@ -1220,7 +1273,7 @@ impl ConvPlan {
         let cols = chunk * per_sample;
         let gy = self.packed(&ctx, g.c_out, cols, g.c_out.div_ceil(4) * 4)?;
         let gyt = self.packed(&ctx, cols, g.c_out, cols)?;
-        let reuse = col.filter(|_| chunk == g.x.n);
+        let reuse = col.and_then(ReluPoolScratch::col).filter(|_| chunk == g.x.n);
         let col_t = match reuse {
             Some(c) => c.clone(),
             None => {
@@ -1257,29 +1310,72 @@ impl ConvPlan {
         Ok(())
     }
 
-    /// The textures and scratch of [`Self::record_implicit_3x3_backward`] for chunks of `chunk`
-    /// samples, where it applies: a 2-D 3x3 convolution with stride 1, padding 1, no dilation
-    /// and one group, on the register layout with 8-lane subgroups, within the device's limits.
-    fn implicit_3x3_operands(
-        &self,
-        ctx: &Context,
-        chunk: usize,
-        data: bool,
-    ) -> Result<Option<Implicit3x3>> {
+    /// Whether gemm_sg.wgsl's implicit 3x3 kernels (`conv_3x3_sg_r16`, `wgrad_3x3_sg`) run
+    /// this convolution: 2-D 3x3 with stride 1, padding 1, no dilation and one group, on the
+    /// register layout with 8-lane subgroups. Their textures must fit too (see the callers).
+    fn implicit_3x3(&self, ctx: &Context) -> bool {
         let g = &self.g;
-        let applies = ctx.uses_subgroups()
+        ctx.uses_subgroups()
             && ctx.gemm_layout() != GemmLayout::Workgroup
             && self.is_plain_3x3()
             && g.pad == [1, 1]
             && self.groups == 1
-            && 3 * g.c_out <= tiled::MAX_LOOP_ITERATIONS;
-        if !applies {
+            && 3 * g.c_out.max(g.x.c) <= tiled::MAX_LOOP_ITERATIONS
+    }
+
+    /// The forward pass on `conv_3x3_sg_r16` (see [`Self::implicit_3x3`]): per chunk, x into
+    /// rows of texels (`pack_texel_rows`) that the kernel gathers its shifted taps from, with
+    /// the weight packed flipped into `a`; bias, and ReLU with the 2x2 max-pool `pool`, in its
+    /// epilogue.
+    #[allow(clippy::type_complexity)]
+    fn record_implicit_3x3_forward(
+        &self,
+        rec: &mut Recorder<'_>,
+        (x, w, bias, y): (&Tensor, &Tensor, Option<&Tensor>, &Tensor),
+        pool: Option<([usize; 2], Option<&Tensor>)>,
+        chunk: usize,
+        a: Packed,
+        x_rows: &Flat,
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        let ctx = x.context();
+        // The kernel's view: rows are output channels, K runs over input channels.
+        let params = g.params(1, g.c_out, g.x.c, &g.x.size, &g.out, false, 0);
+        tiled::record_pack_3x3(ctx, op, rec, (w, &a), params, true)?;
+        let plane = g.x.c * g.x.size.iter().product::<usize>();
+        for n0 in (0..g.x.n).step_by(chunk) {
+            let len = chunk.min(g.x.n - n0);
+            let rows = len * g.x.c * g.out[0];
+            let x_params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, 0);
+            tiled::record_pack_texel_rows(ctx, op, rec, x, n0 * plane, rows, x_params, x_rows)?;
+            let conv = ConvParams { n_offset: n0 as u32, ..params };
+            let (relu, src) = (pool.is_some(), x_rows);
+            let c = tiled::Conv3x3 { a: &a, src, out: y, conv, len, bias, relu, pool };
+            tiled::record_conv_3x3(ctx, op, rec, &c)?;
+        }
+        Ok(())
+    }
+
+    /// The textures and scratch of [`Self::record_implicit_3x3_backward`] for chunks of `chunk`
+    /// samples, where it applies: a 2-D 3x3 convolution with stride 1, padding 1, no dilation
+    /// and one group, on the register layout with 8-lane subgroups, within the device's limits.
+    fn implicit_3x3_operands<'a>(
+        &self,
+        ctx: &Context,
+        chunk: usize,
+        data: bool,
+        kept: Option<&'a Flat>,
+    ) -> Result<Option<Implicit3x3<'a>>> {
+        let g = &self.g;
+        if !self.implicit_3x3(ctx) {
             return Ok(None);
         }
         let texels = chunk * g.out[0] * g.out[1].div_ceil(4);
-        let (Some(x_rows), Some(gy_rows)) =
-            (Flat::new(ctx, 4 * texels * g.x.c), Flat::new(ctx, 4 * texels * g.c_out))
-        else {
+        let x_rows = match kept {
+            Some(k) => Some(XRows::Kept(k)),
+            None => Flat::new(ctx, 4 * texels * g.x.c).map(XRows::Own),
+        };
+        let (Some(x_rows), Some(gy_rows)) = (x_rows, Flat::new(ctx, 4 * texels * g.c_out)) else {
             return Ok(None);
         };
         let dgrad_w = match data {
@@ -1297,7 +1393,7 @@ impl ConvPlan {
     /// The gradients of a fused 3x3 conv -> ReLU -> 2x2 max-pool without im2col, grad_col or
     /// col2im (gemm_sg.wgsl): per chunk, the pooled gradient goes through the argmax into the
     /// output gradient's rows of texels (pool.wgsl's `max_pool_2x2_backward_spatial`), x into
-    /// its own (`pack_texel_rows`), and `wgrad_3x3_sg` and `dgrad_3x3_sg_r16` gather their
+    /// its own (`pack_texel_rows`), and `wgrad_3x3_sg` and `conv_3x3_sg_r16` gather their
     /// shifted taps from those two.
     #[allow(clippy::too_many_arguments)]
     fn record_implicit_3x3_backward(
@@ -1309,21 +1405,36 @@ impl ConvPlan {
         grad_p: &Tensor,
         indices: &Tensor,
         (grad_x, grad_w): (Option<&Tensor>, &Tensor),
-        ops: Implicit3x3,
+        ops: Implicit3x3<'_>,
     ) -> Result<()> {
         let (op, g) = (self.op, &self.g);
         let ctx = x.context();
         let params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, 0);
         if let Some(a) = &ops.dgrad_w {
-            tiled::record_pack_dgrad_3x3(ctx, op, rec, w, a, params)?;
+            tiled::record_pack_3x3(ctx, op, rec, (w, a), params, false)?;
         }
         let plane = g.x.c * g.x.size.iter().product::<usize>();
         for (i, n0) in (0..g.x.n).step_by(ops.chunk).enumerate() {
             let len = ops.chunk.min(g.x.n - n0);
             pool.record_backward_spatial(rec, grad_p, indices, n0, len, &ops.gy_rows)?;
-            let rows = len * g.x.c * g.out[0];
-            tiled::record_pack_texel_rows(ctx, op, rec, x, n0 * plane, rows, params, &ops.x_rows)?;
-            let textures = (&ops.x_rows, &ops.gy_rows);
+            let x_rows = match &ops.x_rows {
+                XRows::Kept(kept) => kept,
+                XRows::Own(x_rows) => {
+                    let rows = len * g.x.c * g.out[0];
+                    tiled::record_pack_texel_rows(
+                        ctx,
+                        op,
+                        rec,
+                        x,
+                        n0 * plane,
+                        rows,
+                        params,
+                        x_rows,
+                    )?;
+                    x_rows
+                }
+            };
+            let textures = (x_rows, &ops.gy_rows);
             tiled::record_wgrad_3x3(
                 ctx,
                 op,
@@ -1336,8 +1447,10 @@ impl ConvPlan {
                 i > 0,
             )?;
             if let (Some(gx), Some(a)) = (grad_x, &ops.dgrad_w) {
-                let params = ConvParams { n_offset: n0 as u32, ..params };
-                tiled::record_dgrad_3x3(ctx, op, rec, a, &ops.gy_rows, gx, params, len)?;
+                let conv = ConvParams { n_offset: n0 as u32, ..params };
+                let (src, bias, relu, pool) = (&ops.gy_rows, None, false, None);
+                let c = tiled::Conv3x3 { a, src, out: gx, conv, len, bias, relu, pool };
+                tiled::record_conv_3x3(ctx, op, rec, &c)?;
             }
         }
         Ok(())

@@ -475,7 +475,7 @@ impl PoolPlan {
     }
 
     /// The backward pass of a fused conv -> ReLU -> 2x2 max-pool up to the convolution's output
-    /// for gemm_sg.wgsl's `dgrad_3x3_sg_r16` and `wgrad_3x3_sg`: the output gradient of samples
+    /// for gemm_sg.wgsl's `conv_3x3_sg_r16` and `wgrad_3x3_sg`: the output gradient of samples
     /// [n0, n0 + len) in rows of ceil(W / 4) texels of `gy_rows` (see pool.wgsl's
     /// `max_pool_2x2_backward_spatial`).
     pub(crate) fn record_backward_spatial(

@@ -597,29 +597,30 @@ pub(crate) fn record_gemm(
     Ok(())
 }
 
-/// Records gemm_sg.wgsl's `pack_dgrad_3x3`: `dgrad_3x3_sg_r16`'s A (C_in rows of 3 C_out
-/// texels, one per (output channel, kernel row) with its three taps) from a 3x3 weight `w`.
-/// `conv` carries C_in and C_out.
-pub(crate) fn record_pack_dgrad_3x3(
+/// Records gemm_sg.wgsl's `pack_dgrad_3x3` (`forward` false) or `pack_conv_3x3`:
+/// `conv_3x3_sg_r16`'s A from a 3x3 weight `w`, `conv` in that kernel's view (c_in rows,
+/// c_out = the channels K runs over): 3 c_out texels per row, one per (channel, kernel row)
+/// with its three taps, flipped for a forward pass.
+pub(crate) fn record_pack_3x3(
     ctx: &Context,
     op: &'static str,
     rec: &mut Recorder<'_>,
-    w: &Tensor,
-    a: &Packed,
+    (w, a): (&Tensor, &Packed),
     mut conv: ConvParams,
+    forward: bool,
 ) -> Result<()> {
-    let (c_in, c_out) = (conv.c_in as usize, conv.c_out as usize);
-    if a.rows != c_in || a.tex_cols() != 3 * c_out || w.numel() != c_out * c_in * 9 {
-        return Err(Error::invalid(op, "dgrad weight shapes do not line up (an internal error)"));
+    let (rows, k_c) = (conv.c_in as usize, conv.c_out as usize);
+    if a.rows != rows || a.tex_cols() != 3 * k_c || w.numel() != rows * k_c * 9 {
+        return Err(Error::invalid(op, "3x3 weight shapes do not line up (an internal error)"));
     }
-    let total = check_u32(op, "weight texels", 3 * c_out * c_in)?;
+    let total = check_u32(op, "weight texels", 3 * k_c * rows)?;
     conv.total = total;
     let params = TexGemmParams { conv, ..bytemuck::Zeroable::zeroed() };
     ctx.record_with(
         rec,
         &Dispatch {
             shader: Shader::GemmSubgroup,
-            entry: "pack_dgrad_3x3",
+            entry: if forward { "pack_conv_3x3" } else { "pack_dgrad_3x3" },
             constants: &[],
             params: bytemuck::bytes_of(&params),
             buffers: &[(3, w.buffer())],
@@ -633,75 +634,101 @@ pub(crate) fn record_pack_dgrad_3x3(
     )
 }
 
-/// Records gemm_sg.wgsl's `dgrad_3x3_sg_r16`: grad_x of a 3x3 convolution (stride 1, padding 1)
-/// for samples [n0, n0 + len) from `a` ([`record_pack_dgrad_3x3`]) and `gy_rows`, the output
-/// gradient of those samples in rows of ceil(W / 4) texels (pool.wgsl's
-/// `max_pool_2x2_backward_spatial`). `conv` carries C_in, C_out, the size (H, W) and n0.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn record_dgrad_3x3(
+/// One launch of gemm_sg.wgsl's `conv_3x3_sg_r16` (a 3x3 convolution, stride 1, padding 1)
+/// over a chunk of `len` samples.
+pub(crate) struct Conv3x3<'a> {
+    /// The packed taps ([`record_pack_3x3`]) and the source (grad_y for a data gradient, x for
+    /// a forward pass) in rows of ceil(W / 4) texels.
+    pub a: &'a Packed,
+    pub src: &'a Flat,
+    pub out: &'a Tensor,
+    /// In the kernel's view: c_in output rows (channels), c_out source channels, input
+    /// [1, H, W], n_offset the chunk's first sample.
+    pub conv: ConvParams,
+    pub len: usize,
+    pub bias: Option<&'a Tensor>,
+    pub relu: bool,
+    /// A fused ReLU and 2x2 max-pool: the pooled size and where its argmax goes.
+    pub pool: Option<([usize; 2], Option<&'a Tensor>)>,
+}
+
+/// Records gemm_sg.wgsl's `conv_3x3_sg_r16` (see [`Conv3x3`]).
+pub(crate) fn record_conv_3x3(
     ctx: &Context,
     op: &'static str,
     rec: &mut Recorder<'_>,
-    a: &Packed,
-    gy_rows: &Flat,
-    gx: &Tensor,
-    mut conv: ConvParams,
-    len: usize,
+    c: &Conv3x3<'_>,
 ) -> Result<()> {
-    let (c_in, c_out) = (conv.c_in as usize, conv.c_out as usize);
+    let mut conv = c.conv;
+    let (rows, k_c) = (conv.c_in as usize, conv.c_out as usize);
     let (h, w) = (conv.input[1] as usize, conv.input[2] as usize);
-    let texels = len * h * w.div_ceil(4);
-    let b_texels = texels * c_out;
+    let w4 = w.div_ceil(4);
+    let texels = c.len * h * w4;
     let n0 = conv.n_offset as usize;
-    if a.rows != c_in
-        || a.tex_cols() != 3 * c_out
-        || gy_rows.elems < 4 * b_texels
-        || gx.numel() < (n0 + len) * c_in * h * w
-        || 3 * c_out > MAX_LOOP_ITERATIONS
+    let (units, out_plane) = match c.pool {
+        Some(([ph, pw], _)) => {
+            conv.output = [1, u(op, "pooled height", ph)?, u(op, "pooled width", pw)?];
+            (c.len * ph * w4.div_ceil(2), ph * pw)
+        }
+        None => (texels.div_ceil(4), h * w),
+    };
+    if c.a.rows != rows
+        || c.a.tex_cols() != 3 * k_c
+        || c.src.elems < 4 * texels * k_c
+        || c.out.numel() < (n0 + c.len) * rows * out_plane
+        || 3 * k_c > MAX_LOOP_ITERATIONS
+        || c.pool.is_some_and(|([ph, pw], _)| 2 * ph > h || 2 * pw > w)
     {
-        return Err(Error::invalid(op, "dgrad shapes do not line up (an internal error)"));
+        return Err(Error::invalid(op, "3x3 convolution shapes do not line up (internal)"));
     }
-    conv.total = check_u32(op, "grad_output texels", b_texels)?;
+    conv.total = check_u32(op, "source texels", texels * k_c)?;
     let params = TexGemmParams {
-        m: check_u32(op, "C_in", c_in)?,
-        n: check_u32(op, "grad_input texels", texels)?,
+        m: check_u32(op, "rows", rows)?,
+        n: check_u32(op, "texels", if c.pool.is_some() { units } else { texels })?,
+        bias_mode: bias_mode(c.bias.is_some(), true),
+        relu: c.relu as u32,
+        pool: c.pool.map_or(0, |(_, indices)| if indices.is_some() { 2 } else { 1 }),
+        pool_in_w: u(op, "width", w)?,
         conv,
         ..bytemuck::Zeroable::zeroed()
     };
-    // Subgroups of eight lanes with four texels each, by blocks of 16 channels; eight per
-    // workgroup.
-    let subgroups = texels.div_ceil(32) * c_in.div_ceil(16);
+    // Subgroups of eight lanes by blocks of 16 rows, eight subgroups per workgroup.
+    let subgroups = units.div_ceil(8) * rows.div_ceil(16);
     let groups = check_u32(op, "workgroups", subgroups.div_ceil(8))?;
     if groups > ctx.limits().max_compute_workgroups_per_dimension {
         return Err(Error::invalid(op, format!("{texels} texels exceed the dispatch limit")));
     }
     if ctx.log_debug() {
+        let what = if c.pool.is_some() { ", relu + max_pool 2x2" } else { "" };
         eprintln!(
-            "gconv: {op}: dgrad_3x3_sg_r16 (C_in {c_in}, C_out {c_out}, {len} x {h} x {w}), \
-             grad_y gathered, no grad_col"
+            "gconv: {op}: conv_3x3_sg_r16 ({rows} rows, {k_c} channels, {} x {h} x {w}{what}), \
+             B gathered from rows of texels",
+            c.len
         );
     }
     let view = |binding, v| wgpu::BindGroupEntry {
         binding,
         resource: wgpu::BindingResource::TextureView(v),
     };
+    let bias = c.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    let indices = c.pool.and_then(|(_, i)| i).map_or(&ctx.inner.dummy_rw, Tensor::buffer);
     ctx.record_with(
         rec,
         &Dispatch {
             shader: Shader::GemmSubgroup,
-            entry: "dgrad_3x3_sg_r16",
+            entry: "conv_3x3_sg_r16",
             constants: &[],
             params: bytemuck::bytes_of(&params),
-            buffers: &[(4, gx.buffer())],
+            buffers: &[(3, bias), (4, c.out.buffer()), (7, indices)],
             workgroups: [groups, 1, 1],
             ranges: &[],
         },
-        &[view(8, &a.view), view(9, &gy_rows.view)],
+        &[view(8, &c.a.view), view(9, &c.src.view)],
     )
 }
 
 /// Records gemm_sg.wgsl's `pack_texel_rows`: `rows` rows of `w` values of `src` from value
-/// `offset` on into `dst` in rows of ceil(w / 4) texels (the layout of `dgrad_3x3_sg_r16`'s
+/// `offset` on into `dst` in rows of ceil(w / 4) texels (the layout of `conv_3x3_sg_r16`'s
 /// and `wgrad_3x3_sg`'s operands).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_pack_texel_rows(
