@@ -466,8 +466,9 @@ pub(crate) fn record_gemm(
     };
     let shader = if entry.starts_with("gemm_sg") { Shader::GemmSubgroup } else { Shader::GemmTex };
     let tiles = (n as u32).div_ceil(tile_cols) * (m as u32).div_ceil(tile_rows) * batch as u32;
-    // Split K until there are enough workgroups for the device, keeping at least 64 texels
-    // (256 values of K) per split.
+    // Split K until there are enough workgroups for the device, keeping at least 256 texels
+    // (1024 values of K) per split: below that the reduction pass costs more than the idle
+    // cores (a classifier's K = 576 on lavapipe).
     let k4 = u(op, "K", a.tex_cols())?;
     if e.pool.is_some() && (e.texture.is_some() || e.accumulate || !e.relu || m == 0) {
         return Err(Error::invalid(op, "a pooling epilogue needs ReLU (an internal error)"));
@@ -487,7 +488,7 @@ pub(crate) fn record_gemm(
         }
         1
     } else {
-        (wanted.div_ceil(tiles)).min(k4 / 64).max(k4.div_ceil(cap)).max(1)
+        (wanted.div_ceil(tiles)).min(k4 / 256).max(k4.div_ceil(cap)).max(1)
     };
     let k_split = k4.div_ceil(splits);
     let splits = k4.div_ceil(k_split);
@@ -775,7 +776,7 @@ pub(crate) fn record_pack_texel_rows(
 /// within [`MAX_LOOP_ITERATIONS`].
 pub(crate) fn wgrad_3x3_splits(c_in: usize, c_out: usize, texels: usize) -> usize {
     let subgroups = c_in.div_ceil(8) * c_out.div_ceil(16);
-    let wanted = (2 * WORKGROUPS_WANTED as usize * 8).div_ceil(subgroups);
+    let wanted = (WORKGROUPS_WANTED as usize * 8).div_ceil(subgroups);
     wanted.min(texels.div_ceil(32)).max(texels.div_ceil(MAX_LOOP_ITERATIONS)).max(1)
 }
 
