@@ -1157,6 +1157,16 @@ impl ConvPlan {
                     col.and_then(ReluPoolScratch::col),
                 )
             }
+            (ConvKernel::Tiles3x3, _) if self.implicit_3x3(&ctx) => {
+                let (k_c, rows, chunk) = (g.x.c, g.c_out, g.x.n);
+                let texels = chunk * g.out[0] * g.out[1].div_ceil(4);
+                let a = Packed::new(&ctx, rows, 12 * k_c, rows, 1);
+                let (Some(a), Some(x_rows)) = (a, Flat::new(&ctx, 4 * texels * k_c)) else {
+                    return Err(Error::invalid(op, "no texture for the 3x3 forward (internal)"));
+                };
+                let (io, pool) = ((x, w, bias, y), Some((pooled, indices)));
+                self.record_implicit_3x3_forward(rec, io, pool, chunk, a, &x_rows)
+            }
             (ConvKernel::Tiles3x3, _) => {
                 let total = tiles_4x4(&g.x.out_shape(g.c_out, &g.out)) as u32;
                 let mut params =
