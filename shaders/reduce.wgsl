@@ -95,3 +95,46 @@ fn batch_sum(
     }
     y[j] = acc;
 }
+
+// channel_sum_where_tex: channel_sum_where from flat texture copies of x and of the mask (i32),
+// four values per load: on CPU adapters a storage-buffer load costs about 20 cycles per lane, a
+// storage-texture load about as much for a whole texel. One workgroup of WG lanes per channel;
+// lane l sums the channel's plane in samples l, l + WG, ..., a texel at a time, leaving out
+// the values of the texels at either end that belong to other planes.
+@group(0) @binding(4) var x_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(5) var mask_tex: texture_storage_2d<rgba32sint, read>;
+
+var<workgroup> partial_tex: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn channel_sum_where_tex(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let ch = wg.y * nwg.x + wg.x;
+    if ch >= p.c {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    for (var n = lid; n < p.n; n += WG) {
+        let begin = (n * p.c + ch) * p.s;
+        let end = begin + p.s;
+        for (var q = begin / 4u; q * 4u < end; q++) {
+            let at = flat_xy(q);
+            let i = vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u);
+            let inside = (i >= vec4<u32>(begin)) & (i < vec4<u32>(end));
+            let keep = inside & (textureLoad(mask_tex, at) >= vec4<i32>(0));
+            acc += select(vec4<f32>(0.0), textureLoad(x_tex, at), keep);
+        }
+    }
+    partial_tex[lid] = acc.x + acc.y + acc.z + acc.w;
+    workgroupBarrier();
+    if lid == 0u {
+        var total = 0.0;
+        for (var i = 0u; i < WG; i++) {
+            total += partial_tex[i];
+        }
+        y[ch] = total;
+    }
+}

@@ -4,6 +4,7 @@
 
 use super::check_u32;
 use crate::kernel::{Dispatch, Recorder, Shader, WG};
+use crate::ops::tiled::{Flat, MAX_LOOP_ITERATIONS};
 use crate::{Context, Error, Result, Tensor};
 
 /// out[c] = sum over n and s of x viewed as (n, c, s), where s = x.numel() / (n * c).
@@ -42,6 +43,15 @@ fn channel_sum(
 ) -> Result<()> {
     const OP: &str = "channel_sum";
     let s = x.numel() / (n * c).max(1);
+    // The masked sum from flat texture copies, read a texel at a time, where they fit and
+    // each lane's loop stays short (see reduce.wgsl's channel_sum_where_tex).
+    if let Some(m) = mask.filter(|_| n.div_ceil(WG as usize) * (s / 4 + 2) <= MAX_LOOP_ITERATIONS) {
+        let x_flat = Flat::new(ctx, x.numel()).filter(|f| f.can_copy(x.buffer()));
+        let m_flat = Flat::new_i32(ctx, m.numel()).filter(|f| f.can_copy(m.buffer()));
+        if let (Some(x_flat), Some(m_flat)) = (x_flat, m_flat) {
+            return channel_sum_tex(ctx, enc, (x, &x_flat), (m, &m_flat), [n, c, s], out);
+        }
+    }
     let params = [
         check_u32(OP, "batch", n)?,
         check_u32(OP, "channels", c)?,
@@ -69,6 +79,45 @@ fn channel_sum(
             workgroups: [gx as u32, gy as u32, 1],
             ranges: &[],
         },
+    )
+}
+
+/// The masked channel sum through flat texture copies of x and the mask (reduce.wgsl's
+/// channel_sum_where_tex).
+fn channel_sum_tex(
+    ctx: &Context,
+    enc: &mut Recorder<'_>,
+    (x, x_flat): (&Tensor, &Flat),
+    (m, m_flat): (&Tensor, &Flat),
+    [n, c, s]: [usize; 3],
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "channel_sum";
+    let params = [
+        check_u32(OP, "batch", n)?,
+        check_u32(OP, "channels", c)?,
+        check_u32(OP, "positions", s)?,
+        check_u32(OP, "elements", x.numel())?,
+    ];
+    x_flat.record_copy(enc, x.buffer());
+    m_flat.record_copy(enc, m.buffer());
+    let view = |binding, v| wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::TextureView(v),
+    };
+    let textures = [view(4, &x_flat.view), view(5, &m_flat.view)];
+    ctx.record_with(
+        enc,
+        &Dispatch {
+            shader: Shader::Reduce,
+            entry: "channel_sum_where_tex",
+            constants: &[("WG", f64::from(WG))],
+            params: bytemuck::cast_slice(&params),
+            buffers: &[(2, out.buffer())],
+            workgroups: ctx.grid_1d(OP, c as u64 * u64::from(WG), WG)?,
+            ranges: &[],
+        },
+        &textures,
     )
 }
 
