@@ -136,6 +136,14 @@ pub(crate) struct ConvParams {
     _pad: [u32; 2],
 }
 
+/// Where [`ConvPlan::record_implicit_3x3_backward`] takes the output gradient from.
+enum GradSource<'a> {
+    /// A fused 2x2 max-pool's gradient and argmax.
+    Pooled { pool: &'a crate::ops::pool::PoolPlan, grad_p: &'a Tensor, indices: &'a Tensor },
+    /// The convolution's own output gradient.
+    Plain(&'a Tensor),
+}
+
 enum XRows<'a> {
     Kept(&'a Flat),
     Own(Flat),
@@ -976,6 +984,19 @@ impl ConvPlan {
             kernel = ConvKernel::Direct { textures: false };
         }
         self.log_kernel(&ctx, "forward", kernel);
+        let chunk = match kernel {
+            ConvKernel::Tiled { chunk } => Some(chunk),
+            ConvKernel::Tiles3x3 => Some(g.x.n),
+            _ => None,
+        };
+        if let Some(chunk) = chunk.and_then(|c| self.implicit_3x3_chunk(&ctx, c, g.x.c)) {
+            let texels = chunk * g.out[0] * g.out[1].div_ceil(4);
+            let a = Packed::new(&ctx, g.c_out, 12 * g.x.c, g.c_out, 1);
+            if let (Some(a), Some(x_rows)) = (a, Flat::new(&ctx, 4 * texels * g.x.c)) {
+                let io = (x, w, bias, y);
+                return self.record_implicit_3x3_forward(rec, io, (None, relu), chunk, a, &x_rows);
+            }
+        }
         if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
             x_flat.record_copy(rec, x.buffer());
             return self
@@ -1139,7 +1160,7 @@ impl ConvPlan {
                     let x_rows = col.and_then(ReluPoolScratch::rows).or(own.as_ref());
                     if let (Some(a), Some(x_rows)) = (a, x_rows) {
                         let io = (x, w, bias, y);
-                        let pool = Some((pooled, indices));
+                        let pool = (Some((pooled, indices)), true);
                         return self.record_implicit_3x3_forward(rec, io, pool, chunk, a, x_rows);
                     }
                 }
@@ -1164,7 +1185,7 @@ impl ConvPlan {
                 let (Some(a), Some(x_rows)) = (a, Flat::new(&ctx, 4 * texels * k_c)) else {
                     return Err(Error::invalid(op, "no texture for the 3x3 forward (internal)"));
                 };
-                let (io, pool) = ((x, w, bias, y), Some((pooled, indices)));
+                let (io, pool) = ((x, w, bias, y), (Some((pooled, indices)), true));
                 self.record_implicit_3x3_forward(rec, io, pool, chunk, a, &x_rows)
             }
             (ConvKernel::Tiles3x3, _) => {
@@ -1275,8 +1296,8 @@ impl ConvPlan {
         // The forward pass's x in rows of texels, when it held the whole batch.
         let kept = col.and_then(ReluPoolScratch::rows).filter(|_| chunk == g.x.n);
         if let Some(ops) = self.implicit_3x3_operands(&ctx, chunk, grad_x.is_some(), kept)? {
-            let grads = (grad_x, grad_w);
-            return self.record_implicit_3x3_backward(rec, pool, x, w, grad_p, indices, grads, ops);
+            let (grads, source) = ((grad_x, grad_w), GradSource::Pooled { pool, grad_p, indices });
+            return self.record_implicit_3x3_backward(rec, source, x, w, grads, ops);
         }
         let (k, _) = self.col_dims();
         let per_sample = ph * pw * 4;
@@ -1333,6 +1354,27 @@ impl ConvPlan {
             && 3 * g.c_out.max(g.x.c) <= tiled::MAX_LOOP_ITERATIONS
     }
 
+    /// Samples per chunk for the implicit 3x3 kernels, up to `chunk`: where they apply (see
+    /// [`Self::implicit_3x3`]) and rows of texels of `channels` channels fit one texture.
+    fn implicit_3x3_chunk(&self, ctx: &Context, chunk: usize, channels: usize) -> Option<usize> {
+        if !self.implicit_3x3(ctx) {
+            return None;
+        }
+        let per_sample = channels * self.g.out[0] * self.g.out[1].div_ceil(4);
+        let mut chunk = chunk.min(self.g.x.n).max(1);
+        while !tiled::fits(
+            ctx,
+            tiled::FLAT_TEXELS,
+            (chunk * per_sample).div_ceil(tiled::FLAT_TEXELS),
+        ) {
+            if chunk == 1 {
+                return None;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+        Some(chunk)
+    }
+
     /// The forward pass on `conv_3x3_sg_r16` (see [`Self::implicit_3x3`]): per chunk, x into
     /// rows of texels (`pack_texel_rows`) that the kernel gathers its shifted taps from, with
     /// the weight packed flipped into `a`; bias, and ReLU with the 2x2 max-pool `pool`, in its
@@ -1342,7 +1384,7 @@ impl ConvPlan {
         &self,
         rec: &mut Recorder<'_>,
         (x, w, bias, y): (&Tensor, &Tensor, Option<&Tensor>, &Tensor),
-        pool: Option<([usize; 2], Option<&Tensor>)>,
+        (pool, relu): (Option<([usize; 2], Option<&Tensor>)>, bool),
         chunk: usize,
         a: Packed,
         x_rows: &Flat,
@@ -1359,8 +1401,7 @@ impl ConvPlan {
             let x_params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, 0);
             tiled::record_pack_texel_rows(ctx, op, rec, x, n0 * plane, rows, x_params, x_rows)?;
             let conv = ConvParams { n_offset: n0 as u32, ..params };
-            let (relu, src) = (pool.is_some(), x_rows);
-            let c = tiled::Conv3x3 { a: &a, src, out: y, conv, len, bias, relu, pool };
+            let c = tiled::Conv3x3 { a: &a, src: x_rows, out: y, conv, len, bias, relu, pool };
             tiled::record_conv_3x3(ctx, op, rec, &c)?;
         }
         Ok(())
@@ -1400,20 +1441,17 @@ impl ConvPlan {
         Ok(Some(Implicit3x3 { chunk, x_rows, gy_rows, partial, dgrad_w }))
     }
 
-    /// The gradients of a fused 3x3 conv -> ReLU -> 2x2 max-pool without im2col, grad_col or
-    /// col2im (gemm_sg.wgsl): per chunk, the pooled gradient goes through the argmax into the
-    /// output gradient's rows of texels (pool.wgsl's `max_pool_2x2_backward_spatial`), x into
-    /// its own (`pack_texel_rows`), and `wgrad_3x3_sg` and `conv_3x3_sg_r16` gather their
-    /// shifted taps from those two.
-    #[allow(clippy::too_many_arguments)]
+    /// The gradients of a 3x3 convolution (see [`Self::implicit_3x3`]) without im2col, grad_col
+    /// or col2im (gemm_sg.wgsl): per chunk, the output gradient into rows of texels (for a fused
+    /// conv -> ReLU -> 2x2 max-pool, the pooled gradient through the argmax: pool.wgsl's
+    /// `max_pool_2x2_backward_spatial`), x into its own (`pack_texel_rows`), and `wgrad_3x3_sg`
+    /// and `conv_3x3_sg_r16` gather their shifted taps from those two.
     fn record_implicit_3x3_backward(
         &self,
         rec: &mut Recorder<'_>,
-        pool: &crate::ops::pool::PoolPlan,
+        source: GradSource<'_>,
         x: &Tensor,
         w: &Tensor,
-        grad_p: &Tensor,
-        indices: &Tensor,
         (grad_x, grad_w): (Option<&Tensor>, &Tensor),
         ops: Implicit3x3<'_>,
     ) -> Result<()> {
@@ -1426,7 +1464,26 @@ impl ConvPlan {
         let plane = g.x.c * g.x.size.iter().product::<usize>();
         for (i, n0) in (0..g.x.n).step_by(ops.chunk).enumerate() {
             let len = ops.chunk.min(g.x.n - n0);
-            pool.record_backward_spatial(rec, grad_p, indices, n0, len, &ops.gy_rows)?;
+            match source {
+                GradSource::Pooled { pool, grad_p, indices } => {
+                    pool.record_backward_spatial(rec, grad_p, indices, n0, len, &ops.gy_rows)?
+                }
+                GradSource::Plain(grad_y) => {
+                    let (rows, plane_y) =
+                        (len * g.c_out * g.out[0], g.c_out * g.out.iter().product::<usize>());
+                    let gy_rows = &ops.gy_rows;
+                    tiled::record_pack_texel_rows(
+                        ctx,
+                        op,
+                        rec,
+                        grad_y,
+                        n0 * plane_y,
+                        rows,
+                        params,
+                        gy_rows,
+                    )?
+                }
+            }
             let x_rows = match &ops.x_rows {
                 XRows::Kept(kept) => kept,
                 XRows::Own(x_rows) => {
@@ -1515,6 +1572,25 @@ impl ConvPlan {
         }
         let (kernel, flat) = self.kernel_for(&ctx, x)?;
         self.log_kernel(&ctx, "backward", kernel);
+        // The implicit 3x3 kernels where the tiled GEMM would run (the 3x3 tiles serve layers
+        // with few input channels, which wgrad_3x3_sg's lanes would leave idle).
+        let implicit = match kernel {
+            ConvKernel::Tiled { chunk } => self.implicit_3x3_chunk(&ctx, chunk, g.x.c.max(g.c_out)),
+            _ => None,
+        };
+        if let Some(chunk) = implicit {
+            if let Some(ops) = self.implicit_3x3_operands(&ctx, chunk, grad_x.is_some(), None)? {
+                let grads = (grad_x, grad_w);
+                return self.record_implicit_3x3_backward(
+                    rec,
+                    GradSource::Plain(grad_y),
+                    x,
+                    w,
+                    grads,
+                    ops,
+                );
+            }
+        }
         if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
             x_flat.record_copy(rec, x.buffer());
             self.record_tiled_weight_grad(&ctx, rec, &x_flat, grad_y, grad_w, chunk)?;
