@@ -127,6 +127,11 @@ impl Shader {
     }
 }
 
+/// A bind group entry for a texture view (the `extra` bindings of [`Context::record_with`]).
+pub(crate) fn texture_entry(binding: u32, view: &wgpu::TextureView) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry { binding, resource: wgpu::BindingResource::TextureView(view) }
+}
+
 /// Default workgroup size of the one-dimensional kernels (the prelude's `WG`).
 pub(crate) const WG: u32 = 64;
 

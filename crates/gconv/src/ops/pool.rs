@@ -1,7 +1,7 @@
 //! Max, average and adaptive pooling, 1-D to 3-D (`pool.wgsl`).
 
 use super::{Dims, Spatial, check_u32, context_of, to3};
-use crate::kernel::{Dispatch, Recorder, Shader, WG};
+use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
 use crate::ops::tiled::{Flat, Packed};
 use crate::{Context, DType, Error, Result, Tensor};
 
@@ -498,25 +498,39 @@ impl PoolPlan {
             ));
         }
         let invocations = len * c.div_ceil(4) * h.div_ceil(2) * w.div_ceil(4);
+        let entry = "max_pool_2x2_backward_spatial";
+        let textures = [texture_entry(9, &gy_rows.view)];
+        self.record_unpool(&ctx, rec, entry, (grad_y, indices), (n0, len, invocations), &textures)
+    }
+
+    /// One of the 2x2 max-pool's backward kernels into textures, `invocations` of them over
+    /// samples [n0, n0 + len).
+    fn record_unpool(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        entry: &'static str,
+        (grad_y, indices): (&Tensor, &Tensor),
+        (n0, len, invocations): (usize, usize, usize),
+        textures: &[wgpu::BindGroupEntry<'_>],
+    ) -> Result<()> {
+        let op = self.op;
         let total = check_u32(op, "positions", invocations)?;
         let mut params = self.params(total)?;
-        params.planes = check_u32(op, "planes", len * c)?;
+        params.planes = check_u32(op, "planes", len * self.xs.c)?;
         params.sample_offset = check_u32(op, "samples", n0)?;
         ctx.record_with(
             rec,
             &Dispatch {
                 shader: Shader::Pool,
-                entry: "max_pool_2x2_backward_spatial",
+                entry,
                 constants: &[("WG", f64::from(WG))],
                 params: bytemuck::bytes_of(&params),
                 buffers: &[(4, grad_y.buffer()), (6, indices.buffer())],
                 workgroups: ctx.grid_1d(op, u64::from(total), WG)?,
                 ranges: &[],
             },
-            &[wgpu::BindGroupEntry {
-                binding: 9,
-                resource: wgpu::BindingResource::TextureView(&gy_rows.view),
-            }],
+            textures,
         )
     }
 
@@ -551,26 +565,10 @@ impl PoolPlan {
                 "packed gradient shapes do not line up (an internal error)",
             ));
         }
-        let total = check_u32(op, "windows", windows * c.div_ceil(4))?;
-        let mut params = self.params(total)?;
-        params.planes = check_u32(op, "planes", len * c)?;
-        params.sample_offset = check_u32(op, "samples", n0)?;
-        fn texture(binding: u32, t: &Packed) -> wgpu::BindGroupEntry<'_> {
-            wgpu::BindGroupEntry { binding, resource: wgpu::BindingResource::TextureView(&t.view) }
-        }
-        ctx.record_with(
-            rec,
-            &Dispatch {
-                shader: Shader::Pool,
-                entry: "max_pool_2x2_backward_packed",
-                constants: &[("WG", f64::from(WG))],
-                params: bytemuck::bytes_of(&params),
-                buffers: &[(4, grad_y.buffer()), (6, indices.buffer())],
-                workgroups: ctx.grid_1d(op, u64::from(total), WG)?,
-                ranges: &[],
-            },
-            &[texture(9, gy), texture(10, gyt)],
-        )
+        let entry = "max_pool_2x2_backward_packed";
+        let textures = [texture_entry(9, &gy.view), texture_entry(10, &gyt.view)];
+        let invocations = windows * c.div_ceil(4);
+        self.record_unpool(&ctx, rec, entry, (grad_y, indices), (n0, len, invocations), &textures)
     }
 
     /// Checks the pooled gradient and indices of a fused conv -> ReLU -> 2x2 max-pool's

@@ -3,7 +3,7 @@
 //! encoder, as parts of a larger backward pass.
 
 use super::check_u32;
-use crate::kernel::{Dispatch, Recorder, Shader, WG};
+use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
 use crate::ops::tiled::{Flat, MAX_LOOP_ITERATIONS};
 use crate::{Context, Error, Result, Tensor};
 
@@ -101,11 +101,7 @@ fn channel_sum_tex(
     ];
     x_flat.record_copy(enc, x.buffer());
     m_flat.record_copy(enc, m.buffer());
-    let view = |binding, v| wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::TextureView(v),
-    };
-    let textures = [view(4, &x_flat.view), view(5, &m_flat.view)];
+    let textures = [texture_entry(4, &x_flat.view), texture_entry(5, &m_flat.view)];
     ctx.record_with(
         enc,
         &Dispatch {

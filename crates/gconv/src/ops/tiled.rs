@@ -3,7 +3,7 @@
 
 use super::check_u32;
 use super::conv::ConvParams;
-use crate::kernel::{Copy, Dispatch, Recorder, Shader};
+use crate::kernel::{Copy, Dispatch, Recorder, Shader, texture_entry};
 use crate::{Context, Error, GemmLayout, Result, Tensor};
 
 /// Where element (r, c) of batch z of a matrix lives in a flat buffer:
@@ -628,10 +628,7 @@ pub(crate) fn record_pack_3x3(
             workgroups: ctx.grid_1d(op, u64::from(total), crate::kernel::WG)?,
             ranges: &[],
         },
-        &[wgpu::BindGroupEntry {
-            binding: 6,
-            resource: wgpu::BindingResource::TextureView(&a.view),
-        }],
+        &[texture_entry(6, &a.view)],
     )
 }
 
@@ -707,10 +704,6 @@ pub(crate) fn record_conv_3x3(
             c.len
         );
     }
-    let view = |binding, v| wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::TextureView(v),
-    };
     let bias = c.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let indices = c.pool.and_then(|(_, i)| i).map_or(&ctx.inner.dummy_rw, Tensor::buffer);
     ctx.record_with(
@@ -724,7 +717,7 @@ pub(crate) fn record_conv_3x3(
             workgroups: [groups, 1, 1],
             ranges: &[],
         },
-        &[view(8, &c.a.view), view(9, &c.src.view)],
+        &[texture_entry(8, &c.a.view), texture_entry(9, &c.src.view)],
     )
 }
 
@@ -764,10 +757,7 @@ pub(crate) fn record_pack_texel_rows(
             workgroups: ctx.grid_1d(op, texels as u64, crate::kernel::WG)?,
             ranges: &[],
         },
-        &[wgpu::BindGroupEntry {
-            binding: 6,
-            resource: wgpu::BindingResource::TextureView(&dst.view),
-        }],
+        &[texture_entry(6, &dst.view)],
     )
 }
 
@@ -832,10 +822,6 @@ pub(crate) fn record_wgrad_3x3(
             params.splits
         );
     }
-    let view = |binding, v| wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::TextureView(v),
-    };
     ctx.record_with(
         rec,
         &Dispatch {
@@ -847,7 +833,7 @@ pub(crate) fn record_wgrad_3x3(
             workgroups: groups,
             ranges: &[],
         },
-        &[view(8, &x_rows.view), view(9, &gy_rows.view)],
+        &[texture_entry(8, &x_rows.view), texture_entry(9, &gy_rows.view)],
     )?;
     ctx.record(
         rec,
