@@ -847,6 +847,36 @@ fn sums_longer_than_lavapipes_loop_limit_match_reference() {
     }
 }
 
+/// 3x3 convolutions of stride 1 and padding 1, which on lavapipe's 8-lane subgroups run
+/// gemm_sg.wgsl's implicit kernels (conv_3x3_sg_r16 forward and data gradient, wgrad_3x3_sg):
+/// widths 1 to 13 around the texel and texel-pair boundaries, heights 1 to 9, channels around
+/// the 8- and 16-lane blocks (few input channels keep the 3x3 tiles' weight gradient), with
+/// and without bias; then a batch of 66 32x32 samples, which the kernels take in chunks.
+#[test]
+fn implicit_3x3_convolutions_match_reference() {
+    let case = |n, c_in, c_out, size| ConvCase {
+        n,
+        c_in,
+        c_out,
+        groups: 1,
+        size,
+        k: vec![3, 3],
+        stride: vec![1, 1],
+        dil: vec![1, 1],
+        padding: Padding::Explicit(vec![1, 1].into()),
+        spec: PaddingSpec::Explicit(vec![1, 1]),
+    };
+    for_each_config("implicit 3x3", 24, |r| {
+        let (n, c_in, c_out) =
+            (r.random_range(1..=3), r.random_range(1..=20), r.random_range(1..=20));
+        let size = vec![r.random_range(1..=9), r.random_range(1..=13)];
+        run_conv_case(ctx(), r, case(n, c_in, c_out, size), 0.5, 1e-4)
+    });
+    let mut r = rng(66);
+    run_conv_case(ctx(), &mut r, case(66, 6, 5, vec![32, 32]), 1.0, 1e-4)
+        .unwrap_or_else(|e| panic!("chunks: {e}"));
+}
+
 /// 3x3 convolutions of stride 1 with enough input channels for the tiled GEMM (more than 4),
 /// which random shapes above seldom give: their data gradients (and transposed convolutions'
 /// forward passes, with the bias) go through col2im_3x3.
