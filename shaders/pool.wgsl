@@ -512,26 +512,19 @@ fn max_pool_2x2_backward_packed(
     let s = divmod24(w, per_sample);
     let hw = divmod24(s.y, p.out_w);
     let base = ((p.sample_offset + s.x) * p.channels + c0) * per_sample + s.y;
-    var v: array<vec4<f32>, 4>;
-    for (var e = 0u; e < 4u; e++) {
-        var g = 0.0;
-        var lane = 4u;
-        if c0 + e < p.channels {
-            let at = base + e * per_sample;
-            let chosen = saved_indices[at];
-            if chosen >= 0 {
-                let pos = divmod24(u32(chosen), p.in_w);
-                lane = (pos.x - 2u * hw.x) * 2u + pos.y - 2u * hw.y;
-                g = grad_y[at];
-            }
-        }
-        v[e] = select(vec4<f32>(0.0), vec4<f32>(g), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(lane));
-        textureStore(gy_packed, vec2<u32>(w, c0 + e), v[e]);
-    }
-    for (var e = 0u; e < 4u; e++) {
-        let texel = vec4<f32>(v[0][e], v[1][e], v[2][e], v[3][e]);
-        textureStore(gyt_packed, vec2<u32>(t.x, 4u * w + e), texel);
-    }
+    // Each channel's window, written out (CPU adapters keep local arrays in memory).
+    let v0 = unpooled_window(base, c0, hw.x, hw.y, true);
+    let v1 = unpooled_window(base + per_sample, c0 + 1u, hw.x, hw.y, true);
+    let v2 = unpooled_window(base + 2u * per_sample, c0 + 2u, hw.x, hw.y, true);
+    let v3 = unpooled_window(base + 3u * per_sample, c0 + 3u, hw.x, hw.y, true);
+    textureStore(gy_packed, vec2<u32>(w, c0), v0);
+    textureStore(gy_packed, vec2<u32>(w, c0 + 1u), v1);
+    textureStore(gy_packed, vec2<u32>(w, c0 + 2u), v2);
+    textureStore(gy_packed, vec2<u32>(w, c0 + 3u), v3);
+    textureStore(gyt_packed, vec2<u32>(t.x, 4u * w), vec4<f32>(v0.x, v1.x, v2.x, v3.x));
+    textureStore(gyt_packed, vec2<u32>(t.x, 4u * w + 1u), vec4<f32>(v0.y, v1.y, v2.y, v3.y));
+    textureStore(gyt_packed, vec2<u32>(t.x, 4u * w + 2u), vec4<f32>(v0.z, v1.z, v2.z, v3.z));
+    textureStore(gyt_packed, vec2<u32>(t.x, 4u * w + 3u), vec4<f32>(v0.w, v1.w, v2.w, v3.w));
 }
 
 // The same backward pass for gemm_sg.wgsl's conv_3x3_sg_r16 and wgrad_3x3_sg (a 3x3

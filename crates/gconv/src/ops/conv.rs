@@ -144,9 +144,20 @@ enum GradSource<'a> {
     Plain(&'a Tensor),
 }
 
+/// x in rows of texels for the implicit 3x3 kernels: the plan's (filled by the forward pass,
+/// read by the backward pass), or a texture of the call's own.
 enum XRows<'a> {
     Kept(&'a Flat),
     Own(Flat),
+}
+
+impl XRows<'_> {
+    fn flat(&self) -> &Flat {
+        match self {
+            XRows::Kept(f) => f,
+            XRows::Own(f) => f,
+        }
+    }
 }
 
 /// What a fused conv -> ReLU -> max-pool's forward pass keeps for its backward pass
@@ -990,11 +1001,9 @@ impl ConvPlan {
             _ => None,
         };
         if let Some(chunk) = chunk.and_then(|c| self.implicit_3x3_chunk(&ctx, c, g.x.c)) {
-            let texels = chunk * g.out[0] * g.out[1].div_ceil(4);
-            let a = Packed::new(&ctx, g.c_out, 12 * g.x.c, g.c_out, 1);
-            if let (Some(a), Some(x_rows)) = (a, Flat::new(&ctx, 4 * texels * g.x.c)) {
+            if let Some(ops) = self.implicit_3x3_forward_operands(&ctx, chunk, None) {
                 let io = (x, w, bias, y);
-                return self.record_implicit_3x3_forward(rec, io, (None, relu), chunk, a, &x_rows);
+                return self.record_implicit_3x3_forward(rec, io, (None, relu), chunk, ops);
             }
         }
         if let (ConvKernel::Tiled { chunk }, Some(x_flat)) = (kernel, flat) {
@@ -1149,20 +1158,13 @@ impl ConvPlan {
         self.log_kernel(&ctx, "forward + relu + max_pool 2x2", kernel);
         match (kernel, flat) {
             (ConvKernel::Tiled { chunk }, Some(x_flat)) => {
-                if self.implicit_3x3(&ctx) {
-                    let (k_c, rows) = (g.x.c, g.c_out);
-                    let texels = chunk * g.out[0] * g.out[1].div_ceil(4);
-                    let a = Packed::new(&ctx, rows, 12 * k_c, rows, 1);
-                    let own = match col.and_then(ReluPoolScratch::rows) {
-                        Some(_) => None,
-                        None => Flat::new(&ctx, 4 * texels * k_c),
-                    };
-                    let x_rows = col.and_then(ReluPoolScratch::rows).or(own.as_ref());
-                    if let (Some(a), Some(x_rows)) = (a, x_rows) {
-                        let io = (x, w, bias, y);
-                        let pool = (Some((pooled, indices)), true);
-                        return self.record_implicit_3x3_forward(rec, io, pool, chunk, a, x_rows);
-                    }
+                let kept = col.and_then(ReluPoolScratch::rows);
+                let ops = self
+                    .implicit_3x3(&ctx)
+                    .then(|| self.implicit_3x3_forward_operands(&ctx, chunk, kept));
+                if let Some(ops) = ops.flatten() {
+                    let (io, pool) = ((x, w, bias, y), (Some((pooled, indices)), true));
+                    return self.record_implicit_3x3_forward(rec, io, pool, chunk, ops);
                 }
                 x_flat.record_copy(rec, x.buffer());
                 self.record_tiled_forward(
@@ -1179,14 +1181,12 @@ impl ConvPlan {
                 )
             }
             (ConvKernel::Tiles3x3, _) if self.implicit_3x3(&ctx) => {
-                let (k_c, rows, chunk) = (g.x.c, g.c_out, g.x.n);
-                let texels = chunk * g.out[0] * g.out[1].div_ceil(4);
-                let a = Packed::new(&ctx, rows, 12 * k_c, rows, 1);
-                let (Some(a), Some(x_rows)) = (a, Flat::new(&ctx, 4 * texels * k_c)) else {
-                    return Err(Error::invalid(op, "no texture for the 3x3 forward (internal)"));
-                };
+                let ops =
+                    self.implicit_3x3_forward_operands(&ctx, g.x.n, None).ok_or_else(|| {
+                        Error::invalid(op, "no texture for the 3x3 forward (an internal error)")
+                    })?;
                 let (io, pool) = ((x, w, bias, y), (Some((pooled, indices)), true));
-                self.record_implicit_3x3_forward(rec, io, pool, chunk, a, &x_rows)
+                self.record_implicit_3x3_forward(rec, io, pool, g.x.n, ops)
             }
             (ConvKernel::Tiles3x3, _) => {
                 let total = tiles_4x4(&g.x.out_shape(g.c_out, &g.out)) as u32;
@@ -1220,8 +1220,7 @@ impl ConvPlan {
         Ok(match self.kernel(ctx)? {
             // The implicit 3x3 kernels keep x in rows of texels instead.
             ConvKernel::Tiled { chunk } if chunk == g.x.n && self.implicit_3x3(ctx) => {
-                let texels = chunk * g.x.c * g.out[0] * g.out[1].div_ceil(4);
-                Flat::new(ctx, 4 * texels).map(ReluPoolScratch::Rows)
+                Flat::new(ctx, 4 * self.row_texels(chunk) * g.x.c).map(ReluPoolScratch::Rows)
             }
             ConvKernel::Tiled { chunk } if chunk == g.x.n => {
                 self.col_texture(ctx, chunk, ph * pw * 4)?.map(ReluPoolScratch::Col)
@@ -1360,7 +1359,7 @@ impl ConvPlan {
         if !self.implicit_3x3(ctx) {
             return None;
         }
-        let per_sample = channels * self.g.out[0] * self.g.out[1].div_ceil(4);
+        let per_sample = channels * self.row_texels(1);
         let mut chunk = chunk.min(self.g.x.n).max(1);
         while !tiled::fits(
             ctx,
@@ -1375,6 +1374,30 @@ impl ConvPlan {
         Some(chunk)
     }
 
+    /// Texels per channel of `samples` samples in rows of texels (ceil(W / 4) per row of the
+    /// output, which for these convolutions has x's size).
+    fn row_texels(&self, samples: usize) -> usize {
+        samples * self.g.out[0] * self.g.out[1].div_ceil(4)
+    }
+
+    /// The packed weight and x's rows of texels (`kept`: the plan's) that
+    /// [`Self::record_implicit_3x3_forward`] needs for chunks of `chunk` samples, or `None`
+    /// where they do not fit the device.
+    fn implicit_3x3_forward_operands<'a>(
+        &self,
+        ctx: &Context,
+        chunk: usize,
+        kept: Option<&'a Flat>,
+    ) -> Option<(Packed, XRows<'a>)> {
+        let g = &self.g;
+        let a = Packed::new(ctx, g.c_out, 12 * g.x.c, g.c_out, 1)?;
+        let x_rows = match kept {
+            Some(k) => XRows::Kept(k),
+            None => XRows::Own(Flat::new(ctx, 4 * self.row_texels(chunk) * g.x.c)?),
+        };
+        Some((a, x_rows))
+    }
+
     /// The forward pass on `conv_3x3_sg_r16` (see [`Self::implicit_3x3`]): per chunk, x into
     /// rows of texels (`pack_texel_rows`) that the kernel gathers its shifted taps from, with
     /// the weight packed flipped into `a`; bias, and ReLU with the 2x2 max-pool `pool`, in its
@@ -1386,20 +1409,18 @@ impl ConvPlan {
         (x, w, bias, y): (&Tensor, &Tensor, Option<&Tensor>, &Tensor),
         (pool, relu): (Option<([usize; 2], Option<&Tensor>)>, bool),
         chunk: usize,
-        a: Packed,
-        x_rows: &Flat,
+        (a, x_rows): (Packed, XRows<'_>),
     ) -> Result<()> {
         let (op, g) = (self.op, &self.g);
         let ctx = x.context();
         // The kernel's view: rows are output channels, K runs over input channels.
         let params = g.params(1, g.c_out, g.x.c, &g.x.size, &g.out, false, 0);
         tiled::record_pack_3x3(ctx, op, rec, (w, &a), params, true)?;
-        let plane = g.x.c * g.x.size.iter().product::<usize>();
+        let (plane, x_rows) = (g.x.c * g.x.size.iter().product::<usize>(), x_rows.flat());
         for n0 in (0..g.x.n).step_by(chunk) {
             let len = chunk.min(g.x.n - n0);
             let rows = len * g.x.c * g.out[0];
-            let x_params = g.params(1, g.x.c, g.c_out, &g.x.size, &g.out, false, 0);
-            tiled::record_pack_texel_rows(ctx, op, rec, x, n0 * plane, rows, x_params, x_rows)?;
+            tiled::record_pack_texel_rows(ctx, op, rec, x, n0 * plane, rows, params, x_rows)?;
             let conv = ConvParams { n_offset: n0 as u32, ..params };
             let c = tiled::Conv3x3 { a: &a, src: x_rows, out: y, conv, len, bias, relu, pool };
             tiled::record_conv_3x3(ctx, op, rec, &c)?;
@@ -1421,7 +1442,7 @@ impl ConvPlan {
         if !self.implicit_3x3(ctx) {
             return Ok(None);
         }
-        let texels = chunk * g.out[0] * g.out[1].div_ceil(4);
+        let texels = self.row_texels(chunk);
         let x_rows = match kept {
             Some(k) => Some(XRows::Kept(k)),
             None => Flat::new(ctx, 4 * texels * g.x.c).map(XRows::Own),
