@@ -200,6 +200,34 @@ fn pooling_gradients_match_finite_differences() {
     }
 }
 
+/// The fused conv -> ReLU -> max-pool against finite differences of its forward pass: some
+/// windows have every value below zero, so no gradient flows through them.
+#[test]
+fn fused_conv_relu_max_pool_gradients_match_finite_differences() {
+    let mut r = SmallRng::seed_from_u64(9);
+    let conv = ConvAttrs {
+        stride: vec![1, 1],
+        padding: vec![(1, 1), (1, 1)],
+        dilation: vec![1, 1],
+        groups: 1,
+    };
+    let pool = pool(&[2, 2], &[2, 2], &[0, 0], &[1, 1], false, false, None);
+    let x = random(&mut r, &[2, 3, 5, 6]);
+    let w = random(&mut r, &[4, 3, 3, 3]);
+    let b = random(&mut r, &[4]);
+    let (y, _) = conv_relu_max_pool_forward(&x, &w, Some(&b), &conv, &pool);
+    assert_eq!(y.shape, [2, 4, 2, 3]);
+    assert!(y.data.contains(&0.0) && y.data.iter().any(|&v| v > 0.0), "ReLU both off and on");
+    let gy = random(&mut r, &y.shape);
+    let (gx, gw, gb) = conv_relu_max_pool_backward(&x, &w, Some(&b), &gy, &conv, &pool);
+    let f = |x: &Array, w: &Array, b: &Array| {
+        dot(&conv_relu_max_pool_forward(x, w, Some(b), &conv, &pool).0, &gy)
+    };
+    assert_close("fused grad_x", &gx.data, &numeric(&x, |v| f(v, &w, &b)));
+    assert_close("fused grad_w", &gw.data, &numeric(&w, |v| f(&x, v, &b)));
+    assert_close("fused grad_b", &gb, &numeric(&b, |v| f(&x, &w, v)));
+}
+
 #[test]
 fn adaptive_pooling_gradients_match_finite_differences() {
     let mut r = SmallRng::seed_from_u64(4);

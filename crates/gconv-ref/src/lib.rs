@@ -2,7 +2,7 @@
 //! and no wgpu: written from PyTorch's definitions, so that the GPU kernels are checked against
 //! an independent implementation (and both against PyTorch's golden files).
 //!
-//! Functions mirror the shaders by name (`conv_forward` for `conv.wgsl`'s `conv_forward`, ...).
+//! Functions mirror the shaders by name (`conv_forward` for conv/direct.wgsl's `conv_forward`).
 //! They assume valid arguments (the GPU operators validate them) and panic on shapes that do
 //! not fit; every spatial operator takes 1 to 3 spatial dimensions.
 #![allow(
@@ -971,5 +971,8 @@ pub fn batch_norm_backward(
     (gx, gw, gb)
 }
 
+mod fused;
 #[cfg(test)]
 mod gradient_checks;
+
+pub use fused::{conv_relu_max_pool_backward, conv_relu_max_pool_forward};
