@@ -60,7 +60,7 @@ pub fn workgroup_ctx() -> &'static Context {
 
 /// A fifth context that never runs subgroup kernels (`Context::set_subgroups(false)`), so
 /// that the portable register-layout GEMM stays tested where the default context takes
-/// gemm_sg.wgsl's kernels (lavapipe); also poisoned.
+/// shaders/subgroup/ kernels (lavapipe); also poisoned.
 pub fn portable_ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
     CTX.get_or_init(|| {
@@ -127,4 +127,17 @@ pub fn for_each_config(
         ctx().adapter_name(),
         failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
+}
+
+/// gconv-ref's attributes of `max_pool2d(2)`: 2x2 windows of stride 2.
+pub fn max_pool_2x2() -> gconv_ref::PoolAttrs {
+    gconv_ref::PoolAttrs {
+        kernel_size: vec![2, 2],
+        stride: vec![2, 2],
+        padding: vec![0, 0],
+        dilation: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: true,
+        divisor_override: None,
+    }
 }

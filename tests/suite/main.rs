@@ -6,6 +6,7 @@ mod common;
 mod conformance;
 mod embedding;
 mod errors;
+mod fused;
 mod goldens;
 mod shaders;
 mod tools;

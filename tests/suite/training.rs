@@ -12,7 +12,7 @@ use gconv_ref::Array;
 use gconv_tests::compare::relative_error;
 use gconv_tests::golden::{Data, read_tensors};
 
-use super::common::ctx;
+use super::common::{ctx, max_pool_2x2};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -94,15 +94,7 @@ fn reference_loss(params: &[(String, Vec<usize>, Vec<f64>)], x: &Array, labels: 
     let (w, b) = (p("bn.weight").data, p("bn.bias").data);
     let y = gconv_ref::batch_norm_forward(&y, None, None, Some(&w), Some(&b), true, 0.1, 1e-5).y;
     let y = gconv_ref::relu(&y);
-    let pool = gconv_ref::PoolAttrs {
-        kernel_size: vec![2, 2],
-        stride: vec![2, 2],
-        padding: vec![0, 0],
-        dilation: vec![1, 1],
-        ceil_mode: false,
-        count_include_pad: true,
-        divisor_override: None,
-    };
+    let pool = max_pool_2x2();
     let mut y = gconv_ref::max_pool_forward(&y, &pool).0;
     y.shape = vec![y.shape[0], y.data.len() / y.shape[0]];
     let y = gconv_ref::relu(&gconv_ref::linear(&y, &p("fc1.weight"), Some(&p("fc1.bias"))));
@@ -407,94 +399,4 @@ fn steps_allocate_nothing(layout: gconv::GemmLayout) {
     assert!(before.textures > 0, "the plan's convolution should run on the tiled kernel");
     let metrics = model.take_metrics().expect("metrics");
     assert!(metrics.loss.is_finite(), "{metrics:?}");
-}
-
-/// conv -> ReLU -> 2x2 max-pool runs as one kernel in training and inference plans (the GEMM
-/// pools as it writes). Its logits and gradients must equal those of the separate layers,
-/// which the storage-buffer context runs unfused. The second block's 7x5 map pools to 3x2,
-/// dropping a row and a column; negative inputs turn the ReLU off in whole windows.
-#[test]
-fn fused_conv_relu_pool_matches_the_separate_layers() {
-    // conv2's 6, 40 and 72 channels take the register layout's 4-, 8- and 16-row kernels, each
-    // with whole and partial row blocks and window groups.
-    for c2 in [6, 40, 72] {
-        let graph = || {
-            let mut g = Graph::new(&[3, 14, 10]);
-            let o = || ConvOptions::default().padding(1);
-            g.push("conv1", Layer::conv2d(3, 8, 3, o())).expect("conv1");
-            g.push("relu1", Layer::Relu).expect("relu1");
-            g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
-            g.push("conv2", Layer::conv2d(8, c2, 3, o())).expect("conv2");
-            g.push("relu2", Layer::Relu).expect("relu2");
-            g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
-            g.push("flatten", Layer::Flatten).expect("flatten");
-            g.push("fc", Layer::linear(c2 * 6, 5)).expect("fc");
-            g
-        };
-        // Both GEMM layouts, and the register layout with and without subgroups: the
-        // epilogue pools in each.
-        for c in [ctx(), super::common::portable_ctx(), super::common::workgroup_ctx()] {
-            fused_model_matches(c, &graph, 5);
-        }
-    }
-}
-
-/// The same where the tiled convolution folds the batch into its GEMM in more than one chunk
-/// (a texture holds 16384 / 1024 = 16 samples of 32x32 outputs on lavapipe), so the backward
-/// pass recomputes each chunk's im2col instead of reusing the forward pass's.
-#[test]
-fn fused_conv_relu_pool_matches_the_separate_layers_in_chunks() {
-    let c = ctx();
-    let max = c.limits().max_texture_dimension_2d as usize;
-    let batch = max / 1024 + 3;
-    let graph = || {
-        // conv1 runs on the 3x3 tiles, conv2 (32x32 outputs) on the tiled GEMM.
-        let mut g = Graph::new(&[3, 66, 66]);
-        g.push("conv1", Layer::conv2d(3, 5, 3, ConvOptions::default())).expect("conv1");
-        g.push("relu1", Layer::Relu).expect("relu1");
-        g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
-        let o = ConvOptions::default().padding(1);
-        g.push("conv2", Layer::conv2d(5, 6, 3, o)).expect("conv2");
-        g.push("relu2", Layer::Relu).expect("relu2");
-        g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
-        g.push("flatten", Layer::Flatten).expect("flatten");
-        g.push("fc", Layer::linear(6 * 16 * 16, 5)).expect("fc");
-        g
-    };
-    fused_model_matches(c, &graph, batch);
-}
-
-fn fused_model_matches(c: &gconv::Context, graph: &dyn Fn() -> Graph, batch: usize) {
-    let mut fused = Model::from_graph(c, "fused", graph(), 3).expect("model");
-    let mut plain =
-        Model::from_graph(super::common::im2col_ctx(), "plain", graph(), 3).expect("model");
-    for train in [true, false] {
-        let nodes = fused.planned_nodes(batch, train).expect("plan");
-        assert_eq!(nodes[..2], ["conv1+relu1+pool1", "conv2+relu2+pool2"], "train {train}");
-        let nodes = plain.planned_nodes(batch, train).expect("plan");
-        assert_eq!(nodes.len(), graph().nodes.len(), "the storage-buffer context fuses nothing");
-    }
-    let per_sample: usize = graph().shapes(1).expect("shapes")[0].iter().product();
-    // Not periodic: equal windows would make near-ties that the two paths' rounding breaks
-    // differently, sending a max-pool's gradient to different positions.
-    let x: Vec<f32> = (0..(batch * per_sample) as u64)
-        .map(|i| {
-            (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32 / (1 << 24) as f32 * 2.4 - 0.6
-        })
-        .collect();
-    let labels: Vec<i32> = (0..batch).map(|i| (i * 3 % 5) as i32).collect();
-    let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
-    let logits = |m: &mut Model| m.predict(&x, batch).expect("predict").to_vec().expect("read");
-    let err = relative_error(&widen(&logits(&mut fused)), &widen(&logits(&mut plain)));
-    assert!(err < 1e-5, "logits: fused and separate layers differ by {err:.3e}");
-    for model in [&mut fused, &mut plain] {
-        model.compute_gradients(&x, &labels).expect("gradients");
-    }
-    let (a, b) = (fused.gradients().expect("grads"), plain.gradients().expect("grads"));
-    assert_eq!(a.len(), 6);
-    for ((name, _, ga), (_, _, gb)) in a.iter().zip(&b) {
-        assert!(gb.iter().any(|&v| v != 0.0), "{name}: the gradient is not all zero");
-        let err = relative_error(&widen(ga), &widen(gb));
-        assert!(err < 1e-5, "{name}: fused and separate layers' gradients differ by {err:.3e}");
-    }
 }
