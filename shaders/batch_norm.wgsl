@@ -89,29 +89,17 @@ fn batch_norm_stats(
 }
 
 @compute @workgroup_size(WG)
-fn batch_norm_eval_stats(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let ch = linear_index(wg, nwg, lid);
-    if ch >= p.c {
-        return;
-    }
+fn batch_norm_eval_stats(invocation: Invocation) {
+    let ch = linear_index(invocation);
+    if ch >= p.c { return; }
     stats[ch] = running_mean[ch];
     stats[p.c + ch] = inverseSqrt(running_var[ch] + p.eps);
 }
 
 @compute @workgroup_size(WG)
-fn batch_norm_apply(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let idx = linear_index(wg, nwg, lid);
-    if idx >= p.total {
-        return;
-    }
+fn batch_norm_apply(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
     let ch = (idx / p.spatial) % p.c;
     var v = (x[idx] - stats[ch]) * stats[p.c + ch];
     if p.has_weight != 0u {
@@ -158,15 +146,9 @@ fn batch_norm_backward_reduce(
 }
 
 @compute @workgroup_size(WG)
-fn batch_norm_backward_apply(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let idx = linear_index(wg, nwg, lid);
-    if idx >= p.total {
-        return;
-    }
+fn batch_norm_backward_apply(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
     let ch = (idx / p.spatial) % p.c;
     let invstd = stats[p.c + ch];
     var scale = invstd;

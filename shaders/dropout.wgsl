@@ -36,14 +36,8 @@ fn mask(idx: u32) -> f32 {
 
 // y = x * mask (forward), or grad_x = grad_y * mask (backward: bind grad_y as x, grad_x as y).
 @compute @workgroup_size(WG)
-fn dropout_apply(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let idx = linear_index(wg, nwg, lid);
-    if idx >= params.total {
-        return;
-    }
+fn dropout_apply(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= params.total { return; }
     y[idx] = x[idx] * mask(idx);
 }

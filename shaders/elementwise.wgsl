@@ -10,15 +10,9 @@ struct ElementwiseParams {
 
 // max(x, 0); NaN stays NaN, as in PyTorch.
 @compute @workgroup_size(WG)
-fn relu_forward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let idx = linear_index(wg, nwg, lid);
-    if idx >= p.total {
-        return;
-    }
+fn relu_forward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
     let v = x[idx];
     y[idx] = select(v, 0.0, v < 0.0);
 }
@@ -27,29 +21,17 @@ fn relu_forward(
 
 // grad_x = grad_y where x > 0, else 0 (PyTorch's threshold_backward; written into `y`).
 @compute @workgroup_size(WG)
-fn relu_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let idx = linear_index(wg, nwg, lid);
-    if idx >= p.total {
-        return;
-    }
+fn relu_backward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
     y[idx] = select(0.0, grad_y[idx], x[idx] > 0.0);
 }
 
 
 // y += x, elementwise: gradients of a value or parameter used more than once accumulate.
 @compute @workgroup_size(WG)
-fn add_inplace(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let idx = linear_index(wg, nwg, lid);
-    if idx >= p.total {
-        return;
-    }
+fn add_inplace(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
     y[idx] += x[idx];
 }

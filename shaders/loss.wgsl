@@ -24,15 +24,9 @@ const REDUCE_WG: u32 = 256u;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(WG)
-fn cross_entropy_rows(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wg, nwg, lid);
-    if i >= p.n {
-        return;
-    }
+fn cross_entropy_rows(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if i >= p.n { return; }
     let t = target_class[i];
     if t == p.ignore_index {
         losses[i] = 0.0;
@@ -90,15 +84,9 @@ fn cross_entropy_reduce(@builtin(local_invocation_index) lid: u32) {
 @group(0) @binding(6) var<storage, read_write> grad_logits: array<f32>;
 
 @compute @workgroup_size(WG)
-fn cross_entropy_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wg, nwg, lid);
-    if i >= p.n {
-        return;
-    }
+fn cross_entropy_backward(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if i >= p.n { return; }
     let base = i * p.c;
     let t = target_class[i];
     if t == p.ignore_index {

@@ -31,15 +31,9 @@ struct StepFactors {
 @group(0) @binding(5) var<storage, read> factors: StepFactors;
 
 @compute @workgroup_size(WG)
-fn adam_update(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wg, nwg, lid);
-    if i >= o.total {
-        return;
-    }
+fn adam_update(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if i >= o.total { return; }
     let g = grad[i] + o.weight_decay * param[i];
     let m = o.beta1 * state1[i] + (1.0 - o.beta1) * g;
     let v = o.beta2 * state2[i] + (1.0 - o.beta2) * g * g;
@@ -50,15 +44,9 @@ fn adam_update(
 }
 
 @compute @workgroup_size(WG)
-fn sgd_update(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wg, nwg, lid);
-    if i >= o.total {
-        return;
-    }
+fn sgd_update(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if i >= o.total { return; }
     var g = grad[i] + o.weight_decay * param[i];
     if o.momentum != 0.0 {
         g = o.momentum * state1[i] + g;

@@ -23,30 +23,20 @@ const SUM_WG: u32 = 256u;
 var<workgroup> partial: array<f32, SUM_WG>;
 
 @compute @workgroup_size(SUM_WG)
-fn channel_sum(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    sum_channel(wg.y * nwg.x + wg.x, lid, false);
+fn channel_sum(invocation: Invocation) {
+    sum_channel(workgroup_index(invocation), invocation.lid, false);
 }
 
 @compute @workgroup_size(SUM_WG)
-fn channel_sum_where(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    sum_channel(wg.y * nwg.x + wg.x, lid, true);
+fn channel_sum_where(invocation: Invocation) {
+    sum_channel(workgroup_index(invocation), invocation.lid, true);
 }
 
 // y[ch], one workgroup's sum (over the elements whose mask is >= 0 when `masked`). Both
 // entries bind `mask` (channel_sum a placeholder).
 fn sum_channel(ch: u32, lid: u32, masked: bool) {
     // Uniform across the workgroup, so the barriers below stay in uniform control flow.
-    if ch >= p.c {
-        return;
-    }
+    if ch >= p.c { return; }
     // Element i = (n, s) of the channel, stepped by SUM_WG without a division per element
     // (a per-lane integer division is a slow loop on CPU adapters).
     let step = vec2<u32>(SUM_WG / p.s, SUM_WG % p.s);
@@ -80,15 +70,9 @@ fn sum_channel(ch: u32, lid: u32, masked: bool) {
 }
 
 @compute @workgroup_size(WG)
-fn batch_sum(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let j = linear_index(wg, nwg, lid);
-    if j >= p.total {
-        return;
-    }
+fn batch_sum(invocation: Invocation) {
+    let j = linear_index(invocation);
+    if j >= p.total { return; }
     var acc = 0.0;
     for (var b = 0u; b < p.n; b++) {
         acc += x[b * p.total + j];
@@ -107,17 +91,11 @@ fn batch_sum(
 var<workgroup> partial_tex: array<f32, WG>;
 
 @compute @workgroup_size(WG)
-fn channel_sum_where_tex(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let ch = wg.y * nwg.x + wg.x;
-    if ch >= p.c {
-        return;
-    }
+fn channel_sum_where_tex(invocation: Invocation) {
+    let ch = workgroup_index(invocation);
+    if ch >= p.c { return; }
     var acc = vec4<f32>(0.0);
-    for (var n = lid; n < p.n; n += WG) {
+    for (var n = invocation.lid; n < p.n; n += WG) {
         let begin = (n * p.c + ch) * p.s;
         let end = begin + p.s;
         for (var q = begin / 4u; q * 4u < end; q++) {
@@ -128,9 +106,9 @@ fn channel_sum_where_tex(
             acc += select(vec4<f32>(0.0), textureLoad(x_tex, at), keep);
         }
     }
-    partial_tex[lid] = acc.x + acc.y + acc.z + acc.w;
+    partial_tex[invocation.lid] = acc.x + acc.y + acc.z + acc.w;
     workgroupBarrier();
-    if lid == 0u {
+    if invocation.lid == 0u {
         var total = 0.0;
         for (var i = 0u; i < WG; i++) {
             total += partial_tex[i];

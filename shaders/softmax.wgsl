@@ -37,15 +37,9 @@ fn row_stats(row: u32) -> Row {
 }
 
 @compute @workgroup_size(WG)
-fn softmax_forward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let row = linear_index(wg, nwg, lid);
-    if row >= p.rows {
-        return;
-    }
+fn softmax_forward(invocation: Invocation) {
+    let row = linear_index(invocation);
+    if row >= p.rows { return; }
     let r = row_stats(row);
     let inv = 1.0 / r.sum;
     for (var i = 0u; i < p.dim; i++) {
@@ -55,15 +49,9 @@ fn softmax_forward(
 }
 
 @compute @workgroup_size(WG)
-fn log_softmax_forward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let row = linear_index(wg, nwg, lid);
-    if row >= p.rows {
-        return;
-    }
+fn log_softmax_forward(invocation: Invocation) {
+    let row = linear_index(invocation);
+    if row >= p.rows { return; }
     let r = row_stats(row);
     let lse = r.max + log(r.sum);
     for (var i = 0u; i < p.dim; i++) {
@@ -81,15 +69,9 @@ fn row_base(row: u32) -> u32 {
 
 // `x` holds the forward output y here.
 @compute @workgroup_size(WG)
-fn softmax_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let row = linear_index(wg, nwg, lid);
-    if row >= p.rows {
-        return;
-    }
+fn softmax_backward(invocation: Invocation) {
+    let row = linear_index(invocation);
+    if row >= p.rows { return; }
     let base = row_base(row);
     var dot = 0.0;
     for (var i = 0u; i < p.dim; i++) {
@@ -103,15 +85,9 @@ fn softmax_backward(
 }
 
 @compute @workgroup_size(WG)
-fn log_softmax_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let row = linear_index(wg, nwg, lid);
-    if row >= p.rows {
-        return;
-    }
+fn log_softmax_backward(invocation: Invocation) {
+    let row = linear_index(invocation);
+    if row >= p.rows { return; }
     let base = row_base(row);
     var sum = 0.0;
     for (var i = 0u; i < p.dim; i++) {

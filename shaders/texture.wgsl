@@ -35,15 +35,9 @@ fn texel(x: i32, y: i32, c: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn texture_to_tensor(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let idx = linear_index(wg, nwg, lid);
-    if idx >= p.out_c * p.out_h * p.out_w {
-        return;
-    }
+fn texture_to_tensor(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.out_c * p.out_h * p.out_w { return; }
     let ox = idx % p.out_w;
     let oy = (idx / p.out_w) % p.out_h;
     let c = idx / (p.out_w * p.out_h);

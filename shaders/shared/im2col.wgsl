@@ -1,51 +1,8 @@
-// shared/im2col.wgsl: put in front of conv.wgsl and gemm_tex.wgsl (after the prelude).
-//
-// A convolution's geometry, and one texel of its im2col matrix. conv.wgsl's im2col_texture
-// writes these texels into the tiled GEMM's operand texture; the GEMM's workgroup layout
-// (gemm_tex.wgsl, IMPLICIT) computes them while it stages its tiles, so that on GPUs the
+// shared/im2col.wgsl: one texel of a convolution's im2col matrix, or of its data gradient's
+// gather (after the prelude and shared/conv_params.wgsl). conv/im2col.wgsl's im2col_texture
+// writes the im2col texels into the tiled GEMM's operand texture; the GEMM's workgroup layout
+// (gemm/workgroup.wgsl, IMPLICIT) computes both as it stages its tiles, so that on GPUs the
 // matrix is never written at all.
-
-struct ConvParams {
-    n: u32,
-    c_in: u32,
-    c_out: u32,
-    groups: u32,
-    in_d: u32,
-    in_h: u32,
-    in_w: u32,
-    out_d: u32,
-    out_h: u32,
-    out_w: u32,
-    k_d: u32,
-    k_h: u32,
-    k_w: u32,
-    stride_d: u32,
-    stride_h: u32,
-    stride_w: u32,
-    // Padding before each dimension (`same` padding puts any odd remainder after).
-    pad_d: u32,
-    pad_h: u32,
-    pad_w: u32,
-    dil_d: u32,
-    dil_h: u32,
-    dil_w: u32,
-    has_bias: u32,
-    total: u32,
-    // im2col / col2im: the first sample of this chunk.
-    n_offset: u32,
-    // im2col_texture: when pool_w > 0, columns come in pooled order (see there) for a
-    // (pool_h, pool_w) 2x2 max-pool that the GEMM fuses.
-    pool_h: u32,
-    pool_w: u32,
-    // tiles_3x3_forward_relu_pool: write the pooling indices too.
-    pool_indices: u32,
-    // conv_backward_weight: this piece's rows (sample, d, h) of the strided tensor,
-    // [row_begin, row_end); row_end 0 for all of them.
-    row_begin: u32,
-    row_end: u32,
-    pad0: u32,
-    pad1: u32,
-}
 
 // Texel (q, k) of im2col(x), x read from its flat texture copy (`flat_load`): row k =
 // (ci, kd, kh, kw) of columns j = 4q .. 4q+4, where column j is output position j % P of sample

@@ -4,11 +4,23 @@
 // PipelineCompilationOptions::constants.
 override WG: u32 = 64u;
 
-// The linear index of this invocation over a 2-D grid of workgroups. Grids are two-dimensional
-// because one dimension holds at most 65535 workgroups; the host computes x and y from the
-// number of invocations it needs (see `Grid` in crates/gconv/src/kernel.rs).
-fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + lid;
+// The builtins of a kernel whose workgroups lie on a 2-D grid: one grid dimension holds at most
+// 65535 workgroups, so the host computes x and y from the number of invocations it needs
+// (`Context::grid_1d` in crates/gconv/src/kernel/mod.rs).
+struct Invocation {
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+}
+
+// The workgroup's index on the grid.
+fn workgroup_index(i: Invocation) -> u32 {
+    return i.wg.y * i.nwg.x + i.wg.x;
+}
+
+// The invocation's index over the grid, in a kernel of WG invocations per workgroup.
+fn linear_index(i: Invocation) -> u32 {
+    return workgroup_index(i) * WG + i.lid;
 }
 
 // The window that puts kernel tap `k` on position `i`: the w with w*stride - pad + k*dil == i

@@ -847,8 +847,8 @@ fn sums_longer_than_lavapipes_loop_limit_match_reference() {
     }
 }
 
-/// 3x3 convolutions of stride 1 and padding 1, which on lavapipe's 8-lane subgroups run
-/// gemm_sg.wgsl's implicit kernels (conv_3x3_sg_r16 forward and data gradient, wgrad_3x3_sg):
+/// 3x3 convolutions of stride 1 and padding 1, which on lavapipe's 8-lane subgroups run the
+/// kernels of subgroup/conv_3x3_sg.wgsl (conv_3x3_sg_r16 forward and data gradient, wgrad_3x3_sg):
 /// widths 1 to 13 around the texel and texel-pair boundaries, heights 1 to 9, channels around
 /// the 8- and 16-lane blocks (few input channels keep the 3x3 tiles' weight gradient), with
 /// and without bias; then a batch of 66 32x32 samples, which the kernels take in chunks.

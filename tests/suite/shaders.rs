@@ -4,8 +4,8 @@
 use gconv::kernel::Shader;
 
 /// The shader parsed and validated with no optional capabilities (no f64, no subgroups: only
-/// what every back end offers), except subgroups for the one shader that is only compiled
-/// where the device has them (gemm_sg.wgsl).
+/// what every back end offers), except subgroups for the shaders of shaders/subgroup/, which
+/// are only compiled where the device has them.
 fn validated(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let name = shader.file_name();
     let module = naga::front::wgsl::parse_str(&shader.source())
@@ -21,24 +21,38 @@ fn validated(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     (module, info)
 }
 
+/// Every `.wgsl` file under `dir` (relative to shaders/), except the shared parts in
+/// shaders/shared/, which are compiled as parts of the others.
+fn shader_files(root: &std::path::Path, dir: &str, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(root.join(dir)).expect("shaders/") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().into_string().expect("UTF-8 name");
+        let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+        if entry.file_type().expect("type").is_dir() {
+            if path != "shared" {
+                shader_files(root, &path, out);
+            }
+        } else if name.ends_with(".wgsl") {
+            out.push(path);
+        }
+    }
+}
+
 #[test]
 fn every_shader_validates_and_translates_for_vulkan_metal_and_dx12() {
-    let mut on_disk: Vec<String> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders"))
-            .expect("shaders/")
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".wgsl"))
-            .collect();
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders"));
+    let mut on_disk = Vec::new();
+    shader_files(root, "", &mut on_disk);
     on_disk.sort();
     let mut registered: Vec<String> =
         Shader::ALL.iter().map(|s| s.file_name().to_string()).collect();
     registered.sort();
     assert_eq!(
         on_disk, registered,
-        "every file in shaders/ must be registered in gconv::kernel::Shader"
+        "every shader outside shaders/shared/ must be registered in gconv::kernel::Shader"
     );
 
-    for shader in Shader::ALL {
+    for &shader in Shader::ALL {
         let name = shader.file_name();
         let (module, info) = validated(shader);
         assert!(!module.entry_points.is_empty(), "{name} has no entry point");
@@ -92,7 +106,7 @@ fn every_entry_point_fits_the_limits_gconv_requires() {
     let max_invocations = required("max_compute_invocations_per_workgroup");
     let max_x = required("max_compute_workgroup_size_x");
     let max_shared = required("max_compute_workgroup_storage_size");
-    for shader in Shader::ALL {
+    for &shader in Shader::ALL {
         let name = shader.file_name();
         let (module, info) = validated(shader);
         for ep in &module.entry_points {

@@ -2,130 +2,11 @@
 //! group, dispatch. Operators in `ops/` validate shapes, fill a parameter struct and call
 //! `Context::record`; nothing else creates pipelines or bind groups.
 
+mod shader;
+
+pub use shader::Shader;
+
 use crate::{Context, Error, Result};
-
-/// The prelude prepended to every shader (the `WG` override and `linear_index`).
-const PRELUDE: &str = include_str!("../../../shaders/shared/prelude.wgsl");
-
-/// A convolution's parameters and one texel of its im2col matrix, put after the prelude in
-/// the shaders that compute them (conv.wgsl's im2col, gemm_tex.wgsl's implicit GEMM).
-const IM2COL: &str = include_str!("../../../shaders/shared/im2col.wgsl");
-
-/// One WGSL file of `shaders/`: one operator family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Shader {
-    /// `conv.wgsl`: convolution and transposed convolution.
-    Conv,
-    /// `pool.wgsl`: max, average and adaptive pooling.
-    Pool,
-    /// `gemm.wgsl`: batched matrix multiply (linear, matmul).
-    Gemm,
-    /// `elementwise.wgsl`: relu and other per-element maps.
-    Elementwise,
-    /// `softmax.wgsl`: softmax, log_softmax.
-    Softmax,
-    /// `loss.wgsl`: cross-entropy.
-    Loss,
-    /// `batch_norm.wgsl`: batch normalisation.
-    BatchNorm,
-    /// `reduce.wgsl`: per-channel and per-batch sums for gradients.
-    Reduce,
-    /// `dropout.wgsl`: dropout with a seeded GPU mask.
-    Dropout,
-    /// `optim.wgsl`: Adam and SGD updates.
-    Optim,
-    /// `texture.wgsl`: a host's image texture to a model input.
-    Texture,
-    /// `pack.wgsl`: a strided view of a buffer into the tiled GEMM's texture layout.
-    Pack,
-    /// `gemm_tex.wgsl`: the tiled GEMM over packed textures.
-    GemmTex,
-    /// `gemm_sg.wgsl`, after `gemm_tex.wgsl`: its register-layout kernels sharing A across a
-    /// subgroup of 8 lanes (devices with wgpu's SUBGROUP feature only).
-    GemmSubgroup,
-}
-
-impl Shader {
-    /// Every shader, for validation and listing.
-    pub const ALL: [Shader; 14] = [
-        Shader::Conv,
-        Shader::Pool,
-        Shader::Gemm,
-        Shader::Elementwise,
-        Shader::Softmax,
-        Shader::Loss,
-        Shader::BatchNorm,
-        Shader::Reduce,
-        Shader::Dropout,
-        Shader::Optim,
-        Shader::Texture,
-        Shader::Pack,
-        Shader::GemmTex,
-        Shader::GemmSubgroup,
-    ];
-
-    /// The file name under `shaders/`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Shader::Conv => "conv.wgsl",
-            Shader::Pool => "pool.wgsl",
-            Shader::Gemm => "gemm.wgsl",
-            Shader::Elementwise => "elementwise.wgsl",
-            Shader::Softmax => "softmax.wgsl",
-            Shader::Loss => "loss.wgsl",
-            Shader::BatchNorm => "batch_norm.wgsl",
-            Shader::Reduce => "reduce.wgsl",
-            Shader::Dropout => "dropout.wgsl",
-            Shader::Optim => "optim.wgsl",
-            Shader::Texture => "texture.wgsl",
-            Shader::Pack => "pack.wgsl",
-            Shader::GemmTex => "gemm_tex.wgsl",
-            Shader::GemmSubgroup => "gemm_sg.wgsl",
-        }
-    }
-
-    fn body(self) -> &'static str {
-        match self {
-            Shader::Conv => include_str!("../../../shaders/conv.wgsl"),
-            Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
-            Shader::Gemm => include_str!("../../../shaders/gemm.wgsl"),
-            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
-            Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
-            Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
-            Shader::BatchNorm => include_str!("../../../shaders/batch_norm.wgsl"),
-            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
-            Shader::Dropout => include_str!("../../../shaders/dropout.wgsl"),
-            Shader::Optim => include_str!("../../../shaders/optim.wgsl"),
-            Shader::Texture => include_str!("../../../shaders/texture.wgsl"),
-            Shader::Pack => include_str!("../../../shaders/pack.wgsl"),
-            Shader::GemmTex | Shader::GemmSubgroup => {
-                include_str!("../../../shaders/gemm_tex.wgsl")
-            }
-        }
-    }
-
-    /// Whether the shader uses subgroup operations (and so needs wgpu's SUBGROUP feature).
-    pub fn uses_subgroups(self) -> bool {
-        self == Shader::GemmSubgroup
-    }
-
-    /// The complete WGSL source the device compiles: the shared prelude, the im2col
-    /// definitions where the file uses them, then the file (gemm_sg.wgsl after gemm_tex.wgsl,
-    /// whose bindings and epilogue it uses).
-    pub fn source(self) -> String {
-        let im2col = if matches!(self, Shader::Conv | Shader::GemmTex | Shader::GemmSubgroup) {
-            IM2COL
-        } else {
-            ""
-        };
-        let extra = if self == Shader::GemmSubgroup {
-            include_str!("../../../shaders/gemm_sg.wgsl")
-        } else {
-            ""
-        };
-        format!("{PRELUDE}\n{im2col}\n{}\n{extra}", self.body())
-    }
-}
 
 /// A bind group entry for a texture view (the `extra` bindings of [`Context::record_with`]).
 pub(crate) fn texture_entry(binding: u32, view: &wgpu::TextureView) -> wgpu::BindGroupEntry<'_> {
@@ -155,6 +36,49 @@ pub(crate) struct Dispatch<'a> {
     /// Bindings that see only part of their buffer: (binding, byte offset, byte size). Large
     /// tensors are processed in chunks that each fit `max_storage_buffer_binding_size`.
     pub ranges: &'a [(u32, u64, u64)],
+}
+
+/// The override constants of the one-dimensional kernels: the prelude's `WG`.
+pub(crate) const WG_CONSTANT: &[(&str, f64)] = &[("WG", WG as f64)];
+
+impl<'a> Dispatch<'a> {
+    /// A launch of `entry` over `workgroups`, with no override constants or byte ranges.
+    pub(crate) fn new(
+        shader: Shader,
+        entry: &'static str,
+        params: &'a [u8],
+        buffers: &'a [(u32, &'a wgpu::Buffer)],
+        workgroups: [u32; 3],
+    ) -> Self {
+        Dispatch { shader, entry, constants: &[], params, buffers, workgroups, ranges: &[] }
+    }
+
+    /// A launch of a one-dimensional kernel (the prelude's `WG` and `linear_index`) over at
+    /// least `invocations` invocations; `op` names the operator in an error.
+    pub(crate) fn linear(
+        ctx: &Context,
+        op: &'static str,
+        (shader, entry): (Shader, &'static str),
+        params: &'a [u8],
+        buffers: &'a [(u32, &'a wgpu::Buffer)],
+        invocations: u64,
+    ) -> Result<Self> {
+        let workgroups = ctx.grid_1d(op, invocations, WG)?;
+        Ok(Dispatch {
+            constants: WG_CONSTANT,
+            ..Self::new(shader, entry, params, buffers, workgroups)
+        })
+    }
+
+    /// The same with override constants.
+    pub(crate) fn constants(self, constants: &'a [(&'static str, f64)]) -> Self {
+        Dispatch { constants, ..self }
+    }
+
+    /// The same with bindings that see only part of their buffer.
+    pub(crate) fn ranges(self, ranges: &'a [(u32, u64, u64)]) -> Self {
+        Dispatch { ranges, ..self }
+    }
 }
 
 impl Context {

@@ -10,7 +10,7 @@ use super::graph::Graph;
 use super::layer::Init;
 use super::models::{self, ModelConfig};
 use super::optim::Optimizer;
-use super::plan::{ParamState, Plan, PlanKind, Shared};
+use super::plan::{ModelState, ParamState, Plan, PlanKind, Shared};
 use crate::{Context, Error, Result, Tensor};
 
 /// Loss and accuracy accumulated on the device since the last [`Model::take_metrics`].
@@ -196,16 +196,14 @@ impl Model {
             return Err(Error::invalid("model", "a batch needs at least one sample"));
         }
         if !self.plans.contains_key(&(batch, kind)) {
-            let plan = Plan::build(
-                &self.ctx,
-                &self.graph,
-                &self.params,
-                &self.buffers,
-                &self.shared,
-                &self.optimizer,
-                batch,
-                kind,
-            )?;
+            let state = ModelState {
+                graph: &self.graph,
+                params: &self.params,
+                buffers: &self.buffers,
+                shared: &self.shared,
+                optimizer: &self.optimizer,
+            };
+            let plan = Plan::build(&self.ctx, &state, batch, kind)?;
             self.plans.insert((batch, kind), plan);
         }
         self.plans

@@ -112,15 +112,15 @@ impl Optimizer {
             }
             ctx.record(
                 rec,
-                &Dispatch {
-                    shader: Shader::Optim,
+                &Dispatch::new(
+                    Shader::Optim,
                     entry,
-                    constants: &[("WG", f64::from(WG))],
-                    params: bytemuck::cast_slice(&params),
-                    buffers: &buffers,
-                    workgroups: ctx.grid_1d("optimizer", u64::from(total), WG)?,
-                    ranges: &ranges,
-                },
+                    bytemuck::cast_slice(&params),
+                    &buffers,
+                    ctx.grid_1d("optimizer", u64::from(total), WG)?,
+                )
+                .constants(&[("WG", f64::from(WG))])
+                .ranges(&ranges),
             )?;
         }
         Ok(())

@@ -243,15 +243,13 @@ impl Session {
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
         let plan = self.model.plan(self.batch, self.kind)?;
         let prepared = ctx.prepare_with(
-            &Dispatch {
-                shader: Shader::Texture,
-                entry: "texture_to_tensor",
-                constants: &[],
-                params: bytemuck::bytes_of(&params),
-                buffers: &[(2, plan.input.buffer())],
-                workgroups: ctx.grid_1d("session", total, WG)?,
-                ranges: &[],
-            },
+            &Dispatch::new(
+                Shader::Texture,
+                "texture_to_tensor",
+                bytemuck::bytes_of(&params),
+                &[(2, plan.input.buffer())],
+                ctx.grid_1d("session", total, WG)?,
+            ),
             &[wgpu::BindGroupEntry {
                 binding: 1,
                 resource: wgpu::BindingResource::TextureView(&view),

@@ -1,7 +1,7 @@
 //! relu (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`), forward and backward.
 
 use super::{check_u32, context_of};
-use crate::kernel::{Dispatch, Shader, WG};
+use crate::kernel::{Dispatch, Shader};
 use crate::{DType, Error, Result, Tensor};
 
 /// Rectified linear unit, max(x, 0), elementwise (NaN stays NaN).
@@ -60,15 +60,14 @@ fn run_rows(
     ctx.run(op, |enc| {
         ctx.record(
             enc,
-            &Dispatch {
-                shader: Shader::Softmax,
-                entry,
-                constants: &[("WG", f64::from(WG))],
-                params: bytemuck::cast_slice(&params),
-                buffers: &buffers,
-                workgroups: ctx.grid_1d(op, u64::from(rows), WG)?,
-                ranges: &[],
-            },
+            &Dispatch::linear(
+                ctx,
+                op,
+                (Shader::Softmax, entry),
+                bytemuck::cast_slice(&params),
+                &buffers,
+                u64::from(rows),
+            )?,
         )
     })?;
     Ok(out)
@@ -162,15 +161,14 @@ fn record_elementwise(
     let params = [total, 0, 0, 0];
     ctx.record(
         rec,
-        &Dispatch {
-            shader: Shader::Elementwise,
+        &Dispatch::linear(
+            ctx,
             entry,
-            constants: &[("WG", f64::from(WG))],
-            params: bytemuck::cast_slice(&params),
+            (Shader::Elementwise, entry),
+            bytemuck::cast_slice(&params),
             buffers,
-            workgroups: ctx.grid_1d(entry, u64::from(total), WG)?,
-            ranges: &[],
-        },
+            u64::from(total),
+        )?,
     )
 }
 
@@ -226,14 +224,13 @@ pub(crate) fn record_dropout(
     let params = [total, p.to_bits(), layer, 0];
     ctx.record(
         rec,
-        &Dispatch {
-            shader: Shader::Dropout,
-            entry: "dropout_apply",
-            constants: &[("WG", f64::from(WG))],
-            params: bytemuck::cast_slice(&params),
-            buffers: &[(1, x.buffer()), (2, y.buffer()), (3, seed)],
-            workgroups: ctx.grid_1d("dropout", u64::from(total), WG)?,
-            ranges: &[],
-        },
+        &Dispatch::linear(
+            ctx,
+            "dropout",
+            (Shader::Dropout, "dropout_apply"),
+            bytemuck::cast_slice(&params),
+            &[(1, x.buffer()), (2, y.buffer()), (3, seed)],
+            u64::from(total),
+        )?,
     )
 }

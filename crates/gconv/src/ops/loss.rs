@@ -52,29 +52,26 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, o: &CrossEntropyOptions) 
         if n > 0 {
             ctx.record(
                 enc,
-                &Dispatch {
-                    shader: Shader::Loss,
-                    entry: "cross_entropy_rows",
-                    constants: &[("WG", f64::from(WG))],
-                    params: bytes,
-                    buffers: &[(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer())],
-                    workgroups: ctx.grid_1d(OP, n as u64, WG)?,
-                    ranges: &[],
-                },
+                &Dispatch::linear(
+                    &ctx,
+                    OP,
+                    (Shader::Loss, "cross_entropy_rows"),
+                    bytes,
+                    &[(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer())],
+                    n as u64,
+                )?,
             )?;
         }
         if let Some(out) = &out {
             ctx.record(
                 enc,
-                &Dispatch {
-                    shader: Shader::Loss,
-                    entry: "cross_entropy_reduce",
-                    constants: &[],
-                    params: bytes,
-                    buffers: &[(1, target.buffer()), (2, losses.buffer()), (4, out.buffer())],
-                    workgroups: [1, 1, 1],
-                    ranges: &[],
-                },
+                &Dispatch::new(
+                    Shader::Loss,
+                    "cross_entropy_reduce",
+                    bytes,
+                    &[(1, target.buffer()), (2, losses.buffer()), (4, out.buffer())],
+                    [1, 1, 1],
+                ),
             )?;
         }
         Ok(())
@@ -148,33 +145,30 @@ pub fn cross_entropy_backward(
         let bytes = bytemuck::cast_slice(&params);
         ctx.record(
             enc,
-            &Dispatch {
-                shader: Shader::Loss,
-                entry: "cross_entropy_count",
-                constants: &[],
-                params: bytes,
-                buffers: &[(1, target.buffer()), (4, count.buffer())],
-                workgroups: [1, 1, 1],
-                ranges: &[],
-            },
+            &Dispatch::new(
+                Shader::Loss,
+                "cross_entropy_count",
+                bytes,
+                &[(1, target.buffer()), (4, count.buffer())],
+                [1, 1, 1],
+            ),
         )?;
         ctx.record(
             enc,
-            &Dispatch {
-                shader: Shader::Loss,
-                entry: "cross_entropy_backward",
-                constants: &[("WG", f64::from(WG))],
-                params: bytes,
-                buffers: &[
+            &Dispatch::linear(
+                &ctx,
+                OP,
+                (Shader::Loss, "cross_entropy_backward"),
+                bytes,
+                &[
                     (1, target.buffer()),
                     (3, logits.buffer()),
                     (4, count.buffer()),
                     (5, grad_output.buffer()),
                     (6, grad_logits.buffer()),
                 ],
-                workgroups: ctx.grid_1d(OP, n as u64, WG)?,
-                ranges: &[],
-            },
+                n as u64,
+            )?,
         )
     })?;
     Ok(grad_logits)
@@ -208,15 +202,7 @@ pub(crate) fn record_training_loss(
                   workgroups| {
         ctx.record(
             rec,
-            &Dispatch {
-                shader: Shader::Loss,
-                entry,
-                constants,
-                params: bytes,
-                buffers,
-                workgroups,
-                ranges: &[],
-            },
+            &Dispatch::new(Shader::Loss, entry, bytes, buffers, workgroups).constants(constants),
         )
     };
     record(

@@ -10,8 +10,9 @@ pub(crate) mod gemm;
 pub(crate) mod loss;
 pub(crate) mod norm;
 pub(crate) mod pool;
-mod reduce;
-pub(crate) mod tiled;
+pub(crate) mod reduce;
+pub(crate) mod texture;
+pub(crate) mod uniforms;
 
 pub use activation::{
     log_softmax, log_softmax_backward, relu, relu_backward, softmax, softmax_backward,

@@ -148,52 +148,43 @@ pub(crate) fn record_batch_norm(
             }
             ctx.record(
                 enc,
-                &Dispatch {
-                    shader: Shader::BatchNorm,
-                    entry: "batch_norm_stats",
-                    constants: &[],
-                    params: bytes,
-                    buffers: &[
-                        (1, x.buffer()),
-                        (2, stats.buffer()),
-                        (3, rm.buffer()),
-                        (4, rv.buffer()),
-                    ],
-                    workgroups: [c as u32, 1, 1],
-                    ranges: &[],
-                },
+                &Dispatch::new(
+                    Shader::BatchNorm,
+                    "batch_norm_stats",
+                    bytes,
+                    &[(1, x.buffer()), (2, stats.buffer()), (3, rm.buffer()), (4, rv.buffer())],
+                    [c as u32, 1, 1],
+                ),
             )?;
         } else {
             ctx.record(
                 enc,
-                &Dispatch {
-                    shader: Shader::BatchNorm,
-                    entry: "batch_norm_eval_stats",
-                    constants: &wg,
-                    params: bytes,
-                    buffers: &[(2, stats.buffer()), (3, rm.buffer()), (4, rv.buffer())],
-                    workgroups: ctx.grid_1d(OP, c as u64, WG)?,
-                    ranges: &[],
-                },
+                &Dispatch::new(
+                    Shader::BatchNorm,
+                    "batch_norm_eval_stats",
+                    bytes,
+                    &[(2, stats.buffer()), (3, rm.buffer()), (4, rv.buffer())],
+                    ctx.grid_1d(OP, c as u64, WG)?,
+                )
+                .constants(&wg),
             )?;
         }
         ctx.record(
             enc,
-            &Dispatch {
-                shader: Shader::BatchNorm,
-                entry: "batch_norm_apply",
-                constants: &wg,
-                params: bytes,
-                buffers: &[
+            &Dispatch::new(
+                Shader::BatchNorm,
+                "batch_norm_apply",
+                bytes,
+                &[
                     (1, x.buffer()),
                     (2, stats.buffer()),
                     (5, weight.map_or(dummy, Tensor::buffer)),
                     (6, bias.map_or(dummy, Tensor::buffer)),
                     (7, y.buffer()),
                 ],
-                workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
-                ranges: &[],
-            },
+                ctx.grid_1d(OP, u64::from(total), WG)?,
+            )
+            .constants(&wg),
         )
     }
 }
@@ -302,30 +293,28 @@ pub(crate) fn record_batch_norm_backward(
     {
         ctx.record(
             enc,
-            &Dispatch {
-                shader: Shader::BatchNorm,
-                entry: "batch_norm_backward_reduce",
-                constants: &[],
-                params: bytes,
-                buffers: &[
+            &Dispatch::new(
+                Shader::BatchNorm,
+                "batch_norm_backward_reduce",
+                bytes,
+                &[
                     (1, x.buffer()),
                     (2, stats.buffer()),
                     (8, grad_output.buffer()),
                     (10, sums.buffer()),
                 ],
-                workgroups: [c as u32, 1, 1],
-                ranges: &[],
-            },
+                [c as u32, 1, 1],
+            ),
         )?;
         if let Some(grad_input) = grad_input {
             ctx.record(
                 enc,
-                &Dispatch {
-                    shader: Shader::BatchNorm,
-                    entry: "batch_norm_backward_apply",
-                    constants: &[("WG", f64::from(WG))],
-                    params: bytes,
-                    buffers: &[
+                &Dispatch::linear(
+                    &ctx,
+                    OP,
+                    (Shader::BatchNorm, "batch_norm_backward_apply"),
+                    bytes,
+                    &[
                         (1, x.buffer()),
                         (2, stats.buffer()),
                         (5, weight.map_or(&ctx.inner.dummy, Tensor::buffer)),
@@ -333,9 +322,8 @@ pub(crate) fn record_batch_norm_backward(
                         (9, grad_input.buffer()),
                         (10, sums.buffer()),
                     ],
-                    workgroups: ctx.grid_1d(OP, u64::from(total), WG)?,
-                    ranges: &[],
-                },
+                    u64::from(total),
+                )?,
             )?;
         }
         Ok(())

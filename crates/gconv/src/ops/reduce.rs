@@ -4,7 +4,7 @@
 
 use super::check_u32;
 use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
-use crate::ops::tiled::{Flat, MAX_LOOP_ITERATIONS};
+use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS};
 use crate::{Context, Error, Result, Tensor};
 
 /// out[c] = sum over n and s of x viewed as (n, c, s), where s = x.numel() / (n * c).
@@ -66,19 +66,17 @@ fn channel_sum(
     }
     ctx.record(
         enc,
-        &Dispatch {
-            shader: Shader::Reduce,
-            entry: if mask.is_some() { "channel_sum_where" } else { "channel_sum" },
-            constants: &[],
-            params: bytemuck::cast_slice(&params),
-            buffers: &[
+        &Dispatch::new(
+            Shader::Reduce,
+            if mask.is_some() { "channel_sum_where" } else { "channel_sum" },
+            bytemuck::cast_slice(&params),
+            &[
                 (1, x.buffer()),
                 (2, out.buffer()),
                 (3, mask.map_or(&ctx.inner.dummy, Tensor::buffer)),
             ],
-            workgroups: [gx as u32, gy as u32, 1],
-            ranges: &[],
-        },
+            [gx as u32, gy as u32, 1],
+        ),
     )
 }
 
@@ -104,15 +102,14 @@ fn channel_sum_tex(
     let textures = [texture_entry(4, &x_flat.view), texture_entry(5, &m_flat.view)];
     ctx.record_with(
         enc,
-        &Dispatch {
-            shader: Shader::Reduce,
-            entry: "channel_sum_where_tex",
-            constants: &[("WG", f64::from(WG))],
-            params: bytemuck::cast_slice(&params),
-            buffers: &[(2, out.buffer())],
-            workgroups: ctx.grid_1d(OP, c as u64 * u64::from(WG), WG)?,
-            ranges: &[],
-        },
+        &Dispatch::linear(
+            ctx,
+            OP,
+            (Shader::Reduce, "channel_sum_where_tex"),
+            bytemuck::cast_slice(&params),
+            &[(2, out.buffer())],
+            c as u64 * u64::from(WG),
+        )?,
         &textures,
     )
 }
@@ -130,14 +127,13 @@ pub(crate) fn record_batch_sum(
     let params = [check_u32(OP, "batch", batch)?, 0, 0, len];
     ctx.record(
         enc,
-        &Dispatch {
-            shader: Shader::Reduce,
-            entry: "batch_sum",
-            constants: &[("WG", f64::from(WG))],
-            params: bytemuck::cast_slice(&params),
-            buffers: &[(1, x.buffer()), (2, out.buffer())],
-            workgroups: ctx.grid_1d(OP, u64::from(len), WG)?,
-            ranges: &[],
-        },
+        &Dispatch::linear(
+            ctx,
+            OP,
+            (Shader::Reduce, "batch_sum"),
+            bytemuck::cast_slice(&params),
+            &[(1, x.buffer()), (2, out.buffer())],
+            u64::from(len),
+        )?,
     )
 }

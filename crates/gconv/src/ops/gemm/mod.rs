@@ -1,41 +1,27 @@
-//! linear and matmul: the batched GEMM of `gemm.wgsl`.
+//! linear and matmul, and the GEMM every operator multiplies with ([`Gemm`]), which runs on
+//! the texture GEMM (`tiled.rs`, its operands packed by `pack.rs`) or the storage-buffer one
+//! (`simple.rs`).
+
+pub(crate) mod pack;
+mod simple;
+pub(crate) mod tiled;
 
 use super::reduce::{record_batch_sum, record_channel_sum};
-use super::tiled::{self, Epilogue, Packed, View};
+use super::texture::Packed;
 use super::{check_bias, check_u32, context_of};
-use crate::kernel::{Dispatch, Recorder, Shader};
+use crate::kernel::Recorder;
 use crate::{Context, DType, Error, GemmStrategy, Result, Tensor};
 
-/// gemm_forward's tile: 8x8 per invocation, a workgroup of 8x8 invocations.
-const TILE: u32 = 64;
-/// The large variant's tile (16x16 per invocation).
-const LARGE_TILE: u32 = 128;
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct GemmParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    a_batch_stride: u32,
-    b_batch_stride: u32,
-    c_batch_stride: u32,
-    k_batches: u32,
-    a_kb_stride: u32,
-    b_kb_stride: u32,
-    bias_mode: u32,
-    relu: u32,
-    accumulate: u32,
+/// The kernel a [`Gemm`] runs on.
+enum GemmKernel {
+    /// The texture GEMM (`tiled.rs`): operands packed into textures.
+    Tiled,
+    /// The storage-buffer GEMM (`simple.rs`).
+    Simple,
 }
 
-/// One GEMM: C (batch, M, N) = op(A) op(B) (+ bias) (relu) (+ C). See gemm.wgsl for the
-/// layouts; `Gemm::new` fills the leading dimensions of dense matrices.
+/// One GEMM: C (batch, M, N) = op(A) op(B) (+ bias) (relu) (+ C). See shaders/gemm/simple.wgsl
+/// for the layouts; `Gemm::new` fills the leading dimensions of dense matrices.
 pub(crate) struct Gemm<'a> {
     pub a: &'a Tensor,
     pub b: &'a Tensor,
@@ -95,6 +81,7 @@ impl<'a> Gemm<'a> {
         }
     }
 
+    /// Records the GEMM into `c` on the kernel [`Gemm::kernel`] chooses.
     pub(crate) fn record(
         &self,
         ctx: &Context,
@@ -102,153 +89,32 @@ impl<'a> Gemm<'a> {
         rec: &mut Recorder<'_>,
         c: &Tensor,
     ) -> Result<()> {
-        let u = |what: &str, v: usize| check_u32(op, what, v);
         check_u32(op, "first operand elements", self.a.numel())?;
         check_u32(op, "second operand elements", self.b.numel())?;
         check_u32(op, "output elements", c.numel())?;
-        if self.record_tiled(ctx, op, rec, c)? {
-            return Ok(());
+        match self.kernel(ctx) {
+            GemmKernel::Tiled => tiled::record_dense(self, ctx, op, rec, c),
+            GemmKernel::Simple => simple::record(self, ctx, op, rec, c),
         }
-        let mut params = GemmParams {
-            m: u("M", self.m)?,
-            n: u("N", self.n)?,
-            k: u("K", self.k)?,
-            lda: u("lda", self.lda)?,
-            ldb: u("ldb", self.ldb)?,
-            ldc: u("ldc", self.ldc)?,
-            a_offset: u("offset", self.offsets.0)?,
-            b_offset: u("offset", self.offsets.1)?,
-            c_offset: u("offset", self.offsets.2)?,
-            a_batch_stride: u("stride", self.batch_strides.0)?,
-            b_batch_stride: u("stride", self.batch_strides.1)?,
-            c_batch_stride: u("stride", self.batch_strides.2)?,
-            k_batches: u("batches", self.k_batches)?,
-            a_kb_stride: u("stride", self.kb_strides.0)?,
-            b_kb_stride: u("stride", self.kb_strides.1)?,
-            bias_mode: tiled::bias_mode(self.bias.is_some(), self.bias_per_row),
-            relu: self.relu as u32,
-            accumulate: self.accumulate as u32,
-        };
-        // The large tile only where there is enough work to keep every core busy with it.
-        let large = self.m >= 128 && self.n >= 128;
-        let (entry, tile) =
-            if large { ("gemm_forward_large", LARGE_TILE) } else { ("gemm_forward", TILE) };
-        let max = ctx.limits().max_compute_workgroups_per_dimension;
-        let groups =
-            [(self.n as u32).div_ceil(tile), (self.m as u32).div_ceil(tile), self.batch as u32];
-        if groups.iter().any(|&g| g > max) {
-            return Err(Error::invalid(
-                op,
-                format!(
-                    "matrix sizes (batch {}, M {}, N {}) exceed the dispatch limit {max}",
-                    self.batch, self.m, self.n
-                ),
-            ));
-        }
-        let bias = self.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
-        let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let buffers = [(1, self.a.buffer()), (2, self.b.buffer()), (3, bias), (4, c.buffer())];
-        let pieces = self.k_pieces();
-        if pieces.len() > 1 && self.relu {
-            return Err(Error::invalid(op, "a ReLU epilogue over a split K (an internal error)"));
-        }
-        // Later pieces add to what the first wrote, with no second bias.
-        for (i, &(kb0, kbs, k0, ks)) in pieces.iter().enumerate() {
-            let a_k = if self.trans.0 { self.lda } else { 1 };
-            let b_k = if self.trans.1 { 1 } else { self.ldb };
-            params.a_offset = u("offset", self.offsets.0 + kb0 * self.kb_strides.0 + k0 * a_k)?;
-            params.b_offset = u("offset", self.offsets.1 + kb0 * self.kb_strides.1 + k0 * b_k)?;
-            params.k_batches = u("batches", kbs)?;
-            params.k = u("K", ks)?;
-            if i > 0 {
-                params.bias_mode = 0;
-                params.accumulate = 1;
-            }
-            ctx.record(
-                rec,
-                &Dispatch {
-                    shader: Shader::Gemm,
-                    entry,
-                    constants: &[("TRANS_A", flag(self.trans.0)), ("TRANS_B", flag(self.trans.1))],
-                    params: bytemuck::bytes_of(&params),
-                    buffers: &buffers,
-                    workgroups: groups,
-                    ranges: &self.ranges,
-                },
-            )?;
-        }
-        Ok(())
     }
 
-    /// The K sum in pieces (first block, blocks, first k, k count) whose loops each stay within
-    /// [`tiled::MAX_LOOP_ITERATIONS`] per invocation: whole blocks where one fits, else pieces
-    /// of one block.
-    fn k_pieces(&self) -> Vec<(usize, usize, usize, usize)> {
-        let (cap, k, blocks) = (tiled::MAX_LOOP_ITERATIONS, self.k, self.k_batches);
-        if blocks * (k + 1) <= cap {
-            return vec![(0, blocks, 0, k)];
-        }
-        if k < cap {
-            let per = cap / (k + 1);
-            return (0..blocks).step_by(per).map(|kb| (kb, per.min(blocks - kb), 0, k)).collect();
-        }
-        (0..blocks)
-            .flat_map(|kb| (0..k).step_by(cap).map(move |k0| (kb, 1, k0, cap.min(k - k0))))
-            .collect()
-    }
-
-    /// Records the GEMM on the tiled kernel when the strategy allows it and its textures fit;
-    /// false when it does not apply.
-    fn record_tiled(
-        &self,
-        ctx: &Context,
-        op: &'static str,
-        rec: &mut Recorder<'_>,
-        c: &Tensor,
-    ) -> Result<bool> {
+    /// The one place a GEMM's kernel is chosen: the texture GEMM (its layout then follows the
+    /// adapter, see [`tiled::record_gemm`]) where the strategy allows it, no dimension is below
+    /// 8 and both packed operands fit; the storage-buffer kernel otherwise.
+    fn kernel(&self, ctx: &Context) -> GemmKernel {
         let strategy = ctx.gemm_strategy();
         let kt = self.k * self.k_batches;
         // Packing costs a pass over both operands; a GEMM with a dimension below 8 (a Sobel
         // filter's 2 output channels) runs faster on the storage-buffer kernel.
         let small = self.m.min(self.n).min(kt) < 8;
-        if strategy == GemmStrategy::Simple || (strategy == GemmStrategy::Auto && small) {
-            return Ok(false);
+        let fits = Packed::fits(ctx, kt, self.m, self.batch)
+            && Packed::fits(ctx, self.n, kt.div_ceil(4) * 4, self.batch);
+        match strategy {
+            GemmStrategy::Simple => GemmKernel::Simple,
+            GemmStrategy::Auto if small => GemmKernel::Simple,
+            _ if fits => GemmKernel::Tiled,
+            _ => GemmKernel::Simple,
         }
-        let kp = kt.div_ceil(4) * 4;
-        let Some(a) = Packed::new(ctx, self.m, kt, self.m, self.batch) else { return Ok(false) };
-        let Some(b) = Packed::new(ctx, kt, self.n, kp, self.batch) else { return Ok(false) };
-        let range = |binding: u32| {
-            self.ranges.iter().find(|r| r.0 == binding).map(|&(_, offset, size)| (offset, size))
-        };
-        let mut a_view = View::dense(self.offsets.0, self.lda, self.trans.0);
-        a_view.batch_stride = self.batch_strides.0;
-        if self.k_batches > 1 {
-            a_view.col_split = self.k;
-            a_view.col_split_stride = self.kb_strides.0;
-        }
-        let mut b_view = View::dense(self.offsets.1, self.ldb, self.trans.1);
-        b_view.batch_stride = self.batch_strides.1;
-        if self.k_batches > 1 {
-            b_view.row_split = self.k;
-            b_view.row_split_stride = self.kb_strides.1;
-        }
-        tiled::record_pack(ctx, op, rec, self.a.buffer(), range(1), &a_view, &a)?;
-        tiled::record_pack(ctx, op, rec, self.b.buffer(), range(2), &b_view, &b)?;
-        let mut c_view = View::dense(self.offsets.2, self.ldc, false);
-        c_view.batch_stride = self.batch_strides.2;
-        let epilogue = Epilogue {
-            view: c_view,
-            range: range(4),
-            texture: None,
-            bias: self.bias,
-            bias_range: range(3),
-            bias_per_row: self.bias_per_row,
-            relu: self.relu,
-            accumulate: self.accumulate,
-            pool: None,
-        };
-        tiled::record_gemm(ctx, op, rec, &a, &b, c, &epilogue)?;
-        Ok(true)
     }
 
     /// Records the GEMM into a new tensor of `shape` and submits it.

@@ -1,0 +1,205 @@
+//! Recording a plan's steps, once: the forward pass, the loss, the backward pass in reverse
+//! node order (gradients of shared parameters added up) and the optimizer's updates.
+
+use super::ModelState;
+use super::ParamState;
+use super::lower::{Exec, Lowered};
+use super::memory::Tensors;
+use crate::kernel::Recorder;
+use crate::ops::activation::{
+    record_add_inplace, record_dropout, record_relu, record_relu_backward,
+};
+use crate::ops::conv::{ConvIo, GradsOut};
+use crate::ops::gemm::{record_linear, record_linear_backward};
+use crate::ops::loss::record_training_loss;
+use crate::ops::norm::{record_batch_norm, record_batch_norm_backward};
+use crate::{Context, Error, Result, Tensor};
+
+/// A plan being recorded: the model's state, the lowered graph and its tensors.
+pub(super) struct Recording<'a> {
+    pub ctx: &'a Context,
+    pub model: &'a ModelState<'a>,
+    pub lowered: &'a Lowered,
+    pub t: &'a Tensors,
+}
+
+fn missing(node: usize) -> Error {
+    Error::invalid("plan", format!("internal error: node {node} lacks a parameter or gradient"))
+}
+
+impl Recording<'_> {
+    /// Parameter `k` of plan node `i`: that of the first graph node it runs.
+    fn param(&self, i: usize, k: usize) -> Option<&ParamState> {
+        let node = &self.model.graph.nodes[self.lowered.first[i]];
+        node.params.get(k).map(|&p| &self.model.params[p])
+    }
+
+    fn weight(&self, i: usize) -> Result<&Tensor> {
+        self.param(i, 0).map(|p| &p.value).ok_or_else(|| missing(i))
+    }
+
+    fn bias(&self, i: usize) -> Option<&Tensor> {
+        self.param(i, 1).map(|p| &p.value)
+    }
+
+    /// Every node's forward pass.
+    pub(super) fn forward(&self, rec: &mut Recorder<'_>) -> Result<()> {
+        let (ctx, t) = (self.ctx, self.t);
+        for (i, exec) in self.lowered.execs.iter().enumerate() {
+            let (x, y) = (&t.values[i], &t.values[i + 1]);
+            match exec {
+                Exec::Conv(p) => {
+                    let io = ConvIo { x, w: self.weight(i)?, bias: self.bias(i), y };
+                    p.record_forward(rec, &io, Some(&t.col), false)?;
+                }
+                Exec::ConvReluPool(f, _) => {
+                    let io = ConvIo { x, w: self.weight(i)?, bias: self.bias(i), y };
+                    f.record_forward(rec, &io, t.indices[i].as_ref(), t.relu_pool[i].as_ref())?;
+                }
+                Exec::Pool(p) => p.record_forward(rec, x, y, t.indices[i].as_ref())?,
+                Exec::Linear => record_linear(ctx, rec, x, self.weight(i)?, self.bias(i), y)?,
+                Exec::Relu => record_relu(ctx, rec, x, y)?,
+                Exec::Dropout { p, layer } => {
+                    record_dropout(ctx, rec, *p, *layer, self.model.shared.seed.buffer(), x, y)?
+                }
+                Exec::BatchNorm { o, stats, .. } => {
+                    let node = &self.model.graph.nodes[self.lowered.first[i]];
+                    let buffer = |k: usize| node.buffers.get(k).map(|&b| &self.model.buffers[b].1);
+                    let (w, b) = (self.param(i, 0).map(|p| &p.value), self.bias(i));
+                    record_batch_norm(rec, x, buffer(0), buffer(1), w, b, o, y, stats)?;
+                }
+                Exec::Alias => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The loss and the metrics where the output is (N, classes) logits, and in training the
+    /// logits' gradient. Inference also runs models whose output is a feature map (a filter
+    /// bank), with no loss.
+    pub(super) fn loss(&self, rec: &mut Recorder<'_>, train: bool) -> Result<()> {
+        let (t, n) = (self.t, self.lowered.execs.len());
+        let logits = &t.values[n];
+        if logits.rank() != 2 && train {
+            return Err(Error::invalid(
+                "plan",
+                format!("training needs an (N, classes) output, got {:?}", logits.shape()),
+            ));
+        }
+        if logits.rank() != 2 {
+            return Ok(());
+        }
+        let shared = self.model.shared;
+        record_training_loss(
+            self.ctx,
+            rec,
+            logits,
+            &t.target,
+            &t.losses,
+            &t.count,
+            &shared.one,
+            &shared.metrics,
+            t.grads[n].as_ref(),
+        )
+    }
+
+    /// Every node's backward pass, last node first. A parameter's gradient goes to its
+    /// gradient tensor the first time it is written, and to its scratch after that, which is
+    /// then added in (weight sharing): no atomics, no zeroing pass.
+    pub(super) fn backward(&self, rec: &mut Recorder<'_>) -> Result<()> {
+        let params = self.model.params;
+        let mut written = vec![false; params.len()];
+        for i in (0..self.lowered.execs.len()).rev() {
+            let mut adds = Vec::new();
+            let mut target = |k: usize| -> Option<Tensor> {
+                let id = *self.model.graph.nodes[self.lowered.first[i]].params.get(k)?;
+                if written[id] {
+                    adds.push(id);
+                    params[id].scratch.clone()
+                } else {
+                    written[id] = true;
+                    Some(params[id].grad.clone())
+                }
+            };
+            let targets = [target(0), target(1)];
+            self.backward_node(rec, i, &targets)?;
+            for id in adds {
+                let scratch = params[id].scratch.as_ref().ok_or_else(|| missing(i))?;
+                record_add_inplace(self.ctx, rec, scratch, &params[id].grad)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Node i's backward pass into its parameters' gradient `targets` (weight, bias).
+    fn backward_node(
+        &self,
+        rec: &mut Recorder<'_>,
+        i: usize,
+        [gw, gb]: &[Option<Tensor>; 2],
+    ) -> Result<()> {
+        let (ctx, t) = (self.ctx, self.t);
+        let gy = t.grads[i + 1].as_ref().ok_or_else(|| missing(i))?;
+        let gx = if i == 0 { None } else { t.grads[i].as_ref() };
+        let x = &t.values[i];
+        let grads = || -> Result<GradsOut<'_>> {
+            let grad_w = gw.as_ref().ok_or_else(|| missing(i))?;
+            Ok(GradsOut { grad_x: gx, grad_w, grad_b: gb.as_ref() })
+        };
+        match &self.lowered.execs[i] {
+            Exec::Conv(p) => {
+                p.record_backward(rec, (x, self.weight(i)?, gy), &grads()?, Some(&t.col))?
+            }
+            Exec::ConvReluPool(f, _) => {
+                let ix = t.indices[i].as_ref().ok_or_else(|| missing(i))?;
+                let conv_grad = t.conv_grads[i].as_ref().ok_or_else(|| missing(i))?;
+                let scratch = (conv_grad, t.relu_pool[i].as_ref(), Some(&t.col));
+                f.record_backward(rec, (x, self.weight(i)?, gy, ix), &grads()?, scratch)?;
+            }
+            Exec::Pool(p) => {
+                if let Some(gx) = gx {
+                    p.record_backward(rec, gy, t.indices[i].as_ref(), gx)?;
+                }
+            }
+            Exec::Linear => {
+                let w = self.weight(i)?;
+                let gw = gw.as_ref().ok_or_else(|| missing(i))?.reshape(w.shape())?;
+                record_linear_backward(ctx, rec, x, w, gy, gx, &gw, gb.as_ref())?;
+            }
+            Exec::Relu => {
+                if let Some(gx) = gx {
+                    record_relu_backward(ctx, rec, x, gy, gx)?;
+                }
+            }
+            Exec::Dropout { p, layer } => {
+                if let Some(gx) = gx {
+                    let seed = self.model.shared.seed.buffer();
+                    record_dropout(ctx, rec, *p, *layer, seed, gy, gx)?;
+                }
+            }
+            Exec::BatchNorm { o, stats, sums } => {
+                let w = self.param(i, 0).map(|p| &p.value);
+                record_batch_norm_backward(rec, gy, x, stats, w, true, o, gx, sums)?;
+                // sums = (sum(grad_y), sum(grad_y * xhat)): the bias's and weight's gradients.
+                let bytes = (sums.numel() / 2 * 4) as u64;
+                if let Some(gw) = gw {
+                    rec.copy(sums.buffer(), bytes, gw.buffer(), 0, bytes);
+                }
+                if let Some(gb) = gb {
+                    rec.copy(sums.buffer(), 0, gb.buffer(), 0, bytes);
+                }
+            }
+            Exec::Alias => {}
+        }
+        Ok(())
+    }
+
+    /// The optimizer's update of every parameter.
+    pub(super) fn optimizer(&self, rec: &mut Recorder<'_>) -> Result<()> {
+        let m = self.model;
+        for p in m.params {
+            m.optimizer.record(self.ctx, rec, p, &m.shared.factors, &m.shared.spare)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,243 @@
+//! The direct family: kernels that compute a convolution's outputs or gradients element by
+//! element, with no GEMM. `shaders/conv/direct.wgsl` (one output per invocation: every
+//! grouping, stride and transposition, and the reference the fast paths are tested against),
+//! `shaders/conv/depthwise.wgsl` (groups = C_in = C_out, four outputs per invocation) and
+//! `shaders/conv/tiles_3x3.wgsl` (3x3 kernels as 4x4 output tiles, also fused with ReLU and a
+//! 2x2 max-pool). They read their inputs from storage buffers, or from texture copies where
+//! the choice says so: on CPU adapters a texel fetch is a gather where a storage-buffer load
+//! is a per-lane loop.
+
+use super::geometry::{quads, row_pieces, tiles_4x4};
+use super::plan::{ConvIo, Pass, Pooling};
+use super::select::Direct;
+use crate::kernel::{Dispatch, Recorder, Shader, WG};
+use crate::ops::check_u32;
+use crate::ops::texture::Flat;
+use crate::ops::uniforms::ConvParams;
+use crate::{Context, Result, Tensor};
+
+/// One launch of a direct-family kernel.
+struct Launch<'a> {
+    shader: Shader,
+    entry: &'static str,
+    params: ConvParams,
+    grid: [u32; 3],
+    /// (buffer binding, texture binding, tensor): with `textures`, and where every input fits
+    /// a texture copy, the kernel reads the copies and the buffer bindings get a placeholder;
+    /// otherwise the reverse.
+    inputs: &'a [(u32, u32, &'a Tensor)],
+    /// Bound as they are.
+    outputs: &'a [(u32, &'a wgpu::Buffer)],
+    textures: bool,
+}
+
+fn record(ctx: &Context, rec: &mut Recorder<'_>, l: &Launch<'_>) -> Result<()> {
+    let flats: Option<Vec<Flat>> =
+        if l.textures { l.inputs.iter().map(|(_, _, t)| Flat::of(ctx, t)).collect() } else { None };
+    let mut buffers: Vec<(u32, &wgpu::Buffer)> = l.outputs.to_vec();
+    let mut extra = Vec::new();
+    for (i, (binding, tex_binding, t)) in l.inputs.iter().enumerate() {
+        let view = match &flats {
+            Some(flats) => {
+                flats[i].record_copy(rec, t.buffer());
+                buffers.push((*binding, &ctx.inner.dummy));
+                &flats[i].view
+            }
+            None => {
+                buffers.push((*binding, t.buffer()));
+                &ctx.inner.dummy_texture
+            }
+        };
+        extra.push(crate::kernel::texture_entry(*tex_binding, view));
+    }
+    let flag = if flats.is_some() { 1.0 } else { 0.0 };
+    let constants = [("WG", WG as f64), ("TEXTURE_INPUTS", flag)];
+    let params = bytemuck::bytes_of(&l.params);
+    let d = Dispatch::new(l.shader, l.entry, params, &buffers, l.grid).constants(&constants);
+    ctx.record_with(rec, &d, &extra)
+}
+
+/// The forward pass on the direct (`conv_forward`, `conv_transpose_forward`), depthwise or
+/// tile kernels.
+pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let y_shape = io.y.shape();
+    let (shader, entry, total, textures, x_bindings) = match kernel {
+        Direct::Tiles3x3 => {
+            (Shader::ConvTiles3x3, "tiles_3x3_forward", tiles_4x4(y_shape), true, (5, 13))
+        }
+        Direct::Depthwise => {
+            (Shader::ConvDepthwise, "depthwise_forward", quads(y_shape), true, (1, 11))
+        }
+        Direct::PerOutput { textures } => {
+            let entry = if plan.transposed { "conv_transpose_forward" } else { "conv_forward" };
+            (Shader::ConvDirect, entry, io.y.numel(), textures, (1, 11))
+        }
+    };
+    let total = check_u32(op, "output elements", total)?;
+    let b = io.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    // The tiles read their source, x here, through grad_y's bindings (see tiles_3x3.wgsl).
+    let launch = Launch {
+        shader,
+        entry,
+        params: g.params(io.bias.is_some(), total),
+        grid: ctx.grid_1d(op, u64::from(total), WG)?,
+        inputs: &[(x_bindings.0, x_bindings.1, io.x), (2, 12, io.w)],
+        outputs: &[(3, b), (4, io.y.buffer())],
+        textures,
+    };
+    record(ctx, pass.rec, &launch)
+}
+
+/// The 3x3 tiles' forward pass fused with ReLU and a 2x2 max-pool (`y` pooled, and the argmax
+/// into `indices` when given).
+pub(super) fn tiles_forward_relu_pool(
+    pass: &mut Pass<'_, '_>,
+    io: &ConvIo<'_>,
+    pooling: &Pooling<'_>,
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let total = check_u32(op, "tiles", tiles_4x4(&g.output_shape()))?;
+    let [ph, pw] = pooling.pooled;
+    let params = ConvParams {
+        pool: [ph as u32, pw as u32],
+        pool_indices: pooling.indices.is_some() as u32,
+        ..g.params(io.bias.is_some(), total)
+    };
+    let b = io.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    let i = pooling.indices.map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    let launch = Launch {
+        shader: Shader::ConvTiles3x3,
+        entry: "tiles_3x3_forward_relu_pool",
+        params,
+        grid: ctx.grid_1d(op, u64::from(total), WG)?,
+        // The tiles read x through grad_y's bindings (see tiles_3x3.wgsl).
+        inputs: &[(5, 13, io.x), (2, 12, io.w)],
+        outputs: &[(3, b), (4, io.y.buffer()), (7, i)],
+        textures: true,
+    };
+    record(ctx, pass.rec, &launch)
+}
+
+/// Both gradients on the direct, depthwise or tile kernels: grad_x (skipped when `None`) by
+/// gathers over grad_y, then grad_W by a sum per weight, in pieces of rows that keep each
+/// invocation within lavapipe's loop limit (`row_pieces`) where its loops grow with the batch.
+pub(super) fn backward(
+    pass: &mut Pass<'_, '_>,
+    (x, w, grad_y): (&Tensor, &Tensor, &Tensor),
+    (grad_x, grad_w): (Option<&Tensor>, &Tensor),
+    kernel: Direct,
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    if let Some(gx) = grad_x {
+        let (shader, entry, params, textures, outputs) = match kernel {
+            // A placeholder for the bias the forward tiles add.
+            Direct::Tiles3x3 => {
+                let total = check_u32(op, "tiles", tiles_4x4(gx.shape()))?;
+                let params = g.params(false, total);
+                let outputs = vec![(3, &ctx.inner.dummy), (4, gx.buffer())];
+                (Shader::ConvTiles3x3, "tiles_3x3_backward_input", params, true, outputs)
+            }
+            Direct::Depthwise => {
+                let total = check_u32(op, "input elements", quads(gx.shape()))?;
+                let params = g.params(false, total);
+                let outputs = vec![(4, gx.buffer())];
+                (Shader::ConvDepthwise, "depthwise_backward_input", params, true, outputs)
+            }
+            // A gather from grad_y into an "output" the size of x: the transposed
+            // convolution's forward kernel for a convolution, and the other way round.
+            Direct::PerOutput { textures } => {
+                let total = check_u32(op, "input elements", gx.numel())?;
+                let entry = if plan.transposed { "conv_forward" } else { "conv_transpose_forward" };
+                let outputs = vec![(3, &ctx.inner.dummy), (4, gx.buffer())];
+                (Shader::ConvDirect, entry, g.swapped_params(total), textures, outputs)
+            }
+        };
+        // The tiles and depthwise kernels read grad_y through grad_y's bindings, the direct
+        // kernel through x's (it runs a forward kernel on grad_y).
+        let grad_y_at = if let Direct::PerOutput { .. } = kernel { (1, 11) } else { (5, 13) };
+        let inputs = [(grad_y_at.0, grad_y_at.1, grad_y), (2, 12, w)];
+        let grid = ctx.grid_1d(op, u64::from(params.total), WG)?;
+        let launch =
+            Launch { shader, entry, params, grid, inputs: &inputs, outputs: &outputs, textures };
+        record(ctx, pass.rec, &launch)?;
+    }
+    let weights = check_u32(op, "weight elements", grad_w.numel())?;
+    let (shader, entry, params, lanes, textures, inputs) = match kernel {
+        // One workgroup of 64 per weight slot (output channel, input channel of its group,
+        // depth tap); x through grad_y's bindings and grad_y through x's (see tiles_3x3.wgsl).
+        Direct::Tiles3x3 => {
+            let taps_d = g.kernel[..g.kernel.len() - 2].iter().product::<usize>();
+            let slots = g.c_out * (g.x.c / g.groups) * taps_d;
+            let total = (tiles_4x4(grad_y.shape()) / g.c_out) as u32;
+            // A placeholder for the pooled variant's indices (the two share their body).
+            let outputs = [(6, grad_w.buffer()), (7, &ctx.inner.dummy_rw)];
+            let launch = Launch {
+                shader: Shader::ConvTiles3x3,
+                entry: "tiles_3x3_backward_weight",
+                params: g.params(false, total),
+                grid: ctx.grid_1d(op, slots as u64 * 64, 64)?,
+                inputs: &[(5, 13, x), (1, 11, grad_y)],
+                outputs: &outputs,
+                textures: true,
+            };
+            return record(ctx, pass.rec, &launch);
+        }
+        // One workgroup of 64 per weight; 64 invocations share each piece's rows.
+        Direct::Depthwise => {
+            let params = g.params(false, weights);
+            let inputs = [(1, 11, x), (5, 13, grad_y)];
+            (Shader::ConvDepthwise, "depthwise_backward_weight", params, 64, true, inputs)
+        }
+        // Sum over the batch and positions of (strided tensor) x (dense tensor); a transposed
+        // convolution's is the convolution's with x and grad_y swapped.
+        Direct::PerOutput { textures } => {
+            let (params, strided, dense) = if plan.transposed {
+                (g.swapped_params(weights), grad_y, x)
+            } else {
+                (g.params(false, weights), x, grad_y)
+            };
+            let inputs = [(1, 11, strided), (5, 13, dense)];
+            (Shader::ConvDirect, "conv_backward_weight", params, 1, textures, inputs)
+        }
+    };
+    let grid = if lanes == 64 {
+        ctx.grid_1d(op, u64::from(weights) * 64, 64)?
+    } else {
+        ctx.grid_1d(op, u64::from(weights), WG)?
+    };
+    let outputs = [(6, grad_w.buffer())];
+    for params in row_pieces(op, &params, lanes)? {
+        let launch =
+            Launch { shader, entry, params, grid, inputs: &inputs, outputs: &outputs, textures };
+        record(ctx, pass.rec, &launch)?;
+    }
+    Ok(())
+}
+
+/// The weight gradient of [`tiles_forward_relu_pool`]'s convolution from the pooled gradient
+/// and the argmax: each 4x4 tile of grad_y holds four whole windows, which the kernel reads in
+/// pooled form (a network's first layer, which has no data gradient).
+pub(super) fn tiles_weight_grad_pooled(
+    pass: &mut Pass<'_, '_>,
+    (x, grad_p, indices, grad_w): (&Tensor, &Tensor, &Tensor, &Tensor),
+    [ph, pw]: [usize; 2],
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let slots = g.c_out * (g.x.c / g.groups);
+    let total = (tiles_4x4(&g.output_shape()) / g.c_out) as u32;
+    let launch = Launch {
+        shader: Shader::ConvTiles3x3,
+        entry: "tiles_3x3_backward_weight_pooled",
+        params: ConvParams { pool: [ph as u32, pw as u32], ..g.params(false, total) },
+        grid: ctx.grid_1d(op, slots as u64 * 64, 64)?,
+        inputs: &[(5, 13, x), (1, 11, grad_p)],
+        outputs: &[(6, grad_w.buffer()), (7, indices.buffer())],
+        textures: true,
+    };
+    record(ctx, pass.rec, &launch)
+}

@@ -1,0 +1,243 @@
+//! [`ConvPlan`]: a convolution or transposed convolution resolved for one input and weight
+//! shape. The geometry is checked once; then each pass is recorded into any recorder (at once
+//! for the eager operators, into a plan for the executor): the pass's tensors are checked,
+//! `select.rs` chooses its kernel, and the strategy module the choice names records it.
+
+use super::geometry::Geometry;
+use super::select::{self, DataGrad, Forward, Reads, Source, WeightGrad};
+use super::subgroup_3x3::{self, GradSource};
+use super::{ConvGrads, direct, im2col, tiled};
+use crate::kernel::{Dispatch, Recorder, Shader, WG_CONSTANT};
+use crate::ops::activation::record_relu;
+use crate::ops::reduce::record_channel_sum;
+use crate::ops::texture::Flat;
+use crate::ops::uniforms::ConvParams;
+use crate::ops::{check_bias, check_u32, context_of};
+use crate::{Context, DType, Error, Result, Tensor};
+
+/// A convolution resolved for one input and weight shape.
+pub(crate) struct ConvPlan {
+    pub(super) op: &'static str,
+    pub(super) g: Geometry,
+    pub(super) transposed: bool,
+    /// For a transposed convolution of one group: the convolution whose data gradient it is
+    /// (its input is this one's output and its output this one's input, with the same
+    /// weight), whose passes run this one's on the texture GEMM (see `select.rs`).
+    pub(super) adjoint: Option<Box<ConvPlan>>,
+}
+
+/// The tensors of a forward pass.
+#[derive(Clone, Copy)]
+pub(crate) struct ConvIo<'a> {
+    pub x: &'a Tensor,
+    pub w: &'a Tensor,
+    pub bias: Option<&'a Tensor>,
+    pub y: &'a Tensor,
+}
+
+/// The gradients a backward pass writes: grad_x is skipped when `None` (a network's input),
+/// grad_b where the layer has no bias.
+#[derive(Clone, Copy)]
+pub(crate) struct GradsOut<'a> {
+    pub grad_x: Option<&'a Tensor>,
+    pub grad_w: &'a Tensor,
+    pub grad_b: Option<&'a Tensor>,
+}
+
+/// A pass being recorded: the convolution, its device, and where its kernels go. Every
+/// strategy module's functions take one.
+pub(super) struct Pass<'a, 'r> {
+    pub plan: &'a ConvPlan,
+    pub ctx: &'a Context,
+    pub rec: &'a mut Recorder<'r>,
+}
+
+impl<'r> Pass<'_, 'r> {
+    /// The same recorder for another convolution's pass (a transposed convolution's adjoint).
+    pub(super) fn on<'b>(&'b mut self, plan: &'b ConvPlan) -> Pass<'b, 'r> {
+        Pass { plan, ctx: self.ctx, rec: &mut *self.rec }
+    }
+}
+
+/// A fused ReLU + 2x2 max-pool's output: the pooled (height, width), and where the argmax
+/// goes (training).
+#[derive(Clone, Copy)]
+pub(crate) struct Pooling<'a> {
+    pub pooled: [usize; 2],
+    pub indices: Option<&'a Tensor>,
+}
+
+/// One launch of a `shaders/conv/` kernel with the `WG` override.
+pub(super) fn dispatch<'a>(
+    shader: Shader,
+    entry: &'static str,
+    params: &'a ConvParams,
+    buffers: &'a [(u32, &'a wgpu::Buffer)],
+    workgroups: [u32; 3],
+) -> Dispatch<'a> {
+    let params = bytemuck::bytes_of(params);
+    Dispatch::new(shader, entry, params, buffers, workgroups).constants(WG_CONSTANT)
+}
+
+impl ConvPlan {
+    /// The output's shape.
+    pub(crate) fn output_shape(&self) -> Vec<usize> {
+        self.g.output_shape()
+    }
+
+    pub(super) fn adjoint(&self) -> Result<&ConvPlan> {
+        self.adjoint
+            .as_deref()
+            .ok_or_else(|| Error::invalid(self.op, "no adjoint convolution (an internal error)"))
+    }
+
+    pub(super) fn check(&self, t: &Tensor, name: &str, expected: &[usize]) -> Result<()> {
+        if t.shape() != expected {
+            return Err(Error::invalid(
+                self.op,
+                format!("{name} must have shape {expected:?}, got {:?}", t.shape()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the passes use im2col's storage-buffer scratch, of [`im2col::chunk`] elements
+    /// (a plan shares one among its convolutions).
+    pub(crate) fn col_scratch_elems(&self, ctx: &Context) -> Result<usize> {
+        if select::uses_col_scratch(self, ctx) { Ok(im2col::chunk(self, ctx)?.1) } else { Ok(0) }
+    }
+
+    /// Records the forward pass; `col` is an optional im2col scratch of at least
+    /// [`Self::col_scratch_elems`] elements (allocated when absent), `relu` fuses a ReLU.
+    pub(crate) fn record_forward(
+        &self,
+        rec: &mut Recorder<'_>,
+        io: &ConvIo<'_>,
+        col: Option<&Tensor>,
+        relu: bool,
+    ) -> Result<()> {
+        let op = self.op;
+        let mut tensors = vec![io.x, io.w, io.y];
+        tensors.extend(io.bias);
+        let ctx = context_of(op, &tensors)?;
+        check_bias(op, io.bias, self.g.c_out)?;
+        self.check(io.y, "the output", &self.output_shape())?;
+        check_u32(op, "output elements", io.y.numel())?;
+        check_u32(op, "input elements", io.x.numel())?;
+        check_u32(op, "weight elements", io.w.numel())?;
+        let kernel = select::forward(self, &ctx, Flat::can_hold(&ctx, io.x), false)?;
+        let pass = &mut Pass { plan: self, ctx: &ctx, rec };
+        let relu_fused = match kernel {
+            Forward::Adjoint(data) => tiled::adjoint_forward(pass, io, data).map(|_| false),
+            Forward::Subgroup3x3 { chunk } => {
+                subgroup_3x3::forward(pass, io, (relu, None), chunk, None).map(|_| true)
+            }
+            Forward::Gemm { chunk, col } => {
+                tiled::forward(pass, io, (chunk, col), (relu, None), None).map(|_| true)
+            }
+            Forward::Im2col { chunk } => {
+                let scratch = im2col::scratch(self, &ctx, col)?;
+                im2col::forward(pass, io, &scratch, chunk, relu).map(|_| true)
+            }
+            Forward::Direct(kernel) => direct::forward(pass, io, kernel).map(|_| false),
+        }?;
+        if relu && !relu_fused {
+            record_relu(&ctx, pass.rec, io.y, io.y)?;
+        }
+        Ok(())
+    }
+
+    /// Records the gradients from grad_y; `col` as for [`Self::record_forward`].
+    pub(crate) fn record_backward(
+        &self,
+        rec: &mut Recorder<'_>,
+        (x, w, grad_y): (&Tensor, &Tensor, &Tensor),
+        grads: &GradsOut<'_>,
+        col: Option<&Tensor>,
+    ) -> Result<()> {
+        let (op, g) = (self.op, &self.g);
+        let mut tensors = vec![x, w, grad_y, grads.grad_w];
+        tensors.extend(grads.grad_x.iter().chain(&grads.grad_b));
+        let ctx = context_of(op, &tensors)?;
+        self.check(grad_y, "grad_output", &self.output_shape())?;
+        self.check(grads.grad_w, "grad_weight", w.shape())?;
+        check_u32(op, "output elements", grad_y.numel())?;
+        if let Some(gx) = grads.grad_x {
+            self.check(gx, "grad_input", x.shape())?;
+        }
+        if let Some(gb) = grads.grad_b {
+            self.check(gb, "grad_bias", &[g.c_out])?;
+            record_channel_sum(&ctx, rec, grad_y, g.x.n, g.c_out, gb)?;
+        }
+        let reads = Reads {
+            x_fits: Flat::can_hold(&ctx, x),
+            grad_y_fits: Flat::can_hold(&ctx, grad_y),
+            data: grads.grad_x.is_some(),
+        };
+        let weight = select::weight_grad(self, &ctx, Source::Plain, reads)?;
+        let data = match grads.grad_x {
+            Some(_) => Some(select::data_grad(self, &ctx, Source::Plain, reads)?),
+            None => None,
+        };
+        let (pass, tensors) = (&mut Pass { plan: self, ctx: &ctx, rec }, (x, w, grad_y));
+        let out = (grads.grad_x, grads.grad_w);
+        // Each strategy records both gradients: some share work between them (the subgroup
+        // kernels grad_y's rows of texels, a transposed convolution's adjoint grad_y's texture
+        // copy, im2col its scratch).
+        match (weight, data) {
+            (WeightGrad::Direct(kernel), None | Some(DataGrad::Direct(_))) => {
+                direct::backward(pass, tensors, out, kernel)
+            }
+            (WeightGrad::Im2col { chunk }, None | Some(DataGrad::Im2col { .. })) => {
+                let scratch = im2col::scratch(self, &ctx, col)?;
+                im2col::backward(pass, tensors, out, &scratch, chunk)
+            }
+            (WeightGrad::Gemm { chunk, col }, data) => {
+                tiled::backward(pass, tensors, out, (chunk, col), data)
+            }
+            (WeightGrad::Subgroup3x3 { chunk }, None | Some(DataGrad::Subgroup3x3 { .. })) => {
+                subgroup_3x3::backward(pass, (GradSource::Plain(grad_y), x, w), out, chunk, None)
+            }
+            (WeightGrad::Adjoint { chunk, col }, None | Some(DataGrad::Adjoint { .. })) => {
+                tiled::adjoint_backward(pass, tensors, out, (chunk, col))
+            }
+            _ => Err(self.mismatch()),
+        }
+    }
+
+    /// The error for choices that do not go together (an internal error).
+    pub(super) fn mismatch(&self) -> Error {
+        Error::invalid(self.op, "the chosen kernels do not go together (an internal error)")
+    }
+
+    pub(super) fn forward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let y = Tensor::output(x.context(), &self.output_shape(), DType::F32, self.op)?;
+        let io = ConvIo { x, w, bias, y: &y };
+        x.context().run(self.op, |rec| self.record_forward(rec, &io, None, false))?;
+        Ok(y)
+    }
+
+    pub(super) fn backward(
+        &self,
+        grad_y: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        has_bias: bool,
+    ) -> Result<ConvGrads> {
+        let ctx = x.context();
+        let grad_input = Tensor::output(ctx, x.shape(), DType::F32, self.op)?;
+        let grad_weight = Tensor::output(ctx, w.shape(), DType::F32, self.op)?;
+        let grad_bias = if has_bias {
+            Some(Tensor::output(ctx, &[self.g.c_out], DType::F32, self.op)?)
+        } else {
+            None
+        };
+        let grads = GradsOut {
+            grad_x: Some(&grad_input),
+            grad_w: &grad_weight,
+            grad_b: grad_bias.as_ref(),
+        };
+        ctx.run(self.op, |rec| self.record_backward(rec, (x, w, grad_y), &grads, None))?;
+        Ok(ConvGrads { grad_input, grad_weight, grad_bias })
+    }
+}

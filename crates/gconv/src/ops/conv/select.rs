@@ -1,0 +1,530 @@
+//! The one place a convolution's kernels are chosen. A function per pass ([`forward`],
+//! [`data_grad`], [`weight_grad`]) turns the shapes, the context (strategy, adapter, GEMM
+//! layout, subgroups, limits) and what the pass reads into a choice, logs it under
+//! `GCONV_LOG=debug` and returns it; `plan.rs` records the strategy module it names. (A
+//! texture GEMM then picks its own entry point by layout and shape, in
+//! `gemm::tiled::record_gemm`.)
+//!
+//! The rules, in order:
+//! - `ConvStrategy::Direct` forces the direct kernels; they also run what no faster kernel
+//!   takes (grouped and transposed convolutions the others do not cover).
+//! - 3x3 convolutions of stride 1 over h and w that are grouped or have at most 4 input
+//!   channels (a GEMM's K too short to pay for im2col) run on the 3x3 tiles; other depthwise
+//!   ones on the depthwise kernels. On GPUs a plain forward pass of either runs on the direct
+//!   kernel instead (no texture copies, one output per invocation); a forward pass fused with
+//!   ReLU and a 2x2 max-pool keeps the tiles, whose epilogue pools. Their backward passes stay.
+//! - Convolutions of one group run on the texture GEMM, `chunk` samples per GEMM, where its
+//!   textures fit; else im2col into a storage buffer and the storage-buffer GEMM.
+//! - On CPU adapters with 8-lane subgroups, 2-D 3x3 convolutions of stride 1 and padding 1 (one
+//!   group) run on the subgroup kernels instead, which gather from rows of texels with no
+//!   im2col (the forward pass also for the first layers the tiles would take).
+//! - A transposed convolution of one group whose adjoint runs on the texture GEMM runs as that
+//!   adjoint's passes: its forward pass is the adjoint's data gradient, its data gradient the
+//!   adjoint's forward pass, its weight gradient the adjoint's with x and grad_y swapped.
+
+use std::fmt::Debug;
+
+use super::geometry::{quads, tiles_4x4};
+use super::{ConvPlan, im2col};
+use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS, Packed, TEXTURE_BUDGET, fits};
+use crate::{Context, ConvStrategy, GemmLayout, GemmStrategy, Result};
+
+/// Where a texture GEMM's im2col operand comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Im2col {
+    /// im2col writes it into a texture first (the register layout: on CPU adapters a gather
+    /// per lane inside the GEMM costs more than the pass over memory).
+    Texture,
+    /// The GEMM gathers it as it loads its tiles (the workgroup layout), never written.
+    Implicit,
+}
+
+/// The direct family [direct]: no GEMM, the same kernel kind for every pass of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direct {
+    /// One output (or gradient element, or weight) per invocation: every grouping, stride and
+    /// transposition. With `textures`, inputs are read through texture copies.
+    PerOutput { textures: bool },
+    /// groups = C_in = C_out: four outputs per invocation, a workgroup reduction per weight.
+    Depthwise,
+    /// 3x3 kernels as 4x4 output tiles; fused with ReLU and a 2x2 max-pool, the pooled variants
+    /// (the forward pass, and a first layer's weight gradient from the pooled gradient).
+    Tiles3x3,
+}
+
+/// How a forward pass runs; the strategy module that records it in brackets. `chunk`: samples
+/// per GEMM or launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Forward {
+    Direct(Direct),
+    /// im2col into a storage buffer, then the storage-buffer GEMM [im2col].
+    Im2col {
+        chunk: usize,
+    },
+    /// The texture GEMM over im2col; fused, its epilogue pools [tiled].
+    Gemm {
+        chunk: usize,
+        col: Im2col,
+    },
+    /// `conv_3x3_sg_r16` [subgroup_3x3].
+    Subgroup3x3 {
+        chunk: usize,
+    },
+    /// A transposed convolution as its adjoint's data gradient [tiled].
+    Adjoint(DataGrad),
+}
+
+/// How a data gradient (grad_x) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DataGrad {
+    /// Gathers over grad_y: a convolution's is the transposed convolution's forward kernel.
+    Direct(Direct),
+    /// grad_col = W^T grad_y on the storage-buffer GEMM, then col2im [im2col].
+    Im2col { chunk: usize },
+    /// grad_col on the texture GEMM into a texture, then col2im [tiled].
+    Col2im { chunk: usize },
+    /// The texture GEMM over grad_y's gather (workgroup layout, stride 1): no grad_col [tiled].
+    Implicit { chunk: usize },
+    /// `conv_3x3_sg_r16` over grad_y's rows of texels, beside the weight gradient
+    /// [subgroup_3x3].
+    Subgroup3x3 { chunk: usize },
+    /// A transposed convolution's: its adjoint's forward pass [tiled].
+    Adjoint { chunk: usize, col: Im2col },
+    /// From a fused max-pool's gradient that no kernel reads pooled: unpooled first.
+    Unpooled,
+}
+
+/// How a weight gradient (grad_W) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WeightGrad {
+    Direct(Direct),
+    /// grad_y col^T on the storage-buffer GEMM [im2col].
+    Im2col {
+        chunk: usize,
+    },
+    /// col grad_y^T on the texture GEMM [tiled; relu_pool from a pooled gradient].
+    Gemm {
+        chunk: usize,
+        col: Im2col,
+    },
+    /// `wgrad_3x3_sg` over x's and grad_y's rows of texels [subgroup_3x3].
+    Subgroup3x3 {
+        chunk: usize,
+    },
+    /// A transposed convolution's: its adjoint's weight gradient, x and grad_y swapped [tiled].
+    Adjoint {
+        chunk: usize,
+        col: Im2col,
+    },
+    /// From a fused max-pool's gradient that no kernel reads pooled: max-pool's backward pass
+    /// writes the convolution's output gradient, then the plain choices run.
+    Unpooled,
+}
+
+/// What the backward passes read as the output's gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The convolution's own output gradient.
+    Plain,
+    /// A fused ReLU + 2x2 max-pool's pooled gradient and argmax; `kept_rows` when the forward
+    /// pass kept x in rows of texels for it (see [`relu_pool_scratch`]).
+    Pooled {
+        /// The forward pass kept x's rows of texels.
+        kept_rows: bool,
+    },
+}
+
+/// What a pass's choice depends on beyond the shapes and the context.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reads {
+    /// x can be copied into a texture (`Flat::can_hold`; a host's buffer may not allow it).
+    pub x_fits: bool,
+    /// The same for grad_y (the backward passes).
+    pub grad_y_fits: bool,
+    /// The data gradient is wanted too: a strategy that computes both gradients needs room
+    /// for both.
+    pub data: bool,
+}
+
+/// What a fused conv -> ReLU -> max-pool's forward pass keeps for its backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// x in rows of texels, for the subgroup kernels.
+    Rows,
+    /// The im2col texture in pooled order, for the texture GEMM's weight gradient.
+    Col,
+}
+
+/// The forward pass's kernel, logged. `x_fits`: see [`Reads`]; `fused`: with ReLU and a 2x2
+/// max-pool in the same kernel.
+pub(crate) fn forward(
+    plan: &ConvPlan,
+    ctx: &Context,
+    x_fits: bool,
+    fused: bool,
+) -> Result<Forward> {
+    let choice = choose_forward(plan, ctx, x_fits, fused)?;
+    let pass = if fused { "forward + relu + max_pool 2x2" } else { "forward" };
+    log(plan, ctx, pass, &choice);
+    Ok(choice)
+}
+
+/// The data gradient's kernel, logged.
+pub(crate) fn data_grad(
+    plan: &ConvPlan,
+    ctx: &Context,
+    source: Source,
+    reads: Reads,
+) -> Result<DataGrad> {
+    let choice = choose_data_grad(plan, ctx, source, reads)?;
+    log(plan, ctx, pass_name("data gradient", source), &choice);
+    Ok(choice)
+}
+
+/// The weight gradient's kernel, logged.
+pub(crate) fn weight_grad(
+    plan: &ConvPlan,
+    ctx: &Context,
+    source: Source,
+    reads: Reads,
+) -> Result<WeightGrad> {
+    let choice = choose_weight_grad(plan, ctx, source, reads)?;
+    log(plan, ctx, pass_name("weight gradient", source), &choice);
+    Ok(choice)
+}
+
+/// Whether a plan fuses this convolution with a following ReLU and 2x2 max-pool: where the
+/// fused forward pass has a kernel (plan buffers can always be copied into textures that fit).
+pub(crate) fn fuses_relu_pool(plan: &ConvPlan, ctx: &Context) -> Result<bool> {
+    let x_fits = Flat::fits(ctx, plan.g.x.n * plan.g.x_plane());
+    Ok(matches!(
+        choose_forward(plan, ctx, x_fits, true)?,
+        Forward::Gemm { .. } | Forward::Direct(Direct::Tiles3x3) | Forward::Subgroup3x3 { .. }
+    ))
+}
+
+/// What a fused forward pass keeps for its backward pass: x's rows of texels where both run
+/// on the subgroup kernels, the pooled-order im2col texture where both run on the texture
+/// GEMM's register layout; each only when the whole batch is one chunk.
+pub(crate) fn relu_pool_scratch(plan: &ConvPlan, ctx: &Context) -> Result<Option<Keep>> {
+    let n = plan.g.x.n;
+    Ok(match (family(plan, ctx, true), choose_forward(plan, ctx, true, true)?) {
+        (Family::Gemm { .. }, Forward::Subgroup3x3 { chunk }) if chunk == n => Some(Keep::Rows),
+        (_, Forward::Gemm { chunk, col: Im2col::Texture }) if chunk == n => Some(Keep::Col),
+        _ => None,
+    })
+}
+
+/// Whether the passes use im2col's storage-buffer scratch ([`im2col::chunk`]).
+pub(crate) fn uses_col_scratch(plan: &ConvPlan, ctx: &Context) -> bool {
+    family(plan, ctx, true) == Family::Im2col
+}
+
+fn pass_name(pass: &'static str, source: Source) -> &'static str {
+    match (source, pass) {
+        (Source::Plain, _) => pass,
+        (Source::Pooled { .. }, "data gradient") => "data gradient (from the pooled gradient)",
+        (Source::Pooled { .. }, _) => "weight gradient (from the pooled gradient)",
+    }
+}
+
+fn log(plan: &ConvPlan, ctx: &Context, pass: &str, choice: &dyn Debug) {
+    if ctx.log_debug() {
+        let g = &plan.g;
+        eprintln!(
+            "gconv: {} {pass}: x (N {}, C {}, {:?}) -> (C {}, {:?}), groups {}: {choice:?}",
+            plan.op, g.x.n, g.x.c, g.x.size, g.c_out, g.out, g.groups
+        );
+    }
+}
+
+/// The kernel family the strategy and the shapes allow; each pass refines it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Direct(Direct),
+    Im2col,
+    Gemm { chunk: usize },
+}
+
+fn family(plan: &ConvPlan, ctx: &Context, x_fits: bool) -> Family {
+    let strategy = ctx.conv_strategy();
+    if strategy == ConvStrategy::Direct {
+        return Family::Direct(Direct::PerOutput { textures: false });
+    }
+    let g = &plan.g;
+    let fast = matches!(strategy, ConvStrategy::Auto | ConvStrategy::Tiled);
+    // Grouped 3x3 convolutions, and those with so few input channels that a GEMM's K
+    // (C_in * 9) is too short to pay for im2col, run on the tiles.
+    if fast && (g.groups > 1 || g.x.c <= 4) && fits_tiles_3x3(plan) {
+        return Family::Direct(Direct::Tiles3x3);
+    }
+    if fast && !plan.transposed && g.groups > 1 && g.groups == g.x.c && g.groups == g.c_out {
+        // The kernels' index spaces (rows x width / 4 of y and of x) stay below 2^24.
+        let y_quads = quads(&g.output_shape());
+        if y_quads < 1 << 24 && quads(&g.x.out_shape(g.x.c, &g.x.size)) < 1 << 24 {
+            return Family::Direct(Direct::Depthwise);
+        }
+    }
+    if plan.transposed || g.groups != 1 {
+        return Family::Direct(Direct::PerOutput { textures: strategy != ConvStrategy::Im2col });
+    }
+    match gemm_chunk(plan, ctx) {
+        // The texture GEMM reads x through a texture copy.
+        Some(chunk) if x_fits => Family::Gemm { chunk },
+        _ => Family::Im2col,
+    }
+}
+
+/// Samples per texture GEMM, where the strategy allows it and its textures fit.
+fn gemm_chunk(plan: &ConvPlan, ctx: &Context) -> Option<usize> {
+    let allowed = matches!(ctx.conv_strategy(), ConvStrategy::Auto | ConvStrategy::Tiled)
+        && ctx.gemm_strategy() != GemmStrategy::Simple;
+    let g = &plan.g;
+    // The batch is folded into the GEMM's columns, `chunk` samples at a time: chunk * P
+    // columns must fit a texture's height (the weight gradient's transposed operand).
+    let max = ctx.limits().max_texture_dimension_2d as usize;
+    let (k, p) = g.col_dims();
+    if !allowed || p > max || k.div_ceil(4) * 4 > max || g.c_out.div_ceil(4) * 4 > max {
+        return None;
+    }
+    // col2im_texture's index space (chunk * C_in * input positions) stays below 2^24, where
+    // its divmod24 is exact, and the textures (chunk * P columns of K rows, rounded up to 4)
+    // within TEXTURE_BUDGET.
+    let per_sample = g.x_plane();
+    let texture_per_sample = k.div_ceil(4) * 4 * p * 4;
+    if per_sample >= 1 << 24 || texture_per_sample > TEXTURE_BUDGET {
+        return None;
+    }
+    let chunk = (max / p)
+        .min((1 << 24) / per_sample)
+        .min(TEXTURE_BUDGET / texture_per_sample)
+        .min(g.x.n)
+        .max(1);
+    Some(chunk)
+}
+
+/// Whether the 3x3 tile kernels can run this convolution: not transposed, a 3x3 kernel over h
+/// and w with stride 1, dilation 1 and padding up to 2 there (any taps along d; the
+/// backward-input tiles correlate with padding 2 - pad), and index spaces below 2^24.
+fn fits_tiles_3x3(plan: &ConvPlan) -> bool {
+    let g = &plan.g;
+    let k = &g.kernel;
+    if plan.transposed || k.len() < 2 || k[k.len() - 2..] != [3, 3] {
+        return false;
+    }
+    let hw = |v: &[usize], max: usize| v[v.len() - 2..].iter().all(|&e| e <= max);
+    let ones = |v: &[usize]| hw(v, 1);
+    let tiles = |c: usize, size: &[usize]| tiles_4x4(&g.x.out_shape(c, size));
+    ones(&g.stride)
+        && ones(&g.dilation)
+        && hw(&g.pad, 2)
+        && tiles(g.c_out, &g.out) < 1 << 24
+        && tiles(g.x.c, &g.x.size) < 1 << 24
+}
+
+fn im2col_operand(ctx: &Context) -> Im2col {
+    match ctx.gemm_layout() {
+        GemmLayout::Workgroup => Im2col::Implicit,
+        _ => Im2col::Texture,
+    }
+}
+
+fn choose_forward(plan: &ConvPlan, ctx: &Context, x_fits: bool, fused: bool) -> Result<Forward> {
+    if let Some(adjoint) = plan.adjoint.as_deref().filter(|_| !fused) {
+        if let Family::Gemm { chunk } = family(adjoint, ctx, true) {
+            // The adjoint's data gradient reads this x as its grad_y.
+            return Ok(Forward::Adjoint(gemm_data_grad(adjoint, ctx, chunk, x_fits)));
+        }
+    }
+    let mut family = family(plan, ctx, x_fits);
+    if let Family::Direct(Direct::Depthwise | Direct::Tiles3x3) = family
+        && !ctx.is_cpu_adapter()
+        && !fused
+    {
+        family = Family::Direct(Direct::PerOutput { textures: false });
+    }
+    Ok(match family {
+        Family::Gemm { chunk } => match subgroup_forward(plan, ctx, chunk, fused) {
+            Some(chunk) => Forward::Subgroup3x3 { chunk },
+            None => Forward::Gemm { chunk, col: im2col_operand(ctx) },
+        },
+        Family::Direct(Direct::Tiles3x3) => match subgroup_forward(plan, ctx, plan.g.x.n, fused) {
+            Some(chunk) => Forward::Subgroup3x3 { chunk },
+            None => Forward::Direct(Direct::Tiles3x3),
+        },
+        Family::Im2col => Forward::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
+        Family::Direct(kernel) => Forward::Direct(kernel),
+    })
+}
+
+fn choose_data_grad(
+    plan: &ConvPlan,
+    ctx: &Context,
+    source: Source,
+    reads: Reads,
+) -> Result<DataGrad> {
+    if let Source::Pooled { kept_rows } = source {
+        return Ok(match pooled(plan, ctx, kept_rows, reads) {
+            Pooled::Subgroup3x3 { chunk } => DataGrad::Subgroup3x3 { chunk },
+            Pooled::Gemm { chunk } => DataGrad::Col2im { chunk },
+            Pooled::Tiles3x3 | Pooled::Unpooled => DataGrad::Unpooled,
+        });
+    }
+    if let Some((chunk, col)) = adjoint_gemm(plan, ctx, reads) {
+        return Ok(DataGrad::Adjoint { chunk, col });
+    }
+    Ok(match family(plan, ctx, reads.x_fits) {
+        Family::Gemm { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
+            Some(chunk) => DataGrad::Subgroup3x3 { chunk },
+            None => gemm_data_grad(plan, ctx, chunk, reads.grad_y_fits),
+        },
+        Family::Im2col => DataGrad::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
+        Family::Direct(kernel) => DataGrad::Direct(kernel),
+    })
+}
+
+fn choose_weight_grad(
+    plan: &ConvPlan,
+    ctx: &Context,
+    source: Source,
+    reads: Reads,
+) -> Result<WeightGrad> {
+    if let Source::Pooled { kept_rows } = source {
+        return Ok(match pooled(plan, ctx, kept_rows, reads) {
+            Pooled::Subgroup3x3 { chunk } => WeightGrad::Subgroup3x3 { chunk },
+            Pooled::Gemm { chunk } => WeightGrad::Gemm { chunk, col: Im2col::Texture },
+            Pooled::Tiles3x3 => WeightGrad::Direct(Direct::Tiles3x3),
+            Pooled::Unpooled => WeightGrad::Unpooled,
+        });
+    }
+    if let Some((chunk, col)) = adjoint_gemm(plan, ctx, reads) {
+        return Ok(WeightGrad::Adjoint { chunk, col });
+    }
+    Ok(match family(plan, ctx, reads.x_fits) {
+        Family::Gemm { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
+            Some(chunk) => WeightGrad::Subgroup3x3 { chunk },
+            None => WeightGrad::Gemm { chunk, col: im2col_operand(ctx) },
+        },
+        Family::Im2col => WeightGrad::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
+        Family::Direct(kernel) => WeightGrad::Direct(kernel),
+    })
+}
+
+/// A transposed convolution's adjoint on the texture GEMM: its chunk and im2col operand,
+/// where the adjoint's passes can read grad_y's texture copy.
+fn adjoint_gemm(plan: &ConvPlan, ctx: &Context, reads: Reads) -> Option<(usize, Im2col)> {
+    let adjoint = plan.adjoint.as_deref()?;
+    match family(adjoint, ctx, true) {
+        Family::Gemm { chunk } if reads.grad_y_fits => Some((chunk, im2col_operand(ctx))),
+        _ => None,
+    }
+}
+
+/// The data gradient on the texture GEMM: an implicit GEMM over grad_y's gather on the
+/// workgroup layout for stride 1 (with stride s most gathered values would be zeros, s^d
+/// times the multiply-adds), where W viewed as (C_in, C_out * taps) fits a texture and grad_y
+/// a texture copy; a GEMM into grad_col and col2im otherwise.
+fn gemm_data_grad(plan: &ConvPlan, ctx: &Context, chunk: usize, grad_y_fits: bool) -> DataGrad {
+    let g = &plan.g;
+    let kt = g.c_out * g.kernel.iter().product::<usize>();
+    let implicit = ctx.gemm_layout() == GemmLayout::Workgroup
+        && g.stride.iter().all(|&s| s == 1)
+        && fits(ctx, kt.div_ceil(4), g.x.c)
+        && grad_y_fits;
+    if implicit { DataGrad::Implicit { chunk } } else { DataGrad::Col2im { chunk } }
+}
+
+/// The kernels for a fused ReLU + max-pool's pooled gradient.
+enum Pooled {
+    /// The subgroup kernels, from the gradient unpooled into rows of texels.
+    Subgroup3x3 { chunk: usize },
+    /// The texture GEMM's register layout, the gradient unpooled into its packed operands.
+    Gemm { chunk: usize },
+    /// The pooled weight-gradient tiles (a first layer: no data gradient).
+    Tiles3x3,
+    /// None: unpool into the convolution's output gradient first.
+    Unpooled,
+}
+
+fn pooled(plan: &ConvPlan, ctx: &Context, kept_rows: bool, reads: Reads) -> Pooled {
+    match family(plan, ctx, reads.x_fits) {
+        Family::Direct(Direct::Tiles3x3) if !reads.data => Pooled::Tiles3x3,
+        Family::Gemm { chunk } if ctx.gemm_layout() != GemmLayout::Workgroup => {
+            let kept = kept_rows && chunk == plan.g.x.n;
+            if subgroup_3x3(plan, ctx) && subgroup_backward_fits(plan, ctx, chunk, reads, kept) {
+                Pooled::Subgroup3x3 { chunk }
+            } else {
+                Pooled::Gemm { chunk }
+            }
+        }
+        _ => Pooled::Unpooled,
+    }
+}
+
+/// Whether the subgroup 3x3 kernels (`conv_3x3_sg_r16`, `wgrad_3x3_sg`) can run this
+/// convolution: 2-D 3x3 with stride 1, padding 1, no dilation and one group, on the register
+/// layout with 8-lane subgroups, their K loops within lavapipe's limit. Their textures must
+/// fit too (see the callers).
+fn subgroup_3x3(plan: &ConvPlan, ctx: &Context) -> bool {
+    let g = &plan.g;
+    ctx.uses_subgroups()
+        && ctx.gemm_layout() != GemmLayout::Workgroup
+        && g.is_plain_3x3()
+        && g.pad == [1, 1]
+        && g.groups == 1
+        && 3 * g.c_out.max(g.x.c) <= MAX_LOOP_ITERATIONS
+}
+
+/// Samples per chunk for the subgroup kernels, up to `chunk`, such that `channels` channels of
+/// a chunk in rows of texels fit one texture; `None` where they do not apply.
+fn subgroup_chunk(plan: &ConvPlan, ctx: &Context, chunk: usize, channels: usize) -> Option<usize> {
+    if !subgroup_3x3(plan, ctx) {
+        return None;
+    }
+    let per_sample = channels * plan.g.row_texels(1);
+    let mut chunk = chunk.min(plan.g.x.n).max(1);
+    while !Flat::fits(ctx, 4 * chunk * per_sample) {
+        if chunk == 1 {
+            return None;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    Some(chunk)
+}
+
+/// The subgroup forward pass's chunk: the packed weight and x's rows of texels must fit.
+/// Fused, the chunk is the texture GEMM's (or the batch, for the tiles' layers): its rows may
+/// be kept for the backward pass.
+fn subgroup_forward(plan: &ConvPlan, ctx: &Context, chunk: usize, fused: bool) -> Option<usize> {
+    let g = &plan.g;
+    let chunk = if fused {
+        (subgroup_3x3(plan, ctx) && Flat::fits(ctx, 4 * g.row_texels(chunk) * g.x.c))
+            .then_some(chunk)?
+    } else {
+        subgroup_chunk(plan, ctx, chunk, g.x.c)?
+    };
+    Packed::fits(ctx, 12 * g.x.c, g.c_out, 1).then_some(chunk)
+}
+
+/// The subgroup backward pass's chunk, where its textures fit.
+fn subgroup_backward(plan: &ConvPlan, ctx: &Context, chunk: usize, reads: Reads) -> Option<usize> {
+    let g = &plan.g;
+    let chunk = subgroup_chunk(plan, ctx, chunk, g.x.c.max(g.c_out))?;
+    subgroup_backward_fits(plan, ctx, chunk, reads, false).then_some(chunk)
+}
+
+/// Whether the subgroup backward pass's textures fit for chunks of `chunk` samples: x's rows
+/// (unless `kept`), grad_y's, and for a data gradient the packed weight.
+fn subgroup_backward_fits(
+    plan: &ConvPlan,
+    ctx: &Context,
+    chunk: usize,
+    reads: Reads,
+    kept: bool,
+) -> bool {
+    let g = &plan.g;
+    let texels = g.row_texels(chunk);
+    (kept || Flat::fits(ctx, 4 * texels * g.x.c))
+        && Flat::fits(ctx, 4 * texels * g.c_out)
+        && (!reads.data || Packed::fits(ctx, 12 * g.c_out, g.x.c, 1))
+}

@@ -1,0 +1,394 @@
+//! The CPU-adapter strategy for 3x3 convolutions (stride 1, padding 1, one group) on 8-lane
+//! subgroups (`shaders/subgroup/conv_3x3_sg.wgsl`): no im2col, no grad_col, no col2im. x, or
+//! grad_y, is laid out in rows of texels (`pack_texel_rows`: each image row in ceil(W / 4)
+//! texels, zeros past W), so that one fetch of texels t - 1, t and t + 1 of a source row gives
+//! all three kw taps of output texel t by swizzles. `conv_3x3_sg_r16` is the forward pass
+//! (weight packed flipped, bias and ReLU or the fused ReLU + 2x2 max-pool in its epilogue) and,
+//! with the weight unflipped over grad_y, the data gradient; `wgrad_3x3_sg` the weight
+//! gradient. `select.rs` chooses it; nothing else enters it. Remove this file, its shader and
+//! the `Subgroup3x3` choices, and every convolution still runs.
+
+use super::ConvPlan;
+use super::plan::{ConvIo, Pass, Pooling};
+use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
+use crate::ops::check_u32;
+use crate::ops::gemm::tiled::{TexGemmParams, WORKGROUPS_WANTED};
+use crate::ops::pool::PoolPlan;
+use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS, Packed};
+use crate::ops::uniforms::{ConvParams, bias_mode};
+use crate::{Context, Error, Result, Tensor};
+
+/// Where the backward pass takes the output gradient from.
+pub(super) enum GradSource<'a> {
+    /// The convolution's own output gradient.
+    Plain(&'a Tensor),
+    /// A fused 2x2 max-pool's gradient and argmax, unpooled into rows of texels by
+    /// `pool/unpool_2x2.wgsl`'s `max_pool_2x2_backward_spatial`.
+    Pooled { pool: &'a PoolPlan, grad_p: &'a Tensor, indices: &'a Tensor },
+}
+
+/// x in rows of texels for `chunk` samples: the plan's (`kept`: filled by a fused forward pass,
+/// read by its backward pass) where it holds the whole batch, or a texture of the call's own.
+fn x_rows<'a>(
+    plan: &ConvPlan,
+    ctx: &Context,
+    chunk: usize,
+    kept: Option<&'a Flat>,
+) -> Result<XRows<'a>> {
+    let g = &plan.g;
+    if let Some(kept) = kept.filter(|_| chunk == g.x.n) {
+        return Ok(XRows::Kept(kept));
+    }
+    let elems = 4 * g.row_texels(chunk) * g.x.c;
+    Flat::new(ctx, elems).map(XRows::Own).ok_or_else(|| no_texture(plan))
+}
+
+/// x's rows of texels: kept by the plan, or the call's own (which the backward pass fills).
+enum XRows<'a> {
+    Kept(&'a Flat),
+    Own(Flat),
+}
+
+impl std::ops::Deref for XRows<'_> {
+    type Target = Flat;
+
+    fn deref(&self) -> &Flat {
+        match self {
+            XRows::Kept(f) => f,
+            XRows::Own(f) => f,
+        }
+    }
+}
+
+fn no_texture(plan: &ConvPlan) -> Error {
+    Error::invalid(plan.op, "the subgroup 3x3 kernels' textures do not fit (an internal error)")
+}
+
+/// The forward pass on `conv_3x3_sg_r16`: per chunk, x into rows of texels (`pack_texel_rows`)
+/// that the kernel gathers its shifted taps from, with the weight packed flipped; bias, and
+/// ReLU or ReLU with the 2x2 max-pool `pool`, in its epilogue. `kept`: x's rows to fill for a
+/// fused backward pass.
+pub(super) fn forward(
+    pass: &mut Pass<'_, '_>,
+    io: &ConvIo<'_>,
+    (relu, pool): (bool, Option<Pooling<'_>>),
+    chunk: usize,
+    kept: Option<&Flat>,
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let a = Packed::new(ctx, g.c_out, 12 * g.x.c, g.c_out, 1).ok_or_else(|| no_texture(plan))?;
+    let x_rows = x_rows(plan, ctx, chunk, kept)?;
+    // The kernel's view: rows are output channels, K runs over input channels.
+    let params = ConvParams { c_in: g.c_out as u32, c_out: g.x.c as u32, ..g.params(false, 0) };
+    record_pack_3x3(ctx, op, pass.rec, (io.w, &a), params, true)?;
+    for n0 in (0..g.x.n).step_by(chunk) {
+        let len = chunk.min(g.x.n - n0);
+        let rows = len * g.x.c * g.out[0];
+        record_pack_texel_rows(ctx, op, pass.rec, (io.x, n0 * g.x_plane(), rows), params, &x_rows)?;
+        let conv = ConvParams { n_offset: n0 as u32, ..params };
+        let (src, out, bias) = (&*x_rows, io.y, io.bias);
+        let pool = pool.map(|pl| (pl.pooled, pl.indices));
+        let c = Conv3x3 { a: &a, src, out, conv, len, bias, relu, pool };
+        record_conv_3x3(ctx, op, pass.rec, &c)?;
+    }
+    Ok(())
+}
+
+/// The gradients: per chunk, the output gradient into rows of texels (from a fused max-pool's
+/// pooled gradient through its argmax), x into its own (or the forward pass's, `kept`), and
+/// `wgrad_3x3_sg` and, for grad_x, `conv_3x3_sg_r16` gather their shifted taps from those two.
+pub(super) fn backward(
+    pass: &mut Pass<'_, '_>,
+    (source, x, w): (GradSource<'_>, &Tensor, &Tensor),
+    (grad_x, grad_w): (Option<&Tensor>, &Tensor),
+    chunk: usize,
+    kept: Option<&Flat>,
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let params = g.params(false, 0);
+    let texels = g.row_texels(chunk);
+    let x_rows = x_rows(plan, ctx, chunk, kept)?;
+    let gy_rows = Flat::new(ctx, 4 * texels * g.c_out).ok_or_else(|| no_texture(plan))?;
+    let splits = wgrad_3x3_splits(g.x.c, g.c_out, texels);
+    let partial = Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9])?;
+    let dgrad_w = match grad_x {
+        Some(_) => {
+            let a =
+                Packed::new(ctx, g.x.c, 12 * g.c_out, g.x.c, 1).ok_or_else(|| no_texture(plan))?;
+            record_pack_3x3(ctx, op, pass.rec, (w, &a), params, false)?;
+            Some(a)
+        }
+        None => None,
+    };
+    let plane_y = g.c_out * g.out.iter().product::<usize>();
+    for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
+        let len = chunk.min(g.x.n - n0);
+        match source {
+            GradSource::Pooled { pool, grad_p, indices } => {
+                pool.record_backward_spatial(pass.rec, (grad_p, indices), (n0, len), &gy_rows)?
+            }
+            GradSource::Plain(grad_y) => {
+                let rows = len * g.c_out * g.out[0];
+                record_pack_texel_rows(
+                    ctx,
+                    op,
+                    pass.rec,
+                    (grad_y, n0 * plane_y, rows),
+                    params,
+                    &gy_rows,
+                )?
+            }
+        }
+        if let XRows::Own(own) = &x_rows {
+            let rows = len * g.x.c * g.out[0];
+            record_pack_texel_rows(ctx, op, pass.rec, (x, n0 * g.x_plane(), rows), params, own)?;
+        }
+        let chunk_params = (params, len, i > 0);
+        record_wgrad_3x3(ctx, op, pass.rec, (&x_rows, &gy_rows), (grad_w, &partial), chunk_params)?;
+        if let (Some(gx), Some(a)) = (grad_x, &dgrad_w) {
+            let conv = ConvParams { n_offset: n0 as u32, ..params };
+            let (src, bias, relu, pool) = (&gy_rows, None, false, None);
+            let c = Conv3x3 { a, src, out: gx, conv, len, bias, relu, pool };
+            record_conv_3x3(ctx, op, pass.rec, &c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records conv_3x3_sg.wgsl's `pack_dgrad_3x3` (`forward` false) or `pack_conv_3x3`:
+/// `conv_3x3_sg_r16`'s A from a 3x3 weight `w`, `conv` in that kernel's view (c_in rows,
+/// c_out = the channels K runs over): 3 c_out texels per row, one per (channel, kernel row)
+/// with its three taps, flipped for a forward pass.
+fn record_pack_3x3(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    (w, a): (&Tensor, &Packed),
+    mut conv: ConvParams,
+    forward: bool,
+) -> Result<()> {
+    let (rows, k_c) = (conv.c_in as usize, conv.c_out as usize);
+    if a.rows != rows || a.tex_cols() != 3 * k_c || w.numel() != rows * k_c * 9 {
+        return Err(Error::invalid(op, "3x3 weight shapes do not line up (an internal error)"));
+    }
+    let total = check_u32(op, "weight texels", 3 * k_c * rows)?;
+    conv.total = total;
+    let params = TexGemmParams { conv, ..bytemuck::Zeroable::zeroed() };
+    record_sg(
+        ctx,
+        rec,
+        (if forward { "pack_conv_3x3" } else { "pack_dgrad_3x3" }, &params),
+        (&[(3, w.buffer())], &[texture_entry(6, &a.view)]),
+        ctx.grid_1d(op, u64::from(total), WG)?,
+    )
+}
+
+/// One launch of conv_3x3_sg.wgsl's `conv_3x3_sg_r16` (a 3x3 convolution, stride 1, padding 1)
+/// over a chunk of `len` samples.
+struct Conv3x3<'a> {
+    /// The packed taps ([`record_pack_3x3`]) and the source (grad_y for a data gradient, x for
+    /// a forward pass) in rows of ceil(W / 4) texels.
+    a: &'a Packed,
+    src: &'a Flat,
+    out: &'a Tensor,
+    /// In the kernel's view: c_in output rows (channels), c_out source channels, input
+    /// [1, H, W], n_offset the chunk's first sample.
+    conv: ConvParams,
+    len: usize,
+    bias: Option<&'a Tensor>,
+    relu: bool,
+    /// A fused ReLU and 2x2 max-pool: the pooled size and where its argmax goes.
+    pool: Option<([usize; 2], Option<&'a Tensor>)>,
+}
+
+/// Records conv_3x3_sg.wgsl's `conv_3x3_sg_r16` (see [`Conv3x3`]).
+fn record_conv_3x3(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    c: &Conv3x3<'_>,
+) -> Result<()> {
+    let mut conv = c.conv;
+    let (rows, k_c) = (conv.c_in as usize, conv.c_out as usize);
+    let (h, w) = (conv.input[1] as usize, conv.input[2] as usize);
+    let w4 = w.div_ceil(4);
+    let texels = c.len * h * w4;
+    let n0 = conv.n_offset as usize;
+    let (units, out_plane) = match c.pool {
+        Some(([ph, pw], _)) => {
+            conv.output =
+                [1, check_u32(op, "pooled height", ph)?, check_u32(op, "pooled width", pw)?];
+            (c.len * ph * w4.div_ceil(2), ph * pw)
+        }
+        None => (texels.div_ceil(4), h * w),
+    };
+    if c.a.rows != rows
+        || c.a.tex_cols() != 3 * k_c
+        || c.src.elems() < 4 * texels * k_c
+        || c.out.numel() < (n0 + c.len) * rows * out_plane
+        || 3 * k_c > MAX_LOOP_ITERATIONS
+        || c.pool.is_some_and(|([ph, pw], _)| 2 * ph > h || 2 * pw > w)
+    {
+        return Err(Error::invalid(op, "3x3 convolution shapes do not line up (internal)"));
+    }
+    conv.total = check_u32(op, "source texels", texels * k_c)?;
+    let params = TexGemmParams {
+        m: check_u32(op, "rows", rows)?,
+        n: check_u32(op, "texels", if c.pool.is_some() { units } else { texels })?,
+        bias_mode: bias_mode(c.bias.is_some(), true),
+        relu: c.relu as u32,
+        pool: c.pool.map_or(0, |(_, indices)| if indices.is_some() { 2 } else { 1 }),
+        pool_in_w: check_u32(op, "width", w)?,
+        conv,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    // Subgroups of eight lanes by blocks of 16 rows, eight subgroups per workgroup.
+    let subgroups = units.div_ceil(8) * rows.div_ceil(16);
+    let groups = check_u32(op, "workgroups", subgroups.div_ceil(8))?;
+    if groups > ctx.limits().max_compute_workgroups_per_dimension {
+        return Err(Error::invalid(op, format!("{texels} texels exceed the dispatch limit")));
+    }
+    if ctx.log_debug() {
+        let what = if c.pool.is_some() { ", relu + max_pool 2x2" } else { "" };
+        eprintln!(
+            "gconv: {op}: conv_3x3_sg_r16 ({rows} rows, {k_c} channels, {} x {h} x {w}{what}), \
+             B gathered from rows of texels",
+            c.len
+        );
+    }
+    let bias = c.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    let indices = c.pool.and_then(|(_, i)| i).map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    record_sg(
+        ctx,
+        rec,
+        ("conv_3x3_sg_r16", &params),
+        (
+            &[(3, bias), (4, c.out.buffer()), (7, indices)],
+            &[texture_entry(8, &c.a.view), texture_entry(9, &c.src.view)],
+        ),
+        [groups, 1, 1],
+    )
+}
+
+/// Records conv_3x3_sg.wgsl's `pack_texel_rows`: `rows` rows of `w` values of `src` from value
+/// `offset` on into `dst` in rows of ceil(w / 4) texels (the layout of `conv_3x3_sg_r16`'s
+/// and `wgrad_3x3_sg`'s operands).
+fn record_pack_texel_rows(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    (src, offset, rows): (&Tensor, usize, usize),
+    mut conv: ConvParams,
+    dst: &Flat,
+) -> Result<()> {
+    let w = conv.input[2] as usize;
+    let texels = rows * w.div_ceil(4);
+    if offset + rows * w > src.numel() || dst.elems() < 4 * texels {
+        return Err(Error::invalid(op, "texel rows do not line up (an internal error)"));
+    }
+    conv.total = check_u32(op, "texels", texels)?;
+    let params = TexGemmParams {
+        c_offset: check_u32(op, "offset", offset)?,
+        conv,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    record_sg(
+        ctx,
+        rec,
+        ("pack_texel_rows", &params),
+        (&[(3, src.buffer())], &[texture_entry(6, &dst.view)]),
+        ctx.grid_1d(op, texels as u64, WG)?,
+    )
+}
+
+/// The pieces conv_3x3_sg.wgsl's `wgrad_3x3_sg` splits K (`texels` of grad_y per channel) into, for
+/// C_in input and C_out output channels: enough workgroups for the device, each piece's loop
+/// within [`MAX_LOOP_ITERATIONS`].
+fn wgrad_3x3_splits(c_in: usize, c_out: usize, texels: usize) -> usize {
+    let subgroups = c_in.div_ceil(8) * c_out.div_ceil(16);
+    let wanted = (WORKGROUPS_WANTED as usize * 8).div_ceil(subgroups);
+    wanted.min(texels.div_ceil(32)).max(texels.div_ceil(MAX_LOOP_ITERATIONS)).max(1)
+}
+
+/// Records conv_3x3_sg.wgsl's `wgrad_3x3_sg` and `wgrad_3x3_reduce`: the weight gradient of a 3x3
+/// convolution (stride 1, padding 1) over one chunk of `len` samples from x's and grad_y's rows
+/// of texels, added to `grad_w` when `accumulate`. `partial` holds the pieces' sums
+/// ([`wgrad_3x3_splits`] of them). `conv` carries C_in, C_out and the size (H, W).
+fn record_wgrad_3x3(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    (x_rows, gy_rows): (&Flat, &Flat),
+    (grad_w, partial): (&Tensor, &Tensor),
+    (mut conv, len, accumulate): (ConvParams, usize, bool),
+) -> Result<()> {
+    let (c_in, c_out) = (conv.c_in as usize, conv.c_out as usize);
+    let (h, w) = (conv.input[1] as usize, conv.input[2] as usize);
+    let texels = len * h * w.div_ceil(4);
+    let splits = wgrad_3x3_splits(c_in, c_out, texels);
+    let size = c_out * c_in * 9;
+    if x_rows.elems() < 4 * texels * c_in
+        || gy_rows.elems() < 4 * texels * c_out
+        || grad_w.numel() != size
+        || partial.numel() < splits * size
+    {
+        return Err(Error::invalid(op, "wgrad shapes do not line up (an internal error)"));
+    }
+    conv.total = check_u32(op, "input texels", texels * c_in)?;
+    let k_split = texels.div_ceil(splits);
+    let params = TexGemmParams {
+        m: check_u32(op, "C_in", c_in)?,
+        n: check_u32(op, "C_out", c_out)?,
+        k4: check_u32(op, "grad_output texels", texels)?,
+        accumulate: accumulate as u32,
+        splits: check_u32(op, "pieces", texels.div_ceil(k_split))?,
+        k_split: check_u32(op, "piece", k_split)?,
+        conv,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let subgroups = c_in.div_ceil(8) * c_out.div_ceil(16);
+    let groups = [check_u32(op, "workgroups", subgroups.div_ceil(8))?, 1, params.splits];
+    if groups.iter().any(|&g| g > ctx.limits().max_compute_workgroups_per_dimension) {
+        return Err(Error::invalid(op, "the weight gradient exceeds the dispatch limit"));
+    }
+    if ctx.log_debug() {
+        eprintln!(
+            "gconv: {op}: wgrad_3x3_sg (C_in {c_in}, C_out {c_out}, {len} x {h} x {w}), {} \
+             K piece(s), no im2col",
+            params.splits
+        );
+    }
+    record_sg(
+        ctx,
+        rec,
+        ("wgrad_3x3_sg", &params),
+        (
+            &[(5, partial.buffer())],
+            &[texture_entry(8, &x_rows.view), texture_entry(9, &gy_rows.view)],
+        ),
+        groups,
+    )?;
+    record_sg(
+        ctx,
+        rec,
+        ("wgrad_3x3_reduce", &params),
+        (&[(4, grad_w.buffer()), (5, partial.buffer())], &[]),
+        ctx.grid_1d(op, size as u64, WG)?,
+    )
+}
+
+/// One launch of a `shaders/subgroup/conv_3x3_sg.wgsl` kernel: its entry point and parameters,
+/// its storage buffers and textures, and its grid.
+fn record_sg(
+    ctx: &Context,
+    rec: &mut Recorder<'_>,
+    (entry, params): (&'static str, &TexGemmParams),
+    (buffers, textures): (&[(u32, &wgpu::Buffer)], &[wgpu::BindGroupEntry<'_>]),
+    groups: [u32; 3],
+) -> Result<()> {
+    let params = bytemuck::bytes_of(params);
+    let d = Dispatch::new(Shader::Conv3x3Subgroup, entry, params, buffers, groups);
+    ctx.record_with(rec, &d, textures)
+}

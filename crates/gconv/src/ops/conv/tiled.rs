@@ -1,0 +1,325 @@
+//! The texture GEMM path (`Forward::Gemm`, `DataGrad::Col2im` / `Implicit`,
+//! `WeightGrad::Gemm`, and a transposed convolution's `Adjoint` passes): the batch folded into
+//! the GEMM's columns `chunk` samples at a time. On the register layout im2col writes a
+//! texture first and the data gradient goes through a grad_col texture and col2im
+//! (`shaders/conv/im2col.wgsl`); on the workgroup layout the GEMM gathers im2col, and for
+//! stride 1 the data gradient's operand, itself (`shaders/shared/im2col.wgsl`).
+
+use super::ConvPlan;
+use super::plan::{ConvIo, Pass, Pooling, dispatch};
+use super::select::{DataGrad, Im2col};
+use crate::kernel::{Recorder, Shader, WG, texture_entry};
+use crate::ops::check_u32;
+use crate::ops::gemm::pack::{View, record_pack};
+use crate::ops::gemm::tiled::{Epilogue, PoolEpilogue, record_gemm};
+use crate::ops::texture::{Flat, Gather, Packed};
+use crate::ops::uniforms::ConvParams;
+use crate::{Context, Error, Result, Tensor};
+
+/// A texture for a packed operand of this convolution, or an error naming it.
+pub(super) fn packed(
+    plan: &ConvPlan,
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    tex_rows: usize,
+) -> Result<Packed> {
+    Packed::new(ctx, rows, cols, tex_rows, 1).ok_or_else(|| Error::TooLarge {
+        what: format!("{}'s packed GEMM operand ({rows} x {cols})", plan.op),
+        bytes: (tex_rows * cols.div_ceil(4) * 16) as u64,
+        limit_name: "max_texture_dimension_2d",
+        limit: u64::from(ctx.limits().max_texture_dimension_2d),
+    })
+}
+
+/// The texture im2col writes `chunk` samples of `cols` columns each into; `None` where the
+/// GEMM gathers the columns itself.
+pub(super) fn col_texture(
+    plan: &ConvPlan,
+    ctx: &Context,
+    col: Im2col,
+    chunk: usize,
+    cols: usize,
+) -> Result<Option<Packed>> {
+    match col {
+        Im2col::Implicit => Ok(None),
+        Im2col::Texture => {
+            let (k, _) = plan.g.col_dims();
+            packed(plan, ctx, k, chunk * cols, k.div_ceil(4) * 4).map(Some)
+        }
+    }
+}
+
+/// `t`'s texture copy, recorded.
+pub(super) fn copy_of(plan: &ConvPlan, rec: &mut Recorder<'_>, t: &Tensor) -> Result<Flat> {
+    let flat = Flat::of(t.context(), t).ok_or_else(|| {
+        Error::invalid(plan.op, "no texture copy for the texture GEMM (an internal error)")
+    })?;
+    flat.record_copy(rec, t.buffer());
+    Ok(flat)
+}
+
+/// The parameters of im2col over samples [n0, n0 + len), in pooled order for a pooled size.
+fn im2col_params(
+    plan: &ConvPlan,
+    n0: usize,
+    len: usize,
+    pooled: Option<[usize; 2]>,
+) -> Result<ConvParams> {
+    let (_, p) = plan.g.col_dims();
+    let cols = pooled.map_or(p, |[ph, pw]| ph * pw * 4);
+    let total = check_u32(plan.op, "im2col columns", len * cols)?;
+    let pool = pooled.map_or([0, 0], |[ph, pw]| [ph as u32, pw as u32]);
+    Ok(ConvParams { pool, ..plan.g.chunk_params(n0, false, total) })
+}
+
+/// Samples [n0, n0 + len) of x's im2col matrix (K x len * columns per sample, in pooled order
+/// for a pooled size) as a GEMM operand: written into `col` by im2col, or with no `col` an
+/// implicit operand the workgroup layout's GEMM gathers from `x`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn im2col_operand(
+    plan: &ConvPlan,
+    ctx: &Context,
+    rec: &mut Recorder<'_>,
+    x: &Flat,
+    col: Option<&Packed>,
+    n0: usize,
+    len: usize,
+    pooled: Option<[usize; 2]>,
+) -> Result<Packed> {
+    let (k, p) = plan.g.col_dims();
+    let cols = len * pooled.map_or(p, |[ph, pw]| ph * pw * 4);
+    let params = im2col_params(plan, n0, len, pooled)?;
+    let Some(col) = col else {
+        return Ok(Packed::implicit(x, Gather::Im2col, params, k, cols));
+    };
+    // 64 texels of one row per workgroup (see im2col_texture); a 3x3 kernel of stride 1 in
+    // pooled order has its own kernel, one invocation per window and channel.
+    let texels = (cols.div_ceil(4) as u32).div_ceil(64);
+    let (entry, groups) = if pooled.is_some() && plan.g.is_plain_3x3() {
+        ("im2col_3x3_pooled", [texels, plan.g.x.c as u32, 1])
+    } else {
+        ("im2col_texture", [texels, col.tex_rows as u32, 1])
+    };
+    let textures = [texture_entry(8, &col.view), texture_entry(11, &x.view)];
+    ctx.record_with(rec, &dispatch(Shader::ConvIm2col, entry, &params, &[], groups), &textures)?;
+    Ok(col.with_size(k, cols))
+}
+
+/// The forward pass (`Forward::Gemm`): x's copy, then [`gemm_forward`]; im2col into `kept`
+/// (a fused forward pass's texture for its backward pass) or a texture of its own.
+pub(super) fn forward(
+    pass: &mut Pass<'_, '_>,
+    io: &ConvIo<'_>,
+    (chunk, col): (usize, Im2col),
+    (relu, pool): (bool, Option<Pooling<'_>>),
+    kept: Option<&Packed>,
+) -> Result<()> {
+    let plan = pass.plan;
+    let x_flat = copy_of(plan, pass.rec, io.x)?;
+    let cols = pool.map_or(plan.g.col_dims().1, |pl| pl.pooled[0] * pl.pooled[1] * 4);
+    let col = match kept {
+        Some(c) => Some(c.clone()),
+        None => col_texture(plan, pass.ctx, col, chunk, cols)?,
+    };
+    gemm_forward(pass, (&x_flat, io), chunk, (relu, pool), col.as_ref())
+}
+
+/// y (C_out, chunk*P) = W (C_out, K) @ col (K, chunk*P) per chunk, written to NCHW with the bias
+/// per channel and the ReLU applied on the way out. With `pool`, im2col writes the columns in
+/// pooled order and the GEMM max-pools each 2x2 window into y, which then has the pooled
+/// shape. `x_flat` already holds x; `col` is im2col's texture (`None`: implicit).
+fn gemm_forward(
+    pass: &mut Pass<'_, '_>,
+    (x_flat, io): (&Flat, &ConvIo<'_>),
+    chunk: usize,
+    (relu, pool): (bool, Option<Pooling<'_>>),
+    col: Option<&Packed>,
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let (k, p) = g.col_dims();
+    // Output values per channel and sample.
+    let outs = pool.map_or(p, |pl| pl.pooled[0] * pl.pooled[1]);
+    let a = packed(plan, ctx, g.c_out, k, g.c_out)?;
+    record_pack(ctx, op, pass.rec, io.w.buffer(), None, &View::dense(0, k, false), &a)?;
+    for n0 in (0..g.x.n).step_by(chunk) {
+        let len = chunk.min(g.x.n - n0);
+        let pooled = pool.map(|pl| pl.pooled);
+        let b = im2col_operand(plan, ctx, pass.rec, x_flat, col, n0, len, pooled)?;
+        let view = View::channels_by_positions(n0 * g.c_out * outs, g.c_out, outs);
+        let pool = pool.map(|pl| PoolEpilogue {
+            indices: pl.indices,
+            pooled_w: pl.pooled[1],
+            in_w: g.out[g.out.len() - 1],
+        });
+        let bias = io.bias;
+        let epilogue = Epilogue { bias, bias_per_row: true, relu, pool, ..Epilogue::to(view) };
+        record_gemm(ctx, op, pass.rec, &a, &b, io.y, &epilogue)?;
+    }
+    Ok(())
+}
+
+/// Both gradients (`WeightGrad::Gemm`, and `DataGrad::Col2im` or `Implicit` when grad_x is
+/// wanted): grad_W^T (K, C_out) (+)= col (K, len*P) @ grad_y^T (len*P, C_out) per chunk, then
+/// the data gradient.
+pub(super) fn backward(
+    pass: &mut Pass<'_, '_>,
+    (x, w, grad_y): (&Tensor, &Tensor, &Tensor),
+    (grad_x, grad_w): (Option<&Tensor>, &Tensor),
+    (chunk, col): (usize, Im2col),
+    data: Option<DataGrad>,
+) -> Result<()> {
+    let x_flat = copy_of(pass.plan, pass.rec, x)?;
+    gemm_weight_grad(pass, (&x_flat, grad_y, grad_w), (chunk, col))?;
+    match (grad_x, data) {
+        (Some(gx), Some(kernel)) => data_grad(pass, (w, grad_y, gx, None), kernel),
+        (None, None) => Ok(()),
+        _ => Err(pass.plan.mismatch()),
+    }
+}
+
+/// The weight gradient from x's texture copy.
+fn gemm_weight_grad(
+    pass: &mut Pass<'_, '_>,
+    (x_flat, grad_y, grad_w): (&Flat, &Tensor, &Tensor),
+    (chunk, col): (usize, Im2col),
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let (k, p) = g.col_dims();
+    let cp = chunk * p;
+    let col_t = col_texture(plan, ctx, col, chunk, p)?;
+    let gy_t = packed(plan, ctx, cp, g.c_out, cp.div_ceil(4) * 4)?;
+    for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
+        let len = chunk.min(g.x.n - n0);
+        let a = im2col_operand(plan, ctx, pass.rec, x_flat, col_t.as_ref(), n0, len, None)?;
+        let b = gy_t.with_size(len * p, g.c_out);
+        let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p).t();
+        record_pack(ctx, op, pass.rec, grad_y.buffer(), None, &view, &b)?;
+        let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, true)) };
+        record_gemm(ctx, op, pass.rec, &a, &b, grad_w, &epilogue)?;
+    }
+    Ok(())
+}
+
+/// The data gradient on the texture GEMM (`DataGrad::Col2im` or `Implicit`), adding `bias`
+/// per channel of grad_x (a transposed convolution's forward pass runs here).
+fn data_grad(
+    pass: &mut Pass<'_, '_>,
+    (w, grad_y, grad_x, bias): (&Tensor, &Tensor, &Tensor, Option<&Tensor>),
+    kernel: DataGrad,
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    match kernel {
+        // grad_x (C_in, len*P_in) = W as (C_in, C_out * taps) @ the implicit gather of grad_y
+        // (`dgrad_texel`), per chunk, on the workgroup GEMM layout: no grad_col, no col2im.
+        DataGrad::Implicit { chunk } => {
+            let gy_flat = copy_of(plan, pass.rec, grad_y)?;
+            let taps: usize = g.kernel.iter().product();
+            let kt = g.c_out * taps;
+            let p_in: usize = g.x.size.iter().product();
+            let a = packed(plan, ctx, g.x.c, kt, g.x.c)?;
+            let view = View::channels_by_positions(0, g.x.c, taps);
+            record_pack(ctx, op, pass.rec, w.buffer(), None, &view, &a)?;
+            for n0 in (0..g.x.n).step_by(chunk) {
+                let len = chunk.min(g.x.n - n0);
+                let total = check_u32(op, "input positions", len * p_in)?;
+                let params = g.chunk_params(n0, false, total);
+                let b = Packed::implicit(&gy_flat, Gather::Dgrad, params, kt, len * p_in);
+                let view = View::channels_by_positions(n0 * g.x.c * p_in, g.x.c, p_in);
+                let epilogue = Epilogue { bias, bias_per_row: true, ..Epilogue::to(view) };
+                record_gemm(ctx, op, pass.rec, &a, &b, grad_x, &epilogue)?;
+            }
+            Ok(())
+        }
+        DataGrad::Col2im { chunk } => {
+            let (_, p) = g.col_dims();
+            let (w_t, grad_col) = data_grad_textures(pass, w, chunk * p)?;
+            let gy = packed(plan, ctx, g.c_out, chunk * p, g.c_out.div_ceil(4) * 4)?;
+            for n0 in (0..g.x.n).step_by(chunk) {
+                let len = chunk.min(g.x.n - n0);
+                let b = gy.with_size(g.c_out, len * p);
+                let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p);
+                record_pack(ctx, op, pass.rec, grad_y.buffer(), None, &view, &b)?;
+                let grads = (&w_t, &grad_col, grad_x);
+                data_grad_chunk(pass, grads, (&b, None), bias, (n0, len))?;
+            }
+            Ok(())
+        }
+        _ => Err(Error::invalid(op, "not a texture-GEMM kernel (an internal error)")),
+    }
+}
+
+/// The data gradient's textures: W^T (K, C_out), packed here, and grad_col (K, `cols`), which
+/// the GEMM writes and col2im reads.
+pub(super) fn data_grad_textures(
+    pass: &mut Pass<'_, '_>,
+    w: &Tensor,
+    cols: usize,
+) -> Result<(Packed, Packed)> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (k, _) = plan.g.col_dims();
+    let w_t = packed(plan, ctx, k, plan.g.c_out, k)?;
+    record_pack(ctx, plan.op, pass.rec, w.buffer(), None, &View::dense(0, k, true), &w_t)?;
+    Ok((w_t, packed(plan, ctx, k, cols, k)?))
+}
+
+/// One chunk of the data gradient: grad_col = W^T @ `b` (grad_y's C_out x columns, in pooled
+/// order for a pooled size), then col2im (adding `bias`) into samples [n0, n0 + len) of
+/// grad_x. `grads` is (W^T, grad_col, grad_x).
+pub(super) fn data_grad_chunk(
+    pass: &mut Pass<'_, '_>,
+    (w_t, grad_col, grad_x): (&Packed, &Packed, &Tensor),
+    (b, pooled): (&Packed, Option<[usize; 2]>),
+    bias: Option<&Tensor>,
+    (n0, len): (usize, usize),
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let g = &plan.g;
+    let epilogue =
+        Epilogue { texture: Some(grad_col), ..Epilogue::to(View::dense(0, b.cols, false)) };
+    record_gemm(ctx, plan.op, pass.rec, w_t, b, grad_x, &epilogue)?;
+    let total = check_u32(plan.op, "input elements", len * g.x_plane())?;
+    let pool = pooled.map_or([0, 0], |[ph, pw]| [ph as u32, pw as u32]);
+    let params = ConvParams { pool, ..g.chunk_params(n0, bias.is_some(), total) };
+    let entry = if g.is_plain_3x3() { "col2im_3x3" } else { "col2im_texture" };
+    let buffers = [(3, bias.map_or(&ctx.inner.dummy, Tensor::buffer)), (4, grad_x.buffer())];
+    let grid = ctx.grid_1d(plan.op, u64::from(total), WG)?;
+    let d = dispatch(Shader::ConvIm2col, entry, &params, &buffers, grid);
+    ctx.record_with(pass.rec, &d, &[texture_entry(10, &grad_col.view)])
+}
+
+/// A transposed convolution's forward pass: its adjoint's data gradient for "grad_y" = x,
+/// plus the bias.
+pub(super) fn adjoint_forward(
+    pass: &mut Pass<'_, '_>,
+    io: &ConvIo<'_>,
+    kernel: DataGrad,
+) -> Result<()> {
+    let plan = pass.plan;
+    let adjoint = plan.adjoint()?;
+    data_grad(&mut pass.on(adjoint), (io.w, io.x, io.y, io.bias), kernel)
+}
+
+/// A transposed convolution's gradients: its adjoint's input is grad_y and its output x, so
+/// grad_W is the adjoint's weight gradient and grad_x its forward pass (no bias), both from
+/// one texture copy of grad_y.
+pub(super) fn adjoint_backward(
+    pass: &mut Pass<'_, '_>,
+    (x, w, grad_y): (&Tensor, &Tensor, &Tensor),
+    (grad_x, grad_w): (Option<&Tensor>, &Tensor),
+    (chunk, col): (usize, Im2col),
+) -> Result<()> {
+    let plan = pass.plan;
+    let adjoint = plan.adjoint()?;
+    let gy_flat = copy_of(plan, pass.rec, grad_y)?;
+    gemm_weight_grad(&mut pass.on(adjoint), (&gy_flat, x, grad_w), (chunk, col))?;
+    if let Some(gx) = grad_x {
+        let io = ConvIo { x: grad_y, w, bias: None, y: gx };
+        let col = col_texture(adjoint, pass.ctx, col, chunk, adjoint.g.col_dims().1)?;
+        gemm_forward(&mut pass.on(adjoint), (&gy_flat, &io), chunk, (false, None), col.as_ref())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! The texture GEMM: C = A B from operands packed into rgba32f textures (`pack.rs`, or
+//! im2col into a texture), through a strided, fused epilogue (bias, ReLU, accumulation, a 2x2
+//! max-pool, or a texture output). Its layout follows the adapter ([`GemmLayout`]): the
+//! register layout (`shaders/gemm/registers.wgsl`, and with 8-lane subgroups
+//! `shaders/subgroup/gemm_sg.wgsl`) on CPU adapters, the workgroup-memory layout
+//! (`shaders/gemm/workgroup.wgsl`, with implicit im2col operands) on GPUs. [`record_gemm`] is the
+//! one place its kernel is chosen.
+
+use super::Gemm;
+use super::pack::{View, record_pack, u};
+use crate::kernel::{Dispatch, Recorder, Shader};
+use crate::ops::texture::{Gather, MAX_LOOP_ITERATIONS, Packed};
+use crate::ops::uniforms::{ConvParams, bias_mode};
+use crate::{Context, Error, GemmLayout, Result, Tensor};
+
+/// The texture GEMMs' uniform (`TexGemmParams` in shaders/shared/gemm_epilogue.wgsl), which the
+/// subgroup 3x3 convolutions, sharing the epilogue, fill too.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct TexGemmParams {
+    pub(crate) m: u32,
+    pub(crate) n: u32,
+    pub(crate) k4: u32,
+    pub(crate) b_rows: u32,
+    pub(crate) batch: u32,
+    pub(crate) c_offset: u32,
+    pub(crate) c_batch_stride: u32,
+    pub(crate) c_row_stride: u32,
+    pub(crate) c_col_stride: u32,
+    pub(crate) c_split: u32,
+    pub(crate) c_split_stride: u32,
+    pub(crate) bias_mode: u32,
+    pub(crate) relu: u32,
+    pub(crate) accumulate: u32,
+    pub(crate) splits: u32,
+    pub(crate) k_split: u32,
+    pub(crate) c_texture: u32,
+    pub(crate) pool: u32,
+    pub(crate) pool_w: u32,
+    pub(crate) pool_in_w: u32,
+    pub(crate) conv: ConvParams,
+}
+
+/// Workgroups a tiled GEMM aims for on a CPU adapter, splitting K when its output has fewer
+/// tiles.
+pub(crate) const WORKGROUPS_WANTED: u32 = 16;
+
+/// The same for GPUs ([`GemmLayout::Workgroup`]): about two per multiprocessor of a large one.
+const GPU_WORKGROUPS_WANTED: u32 = 256;
+
+/// The output side of a tiled GEMM: where C goes and what the epilogue adds.
+pub(crate) struct Epilogue<'a> {
+    /// C's layout (its `batch_stride` steps batches).
+    pub view: View,
+    /// The byte range of C's buffer bound, when C is larger than one binding.
+    pub range: Option<(u64, u64)>,
+    /// C goes to this texture in the packed layout instead (no bias, ReLU or accumulation).
+    pub texture: Option<&'a Packed>,
+    pub bias: Option<&'a Tensor>,
+    /// The byte range of the bias bound, when the GEMM covers a block of its columns.
+    pub bias_range: Option<(u64, u64)>,
+    pub bias_per_row: bool,
+    pub relu: bool,
+    pub accumulate: bool,
+    /// Bias per row, ReLU and a 2x2 max-pool of every four columns (B in im2col_texture's
+    /// pooled order); `view` addresses the pooled output.
+    pub pool: Option<PoolEpilogue<'a>>,
+}
+
+/// The fused ReLU + 2x2 max-pool of [`Epilogue::pool`].
+#[derive(Clone, Copy)]
+pub(crate) struct PoolEpilogue<'a> {
+    /// Where the argmax goes (training), laid out as the pooled output; -1 where the ReLU was
+    /// off, so no gradient flows there.
+    pub indices: Option<&'a Tensor>,
+    /// The pooled output's width and the un-pooled width (the indices' row pitch).
+    pub pooled_w: usize,
+    pub in_w: usize,
+}
+
+impl Epilogue<'_> {
+    /// C written to `view` as it is: no bias, ReLU or accumulation.
+    pub(crate) fn to(view: View) -> Self {
+        Epilogue {
+            view,
+            range: None,
+            texture: None,
+            bias: None,
+            bias_range: None,
+            bias_per_row: false,
+            relu: false,
+            accumulate: false,
+            pool: None,
+        }
+    }
+}
+
+/// Records C (batch, M, N) = A B through `epilogue`: A packed as (M x K), B as (K x N), both
+/// with the same batch.
+pub(crate) fn record_gemm(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    a: &Packed,
+    b: &Packed,
+    c: &Tensor,
+    e: &Epilogue<'_>,
+) -> Result<()> {
+    let (m, n, batch) = (a.rows, b.cols, a.batch);
+    if a.cols != b.rows || a.batch != b.batch || b.tex_rows < a.tex_cols() * 4 {
+        return Err(Error::invalid(op, "tiled GEMM operands do not line up (an internal error)"));
+    }
+    if e.view.row_split != usize::MAX {
+        return Err(Error::invalid(op, "the tiled GEMM splits C's columns only"));
+    }
+    // A gathered operand makes this an implicit GEMM, on the workgroup layout only.
+    let implicit: u32 = match (a.gather, b.gather) {
+        (None, None) => 0,
+        (None, Some((Gather::Im2col, _))) => 1,
+        (Some((Gather::Im2col, _)), None) => 2,
+        (None, Some((Gather::Dgrad, _))) => 3,
+        _ => {
+            return Err(Error::invalid(
+                op,
+                "unsupported implicit GEMM operands (an internal error)",
+            ));
+        }
+    };
+    if implicit != 0 && (ctx.gemm_layout() != GemmLayout::Workgroup || batch != 1) {
+        return Err(Error::invalid(
+            op,
+            "implicit GEMM off the workgroup layout (an internal error)",
+        ));
+    }
+    // The register layout's workgroup shape (GEMM_WG_X): 8 x 8 invocations, or narrower for
+    // N up to 64 or 32 so that no lane idles past N beside working ones.
+    let wg_x: u32 = match n {
+        0..=32 => 2,
+        33..=64 => 4,
+        _ => 8,
+    };
+    let (entry, tile_rows, tile_cols, wanted) = match ctx.gemm_layout() {
+        // Rows per invocation: the workgroup covers 64 / wg_x * rows of C; fewer rows for
+        // short matrices keep every invocation busy (conv1's 32 channels, a classifier's 10
+        // outputs). Lavapipe runs one workgroup per thread.
+        //
+        // With 8-lane subgroups, the kernels that share one operand across a subgroup
+        // (gemm_sg.wgsl; the same tiles): A where a subgroup spans 8 column blocks (N > 64), B
+        // where it spans 8 row blocks of 4 or 2 column blocks (N <= 64). The latter always
+        // takes 8 rows per lane: as few fetches per multiply-add as 16 rows, and a subgroup
+        // covers 64 rows instead of 128, less of them past M (a weight gradient's C_in * 9).
+        GemmLayout::Registers | GemmLayout::Auto => {
+            let (entry, rows) = match (m, ctx.uses_subgroups(), wg_x == 8) {
+                (0..=32, _, _) => ("gemm_tex_r4", 4),
+                (_, true, false) => ("gemm_sgc_r8", 8),
+                (33..=64, true, true) => ("gemm_sg_r8", 8),
+                (_, true, true) => ("gemm_sg_r16", 16),
+                (33..=64, false, _) => ("gemm_tex_r8", 8),
+                _ => ("gemm_tex_r16", 16),
+            };
+            (entry, rows * 64 / wg_x, 16 * wg_x, WORKGROUPS_WANTED)
+        }
+        // 128x128 tiles where they give every multiprocessor of a large GPU (132 on an H100)
+        // about two workgroups; 64x64 tiles below that.
+        GemmLayout::Workgroup => {
+            let big = (n as u32).div_ceil(128) * (m as u32).div_ceil(128) * batch as u32;
+            if big >= GPU_WORKGROUPS_WANTED {
+                ("gemm_wg128", 128, 128, GPU_WORKGROUPS_WANTED)
+            } else {
+                ("gemm_wg64", 64, 64, GPU_WORKGROUPS_WANTED)
+            }
+        }
+    };
+    let shader = match ctx.gemm_layout() {
+        GemmLayout::Workgroup => Shader::GemmWorkgroup,
+        _ if entry.starts_with("gemm_sg") => Shader::GemmSubgroup,
+        _ => Shader::GemmRegisters,
+    };
+    let tiles = (n as u32).div_ceil(tile_cols) * (m as u32).div_ceil(tile_rows) * batch as u32;
+    // Split K until there are enough workgroups for the device, keeping at least 256 texels
+    // (1024 values of K) per split: below that the reduction pass costs more than the idle
+    // cores (a classifier's K = 576 on lavapipe).
+    let k4 = u(op, "K", a.tex_cols())?;
+    if e.pool.is_some() && (e.texture.is_some() || e.accumulate || !e.relu || m == 0) {
+        return Err(Error::invalid(op, "a pooling epilogue needs ReLU (an internal error)"));
+    }
+    // Every split's loop runs at most MAX_LOOP_ITERATIONS times (see there): once per texel of
+    // K on the register layout, up to 17 times per 4-texel stage on the workgroup layout.
+    let cap = match ctx.gemm_layout() {
+        GemmLayout::Workgroup => MAX_LOOP_ITERATIONS as u32 / 4,
+        _ => MAX_LOOP_ITERATIONS as u32,
+    };
+    let splits = if e.texture.is_some() || e.pool.is_some() {
+        if k4 > cap {
+            return Err(Error::invalid(
+                op,
+                format!("K = {} is too long for a texture or pooling epilogue", a.cols),
+            ));
+        }
+        1
+    } else {
+        (wanted.div_ceil(tiles)).min(k4 / 256).max(k4.div_ceil(cap)).max(1)
+    };
+    let k_split = k4.div_ceil(splits);
+    let splits = k4.div_ceil(k_split);
+    let params = TexGemmParams {
+        m: u(op, "M", m)?,
+        n: u(op, "N", n)?,
+        k4,
+        b_rows: u(op, "K", b.tex_rows)?,
+        batch: u(op, "batch", batch)?,
+        c_offset: u(op, "offset", e.view.offset)?,
+        c_batch_stride: u(op, "stride", e.view.batch_stride)?,
+        c_row_stride: u(op, "stride", e.view.row_stride)?,
+        c_col_stride: u(op, "stride", e.view.col_stride)?,
+        c_split: u(op, "stride", e.view.col_split)?,
+        c_split_stride: u(op, "stride", e.view.col_split_stride)?,
+        bias_mode: bias_mode(e.bias.is_some(), e.bias_per_row),
+        relu: e.relu as u32,
+        accumulate: e.accumulate as u32,
+        splits,
+        k_split,
+        c_texture: e.texture.is_some() as u32,
+        pool: e.pool.map_or(0, |pe| if pe.indices.is_some() { 2 } else { 1 }),
+        pool_w: u(op, "pooled width", e.pool.map_or(0, |pe| pe.pooled_w))?,
+        pool_in_w: u(op, "width", e.pool.map_or(0, |pe| pe.in_w))?,
+        conv: a.gather.or(b.gather).map_or_else(bytemuck::Zeroable::zeroed, |(_, c)| c),
+    };
+    let groups =
+        [(n as u32).div_ceil(tile_cols), (m as u32).div_ceil(tile_rows), batch as u32 * splits];
+    let max = ctx.limits().max_compute_workgroups_per_dimension;
+    if groups.iter().any(|&g| g > max) {
+        return Err(Error::invalid(
+            op,
+            format!("matrix sizes (batch {batch}, M {m}, N {n}) exceed the dispatch limit {max}"),
+        ));
+    }
+    if ctx.log_debug() {
+        let gather = ["", ", B implicit (im2col)", ", A implicit (im2col)", ", B implicit (dgrad)"];
+        eprintln!(
+            "gconv: {op}: tiled GEMM {entry} (batch {batch}, M {m}, N {n}, K {}), {splits} K \
+             split(s){}",
+            a.cols, gather[implicit as usize]
+        );
+    }
+    let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
+    // GEMM_WG_X for every register kernel (gemm_sg_r16/r8, whose workgroups are fixed at
+    // 8 lanes per row, only ever get 8).
+    let constants: Vec<(&str, f64)> = if registers {
+        vec![("GEMM_WG_X", f64::from(wg_x))]
+    } else if implicit != 0 {
+        vec![("IMPLICIT", f64::from(implicit))]
+    } else {
+        Vec::new()
+    };
+    let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    let mut ranges: Vec<(u32, u64, u64)> = e.range.map(|(o, s)| (4, o, s)).into_iter().collect();
+    ranges.extend(e.bias_range.filter(|_| e.bias.is_some()).map(|(o, s)| (3, o, s)));
+    // The splits' sums; a placeholder when K is not split.
+    let partial = if splits > 1 {
+        Some(Tensor::zeros(ctx, &[batch * splits as usize * m * n])?)
+    } else {
+        None
+    };
+    let partial_buffer = partial.as_ref().map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    let c_tex = e.texture.map_or(&ctx.inner.dummy_texture, |t| &t.view);
+    let indices = e.pool.and_then(|pe| pe.indices).map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    // The register layout reads A and B as storage textures (bindings 8 and 9, see
+    // shared/gemm_epilogue.wgsl), the workgroup layout samples them (1 and 2).
+    let (a_binding, b_binding) = if registers { (8, 9) } else { (1, 2) };
+    let textures = [
+        wgpu::BindGroupEntry {
+            binding: a_binding,
+            resource: wgpu::BindingResource::TextureView(&a.view),
+        },
+        wgpu::BindGroupEntry {
+            binding: b_binding,
+            resource: wgpu::BindingResource::TextureView(&b.view),
+        },
+        wgpu::BindGroupEntry { binding: 6, resource: wgpu::BindingResource::TextureView(c_tex) },
+    ];
+    ctx.record_with(
+        rec,
+        &Dispatch::new(
+            shader,
+            entry,
+            bytemuck::bytes_of(&params),
+            &[(3, bias), (4, c.buffer()), (5, partial_buffer), (7, indices)],
+            groups,
+        )
+        .constants(&constants)
+        .ranges(&ranges),
+        &textures,
+    )?;
+    if splits > 1 {
+        ctx.record(
+            rec,
+            &Dispatch::new(
+                Shader::GemmSplitK,
+                "gemm_tex_reduce",
+                bytemuck::bytes_of(&params),
+                &[(3, bias), (4, c.buffer()), (5, partial_buffer)],
+                [(n as u32).div_ceil(8), (m as u32).div_ceil(8), batch as u32],
+            )
+            .ranges(&ranges),
+        )?;
+    }
+    Ok(())
+}
+
+/// Records the dense GEMM `g` on the texture GEMM: A and B packed from their views, then
+/// [`record_gemm`].
+pub(super) fn record_dense(
+    g: &Gemm<'_>,
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    c: &Tensor,
+) -> Result<()> {
+    let kt = g.k * g.k_batches;
+    let packed = |rows, cols, tex_rows| {
+        Packed::new(ctx, rows, cols, tex_rows, g.batch).ok_or_else(|| Error::TooLarge {
+            what: format!("{op}'s packed GEMM operand ({rows} x {cols})"),
+            bytes: (tex_rows * g.batch * cols.div_ceil(4) * 16) as u64,
+            limit_name: "max_texture_dimension_2d",
+            limit: u64::from(ctx.limits().max_texture_dimension_2d),
+        })
+    };
+    let a = packed(g.m, kt, g.m)?;
+    let b = packed(kt, g.n, kt.div_ceil(4) * 4)?;
+    let range = |binding: u32| {
+        g.ranges.iter().find(|r| r.0 == binding).map(|&(_, offset, size)| (offset, size))
+    };
+    let mut a_view = View::dense(g.offsets.0, g.lda, g.trans.0);
+    a_view.batch_stride = g.batch_strides.0;
+    if g.k_batches > 1 {
+        a_view.col_split = g.k;
+        a_view.col_split_stride = g.kb_strides.0;
+    }
+    let mut b_view = View::dense(g.offsets.1, g.ldb, g.trans.1);
+    b_view.batch_stride = g.batch_strides.1;
+    if g.k_batches > 1 {
+        b_view.row_split = g.k;
+        b_view.row_split_stride = g.kb_strides.1;
+    }
+    record_pack(ctx, op, rec, g.a.buffer(), range(1), &a_view, &a)?;
+    record_pack(ctx, op, rec, g.b.buffer(), range(2), &b_view, &b)?;
+    let mut c_view = View::dense(g.offsets.2, g.ldc, false);
+    c_view.batch_stride = g.batch_strides.2;
+    let epilogue = Epilogue {
+        view: c_view,
+        range: range(4),
+        texture: None,
+        bias: g.bias,
+        bias_range: range(3),
+        bias_per_row: g.bias_per_row,
+        relu: g.relu,
+        accumulate: g.accumulate,
+        pool: None,
+    };
+    record_gemm(ctx, op, rec, &a, &b, c, &epilogue)
+}

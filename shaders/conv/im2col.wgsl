@@ -1,0 +1,237 @@
+// conv/im2col.wgsl: im2col and col2im, into and out of a storage buffer (the storage-buffer
+// GEMM's operands) or a texture (the tiled GEMM's), with 3x3 stride-1 variants written out.
+
+// The im2col path (groups = 1): col[n, k, o] = x[n, ci, o*stride - pad + kk*dil] (0 in the
+// padding) with k = (ci, kd, kh, kw) and o = (od, oh, ow), for the samples of one chunk
+// (n counted from n_offset). A GEMM then multiplies the weight (C_out, K) by each sample's
+// (K, P) block. `total` = chunk * K * P.
+@group(0) @binding(7) var<storage, read_write> col: array<f32>;
+
+@compute @workgroup_size(WG)
+fn im2col(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    var r = idx;
+    let ow = r % p.out_w;
+    r = r / p.out_w;
+    let oh = r % p.out_h;
+    r = r / p.out_h;
+    let od = r % p.out_d;
+    r = r / p.out_d;
+    let kw = r % p.k_w;
+    r = r / p.k_w;
+    let kh = r % p.k_h;
+    r = r / p.k_h;
+    let kd = r % p.k_d;
+    r = r / p.k_d;
+    let ci = r % p.c_in;
+    let n = r / p.c_in + p.n_offset;
+    let id = i32(od * p.stride_d + kd * p.dil_d) - i32(p.pad_d);
+    let ih = i32(oh * p.stride_h + kh * p.dil_h) - i32(p.pad_h);
+    let iw = i32(ow * p.stride_w + kw * p.dil_w) - i32(p.pad_w);
+    var v = 0.0;
+    if id >= 0 && id < i32(p.in_d) && ih >= 0 && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w) {
+        v = x[(((n * p.c_in + ci) * p.in_d + u32(id)) * p.in_h + u32(ih)) * p.in_w + u32(iw)];
+    }
+    col[idx] = v;
+}
+
+// The data gradient's col2im, as a gather: grad_x[n, ci, i] = sum over taps k and output
+// positions o with o*stride - pad + k*dil = i of grad_col[n, (ci, k), o]. One invocation per
+// input element of the chunk; `total` = chunk * C_in * input positions.
+@compute @workgroup_size(WG)
+fn col2im(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    var r = idx;
+    let iw = r % p.in_w;
+    r = r / p.in_w;
+    let ih = r % p.in_h;
+    r = r / p.in_h;
+    let id = r % p.in_d;
+    r = r / p.in_d;
+    let ci = r % p.c_in;
+    let nc = r / p.c_in;
+    let kk_count = p.k_d * p.k_h * p.k_w;
+    let positions = p.out_d * p.out_h * p.out_w;
+    var acc = 0.0;
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        let od = tap_source(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+        if od < 0 {
+            continue;
+        }
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let oh = tap_source(ih, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
+            if oh < 0 {
+                continue;
+            }
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let ow = tap_source(iw, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
+                if ow < 0 {
+                    continue;
+                }
+                let k = (ci * kk_count) + (kd * p.k_h + kh) * p.k_w + kw;
+                let o = (u32(od) * p.out_h + u32(oh)) * p.out_w + u32(ow);
+                acc += col[(nc * p.c_in * kk_count + k) * positions + o];
+            }
+        }
+    }
+    let n = nc + p.n_offset;
+    y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;
+}
+
+@group(0) @binding(8) var col_texture: texture_storage_2d<rgba32float, write>;
+
+// im2col straight into the tiled GEMM's B operand (see shared/gemm_epilogue.wgsl): texel (q, k) of the
+// texture is im2col_texel(q, k) (shared/im2col.wgsl: `im2col_sources`), x read from its flat
+// texture copy (x_tex, as a storage texture: with sampled fetches, about four per texel, a
+// 3x3 im2col cost several times its GEMM).
+// `total` is the number of columns (chunk * P). Grid: (texels per row, rows rounded to 4).
+// A workgroup writes 64 texels of one row: on lavapipe 8 x 8 workgroups, which write 8 texels
+// in each of 8 rows a texture row apart, made these stores about 5x slower (cache-set
+// conflicts at a wide texture's row stride).
+@compute @workgroup_size(64, 1, 1)
+fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let k = gid.y;
+    let rows = (p.c_in * p.k_d * p.k_h * p.k_w + 3u) / 4u * 4u;
+    if q * 4u >= p.total + 3u || k >= rows { return; }
+    let s = im2col_sources(p, q, k);
+    let v = vec4<f32>(x_value(s.at.x), x_value(s.at.y), x_value(s.at.z), x_value(s.at.w));
+    textureStore(col_texture, vec2<u32>(q, k), select(vec4<f32>(0.0), v, s.inside));
+}
+
+// Columns c0 .. c0 + 3 of the row at flat index `base` of x's texture copy (two texel
+// fetches), zero outside [0, width) and when !ok.
+fn x_row4(base: u32, c0: i32, width: u32, ok: bool) -> vec4<f32> {
+    let s = i32(base) + c0;
+    let q = s >> 2u;
+    let v = from_offset(x_texel(u32(max(q, 0))), x_texel(u32(q + 1)), u32(s & 3));
+    let cols = vec4<i32>(c0) + vec4<i32>(0, 1, 2, 3);
+    let inside = cols >= vec4<i32>(0) & cols < vec4<i32>(i32(width));
+    return select(vec4<f32>(0.0), v, vec4<bool>(ok) & inside);
+}
+
+// im2col_texture for a 3x3 kernel of stride 1 and dilation 1 (2-D) in pooled order: one
+// invocation per (window, input channel) writes the nine texels of rows ci * 9 + tap from the
+// 4x4 input patch under the window, read once (eight texel fetches where im2col_texel would
+// make 36, and one window position's arithmetic for nine texels). Rows past C_in * 9 (up to
+// a multiple of 4) keep the zeros the texture was created with: nothing else writes this
+// texture. Grid: (windows, c_in); `total` = columns = 4 * windows. 64 windows of one channel
+// per workgroup, as in im2col_texture.
+@compute @workgroup_size(64, 1, 1)
+fn im2col_3x3_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let ci = gid.y;
+    if q >= p.total / 4u || ci >= p.c_in { return; }
+    let t = divmod24(q, p.pool_h * p.pool_w);
+    let hw = divmod24(t.y, p.pool_w);
+    let plane = ((t.x + p.n_offset) * p.c_in + ci) * p.in_h;
+    let r0 = i32(2u * hw.x) - i32(p.pad_h);
+    let c0 = i32(2u * hw.y) - i32(p.pad_w);
+    let last = i32(p.in_h) - 1;
+    let x0 = x_row4((plane + u32(clamp(r0, 0, last))) * p.in_w, c0, p.in_w, r0 >= 0 && r0 <= last);
+    let x1 = x_row4((plane + u32(clamp(r0 + 1, 0, last))) * p.in_w, c0, p.in_w,
+        r0 + 1 >= 0 && r0 + 1 <= last);
+    let x2 = x_row4((plane + u32(clamp(r0 + 2, 0, last))) * p.in_w, c0, p.in_w,
+        r0 + 2 >= 0 && r0 + 2 <= last);
+    let x3 = x_row4((plane + u32(clamp(r0 + 3, 0, last))) * p.in_w, c0, p.in_w,
+        r0 + 3 >= 0 && r0 + 3 <= last);
+    // Tap (kh, kw) of the window's four outputs (row by row): rows kh and kh + 1 of the patch,
+    // columns kw and kw + 1.
+    let k = ci * 9u;
+    textureStore(col_texture, vec2<u32>(q, k), vec4<f32>(x0.xy, x1.xy));
+    textureStore(col_texture, vec2<u32>(q, k + 1u), vec4<f32>(x0.yz, x1.yz));
+    textureStore(col_texture, vec2<u32>(q, k + 2u), vec4<f32>(x0.zw, x1.zw));
+    textureStore(col_texture, vec2<u32>(q, k + 3u), vec4<f32>(x1.xy, x2.xy));
+    textureStore(col_texture, vec2<u32>(q, k + 4u), vec4<f32>(x1.yz, x2.yz));
+    textureStore(col_texture, vec2<u32>(q, k + 5u), vec4<f32>(x1.zw, x2.zw));
+    textureStore(col_texture, vec2<u32>(q, k + 6u), vec4<f32>(x2.xy, x3.xy));
+    textureStore(col_texture, vec2<u32>(q, k + 7u), vec4<f32>(x2.yz, x3.yz));
+    textureStore(col_texture, vec2<u32>(q, k + 8u), vec4<f32>(x2.zw, x3.zw));
+}
+
+// grad_col, read as a storage texture: on lavapipe a storage-image load is inlined, while a
+// sampled fetch calls a function with per-lane mip-level arithmetic.
+@group(0) @binding(10) var col_in: texture_storage_2d<rgba32float, read>;
+
+
+// col2im (see above) gathering from the texture the tiled GEMM wrote grad_col into: texel
+// (j / 4, k) holds row k = (ci, taps) of columns j = (sample in chunk) * P + position, or in
+// im2col_texture's pooled order when pool_w > 0 (2-D; outputs outside every window have no
+// column, and no gradient). With has_bias, adds b[ci].
+// `total` = chunk * C_in * input positions, below 2^24 (the host chunks so).
+@compute @workgroup_size(WG)
+fn col2im_texture(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let pos = split3(idx, p.in_d, p.in_h, p.in_w);
+    let id = pos.y;
+    let ih = pos.z;
+    let iw = pos.w;
+    let t = divmod24(pos.x, p.c_in);
+    let ci = t.y;
+    let nc = t.x;
+    let kk_count = p.k_d * p.k_h * p.k_w;
+    var acc = 0.0;
+    for (var kd = 0u; kd < p.k_d; kd++) {
+        let od = tap_window(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let oh = tap_window(ih, kh, p.stride_h, p.pad_h, p.dil_h, p.out_h);
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let ow = tap_window(iw, kw, p.stride_w, p.pad_w, p.dil_w, p.out_w);
+                let k = (ci * kk_count) + (kd * p.k_h + kh) * p.k_w + kw;
+                acc += col_value(nc, od, oh, ow, k);
+            }
+        }
+    }
+    // A transposed convolution's forward pass runs here and adds its bias.
+    if p.has_bias != 0u {
+        acc += b[ci];
+    }
+    let n = nc + p.n_offset;
+    y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;
+}
+
+// grad_col's value for output (od, oh, ow) of sample nc (in the chunk) and row k, or 0 where
+// that position is outside the output (a tap_window of -1) or, in pooled order (2-D), outside
+// every window (see col2im_texture).
+fn col_value(nc: u32, od: i32, oh: i32, ow: i32, k: u32) -> f32 {
+    var inside = od >= 0 && od < i32(p.out_d) && oh >= 0 && oh < i32(p.out_h) && ow >= 0
+        && ow < i32(p.out_w);
+    let h = u32(max(oh, 0));
+    let w = u32(max(ow, 0));
+    var j = ((nc * p.out_d + u32(max(od, 0))) * p.out_h + h) * p.out_w + w;
+    if p.pool_w != 0u {
+        inside = inside && h / 2u < p.pool_h && w / 2u < p.pool_w;
+        j = ((nc * p.pool_h + h / 2u) * p.pool_w + w / 2u) * 4u + (h & 1u) * 2u + (w & 1u);
+    }
+    let v = textureLoad(col_in, vec2<u32>(j / 4u, k))[j % 4u];
+    return select(0.0, v, inside);
+}
+
+// col2im_texture for a 3x3 kernel of stride 1 and dilation 1 (2-D): the nine taps written
+// out, their output positions without division.
+@compute @workgroup_size(WG)
+fn col2im_3x3(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let pos = split3(idx, 1u, p.in_h, p.in_w);
+    let t = divmod24(pos.x, p.c_in);
+    let ci = t.y;
+    let nc = t.x;
+    let oh = i32(pos.z + p.pad_h);
+    let ow = i32(pos.w + p.pad_w);
+    let k = ci * 9u;
+    var acc = col_value(nc, 0, oh, ow, k) + col_value(nc, 0, oh, ow - 1, k + 1u)
+        + col_value(nc, 0, oh, ow - 2, k + 2u);
+    acc += col_value(nc, 0, oh - 1, ow, k + 3u) + col_value(nc, 0, oh - 1, ow - 1, k + 4u)
+        + col_value(nc, 0, oh - 1, ow - 2, k + 5u);
+    acc += col_value(nc, 0, oh - 2, ow, k + 6u) + col_value(nc, 0, oh - 2, ow - 1, k + 7u)
+        + col_value(nc, 0, oh - 2, ow - 2, k + 8u);
+    if p.has_bias != 0u {
+        acc += b[ci];
+    }
+    let n = nc + p.n_offset;
+    y[((n * p.c_in + ci) * p.in_h + pos.z) * p.in_w + pos.w] = acc;
+}

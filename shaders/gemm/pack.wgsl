@@ -1,0 +1,53 @@
+// gemm/pack.wgsl: copies a strided view of a storage buffer into an rgba32f texture, four
+// consecutive columns per texel, in the layout the texture GEMMs read (rows of a batch stacked,
+// zero beyond the view's rows and columns).
+
+struct PackParams {
+    rows: u32,
+    cols: u32,
+    // Texture rows per batch (>= rows: the extra rows are zero) and texels per row.
+    tex_rows: u32,
+    tex_cols: u32,
+    batch: u32,
+    offset: u32,
+    batch_stride: u32,
+    // Element (r, c) of batch z is at offset + z*batch_stride + (r / row_split)*row_split_stride
+    // + (r % row_split)*row_stride + (c / col_split)*col_split_stride + (c % col_split)*col_stride.
+    row_stride: u32,
+    row_split: u32,
+    row_split_stride: u32,
+    col_stride: u32,
+    col_split: u32,
+    col_split_stride: u32,
+}
+
+@group(0) @binding(0) var<uniform> pp: PackParams;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var packed: texture_storage_2d<rgba32float, write>;
+
+fn pack_element(z: u32, r: u32, c: u32) -> f32 {
+    if r >= pp.rows || c >= pp.cols {
+        return 0.0;
+    }
+    let rs = divmod24(r, pp.row_split);
+    let cs = divmod24(c, pp.col_split);
+    let i = pp.offset + z * pp.batch_stride + rs.x * pp.row_split_stride + rs.y * pp.row_stride
+        + cs.x * pp.col_split_stride + cs.y * pp.col_stride;
+    return src[i];
+}
+
+// One texel per invocation: grid (tex_cols, tex_rows * batch), 64 texels of one row per
+// workgroup (row-major stores; see conv/im2col.wgsl's im2col_texture).
+@compute @workgroup_size(64, 1, 1)
+fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let row = gid.y;
+    if q >= pp.tex_cols || row >= pp.tex_rows * pp.batch { return; }
+    let zr = divmod24(row, pp.tex_rows);
+    let z = zr.x;
+    let r = zr.y;
+    let c = q * 4u;
+    let v = vec4<f32>(pack_element(z, r, c), pack_element(z, r, c + 1u),
+                      pack_element(z, r, c + 2u), pack_element(z, r, c + 3u));
+    textureStore(packed, vec2<u32>(q, row), v);
+}

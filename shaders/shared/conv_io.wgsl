@@ -1,0 +1,86 @@
+// shared/conv_io.wgsl: the bindings and loads of conv/'s kernels (after the prelude and
+// shared/conv_params.wgsl): x, w, b, y, grad_y and grad_w, read from storage buffers or, with
+// TEXTURE_INPUTS, from their texture copies; and the stores and window lookups they share.
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// The direct kernels read x, w and grad_y from storage buffers, or with TEXTURE_INPUTS from
+// their texture copies, bound as read-only storage textures (`x_texel`: a gather instead of a
+// per-lane storage-buffer loop on CPU adapters; on lavapipe a storage-image load is inlined,
+// a sampled fetch is a call with per-lane mip arithmetic). The host binds placeholders for the
+// side it does not use. im2col reads x's copy here too.
+override TEXTURE_INPUTS: bool = false;
+@group(0) @binding(11) var x_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(12) var w_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(13) var grad_y_tex: texture_storage_2d<rgba32float, read>;
+
+// Texel q of each copy (see `flat_xy`).
+fn x_texel(q: u32) -> vec4<f32> {
+    return textureLoad(x_tex, flat_xy(q));
+}
+
+fn w_texel(q: u32) -> vec4<f32> {
+    return textureLoad(w_tex, flat_xy(q));
+}
+
+fn grad_y_texel(q: u32) -> vec4<f32> {
+    return textureLoad(grad_y_tex, flat_xy(q));
+}
+
+// Value i of x's copy.
+fn x_value(i: u32) -> f32 {
+    return x_texel(i / 4u)[i % 4u];
+}
+
+fn load_x(i: u32) -> f32 {
+    if TEXTURE_INPUTS {
+        return x_value(i);
+    }
+    return x[i];
+}
+
+fn load_w(i: u32) -> f32 {
+    if TEXTURE_INPUTS {
+        return w_texel(i / 4u)[i % 4u];
+    }
+    return w[i];
+}
+
+@group(0) @binding(5) var<storage, read> grad_y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_w: array<f32>;
+
+fn load_grad_y(i: u32) -> f32 {
+    if TEXTURE_INPUTS {
+        return grad_y_texel(i / 4u)[i % 4u];
+    }
+    return grad_y[i];
+}
+
+
+// The window position that puts tap k on input coordinate i (as tap_source, with divmod24).
+fn tap_window(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
+    let t = i32(i + pad) - i32(k * dil);
+    let qr = divmod24(u32(max(t, 0)), stride);
+    return select(-1, i32(qr.x), t >= 0 && qr.y == 0u && qr.x < size);
+}
+
+// Stores four values of a row, y[at + col0 ..], those from column `width` on left out.
+fn dw_store(at: u32, col0: u32, width: u32, v: vec4<f32>) {
+    for (var e = 0u; e < 4u; e++) {
+        if col0 + e < width {
+            y[at + col0 + e] = v[e];
+        }
+    }
+}
+
+// The four values from `off` (0 to 3) on of the eight in texels a and b.
+fn from_offset(a: vec4<f32>, b: vec4<f32>, off: u32) -> vec4<f32> {
+    let v1 = vec4<f32>(a.yzw, b.x);
+    let v2 = vec4<f32>(a.zw, b.xy);
+    let v3 = vec4<f32>(a.w, b.xyz);
+    return select(select(select(a, v1, off == 1u), v2, off == 2u), v3, off == 3u);
+}

@@ -1,0 +1,522 @@
+// subgroup/conv_3x3_sg.wgsl: 3x3 convolutions (stride 1, padding 1) on 8-lane subgroups.
+//
+// conv_3x3_sg_r16: a 3x3 convolution with stride 1, padding 1, no dilation and one group as a
+// GEMM over K = (input channel, kernel row) whose B operand is gathered on the fly from a tensor
+// kept in rows of W4 = ceil(W / 4) texels (flat, at flat_xy; zeros past W): texel
+// ((n * K_C + k) * H + h) * W4 + t holds src[n, k, h, 4t .. 4t + 4]. It runs both
+// - a data gradient: grad_x[n, c, h, w] = sum over (o, kh, kw) of W[o, c, kh, kw]
+//   grad_y[n, o, h + 1 - kh, w + 1 - kw] (src = grad_y, rows = C_in, K_C = C_out), and
+// - a forward pass, the same sum with the kernel flipped (src = x, rows = C_out, K_C = C_in),
+//   with bias and ReLU, or fused with ReLU and a 2x2 max-pool (p.pool, as in the texture GEMMs).
+// A (ta_r): texel (3 k + kh, row) holds the three taps (a.x, a.y, a.z) that multiply
+// src[k, h + 1 - kh, w + 1], src[.., w] and src[.., w - 1] (pack_dgrad_3x3, pack_conv_3x3).
+// For a texel t of row h, three fetches of src's row h + 1 - kh (texels t - 1, t, t + 1) give
+// all three taps' four-position vectors, where an im2col would write and then fetch three
+// texels. Rows and texels outside the image read as zeros (padding 1).
+// Lanes compute 16 rows of four texels: four consecutive texels (t fastest) of the output, or
+// with p.pool a 2 x 2 block of texels (rows 2 hp and 2 hp + 1, texels 2 tp and 2 tp + 1: four
+// 2x2 windows). p.m = rows; p.n = the chunk's output texels, or with p.pool its blocks; p.conv:
+// c_in = rows and c_out = K_C (this kernel's view, not the layer's), in_h = H, in_w = W,
+// n_offset (the chunk's first sample), total (src's texels), out_h = H / 2 and out_w = W / 2
+// with p.pool. Subgroup s of the grid takes row block s % ceil(M / 16) and the next eight
+// lanes' texels; only whole subgroups return early (the lanes share A by broadcast, as in
+// gemm_sg_r16); lanes past the end compute clamped copies that are never stored.
+struct Conv3Texel {
+    // src's flat texel of row h (tap kh = 1) for k = 0, clamped into the texture.
+    at: i32,
+    // The output's index of the texel's first value in row 0, and how many values to store.
+    out: u32,
+    count: u32,
+    // Which neighbours exist: the texels left and right in the row, the rows below and above.
+    left: bool,
+    right: bool,
+    below: bool,
+    above: bool,
+}
+
+fn conv3_texel(n: u32, h: u32, t: u32, live: bool) -> Conv3Texel {
+    let w4 = (p.conv.in_w + 3u) / 4u;
+    let hh = min(h, p.conv.in_h - 1u);
+    let tt = min(t, w4 - 1u);
+    var d: Conv3Texel;
+    d.at = i32((n * p.conv.c_out * p.conv.in_h + hh) * w4 + tt);
+    d.out = ((p.conv.n_offset + n) * p.conv.c_in * p.conv.in_h + hh) * p.conv.in_w + 4u * tt;
+    d.count = select(0u, min(4u, p.conv.in_w - 4u * tt), live && h < p.conv.in_h && t < w4);
+    d.left = tt > 0u;
+    d.right = tt + 1u < w4;
+    d.below = hh + 1u < p.conv.in_h;
+    d.above = hh > 0u;
+    return d;
+}
+
+// Texel j of lane `unit`'s four (see above).
+fn conv3_lane_texel(unit: u32, j: u32) -> Conv3Texel {
+    let w4 = (p.conv.in_w + 3u) / 4u;
+    if p.pool != 0u {
+        let pairs = (w4 + 1u) / 2u;
+        let u = min(unit, p.n - 1u);
+        let tp = u % pairs;
+        let hp = (u / pairs) % p.conv.out_h;
+        let n = u / (pairs * p.conv.out_h);
+        return conv3_texel(n, 2u * hp + j / 2u, 2u * tp + j % 2u, unit < p.n);
+    }
+    let f = unit * 4u + j;
+    let ff = min(f, p.n - 1u);
+    let row = ff / w4;
+    return conv3_texel(row / p.conv.in_h, row % p.conv.in_h, ff % w4, f < p.n);
+}
+
+// One tap row's three B operands for a texel: (kw = 0, kw = 1, kw = 2).
+struct Conv3Taps {
+    b0: vec4<f32>,
+    b1: vec4<f32>,
+    b2: vec4<f32>,
+}
+
+fn conv3_taps(left: vec4<f32>, mid: vec4<f32>, right: vec4<f32>) -> Conv3Taps {
+    return Conv3Taps(vec4<f32>(mid.yzw, right.x), mid, vec4<f32>(left.w, mid.xyz));
+}
+
+fn conv3_fma(acc: ptr<function, vec4<f32>>, a: vec4<f32>, b: Conv3Taps) {
+    *acc = fma(vec4(a.z), b.b2, fma(vec4(a.y), b.b1, fma(vec4(a.x), b.b0, *acc)));
+}
+
+// The output's values of one texel (the first `count` of them) in row ch, with the row's bias
+// and ReLU (p.relu).
+fn conv3_store(d: Conv3Texel, ch: u32, acc: vec4<f32>) {
+    if ch >= p.m { return; }
+    var v = acc + vec4<f32>(row_bias(ch));
+    if p.relu != 0u {
+        v = max(v, vec4<f32>(0.0));
+    }
+    let at = d.out + ch * p.conv.in_h * p.conv.in_w;
+    if d.count > 0u {
+        c[at] = v.x;
+    }
+    if d.count > 1u {
+        c[at + 1u] = v.y;
+    }
+    if d.count > 2u {
+        c[at + 2u] = v.z;
+    }
+    if d.count > 3u {
+        c[at + 3u] = v.w;
+    }
+}
+
+// Where a lane's four 2x2 windows go (p.pool): the first window's index in row 0 of the pooled
+// output, its first value's flat position in the un-pooled plane, and how many of the four
+// windows exist.
+struct Conv3Windows {
+    at: u32,
+    first: u32,
+    count: u32,
+}
+
+fn conv3_windows(unit: u32) -> Conv3Windows {
+    let pairs = (p.conv.in_w + 7u) / 8u;
+    let u = min(unit, p.n - 1u);
+    let tp = u % pairs;
+    let hp = (u / pairs) % p.conv.out_h;
+    let n = u / (pairs * p.conv.out_h);
+    var g: Conv3Windows;
+    let plane = p.conv.out_h * p.conv.out_w;
+    g.at = (p.conv.n_offset + n) * p.conv.c_in * plane + hp * p.conv.out_w + 4u * tp;
+    g.first = 2u * hp * p.conv.in_w + 8u * tp;
+    g.count = select(0u, min(4u, p.conv.out_w - min(4u * tp, p.conv.out_w)), unit < p.n);
+    return g;
+}
+
+// Row ch's four windows from the lane's texels (a0, a1: row 2 hp; a2, a3: row 2 hp + 1), with
+// bias, ReLU and the first maximum's index (shared/gemm_epilogue.wgsl's store_window).
+fn conv3_store_pooled(g: Conv3Windows, ch: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>,
+                      a3: vec4<f32>) {
+    if ch >= p.m { return; }
+    let b = row_bias(ch);
+    let at = g.at + ch * p.conv.out_h * p.conv.out_w;
+    if g.count > 0u {
+        store_window(at, g.first, vec4<f32>(a0.xy, a2.xy), b);
+    }
+    if g.count > 1u {
+        store_window(at + 1u, g.first + 2u, vec4<f32>(a0.zw, a2.zw), b);
+    }
+    if g.count > 2u {
+        store_window(at + 2u, g.first + 4u, vec4<f32>(a1.xy, a3.xy), b);
+    }
+    if g.count > 3u {
+        store_window(at + 3u, g.first + 6u, vec4<f32>(a1.zw, a3.zw), b);
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+         @builtin(subgroup_invocation_id) lane: u32) {
+    let row_blocks = (p.m + 15u) / 16u;
+    let s = wid.x * 8u + li / 8u;
+    let row0 = (s % row_blocks) * 16u;
+    let cb = s / row_blocks;
+    let units = select((p.n + 3u) / 4u, p.n, p.pool != 0u);
+    if cb * 8u >= units { return; }
+    let unit = cb * 8u + lane;
+    let d0 = conv3_lane_texel(unit, 0u);
+    let d1 = conv3_lane_texel(unit, 1u);
+    let d2 = conv3_lane_texel(unit, 2u);
+    let d3 = conv3_lane_texel(unit, 3u);
+    let last = i32(p.conv.total) - 1;
+    let mg0 = i32(min(row0 + lane, p.m - 1u));
+    let mg1 = i32(min(row0 + 8u + lane, p.m - 1u));
+    let plane = i32(p.conv.in_h * ((p.conv.in_w + 3u) / 4u));
+    let w4 = i32((p.conv.in_w + 3u) / 4u);
+    var acc0_0 = vec4<f32>(0.0); var acc0_1 = vec4<f32>(0.0); var acc0_2 = vec4<f32>(0.0); var acc0_3 = vec4<f32>(0.0);
+    var acc1_0 = vec4<f32>(0.0); var acc1_1 = vec4<f32>(0.0); var acc1_2 = vec4<f32>(0.0); var acc1_3 = vec4<f32>(0.0);
+    var acc2_0 = vec4<f32>(0.0); var acc2_1 = vec4<f32>(0.0); var acc2_2 = vec4<f32>(0.0); var acc2_3 = vec4<f32>(0.0);
+    var acc3_0 = vec4<f32>(0.0); var acc3_1 = vec4<f32>(0.0); var acc3_2 = vec4<f32>(0.0); var acc3_3 = vec4<f32>(0.0);
+    var acc4_0 = vec4<f32>(0.0); var acc4_1 = vec4<f32>(0.0); var acc4_2 = vec4<f32>(0.0); var acc4_3 = vec4<f32>(0.0);
+    var acc5_0 = vec4<f32>(0.0); var acc5_1 = vec4<f32>(0.0); var acc5_2 = vec4<f32>(0.0); var acc5_3 = vec4<f32>(0.0);
+    var acc6_0 = vec4<f32>(0.0); var acc6_1 = vec4<f32>(0.0); var acc6_2 = vec4<f32>(0.0); var acc6_3 = vec4<f32>(0.0);
+    var acc7_0 = vec4<f32>(0.0); var acc7_1 = vec4<f32>(0.0); var acc7_2 = vec4<f32>(0.0); var acc7_3 = vec4<f32>(0.0);
+    var acc8_0 = vec4<f32>(0.0); var acc8_1 = vec4<f32>(0.0); var acc8_2 = vec4<f32>(0.0); var acc8_3 = vec4<f32>(0.0);
+    var acc9_0 = vec4<f32>(0.0); var acc9_1 = vec4<f32>(0.0); var acc9_2 = vec4<f32>(0.0); var acc9_3 = vec4<f32>(0.0);
+    var acc10_0 = vec4<f32>(0.0); var acc10_1 = vec4<f32>(0.0); var acc10_2 = vec4<f32>(0.0); var acc10_3 = vec4<f32>(0.0);
+    var acc11_0 = vec4<f32>(0.0); var acc11_1 = vec4<f32>(0.0); var acc11_2 = vec4<f32>(0.0); var acc11_3 = vec4<f32>(0.0);
+    var acc12_0 = vec4<f32>(0.0); var acc12_1 = vec4<f32>(0.0); var acc12_2 = vec4<f32>(0.0); var acc12_3 = vec4<f32>(0.0);
+    var acc13_0 = vec4<f32>(0.0); var acc13_1 = vec4<f32>(0.0); var acc13_2 = vec4<f32>(0.0); var acc13_3 = vec4<f32>(0.0);
+    var acc14_0 = vec4<f32>(0.0); var acc14_1 = vec4<f32>(0.0); var acc14_2 = vec4<f32>(0.0); var acc14_3 = vec4<f32>(0.0);
+    var acc15_0 = vec4<f32>(0.0); var acc15_1 = vec4<f32>(0.0); var acc15_2 = vec4<f32>(0.0); var acc15_3 = vec4<f32>(0.0);
+    let steps = i32(3u * p.conv.c_out);
+    for (var u = 0; u < steps; u++) {
+        let k = u / 3;
+        let kh = u - 3 * k;
+        // Tap row kh reads row h + 1 - kh of channel k.
+        let shift = k * plane + (1 - kh) * w4;
+        let ag0 = textureLoad(ta_r, vec2<i32>(u, mg0));
+        let ag1 = textureLoad(ta_r, vec2<i32>(u, mg1));
+        let on0 = select(select(true, d0.above, kh == 2), d0.below, kh == 0);
+        let q0 = clamp(d0.at + shift, 0, last);
+        let m0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q0))), on0);
+        let l0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q0 - 1, 0)))), on0 && d0.left);
+        let r0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q0 + 1, last)))), on0 && d0.right);
+        let b0 = conv3_taps(l0, m0, r0);
+        let on1 = select(select(true, d1.above, kh == 2), d1.below, kh == 0);
+        let q1 = clamp(d1.at + shift, 0, last);
+        let m1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q1))), on1);
+        let l1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q1 - 1, 0)))), on1 && d1.left);
+        let r1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q1 + 1, last)))), on1 && d1.right);
+        let b1 = conv3_taps(l1, m1, r1);
+        let on2 = select(select(true, d2.above, kh == 2), d2.below, kh == 0);
+        let q2 = clamp(d2.at + shift, 0, last);
+        let m2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q2))), on2);
+        let l2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q2 - 1, 0)))), on2 && d2.left);
+        let r2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q2 + 1, last)))), on2 && d2.right);
+        let b2 = conv3_taps(l2, m2, r2);
+        let on3 = select(select(true, d3.above, kh == 2), d3.below, kh == 0);
+        let q3 = clamp(d3.at + shift, 0, last);
+        let m3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q3))), on3);
+        let l3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q3 - 1, 0)))), on3 && d3.left);
+        let r3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q3 + 1, last)))), on3 && d3.right);
+        let b3 = conv3_taps(l3, m3, r3);
+        let a0 = subgroupBroadcast(ag0, 0u);
+        conv3_fma(&acc0_0, a0, b0); conv3_fma(&acc0_1, a0, b1); conv3_fma(&acc0_2, a0, b2); conv3_fma(&acc0_3, a0, b3);
+        let a1 = subgroupBroadcast(ag0, 1u);
+        conv3_fma(&acc1_0, a1, b0); conv3_fma(&acc1_1, a1, b1); conv3_fma(&acc1_2, a1, b2); conv3_fma(&acc1_3, a1, b3);
+        let a2 = subgroupBroadcast(ag0, 2u);
+        conv3_fma(&acc2_0, a2, b0); conv3_fma(&acc2_1, a2, b1); conv3_fma(&acc2_2, a2, b2); conv3_fma(&acc2_3, a2, b3);
+        let a3 = subgroupBroadcast(ag0, 3u);
+        conv3_fma(&acc3_0, a3, b0); conv3_fma(&acc3_1, a3, b1); conv3_fma(&acc3_2, a3, b2); conv3_fma(&acc3_3, a3, b3);
+        let a4 = subgroupBroadcast(ag0, 4u);
+        conv3_fma(&acc4_0, a4, b0); conv3_fma(&acc4_1, a4, b1); conv3_fma(&acc4_2, a4, b2); conv3_fma(&acc4_3, a4, b3);
+        let a5 = subgroupBroadcast(ag0, 5u);
+        conv3_fma(&acc5_0, a5, b0); conv3_fma(&acc5_1, a5, b1); conv3_fma(&acc5_2, a5, b2); conv3_fma(&acc5_3, a5, b3);
+        let a6 = subgroupBroadcast(ag0, 6u);
+        conv3_fma(&acc6_0, a6, b0); conv3_fma(&acc6_1, a6, b1); conv3_fma(&acc6_2, a6, b2); conv3_fma(&acc6_3, a6, b3);
+        let a7 = subgroupBroadcast(ag0, 7u);
+        conv3_fma(&acc7_0, a7, b0); conv3_fma(&acc7_1, a7, b1); conv3_fma(&acc7_2, a7, b2); conv3_fma(&acc7_3, a7, b3);
+        let a8 = subgroupBroadcast(ag1, 0u);
+        conv3_fma(&acc8_0, a8, b0); conv3_fma(&acc8_1, a8, b1); conv3_fma(&acc8_2, a8, b2); conv3_fma(&acc8_3, a8, b3);
+        let a9 = subgroupBroadcast(ag1, 1u);
+        conv3_fma(&acc9_0, a9, b0); conv3_fma(&acc9_1, a9, b1); conv3_fma(&acc9_2, a9, b2); conv3_fma(&acc9_3, a9, b3);
+        let a10 = subgroupBroadcast(ag1, 2u);
+        conv3_fma(&acc10_0, a10, b0); conv3_fma(&acc10_1, a10, b1); conv3_fma(&acc10_2, a10, b2); conv3_fma(&acc10_3, a10, b3);
+        let a11 = subgroupBroadcast(ag1, 3u);
+        conv3_fma(&acc11_0, a11, b0); conv3_fma(&acc11_1, a11, b1); conv3_fma(&acc11_2, a11, b2); conv3_fma(&acc11_3, a11, b3);
+        let a12 = subgroupBroadcast(ag1, 4u);
+        conv3_fma(&acc12_0, a12, b0); conv3_fma(&acc12_1, a12, b1); conv3_fma(&acc12_2, a12, b2); conv3_fma(&acc12_3, a12, b3);
+        let a13 = subgroupBroadcast(ag1, 5u);
+        conv3_fma(&acc13_0, a13, b0); conv3_fma(&acc13_1, a13, b1); conv3_fma(&acc13_2, a13, b2); conv3_fma(&acc13_3, a13, b3);
+        let a14 = subgroupBroadcast(ag1, 6u);
+        conv3_fma(&acc14_0, a14, b0); conv3_fma(&acc14_1, a14, b1); conv3_fma(&acc14_2, a14, b2); conv3_fma(&acc14_3, a14, b3);
+        let a15 = subgroupBroadcast(ag1, 7u);
+        conv3_fma(&acc15_0, a15, b0); conv3_fma(&acc15_1, a15, b1); conv3_fma(&acc15_2, a15, b2); conv3_fma(&acc15_3, a15, b3);
+    }
+    if p.pool != 0u {
+        let g = conv3_windows(unit);
+        conv3_store_pooled(g, row0 + 0u, acc0_0, acc0_1, acc0_2, acc0_3);
+        conv3_store_pooled(g, row0 + 1u, acc1_0, acc1_1, acc1_2, acc1_3);
+        conv3_store_pooled(g, row0 + 2u, acc2_0, acc2_1, acc2_2, acc2_3);
+        conv3_store_pooled(g, row0 + 3u, acc3_0, acc3_1, acc3_2, acc3_3);
+        conv3_store_pooled(g, row0 + 4u, acc4_0, acc4_1, acc4_2, acc4_3);
+        conv3_store_pooled(g, row0 + 5u, acc5_0, acc5_1, acc5_2, acc5_3);
+        conv3_store_pooled(g, row0 + 6u, acc6_0, acc6_1, acc6_2, acc6_3);
+        conv3_store_pooled(g, row0 + 7u, acc7_0, acc7_1, acc7_2, acc7_3);
+        conv3_store_pooled(g, row0 + 8u, acc8_0, acc8_1, acc8_2, acc8_3);
+        conv3_store_pooled(g, row0 + 9u, acc9_0, acc9_1, acc9_2, acc9_3);
+        conv3_store_pooled(g, row0 + 10u, acc10_0, acc10_1, acc10_2, acc10_3);
+        conv3_store_pooled(g, row0 + 11u, acc11_0, acc11_1, acc11_2, acc11_3);
+        conv3_store_pooled(g, row0 + 12u, acc12_0, acc12_1, acc12_2, acc12_3);
+        conv3_store_pooled(g, row0 + 13u, acc13_0, acc13_1, acc13_2, acc13_3);
+        conv3_store_pooled(g, row0 + 14u, acc14_0, acc14_1, acc14_2, acc14_3);
+        conv3_store_pooled(g, row0 + 15u, acc15_0, acc15_1, acc15_2, acc15_3);
+        return;
+    }
+    conv3_store(d0, row0 + 0u, acc0_0); conv3_store(d1, row0 + 0u, acc0_1); conv3_store(d2, row0 + 0u, acc0_2); conv3_store(d3, row0 + 0u, acc0_3);
+    conv3_store(d0, row0 + 1u, acc1_0); conv3_store(d1, row0 + 1u, acc1_1); conv3_store(d2, row0 + 1u, acc1_2); conv3_store(d3, row0 + 1u, acc1_3);
+    conv3_store(d0, row0 + 2u, acc2_0); conv3_store(d1, row0 + 2u, acc2_1); conv3_store(d2, row0 + 2u, acc2_2); conv3_store(d3, row0 + 2u, acc2_3);
+    conv3_store(d0, row0 + 3u, acc3_0); conv3_store(d1, row0 + 3u, acc3_1); conv3_store(d2, row0 + 3u, acc3_2); conv3_store(d3, row0 + 3u, acc3_3);
+    conv3_store(d0, row0 + 4u, acc4_0); conv3_store(d1, row0 + 4u, acc4_1); conv3_store(d2, row0 + 4u, acc4_2); conv3_store(d3, row0 + 4u, acc4_3);
+    conv3_store(d0, row0 + 5u, acc5_0); conv3_store(d1, row0 + 5u, acc5_1); conv3_store(d2, row0 + 5u, acc5_2); conv3_store(d3, row0 + 5u, acc5_3);
+    conv3_store(d0, row0 + 6u, acc6_0); conv3_store(d1, row0 + 6u, acc6_1); conv3_store(d2, row0 + 6u, acc6_2); conv3_store(d3, row0 + 6u, acc6_3);
+    conv3_store(d0, row0 + 7u, acc7_0); conv3_store(d1, row0 + 7u, acc7_1); conv3_store(d2, row0 + 7u, acc7_2); conv3_store(d3, row0 + 7u, acc7_3);
+    conv3_store(d0, row0 + 8u, acc8_0); conv3_store(d1, row0 + 8u, acc8_1); conv3_store(d2, row0 + 8u, acc8_2); conv3_store(d3, row0 + 8u, acc8_3);
+    conv3_store(d0, row0 + 9u, acc9_0); conv3_store(d1, row0 + 9u, acc9_1); conv3_store(d2, row0 + 9u, acc9_2); conv3_store(d3, row0 + 9u, acc9_3);
+    conv3_store(d0, row0 + 10u, acc10_0); conv3_store(d1, row0 + 10u, acc10_1); conv3_store(d2, row0 + 10u, acc10_2); conv3_store(d3, row0 + 10u, acc10_3);
+    conv3_store(d0, row0 + 11u, acc11_0); conv3_store(d1, row0 + 11u, acc11_1); conv3_store(d2, row0 + 11u, acc11_2); conv3_store(d3, row0 + 11u, acc11_3);
+    conv3_store(d0, row0 + 12u, acc12_0); conv3_store(d1, row0 + 12u, acc12_1); conv3_store(d2, row0 + 12u, acc12_2); conv3_store(d3, row0 + 12u, acc12_3);
+    conv3_store(d0, row0 + 13u, acc13_0); conv3_store(d1, row0 + 13u, acc13_1); conv3_store(d2, row0 + 13u, acc13_2); conv3_store(d3, row0 + 13u, acc13_3);
+    conv3_store(d0, row0 + 14u, acc14_0); conv3_store(d1, row0 + 14u, acc14_1); conv3_store(d2, row0 + 14u, acc14_2); conv3_store(d3, row0 + 14u, acc14_3);
+    conv3_store(d0, row0 + 15u, acc15_0); conv3_store(d1, row0 + 15u, acc15_1); conv3_store(d2, row0 + 15u, acc15_2); conv3_store(d3, row0 + 15u, acc15_3);
+}
+
+// pack_dgrad_3x3 and pack_conv_3x3: conv_3x3_sg_r16's A from a 3x3 weight (bound as `bias`,
+// (C_out, C_in, 3, 3)), one invocation per texel (p.conv.total of them) in that kernel's view
+// (p.conv.c_in rows, p.conv.c_out = K_C). For a data gradient (rows c, K_C = C_out) texel
+// (3 o + kh, c) = (W[o, c, kh, 0..3], 0); for a forward pass (rows o, K_C = C_in) the kernel
+// flipped: texel (3 c + kh, o) = (W[o, c, 2 - kh, 2], W[o, c, 2 - kh, 1], W[o, c, 2 - kh, 0], 0).
+@compute @workgroup_size(WG)
+fn pack_dgrad_3x3(invocation: Invocation) {
+    pack_3x3_taps(linear_index(invocation), false);
+}
+
+@compute @workgroup_size(WG)
+fn pack_conv_3x3(invocation: Invocation) {
+    pack_3x3_taps(linear_index(invocation), true);
+}
+
+fn pack_3x3_taps(idx: u32, forward: bool) {
+    if idx >= p.conv.total { return; }
+    let k = idx % (3u * p.conv.c_out);
+    let row = idx / (3u * p.conv.c_out);
+    let kc = k / 3u;
+    let kh = k % 3u;
+    if forward {
+        // Weight (row, kc, 2 - kh, 2 - kw).
+        let at = ((row * p.conv.c_out + kc) * 3u + 2u - kh) * 3u;
+        textureStore(c_tex, vec2<u32>(k, row), vec4<f32>(bias[at + 2u], bias[at + 1u], bias[at], 0.0));
+    } else {
+        // Weight (kc, row, kh, kw).
+        let at = ((kc * p.conv.c_in + row) * 3u + kh) * 3u;
+        textureStore(c_tex, vec2<u32>(k, row), vec4<f32>(bias[at], bias[at + 1u], bias[at + 2u], 0.0));
+    }
+}
+
+// wgrad_3x3_sg: the weight gradient of the same convolutions (3x3, stride 1, padding 1, no
+// dilation, one group) straight from x and grad_y, both in rows of W4 = ceil(W / 4) texels
+// (flat, zeros past W): no im2col. grad_W[o, c, kh, kw] = sum over (n, h, w) of
+// grad_y[n, o, h, w] x[n, c, h + kh - 1, w + kw - 1]: K runs over grad_y's texels (n, h, t),
+// the same for every lane, four positions at a time.
+// - A (ta_r): x's rows, texel ((n * C_in + c) * H + h) * W4 + t (pack_texel_rows);
+// - B (tb_r): grad_y's rows, texel ((n * C_out + o) * H + h) * W4 + t (as for conv_3x3_sg_r16).
+// Lane l of a subgroup takes input channel c0 + l and its nine taps: three x rows (h - 1, h,
+// h + 1), three fetches each (texels t - 1, t, t + 1), give the nine shifted four-position
+// vectors (zeros outside the image). The subgroup's 16 output channels o0 .. o0 + 16 share
+// grad_y: lane l fetches channels o0 + 2l and o0 + 2l + 1 and broadcasts them. Each product is
+// a dot over the four positions. p.m = C_in, p.n = C_out, p.k4 = grad_y's texels per channel
+// of the chunk (len * H * W4), p.splits pieces of K of p.k_split texels; piece s writes
+// partial[(s * C_out + o) * C_in * 9 + c * 9 + tap] (grad_W's layout), which
+// wgrad_3x3_reduce sums. p.conv: c_in, c_out, in_h = H, in_w = W. Grid: x = channel blocks
+// of 8 (one subgroup each, eight per workgroup) over (ceil(C_out / 16), ceil(C_in / 8)),
+// z = pieces.
+fn wgrad3_dots(a: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(dot(a, g0), dot(a, g1), dot(a, g2), dot(a, g3));
+}
+
+// One tap's 16 sums (four texels of four output channels) into piece `split`'s partial sums.
+fn wgrad3_store(split: u32, ch: u32, o0: u32, tap: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>,
+                v3: vec4<f32>) {
+    if ch >= p.m { return; }
+    let per_o = p.m * 9u;
+    let base = split * p.n * per_o + ch * 9u + tap;
+    wgrad3_store4(base, o0, per_o, v0);
+    wgrad3_store4(base, o0 + 4u, per_o, v1);
+    wgrad3_store4(base, o0 + 8u, per_o, v2);
+    wgrad3_store4(base, o0 + 12u, per_o, v3);
+}
+
+fn wgrad3_store4(base: u32, o: u32, per_o: u32, v: vec4<f32>) {
+    if o < p.n {
+        partial[base + o * per_o] = v.x;
+    }
+    if o + 1u < p.n {
+        partial[base + (o + 1u) * per_o] = v.y;
+    }
+    if o + 2u < p.n {
+        partial[base + (o + 2u) * per_o] = v.z;
+    }
+    if o + 3u < p.n {
+        partial[base + (o + 3u) * per_o] = v.w;
+    }
+}
+
+// x's texel (row, t) and its neighbours as the three taps' four-position vectors
+// (kw = 0, 1, 2), zeros outside the image.
+struct Wgrad3Row {
+    k0: vec4<f32>,
+    k1: vec4<f32>,
+    k2: vec4<f32>,
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn wgrad_3x3_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+                @builtin(subgroup_invocation_id) lane: u32) {
+    let o_blocks = (p.n + 15u) / 16u;
+    let s = wid.x * 8u + li / 8u;
+    let ob = s % o_blocks;
+    let cb = s / o_blocks;
+    if cb * 8u >= p.m { return; }
+    let split = wid.z;
+    let o0 = ob * 16u;
+    let ch = cb * 8u + lane;
+    let cc = min(ch, p.m - 1u);
+    let w4 = (p.conv.in_w + 3u) / 4u;
+    let h_count = p.conv.in_h;
+    let hw4 = h_count * w4;
+    let og0 = min(o0 + 2u * lane, p.n - 1u);
+    let og1 = min(o0 + 2u * lane + 1u, p.n - 1u);
+    let last_a = i32(p.conv.total) - 1;
+    var acc00_0 = vec4<f32>(0.0); var acc00_1 = vec4<f32>(0.0); var acc00_2 = vec4<f32>(0.0); var acc00_3 = vec4<f32>(0.0); var acc01_0 = vec4<f32>(0.0); var acc01_1 = vec4<f32>(0.0); var acc01_2 = vec4<f32>(0.0); var acc01_3 = vec4<f32>(0.0); var acc02_0 = vec4<f32>(0.0); var acc02_1 = vec4<f32>(0.0); var acc02_2 = vec4<f32>(0.0); var acc02_3 = vec4<f32>(0.0);
+    var acc10_0 = vec4<f32>(0.0); var acc10_1 = vec4<f32>(0.0); var acc10_2 = vec4<f32>(0.0); var acc10_3 = vec4<f32>(0.0); var acc11_0 = vec4<f32>(0.0); var acc11_1 = vec4<f32>(0.0); var acc11_2 = vec4<f32>(0.0); var acc11_3 = vec4<f32>(0.0); var acc12_0 = vec4<f32>(0.0); var acc12_1 = vec4<f32>(0.0); var acc12_2 = vec4<f32>(0.0); var acc12_3 = vec4<f32>(0.0);
+    var acc20_0 = vec4<f32>(0.0); var acc20_1 = vec4<f32>(0.0); var acc20_2 = vec4<f32>(0.0); var acc20_3 = vec4<f32>(0.0); var acc21_0 = vec4<f32>(0.0); var acc21_1 = vec4<f32>(0.0); var acc21_2 = vec4<f32>(0.0); var acc21_3 = vec4<f32>(0.0); var acc22_0 = vec4<f32>(0.0); var acc22_1 = vec4<f32>(0.0); var acc22_2 = vec4<f32>(0.0); var acc22_3 = vec4<f32>(0.0);
+    let k_lo = split * p.k_split;
+    let k_hi = min(k_lo + p.k_split, p.k4);
+    // The first texel's position (n, h, t), then stepped along K.
+    var t = k_lo % w4;
+    var h = (k_lo / w4) % h_count;
+    var n = k_lo / hw4;
+    for (var k = k_lo; k < k_hi; k++) {
+        // grad_y: channels og0, og1 of this lane, then all 16 by broadcast.
+        let gb = i32((n * p.n) * hw4 + h * w4 + t);
+        let gl0 = textureLoad(tb_r, flat_xy(u32(gb + i32(og0 * hw4))));
+        let gl1 = textureLoad(tb_r, flat_xy(u32(gb + i32(og1 * hw4))));
+        let g0 = subgroupBroadcast(gl0, 0u);
+        let g1 = subgroupBroadcast(gl1, 0u);
+        let g2 = subgroupBroadcast(gl0, 1u);
+        let g3 = subgroupBroadcast(gl1, 1u);
+        let g4 = subgroupBroadcast(gl0, 2u);
+        let g5 = subgroupBroadcast(gl1, 2u);
+        let g6 = subgroupBroadcast(gl0, 3u);
+        let g7 = subgroupBroadcast(gl1, 3u);
+        let g8 = subgroupBroadcast(gl0, 4u);
+        let g9 = subgroupBroadcast(gl1, 4u);
+        let g10 = subgroupBroadcast(gl0, 5u);
+        let g11 = subgroupBroadcast(gl1, 5u);
+        let g12 = subgroupBroadcast(gl0, 6u);
+        let g13 = subgroupBroadcast(gl1, 6u);
+        let g14 = subgroupBroadcast(gl0, 7u);
+        let g15 = subgroupBroadcast(gl1, 7u);
+        // x: rows h - 1, h, h + 1 of channel c.
+        let xb = i32(((n * p.m + cc) * h_count + h) * w4 + t);
+        let left = t > 0u;
+        let right = t + 1u < w4;
+        let r0_on = h > 0u;
+        let q0 = clamp(xb - i32(w4), 0, last_a);
+        let m0 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(q0))), r0_on);
+        let l0 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(max(q0 - 1, 0)))), r0_on && left);
+        let rr0 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(min(q0 + 1, last_a)))), r0_on && right);
+        let a00 = vec4<f32>(l0.w, m0.xyz);
+        let a01 = m0;
+        let a02 = vec4<f32>(m0.yzw, rr0.x);
+        acc00_0 += wgrad3_dots(a00, g0, g1, g2, g3); acc00_1 += wgrad3_dots(a00, g4, g5, g6, g7); acc00_2 += wgrad3_dots(a00, g8, g9, g10, g11); acc00_3 += wgrad3_dots(a00, g12, g13, g14, g15);
+        acc01_0 += wgrad3_dots(a01, g0, g1, g2, g3); acc01_1 += wgrad3_dots(a01, g4, g5, g6, g7); acc01_2 += wgrad3_dots(a01, g8, g9, g10, g11); acc01_3 += wgrad3_dots(a01, g12, g13, g14, g15);
+        acc02_0 += wgrad3_dots(a02, g0, g1, g2, g3); acc02_1 += wgrad3_dots(a02, g4, g5, g6, g7); acc02_2 += wgrad3_dots(a02, g8, g9, g10, g11); acc02_3 += wgrad3_dots(a02, g12, g13, g14, g15);
+        let r1_on = true;
+        let q1 = clamp(xb , 0, last_a);
+        let m1 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(q1))), r1_on);
+        let l1 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(max(q1 - 1, 0)))), r1_on && left);
+        let rr1 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(min(q1 + 1, last_a)))), r1_on && right);
+        let a10 = vec4<f32>(l1.w, m1.xyz);
+        let a11 = m1;
+        let a12 = vec4<f32>(m1.yzw, rr1.x);
+        acc10_0 += wgrad3_dots(a10, g0, g1, g2, g3); acc10_1 += wgrad3_dots(a10, g4, g5, g6, g7); acc10_2 += wgrad3_dots(a10, g8, g9, g10, g11); acc10_3 += wgrad3_dots(a10, g12, g13, g14, g15);
+        acc11_0 += wgrad3_dots(a11, g0, g1, g2, g3); acc11_1 += wgrad3_dots(a11, g4, g5, g6, g7); acc11_2 += wgrad3_dots(a11, g8, g9, g10, g11); acc11_3 += wgrad3_dots(a11, g12, g13, g14, g15);
+        acc12_0 += wgrad3_dots(a12, g0, g1, g2, g3); acc12_1 += wgrad3_dots(a12, g4, g5, g6, g7); acc12_2 += wgrad3_dots(a12, g8, g9, g10, g11); acc12_3 += wgrad3_dots(a12, g12, g13, g14, g15);
+        let r2_on = h + 1u < h_count;
+        let q2 = clamp(xb + i32(w4), 0, last_a);
+        let m2 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(q2))), r2_on);
+        let l2 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(max(q2 - 1, 0)))), r2_on && left);
+        let rr2 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(min(q2 + 1, last_a)))), r2_on && right);
+        let a20 = vec4<f32>(l2.w, m2.xyz);
+        let a21 = m2;
+        let a22 = vec4<f32>(m2.yzw, rr2.x);
+        acc20_0 += wgrad3_dots(a20, g0, g1, g2, g3); acc20_1 += wgrad3_dots(a20, g4, g5, g6, g7); acc20_2 += wgrad3_dots(a20, g8, g9, g10, g11); acc20_3 += wgrad3_dots(a20, g12, g13, g14, g15);
+        acc21_0 += wgrad3_dots(a21, g0, g1, g2, g3); acc21_1 += wgrad3_dots(a21, g4, g5, g6, g7); acc21_2 += wgrad3_dots(a21, g8, g9, g10, g11); acc21_3 += wgrad3_dots(a21, g12, g13, g14, g15);
+        acc22_0 += wgrad3_dots(a22, g0, g1, g2, g3); acc22_1 += wgrad3_dots(a22, g4, g5, g6, g7); acc22_2 += wgrad3_dots(a22, g8, g9, g10, g11); acc22_3 += wgrad3_dots(a22, g12, g13, g14, g15);
+        t += 1u;
+        if t == w4 {
+            t = 0u;
+            h += 1u;
+            if h == h_count {
+                h = 0u;
+                n += 1u;
+            }
+        }
+    }
+    wgrad3_store(split, ch, o0, 0u, acc00_0, acc00_1, acc00_2, acc00_3);
+    wgrad3_store(split, ch, o0, 1u, acc01_0, acc01_1, acc01_2, acc01_3);
+    wgrad3_store(split, ch, o0, 2u, acc02_0, acc02_1, acc02_2, acc02_3);
+    wgrad3_store(split, ch, o0, 3u, acc10_0, acc10_1, acc10_2, acc10_3);
+    wgrad3_store(split, ch, o0, 4u, acc11_0, acc11_1, acc11_2, acc11_3);
+    wgrad3_store(split, ch, o0, 5u, acc12_0, acc12_1, acc12_2, acc12_3);
+    wgrad3_store(split, ch, o0, 6u, acc20_0, acc20_1, acc20_2, acc20_3);
+    wgrad3_store(split, ch, o0, 7u, acc21_0, acc21_1, acc21_2, acc21_3);
+    wgrad3_store(split, ch, o0, 8u, acc22_0, acc22_1, acc22_2, acc22_3);
+}
+
+// wgrad_3x3_reduce: grad_W (c, (C_out, C_in, 3, 3)) = the sum of wgrad_3x3_sg's p.splits pieces
+// (+ grad_W when p.accumulate: the batch's later chunks), one invocation per weight.
+@compute @workgroup_size(WG)
+fn wgrad_3x3_reduce(invocation: Invocation) {
+    let i = linear_index(invocation);
+    let size = p.m * p.n * 9u;
+    if i >= size { return; }
+    var v = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        v += partial[s * size + i];
+    }
+    if p.accumulate != 0u {
+        v += c[i];
+    }
+    c[i] = v;
+}
+
+// pack_texel_rows: a buffer (bound as `bias`) of rows of W values, from value p.c_offset on,
+// into rows of W4 = ceil(W / 4) texels, zeros past W (flat, at flat_xy): the layout
+// conv_3x3_sg_r16 and wgrad_3x3_sg read. p.conv.in_w = W, p.conv.total texels.
+@compute @workgroup_size(WG)
+fn pack_texel_rows(invocation: Invocation) {
+    let q = linear_index(invocation);
+    if q >= p.conv.total { return; }
+    let w4 = (p.conv.in_w + 3u) / 4u;
+    let t = q % w4;
+    let at = p.c_offset + (q / w4) * p.conv.in_w + 4u * t;
+    let count = p.conv.in_w - 4u * t;
+    var v = vec4<f32>(bias[at], 0.0, 0.0, 0.0);
+    if count > 1u {
+        v.y = bias[at + 1u];
+    }
+    if count > 2u {
+        v.z = bias[at + 2u];
+    }
+    if count > 3u {
+        v.w = bias[at + 3u];
+    }
+    textureStore(c_tex, flat_xy(q), v);
+}
