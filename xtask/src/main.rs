@@ -185,11 +185,33 @@ fn examples() -> Result<()> {
     Ok(())
 }
 
+/// Files a newcomer can read, at most this many lines: the library's Rust (the folder
+/// `crates/gconv/src`), every shader, and the code map.
+const MAX_LINES: [(&str, &str, usize); 3] =
+    [("crates/gconv/src", "rs", 800), ("shaders", "wgsl", 600), ("", "ARCHITECTURE.md", 170)];
+
 /// Every Rust file opens with a `//!` line saying what it is for; every shader with a `//`
-/// line naming itself.
+/// line naming itself. No file is longer than [`MAX_LINES`] allows.
 fn tidy() -> Result<()> {
     eprintln!("\n==> tidy");
     let mut bad = Vec::new();
+    let mut long = Vec::new();
+    let mut check_length = |path: &Path, text: &str| {
+        let relative = path.strip_prefix(root()).unwrap_or(path);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let rule = MAX_LINES
+            .iter()
+            .find(|(dir, kind, _)| relative.starts_with(dir) && (*kind == ext || *kind == name));
+        let lines = text.lines().count();
+        if let Some((_, _, max)) = rule
+            && lines > *max
+        {
+            long.push(format!("{} ({lines} lines, at most {max})", relative.display()));
+        }
+    };
+    let architecture = root().join("ARCHITECTURE.md");
+    check_length(&architecture, &std::fs::read_to_string(&architecture).unwrap_or_default());
     for dir in ["crates", "tests", "xtask", "shaders"] {
         visit(&root().join(dir), &mut |path| {
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -205,10 +227,14 @@ fn tidy() -> Result<()> {
             if !ok {
                 bad.push(path.display().to_string());
             }
+            check_length(path, &text);
         })?;
     }
     if !bad.is_empty() {
         bail!("files without a leading comment saying what they are for:\n  {}", bad.join("\n  "));
+    }
+    if !long.is_empty() {
+        bail!("files too long to read at once (split them by concern):\n  {}", long.join("\n  "));
     }
     Ok(())
 }
