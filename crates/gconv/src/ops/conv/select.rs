@@ -165,7 +165,7 @@ pub(crate) fn forward(
 ) -> Result<Forward> {
     let choice = choose_forward(plan, ctx, x_fits, fused)?;
     let pass = if fused { "forward + relu + max_pool 2x2" } else { "forward" };
-    log(plan, ctx, pass, &choice);
+    log(plan, ctx, (pass, ""), &choice);
     Ok(choice)
 }
 
@@ -177,7 +177,7 @@ pub(crate) fn data_grad(
     reads: Reads,
 ) -> Result<DataGrad> {
     let choice = choose_data_grad(plan, ctx, source, reads)?;
-    log(plan, ctx, pass_name("data gradient", source), &choice);
+    log(plan, ctx, ("data gradient", source.name()), &choice);
     Ok(choice)
 }
 
@@ -189,7 +189,7 @@ pub(crate) fn weight_grad(
     reads: Reads,
 ) -> Result<WeightGrad> {
     let choice = choose_weight_grad(plan, ctx, source, reads)?;
-    log(plan, ctx, pass_name("weight gradient", source), &choice);
+    log(plan, ctx, ("weight gradient", source.name()), &choice);
     Ok(choice)
 }
 
@@ -220,19 +220,23 @@ pub(crate) fn uses_col_scratch(plan: &ConvPlan, ctx: &Context) -> bool {
     family(plan, ctx, true) == Family::Im2col
 }
 
-fn pass_name(pass: &'static str, source: Source) -> &'static str {
-    match (source, pass) {
-        (Source::Plain, _) => pass,
-        (Source::Pooled { .. }, "data gradient") => "data gradient (from the pooled gradient)",
-        (Source::Pooled { .. }, _) => "weight gradient (from the pooled gradient)",
+impl Source {
+    /// How the log names the source.
+    fn name(self) -> &'static str {
+        match self {
+            Source::Plain => "",
+            Source::Pooled { .. } => " from the pooled gradient",
+        }
     }
 }
 
-fn log(plan: &ConvPlan, ctx: &Context, pass: &str, choice: &dyn Debug) {
+/// `GCONV_LOG=debug`: the pass, its shapes, and the choice.
+fn log(plan: &ConvPlan, ctx: &Context, (pass, source): (&str, &str), choice: &dyn Debug) {
     if ctx.log_debug() {
         let g = &plan.g;
         eprintln!(
-            "gconv: {} {pass}: x (N {}, C {}, {:?}) -> (C {}, {:?}), groups {}: {choice:?}",
+            "gconv: {} {pass}{source}: x (N {}, C {}, {:?}) -> (C {}, {:?}), groups {}: \
+             {choice:?}",
             plan.op, g.x.n, g.x.c, g.x.size, g.c_out, g.out, g.groups
         );
     }
