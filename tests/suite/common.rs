@@ -71,6 +71,17 @@ pub fn portable_ctx() -> &'static Context {
     })
 }
 
+/// Every context, by name: the default kernels and each slower twin they are tested beside.
+pub fn every_context() -> [(&'static str, &'static Context); 5] {
+    [
+        ("default", ctx()),
+        ("portable", portable_ctx()),
+        ("workgroup", workgroup_ctx()),
+        ("im2col", im2col_ctx()),
+        ("direct", direct_ctx()),
+    ]
+}
+
 /// A deterministic generator for one family's configurations.
 pub fn rng(seed: u64) -> SmallRng {
     SmallRng::seed_from_u64(seed)

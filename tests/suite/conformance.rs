@@ -11,8 +11,8 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 
 use super::common::{
-    check, check_within, ctx, direct_ctx, for_each_config, im2col_ctx, portable_ctx, random,
-    random_on, rng, workgroup_ctx,
+    check, check_within, ctx, direct_ctx, every_context, for_each_config, im2col_ctx, portable_ctx,
+    random, random_on, rng, workgroup_ctx,
 };
 use gconv_tests::compare::{first_mismatch, widen};
 
@@ -799,18 +799,12 @@ fn random_batch_norm_forward_and_backward_match_reference() {
 /// lavapipe ends a kernel's loops once their iterations add up to 65535 (Mesa's
 /// `LP_MAX_TGSI_LOOP_ITERATIONS`), silently, so sums longer than that are split into pieces.
 /// Weight gradients over 16 x 64 x 64 = 65536 positions or more on every convolution path (3x3
-/// tiles, tiled GEMM on both layouts, im2col with the storage-buffer GEMM, direct, depthwise),
-/// and a GEMM with
-/// K = 70000 on every GEMM kernel; each used to drop the tail of its sum.
+/// tiles, tiled GEMM on both layouts with and without subgroups, im2col with the storage-buffer
+/// GEMM, direct, depthwise), and a GEMM with K = 70000 on every GEMM kernel; each used to drop
+/// the tail of its sum.
 #[test]
 fn sums_longer_than_lavapipes_loop_limit_match_reference() {
-    let contexts = [
-        ("default", ctx()),
-        ("workgroup", workgroup_ctx()),
-        ("im2col", im2col_ctx()),
-        ("direct", direct_ctx()),
-    ];
-    for (name, c) in contexts {
+    for (name, c) in every_context() {
         let mut r = rng(65536);
         // 3 input channels: the 3x3 tiles; 6: the tiled GEMM; 2x2 in two groups: direct;
         // 2x2 depthwise over 64 x 256 x 256: the depthwise kernel, whose 64 lanes share the rows.

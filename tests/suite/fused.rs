@@ -7,7 +7,7 @@ use gconv::ops::ConvOptions;
 use gconv_ref::{Array, ConvAttrs};
 use gconv_tests::compare::relative_error;
 
-use super::common::{ctx, direct_ctx, im2col_ctx, max_pool_2x2, portable_ctx, workgroup_ctx};
+use super::common::{ctx, every_context, im2col_ctx, max_pool_2x2, portable_ctx, workgroup_ctx};
 
 /// Two fused blocks (the first with no data gradient, as a network's first layer; the second
 /// with one, which reaches the first block's weights) and a classifier.
@@ -127,23 +127,18 @@ fn fused_conv_relu_pool_passes_match_reference_on_every_context() {
     let batch = 3;
     let labels = [1, 4, 0];
     let l64: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
-    let contexts = [
-        ("default", ctx(), true),
-        ("portable", portable_ctx(), true),
-        ("workgroup", workgroup_ctx(), true),
-        ("im2col", im2col_ctx(), false),
-        ("direct", direct_ctx(), false),
-    ];
+    // The storage-buffer and direct contexts fuse nothing.
+    let fusing = |name: &str| !matches!(name, "im2col" | "direct");
     for blocks in &sets {
         let x = inputs(batch * blocks.input.iter().product::<usize>());
         let mut shape = vec![batch];
         shape.extend(blocks.input);
         let xa = Array::from_f32(&shape, &x);
-        for (name, c, fuses) in contexts {
+        for (name, c) in every_context() {
             let mut model = Model::from_graph(c, "fused", blocks.graph(), 11).expect("model");
             let nodes = model.planned_nodes(batch, true).expect("plan");
             let fused = nodes[..2] == ["conv1+relu1+pool1", "conv2+relu2+pool2"];
-            assert_eq!(fused, fuses, "{name}: planned nodes {nodes:?}");
+            assert_eq!(fused, fusing(name), "{name}: planned nodes {nodes:?}");
             let params = model.state_dict().expect("parameters");
             let (logits, grads) = blocks.reference(&params, &xa, &l64);
             let got = model.predict(&x, batch).expect("predict").to_vec().expect("read");
@@ -187,7 +182,7 @@ fn fused_conv_relu_pool_matches_the_separate_layers() {
         };
         // Both GEMM layouts, and the register layout with and without subgroups: the
         // epilogue pools in each.
-        for c in [ctx(), super::common::portable_ctx(), super::common::workgroup_ctx()] {
+        for c in [ctx(), portable_ctx(), workgroup_ctx()] {
             fused_model_matches(c, &graph, 5);
         }
     }
