@@ -1,4 +1,4 @@
-// elementwise.wgsl: per-element maps over a tensor, forward and backward.
+// elementwise.wgsl: per-element maps over tensors of one shape, forward and backward.
 
 struct ElementwiseParams {
     total: u32,
@@ -34,4 +34,32 @@ fn add_inplace(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
     y[idx] += x[idx];
+}
+
+// min(max(x, 0), 6) (ReLU6, PyTorch's hardtanh(0, 6)); NaN stays NaN.
+@compute @workgroup_size(WG)
+fn relu6_forward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let v = x[idx];
+    y[idx] = select(select(v, 6.0, v > 6.0), 0.0, v < 0.0);
+}
+
+// grad_x = grad_y where 0 < x < 6, else 0 (PyTorch's hardtanh_backward; written into `y`).
+@compute @workgroup_size(WG)
+fn relu6_backward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let v = x[idx];
+    y[idx] = select(0.0, grad_y[idx], v > 0.0 && v < 6.0);
+}
+
+@group(0) @binding(4) var<storage, read> x2: array<f32>;
+
+// y = x + x2: a residual connection's sum.
+@compute @workgroup_size(WG)
+fn add(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    y[idx] = x[idx] + x2[idx];
 }

@@ -152,3 +152,52 @@ pub fn max_pool_2x2() -> gconv_ref::PoolAttrs {
         divisor_override: None,
     }
 }
+
+/// Slow checks run only with GCONV_SLOW=1 (minutes on lavapipe): the test says so instead of
+/// passing silently.
+pub fn slow_enabled(test: &str) -> bool {
+    let on = std::env::var_os("GCONV_SLOW").is_some();
+    if !on {
+        eprintln!("{test}: not run; set GCONV_SLOW=1 to run it (minutes on a CPU adapter)");
+    }
+    on
+}
+
+/// A parameter as the finite-difference checks use it: name, shape, values.
+pub type Parameter = (String, Vec<usize>, Vec<f64>);
+
+/// The model's trainable tensors (its state dict without batch norm's running statistics).
+pub fn trainable_parameters(model: &gconv::nn::Model) -> Vec<Parameter> {
+    model
+        .state_dict()
+        .expect("download")
+        .into_iter()
+        .filter(|(n, _, _)| !n.contains("running") && !n.contains("num_batches"))
+        .map(|(n, s, v)| (n, s, v.into_iter().map(f64::from).collect()))
+        .collect()
+}
+
+/// Asserts that each GPU gradient matches central differences (step 1e-6) of `loss`, the
+/// reference's loss at the given parameters, within a relative error of 1e-3.
+pub fn assert_gradients_match_finite_differences(
+    grads: &[(String, Vec<usize>, Vec<f32>)],
+    params: &[Parameter],
+    loss: impl Fn(&[Parameter]) -> f64,
+) {
+    let h = 1e-6;
+    for (name, _, gpu) in grads {
+        let index = params.iter().position(|(n, _, _)| n == name).expect("parameter");
+        let numeric: Vec<f64> = (0..gpu.len())
+            .map(|i| {
+                let mut plus = params.to_vec();
+                plus[index].2[i] += h;
+                let mut minus = params.to_vec();
+                minus[index].2[i] -= h;
+                (loss(&plus) - loss(&minus)) / (2.0 * h)
+            })
+            .collect();
+        let gpu64: Vec<f64> = gpu.iter().map(|&v| f64::from(v)).collect();
+        let err = gconv_tests::compare::relative_error(&gpu64, &numeric);
+        assert!(err < 1e-3, "{name}: GPU gradient differs from finite differences by {err:.3e}");
+    }
+}

@@ -76,6 +76,45 @@ fn a_session_on_the_hosts_buffer_matches_predict_and_leaves_submission_to_the_ho
 }
 
 #[test]
+fn a_session_runs_a_branching_model_and_shows_its_join_nodes() {
+    let (device, queue) = host_device(wgpu::Limits::default());
+    let ctx = Context::from_wgpu(device.clone(), queue.clone()).expect("context");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints");
+    let spec = std::fs::read_to_string(dir.join("branches.spec")).expect("model file");
+    let state = gconv::nn::checkpoint::load(&dir.join("branches.safetensors")).expect("weights");
+    let model = || {
+        let graph = gconv::nn::parse_layers(&spec, &[1, 28, 28]).expect("spec");
+        let mut m = Model::from_graph(&ctx, "branches", graph, 0).expect("model");
+        m.load_state_dict(&state).expect("load");
+        m
+    };
+    let x = inputs(2 * 28 * 28);
+    let want = model().predict(&x, 2).expect("predict").to_vec().expect("read");
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let buffer = host_buffer(&device, &x, usage);
+    let mut session = Session::with_feature_maps(model(), 2).expect("session");
+    let mut encoder = device.create_command_encoder(&Default::default());
+    session.record(&mut encoder, SessionInput::Buffer { buffer: &buffer, offset: 0 }).expect("rec");
+    queue.submit([encoder.finish()]);
+    let got = session.logits().expect("logits").to_vec().expect("read");
+    let close = got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs()));
+    assert!(close, "session {got:?} vs predict {want:?}");
+    // The residual sum and the concatenation are values like any other.
+    let sum = session.feature_map("3.add").expect("residual sum");
+    assert_eq!(sum.shape(), [2, 16, 28, 28]);
+    let cat = session.feature_map("6.cat").expect("concatenation");
+    assert_eq!(cat.shape(), [2, 40, 14, 14]);
+    // Its last 16 channels are the block's input (the empty branch): the max-pool's output.
+    let (cat, pool) = (cat.to_vec().expect("read"), session.feature_map("5").expect("pool"));
+    let pool = pool.to_vec().expect("read");
+    let plane = 14 * 14;
+    for n in 0..2 {
+        let from_cat = &cat[(n * 40 + 24) * plane..(n * 40 + 40) * plane];
+        assert_eq!(from_cat, &pool[n * 16 * plane..(n + 1) * 16 * plane], "sample {n}");
+    }
+}
+
+#[test]
 fn session_inputs_that_do_not_fit_are_errors() {
     let (device, queue) = host_device(wgpu::Limits::default());
     let ctx = Context::from_wgpu(device.clone(), queue).expect("context");

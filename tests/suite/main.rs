@@ -2,6 +2,7 @@
 //! conformance of every GPU kernel against gconv-ref, and error cases. Runs on whatever adapter
 //! `gconv::Context::new()` picks (lavapipe in CI); with no adapter every GPU test fails loudly.
 
+mod branches;
 mod common;
 mod conformance;
 mod embedding;
@@ -10,4 +11,5 @@ mod fused;
 mod goldens;
 mod shaders;
 mod tools;
+mod torchvision;
 mod training;

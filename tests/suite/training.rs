@@ -12,7 +12,10 @@ use gconv_ref::Array;
 use gconv_tests::compare::relative_error;
 use gconv_tests::golden::{Data, read_tensors};
 
-use super::common::{ctx, max_pool_2x2};
+use super::common::{
+    Parameter, assert_gradients_match_finite_differences, ctx, max_pool_2x2, slow_enabled,
+    trainable_parameters,
+};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -79,7 +82,7 @@ fn small_graph() -> Graph {
 }
 
 /// The same graph's mean cross-entropy on the CPU, in f64, from gconv-ref's operators.
-fn reference_loss(params: &[(String, Vec<usize>, Vec<f64>)], x: &Array, labels: &[i64]) -> f64 {
+fn reference_loss(params: &[Parameter], x: &Array, labels: &[i64]) -> f64 {
     let p = |name: &str| {
         let (_, s, v) = params.iter().find(|(n, _, _)| n == name).expect("parameter");
         Array::new(s, v.clone())
@@ -112,36 +115,15 @@ fn executor_gradients_of_a_whole_model_match_finite_differences() {
     let labels = [1, 4, 0];
     model.compute_gradients(&x, &labels).expect("gradients");
     let grads = model.gradients().expect("download");
-    let params: Vec<(String, Vec<usize>, Vec<f64>)> = model
-        .state_dict()
-        .expect("download")
-        .into_iter()
-        .filter(|(n, _, _)| !n.contains("running") && !n.contains("num_batches"))
-        .map(|(n, s, v)| (n, s, v.into_iter().map(f64::from).collect()))
-        .collect();
+    let params = trainable_parameters(&model);
     let xa = Array::from_f32(&[batch, 2, 7, 6], &x);
     let l64: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
-    let h = 1e-6;
     assert_eq!(grads.len(), 8, "conv, bn, fc1 and fc2 (shared) weights and biases");
     let state = model.state_dict().expect("state");
     let running = state.iter().find(|(n, _, _)| n == "bn.running_mean").expect("running mean");
     assert!(running.2.iter().any(|&v| v != 0.0), "the training step updated bn.running_mean");
     assert!(state.iter().any(|(n, s, _)| n == "bn.num_batches_tracked" && s.is_empty()));
-    for (name, _, gpu) in &grads {
-        let index = params.iter().position(|(n, _, _)| n == name).expect("parameter");
-        let numeric: Vec<f64> = (0..gpu.len())
-            .map(|i| {
-                let mut plus = params.clone();
-                plus[index].2[i] += h;
-                let mut minus = params.clone();
-                minus[index].2[i] -= h;
-                (reference_loss(&plus, &xa, &l64) - reference_loss(&minus, &xa, &l64)) / (2.0 * h)
-            })
-            .collect();
-        let gpu64: Vec<f64> = gpu.iter().map(|&v| f64::from(v)).collect();
-        let err = relative_error(&gpu64, &numeric);
-        assert!(err < 1e-3, "{name}: GPU gradient differs from finite differences by {err:.3e}");
-    }
+    assert_gradients_match_finite_differences(&grads, &params, |p| reference_loss(p, &xa, &l64));
 }
 
 fn bundled() -> Splits {
@@ -315,16 +297,6 @@ fn tensors_larger_than_a_binding_are_processed_in_chunks() {
     );
 }
 
-/// Slow checks run only with GCONV_SLOW=1 (minutes on lavapipe): the test says so instead of
-/// passing silently.
-fn slow_enabled(test: &str) -> bool {
-    let on = std::env::var_os("GCONV_SLOW").is_some();
-    if !on {
-        eprintln!("{test}: not run; set GCONV_SLOW=1 to run it (minutes on a CPU adapter)");
-    }
-    on
-}
-
 #[test]
 fn vgg16_trains_at_224_and_fits_a_fixed_batch() {
     if !slow_enabled("vgg16_trains_at_224_and_fits_a_fixed_batch") {
@@ -367,20 +339,23 @@ fn vgg16_trains_at_224_and_fits_a_fixed_batch() {
 #[test]
 fn training_steps_after_the_first_allocate_nothing_and_submit_once() {
     // Both GEMM layouts: the workgroup one's implicit GEMMs gather from texture copies that
-    // the plan must make once.
+    // the plan must make once. A chain and a graph with residual, concatenation and shared
+    // layers.
     for layout in [gconv::GemmLayout::Registers, gconv::GemmLayout::Workgroup] {
-        steps_allocate_nothing(layout);
+        steps_allocate_nothing(layout, small_graph());
+        steps_allocate_nothing(layout, super::branches::branching_graph());
     }
 }
 
-fn steps_allocate_nothing(layout: gconv::GemmLayout) {
+fn steps_allocate_nothing(layout: gconv::GemmLayout, graph: Graph) {
     // Its own context: the shared one is busy with other tests' work, and the counters are
     // per context.
     let own = gconv::Context::new().expect("context");
     own.set_gemm_layout(layout);
-    let mut model = Model::from_graph(&own, "steps", small_graph(), 3).expect("model");
+    let sample: usize = graph.input_shape.iter().product();
+    let mut model = Model::from_graph(&own, "steps", graph, 3).expect("model");
     let batch: usize = 8;
-    let x: Vec<f32> = (0..batch * 84).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
+    let x: Vec<f32> = (0..batch * sample).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
     let labels: Vec<i32> = (0..batch as i32).map(|i| i % 3).collect();
     model.train_step(&x, &labels).expect("first step");
     own.synchronize().expect("sync");

@@ -286,6 +286,11 @@ fn activation_gradients_match_finite_differences() {
     }
     let gy = random(&mut r, &x.shape);
     assert_close("relu grad_x", &relu_backward(&x, &gy).data, &numeric(&x, |v| dot(&relu(v), &gy)));
+    // relu6 on both sides of 0 and 6, away from the kinks.
+    let mut x6 = x.clone();
+    x6.data.iter_mut().for_each(|v| *v = if v.abs() > 0.5 { *v * 8.0 } else { *v * 4.0 + 3.0 });
+    let (got, want) = (relu6_backward(&x6, &gy), numeric(&x6, |v| dot(&relu6(v), &gy)));
+    assert_close("relu6 grad_x", &got.data, &want);
     for dim in 0..3 {
         let y = softmax(&x, dim);
         assert_close(
@@ -300,6 +305,23 @@ fn activation_gradients_match_finite_differences() {
             &numeric(&x, |v| dot(&log_softmax(v, dim), &gy)),
         );
     }
+}
+
+#[test]
+fn cat_s_gradient_is_narrow_and_add_s_is_the_identity() {
+    let mut r = SmallRng::seed_from_u64(8);
+    let (a, b) = (random(&mut r, &[2, 3, 4]), random(&mut r, &[2, 5, 4]));
+    let gy = random(&mut r, &[2, 8, 4]);
+    let ga = numeric(&a, |v| dot(&cat(&[v, &b], 1), &gy));
+    let gb = numeric(&b, |v| dot(&cat(&[&a, v], 1), &gy));
+    assert_close("cat grad a", &narrow(&gy, 1, 0, 3).data, &ga);
+    assert_close("cat grad b", &narrow(&gy, 1, 3, 5).data, &gb);
+    let c = random(&mut r, &a.shape);
+    // Along the last dimension too: narrowing a concatenation gives its parts back.
+    assert_eq!(narrow(&cat(&[&a, &c], 2), 2, 4, 4), c);
+    assert_eq!(narrow(&cat(&[&a, &c], 0), 0, 0, 2), a);
+    let gy = random(&mut r, &c.shape);
+    assert_close("add grad", &gy.data, &numeric(&a, |v| dot(&add(v, &c), &gy)));
 }
 
 #[test]

@@ -971,8 +971,10 @@ pub fn batch_norm_backward(
     (gx, gw, gb)
 }
 
+mod combine;
 mod fused;
 #[cfg(test)]
 mod gradient_checks;
 
+pub use combine::{add, cat, narrow, relu6, relu6_backward};
 pub use fused::{conv_relu_max_pool_backward, conv_relu_max_pool_forward};

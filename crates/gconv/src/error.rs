@@ -69,7 +69,7 @@ pub enum Error {
         actual: crate::DType,
     },
     /// A state dict (checkpoint) does not match the model.
-    #[error("the checkpoint does not match model {model}: {}", problems.join("; "))]
+    #[error("the checkpoint does not match model {model}: {}", summarize(problems))]
     StateMismatch {
         /// The model's name.
         model: String,
@@ -109,4 +109,24 @@ impl Error {
     pub(crate) fn invalid(op: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidArgument { op, message: message.into() }
     }
+}
+
+/// The first few problems of each kind (missing, unexpected, misshapen) and how many more
+/// there are: a checkpoint of another architecture differs in hundreds of tensors.
+fn summarize(problems: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let kind = |p: &String| match p {
+        p if p.starts_with("missing ") => 0,
+        p if p.starts_with("unexpected ") => 1,
+        _ => 2,
+    };
+    let mut shown = Vec::new();
+    for k in 0..3 {
+        shown.extend(problems.iter().filter(|p| kind(p) == k).take(SHOWN).cloned());
+    }
+    let mut text = shown.join("; ");
+    if problems.len() > shown.len() {
+        text.push_str(&format!("; and {} more", problems.len() - shown.len()));
+    }
+    text
 }

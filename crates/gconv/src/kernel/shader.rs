@@ -31,7 +31,7 @@ pub enum Shader {
     Pool,
     /// `pool/unpool_2x2.wgsl`: a fused 2x2 max-pool's gradient into textures.
     Unpool2x2,
-    /// `elementwise.wgsl`: relu and other per-element maps.
+    /// `elementwise.wgsl`: relu, relu6, add and other per-element maps.
     Elementwise,
     /// `softmax.wgsl`: softmax, log_softmax.
     Softmax,
@@ -41,6 +41,8 @@ pub enum Shader {
     BatchNorm,
     /// `reduce.wgsl`: per-channel and per-batch sums for gradients.
     Reduce,
+    /// `slice.wgsl`: concatenation and slicing along a dimension.
+    Slice,
     /// `dropout.wgsl`: dropout with a seeded GPU mask.
     Dropout,
     /// `optim.wgsl`: Adam and SGD updates.
@@ -122,6 +124,7 @@ shaders! {
     Loss => "loss.wgsl", [];
     BatchNorm => "batch_norm.wgsl", [];
     Reduce => "reduce.wgsl", [];
+    Slice => "slice.wgsl", [];
     Dropout => "dropout.wgsl", [];
     Optim => "optim.wgsl", [];
     Texture => "texture.wgsl", [];

@@ -47,6 +47,13 @@ pub enum Layer {
     },
     /// `ReLU`.
     Relu,
+    /// `ReLU6`: min(max(x, 0), 6) (MobileNetV2).
+    Relu6,
+    /// Element-wise sum of its inputs, which have equal shapes (a residual connection).
+    Add,
+    /// Its inputs concatenated along the channels (dimension 1), as `torch.cat(xs, 1)`: equal
+    /// batch and spatial sizes.
+    Concat,
     /// `MaxPool1d/2d/3d`.
     MaxPool {
         /// 1, 2 or 3.
@@ -96,6 +103,12 @@ pub enum Init {
     Uniform,
     /// Every element this value (batch norm: weight 1, bias 0, running variance 1).
     Constant(f32),
+    /// N(0, 2 / fan_out), fan_out = out_channels x kernel taps: torchvision's
+    /// `kaiming_normal_(mode="fan_out", nonlinearity="relu")` for ResNet's and MobileNetV2's
+    /// convolutions.
+    KaimingNormalFanOut,
+    /// N(0, std^2) (MobileNetV2's classifier: 0.01).
+    Normal(f32),
 }
 
 /// A parameter a layer owns: its name suffix (`weight`, `bias`), shape, and the fan-in that
@@ -131,9 +144,26 @@ impl Layer {
         }
     }
 
+    /// The same layer with or without its bias (convolutions and linear layers; `bias=False`
+    /// in PyTorch, as before a batch norm).
+    pub fn with_bias(mut self, with: bool) -> Layer {
+        if let Layer::Conv { bias, .. }
+        | Layer::ConvTranspose { bias, .. }
+        | Layer::Linear { bias, .. } = &mut self
+        {
+            *bias = with;
+        }
+        self
+    }
+
     /// `Linear(in, out)` with a bias.
     pub fn linear(in_features: usize, out_features: usize) -> Layer {
         Layer::Linear { in_features, out_features, bias: true }
+    }
+
+    /// `BatchNorm2d(num_features)` with PyTorch's eps (1e-5) and momentum (0.1).
+    pub fn batch_norm2d(num_features: usize) -> Layer {
+        Layer::BatchNorm { dims: 2, num_features, eps: 1e-5, momentum: 0.1 }
     }
 
     /// `MaxPool2d(kernel_size)` (stride = kernel_size).
@@ -148,6 +178,9 @@ impl Layer {
             Layer::ConvTranspose { dims, .. } => format!("ConvTranspose{dims}d"),
             Layer::Linear { .. } => "Linear".into(),
             Layer::Relu => "ReLU".into(),
+            Layer::Relu6 => "ReLU6".into(),
+            Layer::Add => "Add".into(),
+            Layer::Concat => "Concat".into(),
             Layer::MaxPool { dims, .. } => format!("MaxPool{dims}d"),
             Layer::AvgPool { dims, .. } => format!("AvgPool{dims}d"),
             Layer::AdaptiveAvgPool { dims, .. } => format!("AdaptiveAvgPool{dims}d"),
@@ -260,11 +293,62 @@ impl Layer {
     }
 
     /// The output shape for an input shape (batch dimension first), from the operators' own
-    /// shape inference.
+    /// shape inference, for layers that take one input.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when the input does not fit the layer.
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.infer_shape(&[input])
+    }
+
+    /// The output shape for the shapes of its inputs (batch dimension first): one input,
+    /// except for `Add` (equal shapes) and `Concat` (equal but for the channels).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the shapes when the inputs do not fit the layer.
+    pub fn infer_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        match (self, inputs) {
+            (Layer::Add, [first, rest @ ..]) => {
+                if let Some(other) = rest.iter().find(|s| *s != first) {
+                    return Err(Error::invalid(
+                        "add",
+                        format!("inputs of different shapes: {first:?} and {other:?}"),
+                    ));
+                }
+                Ok(first.to_vec())
+            }
+            (Layer::Concat, [first, ..]) => {
+                let same = |s: &&[usize]| {
+                    s.len() == first.len()
+                        && s.len() >= 2
+                        && s[0] == first[0]
+                        && s[2..] == first[2..]
+                };
+                if let Some(other) = inputs.iter().find(|s| !same(s)) {
+                    return Err(Error::invalid(
+                        "concat",
+                        format!(
+                            "inputs must agree in all but the channels (dimension 1): {first:?} \
+                             and {other:?}"
+                        ),
+                    ));
+                }
+                let mut out = first.to_vec();
+                out[1] = inputs.iter().map(|s| s[1]).sum();
+                Ok(out)
+            }
+            (Layer::Add | Layer::Concat, []) => {
+                Err(Error::invalid("graph", format!("{} needs inputs", self.type_name())))
+            }
+            (layer, [input]) => layer.single_output_shape(input),
+            (layer, _) => Err(Error::invalid(
+                "graph",
+                format!("{} takes one input, got {}", layer.type_name(), inputs.len()),
+            )),
+        }
+    }
+
+    fn single_output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         match self {
             Layer::Conv { options, .. } => {
                 let w = &self.params()[0].shape;
@@ -287,7 +371,8 @@ impl Layer {
                 }
                 Ok(out)
             }
-            Layer::Relu | Layer::Dropout { .. } => Ok(input.to_vec()),
+            Layer::Relu | Layer::Relu6 | Layer::Dropout { .. } => Ok(input.to_vec()),
+            Layer::Add | Layer::Concat => Ok(input.to_vec()),
             Layer::BatchNorm { num_features, .. } => {
                 if input.len() < 2 || input[1] != *num_features {
                     return Err(Error::invalid(

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 
 use super::checkpoint::StateDict;
 use super::graph::Graph;
-use super::layer::Init;
+use super::layer::{Init, ParamSpec};
 use super::models::{self, ModelConfig};
 use super::optim::Optimizer;
 use super::plan::{ModelState, ParamState, Plan, PlanKind, Shared};
@@ -66,9 +66,10 @@ impl Model {
         Self::from_graph(ctx, name, graph, seed)
     }
 
-    /// A model from any graph, initialised as PyTorch does: every weight and bias uniform in
-    /// ±1/sqrt(fan_in) (Kaiming-uniform with a = sqrt(5)), drawn in parameter order from a
-    /// generator seeded with `seed`.
+    /// A model from any graph, initialised as PyTorch does (each parameter's [`Init`]):
+    /// weights and biases uniform in ±1/sqrt(fan_in) (Kaiming-uniform with a = sqrt(5)) unless
+    /// the layer says otherwise, batch norm's weight 1 and bias 0, drawn in parameter order
+    /// from a generator seeded with `seed`.
     ///
     /// # Errors
     /// [`Error::TooLarge`] when a parameter does not fit the device.
@@ -78,10 +79,7 @@ impl Model {
         let optimizer = Optimizer::adam(1e-3);
         let mut params = Vec::new();
         for (id, p) in graph.params.iter().enumerate() {
-            let bound = 1.0 / (p.spec.fan_in.max(1) as f32).sqrt();
-            let values: Vec<f32> = (0..p.spec.shape.iter().product())
-                .map(|_| rng.random_range(-bound..=bound))
-                .collect();
+            let values = initial_values(&p.spec, &mut rng);
             let uses = graph.nodes.iter().filter(|n| n.params.contains(&id)).count();
             params.push(Self::param_state(
                 ctx,
@@ -481,5 +479,30 @@ impl Model {
             }
         }
         Ok(())
+    }
+}
+
+/// A parameter's starting values, as PyTorch's initialisers draw them.
+fn initial_values(spec: &ParamSpec, rng: &mut StdRng) -> Vec<f32> {
+    let n: usize = spec.shape.iter().product();
+    // N(0, 1) by Box-Muller from two uniform draws.
+    let mut normal = || {
+        let (u1, u2): (f32, f32) = (1.0 - rng.random::<f32>(), rng.random::<f32>());
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    };
+    match spec.init {
+        Init::Uniform => {
+            let bound = 1.0 / (spec.fan_in.max(1) as f32).sqrt();
+            (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
+        }
+        Init::Constant(v) => vec![v; n],
+        Init::KaimingNormalFanOut => {
+            // fan_out = weight.shape[0] * taps.
+            let fan_out = spec.shape.first().copied().unwrap_or(1)
+                * spec.shape.get(2..).map_or(1, |k| k.iter().product());
+            let std = (2.0 / fan_out.max(1) as f32).sqrt();
+            (0..n).map(|_| std * normal()).collect()
+        }
+        Init::Normal(std) => (0..n).map(|_| std * normal()).collect(),
     }
 }

@@ -107,7 +107,24 @@ fn window(layer: &Layer, input: &[usize], output: &[usize]) -> Result<Option<Win
     })
 }
 
-/// Summarises `graph` for a batch of `batch` samples.
+/// The field a node sees through all its inputs: per dimension the largest receptive field and
+/// jump over every path; None when any input has lost its spatial structure.
+fn widest<'a>(
+    mut inputs: impl Iterator<Item = &'a Option<(Vec<f64>, Vec<f64>)>>,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    let (mut rf, mut jump) = inputs.next()?.clone()?;
+    for other in inputs {
+        let (orf, ojump) = other.as_ref()?;
+        for d in 0..rf.len().min(orf.len()) {
+            rf[d] = rf[d].max(orf[d]);
+            jump[d] = jump[d].max(ojump[d]);
+        }
+    }
+    Some((rf, jump))
+}
+
+/// Summarises `graph` for a batch of `batch` samples: the receptive field of a node that
+/// joins branches is the largest over all paths.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] when a layer does not fit its input.
@@ -117,15 +134,16 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<Summary> {
     }
     let shapes = graph.shapes(batch)?;
     let spatial = shapes[0].len().saturating_sub(2);
-    // Receptive field and jump per spatial dimension; None once the structure is gone.
-    // (The receptive field does not depend on padding.)
-    let mut field: Option<(Vec<f64>, Vec<f64>)> =
-        (spatial > 0).then(|| (vec![1.0; spatial], vec![1.0; spatial]));
+    // Receptive field and jump per spatial dimension of every value; None once the structure
+    // is gone. (The receptive field does not depend on padding.)
+    type Field = Option<(Vec<f64>, Vec<f64>)>;
+    let mut fields: Vec<Field> =
+        vec![(spatial > 0).then(|| (vec![1.0; spatial], vec![1.0; spatial]))];
     let mut seen = vec![false; graph.params.len()];
     let mut layers = Vec::new();
     let numel = |s: &[usize]| s.iter().product::<usize>() as u64;
     for (i, node) in graph.nodes.iter().enumerate() {
-        let (input, output) = (&shapes[i], &shapes[i + 1]);
+        let (input, output) = (&shapes[node.inputs[0]], &shapes[i + 1]);
         let mut params = 0;
         for &p in &node.params {
             if !seen[p] {
@@ -133,7 +151,7 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<Summary> {
                 params += graph.params[p].spec.shape.iter().product::<usize>();
             }
         }
-        field = match (&node.layer, field) {
+        let field = match (&node.layer, widest(node.inputs.iter().map(|&v| &fields[v]))) {
             (Layer::Flatten | Layer::Linear { .. }, _) | (_, None) => None,
             (layer, Some((mut rf, mut jump))) => {
                 if let Some(win) = window(layer, input, output)? {
@@ -152,6 +170,7 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<Summary> {
                 Some((rf, jump))
             }
         };
+        fields.push(field.clone());
         layers.push(LayerSummary {
             name: node.name.clone(),
             type_name: node.layer.type_name(),
@@ -159,7 +178,7 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<Summary> {
             params,
             macs: node.layer.macs(input, output),
             receptive_field: field.as_ref().map(|f| f.0.clone()),
-            jump: field.as_ref().map(|f| f.1.clone()),
+            jump: field.map(|f| f.1),
         });
     }
     let trainable_params = graph.parameter_count();

@@ -1,21 +1,72 @@
-//! relu (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`), forward and backward.
+//! relu and relu6 (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`), forward and backward.
 
 use super::{check_u32, context_of};
 use crate::kernel::{Dispatch, Shader};
 use crate::{DType, Error, Result, Tensor};
+
+/// The clamping activations: which elementwise entry points compute one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Clamp {
+    /// max(x, 0).
+    Relu,
+    /// min(max(x, 0), 6).
+    Relu6,
+}
+
+impl Clamp {
+    fn op(self, backward: bool) -> &'static str {
+        match (self, backward) {
+            (Clamp::Relu, false) => "relu",
+            (Clamp::Relu, true) => "relu_backward",
+            (Clamp::Relu6, false) => "relu6",
+            (Clamp::Relu6, true) => "relu6_backward",
+        }
+    }
+
+    fn entry(self, backward: bool) -> &'static str {
+        match (self, backward) {
+            (Clamp::Relu, false) => "relu_forward",
+            (Clamp::Relu6, false) => "relu6_forward",
+            _ => self.op(true),
+        }
+    }
+}
+
+fn clamp(kind: Clamp, x: &Tensor) -> Result<Tensor> {
+    let op = kind.op(false);
+    let ctx = context_of(op, &[x])?;
+    let y = Tensor::output(&ctx, x.shape(), DType::F32, op)?;
+    if x.numel() > 0 {
+        ctx.run(op, |rec| record_clamp(&ctx, rec, kind, x, &y))?;
+    }
+    Ok(y)
+}
+
+fn clamp_backward(kind: Clamp, grad_output: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let op = kind.op(true);
+    let ctx = context_of(op, &[grad_output, x])?;
+    same_shape(op, grad_output, x)?;
+    let grad_x = Tensor::output(&ctx, x.shape(), DType::F32, op)?;
+    if x.numel() > 0 {
+        ctx.run(op, |rec| record_clamp_backward(&ctx, rec, kind, x, grad_output, &grad_x))?;
+    }
+    Ok(grad_x)
+}
 
 /// Rectified linear unit, max(x, 0), elementwise (NaN stays NaN).
 ///
 /// # Errors
 /// [`Error::DType`] for an integer tensor; [`Error::Gpu`] if the device fails.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    const OP: &str = "relu";
-    let ctx = context_of(OP, &[x])?;
-    let y = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
-    if x.numel() > 0 {
-        ctx.run(OP, |rec| record_relu(&ctx, rec, x, &y))?;
-    }
-    Ok(y)
+    clamp(Clamp::Relu, x)
+}
+
+/// ReLU6, min(max(x, 0), 6), elementwise (NaN stays NaN), as `torch.nn.functional.relu6`.
+///
+/// # Errors
+/// [`Error::DType`] for an integer tensor; [`Error::Gpu`] if the device fails.
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    clamp(Clamp::Relu6, x)
 }
 
 /// A dimension index as PyTorch takes it: negative counts from the end.
@@ -109,14 +160,16 @@ fn same_shape(op: &'static str, grad: &Tensor, t: &Tensor) -> Result<()> {
 /// # Errors
 /// [`Error::InvalidArgument`] when the shapes differ.
 pub fn relu_backward(grad_output: &Tensor, x: &Tensor) -> Result<Tensor> {
-    const OP: &str = "relu_backward";
-    let ctx = context_of(OP, &[grad_output, x])?;
-    same_shape(OP, grad_output, x)?;
-    let grad_x = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
-    if x.numel() > 0 {
-        ctx.run(OP, |rec| record_relu_backward(&ctx, rec, x, grad_output, &grad_x))?;
-    }
-    Ok(grad_x)
+    clamp_backward(Clamp::Relu, grad_output, x)
+}
+
+/// Gradient of [`relu6`]: grad_output where 0 < x < 6, else 0 (PyTorch's
+/// `hardtanh_backward`).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the shapes differ.
+pub fn relu6_backward(grad_output: &Tensor, x: &Tensor) -> Result<Tensor> {
+    clamp_backward(Clamp::Relu6, grad_output, x)
 }
 
 fn softmax_like_backward(
@@ -150,7 +203,7 @@ pub fn log_softmax_backward(grad_output: &Tensor, y: &Tensor, dim: isize) -> Res
 }
 
 /// Records an elementwise kernel of `elementwise.wgsl` over `total` elements.
-fn record_elementwise(
+pub(crate) fn record_elementwise(
     ctx: &crate::Context,
     rec: &mut crate::kernel::Recorder<'_>,
     entry: &'static str,
@@ -172,31 +225,29 @@ fn record_elementwise(
     )
 }
 
-/// Records y = relu(x).
-pub(crate) fn record_relu(
+/// Records y = relu(x) or relu6(x) (`y` may be `x`).
+pub(crate) fn record_clamp(
     ctx: &crate::Context,
     rec: &mut crate::kernel::Recorder<'_>,
+    kind: Clamp,
     x: &Tensor,
     y: &Tensor,
 ) -> Result<()> {
-    record_elementwise(ctx, rec, "relu_forward", x.numel(), &[(1, x.buffer()), (2, y.buffer())])
+    let buffers = [(1, x.buffer()), (2, y.buffer())];
+    record_elementwise(ctx, rec, kind.entry(false), x.numel(), &buffers)
 }
 
-/// Records grad_x = grad_y where x > 0.
-pub(crate) fn record_relu_backward(
+/// Records grad_x = grad_y where the activation's slope is 1 (x > 0; for relu6, 0 < x < 6).
+pub(crate) fn record_clamp_backward(
     ctx: &crate::Context,
     rec: &mut crate::kernel::Recorder<'_>,
+    kind: Clamp,
     x: &Tensor,
     grad_y: &Tensor,
     grad_x: &Tensor,
 ) -> Result<()> {
-    record_elementwise(
-        ctx,
-        rec,
-        "relu_backward",
-        x.numel(),
-        &[(1, x.buffer()), (2, grad_x.buffer()), (3, grad_y.buffer())],
-    )
+    let buffers = [(1, x.buffer()), (2, grad_x.buffer()), (3, grad_y.buffer())];
+    record_elementwise(ctx, rec, kind.entry(true), x.numel(), &buffers)
 }
 
 /// Records y += x.

@@ -5,6 +5,7 @@
 //! dispatch path.
 
 pub(crate) mod activation;
+pub(crate) mod combine;
 pub(crate) mod conv;
 pub(crate) mod gemm;
 pub(crate) mod loss;
@@ -15,8 +16,10 @@ pub(crate) mod texture;
 pub(crate) mod uniforms;
 
 pub use activation::{
-    log_softmax, log_softmax_backward, relu, relu_backward, softmax, softmax_backward,
+    log_softmax, log_softmax_backward, relu, relu_backward, relu6, relu6_backward, softmax,
+    softmax_backward,
 };
+pub use combine::{add, cat, narrow};
 pub use conv::{
     ConvGrads, ConvOptions, ConvTransposeOptions, conv_output_shape, conv_transpose_output_shape,
     conv_transpose1d, conv_transpose1d_backward, conv_transpose2d, conv_transpose2d_backward,

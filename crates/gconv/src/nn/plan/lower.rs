@@ -1,10 +1,12 @@
 //! Lowering: a graph's nodes become the kernels' view of the plan ([`Exec`]), each resolved for
-//! the batch's shapes, and runs of nodes that one kernel can do are fused.
+//! the batch's shapes, and runs of nodes that one kernel can do are fused. Plan values are
+//! numbered as graph values are: 0 the input, k + 1 plan node k's output.
 
 use super::PlanKind;
 use crate::nn::graph::{Graph, Node};
 use crate::nn::layer::Layer;
 use crate::ops::BatchNormOptions;
+use crate::ops::activation::Clamp;
 use crate::ops::conv::{Attrs, ConvPlan, ConvReluPool};
 use crate::ops::pool::PoolPlan;
 use crate::{Context, Error, Result, Tensor};
@@ -17,7 +19,12 @@ pub(super) enum Exec {
     ConvReluPool(Box<ConvReluPool>, Vec<usize>),
     Pool(PoolPlan),
     Linear,
-    Relu,
+    /// ReLU or ReLU6.
+    Clamp(Clamp),
+    /// The element-wise sum of its inputs.
+    Add,
+    /// Its inputs along the channels.
+    Concat,
     Dropout {
         p: f32,
         layer: u32,
@@ -40,18 +47,31 @@ impl Exec {
             Exec::Conv(_)
                 | Exec::ConvReluPool(..)
                 | Exec::Linear
-                | Exec::Relu
+                | Exec::Clamp(_)
                 | Exec::BatchNorm { .. }
         )
     }
 }
 
 /// A graph after lowering: plan node i runs graph nodes `first[i]..first[i + 1]` as
-/// `execs[i]`, from value `shapes[i]` to `shapes[i + 1]`.
+/// `execs[i]`, reading plan values `inputs[i]` and writing value i + 1; `shapes[v]` is value
+/// v's shape.
 pub(super) struct Lowered {
     pub first: Vec<usize>,
     pub execs: Vec<Exec>,
+    pub inputs: Vec<Vec<usize>>,
     pub shapes: Vec<Vec<usize>>,
+}
+
+impl Lowered {
+    /// The (node, slot) pairs that read value `v`, in execution order.
+    pub(super) fn readers(&self, v: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (k, inputs) in self.inputs.iter().enumerate() {
+            out.extend(inputs.iter().enumerate().filter(|(_, i)| **i == v).map(|(s, _)| (k, s)));
+        }
+        out
+    }
 }
 
 /// Lowers `graph` for a batch of `batch` samples and fuses what `kind` allows (a capture keeps
@@ -63,13 +83,15 @@ pub(super) fn lower(ctx: &Context, graph: &Graph, batch: usize, kind: PlanKind) 
     let execs = graph
         .nodes
         .iter()
-        .zip(&shapes)
-        .map(|(node, x)| exec_of(ctx, graph, node, x, train, &mut dropout_index))
+        .map(|node| {
+            let x = &shapes[node.inputs[0]];
+            exec_of(ctx, graph, node, x, train, &mut dropout_index)
+        })
         .collect::<Result<_>>()?;
-    fuse(ctx, execs, &shapes, kind)
+    fuse(ctx, graph, execs, &shapes, kind)
 }
 
-/// One node resolved for its input shape `x`.
+/// One node resolved for the shape of its (first) input `x`.
 fn exec_of(
     ctx: &Context,
     graph: &Graph,
@@ -97,7 +119,10 @@ fn exec_of(
             Exec::Pool(PoolPlan::adaptive("adaptive_avg_pool", false, *dims, x, output_size)?)
         }
         Layer::Linear { .. } => Exec::Linear,
-        Layer::Relu => Exec::Relu,
+        Layer::Relu => Exec::Clamp(Clamp::Relu),
+        Layer::Relu6 => Exec::Clamp(Clamp::Relu6),
+        Layer::Add => Exec::Add,
+        Layer::Concat => Exec::Concat,
         Layer::Dropout { p } if train && *p > 0.0 => {
             *dropout_index += 1;
             Exec::Dropout { p: *p, layer: *dropout_index }
@@ -112,25 +137,32 @@ fn exec_of(
 }
 
 /// Fuses runs of graph nodes that one kernel can do (conv -> ReLU -> 2x2 max-pool, see
-/// `ops::conv::ConvReluPool`).
+/// `ops::conv::ConvReluPool`) where the values between them have no other reader, and maps
+/// the graph's values to the plan's.
 fn fuse(
     ctx: &Context,
+    graph: &Graph,
     graph_execs: Vec<Exec>,
     graph_shapes: &[Vec<usize>],
     kind: PlanKind,
 ) -> Result<Lowered> {
     let mut slots: Vec<Option<Exec>> = graph_execs.into_iter().map(Some).collect();
-    let mut first = Vec::new();
-    let mut execs = Vec::new();
-    let mut shapes = vec![graph_shapes[0].clone()];
+    // The plan value of each graph value (None inside a fused run).
+    let mut value = vec![None; graph_shapes.len()];
+    value[0] = Some(0);
+    let mut lowered =
+        Lowered { first: Vec::new(), execs: Vec::new(), inputs: Vec::new(), shapes: vec![] };
+    lowered.shapes.push(graph_shapes[0].clone());
     let mut i = 0;
     while i < slots.len() {
         let pooled = match (slots.get(i), slots.get(i + 1), slots.get(i + 2)) {
             (
                 Some(Some(Exec::Conv(conv))),
-                Some(Some(Exec::Relu)),
+                Some(Some(Exec::Clamp(Clamp::Relu))),
                 Some(Some(Exec::Pool(pool))),
-            ) if kind != PlanKind::Capture => ConvReluPool::fusion(ctx, conv, pool)?,
+            ) if kind != PlanKind::Capture && only_reader(graph, i + 1, i + 1, i + 2) => {
+                ConvReluPool::fusion(ctx, conv, pool)?
+            }
             _ => None,
         };
         let exec = match (slots[i].take(), pooled) {
@@ -146,12 +178,26 @@ fn fuse(
             (None, _) => return Err(Error::invalid("plan", "internal error: fused twice")),
         };
         let width = if matches!(exec, Exec::ConvReluPool(..)) { 3 } else { 1 };
-        first.push(i);
-        execs.push(exec);
-        shapes.push(graph_shapes[i + width].clone());
+        let inputs = graph.nodes[i].inputs.iter().map(|&v| value[v]).collect::<Option<Vec<_>>>();
+        let inputs = inputs
+            .ok_or_else(|| Error::invalid("plan", "internal error: a fused value is read"))?;
+        lowered.first.push(i);
+        lowered.execs.push(exec);
+        lowered.inputs.push(inputs);
+        lowered.shapes.push(graph_shapes[i + width].clone());
+        value[i + width] = Some(lowered.execs.len());
         i += width;
     }
-    Ok(Lowered { first, execs, shapes })
+    Ok(lowered)
+}
+
+/// Whether graph values `a` (conv -> ReLU) and `a + 1` (ReLU -> pool) are each read by one
+/// node only, `relu` and `pool`, once.
+fn only_reader(graph: &Graph, a: usize, relu: usize, pool: usize) -> bool {
+    graph.nodes[relu].inputs == [a]
+        && graph.nodes[pool].inputs == [a + 1]
+        && graph.consumers(a) == [relu]
+        && graph.consumers(a + 1) == [pool]
 }
 
 fn conv_name(dims: usize) -> &'static str {

@@ -3,6 +3,7 @@
 //! the recorded kernels read and write ([`Tensors`]), all allocated once.
 
 use super::PlanKind;
+use super::flow::{self, Contribution, Flow, overwrites, t_bwd};
 use super::lower::{Exec, Lowered};
 use crate::ops::conv::{ConvPlan, ReluPoolScratch};
 use crate::{Context, DType, Error, Result, Tensor};
@@ -15,8 +16,13 @@ pub(super) struct Tensors {
     pub target: Tensor,
     /// Value v's tensor (value 0 the input, value n the logits).
     pub values: Vec<Tensor>,
-    /// Value v's gradient (training, v > 0).
+    /// Value v's gradient (training, where anything sends one back to v).
     pub grads: Vec<Option<Tensor>>,
+    /// Where node k's backward pass writes its input's gradient before adding it to a
+    /// gradient that an earlier-run reader already wrote (fan-in without atomics).
+    pub grad_scratch: Vec<Option<Tensor>>,
+    /// Where every node's backward pass sends its inputs' gradients.
+    pub flow: Flow,
     /// A fused node's convolution-output gradient, for a backward pass that unpools first.
     pub conv_grads: Vec<Option<Tensor>>,
     /// The argmax of a max-pooling node (a fused one's in training).
@@ -78,78 +84,6 @@ impl Pool {
     }
 }
 
-/// Where values and gradients live: storage classes (aliases share one) and the step interval
-/// each class is live in. Forward node i runs at step i, the loss at n, backward node i at
-/// 2n - i.
-struct Lifetimes {
-    store: Vec<usize>,
-    act: Vec<(usize, usize)>,
-    gstore: Vec<usize>,
-    grad: Vec<(usize, usize)>,
-}
-
-fn t_bwd(n: usize, i: usize) -> usize {
-    2 * n - i
-}
-
-fn lifetimes(execs: &[Exec], kind: PlanKind) -> Lifetimes {
-    let n = execs.len();
-    let (train, t_loss) = (matches!(kind, PlanKind::Train { .. }), n);
-    // Activations: value 0 is the host-written input (not pooled); aliases share storage.
-    let mut store = vec![0usize; n + 1];
-    let mut next = 1;
-    for v in 1..=n {
-        store[v] = if matches!(execs[v - 1], Exec::Alias) { store[v - 1] } else { next };
-        if store[v] == next {
-            next += 1;
-        }
-    }
-    let uses: Vec<(usize, usize)> = (0..=n)
-        .map(|v| {
-            let def = v.saturating_sub(1);
-            let mut last = if v < n { v } else { t_loss };
-            if kind == PlanKind::Capture {
-                last = 2 * n + 1;
-            }
-            if train && v < n && execs[v].backward_reads_input() {
-                last = t_bwd(n, v);
-            }
-            (def, last)
-        })
-        .collect();
-    // Gradients (training): grad[v] is written by node v's backward (the loss for v = n) and
-    // read by node v-1's; Flatten shares its output's gradient with its input.
-    let mut gstore = vec![0usize; n + 1];
-    let mut gnext = 1;
-    for v in (1..=n).rev() {
-        gstore[v] = if v < n && matches!(execs[v], Exec::Alias) { gstore[v + 1] } else { gnext };
-        if gstore[v] == gnext {
-            gnext += 1;
-        }
-    }
-    let guses: Vec<(usize, usize)> = (0..=n)
-        .map(|v| match v {
-            0 => (0, 0),
-            _ if v == n => (t_loss, t_bwd(n, v - 1)),
-            _ => (t_bwd(n, v), t_bwd(n, v - 1)),
-        })
-        .collect();
-    let act = intervals(&store, &uses);
-    let grad = intervals(&gstore, &guses);
-    Lifetimes { store, act, gstore, grad }
-}
-
-/// The live interval of each storage class: value v lives in `store[v]`.
-fn intervals(store: &[usize], uses: &[(usize, usize)]) -> Vec<(usize, usize)> {
-    let count = store.iter().copied().max().map_or(0, |m| m + 1);
-    let mut iv = vec![(usize::MAX, 0usize); count];
-    for (v, &s) in store.iter().enumerate() {
-        iv[s].0 = iv[s].0.min(uses[v].0);
-        iv[s].1 = iv[s].1.max(uses[v].1);
-    }
-    iv
-}
-
 /// What a buffer request is for.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Use {
@@ -159,18 +93,28 @@ enum Use {
     Grad(usize),
     /// A fused node's convolution-output gradient, live during its backward step only.
     ConvGrad(usize),
+    /// Node k's input-gradient scratch, live during its backward step only.
+    Scratch(usize),
+}
+
+/// The buffers [`pooled_buffers`] hands out, by storage class or node.
+struct Pooled {
+    act: Vec<Option<wgpu::Buffer>>,
+    grad: Vec<Option<wgpu::Buffer>>,
+    conv: Vec<Option<wgpu::Buffer>>,
+    scratch: Vec<Option<wgpu::Buffer>>,
+    bytes: u64,
+}
+
+/// Node k's input-gradient scratch: where its kernel would overwrite a gradient that an
+/// earlier contribution wrote.
+fn needs_scratch(lowered: &Lowered, flow: &Flow, k: usize) -> bool {
+    overwrites(&lowered.execs[k]) && flow.contributions[k].contains(&Contribution::Add)
 }
 
 /// Takes every value's and gradient's buffer from one pool, requests in order of their first
-/// use; returns (values' buffers, gradients' buffers, fused nodes' buffers, pooled bytes).
-#[allow(clippy::type_complexity)]
-fn pooled_buffers(
-    ctx: &Context,
-    lowered: &Lowered,
-    life: &Lifetimes,
-    train: bool,
-) -> Result<(Vec<Option<wgpu::Buffer>>, Vec<Option<wgpu::Buffer>>, Vec<Option<wgpu::Buffer>>, u64)>
-{
+/// use.
+fn pooled_buffers(ctx: &Context, lowered: &Lowered, life: &Flow, train: bool) -> Result<Pooled> {
     let (shapes, n) = (&lowered.shapes, lowered.execs.len());
     let bytes_of = |v: usize| shapes[v].iter().product::<usize>() as u64 * 4;
     let largest = |store: &[usize], s: usize| {
@@ -181,13 +125,17 @@ fn pooled_buffers(
         requests.push((iv.0, Use::Value(s), largest(&life.store, s)));
     }
     if train {
-        for (s, iv) in life.grad.iter().enumerate().skip(1) {
+        for (s, iv) in life.grad.iter().enumerate().skip(1).filter(|(_, iv)| iv.0 <= iv.1) {
             requests.push((iv.0, Use::Grad(s), largest(&life.gstore, s)));
         }
         for (i, exec) in lowered.execs.iter().enumerate() {
             if let Exec::ConvReluPool(_, conv_shape) = exec {
                 let bytes = conv_shape.iter().product::<usize>() as u64 * 4;
                 requests.push((t_bwd(n, i), Use::ConvGrad(i), bytes));
+            }
+            if needs_scratch(lowered, life, i) {
+                let bytes = bytes_of(lowered.inputs[i][0]);
+                requests.push((t_bwd(n, i), Use::Scratch(i), bytes));
             }
         }
     }
@@ -196,15 +144,17 @@ fn pooled_buffers(
     let mut act = vec![None; life.act.len()];
     let mut grad = vec![None; life.grad.len()];
     let mut conv = vec![None; n];
+    let mut scratch = vec![None; n];
     for (start, what, bytes) in requests {
         match what {
             Use::Value(s) => act[s] = Some(pool.take(ctx, bytes, start, life.act[s].1)?),
             Use::Grad(s) => grad[s] = Some(pool.take(ctx, bytes, start, life.grad[s].1)?),
             Use::ConvGrad(i) => conv[i] = Some(pool.take(ctx, bytes, start, start)?),
+            Use::Scratch(i) => scratch[i] = Some(pool.take(ctx, bytes, start, start)?),
         }
     }
     let bytes = pool.buffers.iter().map(|(_, size, _)| size).sum();
-    Ok((act, grad, conv, bytes))
+    Ok(Pooled { act, grad, conv, scratch, bytes })
 }
 
 /// Allocates every tensor a plan of `kind` for `batch` samples records against.
@@ -216,8 +166,9 @@ pub(super) fn allocate(
 ) -> Result<Tensors> {
     let (execs, shapes) = (&lowered.execs, &lowered.shapes);
     let train = matches!(kind, PlanKind::Train { .. });
-    let life = lifetimes(execs, kind);
-    let (act, grad, conv, pooled_bytes) = pooled_buffers(ctx, lowered, &life, train)?;
+    let life = flow::flow(lowered, kind);
+    let Pooled { act, grad, conv, scratch, bytes: pooled_bytes } =
+        pooled_buffers(ctx, lowered, &life, train)?;
     let view = |buf: &Option<wgpu::Buffer>, shape: &[usize]| -> Result<Tensor> {
         buf.as_ref()
             .map(|b| Tensor::view_of(ctx, b, shape, DType::F32))
@@ -231,7 +182,13 @@ pub(super) fn allocate(
         })
         .collect::<Result<_>>()?;
     let grads = (0..shapes.len())
-        .map(|v| (train && v > 0).then(|| view(&grad[life.gstore[v]], &shapes[v])).transpose())
+        .map(|v| (life.gstore[v] > 0).then(|| view(&grad[life.gstore[v]], &shapes[v])).transpose())
+        .collect::<Result<_>>()?;
+    let grad_scratch = (0..execs.len())
+        .map(|k| {
+            let shape = &shapes[lowered.inputs[k][0]];
+            scratch[k].is_some().then(|| view(&scratch[k], shape)).transpose()
+        })
         .collect::<Result<_>>()?;
     let mut conv_grads = Vec::new();
     let mut indices = Vec::new();
@@ -264,6 +221,8 @@ pub(super) fn allocate(
         target: Tensor::from_slice_i32(ctx, &vec![0; batch], &[batch])?,
         values,
         grads,
+        grad_scratch,
+        flow: life,
         conv_grads,
         indices,
         relu_pool,

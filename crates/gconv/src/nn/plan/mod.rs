@@ -1,9 +1,11 @@
 //! The executor's plans: a graph compiled for one batch size and one purpose, in phases:
-//! lowering and fusion (`lower.rs`), lifetimes and allocation (`memory.rs`: activation and
-//! gradient buffers from a pool that shares buffers whose lifetimes do not overlap), then
+//! lowering and fusion (`lower.rs`), how values and gradients flow over branches and when each
+//! is live (`flow.rs`), allocation (`memory.rs`: activation and gradient buffers from a pool
+//! that shares buffers whose lifetimes do not overlap), then
 //! recording every kernel launch once (`record.rs`: forward, loss, backward, optimizer).
 //! Running a plan replays its steps into one command buffer.
 
+mod flow;
 mod lower;
 mod memory;
 mod record;

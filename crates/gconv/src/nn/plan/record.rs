@@ -1,14 +1,17 @@
 //! Recording a plan's steps, once: the forward pass, the loss, the backward pass in reverse
-//! node order (gradients of shared parameters added up) and the optimizer's updates.
+//! node order (gradients of values read more than once and of shared parameters added up,
+//! without atomics) and the optimizer's updates.
 
 use super::ModelState;
 use super::ParamState;
+use super::flow::Contribution;
 use super::lower::{Exec, Lowered};
 use super::memory::Tensors;
 use crate::kernel::Recorder;
 use crate::ops::activation::{
-    record_add_inplace, record_dropout, record_relu, record_relu_backward,
+    record_add_inplace, record_clamp, record_clamp_backward, record_dropout,
 };
+use crate::ops::combine::{record_add, record_slice};
 use crate::ops::conv::{ConvIo, GradsOut};
 use crate::ops::gemm::{record_linear, record_linear_backward};
 use crate::ops::loss::record_training_loss;
@@ -46,7 +49,8 @@ impl Recording<'_> {
     pub(super) fn forward(&self, rec: &mut Recorder<'_>) -> Result<()> {
         let (ctx, t) = (self.ctx, self.t);
         for (i, exec) in self.lowered.execs.iter().enumerate() {
-            let (x, y) = (&t.values[i], &t.values[i + 1]);
+            let inputs = &self.lowered.inputs[i];
+            let (x, y) = (&t.values[inputs[0]], &t.values[i + 1]);
             match exec {
                 Exec::Conv(p) => {
                     let io = ConvIo { x, w: self.weight(i)?, bias: self.bias(i), y };
@@ -58,7 +62,21 @@ impl Recording<'_> {
                 }
                 Exec::Pool(p) => p.record_forward(rec, x, y, t.indices[i].as_ref())?,
                 Exec::Linear => record_linear(ctx, rec, x, self.weight(i)?, self.bias(i), y)?,
-                Exec::Relu => record_relu(ctx, rec, x, y)?,
+                Exec::Clamp(kind) => record_clamp(ctx, rec, *kind, x, y)?,
+                Exec::Add => {
+                    let second = inputs.get(1).map_or(x, |&v| &t.values[v]);
+                    record_add(ctx, rec, x, second, y)?;
+                    for &v in inputs.iter().skip(2) {
+                        record_add_inplace(ctx, rec, &t.values[v], y)?;
+                    }
+                }
+                Exec::Concat => {
+                    let mut offset = 0;
+                    for &v in inputs {
+                        record_slice(ctx, rec, "cat_place", &t.values[v], y, 1, offset, false)?;
+                        offset += t.values[v].shape()[1];
+                    }
+                }
                 Exec::Dropout { p, layer } => {
                     record_dropout(ctx, rec, *p, *layer, self.model.shared.seed.buffer(), x, y)?
                 }
@@ -103,13 +121,17 @@ impl Recording<'_> {
         )
     }
 
-    /// Every node's backward pass, last node first. A parameter's gradient goes to its
-    /// gradient tensor the first time it is written, and to its scratch after that, which is
-    /// then added in (weight sharing): no atomics, no zeroing pass.
+    /// Every node's backward pass, last node first, for nodes whose output gets a gradient.
+    /// A parameter's gradient goes to its gradient tensor the first time it is written, and
+    /// to its scratch after that, which is then added in (weight sharing); the gradient of a
+    /// value read several times is handled alike (`flow.rs`): no atomics, no zeroing pass.
     pub(super) fn backward(&self, rec: &mut Recorder<'_>) -> Result<()> {
         let params = self.model.params;
         let mut written = vec![false; params.len()];
         for i in (0..self.lowered.execs.len()).rev() {
+            if self.t.grads[i + 1].is_none() {
+                continue;
+            }
             let mut adds = Vec::new();
             let mut target = |k: usize| -> Option<Tensor> {
                 let id = *self.model.graph.nodes[self.lowered.first[i]].params.get(k)?;
@@ -131,17 +153,77 @@ impl Recording<'_> {
         Ok(())
     }
 
-    /// Node i's backward pass into its parameters' gradient `targets` (weight, bias).
+    /// Where node i's kernel writes the gradient of its (first) input: the input's gradient,
+    /// or a scratch to add to it from when an earlier-run reader wrote it already.
+    fn input_grad(&self, i: usize) -> Result<Option<&Tensor>> {
+        let t = self.t;
+        Ok(match t.flow.contributions[i][0] {
+            Contribution::None | Contribution::Shared => None,
+            Contribution::Write => t.grads[self.lowered.inputs[i][0]].as_ref(),
+            Contribution::Add => Some(t.grad_scratch[i].as_ref().ok_or_else(|| missing(i))?),
+        })
+    }
+
+    /// Node i's backward pass into its inputs' gradients and its parameters' gradient
+    /// `targets` (weight, bias).
     fn backward_node(
         &self,
         rec: &mut Recorder<'_>,
         i: usize,
-        [gw, gb]: &[Option<Tensor>; 2],
+        targets: &[Option<Tensor>; 2],
     ) -> Result<()> {
         let (ctx, t) = (self.ctx, self.t);
         let gy = t.grads[i + 1].as_ref().ok_or_else(|| missing(i))?;
-        let gx = if i == 0 { None } else { t.grads[i].as_ref() };
-        let x = &t.values[i];
+        let inputs = &self.lowered.inputs[i];
+        match &self.lowered.execs[i] {
+            Exec::Add | Exec::Concat | Exec::Alias => {
+                let mut offset = 0;
+                for (s, &u) in inputs.iter().enumerate() {
+                    let contribution = t.flow.contributions[i][s];
+                    let width = t.values[u].shape().get(1).copied().unwrap_or(0);
+                    let Some(gx) = t.grads[u].as_ref().filter(|_| {
+                        matches!(contribution, Contribution::Write | Contribution::Add)
+                    }) else {
+                        offset += width;
+                        continue;
+                    };
+                    let accumulate = contribution == Contribution::Add;
+                    if matches!(self.lowered.execs[i], Exec::Concat) {
+                        record_slice(ctx, rec, "narrow", gx, gy, 1, offset, accumulate)?;
+                    } else if accumulate {
+                        record_add_inplace(ctx, rec, gy, gx)?;
+                    } else {
+                        let bytes = gy.numel() as u64 * 4;
+                        rec.copy(gy.buffer(), 0, gx.buffer(), 0, bytes);
+                    }
+                    offset += width;
+                }
+                Ok(())
+            }
+            _ => {
+                let gx = self.input_grad(i)?;
+                self.backward_kernel(rec, i, gy, gx, targets)?;
+                if let (Contribution::Add, Some(scratch)) = (t.flow.contributions[i][0], gx) {
+                    let grad = t.grads[inputs[0]].as_ref().ok_or_else(|| missing(i))?;
+                    record_add_inplace(ctx, rec, scratch, grad)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The kernels of node i's backward pass (one input): grad_y `gy` into the input's
+    /// gradient `gx` (when one is wanted) and the parameters' `[gw, gb]`.
+    fn backward_kernel(
+        &self,
+        rec: &mut Recorder<'_>,
+        i: usize,
+        gy: &Tensor,
+        gx: Option<&Tensor>,
+        [gw, gb]: &[Option<Tensor>; 2],
+    ) -> Result<()> {
+        let (ctx, t) = (self.ctx, self.t);
+        let x = &t.values[self.lowered.inputs[i][0]];
         let grads = || -> Result<GradsOut<'_>> {
             let grad_w = gw.as_ref().ok_or_else(|| missing(i))?;
             Ok(GradsOut { grad_x: gx, grad_w, grad_b: gb.as_ref() })
@@ -166,9 +248,9 @@ impl Recording<'_> {
                 let gw = gw.as_ref().ok_or_else(|| missing(i))?.reshape(w.shape())?;
                 record_linear_backward(ctx, rec, x, w, gy, gx, &gw, gb.as_ref())?;
             }
-            Exec::Relu => {
+            Exec::Clamp(kind) => {
                 if let Some(gx) = gx {
-                    record_relu_backward(ctx, rec, x, gy, gx)?;
+                    record_clamp_backward(ctx, rec, *kind, x, gy, gx)?;
                 }
             }
             Exec::Dropout { p, layer } => {
@@ -189,7 +271,7 @@ impl Recording<'_> {
                     rec.copy(sums.buffer(), 0, gb.buffer(), 0, bytes);
                 }
             }
-            Exec::Alias => {}
+            Exec::Add | Exec::Concat | Exec::Alias => {}
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use super::select::{self, DataGrad, Forward, Reads, Source, WeightGrad};
 use super::subgroup_3x3::{self, GradSource};
 use super::{ConvGrads, direct, im2col, tiled};
 use crate::kernel::{Dispatch, Recorder, Shader, WG_CONSTANT};
-use crate::ops::activation::record_relu;
+use crate::ops::activation::{Clamp, record_clamp};
 use crate::ops::reduce::record_channel_sum;
 use crate::ops::texture::Flat;
 use crate::ops::uniforms::ConvParams;
@@ -142,7 +142,7 @@ impl ConvPlan {
             Forward::Direct(kernel) => direct::forward(pass, io, kernel).map(|_| false),
         }?;
         if relu && !relu_fused {
-            record_relu(&ctx, pass.rec, io.y, io.y)?;
+            record_clamp(&ctx, pass.rec, Clamp::Relu, io.y, io.y)?;
         }
         Ok(())
     }

@@ -1,144 +1,11 @@
-//! A one-line description of a layer stack, for trying shapes without writing Rust:
-//! `conv(3,64,k=3,p=1) relu maxpool(2) conv(64,128,k=3,s=2,p=1) flatten linear(10)`.
-//!
-//! Layers are separated by spaces (or `->`); each is a name with optional arguments in
-//! parentheses, positional first, then `key=value`. A per-dimension value is one number for
-//! every dimension or one per dimension joined by `x` (`k=3x5`). The names and their
-//! arguments, as PyTorch's (short forms in brackets):
-//!
-//! | layer | arguments |
-//! |---|---|
-//! | `conv`, `conv1d`, `conv2d`, `conv3d` | in, out, kernel_size [k], stride [s], padding [p] (a size, `same` or `valid`), dilation [d], groups [g], bias |
-//! | `convt`, `convtranspose1d/2d/3d` | in, out, kernel_size [k], stride [s], padding [p], output_padding [op], dilation [d], groups [g], bias |
-//! | `linear` [`fc`] | in, out, bias (one number: out, with `in` from the input) |
-//! | `maxpool`, `maxpool1d/2d/3d` | kernel_size [k], stride [s], padding [p], dilation [d], ceil_mode [ceil] |
-//! | `avgpool`, `avgpool1d/2d/3d` | kernel_size [k], stride [s], padding [p], ceil_mode [ceil], count_include_pad [cip] |
-//! | `adaptiveavgpool` [`gap`] | output_size (default 1) |
-//! | `batchnorm` [`bn`] | num_features (default: the input's channels), eps, momentum |
-//! | `relu`, `flatten`, `dropout` | dropout: p (default 0.5) |
-//!
-//! Without a 1d/2d/3d suffix a layer takes its dimensionality from the input (`--input
-//! 3x32x32` is 2-d). Errors point at the offending token.
+//! One layer of a spec: its name and arguments read as PyTorch's (the table in `mod.rs`).
 
-use super::graph::Graph;
-use super::layer::Layer;
+use super::syntax::{Item, Span, error_at};
+use crate::nn::layer::Layer;
 use crate::ops::{
     AvgPoolOptions, ConvOptions, ConvTransposeOptions, Dims, MaxPoolOptions, Padding,
 };
 use crate::{Error, Result};
-
-/// A token of the spec: its text and byte range.
-#[derive(Clone, Debug)]
-struct Span<'a> {
-    text: &'a str,
-    start: usize,
-}
-
-/// An error at `span` of `spec`, drawn with a caret line under the offending text.
-fn error_at(spec: &str, start: usize, len: usize, message: impl Into<String>) -> Error {
-    let col = spec[..start].chars().count();
-    let width = spec[start..(start + len).min(spec.len())].chars().count().max(1);
-    Error::invalid(
-        "layer spec",
-        format!(
-            "{} (at column {})\n  {spec}\n  {}{}",
-            message.into(),
-            col + 1,
-            " ".repeat(col),
-            "^".repeat(width)
-        ),
-    )
-}
-
-/// One layer as written: its name and arguments.
-struct Item<'a> {
-    name: Span<'a>,
-    /// The whole item, for errors about it.
-    whole: Span<'a>,
-    positional: Vec<Span<'a>>,
-    named: Vec<(Span<'a>, Span<'a>)>,
-}
-
-fn trimmed<'a>(spec: &'a str, start: usize, end: usize) -> Span<'a> {
-    let raw = &spec[start..end];
-    let lead = raw.len() - raw.trim_start().len();
-    Span { text: raw.trim(), start: start + lead }
-}
-
-/// Splits the spec into items.
-fn items(spec: &str) -> Result<Vec<Item<'_>>> {
-    let bytes = spec.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c.is_ascii_whitespace() || c == b',' {
-            i += 1;
-            continue;
-        }
-        if c == b'-' && bytes.get(i + 1) == Some(&b'>') {
-            i += 2;
-            continue;
-        }
-        if !(c.is_ascii_alphabetic() || c == b'_') {
-            let len = spec[i..].chars().next().map_or(1, char::len_utf8);
-            return Err(error_at(spec, i, len, "expected a layer name"));
-        }
-        let start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-            i += 1;
-        }
-        let name = Span { text: &spec[start..i], start };
-        let (mut positional, mut named) = (Vec::new(), Vec::new());
-        if bytes.get(i) == Some(&b'(') {
-            let open = i;
-            let close = spec[open..]
-                .find(')')
-                .map(|p| open + p)
-                .ok_or_else(|| error_at(spec, open, 1, "this parenthesis is never closed"))?;
-            let mut arg_start = open + 1;
-            for (p, ch) in spec[open + 1..=close].char_indices() {
-                if ch != ',' && ch != ')' {
-                    continue;
-                }
-                let end = open + 1 + p;
-                let arg = trimmed(spec, arg_start, end);
-                arg_start = end + 1;
-                if arg.text.is_empty() {
-                    if ch == ')' && positional.is_empty() && named.is_empty() {
-                        break;
-                    }
-                    return Err(error_at(spec, end, 1, "missing argument before this"));
-                }
-                if let Some(eq) = arg.text.find('=') {
-                    let key = trimmed(spec, arg.start, arg.start + eq);
-                    let value = trimmed(spec, arg.start + eq + 1, arg.start + arg.text.len());
-                    if key.text.is_empty() || value.text.is_empty() {
-                        return Err(error_at(
-                            spec,
-                            arg.start,
-                            arg.text.len(),
-                            "expected key=value",
-                        ));
-                    }
-                    named.push((key, value));
-                } else if !named.is_empty() {
-                    return Err(error_at(
-                        spec,
-                        arg.start,
-                        arg.text.len(),
-                        "a positional argument cannot follow a named one",
-                    ));
-                } else {
-                    positional.push(arg);
-                }
-            }
-            i = close + 1;
-        }
-        out.push(Item { name, whole: Span { text: &spec[start..i], start }, positional, named });
-    }
-    Ok(out)
-}
 
 /// Reads one item's arguments by name, with positional ones in a fixed order.
 struct Args<'s, 'a> {
@@ -274,7 +141,7 @@ fn dims_of(name: &str, base: &str, input_rank: usize) -> Option<usize> {
 }
 
 /// The layer an item describes, given the shape it receives (batch first).
-fn layer(spec: &str, item: &Item<'_>, input: &[usize]) -> Result<Layer> {
+pub(super) fn layer(spec: &str, item: &Item<'_>, input: &[usize]) -> Result<Layer> {
     let name = item.name.text.to_ascii_lowercase();
     let rank = input.len();
     let conv_dims = dims_of(&name, "conv", rank);
@@ -431,9 +298,13 @@ fn layer(spec: &str, item: &Item<'_>, input: &[usize]) -> Result<Layer> {
             let in_features = in_features.unwrap_or(input.last().copied().unwrap_or(0));
             Ok(Layer::Linear { in_features, out_features, bias: a.flag("bias")?.unwrap_or(true) })
         }
-        "relu" | "flatten" => {
+        "relu" | "relu6" | "flatten" => {
             Args::new(spec, item, &[])?;
-            Ok(if name == "relu" { Layer::Relu } else { Layer::Flatten })
+            Ok(match name.as_str() {
+                "relu" => Layer::Relu,
+                "relu6" => Layer::Relu6,
+                _ => Layer::Flatten,
+            })
         }
         "dropout" => {
             let a = Args::new(spec, item, &[("p", "p")])?;
@@ -448,37 +319,11 @@ fn layer(spec: &str, item: &Item<'_>, input: &[usize]) -> Result<Layer> {
             item.name.start,
             item.name.text.len(),
             format!(
-                "unknown layer {:?}; known: conv, convt, linear, relu, maxpool, avgpool, \
-                 adaptiveavgpool, batchnorm, dropout, flatten",
+                "unknown layer {:?}; known: conv, convt, linear, relu, relu6, maxpool, avgpool, \
+                 adaptiveavgpool, batchnorm, dropout, flatten, and the blocks res(...) and \
+                 cat(... | ...)",
                 item.name.text
             ),
         )),
     }
-}
-
-/// Builds the graph a spec describes for inputs of `input_shape` per sample (no batch
-/// dimension). Nodes are named by position, as in `nn.Sequential` (`0`, `1`, ...).
-///
-/// # Errors
-/// [`Error::InvalidArgument`] with the spec and a caret under the offending token: an unknown
-/// layer or argument, a value that is not a number, or a layer that does not fit the shape it
-/// receives.
-pub fn parse_layers(spec: &str, input_shape: &[usize]) -> Result<Graph> {
-    let items = items(spec)?;
-    if items.is_empty() {
-        return Err(Error::invalid("layer spec", "the spec names no layers"));
-    }
-    let mut graph = Graph::new(input_shape);
-    for (i, item) in items.iter().enumerate() {
-        let shapes = graph.shapes(1)?;
-        let layer = layer(spec, item, &shapes[shapes.len() - 1])?;
-        graph.push(&i.to_string(), layer).map_err(|e| {
-            let message = match e {
-                Error::InvalidArgument { message, .. } => message,
-                other => other.to_string(),
-            };
-            error_at(spec, item.whole.start, item.whole.text.len(), message)
-        })?;
-    }
-    Ok(graph)
 }
