@@ -9,6 +9,8 @@ macro_rules! say {
 mod bundled;
 mod filter;
 mod picture;
+mod predict;
+mod source;
 mod summary;
 mod train;
 mod visualize;
@@ -41,18 +43,21 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
-    /// Train a model on MNIST-format data (the bundled 10,000 digits unless --data).
+    /// Train a model (built-in, --layers or --model-file) on MNIST-format data (the bundled
+    /// 10,000 digits unless --data).
     ///
-    /// Example: gconv train --model simplecnn --epochs 10 --save simplecnn.safetensors
+    /// Examples: gconv train --model simplecnn --epochs 10 --save simplecnn.safetensors
+    ///           gconv train --layers "conv(1,16,k=3,p=1) bn relu res(conv(16,16,k=3,p=1) bn) relu gap flatten linear(10)"
     Train(train::TrainArgs),
     /// Evaluate a checkpoint on the test split: loss and accuracy.
     ///
     /// Example: gconv eval --model simplecnn --checkpoint simplecnn.safetensors
     Eval(train::EvalArgs),
-    /// Predict the class of each image (PNG or JPEG, converted to the model's input).
+    /// Predict the class of each image (PNG or JPEG, converted to the model's input), or the
+    /// logits of a batch of raw inputs (--tensors x.safetensors --logits y.safetensors).
     ///
     /// Example: gconv predict --model simplecnn --checkpoint simplecnn.safetensors digit.png
-    Predict(train::PredictArgs),
+    Predict(predict::PredictArgs),
     /// A model's layers: output shapes, parameters, MACs, receptive field; memory totals.
     ///
     /// Examples: gconv summary --model vgg16 --input 3x224x224
@@ -103,7 +108,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Devices { check } => devices(adapter, check),
         Cmd::Train(args) => train::train(&context(adapter)?, &args),
         Cmd::Eval(args) => train::eval(&context(adapter)?, &args),
-        Cmd::Predict(args) => train::predict(&context(adapter)?, &args),
+        Cmd::Predict(args) => predict::predict(&context(adapter)?, &args),
         Cmd::Summary(args) => summary::summary(&args),
         Cmd::Filter(args) => filter::filter(&context(adapter)?, &args),
         Cmd::Visualize(cmd) => visualize::visualize(&context(adapter)?, &cmd),

@@ -2,43 +2,20 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use gconv::nn::{Graph, MODELS, ModelConfig, Summary, models, parse_layers, summarize};
+use gconv::nn::{Summary, summarize};
+
+use crate::source::ModelSource;
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["model", "layers"])))]
 pub struct SummaryArgs {
-    /// A built-in model: lenet5, simplecnn, convnet or vgg16.
-    #[arg(long, value_parser = MODELS)]
-    model: Option<String>,
-    /// A layer stack, e.g. "conv(3,64,k=3,p=1) relu maxpool(2) conv(64,128,k=3,s=2,p=1)".
-    /// Layers: conv, convt, linear, relu, maxpool, avgpool, adaptiveavgpool, batchnorm,
-    /// dropout, flatten (with 1d/2d/3d suffixes); arguments as PyTorch's, with the short forms
-    /// k, s, p, d, g, op, ceil, cip.
-    #[arg(long)]
-    layers: Option<String>,
-    /// Per-sample input shape, e.g. 3x32x32 (default: the model's; required with --layers).
-    #[arg(long)]
-    input: Option<String>,
+    #[command(flatten)]
+    source: ModelSource,
     /// Batch size for the shapes, MACs and activation memory.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Number of classes of a built-in model (default: 10, vgg16 1000).
-    #[arg(long)]
-    classes: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_shape(text: &str) -> Result<Vec<usize>> {
-    let dims: Option<Vec<usize>> =
-        text.split(['x', 'X', ',']).map(|d| d.trim().parse().ok().filter(|&v| v > 0)).collect();
-    match dims {
-        Some(d) if (1..=4).contains(&d.len()) => Ok(d),
-        _ => bail!(
-            "--input {text:?} is not a shape like 3x32x32 (channels x spatial sizes, positive)"
-        ),
-    }
 }
 
 /// Thousands separated by commas: 138,357,544.
@@ -88,33 +65,13 @@ fn per_dim(v: Option<&Vec<f64>>) -> String {
     }
 }
 
-fn graph(a: &SummaryArgs) -> Result<(String, Graph)> {
-    if let Some(spec) = &a.layers {
-        let Some(input) = &a.input else {
-            bail!("--layers needs --input, e.g. --input 3x32x32");
-        };
-        return Ok(("layers".into(), parse_layers(spec, &parse_shape(input)?)?));
-    }
-    let name = a.model.clone().unwrap_or_default();
-    let mut config = ModelConfig::default_for(&name);
-    if let Some(input) = &a.input {
-        let shape = parse_shape(input)?;
-        let [c, h, w] = shape[..] else {
-            bail!("--input for a built-in model is channels x height x width, e.g. 1x28x28");
-        };
-        config.input = [c, h, w];
-    }
-    if let Some(classes) = a.classes {
-        config.num_classes = classes;
-    }
-    Ok((name.clone(), models::build(&name, &config)?))
-}
-
 pub fn summary(a: &SummaryArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let (name, graph) = graph(a)?;
+    // A built-in model at its own input and classes unless --input and --classes say
+    // otherwise; a spec at --input.
+    let (name, graph) = (a.source.name(), a.source.graph(None)?);
     let s = summarize(&graph, a.batch)?;
     if a.json {
         say!("{}", serde_json::to_string_pretty(&to_json(&name, &s))?);

@@ -1,4 +1,4 @@
-//! `gconv train`, `gconv eval` and `gconv predict`.
+//! `gconv train` and `gconv eval`.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -7,8 +7,10 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use gconv::data::{Dataset, Splits, epoch_order};
-use gconv::nn::{MODELS, Model, ModelConfig, Optimizer, checkpoint};
+use gconv::nn::{Model, Optimizer, checkpoint};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::source::{DataShape, ModelSource};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OptimizerName {
@@ -18,20 +20,16 @@ pub enum OptimizerName {
     Sgd,
 }
 
-/// What the model and data have in common: which model, which data, which input size.
+/// Which model, on which data.
 #[derive(Args, Debug)]
 pub struct ModelArgs {
-    /// The model: lenet5, simplecnn, convnet or vgg16.
-    #[arg(long, value_parser = MODELS)]
-    model: String,
+    #[command(flatten)]
+    source: ModelSource,
     /// An MNIST-format directory (train-images-idx3-ubyte[.gz] and siblings), e.g. the full
-    /// Fashion-MNIST in /usr/share/datasets/fashion-mnist. Default: the bundled digits.
+    /// Fashion-MNIST in /usr/share/datasets/fashion-mnist. Default: the bundled digits, resized
+    /// and given channels as the model's input asks.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Input height and width (vgg16 only; default 32 on 28x28 digits, which are resized and
-    /// given three channels).
-    #[arg(long)]
-    input_size: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -88,18 +86,6 @@ pub struct EvalArgs {
     batch_size: usize,
 }
 
-#[derive(Args, Debug)]
-pub struct PredictArgs {
-    #[command(flatten)]
-    trained: crate::visualize::Trained,
-    /// Invert grey levels first (dark digits on light paper; MNIST is light on dark).
-    #[arg(long)]
-    invert: bool,
-    /// Images to classify (PNG or JPEG).
-    #[arg(required = true)]
-    images: Vec<PathBuf>,
-}
-
 fn splits(data: Option<&Path>) -> Result<Splits> {
     match data {
         Some(dir) => Ok(Splits::load_mnist(dir)
@@ -108,20 +94,11 @@ fn splits(data: Option<&Path>) -> Result<Splits> {
     }
 }
 
-fn config(model: &str, input_size: Option<usize>, classes: usize) -> ModelConfig {
-    let mut c = ModelConfig::default_for(model);
-    if model == "vgg16" {
-        let side = input_size.unwrap_or(32);
-        c.input = [3, side, side];
-    } else if let Some(side) = input_size {
-        c.input = [c.input[0], side, side];
-    }
-    c.num_classes = classes;
-    c
-}
-
-fn classes_of(d: &Dataset) -> usize {
-    d.labels.iter().copied().max().map_or(10, |m| usize::from(m) + 1).max(10)
+/// The data's shape for the model: one channel of `rows x cols`, and the classes its labels
+/// need (at least 10).
+fn data_shape(d: &Dataset) -> DataShape {
+    let classes = d.labels.iter().copied().max().map_or(10, |m| usize::from(m) + 1).max(10);
+    DataShape { input: [1, d.rows, d.cols], classes }
 }
 
 /// Evaluates `data` in batches: (loss, accuracy).
@@ -161,8 +138,8 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
     if data.train.is_empty() || data.test.is_empty() {
         bail!("the dataset has no training or no test images");
     }
-    let cfg = config(&a.model.model, a.model.input_size, classes_of(&data.train));
-    let mut model = Model::builtin(ctx, &a.model.model, &cfg, a.seed)?;
+    let source = &a.model.source;
+    let mut model = source.build(ctx, data_shape(&data.train), a.seed)?;
     let optimizer = match a.optimizer {
         OptimizerName::Adam => Optimizer::Adam {
             lr: a.lr.unwrap_or(1e-3),
@@ -181,7 +158,7 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
     let interactive = !a.quiet && std::io::stderr().is_terminal();
     say!(
         "{}: {} parameters on {}; {} training and {} test images, batch {}, {:?}",
-        a.model.model,
+        source.name(),
         model.parameter_count(),
         ctx.adapter_name(),
         data.train.len(),
@@ -249,35 +226,30 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
         }
     }
     if let Some(path) = &a.save {
-        let model_name = a.model.model.as_str();
-        checkpoint::save(path, &model.state_dict()?, &[("model", model_name), ("format", "pt")])?;
+        let meta = source.metadata(&model)?;
+        let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        checkpoint::save(path, &model.state_dict()?, &meta)?;
         say!("saved {}", path.display());
     }
     Ok(())
 }
 
+/// The model `source` describes for `data`, with the checkpoint's parameters.
 pub(crate) fn load_model(
     ctx: &gconv::Context,
-    name: &str,
-    input_size: Option<usize>,
+    source: &ModelSource,
     path: &Path,
-    classes: usize,
+    data: DataShape,
 ) -> Result<Model> {
     let state = checkpoint::load(path)?;
-    let mut model = Model::builtin(ctx, name, &config(name, input_size, classes), 0)?;
+    let mut model = source.build(ctx, data, 0)?;
     model.load_state_dict(&state).with_context(|| format!("loading {}", path.display()))?;
     Ok(model)
 }
 
 pub fn eval(ctx: &gconv::Context, a: &EvalArgs) -> Result<()> {
     let data = splits(a.model.data.as_deref())?;
-    let mut model = load_model(
-        ctx,
-        &a.model.model,
-        a.model.input_size,
-        &a.checkpoint,
-        classes_of(&data.train),
-    )?;
+    let mut model = load_model(ctx, &a.model.source, &a.checkpoint, data_shape(&data.train))?;
     let input = input_of(&model)?;
     let m = evaluate(&mut model, &data.test, a.batch_size, input)?;
     say!(
@@ -287,38 +259,4 @@ pub fn eval(ctx: &gconv::Context, a: &EvalArgs) -> Result<()> {
         m.samples
     );
     Ok(())
-}
-
-pub fn predict(ctx: &gconv::Context, a: &PredictArgs) -> Result<()> {
-    let mut model = crate::visualize::load(ctx, &a.trained)?;
-    let [channels, h, w] = input_of(&model)?;
-    let mut batch = Vec::new();
-    for path in &a.images {
-        batch.extend(image_input(path, a.invert, [channels, h, w])?);
-    }
-    let logits = model.predict(&batch, a.images.len())?.to_vec()?;
-    let classes = logits.len() / a.images.len();
-    for (path, row) in a.images.iter().zip(logits.chunks(classes)) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-        let (best, &v) = row
-            .iter()
-            .enumerate()
-            .fold((0, &row[0]), |acc, (i, x)| if *x > *acc.1 { (i, x) } else { acc });
-        say!("{}: class {best} ({:.1}%)", path.display(), 100.0 * (v - max).exp() / sum);
-    }
-    Ok(())
-}
-
-/// One image file as a model input: grey levels (inverted with `invert`), resized and given
-/// the model's channels as the training data are, then normalised.
-pub(crate) fn image_input(path: &Path, invert: bool, input: [usize; 3]) -> Result<Vec<f32>> {
-    let img = crate::picture::open(path)?.to_luma8();
-    let (iw, ih) = img.dimensions();
-    let mut pixels = img.into_raw();
-    if invert {
-        pixels.iter_mut().for_each(|p| *p = 255 - *p);
-    }
-    let d = Dataset { pixels, labels: vec![0], rows: ih as usize, cols: iw as usize };
-    Ok(d.batch(&[0], input).0)
 }

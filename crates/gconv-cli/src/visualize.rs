@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
-use gconv::nn::{Layer, MODELS};
+use gconv::nn::Layer;
 use image::{DynamicImage, Rgb, RgbImage};
 
 use crate::picture::{self, blit, draw_text, normalised, text_width};
+use crate::source::{DIGITS, ModelSource};
 use crate::train;
 
 #[derive(Subcommand, Debug)]
@@ -23,21 +24,14 @@ pub enum VisualizeCmd {
     Features(FeaturesArgs),
 }
 
-/// A built-in model and its trained checkpoint (predict and visualize).
+/// A model and its trained checkpoint (predict and visualize).
 #[derive(Args, Debug)]
 pub struct Trained {
-    /// The model: lenet5, simplecnn, convnet or vgg16.
-    #[arg(long, value_parser = MODELS)]
-    model: String,
+    #[command(flatten)]
+    source: ModelSource,
     /// A safetensors checkpoint with PyTorch's state-dict names.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Input height and width (vgg16 only).
-    #[arg(long)]
-    input_size: Option<usize>,
-    /// Number of classes the checkpoint was trained for.
-    #[arg(long, default_value_t = 10)]
-    classes: usize,
 }
 
 #[derive(Args, Debug)]
@@ -84,9 +78,10 @@ pub fn visualize(ctx: &gconv::Context, cmd: &VisualizeCmd) -> Result<()> {
     }
 }
 
-/// The built-in model with the checkpoint's parameters.
+/// The model with the checkpoint's parameters (for digits unless --input and --classes say
+/// otherwise).
 pub(crate) fn load(ctx: &gconv::Context, t: &Trained) -> Result<gconv::nn::Model> {
-    train::load_model(ctx, &t.model, t.input_size, &t.checkpoint, t.classes)
+    train::load_model(ctx, &t.source, &t.checkpoint, DIGITS)
 }
 
 fn filters(ctx: &gconv::Context, a: &FiltersArgs) -> Result<()> {
@@ -151,7 +146,7 @@ fn features(ctx: &gconv::Context, a: &FeaturesArgs) -> Result<()> {
     picture::output_format(&a.output)?;
     let mut model = load(ctx, &a.trained)?;
     let input = train::input_of(&model)?;
-    let x = train::image_input(&a.image, a.invert, input)?;
+    let x = crate::predict::image_input(&a.image, a.invert, input)?;
     let convs: Vec<String> = model
         .graph()
         .nodes

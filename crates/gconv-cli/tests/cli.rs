@@ -68,6 +68,20 @@ fn summary_totals_match_pytorch() {
 }
 
 #[test]
+fn summary_of_resnet18_and_mobilenet_v2_with_classes_and_input() {
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["summary", "--model", "resnet18", "--json"])).expect("json");
+    assert_eq!(json["trainable_params"], 11_689_512);
+    assert_eq!(json["macs"], 1_814_073_344u64);
+    let args = ["summary", "--model", "mobilenet_v2", "--input", "1x64x64", "--classes", "10"];
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&[&args[..], &["--json"]].concat())).expect("json");
+    // 3,504,872 - (3 - 1) x 32 x 9 (first conv) - 1280 x 990 - 990 (classifier).
+    assert_eq!(json["trainable_params"], 3_504_872 - 2 * 32 * 9 - 1280 * 990 - 990);
+    assert_eq!(json["input_shape"], serde_json::json!([1, 1, 64, 64]));
+}
+
+#[test]
 fn summary_of_a_layer_spec_and_its_errors() {
     let spec = "conv(3,64,k=3,p=1) relu maxpool(2) conv(64,128,k=3,s=2,p=1)";
     let json: serde_json::Value =
@@ -83,7 +97,14 @@ fn summary_of_a_layer_spec_and_its_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("unknown layer \"maxpol\""), "{stderr}");
     assert!(stderr.contains(&format!("\n{}^^^^^^\n", " ".repeat(2 + 19))), "{stderr}");
-    fails(&["summary", "--layers", "relu"], "--layers needs --input");
+    fails(&["summary", "--layers", "relu"], "--layers and --model-file need --input");
+    // Branches whose shapes disagree: the node and both shapes.
+    let spec = "conv(1,8,k=3,p=1) res(conv(8,16,k=3,p=1))";
+    fails(
+        &["summary", "--layers", spec, "--input", "1x8x8"],
+        "layer 1.add: inputs of different shapes: [1, 16, 8, 8] and [1, 8, 8, 8]",
+    );
+    fails(&["summary", "--layers", "relu", "--input", "1x8x8", "--classes", "3"], "--classes");
     fails(&["summary", "--layers", "relu", "--input", "3xx"], "not a shape");
     fails(&["summary", "--model", "resnet"], "invalid value 'resnet'");
     fails(&["summary"], "required");
@@ -313,4 +334,76 @@ fn a_closed_stdout_pipe_ends_the_program_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// Writes tensor `input` (the first `n` inputs of branches-expected.safetensors) to `path`;
+/// returns PyTorch's logits for them.
+fn pytorch_batch(path: &Path, n: usize) -> Vec<f32> {
+    use gconv::nn::checkpoint;
+    let expected = checkpoint::load(&repo("tests/checkpoints/branches-expected.safetensors"))
+        .expect("expected");
+    let get = |name: &str| expected.iter().find(|t| t.0 == name).expect(name).clone();
+    let (_, mut shape, x) = get("x");
+    shape[0] = n;
+    let input = vec![("input".to_string(), shape, x[..n * 28 * 28].to_vec())];
+    checkpoint::save(path, &input, &[]).expect("write input");
+    get("logits").2[..n * 10].to_vec()
+}
+
+#[test]
+fn predict_writes_the_logits_of_raw_tensors_as_pytorch_computes_them() {
+    let dir = scratch("predict-tensors");
+    let (x, y) = (dir.join("x.safetensors"), dir.join("y.safetensors"));
+    let want = pytorch_batch(&x, 20);
+    let model = repo("tests/checkpoints/branches.spec");
+    let ckpt = repo("tests/checkpoints/branches.safetensors");
+    let (model, ckpt) = (s(&model), s(&ckpt));
+    let source = ["--model-file", model, "--input", "1x28x28", "--checkpoint", ckpt];
+    let out = ok(&[&["predict"], &source[..], &["--tensors", s(&x), "--logits", s(&y)]].concat());
+    assert!(out.contains("wrote logits (20 x 10)") && out.contains("sample 19: class"), "{out}");
+    let logits = gconv::nn::checkpoint::load(&y).expect("logits");
+    assert_eq!((logits[0].0.as_str(), &logits[0].1[..]), ("logits", &[20, 10][..]));
+    let got = &logits[0].2;
+    let diff: f32 = got.iter().zip(&want).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+    let norm: f32 = want.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!(diff <= 1e-4 * norm, "logits differ from PyTorch's by {:.3e}", diff / norm);
+    // Inputs that do not fit the model, and files without an input.
+    let wrong = dir.join("wrong.safetensors");
+    let bad = vec![("input".to_string(), vec![2, 3, 28, 28], vec![0.0; 2 * 3 * 28 * 28])];
+    gconv::nn::checkpoint::save(&wrong, &bad, &[]).expect("write");
+    let missing = dir.join("missing.safetensors");
+    for (file, cause) in [
+        (&wrong, "tensor \"input\" has shape [2, 3, 28, 28]; the model takes N x 1 x 28 x 28"),
+        (&y, "has no tensor named \"input\""),
+        (&missing, "missing.safetensors"),
+    ] {
+        fails(&[&["predict"], &source[..], &["--tensors", s(file)]].concat(), cause);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_spec_trains_saves_evaluates_and_refuses_another_architecture() {
+    let dir = scratch("spec-train");
+    let file = dir.join("tiny.spec");
+    std::fs::write(&file, "# tiny\nconv(1,4,k=3,p=1) bn relu\nres(conv(4,4,k=3,p=1) bn) # block\ngap flatten linear(10)\n")
+        .expect("model file");
+    let ckpt = dir.join("tiny.safetensors");
+    let model = ["--model-file", s(&file)];
+    let train = ["train", "--epochs", "1", "--limit", "128", "--test-limit", "64", "--quiet"];
+    let out = ok(&[&train[..], &model[..], &["--save", s(&ckpt)]].concat());
+    assert!(out.contains("tiny: 254 parameters") && out.contains("epoch 1/1"), "{out}");
+    let state = gconv::nn::checkpoint::load(&ckpt).expect("checkpoint");
+    let names: Vec<&str> = state.iter().map(|t| t.0.as_str()).collect();
+    assert!(
+        names.contains(&"3.body.0.weight") && names.contains(&"3.body.1.running_var"),
+        "{names:?}"
+    );
+    let out = ok(&[&["eval", "--checkpoint", s(&ckpt)], &model[..]].concat());
+    assert!(out.contains("test accuracy"), "{out}");
+    fails(
+        &["eval", "--model", "resnet18", "--checkpoint", s(&ckpt)],
+        "the checkpoint does not match model resnet18: missing conv1.weight [64, 3, 7, 7]",
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
