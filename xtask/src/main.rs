@@ -9,7 +9,7 @@
 //! - `bench [--quick] [--json FILE] [--only SECTIONS] [--layer TEXT]`: gconv-bench (GEMM
 //!   against the CPU's SGEMM, convolution layers, pooling, training and inference speed, a
 //!   VGG16 step), built in release mode; `--quick` runs a small subset once each in the test
-//!   profile (`test` runs it last); `--only gemm,conv,pool,train,vgg16` picks sections,
+//!   profile (`test` runs it last); `--only gemm,conv,pool,train,vgg16,branching` picks sections,
 //!   `--layer TEXT` the convolution layers whose name contains TEXT.
 
 use std::path::{Path, PathBuf};

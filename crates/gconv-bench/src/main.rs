@@ -6,7 +6,8 @@
 //!   and on the direct kernels;
 //! - max_pool2d forward+backward;
 //! - training and inference images per second for simplecnn and lenet5;
-//! - one VGG16 training step at 224x224, batch 2: seconds and device memory.
+//! - one VGG16 training step at 224x224, batch 2: seconds and device memory;
+//! - one ResNet-18 and one MobileNetV2 training step at 3x64x64, batch 16 (branching graphs).
 //!
 //! Every figure is a median over repeated runs after a warm-up, with the GPU synchronised
 //! before each clock read. `--quick` runs a small subset once each (CI checks that it runs);
@@ -51,6 +52,7 @@ enum Section {
     Pool,
     Train,
     Vgg16,
+    Branching,
 }
 
 /// How many times to run each measurement.
@@ -132,6 +134,10 @@ fn main() -> Result<()> {
     if on(Section::Vgg16) {
         vgg = bench_vgg16(&options, &mut rng, args.quick)?;
     }
+    let mut branching = Value::Null;
+    if on(Section::Branching) {
+        branching = bench_branching(&options, &mut rng, args.quick)?;
+    }
     let report = json!({
         "adapter": adapter,
         "quick": args.quick,
@@ -140,6 +146,7 @@ fn main() -> Result<()> {
         "max_pool2d": pool,
         "train": train,
         "vgg16_step": vgg,
+        "branching_steps": branching,
     });
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -512,4 +519,49 @@ fn bench_vgg16(options: &ContextOptions, rng: &mut SmallRng, quick: bool) -> Res
     );
     Ok(json!({"seconds": seconds, "first_step_seconds": first, "peak_device_bytes": bytes,
               "input": size, "batch": batch}))
+}
+
+/// A training step (Adam, median of three after a warm-up) of torchvision's resnet18 and
+/// mobilenet_v2 at batch 16, 3x64x64, 1000 classes (batch 2 at 32x32, one step, with `quick`),
+/// each on a context of its own for its device memory.
+fn bench_branching(options: &ContextOptions, rng: &mut SmallRng, quick: bool) -> Result<Value> {
+    let (batch, size) = if quick { (2, 32) } else { (16, 64) };
+    println!("\nTraining steps of branching models, batch {batch}, 3x{size}x{size}:");
+    let mut out = serde_json::Map::new();
+    for name in ["resnet18", "mobilenet_v2"] {
+        let ctx = Context::with_options(options)?;
+        let config = ModelConfig { input: [3, size, size], num_classes: 1000 };
+        let mut model = Model::builtin(&ctx, name, &config, 1)?;
+        let images: Vec<f32> =
+            (0..batch * 3 * size * size).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let labels: Vec<i32> = (0..batch).map(|_| rng.random_range(0..1000)).collect();
+        let first = Instant::now();
+        model.train_step(&images, &labels)?;
+        model.take_metrics()?;
+        let first = first.elapsed().as_secs_f64();
+        let repeat = if quick {
+            Repeat { warmup: 0, runs: 1, budget: 0.0 }
+        } else {
+            Repeat { warmup: 0, runs: 3, budget: 60.0 }
+        };
+        let seconds = median(repeat, || {
+            model.train_step(&images, &labels)?;
+            model.take_metrics()?;
+            Ok(ctx.synchronize()?)
+        })?;
+        let bytes = ctx.counters().bytes;
+        println!(
+            "{name:<13} {:>8.1} ms/step ({:.1} images/s; first step {first:.2} s), device memory \
+             {:.1} MiB",
+            seconds * 1e3,
+            batch as f64 / seconds,
+            bytes as f64 / (1 << 20) as f64
+        );
+        out.insert(
+            name.into(),
+            json!({"seconds": seconds, "first_step_seconds": first, "peak_device_bytes": bytes,
+                   "input": size, "batch": batch}),
+        );
+    }
+    Ok(Value::Object(out))
 }
