@@ -12,7 +12,7 @@ mod session;
 mod spec;
 mod summary;
 
-pub use graph::{Graph, GraphParam, Node};
+pub use graph::{Graph, GraphParam, INPUT, Node};
 pub use layer::{Init, Layer, ParamSpec};
 pub use model::{Metrics, Model};
 pub use models::{MODELS, ModelConfig};
