@@ -143,12 +143,17 @@ fn cross_entropy_count(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-// The running totals a training loop reports: [sum of losses, correct predictions, samples].
-@group(0) @binding(7) var<storage, read_write> metrics: array<f32>;
+// The running totals a training loop reports, as 32-bit words (shared/health.wgsl): the sum
+// of losses, correct predictions, samples and batches as f32 bits, then the health word.
+@group(0) @binding(7) var<storage, read_write> metrics: array<u32>;
+
+fn add_to_metric(word: u32, v: f32) {
+    metrics[word] = bitcast<u32>(bitcast<f32>(metrics[word]) + v);
+}
 
 // Adds this batch's loss sum, correct predictions (argmax of the logits equals the target;
-// the first maximum wins ties) and sample count to `metrics` (one workgroup). Ignored samples
-// count nowhere.
+// the first maximum wins ties), sample count and 1 (a batch) to `metrics` (one workgroup),
+// and marks the health word when the loss sum is not finite. Ignored samples count nowhere.
 @compute @workgroup_size(REDUCE_WG)
 fn cross_entropy_metrics(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
@@ -187,8 +192,13 @@ fn cross_entropy_metrics(@builtin(local_invocation_index) lid: u32) {
                 samples += 1.0;
             }
         }
-        metrics[0] += partial_sum[0];
-        metrics[1] += partial_count[0];
-        metrics[2] += samples;
+        add_to_metric(0u, partial_sum[0]);
+        add_to_metric(1u, partial_count[0]);
+        add_to_metric(2u, samples);
+        add_to_metric(BATCHES_WORD, 1.0);
+        if !is_finite_bits(partial_sum[0]) {
+            let batch = u32(bitcast<f32>(metrics[BATCHES_WORD]));
+            metrics[HEALTH_WORD] = max(metrics[HEALTH_WORD], health_mark(batch, 0u));
+        }
     }
 }

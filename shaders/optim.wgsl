@@ -6,6 +6,8 @@
 // sgd_update (torch.optim.SGD, dampening 0, not Nesterov): g += wd * p; with momentum,
 // buf = mu buf + g (buf starts at 0, so the first step gives buf = g); p -= lr * buf.
 // The step-dependent factors live in a storage buffer the host rewrites before each step.
+// Both mark the metrics' health word (shared/health.wgsl) when a gradient element is not
+// finite; the update itself is PyTorch's either way.
 
 struct OptimParams {
     total: u32,
@@ -15,6 +17,8 @@ struct OptimParams {
     eps: f32,
     weight_decay: f32,
     momentum: f32,
+    // The parameter's index in the model, for the health word.
+    index: u32,
 }
 
 // [bias_correction1, bias_correction2]: rewritten by the host before each step.
@@ -29,11 +33,22 @@ struct StepFactors {
 @group(0) @binding(3) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state2: array<f32>;
 @group(0) @binding(5) var<storage, read> factors: StepFactors;
+// The model's metrics, as words (shared/health.wgsl).
+@group(0) @binding(6) var<storage, read_write> health: array<atomic<u32>>;
+
+// Marks the health word when gradient element g is not finite.
+fn check_gradient(g: f32) {
+    if !is_finite_bits(g) {
+        let batch = u32(bitcast<f32>(atomicLoad(&health[BATCHES_WORD])));
+        atomicMax(&health[HEALTH_WORD], health_mark(batch, o.index + 1u));
+    }
+}
 
 @compute @workgroup_size(WG)
 fn adam_update(invocation: Invocation) {
     let i = linear_index(invocation);
     if i >= o.total { return; }
+    check_gradient(grad[i]);
     let g = grad[i] + o.weight_decay * param[i];
     let m = o.beta1 * state1[i] + (1.0 - o.beta1) * g;
     let v = o.beta2 * state2[i] + (1.0 - o.beta2) * g * g;
@@ -47,6 +62,7 @@ fn adam_update(invocation: Invocation) {
 fn sgd_update(invocation: Invocation) {
     let i = linear_index(invocation);
     if i >= o.total { return; }
+    check_gradient(grad[i]);
     var g = grad[i] + o.weight_decay * param[i];
     if o.momentum != 0.0 {
         g = o.momentum * state1[i] + g;

@@ -60,6 +60,7 @@ enum Part {
     Im2col,
     GemmEpilogue,
     PoolParams,
+    Health,
 }
 
 impl Part {
@@ -70,6 +71,7 @@ impl Part {
             Part::Im2col => include_str!("../../../../shaders/shared/im2col.wgsl"),
             Part::GemmEpilogue => include_str!("../../../../shaders/shared/gemm_epilogue.wgsl"),
             Part::PoolParams => include_str!("../../../../shaders/shared/pool_params.wgsl"),
+            Part::Health => include_str!("../../../../shaders/shared/health.wgsl"),
         }
     }
 }
@@ -121,12 +123,12 @@ shaders! {
     Unpool2x2 => "pool/unpool_2x2.wgsl", [PoolParams];
     Elementwise => "elementwise.wgsl", [];
     Softmax => "softmax.wgsl", [];
-    Loss => "loss.wgsl", [];
+    Loss => "loss.wgsl", [Health];
     BatchNorm => "batch_norm.wgsl", [];
     Reduce => "reduce.wgsl", [];
     Slice => "slice.wgsl", [];
     Dropout => "dropout.wgsl", [];
-    Optim => "optim.wgsl", [];
+    Optim => "optim.wgsl", [Health];
     Texture => "texture.wgsl", [];
 }
 

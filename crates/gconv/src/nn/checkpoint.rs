@@ -3,6 +3,7 @@
 //! Writes are atomic: a temporary file in the same directory, flushed, then renamed over the
 //! target, so an interrupted save never destroys the previous checkpoint.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -72,10 +73,29 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
 /// [`Error::Io`] for a missing file, [`Error::Format`] for anything that is not a valid
 /// safetensors file of f32 tensors.
 pub fn load(path: &Path) -> Result<StateDict> {
+    Ok(load_with_metadata(path)?.0)
+}
+
+/// [`load`], and the file's metadata (the string pairs of its header's `__metadata__`).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with_metadata(path: &Path) -> Result<(StateDict, BTreeMap<String, String>)> {
     let bytes = std::fs::read(path)
         .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    let st = SafeTensors::deserialize(&bytes)
+    from_bytes(&bytes, path)
+}
+
+/// [`load_with_metadata`] of a file's bytes; `path` names it in errors.
+///
+/// # Errors
+/// [`Error::Format`] for anything that is not a valid safetensors file of f32 tensors.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(StateDict, BTreeMap<String, String>)> {
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| format_error(path, format!("not a valid safetensors file ({e})")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| format_error(path, format!("not a valid safetensors file ({e})")))?;
+    let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let values = match view.dtype() {
@@ -102,5 +122,5 @@ pub fn load(path: &Path) -> Result<StateDict> {
         out.push((name, view.shape().to_vec(), values));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok((out, metadata))
 }

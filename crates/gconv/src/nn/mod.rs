@@ -4,6 +4,7 @@
 pub mod checkpoint;
 mod graph;
 mod layer;
+mod metrics;
 mod model;
 pub mod models;
 mod optim;
@@ -14,7 +15,8 @@ mod summary;
 
 pub use graph::{Graph, GraphParam, INPUT, Node};
 pub use layer::{Init, Layer, ParamSpec};
-pub use model::{Metrics, Model};
+pub use metrics::{Metrics, NonFinite};
+pub use model::Model;
 pub use models::{MODELS, ModelConfig};
 pub use optim::Optimizer;
 pub use plan::PlanKind;

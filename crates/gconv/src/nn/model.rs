@@ -8,21 +8,11 @@ use rand::{Rng, SeedableRng};
 use super::checkpoint::StateDict;
 use super::graph::Graph;
 use super::layer::{Init, ParamSpec};
+use super::metrics::{self, Metrics};
 use super::models::{self, ModelConfig};
 use super::optim::Optimizer;
 use super::plan::{ModelState, ParamState, Plan, PlanKind, Shared};
 use crate::{Context, Error, Result, Tensor};
-
-/// Loss and accuracy accumulated on the device since the last [`Model::take_metrics`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Metrics {
-    /// Mean cross-entropy over the samples.
-    pub loss: f64,
-    /// Fraction of samples whose largest logit is their class.
-    pub accuracy: f64,
-    /// Samples counted.
-    pub samples: u64,
-}
 
 /// Submissions allowed in flight before a step waits for the oldest: bounds the queue (and the
 /// staging memory of uploads) without waiting inside a step.
@@ -105,7 +95,7 @@ impl Model {
             })
             .collect::<Result<Vec<_>>>()?;
         let shared = Shared {
-            metrics: Tensor::zeros(ctx, &[4])?,
+            metrics: Tensor::zeros(ctx, &[metrics::WORDS])?,
             seed: Tensor::from_slice_i32(ctx, &[0], &[1])?,
             factors: Tensor::from_slice(ctx, &[1.0, 1.0], &[2])?,
             one: Tensor::from_slice(ctx, &[1.0], &[1])?,
@@ -174,8 +164,10 @@ impl Model {
     /// Replaces the optimizer; its state starts from zero.
     ///
     /// # Errors
-    /// [`Error::TooLarge`] when the state does not fit the device.
+    /// [`Error::InvalidArgument`] for a hyper-parameter PyTorch refuses or one that is not
+    /// finite ([`Optimizer::validate`]); [`Error::TooLarge`] when the state does not fit.
     pub fn set_optimizer(&mut self, optimizer: Optimizer) -> Result<()> {
+        optimizer.validate()?;
         self.optimizer = optimizer;
         for p in &mut self.params {
             let shape = p.value.shape().to_vec();
@@ -367,19 +359,15 @@ impl Model {
     /// # Errors
     /// [`Error::Gpu`] if the device fails.
     pub fn take_metrics(&mut self) -> Result<Metrics> {
-        let m = self.shared.metrics.to_vec()?;
+        let words: Vec<u32> = self.shared.metrics.to_vec()?.into_iter().map(f32::to_bits).collect();
         self.in_flight.clear();
         self.ctx.queue().write_buffer(
             self.shared.metrics.buffer(),
             0,
-            bytemuck::cast_slice(&[0f32; 4]),
+            bytemuck::cast_slice(&[0u32; metrics::WORDS]),
         );
-        let samples = m[2] as f64;
-        Ok(Metrics {
-            loss: if samples > 0.0 { f64::from(m[0]) / samples } else { f64::NAN },
-            accuracy: if samples > 0.0 { f64::from(m[1]) / samples } else { f64::NAN },
-            samples: samples as u64,
-        })
+        let names: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+        Ok(metrics::decode(&words, &names))
     }
 
     /// Bytes of the pooled activation and gradient buffers of the plan for `batch` and `kind`.
@@ -452,16 +440,75 @@ impl Model {
     /// # Errors
     /// [`Error::StateMismatch`] listing missing, unexpected and misshapen tensors.
     pub fn load_state_dict(&mut self, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+        let entries = self.entries();
+        self.write_named(&entries, tensors)
+    }
+
+    /// The optimizer's state, named as PyTorch's optimizers keep it for each parameter
+    /// (Adam's `{name}.exp_avg` and `{name}.exp_avg_sq`, SGD's `{name}.momentum_buffer`),
+    /// and the training steps taken: with the state dict, what resuming a run needs.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] if the device fails.
+    pub fn optimizer_state(&self) -> Result<(StateDict, u64)> {
+        let state = self
+            .optimizer_entries()
+            .into_iter()
+            .map(|(name, shape, t)| Ok((name, shape, t.to_vec()?)))
+            .collect::<Result<_>>()?;
+        Ok((state, self.step))
+    }
+
+    /// Restores [`Model::optimizer_state`] for the current optimizer, which must be the one
+    /// that saved it, and the step count (Adam's bias corrections and the dropout masks
+    /// continue from it).
+    ///
+    /// # Errors
+    /// [`Error::StateMismatch`] listing missing, unexpected and misshapen tensors.
+    pub fn load_optimizer_state(&mut self, state: &StateDict, steps: u64) -> Result<()> {
+        let entries = self.optimizer_entries();
+        let entries: Vec<(&str, Vec<usize>, &Tensor)> =
+            entries.iter().map(|(n, s, t)| (n.as_str(), s.clone(), *t)).collect();
+        self.write_named(&entries, state)?;
+        self.step = steps;
+        Ok(())
+    }
+
+    fn optimizer_entries(&self) -> Vec<(String, Vec<usize>, &Tensor)> {
+        let names: &[&str] = match self.optimizer {
+            Optimizer::Adam { .. } => &["exp_avg", "exp_avg_sq"],
+            Optimizer::Sgd { .. } => &["momentum_buffer"],
+        };
+        self.params
+            .iter()
+            .flat_map(|p| {
+                p.state
+                    .iter()
+                    .zip(names)
+                    .map(|(t, kind)| (format!("{}.{kind}", p.name), p.value.shape().to_vec(), t))
+            })
+            .collect()
+    }
+
+    /// Writes `tensors` into `entries` by name, after checking that the names and shapes are
+    /// exactly the entries'.
+    fn write_named(
+        &self,
+        entries: &[(&str, Vec<usize>, &Tensor)],
+        tensors: &[(String, Vec<usize>, Vec<f32>)],
+    ) -> Result<()> {
         let mut problems = Vec::new();
         let by_name: HashMap<&str, &(String, Vec<usize>, Vec<f32>)> =
             tensors.iter().map(|t| (t.0.as_str(), t)).collect();
-        let entries = self.entries();
-        for (name, expected, _) in &entries {
+        for (name, expected, _) in entries {
             match by_name.get(name) {
                 None => problems.push(format!("missing {name} {expected:?}")),
                 Some((_, shape, _)) if shape != expected => problems.push(format!(
                     "{name}: shape {shape:?} in the checkpoint, {expected:?} in the model"
                 )),
+                Some((_, shape, values)) if values.len() != shape.iter().product::<usize>() => {
+                    problems.push(format!("{name}: {} values for shape {shape:?}", values.len()))
+                }
                 Some(_) => {}
             }
         }
@@ -473,7 +520,7 @@ impl Model {
         if !problems.is_empty() {
             return Err(Error::StateMismatch { model: self.name.clone(), problems });
         }
-        for (name, _, t) in &entries {
+        for (name, _, t) in entries {
             if let Some((_, _, values)) = by_name.get(name) {
                 self.ctx.queue().write_buffer(t.buffer(), 0, bytemuck::cast_slice(values));
             }

@@ -3,7 +3,7 @@
 use super::plan::ParamState;
 use crate::kernel::{Dispatch, Recorder, Shader, WG};
 use crate::ops::check_u32;
-use crate::{Context, Result, Tensor};
+use crate::{Context, Error, Result, Tensor};
 
 /// An optimizer and its hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,6 +41,47 @@ impl Optimizer {
         Optimizer::Sgd { lr, momentum, weight_decay: 0.0 }
     }
 
+    /// Checks the hyper-parameters as PyTorch's constructors do, and that each is finite: a
+    /// learning rate, epsilon, momentum and weight decay at least 0, betas in [0, 1).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the hyper-parameter and its value.
+    pub fn validate(&self) -> Result<()> {
+        let (name, checks): (&'static str, Vec<(&str, f32, bool)>) = match *self {
+            Optimizer::Adam { lr, betas: (b1, b2), eps, weight_decay } => (
+                "Adam",
+                vec![
+                    ("lr", lr, lr >= 0.0),
+                    ("beta1", b1, (0.0..1.0).contains(&b1)),
+                    ("beta2", b2, (0.0..1.0).contains(&b2)),
+                    ("eps", eps, eps >= 0.0),
+                    ("weight_decay", weight_decay, weight_decay >= 0.0),
+                ],
+            ),
+            Optimizer::Sgd { lr, momentum, weight_decay } => (
+                "SGD",
+                vec![
+                    ("lr", lr, lr >= 0.0),
+                    ("momentum", momentum, momentum >= 0.0),
+                    ("weight_decay", weight_decay, weight_decay >= 0.0),
+                ],
+            ),
+        };
+        for (what, value, valid) in checks {
+            if !value.is_finite() || !valid {
+                let range = match what {
+                    "beta1" | "beta2" => "in [0, 1)",
+                    _ => "finite and at least 0",
+                };
+                return Err(Error::invalid(
+                    "optimizer",
+                    format!("{name}'s {what} must be {range}, got {value}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// How many state tensors (of the parameter's size) each parameter needs.
     pub(crate) fn state_count(&self) -> usize {
         match self {
@@ -61,12 +102,17 @@ impl Optimizer {
         }
     }
 
+    /// Records the update of parameter `p`, the `index`-th of its model, which marks the health
+    /// word of `metrics` when a gradient element is not finite (`shaders/shared/health.wgsl`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &self,
         ctx: &Context,
         rec: &mut Recorder<'_>,
         p: &ParamState,
+        index: usize,
         factors: &Tensor,
+        metrics: &Tensor,
         spare: &Tensor,
     ) -> Result<()> {
         let (entry, lr, b1, b2, eps, wd, momentum) = match *self {
@@ -91,12 +137,12 @@ impl Optimizer {
                 eps.to_bits(),
                 wd.to_bits(),
                 momentum.to_bits(),
-                0,
+                u32::try_from(index).unwrap_or(u32::MAX),
             ];
             // SGD without momentum never touches its state slot; a spare buffer fills it.
             let s1 = p.state.first().map_or(spare.buffer(), Tensor::buffer);
             let mut buffers: Vec<(u32, &wgpu::Buffer)> =
-                vec![(1, p.value.buffer()), (2, p.grad.buffer()), (3, s1)];
+                vec![(1, p.value.buffer()), (2, p.grad.buffer()), (3, s1), (6, metrics.buffer())];
             if let Some(s2) = p.state.get(1) {
                 buffers.extend([(4, s2.buffer()), (5, factors.buffer())]);
             }

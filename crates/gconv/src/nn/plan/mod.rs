@@ -44,7 +44,8 @@ pub(crate) struct ParamState {
 
 /// Buffers every plan of a model shares.
 pub(crate) struct Shared {
-    /// [loss sum, correct, samples, -]: accumulated on the device until read.
+    /// [loss sum, correct, samples, batches, health, -, -, -] (`shaders/shared/health.wgsl`):
+    /// accumulated on the device until read.
     pub metrics: Tensor,
     /// [seed] for dropout, rewritten before each step.
     pub seed: Tensor,

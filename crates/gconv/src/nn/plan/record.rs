@@ -279,8 +279,17 @@ impl Recording<'_> {
     /// The optimizer's update of every parameter.
     pub(super) fn optimizer(&self, rec: &mut Recorder<'_>) -> Result<()> {
         let m = self.model;
-        for p in m.params {
-            m.optimizer.record(self.ctx, rec, p, &m.shared.factors, &m.shared.spare)?;
+        let shared = &m.shared;
+        for (i, p) in m.params.iter().enumerate() {
+            m.optimizer.record(
+                self.ctx,
+                rec,
+                p,
+                i,
+                &shared.factors,
+                &shared.metrics,
+                &shared.spare,
+            )?;
         }
         Ok(())
     }
