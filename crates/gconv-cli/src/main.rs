@@ -8,8 +8,11 @@ macro_rules! say {
 
 mod bundled;
 mod filter;
+mod interrupt;
 mod picture;
 mod predict;
+mod run_files;
+mod run_state;
 mod source;
 mod summary;
 mod train;
@@ -91,6 +94,10 @@ pub fn say_line(args: std::fmt::Arguments<'_>) {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
+        // A run a signal stopped has said where it stopped; it exits as the signal asks.
+        if let Some(stop) = e.downcast_ref::<interrupt::Interrupted>() {
+            std::process::exit(stop.status);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

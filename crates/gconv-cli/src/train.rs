@@ -1,6 +1,6 @@
 //! `gconv train` and `gconv eval`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,6 +10,9 @@ use gconv::data::{Dataset, Splits, epoch_order};
 use gconv::nn::{Model, Optimizer, checkpoint};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::interrupt::Interrupt;
+use crate::run_files::{self, MetricsLog, Position, RunKey};
+use crate::run_state::{Run, Window};
 use crate::source::{DataShape, ModelSource};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -57,10 +60,24 @@ pub struct TrainArgs {
     /// Seed of the initialisation, the shuffling and the dropout masks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Write the trained parameters here (safetensors, PyTorch's names), atomically.
+    /// Write the parameters here (safetensors, PyTorch's names) after every epoch, atomically,
+    /// and the optimizer's state beside it (FILE's stem + .optimizer.safetensors), which
+    /// --resume reads. A run that diverges never writes over it.
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Append one JSON object per epoch to this file.
+    /// Also save every N training steps (with --save).
+    #[arg(long, value_name = "N", requires = "save", value_parser = clap::value_parser!(u64).range(1..))]
+    save_every: Option<u64>,
+    /// Continue the run a --save checkpoint stopped at (same model, data, --seed,
+    /// --batch-size and optimizer); it keeps saving there unless --save names another file.
+    #[arg(long, value_name = "CHECKPOINT")]
+    resume: Option<PathBuf>,
+    /// Keep training when a loss or gradient is not finite (by default the run stops with
+    /// an error); checkpoints are still not written while it lasts.
+    #[arg(long)]
+    continue_on_nan: bool,
+    /// Write one JSON object per epoch to this file (replaced at the start of a run, kept and
+    /// continued by --resume).
     #[arg(long)]
     metrics: Option<PathBuf>,
     /// Train on the first N training images only.
@@ -140,20 +157,29 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
     }
     let source = &a.model.source;
     let mut model = source.build(ctx, data_shape(&data.train), a.seed)?;
-    let optimizer = match a.optimizer {
-        OptimizerName::Adam => Optimizer::Adam {
-            lr: a.lr.unwrap_or(1e-3),
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: a.weight_decay,
-        },
-        OptimizerName::Sgd => Optimizer::Sgd {
-            lr: a.lr.unwrap_or(1e-2),
-            momentum: a.momentum,
-            weight_decay: a.weight_decay,
-        },
-    };
+    let optimizer = optimizer(a);
     model.set_optimizer(optimizer)?;
+    let key =
+        RunKey { seed: a.seed, batch_size: a.batch_size, optimizer: format!("{optimizer:?}") };
+    let steps_per_epoch = data.train.len().div_ceil(a.batch_size) as u64;
+    let mut at = Position { epoch: 1, step: 0, steps: 0 };
+    if let Some(path) = &a.resume {
+        at = run_files::resume(path, &mut model, &key)?;
+        if at.step >= steps_per_epoch {
+            at = Position { epoch: at.epoch + 1, step: 0, steps: at.steps };
+        }
+        say!(
+            "resuming {} at epoch {}, step {} ({} steps done)",
+            path.display(),
+            at.epoch,
+            at.step,
+            at.steps
+        );
+        if at.epoch > a.epochs {
+            say!("the run already trained {} epochs", a.epochs);
+            return Ok(());
+        }
+    }
     let input = input_of(&model)?;
     let interactive = !a.quiet && std::io::stderr().is_terminal();
     say!(
@@ -166,72 +192,111 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
         a.batch_size,
         optimizer
     );
-    let steps = data.train.len().div_ceil(a.batch_size);
-    for epoch in 1..=a.epochs {
+    let interrupt = Interrupt::install()?;
+    let completed = a.resume.as_ref().map(|_| at.epoch - 1);
+    let mut log = MetricsLog::new(a.metrics.as_deref(), completed)?;
+    let mut run = Run {
+        source,
+        key,
+        save: a.save.clone().or_else(|| a.resume.clone()),
+        saved: None,
+        epochs: a.epochs,
+        steps_per_epoch,
+        continue_on_nan: a.continue_on_nan,
+    };
+    for epoch in at.epoch..=a.epochs {
         let order = epoch_order(data.train.len(), a.seed, epoch);
-        let bar = if interactive {
-            let bar = ProgressBar::new(steps as u64);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "epoch {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_message(format!("{epoch}/{}", a.epochs));
-            Some(bar)
-        } else {
-            None
-        };
+        let skip = if epoch == at.epoch { at.step } else { 0 };
+        let bar = interactive.then(|| progress_bar(steps_per_epoch - skip, epoch, a.epochs));
+        let mut window = Window::starting_at(skip);
         let start = Instant::now();
-        for chunk in order.chunks(a.batch_size) {
+        for (i, chunk) in order.chunks(a.batch_size).enumerate().skip(skip as usize) {
             let (x, y) = data.train.batch(chunk, input);
             model.train_step(&x, &y)?;
+            at = Position { epoch, step: i as u64 + 1, steps: at.steps + 1 };
             if let Some(b) = &bar {
                 b.inc(1);
             }
+            let stop = interrupt.requested();
+            let save_now = a.save_every.is_some_and(|n| at.steps.is_multiple_of(n));
+            if stop.is_some() || save_now {
+                if let Some(b) = &bar {
+                    b.suspend(|| run.checkpoint(&mut model, &mut window, at))?;
+                } else {
+                    run.checkpoint(&mut model, &mut window, at)?;
+                }
+            }
+            if let Some(stop) = stop {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                run.stopped(stop, at);
+                return Err(stop.into());
+            }
         }
-        let train_m = model.take_metrics()?;
+        window.take(&mut model, at, &run)?;
+        let (train_loss, train_accuracy) = window.total();
         let seconds = start.elapsed().as_secs_f64();
         if let Some(b) = bar {
             b.finish_and_clear();
         }
         let test_m = evaluate(&mut model, &data.test, 500, input)?;
-        let images_per_sec = data.train.len() as f64 / seconds;
+        let trained = (steps_per_epoch - skip) as usize * a.batch_size;
+        let images_per_sec = trained.min(data.train.len()) as f64 / seconds;
         say!(
             "epoch {epoch}/{}: train loss {:.4}, test loss {:.4}, test accuracy {:.2}%, {:.0} images/s, {:.1} s",
             a.epochs,
-            train_m.loss,
+            train_loss,
             test_m.loss,
             100.0 * test_m.accuracy,
             images_per_sec,
             seconds
         );
-        if let Some(path) = &a.metrics {
-            let line = serde_json::json!({
-                "epoch": epoch,
-                "train_loss": train_m.loss,
-                "train_accuracy": train_m.accuracy,
-                "test_loss": test_m.loss,
-                "test_accuracy": test_m.accuracy,
-                "images_per_sec": images_per_sec,
-                "seconds": seconds,
-            });
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))?;
+        log.push(&serde_json::json!({
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "test_loss": test_m.loss,
+            "test_accuracy": test_m.accuracy,
+            "images_per_sec": images_per_sec,
+            "seconds": seconds,
+        }))?;
+        run.save(&model, window.healthy, at)?;
+        if let Some(stop) = interrupt.requested() {
+            run.stopped(stop, at);
+            return Err(stop.into());
         }
     }
-    if let Some(path) = &a.save {
-        let meta = source.metadata(&model)?;
-        let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        checkpoint::save(path, &model.state_dict()?, &meta)?;
-        say!("saved {}", path.display());
-    }
     Ok(())
+}
+
+fn optimizer(a: &TrainArgs) -> Optimizer {
+    match a.optimizer {
+        OptimizerName::Adam => Optimizer::Adam {
+            lr: a.lr.unwrap_or(1e-3),
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: a.weight_decay,
+        },
+        OptimizerName::Sgd => Optimizer::Sgd {
+            lr: a.lr.unwrap_or(1e-2),
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+        },
+    }
+}
+
+fn progress_bar(steps: u64, epoch: u64, epochs: u64) -> ProgressBar {
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("{epoch}/{epochs}"));
+    bar
 }
 
 /// The model `source` describes for `data`, with the checkpoint's parameters.

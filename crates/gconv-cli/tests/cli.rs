@@ -2,50 +2,12 @@
 //! devices) on the bundled images and the PyTorch checkpoints, the files they write, and their
 //! errors (one line naming the cause, exit status 1, never a panic).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
-}
-
-fn gconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gconv"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("the gconv binary runs")
-}
-
-/// Runs gconv and returns its stdout, failing with its stderr when it fails.
-fn ok(args: &[&str]) -> String {
-    let out = gconv(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "gconv {args:?} failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs gconv expecting a failure: exit status 1 and an error naming `cause`, no panic.
-fn fails(args: &[&str], cause: &str) {
-    let out = gconv(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "gconv {args:?} succeeded");
-    assert!(matches!(out.status.code(), Some(1 | 2)), "gconv {args:?}: {:?}", out.status);
-    assert!(stderr.contains(cause), "gconv {args:?}: {stderr:?} does not mention {cause:?}");
-    assert!(!stderr.contains("panicked"), "gconv {args:?} panicked: {stderr}");
-}
-
-/// A fresh scratch directory for one test.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gconv-cli-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use common::{fails, gconv, ok, repo, s, scratch};
 
 #[test]
 fn summary_totals_match_pytorch() {
