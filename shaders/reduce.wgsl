@@ -10,6 +10,8 @@ struct ReduceParams {
     n: u32,
     c: u32,
     s: u32,
+    // batch_sum: the outputs. The channel sums: 1 to add to y (a later chunk of samples), 0 to
+    // write it.
     total: u32,
 }
 
@@ -65,7 +67,11 @@ fn sum_channel(ch: u32, lid: u32, masked: bool) {
         for (var i = 0u; i < SUM_WG; i++) {
             total += partial[i];
         }
-        y[ch] = total;
+        if p.total != 0u {
+            y[ch] += total;
+        } else {
+            y[ch] = total;
+        }
     }
 }
 

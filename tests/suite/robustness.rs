@@ -158,3 +158,39 @@ fn a_soak_run_allocates_nothing_on_the_device_after_its_first_epoch() {
         previous = now;
     }
 }
+
+#[test]
+fn activations_larger_than_a_binding_train_in_slices_and_match_the_whole_batch() {
+    // A device whose bindings stop at 32 KiB: x (36 KiB), the first convolution's output
+    // (288 KiB) and its pooled output (72 KiB) are bound a chunk of samples at a time, on
+    // every kernel the plan chose. Gradients and parameters must equal the unchunked run's.
+    let small = gconv::Context::new().expect("context");
+    small.limit_binding_size(32 << 10);
+    let spec = "conv(1,8,k=3,p=1) relu maxpool(2) conv(8,16,k=3,p=1) relu maxpool(2) flatten \
+                linear(16)";
+    let graph = || parse_layers(spec, &[1, 12, 12]).expect("spec");
+    let mut sliced = Model::from_graph(&small, "sliced", graph(), 4).expect("model");
+    let mut whole = Model::from_graph(ctx(), "whole", graph(), 4).expect("model");
+    let batch: usize = 64;
+    let x: Vec<f32> = (0..batch * 144).map(|i| ((i * 29 % 97) as f32 / 48.0) - 1.0).collect();
+    let labels: Vec<i32> = (0..batch as i32).map(|i| i % 16).collect();
+    let close = |a: gconv::nn::checkpoint::StateDict, b: gconv::nn::checkpoint::StateDict, what| {
+        for ((name, _, va), (_, _, vb)) in a.iter().zip(&b) {
+            let scale = vb.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let worst = va.iter().zip(vb).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-4 * scale, "{what} {name}: sliced and whole differ by {worst}");
+        }
+    };
+    for model in [&mut sliced, &mut whole] {
+        model.compute_gradients(&x, &labels).expect("gradients");
+    }
+    close(sliced.gradients().expect("grads"), whole.gradients().expect("grads"), "gradient");
+    for _ in 0..2 {
+        for model in [&mut sliced, &mut whole] {
+            model.train_step(&x, &labels).expect("step");
+        }
+    }
+    close(sliced.state_dict().expect("a"), whole.state_dict().expect("b"), "after 2 steps");
+    let m = sliced.take_metrics().expect("metrics");
+    assert!(m.loss.is_finite() && m.nonfinite.is_none(), "{m:?}");
+}

@@ -210,3 +210,16 @@ fn a_soak_run_holds_its_memory_after_the_first_epochs() {
         assert!(late <= early + 8 * 1024, "resident memory grew from {early} KiB to {late} KiB");
     }
 }
+
+#[test]
+fn a_batch_of_8000_digits_trains_although_its_activations_exceed_a_binding() {
+    // SimpleCNN's pooled first activation is 7996 x 32 x 14 x 14 floats (200 MB), over
+    // lavapipe's 128 MiB storage binding: the kernels take it in aligned slices.
+    let out = ok(&["train", "--model", "simplecnn", "--batch-size", "8000", "--epochs", "1"]
+        .into_iter()
+        .chain(["--test-limit", "100", "--quiet"])
+        .collect::<Vec<_>>());
+    assert!(out.contains("7996 training and 100 test images, batch 8000"), "{out}");
+    let line = out.lines().find(|l| l.starts_with("epoch 1/1")).expect("the epoch's line");
+    assert!(line.contains("train loss 2.3"), "one step from the initialisation: {line}");
+}

@@ -92,6 +92,14 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// The device could not allocate a buffer: its memory is exhausted.
+    #[error("the device is out of memory: allocating {what} ({bytes} bytes) failed")]
+    OutOfMemory {
+        /// The allocation (its label and shape).
+        what: String,
+        /// Its size in bytes.
+        bytes: u64,
+    },
     /// The GPU reported an error (validation, out of memory, device lost) while running work.
     #[error("GPU error in {op}: {message}")]
     Gpu {

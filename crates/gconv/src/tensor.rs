@@ -55,6 +55,9 @@ impl Tensor {
                 limit,
             });
         }
+        // Inside an error scope: a device out of memory is an error naming the allocation,
+        // not a panic in wgpu's default handler.
+        let oom = ctx.device().push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = ctx.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             // Whole texels: the tiled kernels copy buffers into rgba32f textures.
@@ -64,6 +67,9 @@ impl Tensor {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        if pollster::block_on(oom.pop()).is_some() {
+            return Err(Error::OutOfMemory { what: format!("{label} {shape:?}"), bytes });
+        }
         Ok(Tensor { ctx: ctx.clone(), buffer, shape: shape.to_vec(), dtype })
     }
 

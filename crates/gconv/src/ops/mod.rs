@@ -12,6 +12,7 @@ pub(crate) mod loss;
 pub(crate) mod norm;
 pub(crate) mod pool;
 pub(crate) mod reduce;
+pub(crate) mod slices;
 pub(crate) mod texture;
 pub(crate) mod uniforms;
 

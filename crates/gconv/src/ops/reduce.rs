@@ -4,6 +4,7 @@
 
 use super::check_u32;
 use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
+use crate::ops::slices::{sample_chunk, slice};
 use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS};
 use crate::{Context, Error, Result, Tensor};
 
@@ -52,35 +53,55 @@ fn channel_sum(
             return channel_sum_tex(ctx, enc, (x, &x_flat), (m, &m_flat), [n, c, s], out);
         }
     }
-    let params = [
-        check_u32(OP, "batch", n)?,
-        check_u32(OP, "channels", c)?,
-        check_u32(OP, "positions", s)?,
-        0,
-    ];
     let max = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let gx = c.min(max);
     let gy = c.div_ceil(gx);
     if gy > max {
         return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
     }
-    ctx.record(
-        enc,
-        &Dispatch::new(
-            Shader::Reduce,
-            if mask.is_some() { "channel_sum_where" } else { "channel_sum" },
-            bytemuck::cast_slice(&params),
-            &[
-                (1, x.buffer()),
-                (2, out.buffer()),
-                (3, mask.map_or(&ctx.inner.dummy, Tensor::buffer)),
-            ],
-            [gx as u32, gy as u32, 1],
-        ),
-    )
+    // x (and its mask) larger than a storage binding: a chunk of samples at a time, the later
+    // chunks adding to `out`.
+    let per = c * s;
+    let chunk = sample_chunk(ctx, n, n.max(1), &[per]).ok_or_else(|| Error::TooLarge {
+        what: format!("{OP}: one sample of {per} values"),
+        bytes: per as u64 * 4,
+        limit_name: "max_storage_buffer_binding_size",
+        limit: ctx.binding_limit(),
+    })?;
+    for (i, n0) in (0..n.max(1)).step_by(chunk).enumerate() {
+        let len = chunk.min(n - n0);
+        let params = [
+            check_u32(OP, "batch", len)?,
+            check_u32(OP, "channels", c)?,
+            check_u32(OP, "positions", s)?,
+            u32::from(i > 0),
+        ];
+        let range = slice(ctx, OP, x, (n0 * per, len * per))?;
+        let ranges: Vec<(u32, u64, u64)> = match (range, mask) {
+            (Some((o, size)), Some(_)) => vec![(1, o, size), (3, o, size)],
+            (Some((o, size)), None) => vec![(1, o, size)],
+            (None, _) => vec![],
+        };
+        ctx.record(
+            enc,
+            &Dispatch::new(
+                Shader::Reduce,
+                if mask.is_some() { "channel_sum_where" } else { "channel_sum" },
+                bytemuck::cast_slice(&params),
+                &[
+                    (1, x.buffer()),
+                    (2, out.buffer()),
+                    (3, mask.map_or(&ctx.inner.dummy, Tensor::buffer)),
+                ],
+                [gx as u32, gy as u32, 1],
+            )
+            .ranges(&ranges),
+        )?;
+    }
+    Ok(())
 }
 
-/// The masked channel sum through flat texture copies of x and the mask (reduce.wgsl's
+/// The masked sum from flat texture copies of x and the mask (see reduce.wgsl's
 /// channel_sum_where_tex).
 fn channel_sum_tex(
     ctx: &Context,

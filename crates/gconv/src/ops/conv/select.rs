@@ -17,7 +17,11 @@
 //!   textures fit; else im2col into a storage buffer and the storage-buffer GEMM.
 //! - On CPU adapters with 8-lane subgroups, 2-D 3x3 convolutions of stride 1 and padding 1 (one
 //!   group) run on the subgroup kernels instead, which gather from rows of texels with no
-//!   im2col (the forward pass also for the first layers the tiles would take).
+//!   im2col (the forward pass also for the first layers the tiles would take), also where x is
+//!   too large for the texture GEMM's copy: they read it a chunk at a time.
+//! - Chunks of the subgroup kernels also keep each chunk's slice of x, y and their gradients
+//!   within a storage binding, at aligned offsets (`ops/slices.rs`), where the whole tensors
+//!   are larger than one.
 //! - A transposed convolution of one group whose adjoint runs on the texture GEMM runs as that
 //!   adjoint's passes: its forward pass is the adjoint's data gradient, its data gradient the
 //!   adjoint's forward pass, its weight gradient the adjoint's with x and grad_y swapped.
@@ -26,6 +30,7 @@ use std::fmt::Debug;
 
 use super::geometry::{quads, tiles_4x4};
 use super::{ConvPlan, im2col};
+use crate::ops::slices::sample_chunk;
 use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS, Packed, TEXTURE_BUDGET, fits};
 use crate::{Context, ConvStrategy, GemmLayout, GemmStrategy, Result};
 
@@ -247,7 +252,14 @@ fn log(plan: &ConvPlan, ctx: &Context, (pass, source): (&str, &str), choice: &dy
 enum Family {
     Direct(Direct),
     Im2col,
-    Gemm { chunk: usize },
+    Gemm {
+        chunk: usize,
+    },
+    /// The subgroup kernels where x has no texture copy (too large): they read x a chunk at a
+    /// time; im2col where they do not fit either.
+    Subgroup {
+        chunk: usize,
+    },
 }
 
 fn family(plan: &ConvPlan, ctx: &Context, x_fits: bool) -> Family {
@@ -275,6 +287,7 @@ fn family(plan: &ConvPlan, ctx: &Context, x_fits: bool) -> Family {
     match gemm_chunk(plan, ctx) {
         // The texture GEMM reads x through a texture copy.
         Some(chunk) if x_fits => Family::Gemm { chunk },
+        Some(chunk) if subgroup_3x3(plan, ctx) => Family::Subgroup { chunk },
         _ => Family::Im2col,
     }
 }
@@ -356,6 +369,10 @@ fn choose_forward(plan: &ConvPlan, ctx: &Context, x_fits: bool, fused: bool) -> 
             Some(chunk) => Forward::Subgroup3x3 { chunk },
             None => Forward::Direct(Direct::Tiles3x3),
         },
+        Family::Subgroup { chunk } => match subgroup_forward(plan, ctx, chunk, fused) {
+            Some(chunk) => Forward::Subgroup3x3 { chunk },
+            None => Forward::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
+        },
         Family::Im2col => Forward::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
         Family::Direct(kernel) => Forward::Direct(kernel),
     })
@@ -381,6 +398,10 @@ fn choose_data_grad(
         Family::Gemm { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
             Some(chunk) => DataGrad::Subgroup3x3 { chunk },
             None => gemm_data_grad(plan, ctx, chunk, reads.grad_y_fits),
+        },
+        Family::Subgroup { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
+            Some(chunk) => DataGrad::Subgroup3x3 { chunk },
+            None => DataGrad::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
         },
         Family::Im2col => DataGrad::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
         Family::Direct(kernel) => DataGrad::Direct(kernel),
@@ -408,6 +429,10 @@ fn choose_weight_grad(
         Family::Gemm { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
             Some(chunk) => WeightGrad::Subgroup3x3 { chunk },
             None => WeightGrad::Gemm { chunk, col: im2col_operand(ctx) },
+        },
+        Family::Subgroup { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
+            Some(chunk) => WeightGrad::Subgroup3x3 { chunk },
+            None => WeightGrad::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
         },
         Family::Im2col => WeightGrad::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
         Family::Direct(kernel) => WeightGrad::Direct(kernel),
@@ -452,15 +477,32 @@ enum Pooled {
 
 fn pooled(plan: &ConvPlan, ctx: &Context, kept_rows: bool, reads: Reads) -> Pooled {
     match family(plan, ctx, reads.x_fits) {
-        Family::Direct(Direct::Tiles3x3) if !reads.data => Pooled::Tiles3x3,
-        Family::Gemm { chunk } if ctx.gemm_layout() != GemmLayout::Workgroup => {
-            let kept = kept_rows && chunk == plan.g.x.n;
-            if subgroup_3x3(plan, ctx) && subgroup_backward_fits(plan, ctx, chunk, reads, kept) {
-                Pooled::Subgroup3x3 { chunk }
-            } else {
-                Pooled::Gemm { chunk }
+        // The pooled tiles bind the pooled gradient whole; the subgroup kernels take it a
+        // chunk at a time.
+        Family::Direct(Direct::Tiles3x3) if !reads.data => {
+            let g = &plan.g;
+            let pooled = g.x.n * g.c_out * (g.out[0] / 2) * (g.out[1] / 2);
+            match subgroup_backward(plan, ctx, g.x.n, reads) {
+                Some(chunk) if pooled as u64 * 4 > ctx.binding_limit() => {
+                    Pooled::Subgroup3x3 { chunk }
+                }
+                _ => Pooled::Tiles3x3,
             }
         }
+        Family::Gemm { chunk } if ctx.gemm_layout() != GemmLayout::Workgroup => {
+            let sub = subgroup_binding_chunk(plan, ctx, chunk).filter(|&c| {
+                let kept = kept_rows && c == plan.g.x.n;
+                subgroup_3x3(plan, ctx) && subgroup_backward_fits(plan, ctx, c, reads, kept)
+            });
+            match sub {
+                Some(chunk) => Pooled::Subgroup3x3 { chunk },
+                None => Pooled::Gemm { chunk },
+            }
+        }
+        Family::Subgroup { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
+            Some(chunk) => Pooled::Subgroup3x3 { chunk },
+            None => Pooled::Unpooled,
+        },
         _ => Pooled::Unpooled,
     }
 }
@@ -493,7 +535,16 @@ fn subgroup_chunk(plan: &ConvPlan, ctx: &Context, chunk: usize, channels: usize)
         }
         chunk = chunk.div_ceil(2);
     }
-    Some(chunk)
+    subgroup_binding_chunk(plan, ctx, chunk)
+}
+
+/// `chunk`, or fewer samples where x, y or the pooled y (and their gradients) are larger than
+/// a storage binding: the subgroup kernels then bind each chunk's slice.
+fn subgroup_binding_chunk(plan: &ConvPlan, ctx: &Context, chunk: usize) -> Option<usize> {
+    let g = &plan.g;
+    let plane: usize = g.out.iter().product();
+    let pooled = g.c_out * (g.out[0] / 2) * (g.out[1] / 2);
+    sample_chunk(ctx, g.x.n, chunk, &[g.x_plane(), g.c_out * plane, pooled.max(1)])
 }
 
 /// The subgroup forward pass's chunk: the packed weight and x's rows of texels must fit.
@@ -503,7 +554,8 @@ fn subgroup_forward(plan: &ConvPlan, ctx: &Context, chunk: usize, fused: bool) -
     let g = &plan.g;
     let chunk = if fused {
         (subgroup_3x3(plan, ctx) && Flat::fits(ctx, 4 * g.row_texels(chunk) * g.x.c))
-            .then_some(chunk)?
+            .then_some(chunk)?;
+        subgroup_binding_chunk(plan, ctx, chunk)?
     } else {
         subgroup_chunk(plan, ctx, chunk, g.x.c)?
     };

@@ -14,6 +14,7 @@ use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
 use crate::ops::check_u32;
 use crate::ops::gemm::tiled::{TexGemmParams, WORKGROUPS_WANTED};
 use crate::ops::pool::PoolPlan;
+use crate::ops::slices::slice;
 use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS, Packed};
 use crate::ops::uniforms::{ConvParams, bias_mode};
 use crate::{Context, Error, Result, Tensor};
@@ -181,7 +182,7 @@ fn record_pack_3x3(
         rec,
         (if forward { "pack_conv_3x3" } else { "pack_dgrad_3x3" }, &params),
         (&[(3, w.buffer())], &[texture_entry(6, &a.view)]),
-        ctx.grid_1d(op, u64::from(total), WG)?,
+        (&[], ctx.grid_1d(op, u64::from(total), WG)?),
     )
 }
 
@@ -234,6 +235,9 @@ fn record_conv_3x3(
         return Err(Error::invalid(op, "3x3 convolution shapes do not line up (internal)"));
     }
     conv.total = check_u32(op, "source texels", texels * k_c)?;
+    // Outputs (and argmax indices, of the same size) larger than a binding: the chunk's slice.
+    let out_slice = slice(ctx, op, c.out, (n0 * rows * out_plane, c.len * rows * out_plane))?;
+    conv.n_offset = check_u32(op, "samples", if out_slice.is_some() { 0 } else { n0 })?;
     let params = TexGemmParams {
         m: check_u32(op, "rows", rows)?,
         n: check_u32(op, "texels", if c.pool.is_some() { units } else { texels })?,
@@ -259,7 +263,15 @@ fn record_conv_3x3(
         );
     }
     let bias = c.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
-    let indices = c.pool.and_then(|(_, i)| i).map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    let pooled_indices = c.pool.and_then(|(_, i)| i);
+    let indices = pooled_indices.map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    let mut ranges = Vec::new();
+    if let Some((offset, size)) = out_slice {
+        ranges.push((4, offset, size));
+        if pooled_indices.is_some() {
+            ranges.push((7, offset, size));
+        }
+    }
     record_sg(
         ctx,
         rec,
@@ -268,7 +280,7 @@ fn record_conv_3x3(
             &[(3, bias), (4, c.out.buffer()), (7, indices)],
             &[texture_entry(8, &c.a.view), texture_entry(9, &c.src.view)],
         ),
-        [groups, 1, 1],
+        (&ranges, [groups, 1, 1]),
     )
 }
 
@@ -289,17 +301,21 @@ fn record_pack_texel_rows(
         return Err(Error::invalid(op, "texel rows do not line up (an internal error)"));
     }
     conv.total = check_u32(op, "texels", texels)?;
+    // A source larger than a binding: only the rows read, as one sample of rows * w values.
+    let range = slice(ctx, op, src, (offset, rows * w))?;
+    let c_offset = if range.is_some() { 0 } else { offset };
     let params = TexGemmParams {
-        c_offset: check_u32(op, "offset", offset)?,
+        c_offset: check_u32(op, "offset", c_offset)?,
         conv,
         ..bytemuck::Zeroable::zeroed()
     };
+    let ranges: Vec<(u32, u64, u64)> = range.map(|(o, size)| (3, o, size)).into_iter().collect();
     record_sg(
         ctx,
         rec,
         ("pack_texel_rows", &params),
         (&[(3, src.buffer())], &[texture_entry(6, &dst.view)]),
-        ctx.grid_1d(op, texels as u64, WG)?,
+        (&ranges, ctx.grid_1d(op, texels as u64, WG)?),
     )
 }
 
@@ -368,27 +384,28 @@ fn record_wgrad_3x3(
             &[(5, partial.buffer())],
             &[texture_entry(8, &x_rows.view), texture_entry(9, &gy_rows.view)],
         ),
-        groups,
+        (&[], groups),
     )?;
     record_sg(
         ctx,
         rec,
         ("wgrad_3x3_reduce", &params),
         (&[(4, grad_w.buffer()), (5, partial.buffer())], &[]),
-        ctx.grid_1d(op, size as u64, WG)?,
+        (&[], ctx.grid_1d(op, size as u64, WG)?),
     )
 }
 
 /// One launch of a `shaders/subgroup/conv_3x3_sg.wgsl` kernel: its entry point and parameters,
-/// its storage buffers and textures, and its grid.
+/// its storage buffers and textures, the byte ranges bound of buffers larger than a binding,
+/// and its grid.
 fn record_sg(
     ctx: &Context,
     rec: &mut Recorder<'_>,
     (entry, params): (&'static str, &TexGemmParams),
     (buffers, textures): (&[(u32, &wgpu::Buffer)], &[wgpu::BindGroupEntry<'_>]),
-    groups: [u32; 3],
+    (ranges, groups): (&[(u32, u64, u64)], [u32; 3]),
 ) -> Result<()> {
     let params = bytemuck::bytes_of(params);
-    let d = Dispatch::new(Shader::Conv3x3Subgroup, entry, params, buffers, groups);
+    let d = Dispatch::new(Shader::Conv3x3Subgroup, entry, params, buffers, groups).ranges(ranges);
     ctx.record_with(rec, &d, textures)
 }

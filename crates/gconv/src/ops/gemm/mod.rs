@@ -7,6 +7,7 @@ mod simple;
 pub(crate) mod tiled;
 
 use super::reduce::{record_batch_sum, record_channel_sum};
+use super::slices::{sample_chunk, slice};
 use super::texture::Packed;
 use super::{check_bias, check_u32, context_of};
 use crate::kernel::Recorder;
@@ -414,20 +415,60 @@ pub(crate) fn record_linear(
         ));
     }
     let chunk = rows_per_chunk(ctx, OP, n, k)?;
-    for n0 in (0..n).step_by(chunk) {
-        let cn = chunk.min(n - n0);
-        let mut g = Gemm::new(x, weight, bias, (1, m, cn, k), (0, 0), (false, true));
-        g.ldc = n;
-        g.offsets.2 = n0;
-        if cn < n {
-            g.ranges = vec![(2, (n0 * k * 4) as u64, (cn * k * 4) as u64)];
-            if bias.is_some() {
-                g.ranges.push((3, (n0 * 4) as u64, (cn * 4) as u64));
+    for (m0, cm, (xr, yr)) in row_blocks(ctx, OP, m, (k, n), (x, y))? {
+        for n0 in (0..n).step_by(chunk) {
+            let cn = chunk.min(n - n0);
+            let mut g = Gemm::new(x, weight, bias, (1, cm, cn, k), (0, 0), (false, true));
+            g.ldc = n;
+            g.offsets.0 = if xr.is_some() { 0 } else { m0 * k };
+            g.offsets.2 = n0 + if yr.is_some() { 0 } else { m0 * n };
+            g.ranges.extend(xr.map(|(o, size)| (1, o, size)));
+            g.ranges.extend(yr.map(|(o, size)| (4, o, size)));
+            if cn < n {
+                g.ranges.push((2, (n0 * k * 4) as u64, (cn * k * 4) as u64));
+                if bias.is_some() {
+                    g.ranges.push((3, (n0 * 4) as u64, (cn * 4) as u64));
+                }
             }
+            g.record(ctx, OP, rec, y)?;
         }
-        g.record(ctx, OP, rec, y)?;
     }
     Ok(())
+}
+
+/// A byte range of a binding, or `None` for the whole buffer.
+type Range = Option<(u64, u64)>;
+
+/// A block of rows: its first row, its rows, and the slices of the two tensors it binds.
+type RowBlock = (usize, usize, (Range, Range));
+
+/// The blocks of rows `(first row, rows, (slice of a, slice of b))` a linear layer's M rows
+/// go in: one block where `a` (rows of `widths.0` values) and `b` (rows of `widths.1`) fit a
+/// storage binding whole, else aligned blocks whose slices fit.
+fn row_blocks(
+    ctx: &Context,
+    op: &'static str,
+    m: usize,
+    (wa, wb): (usize, usize),
+    (a, b): (&Tensor, &Tensor),
+) -> Result<Vec<RowBlock>> {
+    let rows = sample_chunk(ctx, m, m.max(1), &[wa, wb]).ok_or_else(|| Error::TooLarge {
+        what: format!("{op}: one aligned block of rows of {} values", wa.max(wb)),
+        bytes: wa.max(wb) as u64 * 4,
+        limit_name: "max_storage_buffer_binding_size",
+        limit: ctx.binding_limit(),
+    })?;
+    (0..m.max(1))
+        .step_by(rows)
+        .map(|m0| {
+            let cm = rows.min(m - m0);
+            Ok((
+                m0,
+                cm,
+                (slice(ctx, op, a, (m0 * wa, cm * wa))?, slice(ctx, op, b, (m0 * wb, cm * wb))?),
+            ))
+        })
+        .collect()
 }
 
 /// Records the gradients of [`linear`] into the given tensors; `grad_x` and `grad_b` optional.
@@ -452,29 +493,41 @@ pub(crate) fn record_linear_backward(
         ));
     }
     let chunk = rows_per_chunk(ctx, OP, n, k)?;
-    for (i, n0) in (0..n).step_by(chunk).enumerate() {
-        let cn = chunk.min(n - n0);
-        let w_range = (n0 * k * 4) as u64;
-        let w_size = (cn * k * 4) as u64;
-        if let Some(gx) = grad_x {
-            // grad_input (M, K) (+)= grad_output[:, block] (M, cn) @ W[block] (cn, K).
-            let mut g = Gemm::new(grad_y, weight, None, (1, m, k, cn), (0, 0), (false, false));
-            g.lda = n;
-            g.offsets.0 = n0;
-            g.accumulate = i > 0;
-            if cn < n {
-                g.ranges = vec![(2, w_range, w_size)];
+    for (m0, cm, (xr, gyr)) in row_blocks(ctx, OP, m, (k, n), (x, grad_y))? {
+        let gy_first = if gyr.is_some() { 0 } else { m0 * n };
+        let gy_range = gyr.map(|(o, size)| (1, o, size));
+        for (i, n0) in (0..n).step_by(chunk).enumerate() {
+            let cn = chunk.min(n - n0);
+            let w_range = (n0 * k * 4) as u64;
+            let w_size = (cn * k * 4) as u64;
+            if let Some(gx) = grad_x {
+                // grad_input[rows] (cm, K) (+)= grad_output[rows, block] (cm, cn) @ W[block].
+                let gxr = slice(ctx, OP, gx, (m0 * k, cm * k))?;
+                let mut g = Gemm::new(grad_y, weight, None, (1, cm, k, cn), (0, 0), (false, false));
+                g.lda = n;
+                g.offsets.0 = gy_first + n0;
+                g.offsets.2 = if gxr.is_some() { 0 } else { m0 * k };
+                g.accumulate = i > 0;
+                g.ranges.extend(gy_range);
+                g.ranges.extend(gxr.map(|(o, size)| (4, o, size)));
+                if cn < n {
+                    g.ranges.push((2, w_range, w_size));
+                }
+                g.record(ctx, OP, rec, gx)?;
             }
-            g.record(ctx, OP, rec, gx)?;
+            // grad_weight[block] (cn, K) (+)= grad_output[rows, block]^T (cn, cm) @ x[rows].
+            let mut g = Gemm::new(grad_y, x, None, (1, cn, k, cm), (0, 0), (true, false));
+            g.lda = n;
+            g.offsets.0 = gy_first + n0;
+            g.offsets.1 = if xr.is_some() { 0 } else { m0 * k };
+            g.accumulate = m0 > 0;
+            g.ranges.extend(gy_range);
+            g.ranges.extend(xr.map(|(o, size)| (2, o, size)));
+            if cn < n {
+                g.ranges.push((4, w_range, w_size));
+            }
+            g.record(ctx, OP, rec, grad_w)?;
         }
-        // grad_weight[block] (cn, K) = grad_output[:, block]^T (cn, M) @ x (M, K).
-        let mut g = Gemm::new(grad_y, x, None, (1, cn, k, m), (0, 0), (true, false));
-        g.lda = n;
-        g.offsets.0 = n0;
-        if cn < n {
-            g.ranges = vec![(4, w_range, w_size)];
-        }
-        g.record(ctx, OP, rec, grad_w)?;
     }
     if let Some(gb) = grad_b {
         record_channel_sum(ctx, rec, grad_y, m, n, gb)?;

@@ -5,6 +5,7 @@
 
 use super::PoolPlan;
 use crate::kernel::{Dispatch, Recorder, Shader, texture_entry};
+use crate::ops::slices::slice;
 use crate::ops::texture::{Flat, Packed};
 use crate::ops::{check_u32, context_of};
 use crate::{DType, Error, Result, Tensor};
@@ -73,11 +74,17 @@ impl PoolPlan {
         let total = check_u32(op, "positions", invocations)?;
         let mut params = self.params(total)?;
         params.planes = check_u32(op, "planes", len * self.xs.c)?;
-        params.sample_offset = check_u32(op, "samples", n0)?;
+        // A pooled gradient (and argmax) larger than a binding: the chunk's slice.
+        let per = grad_y.numel() / self.xs.n.max(1);
+        let range = slice(&ctx, op, grad_y, (n0 * per, len * per))?;
+        params.sample_offset = check_u32(op, "samples", if range.is_some() { 0 } else { n0 })?;
         let params = bytemuck::bytes_of(&params);
         let buffers = [(4, grad_y.buffer()), (6, indices.buffer())];
+        let ranges: Vec<(u32, u64, u64)> =
+            range.map(|(o, size)| vec![(4, o, size), (6, o, size)]).unwrap_or_default();
         let unpool = (Shader::Unpool2x2, entry);
-        let d = Dispatch::linear(&ctx, op, unpool, params, &buffers, u64::from(total))?;
+        let d =
+            Dispatch::linear(&ctx, op, unpool, params, &buffers, u64::from(total))?.ranges(&ranges);
         ctx.record_with(rec, &d, textures)
     }
 
