@@ -194,3 +194,18 @@ fn activations_larger_than_a_binding_train_in_slices_and_match_the_whole_batch()
     let m = sliced.take_metrics().expect("metrics");
     assert!(m.loss.is_finite() && m.nonfinite.is_none(), "{m:?}");
 }
+
+#[test]
+fn elementwise_kernels_take_tensors_larger_than_a_binding_in_blocks() {
+    let small = gconv::Context::new().expect("context");
+    small.limit_binding_size(16 << 10);
+    let n = 10_000 + 3; // 40 KiB and a ragged last block
+    let a: Vec<f32> = (0..n).map(|i| (i % 17) as f32 - 8.0).collect();
+    let b: Vec<f32> = (0..n).map(|i| (i % 5) as f32 * 0.5).collect();
+    let ta = gconv::Tensor::from_slice(&small, &a, &[n]).expect("a");
+    let tb = gconv::Tensor::from_slice(&small, &b, &[n]).expect("b");
+    let y = gconv::ops::relu6(&ta).expect("relu6").to_vec().expect("y");
+    assert!(y.iter().zip(&a).all(|(y, a)| *y == a.clamp(0.0, 6.0)), "relu6 in blocks");
+    let s = gconv::ops::add(&ta, &tb).expect("add").to_vec().expect("sum");
+    assert!(s.iter().zip(a.iter().zip(&b)).all(|(s, (a, b))| *s == a + b), "add in blocks");
+}

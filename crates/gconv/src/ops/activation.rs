@@ -1,5 +1,6 @@
 //! relu and relu6 (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`), forward and backward.
 
+use super::slices::sample_chunk;
 use super::{check_u32, context_of};
 use crate::kernel::{Dispatch, Shader};
 use crate::{DType, Error, Result, Tensor};
@@ -202,7 +203,8 @@ pub fn log_softmax_backward(grad_output: &Tensor, y: &Tensor, dim: isize) -> Res
     softmax_like_backward("log_softmax_backward", "log_softmax_backward", grad_output, y, dim)
 }
 
-/// Records an elementwise kernel of `elementwise.wgsl` over `total` elements.
+/// Records an elementwise kernel of `elementwise.wgsl` over `total` elements of tensors of
+/// that many elements each; tensors larger than a storage binding go in aligned blocks.
 pub(crate) fn record_elementwise(
     ctx: &crate::Context,
     rec: &mut crate::kernel::Recorder<'_>,
@@ -210,19 +212,33 @@ pub(crate) fn record_elementwise(
     total: usize,
     buffers: &[(u32, &wgpu::Buffer)],
 ) -> Result<()> {
-    let total = check_u32(entry, "elements", total)?;
-    let params = [total, 0, 0, 0];
-    ctx.record(
-        rec,
-        &Dispatch::linear(
-            ctx,
-            entry,
-            (Shader::Elementwise, entry),
-            bytemuck::cast_slice(&params),
-            buffers,
-            u64::from(total),
-        )?,
-    )
+    // Blocks of elements, as `sample_chunk`'s samples of one element each.
+    let block = sample_chunk(ctx, total, total.max(1), &[1]).ok_or_else(|| {
+        Error::invalid(entry, "no block of elements fits a storage binding (an internal error)")
+    })?;
+    for start in (0..total).step_by(block.max(1)) {
+        let len = block.min(total - start);
+        let count = check_u32(entry, "elements", len)?;
+        let params = [count, 0, 0, 0];
+        let ranges: Vec<(u32, u64, u64)> = if len < total {
+            buffers.iter().map(|(b, _)| (*b, (start * 4) as u64, (len * 4) as u64)).collect()
+        } else {
+            Vec::new()
+        };
+        ctx.record(
+            rec,
+            &Dispatch::linear(
+                ctx,
+                entry,
+                (Shader::Elementwise, entry),
+                bytemuck::cast_slice(&params),
+                buffers,
+                u64::from(count),
+            )?
+            .ranges(&ranges),
+        )?;
+    }
+    Ok(())
 }
 
 /// Records y = relu(x) or relu6(x) (`y` may be `x`).
