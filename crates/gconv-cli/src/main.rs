@@ -47,9 +47,11 @@ enum Cmd {
         check: bool,
     },
     /// Train a model (built-in, --layers or --model-file) on MNIST-format data (the bundled
-    /// 10,000 digits unless --data).
+    /// 10,000 digits unless --data). With --save it checkpoints every epoch; a loss or
+    /// gradient that is not finite stops the run; Ctrl-C saves and prints how to resume.
     ///
     /// Examples: gconv train --model simplecnn --epochs 10 --save simplecnn.safetensors
+    ///           gconv train --model simplecnn --epochs 10 --save simplecnn.safetensors --resume simplecnn.safetensors
     ///           gconv train --layers "conv(1,16,k=3,p=1) bn relu res(conv(16,16,k=3,p=1) bn) relu gap flatten linear(10)"
     Train(train::TrainArgs),
     /// Evaluate a checkpoint on the test split: loss and accuracy.
