@@ -189,3 +189,23 @@ fn mutated_layer_specs_are_refused_or_build_a_graph() {
     }
     assert!(built > 100, "only {built} mutants built graphs");
 }
+
+#[test]
+fn mutated_onnx_files_are_refused_or_imported_whole() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx");
+    let mut imported = 0;
+    for name in ["fire.onnx", "inverted_residual.onnx"] {
+        let base = std::fs::read(dir.join(name)).expect("model");
+        gconv::onnx::from_bytes(&base, Path::new(name), None).expect("the valid file");
+        fuzz(name, &base, 1500, |bytes| {
+            if let Ok(m) = gconv::onnx::from_bytes(bytes, Path::new(name), None) {
+                m.graph.shapes(2).expect("an imported graph has shapes");
+                for (n, shape, values) in &m.state {
+                    assert_eq!(values.len(), shape.iter().product::<usize>().max(1), "{n}");
+                }
+                imported += 1;
+            }
+        });
+    }
+    assert!(imported > 100, "only {imported} mutants imported");
+}

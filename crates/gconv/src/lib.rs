@@ -27,6 +27,7 @@ pub mod data;
 mod error;
 pub mod kernel;
 pub mod nn;
+pub mod onnx;
 pub mod ops;
 mod tensor;
 

@@ -1,0 +1,123 @@
+//! The ONNX importer: PyTorch's exports in tests/onnx (residual blocks with and without batch
+//! norm, a MobileNetV2 block with ReLU6 as Clip, a SqueezeNet fire module with ceil_mode and
+//! count_include_pad = 0 pooling, SimpleCNN with its exported reshape) reproduce PyTorch's
+//! logits on the GPU; fine-tuning one trains; files gconv cannot run are errors naming why.
+
+use std::path::{Path, PathBuf};
+
+use gconv::data::{Splits, epoch_order};
+use gconv::onnx;
+use gconv_tests::compare::relative_error;
+use gconv_tests::golden::{Data, read_tensors};
+
+use super::common::ctx;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx")
+}
+
+fn f32s(tensors: &gconv_tests::golden::Tensors, name: &str) -> (Vec<usize>, Vec<f32>) {
+    match tensors.get(name) {
+        Some((shape, Data::F32(v))) => (shape.clone(), v.clone()),
+        _ => panic!("no f32 tensor {name}"),
+    }
+}
+
+#[test]
+fn pytorch_exports_reproduce_pytorchs_outputs() {
+    for name in ["resblock_digits", "resblock_digits_bn", "inverted_residual", "fire", "simplecnn"]
+    {
+        let imported = onnx::load(&dir().join(format!("{name}.onnx")), None).expect(name);
+        let (expected, _) =
+            read_tensors(&dir().join(format!("{name}.expected.safetensors"))).expect("expected");
+        let (shape, x) = f32s(&expected, "input");
+        let (_, want) = f32s(&expected, "output");
+        assert_eq!(imported.graph.input_shape, shape[1..], "{name}: input shape");
+        let mut model = imported.model(ctx(), name).expect(name);
+        let got = model.predict(&x, shape[0]).expect("predict").to_vec().expect("download");
+        let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
+        let err = relative_error(&widen(&got), &widen(&want));
+        eprintln!("{name}: relative L2 error {err:.2e} against PyTorch");
+        assert!(err <= 1e-4, "{name}: relative L2 error {err:.3e}");
+        // Every initializer reaches the model under its ONNX name.
+        assert!(
+            imported.names.iter().any(|(_, o)| o.ends_with("weight") || o.starts_with("onnx::"))
+        );
+    }
+}
+
+#[test]
+fn an_imported_simplecnn_fine_tunes_on_the_digits_and_saves_under_onnx_names() {
+    let imported = onnx::load(&dir().join("simplecnn.onnx"), None).expect("import");
+    let mut model = imported.model(ctx(), "simplecnn-onnx").expect("model");
+    let data =
+        Splits::load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/mnist-10k"))
+            .expect("digits");
+    let (train, test) = (data.train.take(2000), data.test.take(500));
+    let evaluate = |model: &mut gconv::nn::Model| {
+        let all: Vec<usize> = (0..test.len()).collect();
+        for chunk in all.chunks(250) {
+            let (x, y) = test.batch(chunk, [1, 28, 28]);
+            model.eval_batch(&x, &y).expect("eval");
+        }
+        model.take_metrics().expect("metrics").accuracy
+    };
+    let before = evaluate(&mut model);
+    for chunk in epoch_order(train.len(), 0, 1).chunks(64) {
+        let (x, y) = train.batch(chunk, [1, 28, 28]);
+        model.train_step(&x, &y).expect("step");
+    }
+    model.take_metrics().expect("metrics");
+    let after = evaluate(&mut model);
+    assert!(after > before + 0.3 && after > 0.7, "accuracy {before:.3} -> {after:.3}");
+    // Saved under the file's names, loaded back through them.
+    let saved = imported.onnx_names(model.state_dict().expect("state"));
+    assert!(
+        saved.iter().any(|(n, _, _)| n == "conv1.weight"),
+        "{:?}",
+        saved.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    let mut again = imported.model(ctx(), "again").expect("model");
+    again.load_state_dict(&imported.graph_names(saved)).expect("load back");
+    assert!((evaluate(&mut again) - after).abs() < 1e-9);
+}
+
+#[test]
+fn files_gconv_cannot_run_are_errors_naming_the_cause() {
+    let truncated = std::fs::read(dir().join("fire.onnx")).expect("fire");
+    let cases: Vec<(Result<onnx::Imported, gconv::Error>, &str)> = vec![
+        (
+            onnx::from_bytes(&truncated[..truncated.len() / 2], Path::new("fire.onnx"), None),
+            "fire.onnx: not an ONNX model",
+        ),
+        (
+            onnx::from_bytes(b"this is not protobuf", Path::new("text.onnx"), None),
+            "text.onnx: not an ONNX model",
+        ),
+        (onnx::load(&dir().join("missing.onnx"), None), "missing.onnx"),
+        (
+            onnx::load(&dir().join("errors-unsupported-op.onnx"), None),
+            "node \"erf\" (Erf): operator Erf is not supported; gconv imports",
+        ),
+        (
+            onnx::load(&dir().join("errors-asymmetric-pads.onnx"), None),
+            "node \"conv\" (Conv): attribute pads is asymmetric ([0, 0] before, [1, 1] after)",
+        ),
+        (
+            onnx::load(&dir().join("errors-two-outputs.onnx"), None),
+            "the graph has 2 outputs ([\"y\", \"z\"])",
+        ),
+        (
+            onnx::load(&dir().join("errors-external.onnx"), None),
+            "its weights are in the external data file",
+        ),
+        (
+            onnx::load(&dir().join("simplecnn.onnx"), Some(&[3, 32, 32])),
+            "input \"input\" has shape [1, 28, 28] per sample in the file, not [3, 32, 32]",
+        ),
+    ];
+    for (result, cause) in cases {
+        let e = result.expect_err(cause).to_string();
+        assert!(e.contains(cause), "{e:?} does not name {cause:?}");
+    }
+}
