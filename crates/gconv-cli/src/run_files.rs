@@ -57,7 +57,7 @@ pub fn save(
     let mut meta = source.metadata(model)?;
     meta.extend(run.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    checkpoint::save(path, &model.state_dict()?, &meta)?;
+    checkpoint::save(path, &source.checkpoint_names_of(model.state_dict()?)?, &meta)?;
     Ok(())
 }
 
@@ -70,7 +70,12 @@ fn number(meta: &BTreeMap<String, String>, key: &str, path: &Path) -> Result<u64
 
 /// Loads a checkpoint written by [`save`] into `model` (parameters, buffers, optimizer state
 /// and step count) and returns where its run stopped.
-pub fn resume(path: &Path, model: &mut Model, key: &RunKey) -> Result<Position> {
+pub fn resume(
+    path: &Path,
+    model: &mut Model,
+    source: &ModelSource,
+    key: &RunKey,
+) -> Result<Position> {
     let (state, meta) = checkpoint::load_with_metadata(path)?;
     let at = Position {
         epoch: number(&meta, "gconv.epoch", path)?,
@@ -90,6 +95,7 @@ pub fn resume(path: &Path, model: &mut Model, key: &RunKey) -> Result<Position> 
             );
         }
     }
+    let state = source.graph_names_of(state)?;
     model.load_state_dict(&state).with_context(|| format!("loading {}", path.display()))?;
     let opt_path = optimizer_path(path);
     let (opt, opt_meta) = checkpoint::load_with_metadata(&opt_path)

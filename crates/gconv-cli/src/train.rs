@@ -95,9 +95,10 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// A safetensors checkpoint with PyTorch's state-dict names.
+    /// A safetensors checkpoint with PyTorch's state-dict names (optional with --onnx, whose
+    /// file holds weights).
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
     /// Samples per evaluation batch.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
@@ -164,7 +165,7 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
     let steps_per_epoch = data.train.len().div_ceil(a.batch_size) as u64;
     let mut at = Position { epoch: 1, step: 0, steps: 0 };
     if let Some(path) = &a.resume {
-        at = run_files::resume(path, &mut model, &key)?;
+        at = run_files::resume(path, &mut model, source, &key)?;
         if at.step >= steps_per_epoch {
             at = Position { epoch: at.epoch + 1, step: 0, steps: at.steps };
         }
@@ -299,22 +300,32 @@ fn progress_bar(steps: u64, epoch: u64, epochs: u64) -> ProgressBar {
     bar
 }
 
-/// The model `source` describes for `data`, with the checkpoint's parameters.
+/// The model `source` describes for `data`, with the checkpoint's parameters (an ONNX model
+/// may go without one: its file holds weights).
 pub(crate) fn load_model(
     ctx: &gconv::Context,
     source: &ModelSource,
-    path: &Path,
+    path: Option<&Path>,
     data: DataShape,
 ) -> Result<Model> {
-    let state = checkpoint::load(path)?;
     let mut model = source.build(ctx, data, 0)?;
-    model.load_state_dict(&state).with_context(|| format!("loading {}", path.display()))?;
+    match path {
+        Some(path) => {
+            let state = source.graph_names_of(checkpoint::load(path)?)?;
+            model.load_state_dict(&state).with_context(|| format!("loading {}", path.display()))?;
+        }
+        None if source.onnx.is_some() => {}
+        None => bail!(
+            "--checkpoint is required (an --onnx model may go without: its file holds weights)"
+        ),
+    }
     Ok(model)
 }
 
 pub fn eval(ctx: &gconv::Context, a: &EvalArgs) -> Result<()> {
     let data = splits(a.model.data.as_deref())?;
-    let mut model = load_model(ctx, &a.model.source, &a.checkpoint, data_shape(&data.train))?;
+    let mut model =
+        load_model(ctx, &a.model.source, a.checkpoint.as_deref(), data_shape(&data.train))?;
     let input = input_of(&model)?;
     let m = evaluate(&mut model, &data.test, a.batch_size, input)?;
     say!(

@@ -29,9 +29,10 @@ pub enum VisualizeCmd {
 pub struct Trained {
     #[command(flatten)]
     source: ModelSource,
-    /// A safetensors checkpoint with PyTorch's state-dict names.
+    /// A safetensors checkpoint with PyTorch's state-dict names (optional with --onnx, whose
+    /// file holds weights).
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -81,7 +82,7 @@ pub fn visualize(ctx: &gconv::Context, cmd: &VisualizeCmd) -> Result<()> {
 /// The model with the checkpoint's parameters (for digits unless --input and --classes say
 /// otherwise).
 pub(crate) fn load(ctx: &gconv::Context, t: &Trained) -> Result<gconv::nn::Model> {
-    train::load_model(ctx, &t.source, &t.checkpoint, DIGITS)
+    train::load_model(ctx, &t.source, t.checkpoint.as_deref(), DIGITS)
 }
 
 fn filters(ctx: &gconv::Context, a: &FiltersArgs) -> Result<()> {
