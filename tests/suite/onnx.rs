@@ -121,3 +121,30 @@ fn files_gconv_cannot_run_are_errors_naming_the_cause() {
         assert!(e.contains(cause), "{e:?} does not name {cause:?}");
     }
 }
+
+#[test]
+fn torchvision_exports_reproduce_pytorchs_logits() {
+    // tests/onnx/make_torchvision.py writes them (45 MB for resnet18: not committed).
+    let large = dir().join("large");
+    for name in ["resnet18", "mobilenet_v2", "squeezenet1_1"] {
+        let path = large.join(format!("{name}.onnx"));
+        if !path.exists() {
+            eprintln!(
+                "{name}: not run; python3 tests/onnx/make_torchvision.py writes {}",
+                path.display()
+            );
+            continue;
+        }
+        let imported = onnx::load(&path, None).expect(name);
+        let (expected, _) =
+            read_tensors(&large.join(format!("{name}.expected.safetensors"))).expect("expected");
+        let (shape, x) = f32s(&expected, "input");
+        let (_, want) = f32s(&expected, "output");
+        let mut model = imported.model(ctx(), name).expect(name);
+        let got = model.predict(&x, shape[0]).expect("predict").to_vec().expect("download");
+        let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
+        let err = relative_error(&widen(&got), &widen(&want));
+        eprintln!("{name}: relative L2 error {err:.2e} against PyTorch");
+        assert!(err <= 1e-4, "{name}: relative L2 error {err:.3e}");
+    }
+}

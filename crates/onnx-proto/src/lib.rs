@@ -2,4 +2,6 @@
 //! decodes `.onnx` files with them (`gconv::onnx`).
 #![allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]
 
-include!("onnx.rs");
+mod onnx;
+
+pub use onnx::*;
