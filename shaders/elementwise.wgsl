@@ -2,6 +2,8 @@
 
 struct ElementwiseParams {
     total: u32,
+    // leaky_relu's negative slope.
+    alpha: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
@@ -62,4 +64,47 @@ fn add(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
     y[idx] = x[idx] + x2[idx];
+}
+
+// x where x > 0, else alpha * x (leaky ReLU); NaN stays NaN.
+@compute @workgroup_size(WG)
+fn leaky_relu_forward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let v = x[idx];
+    y[idx] = select(v, p.alpha * v, v < 0.0);
+}
+
+// grad_x = grad_y where x > 0, else alpha * grad_y (written into `y`).
+@compute @workgroup_size(WG)
+fn leaky_relu_backward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let g = grad_y[idx];
+    y[idx] = select(p.alpha * g, g, x[idx] > 0.0);
+}
+
+// 1 / (1 + exp(-x)), from the side that cannot overflow.
+fn sigmoid(v: f32) -> f32 {
+    if v >= 0.0 {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+@compute @workgroup_size(WG)
+fn sigmoid_forward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    y[idx] = sigmoid(x[idx]);
+}
+
+// grad_x = grad_y * s * (1 - s), s = sigmoid(x) recomputed from the input (written into `y`).
+@compute @workgroup_size(WG)
+fn sigmoid_backward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let s = sigmoid(x[idx]);
+    y[idx] = grad_y[idx] * s * (1.0 - s);
 }

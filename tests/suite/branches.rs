@@ -18,7 +18,7 @@ fn fail(what: &str) -> impl Fn(gconv::Error) -> String + '_ {
 }
 
 #[test]
-fn random_relu6_add_cat_and_narrow_match_reference() {
+fn random_activations_add_cat_and_narrow_match_reference() {
     for_each_config("branch operators", 60, |r| {
         let rank = r.random_range(1..=4);
         let shape: Vec<usize> = (0..rank).map(|_| r.random_range(1..=7)).collect();
@@ -38,6 +38,23 @@ fn random_relu6_add_cat_and_narrow_match_reference() {
         )?;
         let gx = ops::relu6_backward(&gy, &x).map_err(fail(&what))?;
         check(&format!("relu6_backward {what}"), &gx, &gconv_ref::relu6_backward(&xa, &gya))?;
+        let slope = r.random_range(0.0..0.5);
+        let y = ops::leaky_relu(&x, slope as f32).map_err(fail(&what))?;
+        check(
+            &format!("leaky_relu {what}"),
+            &y,
+            &gconv_ref::leaky_relu(&xa, f64::from(slope as f32)),
+        )?;
+        let gx = ops::leaky_relu_backward(&gy, &x, slope as f32).map_err(fail(&what))?;
+        let want = gconv_ref::leaky_relu_backward(&xa, &gya, f64::from(slope as f32));
+        check(&format!("leaky_relu_backward {what}"), &gx, &want)?;
+        check(
+            &format!("sigmoid {what}"),
+            &ops::sigmoid(&x).map_err(fail(&what))?,
+            &gconv_ref::sigmoid(&xa),
+        )?;
+        let gx = ops::sigmoid_backward(&gy, &x).map_err(fail(&what))?;
+        check(&format!("sigmoid_backward {what}"), &gx, &gconv_ref::sigmoid_backward(&xa, &gya))?;
         let sum = ops::add(&x, &gy).map_err(fail(&what))?;
         check(&format!("add {what}"), &sum, &gconv_ref::add(&xa, &gya))?;
         // cat along a random dimension (negative half the time) of 1 to 3 tensors.

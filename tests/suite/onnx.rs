@@ -25,8 +25,10 @@ fn f32s(tensors: &gconv_tests::golden::Tensors, name: &str) -> (Vec<usize>, Vec<
 
 #[test]
 fn pytorch_exports_reproduce_pytorchs_outputs() {
-    for name in ["resblock_digits", "resblock_digits_bn", "inverted_residual", "fire", "simplecnn"]
-    {
+    let shared =
+        ["resblock_digits", "resblock_digits_bn", "inverted_residual", "fire", "simplecnn"];
+    // activations.onnx (make_activations.py): LeakyRelu and Sigmoid.
+    for name in shared.into_iter().chain(["activations"]) {
         let imported = onnx::load(&dir().join(format!("{name}.onnx")), None).expect(name);
         let (expected, _) =
             read_tensors(&dir().join(format!("{name}.expected.safetensors"))).expect("expected");

@@ -291,6 +291,11 @@ fn activation_gradients_match_finite_differences() {
     x6.data.iter_mut().for_each(|v| *v = if v.abs() > 0.5 { *v * 8.0 } else { *v * 4.0 + 3.0 });
     let (got, want) = (relu6_backward(&x6, &gy), numeric(&x6, |v| dot(&relu6(v), &gy)));
     assert_close("relu6 grad_x", &got.data, &want);
+    let (got, want) =
+        (leaky_relu_backward(&x, &gy, 0.1), numeric(&x, |v| dot(&leaky_relu(v, 0.1), &gy)));
+    assert_close("leaky_relu grad_x", &got.data, &want);
+    let (got, want) = (sigmoid_backward(&x6, &gy), numeric(&x6, |v| dot(&sigmoid(v), &gy)));
+    assert_close("sigmoid grad_x", &got.data, &want);
     for dim in 0..3 {
         let y = softmax(&x, dim);
         assert_close(

@@ -971,10 +971,12 @@ pub fn batch_norm_backward(
     (gx, gw, gb)
 }
 
+mod activation;
 mod combine;
 mod fused;
 #[cfg(test)]
 mod gradient_checks;
 
+pub use activation::{leaky_relu, leaky_relu_backward, sigmoid, sigmoid_backward};
 pub use combine::{add, cat, narrow, relu6, relu6_backward};
 pub use fused::{conv_relu_max_pool_backward, conv_relu_max_pool_forward};

@@ -49,6 +49,13 @@ pub enum Layer {
     Relu,
     /// `ReLU6`: min(max(x, 0), 6) (MobileNetV2).
     Relu6,
+    /// `LeakyReLU`: x where x > 0, else negative_slope * x.
+    LeakyRelu {
+        /// The slope below zero (PyTorch: 0.01).
+        negative_slope: f32,
+    },
+    /// `Sigmoid`: 1 / (1 + exp(-x)).
+    Sigmoid,
     /// Element-wise sum of its inputs, which have equal shapes (a residual connection).
     Add,
     /// Its inputs concatenated along the channels (dimension 1), as `torch.cat(xs, 1)`: equal
@@ -179,6 +186,8 @@ impl Layer {
             Layer::Linear { .. } => "Linear".into(),
             Layer::Relu => "ReLU".into(),
             Layer::Relu6 => "ReLU6".into(),
+            Layer::LeakyRelu { .. } => "LeakyReLU".into(),
+            Layer::Sigmoid => "Sigmoid".into(),
             Layer::Add => "Add".into(),
             Layer::Concat => "Concat".into(),
             Layer::MaxPool { dims, .. } => format!("MaxPool{dims}d"),
@@ -371,7 +380,11 @@ impl Layer {
                 }
                 Ok(out)
             }
-            Layer::Relu | Layer::Relu6 | Layer::Dropout { .. } => Ok(input.to_vec()),
+            Layer::Relu
+            | Layer::Relu6
+            | Layer::LeakyRelu { .. }
+            | Layer::Sigmoid
+            | Layer::Dropout { .. } => Ok(input.to_vec()),
             Layer::Add | Layer::Concat => Ok(input.to_vec()),
             Layer::BatchNorm { num_features, .. } => {
                 if input.len() < 2 || input[1] != *num_features {

@@ -27,10 +27,12 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "Gemm",
     "GlobalAveragePool",
     "Identity",
+    "LeakyRelu",
     "MaxPool",
     "Relu",
     "Reshape",
     "Shape",
+    "Sigmoid",
     "Unsqueeze",
     "Add",
 ];
@@ -183,6 +185,12 @@ impl Importer {
             "Conv" => self.conv(node),
             "BatchNormalization" => self.batch_norm(node),
             "Relu" => self.unary(node, Layer::Relu, &[]),
+            "Sigmoid" => self.unary(node, Layer::Sigmoid, &[]),
+            "LeakyRelu" => {
+                let a = Attributes::new(node, &["alpha"])?;
+                let negative_slope = a.float("alpha")?.unwrap_or(0.01);
+                self.unary(node, Layer::LeakyRelu { negative_slope }, &["alpha"])
+            }
             "Clip" => self.clip(node),
             "Add" => self.join(node, Layer::Add, &[]),
             "Concat" => self.join(node, Layer::Concat, &["axis"]),

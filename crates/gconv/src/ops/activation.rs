@@ -1,17 +1,21 @@
-//! relu and relu6 (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`), forward and backward.
+//! relu, relu6, leaky_relu and sigmoid (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`), forward and backward.
 
 use super::slices::sample_chunk;
 use super::{check_u32, context_of};
 use crate::kernel::{Dispatch, Shader};
 use crate::{DType, Error, Result, Tensor};
 
-/// The clamping activations: which elementwise entry points compute one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The element-wise activations: which entry points of `elementwise.wgsl` compute one.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Clamp {
     /// max(x, 0).
     Relu,
     /// min(max(x, 0), 6).
     Relu6,
+    /// x where x > 0, else slope * x.
+    LeakyRelu(f32),
+    /// 1 / (1 + exp(-x)).
+    Sigmoid,
 }
 
 impl Clamp {
@@ -21,6 +25,10 @@ impl Clamp {
             (Clamp::Relu, true) => "relu_backward",
             (Clamp::Relu6, false) => "relu6",
             (Clamp::Relu6, true) => "relu6_backward",
+            (Clamp::LeakyRelu(_), false) => "leaky_relu",
+            (Clamp::LeakyRelu(_), true) => "leaky_relu_backward",
+            (Clamp::Sigmoid, false) => "sigmoid",
+            (Clamp::Sigmoid, true) => "sigmoid_backward",
         }
     }
 
@@ -28,7 +36,17 @@ impl Clamp {
         match (self, backward) {
             (Clamp::Relu, false) => "relu_forward",
             (Clamp::Relu6, false) => "relu6_forward",
+            (Clamp::LeakyRelu(_), false) => "leaky_relu_forward",
+            (Clamp::Sigmoid, false) => "sigmoid_forward",
             _ => self.op(true),
+        }
+    }
+
+    /// The entry point's `alpha`.
+    fn alpha(self) -> f32 {
+        match self {
+            Clamp::LeakyRelu(slope) => slope,
+            _ => 0.0,
         }
     }
 }
@@ -156,6 +174,56 @@ fn same_shape(op: &'static str, grad: &Tensor, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// Leaky ReLU, x where x > 0 else `negative_slope` * x, elementwise
+/// (`torch.nn.functional.leaky_relu`).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a slope that is not finite.
+pub fn leaky_relu(x: &Tensor, negative_slope: f32) -> Result<Tensor> {
+    check_slope(negative_slope)?;
+    clamp(Clamp::LeakyRelu(negative_slope), x)
+}
+
+/// The logistic sigmoid, 1 / (1 + exp(-x)), elementwise.
+///
+/// # Errors
+/// [`Error::DType`] for an integer tensor; [`Error::Gpu`] if the device fails.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    clamp(Clamp::Sigmoid, x)
+}
+
+fn check_slope(negative_slope: f32) -> Result<()> {
+    if negative_slope.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "leaky_relu",
+            format!("negative_slope must be finite, got {negative_slope}"),
+        ))
+    }
+}
+
+/// Gradient of [`leaky_relu`]: grad_output where x > 0, else `negative_slope` * grad_output.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the shapes differ or the slope is not finite.
+pub fn leaky_relu_backward(
+    grad_output: &Tensor,
+    x: &Tensor,
+    negative_slope: f32,
+) -> Result<Tensor> {
+    check_slope(negative_slope)?;
+    clamp_backward(Clamp::LeakyRelu(negative_slope), grad_output, x)
+}
+
+/// Gradient of [`sigmoid`] from its input: grad_output * s * (1 - s), s = sigmoid(x).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the shapes differ.
+pub fn sigmoid_backward(grad_output: &Tensor, x: &Tensor) -> Result<Tensor> {
+    clamp_backward(Clamp::Sigmoid, grad_output, x)
+}
+
 /// Gradient of [`relu`]: grad_output where x > 0, else 0.
 ///
 /// # Errors
@@ -212,6 +280,17 @@ pub(crate) fn record_elementwise(
     total: usize,
     buffers: &[(u32, &wgpu::Buffer)],
 ) -> Result<()> {
+    record_elementwise_with(ctx, rec, (entry, 0.0), total, buffers)
+}
+
+/// [`record_elementwise`] with the entry point's `alpha`.
+fn record_elementwise_with(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    (entry, alpha): (&'static str, f32),
+    total: usize,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> Result<()> {
     // Blocks of elements, as `sample_chunk`'s samples of one element each.
     let block = sample_chunk(ctx, total, total.max(1), &[1]).ok_or_else(|| {
         Error::invalid(entry, "no block of elements fits a storage binding (an internal error)")
@@ -219,7 +298,7 @@ pub(crate) fn record_elementwise(
     for start in (0..total).step_by(block.max(1)) {
         let len = block.min(total - start);
         let count = check_u32(entry, "elements", len)?;
-        let params = [count, 0, 0, 0];
+        let params = [count, alpha.to_bits(), 0, 0];
         let ranges: Vec<(u32, u64, u64)> = if len < total {
             buffers.iter().map(|(b, _)| (*b, (start * 4) as u64, (len * 4) as u64)).collect()
         } else {
@@ -250,7 +329,7 @@ pub(crate) fn record_clamp(
     y: &Tensor,
 ) -> Result<()> {
     let buffers = [(1, x.buffer()), (2, y.buffer())];
-    record_elementwise(ctx, rec, kind.entry(false), x.numel(), &buffers)
+    record_elementwise_with(ctx, rec, (kind.entry(false), kind.alpha()), x.numel(), &buffers)
 }
 
 /// Records grad_x = grad_y where the activation's slope is 1 (x > 0; for relu6, 0 < x < 6).
@@ -263,7 +342,7 @@ pub(crate) fn record_clamp_backward(
     grad_x: &Tensor,
 ) -> Result<()> {
     let buffers = [(1, x.buffer()), (2, grad_x.buffer()), (3, grad_y.buffer())];
-    record_elementwise(ctx, rec, kind.entry(true), x.numel(), &buffers)
+    record_elementwise_with(ctx, rec, (kind.entry(true), kind.alpha()), x.numel(), &buffers)
 }
 
 /// Records y += x.

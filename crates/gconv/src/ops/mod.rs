@@ -17,8 +17,8 @@ pub(crate) mod texture;
 pub(crate) mod uniforms;
 
 pub use activation::{
-    log_softmax, log_softmax_backward, relu, relu_backward, relu6, relu6_backward, softmax,
-    softmax_backward,
+    leaky_relu, leaky_relu_backward, log_softmax, log_softmax_backward, relu, relu_backward, relu6,
+    relu6_backward, sigmoid, sigmoid_backward, softmax, softmax_backward,
 };
 pub use combine::{add, cat, narrow};
 pub use conv::{

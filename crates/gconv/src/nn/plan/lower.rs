@@ -121,6 +121,8 @@ fn exec_of(
         Layer::Linear { .. } => Exec::Linear,
         Layer::Relu => Exec::Clamp(Clamp::Relu),
         Layer::Relu6 => Exec::Clamp(Clamp::Relu6),
+        Layer::LeakyRelu { negative_slope } => Exec::Clamp(Clamp::LeakyRelu(*negative_slope)),
+        Layer::Sigmoid => Exec::Clamp(Clamp::Sigmoid),
         Layer::Add => Exec::Add,
         Layer::Concat => Exec::Concat,
         Layer::Dropout { p } if train && *p > 0.0 => {

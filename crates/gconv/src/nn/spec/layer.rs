@@ -298,13 +298,19 @@ pub(super) fn layer(spec: &str, item: &Item<'_>, input: &[usize]) -> Result<Laye
             let in_features = in_features.unwrap_or(input.last().copied().unwrap_or(0));
             Ok(Layer::Linear { in_features, out_features, bias: a.flag("bias")?.unwrap_or(true) })
         }
-        "relu" | "relu6" | "flatten" => {
+        "relu" | "relu6" | "sigmoid" | "flatten" => {
             Args::new(spec, item, &[])?;
             Ok(match name.as_str() {
                 "relu" => Layer::Relu,
                 "relu6" => Layer::Relu6,
+                "sigmoid" => Layer::Sigmoid,
                 _ => Layer::Flatten,
             })
+        }
+        "leakyrelu" => {
+            let a = Args::new(spec, item, &[("negative_slope", "slope")])?;
+            let negative_slope = a.float("negative_slope")?.unwrap_or(0.01) as f32;
+            Ok(Layer::LeakyRelu { negative_slope })
         }
         "dropout" => {
             let a = Args::new(spec, item, &[("p", "p")])?;
@@ -319,7 +325,7 @@ pub(super) fn layer(spec: &str, item: &Item<'_>, input: &[usize]) -> Result<Laye
             item.name.start,
             item.name.text.len(),
             format!(
-                "unknown layer {:?}; known: conv, convt, linear, relu, relu6, maxpool, avgpool, \
+                "unknown layer {:?}; known: conv, convt, linear, relu, relu6, leakyrelu, sigmoid, maxpool, avgpool, \
                  adaptiveavgpool, batchnorm, dropout, flatten, and the blocks res(...) and \
                  cat(... | ...)",
                 item.name.text

@@ -16,7 +16,8 @@
 //! | `avgpool`, `avgpool1d/2d/3d` | kernel_size [k], stride [s], padding [p], ceil_mode [ceil], count_include_pad [cip] |
 //! | `adaptiveavgpool` [`gap`] | output_size (default 1) |
 //! | `batchnorm` [`bn`] | num_features (default: the input's channels), eps, momentum |
-//! | `relu`, `relu6`, `flatten`, `dropout` | dropout: p (default 0.5) |
+//! | `relu`, `relu6`, `sigmoid`, `flatten`, `dropout` | dropout: p (default 0.5) |
+//! | `leakyrelu` | negative_slope [slope] (default 0.01) |
 //!
 //! Blocks make branches, and nest:
 //! - `res(LAYERS)`: the layers' output plus the block's input (a residual connection);
