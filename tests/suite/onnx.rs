@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use gconv::data::{Splits, epoch_order};
 use gconv::onnx;
-use gconv_tests::compare::relative_error;
+use gconv_tests::compare::{relative_error, widen};
 use gconv_tests::golden::{Data, read_tensors};
 
 use super::common::ctx;
@@ -23,24 +23,30 @@ fn f32s(tensors: &gconv_tests::golden::Tensors, name: &str) -> (Vec<usize>, Vec<
     }
 }
 
+/// Imports `dir/NAME.onnx`, runs it on `NAME.expected.safetensors`'s input and asserts
+/// PyTorch's output within 1e-4 relative L2 error.
+fn assert_reproduces_pytorch(dir: &Path, name: &str) -> onnx::Imported {
+    let imported = onnx::load(&dir.join(format!("{name}.onnx")), None).expect(name);
+    let (expected, _) =
+        read_tensors(&dir.join(format!("{name}.expected.safetensors"))).expect("expected");
+    let (shape, x) = f32s(&expected, "input");
+    let (_, want) = f32s(&expected, "output");
+    assert_eq!(imported.graph.input_shape, shape[1..], "{name}: input shape");
+    let mut model = imported.model(ctx(), name).expect(name);
+    let got = model.predict(&x, shape[0]).expect("predict").to_vec().expect("download");
+    let err = relative_error(&widen(&got), &widen(&want));
+    eprintln!("{name}: relative L2 error {err:.2e} against PyTorch");
+    assert!(err <= 1e-4, "{name}: relative L2 error {err:.3e}");
+    imported
+}
+
 #[test]
 fn pytorch_exports_reproduce_pytorchs_outputs() {
     let shared =
         ["resblock_digits", "resblock_digits_bn", "inverted_residual", "fire", "simplecnn"];
     // activations.onnx (make_activations.py): LeakyRelu and Sigmoid.
     for name in shared.into_iter().chain(["activations"]) {
-        let imported = onnx::load(&dir().join(format!("{name}.onnx")), None).expect(name);
-        let (expected, _) =
-            read_tensors(&dir().join(format!("{name}.expected.safetensors"))).expect("expected");
-        let (shape, x) = f32s(&expected, "input");
-        let (_, want) = f32s(&expected, "output");
-        assert_eq!(imported.graph.input_shape, shape[1..], "{name}: input shape");
-        let mut model = imported.model(ctx(), name).expect(name);
-        let got = model.predict(&x, shape[0]).expect("predict").to_vec().expect("download");
-        let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
-        let err = relative_error(&widen(&got), &widen(&want));
-        eprintln!("{name}: relative L2 error {err:.2e} against PyTorch");
-        assert!(err <= 1e-4, "{name}: relative L2 error {err:.3e}");
+        let imported = assert_reproduces_pytorch(&dir(), name);
         // Every initializer reaches the model under its ONNX name.
         assert!(
             imported.names.iter().any(|(_, o)| o.ends_with("weight") || o.starts_with("onnx::"))
@@ -137,16 +143,6 @@ fn torchvision_exports_reproduce_pytorchs_logits() {
             );
             continue;
         }
-        let imported = onnx::load(&path, None).expect(name);
-        let (expected, _) =
-            read_tensors(&large.join(format!("{name}.expected.safetensors"))).expect("expected");
-        let (shape, x) = f32s(&expected, "input");
-        let (_, want) = f32s(&expected, "output");
-        let mut model = imported.model(ctx(), name).expect(name);
-        let got = model.predict(&x, shape[0]).expect("predict").to_vec().expect("download");
-        let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
-        let err = relative_error(&widen(&got), &widen(&want));
-        eprintln!("{name}: relative L2 error {err:.2e} against PyTorch");
-        assert!(err <= 1e-4, "{name}: relative L2 error {err:.3e}");
+        assert_reproduces_pytorch(&large, name);
     }
 }
