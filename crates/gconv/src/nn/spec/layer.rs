@@ -325,9 +325,9 @@ pub(super) fn layer(spec: &str, item: &Item<'_>, input: &[usize]) -> Result<Laye
             item.name.start,
             item.name.text.len(),
             format!(
-                "unknown layer {:?}; known: conv, convt, linear, relu, relu6, leakyrelu, sigmoid, maxpool, avgpool, \
-                 adaptiveavgpool, batchnorm, dropout, flatten, and the blocks res(...) and \
-                 cat(... | ...)",
+                "unknown layer {:?}; known: conv, convt, linear, relu, relu6, leakyrelu, \
+                 sigmoid, maxpool, avgpool, adaptiveavgpool, batchnorm, dropout, flatten, and \
+                 the blocks res(...) and cat(... | ...)",
                 item.name.text
             ),
         )),
