@@ -2,8 +2,10 @@
 
 struct ElementwiseParams {
     total: u32,
-    // leaky_relu's negative slope.
+    // leaky_relu's negative slope, hardtanh's lower bound, scale's factor.
     alpha: f32,
+    // hardtanh's upper bound.
+    beta: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: ElementwiseParams;
@@ -107,4 +109,38 @@ fn sigmoid_backward(invocation: Invocation) {
     if idx >= p.total { return; }
     let s = sigmoid(x[idx]);
     y[idx] = grad_y[idx] * s * (1.0 - s);
+}
+
+// min(max(x, alpha), beta) (PyTorch's hardtanh(min_val, max_val), ONNX's Clip); NaN stays NaN.
+@compute @workgroup_size(WG)
+fn hardtanh_forward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let v = x[idx];
+    y[idx] = select(select(v, p.beta, v > p.beta), p.alpha, v < p.alpha);
+}
+
+// grad_x = grad_y where alpha < x < beta, else 0 (PyTorch's hardtanh_backward; into `y`).
+@compute @workgroup_size(WG)
+fn hardtanh_backward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let v = x[idx];
+    y[idx] = select(0.0, grad_y[idx], v > p.alpha && v < p.beta);
+}
+
+// alpha * x: a product with a constant (ONNX's Mul by a scalar).
+@compute @workgroup_size(WG)
+fn scale_forward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    y[idx] = p.alpha * x[idx];
+}
+
+// grad_x = alpha * grad_y (written into `y`).
+@compute @workgroup_size(WG)
+fn scale_backward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    y[idx] = p.alpha * grad_y[idx];
 }

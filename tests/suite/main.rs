@@ -10,6 +10,7 @@ mod errors;
 mod fused;
 mod fuzz;
 mod goldens;
+mod imported_layers;
 mod onnx;
 mod robustness;
 mod shaders;

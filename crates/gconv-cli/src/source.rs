@@ -18,9 +18,10 @@ pub struct ModelSource {
     pub model: Option<String>,
     /// A model as a layer spec, e.g. "conv(1,16,k=3,p=1) bn relu res(conv(16,16,k=3,p=1) bn)
     /// relu gap flatten linear(10)". Layers: conv, convt, linear, relu, relu6, leakyrelu,
-    /// sigmoid, maxpool, avgpool, adaptiveavgpool (gap), batchnorm (bn), dropout, flatten;
-    /// blocks res(LAYERS), res(LAYERS, shortcut=LAYERS) and cat(LAYERS | LAYERS ...);
-    /// arguments as PyTorch's with the short forms k, s, p, d, g, op, ceil, cip, slope.
+    /// sigmoid, hardtanh, scale, softmax, pad, maxpool, avgpool, adaptiveavgpool (gap),
+    /// batchnorm (bn), dropout, flatten; blocks res(LAYERS), res(LAYERS, shortcut=LAYERS)
+    /// and cat(LAYERS | LAYERS ...); arguments as PyTorch's with the short forms k, s, p, d,
+    /// g, op, ceil, cip, slope, min, max.
     #[arg(long)]
     pub layers: Option<String>,
     /// A file holding a layer spec (newlines and # comments allowed).

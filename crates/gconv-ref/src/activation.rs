@@ -27,3 +27,22 @@ pub fn sigmoid_backward(x: &Array, gy: &Array) -> Array {
     let s = sigmoid(x);
     Array::new(&x.shape, s.data.iter().zip(&gy.data).map(|(&s, &g)| g * s * (1.0 - s)).collect())
 }
+
+/// min(max(x, min_val), max_val) (`torch.nn.functional.hardtanh`, ONNX's Clip).
+pub fn hardtanh(x: &Array, min_val: f64, max_val: f64) -> Array {
+    Array::new(&x.shape, x.data.iter().map(|&v| v.max(min_val).min(max_val)).collect())
+}
+
+/// Gradient of [`hardtanh`]: gy where min_val < x < max_val, else 0.
+pub fn hardtanh_backward(x: &Array, gy: &Array, min_val: f64, max_val: f64) -> Array {
+    let pass = |v: f64| v > min_val && v < max_val;
+    Array::new(
+        &x.shape,
+        x.data.iter().zip(&gy.data).map(|(&v, &g)| if pass(v) { g } else { 0.0 }).collect(),
+    )
+}
+
+/// x * factor.
+pub fn mul_scalar(x: &Array, factor: f64) -> Array {
+    Array::new(&x.shape, x.data.iter().map(|&v| v * factor).collect())
+}

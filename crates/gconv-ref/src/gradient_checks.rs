@@ -296,6 +296,9 @@ fn activation_gradients_match_finite_differences() {
     assert_close("leaky_relu grad_x", &got.data, &want);
     let (got, want) = (sigmoid_backward(&x6, &gy), numeric(&x6, |v| dot(&sigmoid(v), &gy)));
     assert_close("sigmoid grad_x", &got.data, &want);
+    let (got, want) =
+        (hardtanh_backward(&x, &gy, -0.5, 0.3), numeric(&x, |v| dot(&hardtanh(v, -0.5, 0.3), &gy)));
+    assert_close("hardtanh grad_x", &got.data, &want);
     for dim in 0..3 {
         let y = softmax(&x, dim);
         assert_close(
@@ -384,5 +387,19 @@ fn batch_norm_gradients_match_finite_differences() {
         assert_close("batch_norm grad_x", &gx.data, &numeric(&x, |v| dot(&f(v, &w, &b), &gy)));
         assert_close("batch_norm grad_w", &gw, &numeric(&w, |v| dot(&f(&x, v, &b), &gy)));
         assert_close("batch_norm grad_b", &gb, &numeric(&b, |v| dot(&f(&x, &w, v), &gy)));
+    }
+}
+
+#[test]
+fn pad_s_gradient_crops_back_and_zeroes_what_a_crop_removed() {
+    let mut r = SmallRng::seed_from_u64(9);
+    let x = random(&mut r, &[2, 3, 4, 5]);
+    for pad in [vec![1, 2], vec![1, 0, -1, 2], vec![0, -2, 1, 1, 2, -1]] {
+        let gy = random(&mut r, &pad_shape(&x.shape, &pad));
+        assert_close(
+            "pad grad_x",
+            &pad_backward(&gy, &x.shape, &pad).data,
+            &numeric(&x, |v| dot(&super::pad(v, &pad, 0.5), &gy)),
+        );
     }
 }

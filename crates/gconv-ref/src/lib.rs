@@ -976,7 +976,12 @@ mod combine;
 mod fused;
 #[cfg(test)]
 mod gradient_checks;
+mod pad;
 
-pub use activation::{leaky_relu, leaky_relu_backward, sigmoid, sigmoid_backward};
+pub use activation::{
+    hardtanh, hardtanh_backward, leaky_relu, leaky_relu_backward, mul_scalar, sigmoid,
+    sigmoid_backward,
+};
 pub use combine::{add, cat, narrow, relu6, relu6_backward};
 pub use fused::{conv_relu_max_pool_backward, conv_relu_max_pool_forward};
+pub use pad::{pad, pad_backward, pad_shape};

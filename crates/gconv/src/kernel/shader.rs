@@ -43,6 +43,8 @@ pub enum Shader {
     Reduce,
     /// `slice.wgsl`: concatenation and slicing along a dimension.
     Slice,
+    /// `pad.wgsl`: constant padding and cropping, and its gradient.
+    Pad,
     /// `dropout.wgsl`: dropout with a seeded GPU mask.
     Dropout,
     /// `optim.wgsl`: Adam and SGD updates.
@@ -127,6 +129,7 @@ shaders! {
     BatchNorm => "batch_norm.wgsl", [];
     Reduce => "reduce.wgsl", [];
     Slice => "slice.wgsl", [];
+    Pad => "pad.wgsl", [];
     Dropout => "dropout.wgsl", [];
     Optim => "optim.wgsl", [Health];
     Texture => "texture.wgsl", [];

@@ -56,6 +56,32 @@ pub enum Layer {
     },
     /// `Sigmoid`: 1 / (1 + exp(-x)).
     Sigmoid,
+    /// `Hardtanh(min_val, max_val)`: min(max(x, min_val), max_val) (ONNX's Clip).
+    Hardtanh {
+        /// The lower bound (may be -inf).
+        min_val: f32,
+        /// The upper bound (may be inf).
+        max_val: f32,
+    },
+    /// x * factor for a constant factor (ONNX's Mul by a scalar).
+    Scale {
+        /// The factor.
+        factor: f32,
+    },
+    /// `Softmax(dim)`: exp(x) / sum(exp(x)) along `dim` (negative counts from the end).
+    Softmax {
+        /// The dimension, the batch being dimension 0.
+        dim: isize,
+    },
+    /// `ConstantPad1d/2d/3d`: pads (or, where negative, crops) the last `padding.len() / 2`
+    /// dimensions with `value`; `padding` lists (before, after) pairs from the last dimension
+    /// backwards, as `torch.nn.functional.pad`.
+    Pad {
+        /// (before, after) per dimension, last dimension first.
+        padding: Vec<i64>,
+        /// The value padded in (-inf before a max-pooling).
+        value: f32,
+    },
     /// Element-wise sum of its inputs, which have equal shapes (a residual connection).
     Add,
     /// Its inputs concatenated along the channels (dimension 1), as `torch.cat(xs, 1)`: equal
@@ -188,6 +214,10 @@ impl Layer {
             Layer::Relu6 => "ReLU6".into(),
             Layer::LeakyRelu { .. } => "LeakyReLU".into(),
             Layer::Sigmoid => "Sigmoid".into(),
+            Layer::Hardtanh { .. } => "Hardtanh".into(),
+            Layer::Scale { .. } => "Scale".into(),
+            Layer::Softmax { .. } => "Softmax".into(),
+            Layer::Pad { padding, .. } => format!("ConstantPad{}d", padding.len() / 2),
             Layer::Add => "Add".into(),
             Layer::Concat => "Concat".into(),
             Layer::MaxPool { dims, .. } => format!("MaxPool{dims}d"),
@@ -385,6 +415,29 @@ impl Layer {
             | Layer::LeakyRelu { .. }
             | Layer::Sigmoid
             | Layer::Dropout { .. } => Ok(input.to_vec()),
+            Layer::Hardtanh { min_val, max_val } => {
+                crate::ops::activation::check_bounds(*min_val, *max_val)?;
+                Ok(input.to_vec())
+            }
+            Layer::Scale { factor } => {
+                if !factor.is_finite() {
+                    return Err(Error::invalid("scale", format!("factor {factor} is not finite")));
+                }
+                Ok(input.to_vec())
+            }
+            Layer::Softmax { dim } => {
+                crate::ops::activation::resolve_dim("softmax", *dim, input.len())?;
+                Ok(input.to_vec())
+            }
+            Layer::Pad { padding, .. } => {
+                if padding.len() / 2 >= input.len() {
+                    return Err(Error::invalid(
+                        "pad",
+                        format!("{padding:?} would pad the batch dimension of {input:?}"),
+                    ));
+                }
+                ops::pad_output_shape(input, padding)
+            }
             Layer::Add | Layer::Concat => Ok(input.to_vec()),
             Layer::BatchNorm { num_features, .. } => {
                 if input.len() < 2 || input[1] != *num_features {

@@ -1,4 +1,5 @@
-//! relu, relu6, leaky_relu and sigmoid (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`), forward and backward.
+//! relu, relu6, leaky_relu, sigmoid, hardtanh and products with a constant
+//! (`elementwise.wgsl`), softmax and log_softmax (`softmax.wgsl`), forward and backward.
 
 use super::slices::sample_chunk;
 use super::{check_u32, context_of};
@@ -16,6 +17,10 @@ pub(crate) enum Clamp {
     LeakyRelu(f32),
     /// 1 / (1 + exp(-x)).
     Sigmoid,
+    /// min(max(x, lo), hi).
+    Hardtanh(f32, f32),
+    /// factor * x.
+    Scale(f32),
 }
 
 impl Clamp {
@@ -29,6 +34,10 @@ impl Clamp {
             (Clamp::LeakyRelu(_), true) => "leaky_relu_backward",
             (Clamp::Sigmoid, false) => "sigmoid",
             (Clamp::Sigmoid, true) => "sigmoid_backward",
+            (Clamp::Hardtanh(..), false) => "hardtanh",
+            (Clamp::Hardtanh(..), true) => "hardtanh_backward",
+            (Clamp::Scale(_), false) => "scale",
+            (Clamp::Scale(_), true) => "scale_backward",
         }
     }
 
@@ -38,15 +47,19 @@ impl Clamp {
             (Clamp::Relu6, false) => "relu6_forward",
             (Clamp::LeakyRelu(_), false) => "leaky_relu_forward",
             (Clamp::Sigmoid, false) => "sigmoid_forward",
+            (Clamp::Hardtanh(..), false) => "hardtanh_forward",
+            (Clamp::Scale(_), false) => "scale_forward",
             _ => self.op(true),
         }
     }
 
-    /// The entry point's `alpha`.
-    fn alpha(self) -> f32 {
+    /// The entry point's `alpha` and `beta`.
+    fn constants(self) -> [f32; 2] {
         match self {
-            Clamp::LeakyRelu(slope) => slope,
-            _ => 0.0,
+            Clamp::LeakyRelu(slope) => [slope, 0.0],
+            Clamp::Hardtanh(lo, hi) => [lo, hi],
+            Clamp::Scale(factor) => [factor, 0.0],
+            _ => [0.0; 2],
         }
     }
 }
@@ -112,35 +125,70 @@ fn run_rows(
 ) -> Result<Tensor> {
     let ctx = t.context();
     let d = resolve_dim(op, dim, t.rank())?;
-    let shape = t.shape();
+    check_u32(op, "elements", t.numel())?;
+    let out = Tensor::output(ctx, t.shape(), DType::F32, op)?;
+    if t.numel() == 0 {
+        return Ok(out);
+    }
+    let owned = bind(&out);
+    let buffers: Vec<(u32, &wgpu::Buffer)> = owned.iter().map(|(i, b)| (*i, b)).collect();
+    ctx.run(op, |rec| record_rows(ctx, rec, (op, entry), t.shape(), d, &buffers))?;
+    Ok(out)
+}
+
+/// Records a kernel of `softmax.wgsl` over tensors of `shape` viewed as (outer, dim, inner)
+/// rows around dimension `d`.
+fn record_rows(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    (op, entry): (&'static str, &'static str),
+    shape: &[usize],
+    d: usize,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> Result<()> {
     let (outer, len, inner) = if shape.is_empty() {
         (1, 1, 1)
     } else {
         (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product::<usize>())
     };
-    check_u32(op, "elements", t.numel())?;
-    let out = Tensor::output(ctx, shape, DType::F32, op)?;
-    if t.numel() == 0 {
-        return Ok(out);
-    }
-    let rows = (outer * inner) as u32;
+    let rows = check_u32(op, "rows", outer * inner)?;
     let params = [outer as u32, len as u32, inner as u32, rows];
-    let owned = bind(&out);
-    let buffers: Vec<(u32, &wgpu::Buffer)> = owned.iter().map(|(i, b)| (*i, b)).collect();
-    ctx.run(op, |enc| {
-        ctx.record(
-            enc,
-            &Dispatch::linear(
-                ctx,
-                op,
-                (Shader::Softmax, entry),
-                bytemuck::cast_slice(&params),
-                &buffers,
-                u64::from(rows),
-            )?,
-        )
-    })?;
-    Ok(out)
+    ctx.record(
+        rec,
+        &Dispatch::linear(
+            ctx,
+            op,
+            (Shader::Softmax, entry),
+            bytemuck::cast_slice(&params),
+            buffers,
+            u64::from(rows),
+        )?,
+    )
+}
+
+/// Records y = softmax(x) along dimension `d` (a softmax layer).
+pub(crate) fn record_softmax(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    x: &Tensor,
+    y: &Tensor,
+    d: usize,
+) -> Result<()> {
+    let buffers = [(1, x.buffer()), (2, y.buffer())];
+    record_rows(ctx, rec, ("softmax", "softmax_forward"), x.shape(), d, &buffers)
+}
+
+/// Records grad_x from the softmax layer's output `y` and grad_y.
+pub(crate) fn record_softmax_backward(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    y: &Tensor,
+    grad_y: &Tensor,
+    grad_x: &Tensor,
+    d: usize,
+) -> Result<()> {
+    let buffers = [(1, y.buffer()), (3, grad_y.buffer()), (4, grad_x.buffer())];
+    record_rows(ctx, rec, ("softmax_backward", "softmax_backward"), y.shape(), d, &buffers)
 }
 
 fn softmax_like(op: &'static str, entry: &'static str, x: &Tensor, dim: isize) -> Result<Tensor> {
@@ -190,6 +238,52 @@ pub fn leaky_relu(x: &Tensor, negative_slope: f32) -> Result<Tensor> {
 /// [`Error::DType`] for an integer tensor; [`Error::Gpu`] if the device fails.
 pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     clamp(Clamp::Sigmoid, x)
+}
+
+/// `torch.nn.functional.hardtanh(x, min_val, max_val)`: min(max(x, min_val), max_val),
+/// elementwise (NaN stays NaN); ONNX's Clip. Either bound may be infinite.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when a bound is NaN or `min_val > max_val`.
+pub fn hardtanh(x: &Tensor, min_val: f32, max_val: f32) -> Result<Tensor> {
+    check_bounds(min_val, max_val)?;
+    clamp(Clamp::Hardtanh(min_val, max_val), x)
+}
+
+/// Gradient of [`hardtanh`]: grad_output where min_val < x < max_val, else 0.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the shapes differ or the bounds are invalid.
+pub fn hardtanh_backward(
+    grad_output: &Tensor,
+    x: &Tensor,
+    min_val: f32,
+    max_val: f32,
+) -> Result<Tensor> {
+    check_bounds(min_val, max_val)?;
+    clamp_backward(Clamp::Hardtanh(min_val, max_val), grad_output, x)
+}
+
+/// `x * factor` for a scalar `factor` (`torch.mul(x, factor)`); its gradient is
+/// `mul_scalar(grad_output, factor)`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a factor that is not finite.
+pub fn mul_scalar(x: &Tensor, factor: f32) -> Result<Tensor> {
+    if !factor.is_finite() {
+        return Err(Error::invalid("mul_scalar", format!("factor must be finite, got {factor}")));
+    }
+    clamp(Clamp::Scale(factor), x)
+}
+
+pub(crate) fn check_bounds(min_val: f32, max_val: f32) -> Result<()> {
+    if min_val.is_nan() || max_val.is_nan() || min_val > max_val {
+        return Err(Error::invalid(
+            "hardtanh",
+            format!("bounds must be ordered numbers, got min_val {min_val}, max_val {max_val}"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_slope(negative_slope: f32) -> Result<()> {
@@ -280,14 +374,14 @@ pub(crate) fn record_elementwise(
     total: usize,
     buffers: &[(u32, &wgpu::Buffer)],
 ) -> Result<()> {
-    record_elementwise_with(ctx, rec, (entry, 0.0), total, buffers)
+    record_elementwise_with(ctx, rec, (entry, [0.0; 2]), total, buffers)
 }
 
-/// [`record_elementwise`] with the entry point's `alpha`.
+/// [`record_elementwise`] with the entry point's `alpha` and `beta`.
 fn record_elementwise_with(
     ctx: &crate::Context,
     rec: &mut crate::kernel::Recorder<'_>,
-    (entry, alpha): (&'static str, f32),
+    (entry, [alpha, beta]): (&'static str, [f32; 2]),
     total: usize,
     buffers: &[(u32, &wgpu::Buffer)],
 ) -> Result<()> {
@@ -298,7 +392,7 @@ fn record_elementwise_with(
     for start in (0..total).step_by(block.max(1)) {
         let len = block.min(total - start);
         let count = check_u32(entry, "elements", len)?;
-        let params = [count, alpha.to_bits(), 0, 0];
+        let params = [count, alpha.to_bits(), beta.to_bits(), 0];
         let ranges: Vec<(u32, u64, u64)> = if len < total {
             buffers.iter().map(|(b, _)| (*b, (start * 4) as u64, (len * 4) as u64)).collect()
         } else {
@@ -329,7 +423,7 @@ pub(crate) fn record_clamp(
     y: &Tensor,
 ) -> Result<()> {
     let buffers = [(1, x.buffer()), (2, y.buffer())];
-    record_elementwise_with(ctx, rec, (kind.entry(false), kind.alpha()), x.numel(), &buffers)
+    record_elementwise_with(ctx, rec, (kind.entry(false), kind.constants()), x.numel(), &buffers)
 }
 
 /// Records grad_x = grad_y where the activation's slope is 1 (x > 0; for relu6, 0 < x < 6).
@@ -341,8 +435,10 @@ pub(crate) fn record_clamp_backward(
     grad_y: &Tensor,
     grad_x: &Tensor,
 ) -> Result<()> {
-    let buffers = [(1, x.buffer()), (2, grad_x.buffer()), (3, grad_y.buffer())];
-    record_elementwise_with(ctx, rec, (kind.entry(true), kind.alpha()), x.numel(), &buffers)
+    let all = [(2, grad_x.buffer()), (3, grad_y.buffer()), (1, x.buffer())];
+    // A scale's gradient does not read x.
+    let buffers = if matches!(kind, Clamp::Scale(_)) { &all[..2] } else { &all[..] };
+    record_elementwise_with(ctx, rec, (kind.entry(true), kind.constants()), x.numel(), buffers)
 }
 
 /// Records y += x.

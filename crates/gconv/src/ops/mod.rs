@@ -10,6 +10,7 @@ pub(crate) mod conv;
 pub(crate) mod gemm;
 pub(crate) mod loss;
 pub(crate) mod norm;
+pub(crate) mod pad;
 pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod slices;
@@ -17,8 +18,9 @@ pub(crate) mod texture;
 pub(crate) mod uniforms;
 
 pub use activation::{
-    leaky_relu, leaky_relu_backward, log_softmax, log_softmax_backward, relu, relu_backward, relu6,
-    relu6_backward, sigmoid, sigmoid_backward, softmax, softmax_backward,
+    hardtanh, hardtanh_backward, leaky_relu, leaky_relu_backward, log_softmax,
+    log_softmax_backward, mul_scalar, relu, relu_backward, relu6, relu6_backward, sigmoid,
+    sigmoid_backward, softmax, softmax_backward,
 };
 pub use combine::{add, cat, narrow};
 pub use conv::{
@@ -32,6 +34,7 @@ pub use loss::{CrossEntropyOptions, Reduction, cross_entropy, cross_entropy_back
 pub use norm::{
     BatchNormGrads, BatchNormOptions, batch_norm, batch_norm_backward, batch_norm_with_stats,
 };
+pub use pad::{pad, pad_backward, pad_output_shape};
 pub use pool::{
     AvgPoolOptions, MaxPoolOptions, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
     adaptive_max_pool1d, adaptive_max_pool1d_with_indices, adaptive_max_pool2d,

@@ -68,6 +68,9 @@ pub(super) fn flow(lowered: &Lowered, kind: PlanKind) -> Flow {
         .map(|v| {
             let def = v.saturating_sub(1);
             let mut last = if v == n { n } else { def };
+            if train && v > 0 && execs[v - 1].backward_reads_output() {
+                last = last.max(t_bwd(n, v - 1));
+            }
             for &(c, _) in &readers[v] {
                 last = last.max(c);
                 if train && execs[c].backward_reads_input() {

@@ -25,6 +25,10 @@ pub(super) enum Exec {
     Add,
     /// Its inputs along the channels.
     Concat,
+    /// Softmax along a dimension (its backward pass reads its output).
+    Softmax(usize),
+    /// Constant padding (PyTorch's pad list) with a value.
+    Pad(Vec<i64>, f32),
     Dropout {
         p: f32,
         layer: u32,
@@ -50,6 +54,11 @@ impl Exec {
                 | Exec::Clamp(_)
                 | Exec::BatchNorm { .. }
         )
+    }
+
+    /// Whether the node's backward pass reads its output.
+    pub(super) fn backward_reads_output(&self) -> bool {
+        matches!(self, Exec::Softmax(_))
     }
 }
 
@@ -123,6 +132,12 @@ fn exec_of(
         Layer::Relu6 => Exec::Clamp(Clamp::Relu6),
         Layer::LeakyRelu { negative_slope } => Exec::Clamp(Clamp::LeakyRelu(*negative_slope)),
         Layer::Sigmoid => Exec::Clamp(Clamp::Sigmoid),
+        Layer::Hardtanh { min_val, max_val } => Exec::Clamp(Clamp::Hardtanh(*min_val, *max_val)),
+        Layer::Scale { factor } => Exec::Clamp(Clamp::Scale(*factor)),
+        Layer::Softmax { dim } => {
+            Exec::Softmax(crate::ops::activation::resolve_dim("softmax", *dim, x.len())?)
+        }
+        Layer::Pad { padding, value } => Exec::Pad(padding.clone(), *value),
         Layer::Add => Exec::Add,
         Layer::Concat => Exec::Concat,
         Layer::Dropout { p } if train && *p > 0.0 => {

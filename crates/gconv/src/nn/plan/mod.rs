@@ -13,7 +13,7 @@ mod record;
 use super::graph::Graph;
 use super::optim::Optimizer;
 use crate::kernel::{Recorder, Step};
-use crate::{Context, Result, Tensor};
+use crate::{Context, Error, Result, Tensor};
 
 /// What a plan does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,6 +94,17 @@ impl Plan {
         batch: usize,
         kind: PlanKind,
     ) -> Result<Plan> {
+        // Bind groups and pipelines are made here: a mistake in them comes back as an error.
+        let device = ctx.device();
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let built = Plan::record(ctx, model, batch, kind);
+        if let Some(e) = pollster::block_on(validation.pop()) {
+            return Err(Error::Gpu { op: "plan".into(), message: e.to_string() });
+        }
+        built
+    }
+
+    fn record(ctx: &Context, model: &ModelState<'_>, batch: usize, kind: PlanKind) -> Result<Plan> {
         let lowered = lower::lower(ctx, model.graph, batch, kind)?;
         let tensors = memory::allocate(ctx, &lowered, kind, batch)?;
         let mut steps = Vec::new();

@@ -9,13 +9,15 @@ use super::lower::{Exec, Lowered};
 use super::memory::Tensors;
 use crate::kernel::Recorder;
 use crate::ops::activation::{
-    record_add_inplace, record_clamp, record_clamp_backward, record_dropout,
+    record_add_inplace, record_clamp, record_clamp_backward, record_dropout, record_softmax,
+    record_softmax_backward,
 };
 use crate::ops::combine::{record_add, record_slice};
 use crate::ops::conv::{ConvIo, GradsOut};
 use crate::ops::gemm::{record_linear, record_linear_backward};
 use crate::ops::loss::record_training_loss;
 use crate::ops::norm::{record_batch_norm, record_batch_norm_backward};
+use crate::ops::pad::{record_pad, record_pad_backward};
 use crate::{Context, Error, Result, Tensor};
 
 /// A plan being recorded: the model's state, the lowered graph and its tensors.
@@ -63,6 +65,8 @@ impl Recording<'_> {
                 Exec::Pool(p) => p.record_forward(rec, x, y, t.indices[i].as_ref())?,
                 Exec::Linear => record_linear(ctx, rec, x, self.weight(i)?, self.bias(i), y)?,
                 Exec::Clamp(kind) => record_clamp(ctx, rec, *kind, x, y)?,
+                Exec::Softmax(d) => record_softmax(ctx, rec, x, y, *d)?,
+                Exec::Pad(pad, value) => record_pad(ctx, rec, x, y, pad, *value)?,
                 Exec::Add => {
                     let second = inputs.get(1).map_or(x, |&v| &t.values[v]);
                     record_add(ctx, rec, x, second, y)?;
@@ -251,6 +255,16 @@ impl Recording<'_> {
             Exec::Clamp(kind) => {
                 if let Some(gx) = gx {
                     record_clamp_backward(ctx, rec, *kind, x, gy, gx)?;
+                }
+            }
+            Exec::Softmax(d) => {
+                if let Some(gx) = gx {
+                    record_softmax_backward(ctx, rec, &t.values[i + 1], gy, gx, *d)?;
+                }
+            }
+            Exec::Pad(pad, _) => {
+                if let Some(gx) = gx {
+                    record_pad_backward(ctx, rec, gy, gx, pad)?;
                 }
             }
             Exec::Dropout { p, layer } => {

@@ -312,6 +312,42 @@ pub(super) fn layer(spec: &str, item: &Item<'_>, input: &[usize]) -> Result<Laye
             let negative_slope = a.float("negative_slope")?.unwrap_or(0.01) as f32;
             Ok(Layer::LeakyRelu { negative_slope })
         }
+        "hardtanh" => {
+            let a = Args::new(spec, item, &[("min_val", "min"), ("max_val", "max")])?;
+            let min_val = a.float("min_val")?.unwrap_or(-1.0) as f32;
+            let max_val = a.float("max_val")?.unwrap_or(1.0) as f32;
+            Ok(Layer::Hardtanh { min_val, max_val })
+        }
+        "scale" => {
+            let a = Args::new(spec, item, &[("factor", "factor")])?;
+            let span = a.required("factor")?;
+            let factor = a.float("factor")?.unwrap_or(1.0) as f32;
+            if !factor.is_finite() {
+                return Err(a.bad(span, "a finite number"));
+            }
+            Ok(Layer::Scale { factor })
+        }
+        "softmax" => {
+            let a = Args::new(spec, item, &[("dim", "dim")])?;
+            let dim = match a.get("dim") {
+                Some(span) => span.text.parse().map_err(|_| a.bad(span, "a whole number"))?,
+                None => 1,
+            };
+            Ok(Layer::Softmax { dim })
+        }
+        "pad" => {
+            // pad(1): every spatial side; pad(p=1x1x2x2): (left, right, top, bottom), as
+            // ZeroPad2d's padding.
+            let a = Args::new(spec, item, &[("padding", "p"), ("value", "value")])?;
+            let given = a.dims_required("padding")?.0;
+            let spatial = rank.saturating_sub(2).max(1);
+            let padding: Vec<i64> = match given[..] {
+                [one] => vec![one as i64; 2 * spatial],
+                _ => given.iter().map(|&v| v as i64).collect(),
+            };
+            let value = a.float("value")?.unwrap_or(0.0) as f32;
+            Ok(Layer::Pad { padding, value })
+        }
         "dropout" => {
             let a = Args::new(spec, item, &[("p", "p")])?;
             let p = a.float("p")?.unwrap_or(0.5);
@@ -326,8 +362,8 @@ pub(super) fn layer(spec: &str, item: &Item<'_>, input: &[usize]) -> Result<Laye
             item.name.text.len(),
             format!(
                 "unknown layer {:?}; known: conv, convt, linear, relu, relu6, leakyrelu, \
-                 sigmoid, maxpool, avgpool, adaptiveavgpool, batchnorm, dropout, flatten, and \
-                 the blocks res(...) and cat(... | ...)",
+                 sigmoid, hardtanh, scale, softmax, pad, maxpool, avgpool, adaptiveavgpool, \
+                 batchnorm, dropout, flatten, and the blocks res(...) and cat(... | ...)",
                 item.name.text
             ),
         )),
