@@ -29,8 +29,18 @@ conv = lambda out, **kw: helper.make_node("Conv", ["x", "w"], [out], name="conv"
 cases = {
     # An operator gconv does not have.
     "errors-unsupported-op": model([conv("c"), helper.make_node("Erf", ["c"], ["y"], name="erf")], [w]),
-    # Asymmetric padding: begin 0, end 1.
-    "errors-asymmetric-pads": model([conv("y", pads=[0, 0, 1, 1])], [w]),
+    # A padding mode other than constant.
+    "errors-reflect-pad": model(
+        [helper.make_node("Pad", ["x", "pads"], ["y"], name="pad", mode="reflect")],
+        [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")],
+    ),
+    # Asymmetric pads where padding in front would change the averages' divisors.
+    "errors-avgpool-asymmetric": model(
+        [helper.make_node("AveragePool", ["x"], ["y"], name="avg", kernel_shape=[2, 2],
+                          pads=[0, 0, 1, 1], count_include_pad=0)], []),
+    # A product of two graph tensors (gconv multiplies by constants).
+    "errors-mul-tensors": model(
+        [conv("c"), helper.make_node("Mul", ["c", "c"], ["y"], name="square")], [w]),
     # Two graph outputs.
     "errors-two-outputs": model(
         [conv("y"), helper.make_node("Relu", ["y"], ["z"], name="relu")], [w], outputs=("y", "z")

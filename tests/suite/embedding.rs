@@ -377,3 +377,29 @@ fn a_lost_device_gives_errors_not_panics() {
     let e = Session::new(model, 1);
     assert!(e.is_err(), "a session on a destroyed device");
 }
+
+#[test]
+fn a_session_of_an_imported_onnx_model_records_into_the_hosts_encoder() {
+    let (device, queue) = host_device(wgpu::Limits::default());
+    let ctx = Context::from_wgpu(device.clone(), queue.clone()).expect("context");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("onnx");
+    let imported = gconv::onnx::load(&dir.join("inverted_residual.onnx"), None).expect("import");
+    let (expected, _) =
+        gconv_tests::golden::read_tensors(&dir.join("inverted_residual.expected.safetensors"))
+            .expect("expected");
+    let f32s = |name: &str| match expected.get(name) {
+        Some((shape, gconv_tests::golden::Data::F32(v))) => (shape.clone(), v.clone()),
+        _ => panic!("no {name}"),
+    };
+    let ((shape, x), (_, want)) = (f32s("input"), f32s("output"));
+    let mut session = imported.session(&ctx, shape[0]).expect("session");
+    assert_eq!(session.input_shape(), shape);
+    let buffer = host_buffer(&device, &x, wgpu::BufferUsages::COPY_SRC);
+    let mut encoder = device.create_command_encoder(&Default::default());
+    session.record(&mut encoder, SessionInput::Buffer { buffer: &buffer, offset: 0 }).expect("rec");
+    queue.submit([encoder.finish()]);
+    let got = session.logits().expect("logits").to_vec().expect("read");
+    let widen = |v: &[f32]| v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>();
+    let err = gconv_tests::compare::relative_error(&widen(&got), &widen(&want));
+    assert!(err <= 1e-4, "relative L2 error {err:.3e} against PyTorch");
+}

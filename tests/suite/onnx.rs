@@ -1,7 +1,9 @@
 //! The ONNX importer: PyTorch's exports in tests/onnx (residual blocks with and without batch
 //! norm, a MobileNetV2 block with ReLU6 as Clip, a SqueezeNet fire module with ceil_mode and
-//! count_include_pad = 0 pooling, SimpleCNN with its exported reshape) reproduce PyTorch's
-//! logits on the GPU; fine-tuning one trains; files gconv cannot run are errors naming why.
+//! count_include_pad = 0 pooling, SimpleCNN with its exported reshape, and the operator
+//! coverage models of make_operators.py) reproduce PyTorch's (or ONNX Runtime's) outputs on
+//! the GPU; every imported operator has gradients; fine-tuning one trains; files gconv cannot
+//! run are errors naming why.
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +37,7 @@ fn assert_reproduces_pytorch(dir: &Path, name: &str) -> onnx::Imported {
     let mut model = imported.model(ctx(), name).expect(name);
     let got = model.predict(&x, shape[0]).expect("predict").to_vec().expect("download");
     let err = relative_error(&widen(&got), &widen(&want));
-    eprintln!("{name}: relative L2 error {err:.2e} against PyTorch");
+    eprintln!("{name}: relative L2 error {err:.2e} against the expected output");
     assert!(err <= 1e-4, "{name}: relative L2 error {err:.3e}");
     imported
 }
@@ -44,14 +46,56 @@ fn assert_reproduces_pytorch(dir: &Path, name: &str) -> onnx::Imported {
 fn pytorch_exports_reproduce_pytorchs_outputs() {
     let shared =
         ["resblock_digits", "resblock_digits_bn", "inverted_residual", "fire", "simplecnn"];
-    // activations.onnx (make_activations.py): LeakyRelu and Sigmoid.
-    for name in shared.into_iter().chain(["activations"]) {
+    // activations.onnx (make_activations.py): LeakyRelu and Sigmoid; operators.onnx and
+    // handmade.onnx (make_operators.py): the other operators and attributes.
+    for name in shared.into_iter().chain(["activations", "operators", "handmade"]) {
         let imported = assert_reproduces_pytorch(&dir(), name);
-        // Every initializer reaches the model under its ONNX name.
-        assert!(
-            imported.names.iter().any(|(_, o)| o.ends_with("weight") || o.starts_with("onnx::"))
-        );
+        // Weights reach the model under their ONNX names.
+        assert!(!imported.names.is_empty(), "{name}: no initializer names");
     }
+    // Asymmetric pads become padding layers in front (crops behind a transposed convolution)
+    // and the folded part of a ConvTranspose's output_shape becomes output_padding.
+    let imported = onnx::load(&dir().join("handmade.onnx"), None).expect("handmade");
+    let layers: Vec<String> = imported
+        .graph
+        .nodes
+        .iter()
+        .map(|n| format!("{} {}", n.name, n.layer.type_name()))
+        .collect();
+    for want in [
+        "conv1.pad ConstantPad2d",
+        "pad1 ConstantPad2d",
+        "max1.pad ConstantPad2d",
+        "avg1.pad ConstantPad2d",
+        "up2.crop ConstantPad2d",
+        "clip1 Hardtanh",
+        "div1 Scale",
+        "gmax MaxPool2d",
+        "softmax Softmax",
+    ] {
+        assert!(layers.iter().any(|l| l == want), "no {want:?} in {layers:?}");
+    }
+    assert!(imported.names.contains(&("conv1.weight".into(), "w1".into())));
+    // Every imported operator has a backward pass: each weight gets a finite, non-zero
+    // gradient.
+    for name in ["handmade", "operators"] {
+        let imported = onnx::load(&dir().join(format!("{name}.onnx")), None).expect(name);
+        let mut model = imported.model(ctx(), name).expect(name);
+        let (expected, _) =
+            read_tensors(&dir().join(format!("{name}.expected.safetensors"))).expect("expected");
+        let (shape, x) = f32s(&expected, "input");
+        model.compute_gradients(&x, &vec![1; shape[0]]).expect("gradients");
+        for (param, _, g) in model.gradients().expect("download") {
+            assert!(g.iter().all(|v| v.is_finite()), "{name} {param}: non-finite gradient");
+            assert!(g.iter().any(|&v| v != 0.0), "{name} {param}: zero gradient");
+        }
+    }
+    let up1 = imported.graph.nodes.iter().find(|n| n.name == "up1").expect("up1");
+    let gconv::nn::Layer::ConvTranspose { options, .. } = &up1.layer else { panic!("up1") };
+    assert_eq!(
+        (options.padding.0.clone(), options.output_padding.0.clone()),
+        (vec![1; 2], vec![1; 2])
+    );
 }
 
 #[test]
@@ -108,8 +152,18 @@ fn files_gconv_cannot_run_are_errors_naming_the_cause() {
             "node \"erf\" (Erf): operator Erf is not supported; gconv imports",
         ),
         (
-            onnx::load(&dir().join("errors-asymmetric-pads.onnx"), None),
-            "node \"conv\" (Conv): attribute pads is asymmetric ([0, 0] before, [1, 1] after)",
+            onnx::load(&dir().join("errors-reflect-pad.onnx"), None),
+            "node \"pad\" (Pad): attribute mode is \"reflect\"; gconv pads with a constant",
+        ),
+        (
+            onnx::load(&dir().join("errors-avgpool-asymmetric.onnx"), None),
+            "node \"avg\" (AveragePool): attribute pads differ before ([0, 0]) and after ([1, 1]) \
+             with count_include_pad = 0",
+        ),
+        (
+            onnx::load(&dir().join("errors-mul-tensors.onnx"), None),
+            "node \"square\" (Mul): Mul of these inputs is not supported; gconv multiplies a \
+             graph tensor by a constant",
         ),
         (
             onnx::load(&dir().join("errors-two-outputs.onnx"), None),

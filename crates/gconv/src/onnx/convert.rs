@@ -10,31 +10,42 @@ use super::describe;
 use super::fold::{self, Dim, Value, node_error};
 use super::tensors::{Attributes, Constant};
 use crate::nn::{Graph, Layer};
-use crate::ops::{AvgPoolOptions, ConvOptions, Dims, MaxPoolOptions, Padding};
 use crate::{Error, Result};
 
-/// The operators the importer converts (shape computations folded).
+/// The operators the importer converts (shape computations, and Slice, Transpose and Cast,
+/// folded where their inputs are constants).
 pub(crate) const SUPPORTED: &[&str] = &[
+    "Add",
     "AveragePool",
     "BatchNormalization",
+    "Cast",
     "Clip",
     "Concat",
     "Constant",
+    "ConstantOfShape",
     "Conv",
+    "ConvTranspose",
+    "Div",
     "Dropout",
     "Flatten",
     "Gather",
     "Gemm",
     "GlobalAveragePool",
+    "GlobalMaxPool",
     "Identity",
     "LeakyRelu",
+    "MatMul",
     "MaxPool",
+    "Mul",
+    "Pad",
     "Relu",
     "Reshape",
     "Shape",
     "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Transpose",
     "Unsqueeze",
-    "Add",
 ];
 
 /// The import in progress: the graph so far, what each ONNX value is, the weights.
@@ -44,12 +55,14 @@ pub(super) struct Importer {
     pub initializers: HashMap<String, Constant>,
     pub state: Vec<(String, Vec<usize>, Vec<f32>)>,
     pub names: Vec<(String, String)>,
+    /// The default domain's operator set version (attributes' defaults change with it).
+    pub opset: i64,
 }
 
 impl Importer {
     /// The value an input names (an initializer where the graph has none); `None` for an
     /// omitted optional input.
-    fn input(&self, node: &NodeProto, i: usize) -> Result<Option<Value>> {
+    pub(super) fn input(&self, node: &NodeProto, i: usize) -> Result<Option<Value>> {
         let Some(name) = node.input.get(i).filter(|n| !n.is_empty()) else { return Ok(None) };
         if let Some(v) = self.values.get(name) {
             return Ok(Some(v.clone()));
@@ -61,7 +74,7 @@ impl Importer {
     }
 
     /// The graph tensor input `i` names.
-    fn tensor(&self, node: &NodeProto, i: usize) -> Result<String> {
+    pub(super) fn tensor(&self, node: &NodeProto, i: usize) -> Result<String> {
         match self.input(node, i)? {
             Some(Value::Tensor(v)) => Ok(v),
             Some(Value::Const(c)) => Err(node_error(
@@ -73,7 +86,11 @@ impl Importer {
     }
 
     /// Input `i` as a constant (a weight), with its initializer name.
-    fn constant(&self, node: &NodeProto, i: usize) -> Result<Option<(Constant, String)>> {
+    pub(super) fn constant(
+        &self,
+        node: &NodeProto,
+        i: usize,
+    ) -> Result<Option<(Constant, String)>> {
         match self.input(node, i)? {
             None => Ok(None),
             Some(Value::Const(c)) => Ok(Some((c, node.input[i].clone()))),
@@ -87,7 +104,7 @@ impl Importer {
         }
     }
 
-    fn shape(&self, value: &str) -> Result<Vec<usize>> {
+    pub(super) fn shape(&self, value: &str) -> Result<Vec<usize>> {
         let shapes = self.graph.shapes(1)?;
         let index =
             if value == crate::nn::INPUT {
@@ -102,7 +119,7 @@ impl Importer {
 
     /// A name for the layer node `node` becomes: its weight's stem where the weight is named
     /// like PyTorch's (`conv1.weight` -> `conv1`), else the ONNX node's name or op type.
-    fn layer_name(&self, node: &NodeProto, weight: Option<&str>) -> String {
+    pub(super) fn layer_name(&self, node: &NodeProto, weight: Option<&str>) -> String {
         let base = weight
             .and_then(|w| w.strip_suffix(".weight"))
             .map(str::to_string)
@@ -110,8 +127,13 @@ impl Importer {
                 let n = node.name().trim_start_matches('/');
                 if n.is_empty() { node.op_type().to_lowercase() } else { n.replace('/', ".") }
             });
+        self.unique(&base)
+    }
+
+    /// `base`, or `base_1`, `base_2`... where the graph has a node of that name.
+    pub(super) fn unique(&self, base: &str) -> String {
         let taken = |n: &str| n == crate::nn::INPUT || self.graph.nodes.iter().any(|x| x.name == n);
-        let mut name = base.clone();
+        let mut name = base.to_string();
         let mut k = 1;
         while taken(&name) {
             name = format!("{base}_{k}");
@@ -121,7 +143,7 @@ impl Importer {
     }
 
     /// Adds a layer reading `from`, and records its weights (graph name, ONNX name, values).
-    fn push(
+    pub(super) fn push(
         &mut self,
         node: &NodeProto,
         name: String,
@@ -180,9 +202,16 @@ impl Importer {
             return Err(node_error(node, "has several outputs; gconv reads the first only"));
         }
         match op {
-            "Constant" | "Shape" | "Gather" | "Unsqueeze" => self.fold(node),
-            "Concat" if self.all_folded(node)? => self.fold(node),
+            "Constant" | "Shape" | "Gather" | "Unsqueeze" | "ConstantOfShape" => self.fold(node),
+            "Concat" | "Reshape" | "Slice" | "Transpose" | "Cast" if self.all_folded(node)? => {
+                self.fold(node)
+            }
+            "Slice" | "Transpose" | "Cast" => Err(node_error(
+                node,
+                format!("{op} of a graph tensor is not supported; gconv folds {op} of constants"),
+            )),
             "Conv" => self.conv(node),
+            "ConvTranspose" => self.conv_transpose(node),
             "BatchNormalization" => self.batch_norm(node),
             "Relu" => self.unary(node, Layer::Relu, &[]),
             "Sigmoid" => self.unary(node, Layer::Sigmoid, &[]),
@@ -195,14 +224,11 @@ impl Importer {
             "Add" => self.join(node, Layer::Add, &[]),
             "Concat" => self.join(node, Layer::Concat, &["axis"]),
             "MaxPool" | "AveragePool" => self.pool(node),
-            "GlobalAveragePool" => {
-                Attributes::new(node, &[])?;
-                let x = self.tensor(node, 0)?;
-                let dims = self.shape(&x)?.len().saturating_sub(2);
-                let layer = Layer::AdaptiveAvgPool { dims, output_size: Dims::from(1) };
-                let name = self.layer_name(node, None);
-                self.push(node, name, layer, &[&x], vec![])
-            }
+            "GlobalAveragePool" | "GlobalMaxPool" => self.global_pool(node),
+            "Pad" => self.pad(node),
+            "Mul" | "Div" => self.scale(node),
+            "MatMul" => self.matmul(node),
+            "Softmax" => self.softmax(node),
             "Flatten" => {
                 let a = Attributes::new(node, &["axis"])?;
                 if a.int("axis")?.unwrap_or(1) != 1 {
@@ -307,23 +333,130 @@ impl Importer {
             }
         };
         let (min, max) = (bound(1, "min")?, bound(2, "max")?);
-        let layer = match (min, max) {
-            (Some(0.0), None) => Layer::Relu,
-            (Some(lo), Some(hi)) if lo == 0.0 && hi == f32::INFINITY => Layer::Relu,
-            (Some(lo), Some(hi)) if lo == 0.0 && hi == 6.0 => Layer::Relu6,
-            _ => {
-                return Err(node_error(
-                    node,
-                    format!(
-                        "Clip(min {min:?}, max {max:?}) is not supported; gconv clips to [0, inf) \
-                         (ReLU) and [0, 6] (ReLU6)"
-                    ),
-                ));
+        let (lo, hi) = (min.unwrap_or(f32::NEG_INFINITY), max.unwrap_or(f32::INFINITY));
+        // ReLU and ReLU6 where the bounds are theirs: the executor fuses ReLU.
+        let layer = match (lo, hi) {
+            (0.0, f32::INFINITY) => Layer::Relu,
+            (0.0, 6.0) => Layer::Relu6,
+            _ if lo.is_nan() || hi.is_nan() || lo > hi => {
+                return Err(node_error(node, format!("clips to [{lo}, {hi}], which is empty")));
             }
+            _ => Layer::Hardtanh { min_val: lo, max_val: hi },
         };
         let x = self.tensor(node, 0)?;
         let name = self.layer_name(node, None);
         self.push(node, name, layer, &[&x], vec![])
+    }
+
+    /// Mul or Div of a graph tensor by a constant that holds one value (a scalar, or any
+    /// shape of equal values) as a scale layer.
+    fn scale(&mut self, node: &NodeProto) -> Result<()> {
+        Attributes::new(node, &[])?;
+        let div = node.op_type() == "Div";
+        let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
+        let (x, c) = match (a, b) {
+            (Some(Value::Tensor(x)), Some(Value::Const(c))) => (x, c),
+            (Some(Value::Const(c)), Some(Value::Tensor(x))) if !div => (x, c),
+            _ => {
+                return Err(node_error(
+                    node,
+                    format!(
+                        "{} of these inputs is not supported; gconv {} a graph tensor by a \
+                         constant",
+                        node.op_type(),
+                        if div { "divides" } else { "multiplies" }
+                    ),
+                ));
+            }
+        };
+        let values = c.floats();
+        let shape = self.shape(&x)?;
+        let Some(&first) = values.first().filter(|&&f| values.iter().all(|&v| v == f)) else {
+            return Err(node_error(
+                node,
+                format!(
+                    "multiplies by {} of different values; gconv multiplies by a scalar",
+                    describe(&c)
+                ),
+            ));
+        };
+        if c.shape.len() > shape.len()
+            || c.shape.iter().rev().zip(shape.iter().rev()).any(|(&d, &s)| d != 1 && d != s)
+        {
+            return Err(node_error(
+                node,
+                format!("{} does not broadcast to {shape:?}", describe(&c)),
+            ));
+        }
+        let factor = if div { 1.0 / first } else { first };
+        if !factor.is_finite() {
+            return Err(node_error(node, format!("its factor {factor} is not finite")));
+        }
+        let name = self.layer_name(node, None);
+        self.push(node, name, Layer::Scale { factor }, &[&x], vec![])
+    }
+
+    /// Softmax along `axis`: from opset 13 over that one axis (default -1); before, over
+    /// the input flattened from `axis` on (default 1), which is the same where the axis is
+    /// the last.
+    fn softmax(&mut self, node: &NodeProto) -> Result<()> {
+        let a = Attributes::new(node, &["axis"])?;
+        let x = self.tensor(node, 0)?;
+        let rank = self.shape(&x)?.len() as i64;
+        let axis = a.int("axis")?.unwrap_or(if self.opset >= 13 { -1 } else { 1 });
+        let d = if axis < 0 { axis + rank } else { axis };
+        if d < 0 || d >= rank {
+            return Err(a.unsupported("axis", &format!("is {axis} for a rank-{rank} input")));
+        }
+        if d == 0 {
+            return Err(a.unsupported("axis", "is the batch"));
+        }
+        if self.opset < 13 && d != rank - 1 {
+            return Err(a.unsupported(
+                "axis",
+                &format!(
+                    "is {axis}: before opset 13 Softmax spans every axis from it on, and gconv \
+                     takes one axis (opset {})",
+                    self.opset
+                ),
+            ));
+        }
+        let name = self.layer_name(node, None);
+        self.push(node, name, Layer::Softmax { dim: d as isize }, &[&x], vec![])
+    }
+
+    /// MatMul of a batch of rows by a constant matrix B (K, N): a linear layer without bias.
+    fn matmul(&mut self, node: &NodeProto) -> Result<()> {
+        Attributes::new(node, &[])?;
+        let x = self.tensor(node, 0)?;
+        let (b, b_name) = match self.input(node, 1)? {
+            Some(Value::Const(_)) => {
+                self.constant(node, 1)?.ok_or_else(|| node_error(node, "has no B"))?
+            }
+            _ => {
+                return Err(node_error(
+                    node,
+                    "multiplies two graph tensors; gconv's MatMul takes a constant B",
+                ));
+            }
+        };
+        let shape = self.shape(&x)?;
+        let [k, n] = b.shape[..] else {
+            return Err(node_error(node, format!("B is {}; gconv takes a matrix", describe(&b))));
+        };
+        if shape.len() != 2 || shape[1] != k {
+            return Err(node_error(
+                node,
+                format!(
+                    "A of shape {shape:?} (batch first) does not multiply B of shape [{k}, {n}]"
+                ),
+            ));
+        }
+        let v = b.floats();
+        let weight: Vec<f32> = (0..n * k).map(|i| v[(i % k) * n + i / k]).collect();
+        let layer = Layer::Linear { in_features: k, out_features: n, bias: false };
+        let name = self.layer_name(node, Some(&b_name));
+        self.push(node, name, layer, &[&x], vec![("weight", Some(b_name), weight)])
     }
 
     fn dropout(&mut self, node: &NodeProto) -> Result<()> {
@@ -377,56 +510,6 @@ impl Importer {
         self.push(node, name, Layer::Flatten, &[&x], vec![])
     }
 
-    fn conv(&mut self, node: &NodeProto) -> Result<()> {
-        let a = Attributes::new(
-            node,
-            &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
-        )?;
-        let x = self.tensor(node, 0)?;
-        let (w, w_name) =
-            self.constant(node, 1)?.ok_or_else(|| node_error(node, "has no weight"))?;
-        let bias = self.constant(node, 2)?;
-        if w.shape.len() < 3 {
-            return Err(node_error(node, format!("weight of shape {:?}", w.shape)));
-        }
-        let dims = w.shape.len() - 2;
-        let kernel = w.shape[2..].to_vec();
-        if let Some(k) = a.sizes("kernel_shape")?
-            && k != kernel
-        {
-            return Err(a.unsupported(
-                "kernel_shape",
-                &format!("{k:?} disagrees with the weight's {kernel:?}"),
-            ));
-        }
-        let groups = usize::try_from(a.int("group")?.unwrap_or(1))
-            .ok()
-            .filter(|&g| g > 0)
-            .ok_or_else(|| a.unsupported("group", "is not positive"))?;
-        let padding = padding(&a, dims, true)?;
-        let options = ConvOptions {
-            stride: Dims(a.sizes("strides")?.unwrap_or(vec![1; dims])),
-            padding,
-            dilation: Dims(a.sizes("dilations")?.unwrap_or(vec![1; dims])),
-            groups,
-        };
-        let in_channels = self.shape(&x)?.get(1).copied().unwrap_or(0);
-        let layer = Layer::Conv {
-            dims,
-            in_channels,
-            out_channels: w.shape[0],
-            kernel_size: Dims(kernel),
-            options,
-            bias: bias.is_some(),
-        };
-        let name = self.layer_name(node, Some(&w_name));
-        let mut weights = vec![("weight", Some(w_name), w.floats())];
-        if let Some((b, b_name)) = bias {
-            weights.push(("bias", Some(b_name), b.floats()));
-        }
-        self.push(node, name, layer, &[&x], weights)
-    }
-
     fn batch_norm(&mut self, node: &NodeProto) -> Result<()> {
         let a = Attributes::new(node, &["epsilon", "momentum", "training_mode", "spatial"])?;
         if a.int("training_mode")?.unwrap_or(0) != 0 {
@@ -454,63 +537,6 @@ impl Importer {
         let scale = node.input[1].clone();
         let name = self.layer_name(node, Some(&scale));
         self.push(node, name, layer, &[&x], weights)
-    }
-
-    fn pool(&mut self, node: &NodeProto) -> Result<()> {
-        let max = node.op_type() == "MaxPool";
-        let known: &'static [&'static str] = if max {
-            &[
-                "auto_pad",
-                "ceil_mode",
-                "dilations",
-                "kernel_shape",
-                "pads",
-                "storage_order",
-                "strides",
-            ]
-        } else {
-            &[
-                "auto_pad",
-                "ceil_mode",
-                "count_include_pad",
-                "dilations",
-                "kernel_shape",
-                "pads",
-                "strides",
-            ]
-        };
-        let a = Attributes::new(node, known)?;
-        let x = self.tensor(node, 0)?;
-        let kernel =
-            a.sizes("kernel_shape")?.ok_or_else(|| a.unsupported("kernel_shape", "is missing"))?;
-        let dims = kernel.len();
-        let Padding::Explicit(pads) = padding(&a, dims, false)? else {
-            return Err(a.unsupported("auto_pad", "is not supported for pooling"));
-        };
-        let stride = Some(Dims(a.sizes("strides")?.unwrap_or(vec![1; dims])));
-        let ceil_mode = a.int("ceil_mode")?.unwrap_or(0) != 0;
-        let dilation = a.sizes("dilations")?.unwrap_or(vec![1; dims]);
-        let layer = if max {
-            if a.int("storage_order")?.unwrap_or(0) != 0 {
-                return Err(a.unsupported("storage_order", "is 1 (column-major indices)"));
-            }
-            let mut o = MaxPoolOptions::new(Dims(kernel));
-            (o.stride, o.padding, o.dilation, o.ceil_mode) =
-                (stride, pads, Dims(dilation), ceil_mode);
-            Layer::MaxPool { dims, options: o }
-        } else {
-            if dilation.iter().any(|&d| d != 1) {
-                return Err(
-                    a.unsupported("dilations", "are not 1 (PyTorch's average pooling has none)")
-                );
-            }
-            let mut o = AvgPoolOptions::new(Dims(kernel));
-            (o.stride, o.padding, o.ceil_mode) = (stride, pads, ceil_mode);
-            o.count_include_pad = a.int("count_include_pad")?.unwrap_or(0) != 0;
-            Layer::AvgPool { dims, options: o }
-        };
-        let name = self.layer_name(node, None);
-        self.push(node, name, layer, &[&x], vec![])
     }
 
     fn gemm(&mut self, node: &NodeProto) -> Result<()> {
@@ -554,36 +580,4 @@ impl Importer {
         let name = self.layer_name(node, Some(&w_name));
         self.push(node, name, layer, &[&x], weights)
     }
-}
-
-/// A convolution's or pooling's padding from `pads` and `auto_pad`: begin and end must agree
-/// per dimension; `SAME_UPPER` is PyTorch's `same` (convolutions only), `VALID` none.
-fn padding(a: &Attributes<'_>, dims: usize, conv: bool) -> Result<Padding> {
-    match a.string("auto_pad")?.as_deref().unwrap_or("NOTSET") {
-        "NOTSET" => {}
-        "VALID" => return Ok(Padding::Explicit(Dims(vec![0; dims]))),
-        "SAME_UPPER" if conv => return Ok(Padding::Same),
-        other => {
-            return Err(a.unsupported(
-                "auto_pad",
-                &format!("is {other} (gconv reads NOTSET, VALID and, for Conv, SAME_UPPER)"),
-            ));
-        }
-    }
-    let pads = a.sizes("pads")?.unwrap_or(vec![0; 2 * dims]);
-    if pads.len() != 2 * dims {
-        return Err(
-            a.unsupported("pads", &format!("has {} values for {dims} dimensions", pads.len()))
-        );
-    }
-    let (begin, end) = pads.split_at(dims);
-    if begin != end {
-        return Err(a.unsupported(
-            "pads",
-            &format!(
-                "is asymmetric ({begin:?} before, {end:?} after); gconv pads both sides alike"
-            ),
-        ));
-    }
-    Ok(Padding::Explicit(Dims(begin.to_vec())))
 }

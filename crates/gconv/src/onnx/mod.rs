@@ -12,6 +12,7 @@
 
 mod convert;
 mod fold;
+mod spatial;
 mod tensors;
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use std::path::Path;
 use prost::Message;
 
 use crate::nn::checkpoint::StateDict;
-use crate::nn::{Graph, INPUT, Model};
+use crate::nn::{Graph, INPUT, Model, Session};
 use crate::{Context, Error, Result};
 use fold::Value;
 use tensors::{Constant, read_tensor};
@@ -50,6 +51,29 @@ impl Imported {
         let mut model = Model::from_graph(ctx, name, self.graph.clone(), 0)?;
         model.load_state_dict(&self.state)?;
         Ok(model)
+    }
+
+    /// A [`Session`] of the imported model for batches of `batch` on `ctx` (a host's device
+    /// through [`Context::from_wgpu`]): it records the model into the host's encoder.
+    ///
+    /// ```no_run
+    /// # fn demo(device: gconv::wgpu::Device, queue: gconv::wgpu::Queue, frame: &gconv::wgpu::Buffer)
+    /// # -> gconv::Result<()> {
+    /// use gconv::nn::SessionInput;
+    /// let ctx = gconv::Context::from_wgpu(device.clone(), queue.clone())?;
+    /// let imported = gconv::onnx::load("resnet18.onnx".as_ref(), None)?;
+    /// let mut session = imported.session(&ctx, 1)?;
+    /// let mut encoder = device.create_command_encoder(&Default::default());
+    /// session.record(&mut encoder, SessionInput::Buffer { buffer: frame, offset: 0 })?;
+    /// queue.submit([encoder.finish()]);
+    /// let logits = session.logits()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Imported::model`] and [`Session::new`].
+    pub fn session(&self, ctx: &Context, batch: usize) -> Result<Session> {
+        Session::new(self.model(ctx, "onnx")?, batch)
     }
 
     /// `state` (a state dict of this graph) with the file's initializer names where it has
@@ -134,6 +158,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path, input: Option<&[usize]>) -> Result<
         initializers,
         state: Vec::new(),
         names: Vec::new(),
+        opset: model
+            .opset_import
+            .iter()
+            .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
+            .map_or(1, |o| o.version()),
     };
     for node in &graph.node {
         ctx.node(node)?;
