@@ -7,17 +7,20 @@
 //! - max_pool2d forward+backward;
 //! - training and inference images per second for simplecnn and lenet5;
 //! - one VGG16 training step at 224x224, batch 2: seconds and device memory;
-//! - one ResNet-18 and one MobileNetV2 training step at 3x64x64, batch 16 (branching graphs).
+//! - one ResNet-18 and one MobileNetV2 training step at 3x64x64, batch 16 (branching graphs);
+//! - resnet18 and mobilenet_v2 inference at batch 1 and 16 on 3x224x224, and resnet18 imported
+//!   from torchvision's ONNX export, images/s and device memory (`models.rs`).
 //!
 //! Every figure is a median over repeated runs after a warm-up, with the GPU synchronised
 //! before each clock read. `--quick` runs a small subset once each (CI checks that it runs);
 //! `--json FILE` writes the report. `cargo xtask bench` builds and runs this in release mode.
 
+mod models;
+
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
-use gconv::nn::{Model, ModelConfig};
 use gconv::ops::{self, ConvOptions, ConvTransposeOptions, MaxPoolOptions};
 use gconv::{Context, ContextOptions, ConvStrategy, GemmLayout, Tensor};
 use rand::rngs::SmallRng;
@@ -53,19 +56,20 @@ enum Section {
     Train,
     Vgg16,
     Branching,
+    Models,
 }
 
 /// How many times to run each measurement.
 #[derive(Clone, Copy)]
-struct Repeat {
-    warmup: usize,
-    runs: usize,
+pub(crate) struct Repeat {
+    pub warmup: usize,
+    pub runs: usize,
     /// Stop adding runs past this many seconds (slow cases: the direct kernels).
-    budget: f64,
+    pub budget: f64,
 }
 
 /// Median seconds of `f`, which must leave the GPU idle (synchronise) before returning.
-fn median(repeat: Repeat, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+pub(crate) fn median(repeat: Repeat, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     let warm = Instant::now();
     for _ in 0..repeat.warmup {
         f()?;
@@ -127,16 +131,20 @@ fn main() -> Result<()> {
     }
     let mut train = Value::Null;
     if on(Section::Train) {
-        train = bench_train(&ctx, &mut rng, args.quick)?;
+        train = models::bench_train(&ctx, &mut rng, args.quick)?;
     }
     drop(direct);
     let mut vgg = Value::Null;
     if on(Section::Vgg16) {
-        vgg = bench_vgg16(&options, &mut rng, args.quick)?;
+        vgg = models::bench_vgg16(&options, &mut rng, args.quick)?;
     }
     let mut branching = Value::Null;
     if on(Section::Branching) {
-        branching = bench_branching(&options, &mut rng, args.quick)?;
+        branching = models::bench_branching(&options, &mut rng, args.quick)?;
+    }
+    let mut rows = Value::Null;
+    if on(Section::Models) {
+        rows = Value::Array(models::bench_inference(&options, &mut rng, args.quick)?);
     }
     let report = json!({
         "adapter": adapter,
@@ -147,6 +155,7 @@ fn main() -> Result<()> {
         "train": train,
         "vgg16_step": vgg,
         "branching_steps": branching,
+        "models": rows,
     });
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -441,127 +450,4 @@ fn bench_pool(ctx: &Context, rng: &mut SmallRng, repeat: Repeat) -> Result<Value
         bytes / t / 1e9
     );
     Ok(json!({"shape": shape, "ms": t * 1e3, "gbytes_per_sec": bytes / t / 1e9}))
-}
-
-/// Training images/s (batch 64, Adam) and inference images/s (batch 1000) of one model.
-fn model_speed(ctx: &Context, name: &str, rng: &mut SmallRng, quick: bool) -> Result<Value> {
-    let config = ModelConfig::default_for(name);
-    let mut model = Model::builtin(ctx, name, &config, 1)?;
-    let per_image: usize = config.input.iter().product();
-    let batch = 64;
-    let images: Vec<f32> = (0..batch * per_image).map(|_| rng.random_range(-0.5..2.5)).collect();
-    let labels: Vec<i32> = (0..batch).map(|_| rng.random_range(0..10)).collect();
-    let steps = if quick { 2 } else { 30 };
-    // Warm-up: plans, pipelines, the driver's shader compilation.
-    model.train_step(&images, &labels)?;
-    model.take_metrics()?;
-    let start = Instant::now();
-    for _ in 0..steps {
-        model.train_step(&images, &labels)?;
-    }
-    model.take_metrics()?;
-    ctx.synchronize()?;
-    let train = (steps * batch) as f64 / start.elapsed().as_secs_f64();
-    let infer_batch = if quick { 100 } else { 1000 };
-    let images: Vec<f32> =
-        (0..infer_batch * per_image).map(|_| rng.random_range(-0.5..2.5)).collect();
-    model.predict(&images, infer_batch)?;
-    ctx.synchronize()?;
-    let rounds = if quick { 1 } else { 5 };
-    let start = Instant::now();
-    for _ in 0..rounds {
-        model.predict(&images, infer_batch)?;
-        ctx.synchronize()?;
-    }
-    let infer = (rounds * infer_batch) as f64 / start.elapsed().as_secs_f64();
-    println!("{name:<10} {train:>12.1} {infer:>12.1}");
-    Ok(json!({"train_images_per_sec": train, "infer_images_per_sec": infer,
-              "train_batch": batch, "infer_batch": infer_batch, "train_steps": steps}))
-}
-
-fn bench_train(ctx: &Context, rng: &mut SmallRng, quick: bool) -> Result<Value> {
-    println!("\nModels (batch 64 Adam training, batch 1000 inference): images/s");
-    println!("{:<10} {:>12} {:>12}", "model", "train", "infer");
-    let mut out = serde_json::Map::new();
-    for name in ["simplecnn", "lenet5"] {
-        out.insert(name.into(), model_speed(ctx, name, rng, quick)?);
-    }
-    Ok(Value::Object(out))
-}
-
-/// One VGG16 training step at batch 2 (224x224, 1000 classes; 32x32 with `quick`) on a
-/// context of its own, so that its counters hold this model's memory alone.
-fn bench_vgg16(options: &ContextOptions, rng: &mut SmallRng, quick: bool) -> Result<Value> {
-    let ctx = Context::with_options(options)?;
-    let size = if quick { 32 } else { 224 };
-    let config = ModelConfig { input: [3, size, size], num_classes: 1000 };
-    let mut model = Model::builtin(&ctx, "vgg16", &config, 1)?;
-    let batch = 2;
-    let images: Vec<f32> =
-        (0..batch * 3 * size * size).map(|_| rng.random_range(-2.0..2.0)).collect();
-    let labels = vec![3, 7];
-    // The first step builds the plan and compiles the kernels; the second is timed.
-    let first = Instant::now();
-    model.train_step(&images, &labels)?;
-    model.take_metrics()?;
-    let first = first.elapsed().as_secs_f64();
-    let start = Instant::now();
-    model.train_step(&images, &labels)?;
-    let metrics = model.take_metrics()?;
-    ctx.synchronize()?;
-    let seconds = start.elapsed().as_secs_f64();
-    let bytes = ctx.counters().bytes;
-    println!(
-        "\nvgg16 training step, batch 2, {size}x{size}: {seconds:.2} s (first step {first:.2} s), \
-         loss {:.3}, device memory {:.1} MiB",
-        metrics.loss,
-        bytes as f64 / (1 << 20) as f64
-    );
-    Ok(json!({"seconds": seconds, "first_step_seconds": first, "peak_device_bytes": bytes,
-              "input": size, "batch": batch}))
-}
-
-/// A training step (Adam, median of three after a warm-up) of torchvision's resnet18 and
-/// mobilenet_v2 at batch 16, 3x64x64, 1000 classes (batch 2 at 32x32, one step, with `quick`),
-/// each on a context of its own for its device memory.
-fn bench_branching(options: &ContextOptions, rng: &mut SmallRng, quick: bool) -> Result<Value> {
-    let (batch, size) = if quick { (2, 32) } else { (16, 64) };
-    println!("\nTraining steps of branching models, batch {batch}, 3x{size}x{size}:");
-    let mut out = serde_json::Map::new();
-    for name in ["resnet18", "mobilenet_v2"] {
-        let ctx = Context::with_options(options)?;
-        let config = ModelConfig { input: [3, size, size], num_classes: 1000 };
-        let mut model = Model::builtin(&ctx, name, &config, 1)?;
-        let images: Vec<f32> =
-            (0..batch * 3 * size * size).map(|_| rng.random_range(-2.0..2.0)).collect();
-        let labels: Vec<i32> = (0..batch).map(|_| rng.random_range(0..1000)).collect();
-        let first = Instant::now();
-        model.train_step(&images, &labels)?;
-        model.take_metrics()?;
-        let first = first.elapsed().as_secs_f64();
-        let repeat = if quick {
-            Repeat { warmup: 0, runs: 1, budget: 0.0 }
-        } else {
-            Repeat { warmup: 0, runs: 3, budget: 60.0 }
-        };
-        let seconds = median(repeat, || {
-            model.train_step(&images, &labels)?;
-            model.take_metrics()?;
-            Ok(ctx.synchronize()?)
-        })?;
-        let bytes = ctx.counters().bytes;
-        println!(
-            "{name:<13} {:>8.1} ms/step ({:.1} images/s; first step {first:.2} s), device memory \
-             {:.1} MiB",
-            seconds * 1e3,
-            batch as f64 / seconds,
-            bytes as f64 / (1 << 20) as f64
-        );
-        out.insert(
-            name.into(),
-            json!({"seconds": seconds, "first_step_seconds": first, "peak_device_bytes": bytes,
-                   "input": size, "batch": batch}),
-        );
-    }
-    Ok(Value::Object(out))
 }
