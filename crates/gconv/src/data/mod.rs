@@ -1,11 +1,18 @@
-//! Datasets: the MNIST IDX format (raw or gzip-compressed), normalisation, shuffled batches.
+//! Datasets: MNIST's IDX format (`idx.rs`), CIFAR-10 and CIFAR-100's binary format
+//! (`cifar.rs`) and torchvision's image folders (`folder.rs`), found by what a directory
+//! holds; per-channel normalisation; batches resized to a model's input; seeded shuffles.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+mod cifar;
+mod folder;
+mod idx;
+
+use std::path::Path;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+
+pub use idx::parse_idx;
 
 use crate::{Error, Result};
 
@@ -14,25 +21,79 @@ pub const MNIST_MEAN: f32 = 0.1307;
 /// See [`MNIST_MEAN`].
 pub const MNIST_STD: f32 = 0.3081;
 
-/// Images (one byte per pixel, row-major) with their labels.
+/// Per-channel normalisation of pixel values in [0, 1]: `(v - mean[c]) / std[c]`, as
+/// torchvision's `Normalize`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalization {
+    /// One per channel.
+    pub mean: Vec<f32>,
+    /// One per channel.
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// MNIST's customary values (one channel).
+    pub fn mnist() -> Normalization {
+        Normalization { mean: vec![MNIST_MEAN], std: vec![MNIST_STD] }
+    }
+
+    /// Mean 0 and deviation 1 for `channels` channels (values left in [0, 1]).
+    pub fn identity(channels: usize) -> Normalization {
+        Normalization { mean: vec![0.0; channels], std: vec![1.0; channels] }
+    }
+
+    /// Checks the values: as many means as deviations, deviations positive and finite.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the bad value.
+    pub fn validate(&self) -> Result<()> {
+        if self.mean.is_empty() || self.mean.len() != self.std.len() {
+            return Err(Error::invalid(
+                "normalization",
+                format!("{} means and {} deviations", self.mean.len(), self.std.len()),
+            ));
+        }
+        if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(Error::invalid("normalization", format!("deviation {s} is not positive")));
+        }
+        if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
+            return Err(Error::invalid("normalization", format!("mean {m} is not finite")));
+        }
+        Ok(())
+    }
+
+    /// (mean, std) of channel `c` (one value serves every channel).
+    fn of(&self, c: usize) -> (f32, f32) {
+        (self.mean[c % self.mean.len()], self.std[c % self.std.len()])
+    }
+}
+
+/// Images (bytes, each image `channels` planes of `rows x cols`) with their labels, class
+/// names and normalisation.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    /// `len * rows * cols` pixels.
+    /// `len * channels * rows * cols` pixels, planes in channel order.
     pub pixels: Vec<u8>,
-    /// One class per image.
+    /// One class index per image.
     pub labels: Vec<u8>,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
     /// Image height.
     pub rows: usize,
     /// Image width.
     pub cols: usize,
+    /// The class names, by index.
+    pub classes: Vec<String>,
+    /// How [`Dataset::batch`] normalises the pixels.
+    pub norm: Normalization,
 }
 
 /// A training split and a test split.
 #[derive(Clone, Debug)]
 pub struct Splits {
-    /// `train-images-idx3-ubyte` and `train-labels-idx1-ubyte`.
+    /// The training images.
     pub train: Dataset,
-    /// `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte`.
+    /// The test images.
     pub test: Dataset,
 }
 
@@ -40,124 +101,31 @@ fn format_error(path: &Path, message: impl Into<String>) -> Error {
     Error::Format { path: path.display().to_string(), message: message.into() }
 }
 
-/// `raw`, gunzipped when it starts with gzip's magic bytes.
-fn gunzip_if_needed(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| format_error(path, format!("not a valid gzip file ({e})")))?;
-        Ok(out)
+/// Which dataset a directory holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// MNIST's IDX files (MNIST, Fashion-MNIST).
+    Idx,
+    /// CIFAR-10 or CIFAR-100 binary batches.
+    Cifar,
+    /// `train/` and `test/` (or `val/`) folders of class folders.
+    Folders,
+}
+
+/// The kind of dataset in `dir`, or `None`.
+pub fn detect(dir: &Path) -> Option<Kind> {
+    if idx::is_idx(dir) {
+        Some(Kind::Idx)
+    } else if cifar::detect(dir).is_some() {
+        Some(Kind::Cifar)
+    } else if folder::detect(dir).is_some() {
+        Some(Kind::Folders)
     } else {
-        Ok(raw)
-    }
-}
-
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path)
-        .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    gunzip_if_needed(path, raw)
-}
-
-/// Parses an IDX file of unsigned bytes with `dims` dimensions: (sizes, data). The magic number
-/// must be `0x0000_08_<dims>`, the sizes must match the data exactly.
-pub fn parse_idx(path: &Path, bytes: &[u8], dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
-    if bytes.len() < 4 {
-        return Err(format_error(
-            path,
-            format!("truncated: {} bytes, not even a magic number", bytes.len()),
-        ));
-    }
-    let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    let expected = 0x0800 | dims as u32;
-    if magic != expected {
-        return Err(format_error(
-            path,
-            format!(
-                "magic number {magic:#010x}, expected {expected:#010x} (unsigned bytes, {dims} dimensions)"
-            ),
-        ));
-    }
-    let header = 4 + 4 * dims;
-    if bytes.len() < header {
-        return Err(format_error(
-            path,
-            format!("truncated: {} bytes, the IDX header alone needs {header}", bytes.len()),
-        ));
-    }
-    let sizes: Vec<usize> = (0..dims)
-        .map(|i| {
-            let at = 4 + 4 * i;
-            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
-        })
-        .collect();
-    let need = sizes.iter().try_fold(1usize, |acc, &s| acc.checked_mul(s));
-    match need {
-        Some(n) if bytes.len() - header == n => Ok((sizes, bytes[header..].to_vec())),
-        Some(n) => Err(format_error(
-            path,
-            format!(
-                "sizes {sizes:?} need {n} data bytes, the file has {} (truncated or corrupt)",
-                bytes.len() - header
-            ),
-        )),
-        None => Err(format_error(path, format!("sizes {sizes:?} overflow"))),
-    }
-}
-
-/// `dir/name`, or `dir/name.gz` when only that exists.
-fn find(dir: &Path, name: &str) -> Result<PathBuf> {
-    let plain = dir.join(name);
-    let gz = dir.join(format!("{name}.gz"));
-    if plain.exists() {
-        Ok(plain)
-    } else if gz.exists() {
-        Ok(gz)
-    } else {
-        Err(Error::Io {
-            path: plain.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("no {name} or {name}.gz in this directory"),
-            ),
-        })
+        None
     }
 }
 
 impl Dataset {
-    /// Loads an image file (3-D IDX) and its label file (1-D IDX), checking that they agree.
-    ///
-    /// # Errors
-    /// [`Error::Io`] for a missing or unreadable file, [`Error::Format`] for a corrupt one.
-    pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset> {
-        Self::from_idx_bytes(images, read_maybe_gz(images)?, labels, read_maybe_gz(labels)?)
-    }
-
-    /// Parses image and label IDX data (raw or gzip-compressed) already in memory; the paths
-    /// only name them in errors.
-    ///
-    /// # Errors
-    /// [`Error::Format`] for corrupt data.
-    pub fn from_idx_bytes(
-        images: &Path,
-        image_bytes: Vec<u8>,
-        labels: &Path,
-        label_bytes: Vec<u8>,
-    ) -> Result<Dataset> {
-        let (isizes, pixels) = parse_idx(images, &gunzip_if_needed(images, image_bytes)?, 3)?;
-        let (lsizes, labels_data) = parse_idx(labels, &gunzip_if_needed(labels, label_bytes)?, 1)?;
-        if isizes[0] != lsizes[0] {
-            return Err(format_error(
-                labels,
-                format!("{} labels for {} images", lsizes[0], isizes[0]),
-            ));
-        }
-        if let Some(bad) = labels_data.iter().find(|&&l| l > 9) {
-            return Err(format_error(labels, format!("label {bad} is not a digit class 0-9")));
-        }
-        Ok(Dataset { pixels, labels: labels_data, rows: isizes[1], cols: isizes[2] })
-    }
-
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -168,30 +136,88 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    fn image_len(&self) -> usize {
+        self.channels * self.rows * self.cols
+    }
+
     /// The first `n` images (all when `n` is larger).
     pub fn take(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
         Dataset {
-            pixels: self.pixels[..n * self.rows * self.cols].to_vec(),
+            pixels: self.pixels[..n * self.image_len()].to_vec(),
             labels: self.labels[..n].to_vec(),
-            rows: self.rows,
-            cols: self.cols,
+            ..self.clone_meta()
         }
     }
 
-    /// The images at `indices`, normalised ((pixel / 255 - mean) / std), as a batch of shape
-    /// (len, channels, height, width): resized bilinearly when the model's input differs from
-    /// the images, the grey channel repeated to fill `channels`. Also returns their labels.
+    fn clone_meta(&self) -> Dataset {
+        Dataset {
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            channels: self.channels,
+            rows: self.rows,
+            cols: self.cols,
+            classes: self.classes.clone(),
+            norm: self.norm.clone(),
+        }
+    }
+
+    /// Per-channel mean and standard deviation of the pixels in [0, 1].
+    pub fn channel_stats(&self) -> Normalization {
+        let plane = self.rows * self.cols;
+        let mut sums = vec![(0f64, 0f64); self.channels];
+        for image in self.pixels.chunks_exact(self.image_len().max(1)) {
+            for (c, s) in sums.iter_mut().enumerate() {
+                for &p in &image[c * plane..(c + 1) * plane] {
+                    let v = f64::from(p) / 255.0;
+                    s.0 += v;
+                    s.1 += v * v;
+                }
+            }
+        }
+        let n = (self.len() * plane).max(1) as f64;
+        let mean: Vec<f64> = sums.iter().map(|s| s.0 / n).collect();
+        let std = sums
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| ((s.1 / n - m * m).max(0.0).sqrt() as f32).max(1e-6))
+            .collect();
+        Normalization { mean: mean.iter().map(|&m| m as f32).collect(), std }
+    }
+
+    /// The images at `indices` as a batch of shape (len, channels, height, width) for a
+    /// model's `input`: resized bilinearly where the sizes differ; grey repeated into every
+    /// channel, or colour turned grey (BT.709 luma) for a one-channel model; then normalised
+    /// per channel with [`Dataset::norm`]. Also returns their labels.
     pub fn batch(&self, indices: &[usize], input: [usize; 3]) -> (Vec<f32>, Vec<i32>) {
         let [channels, h, w] = input;
         let mut out = Vec::with_capacity(indices.len() * channels * h * w);
         let mut labels = Vec::with_capacity(indices.len());
         let plane = self.rows * self.cols;
         for &i in indices {
-            let img = &self.pixels[i * plane..(i + 1) * plane];
-            let grey = resize(img, self.rows, self.cols, h, w);
-            for _ in 0..channels {
-                out.extend(grey.iter().map(|&p| (p / 255.0 - MNIST_MEAN) / MNIST_STD));
+            let img = &self.pixels[i * self.image_len()..(i + 1) * self.image_len()];
+            let planes: Vec<Vec<f32>> = (0..self.channels)
+                .map(|c| resize(&img[c * plane..(c + 1) * plane], self.rows, self.cols, h, w))
+                .collect();
+            let luma = (channels == 1 && self.channels == 3).then(|| {
+                (0..h * w)
+                    .map(|k| 0.2126 * planes[0][k] + 0.7152 * planes[1][k] + 0.0722 * planes[2][k])
+                    .collect::<Vec<f32>>()
+            });
+            for c in 0..channels {
+                let source = luma.as_ref().unwrap_or(&planes[c % self.channels]);
+                let (mean, std) = match (&luma, &self.norm.mean[..]) {
+                    // Grey from colour: the channels' statistics weighted as the luma is.
+                    (Some(_), [r, g, b]) => {
+                        let s = &self.norm.std;
+                        (
+                            0.2126 * r + 0.7152 * g + 0.0722 * b,
+                            0.2126 * s[0] + 0.7152 * s[1] + 0.0722 * s[2],
+                        )
+                    }
+                    _ => self.norm.of(c),
+                };
+                out.extend(source.iter().map(|&p| (p / 255.0 - mean) / std));
             }
             labels.push(i32::from(self.labels[i]));
         }
@@ -199,7 +225,7 @@ impl Dataset {
     }
 }
 
-/// Bilinear resize of a grey image (align_corners = false, as PyTorch's interpolate), in
+/// Bilinear resize of one plane (align_corners = false, as PyTorch's interpolate), in
 /// pixel units.
 pub fn resize(img: &[u8], rows: usize, cols: usize, h: usize, w: usize) -> Vec<f32> {
     if (rows, cols) == (h, w) {
@@ -222,21 +248,47 @@ pub fn resize(img: &[u8], rows: usize, cols: usize, h: usize, w: usize) -> Vec<f
 }
 
 impl Splits {
-    /// Loads an MNIST-format directory: `train-images-idx3-ubyte[.gz]`,
-    /// `train-labels-idx1-ubyte[.gz]`, `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`.
+    /// Loads the dataset in `dir`, whichever of MNIST's IDX files, CIFAR's binary batches or
+    /// image folders it holds (see [`Splits::load_mnist`], [`Splits::load_cifar`],
+    /// [`Splits::load_folders`]; `size` and `channels` apply to image folders).
     ///
     /// # Errors
-    /// [`Error::Io`] naming the missing file; [`Error::Format`] for a corrupt one.
-    pub fn load_mnist(dir: &Path) -> Result<Splits> {
-        let train = Dataset::load_idx(
-            &find(dir, "train-images-idx3-ubyte")?,
-            &find(dir, "train-labels-idx1-ubyte")?,
-        )?;
-        let test = Dataset::load_idx(
-            &find(dir, "t10k-images-idx3-ubyte")?,
-            &find(dir, "t10k-labels-idx1-ubyte")?,
-        )?;
-        Ok(Splits { train, test })
+    /// [`Error::Format`] naming what was looked for when the directory holds none of them;
+    /// the loader's errors otherwise.
+    pub fn load(
+        dir: &Path,
+        size: Option<(usize, usize)>,
+        channels: Option<usize>,
+    ) -> Result<Splits> {
+        if !dir.is_dir() {
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            });
+        }
+        match detect(dir) {
+            Some(Kind::Idx) => Splits::load_mnist(dir),
+            Some(Kind::Cifar) => Splits::load_cifar(dir),
+            Some(Kind::Folders) => Splits::load_folders(dir, size, channels),
+            None => Err(format_error(
+                dir,
+                "no dataset found: looked for MNIST's train-images-idx3-ubyte[.gz], CIFAR-10's \
+                 data_batch_1.bin, CIFAR-100's train.bin and test.bin (also in \
+                 cifar-10-batches-bin/ and cifar-100-binary/), and train/ with test/ or val/ \
+                 folders of class folders",
+            )),
+        }
+    }
+
+    /// Normalises both splits with the training split's per-channel statistics.
+    pub fn normalise_from_train(&mut self) {
+        self.set_normalization(self.train.channel_stats());
+    }
+
+    /// Normalises both splits with `norm`.
+    pub fn set_normalization(&mut self, norm: Normalization) {
+        self.train.norm = norm.clone();
+        self.test.norm = norm;
     }
 }
 
