@@ -1,9 +1,11 @@
 // loss.wgsl: cross-entropy from logits (N, C) and integer class targets (N).
 //
-// cross_entropy_rows: loss_i = logsumexp(x_i) - x_i[t_i] per sample (0 where t_i is the
-// ignore_index, NaN where t_i is out of range). cross_entropy_reduce: one workgroup sums
+// cross_entropy_rows: loss_i = logsumexp(x_i) - (1 - e) x_i[t_i] - e mean_j x_i[j] per sample,
+// e the label smoothing (PyTorch's: the target's share 1 - e, every class's e / C); 0 where t_i
+// is the ignore_index, NaN where t_i is out of range. cross_entropy_reduce: one workgroup sums
 // them and divides by the number of samples not ignored (reduction "mean") or not ("sum").
-// cross_entropy_backward: grad_x[i, j] = g_i * (softmax(x_i)[j] - [j == t_i]), where g_i is
+// cross_entropy_backward: grad_x[i, j] = g_i * (softmax(x_i)[j] - (1 - e) [j == t_i] - e / C),
+// where g_i is
 // the upstream gradient (per sample for "none"), divided by the count for "mean", and 0 for
 // ignored samples.
 
@@ -13,6 +15,7 @@ struct LossParams {
     ignore_index: i32,
     // 0: none, 1: mean, 2: sum.
     reduction: u32,
+    label_smoothing: f32,
 }
 
 const REDUCE_WG: u32 = 256u;
@@ -42,10 +45,13 @@ fn cross_entropy_rows(invocation: Invocation) {
         m = max(m, logits[base + j]);
     }
     var s = 0.0;
+    var total = 0.0;
     for (var j = 0u; j < p.c; j++) {
         s += exp(logits[base + j] - m);
+        total += logits[base + j];
     }
-    losses[i] = m + log(s) - logits[base + u32(t)];
+    let e = p.label_smoothing;
+    losses[i] = m + log(s) - (1.0 - e) * logits[base + u32(t)] - e * total / f32(p.c);
 }
 
 var<workgroup> partial_sum: array<f32, REDUCE_WG>;
@@ -113,9 +119,9 @@ fn cross_entropy_backward(invocation: Invocation) {
         s += exp(logits[base + j] - m);
     }
     for (var j = 0u; j < p.c; j++) {
-        var d = exp(logits[base + j] - m) / s;
+        var d = exp(logits[base + j] - m) / s - p.label_smoothing / f32(p.c);
         if i32(j) == t {
-            d -= 1.0;
+            d -= 1.0 - p.label_smoothing;
         }
         grad_logits[base + j] = g * d;
     }

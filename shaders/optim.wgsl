@@ -3,9 +3,13 @@
 // adam_update (torch.optim.Adam, amsgrad off): g += wd * p; m = b1 m + (1 - b1) g;
 // v = b2 v + (1 - b2) g^2; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), with the bias
 // corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t of step t.
+// adamw_update (torch.optim.AdamW): p *= 1 - lr * wd first (decoupled decay), then Adam's
+// update with the plain gradient.
 // sgd_update (torch.optim.SGD, dampening 0, not Nesterov): g += wd * p; with momentum,
 // buf = mu buf + g (buf starts at 0, so the first step gives buf = g); p -= lr * buf.
-// The step-dependent factors live in a storage buffer the host rewrites before each step.
+// The step-dependent factors live in a storage buffer the host rewrites before each step:
+// Adam's bias corrections and the learning rate's factor (a schedule's), so lr above is the
+// optimizer's times that factor.
 // Both mark the metrics' health word (shared/health.wgsl) when a gradient element is not
 // finite; the update itself is PyTorch's either way.
 
@@ -21,10 +25,12 @@ struct OptimParams {
     index: u32,
 }
 
-// [bias_correction1, bias_correction2]: rewritten by the host before each step.
+// Rewritten by the host before each step.
 struct StepFactors {
     bc1: f32,
     bc2: f32,
+    lr_scale: f32,
+    unused: f32,
 }
 
 @group(0) @binding(0) var<uniform> o: OptimParams;
@@ -55,7 +61,22 @@ fn adam_update(invocation: Invocation) {
     state1[i] = m;
     state2[i] = v;
     let denom = sqrt(v) / sqrt(factors.bc2) + o.eps;
-    param[i] -= o.lr / factors.bc1 * m / denom;
+    param[i] -= o.lr * factors.lr_scale / factors.bc1 * m / denom;
+}
+
+@compute @workgroup_size(WG)
+fn adamw_update(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if i >= o.total { return; }
+    check_gradient(grad[i]);
+    let lr = o.lr * factors.lr_scale;
+    let g = grad[i];
+    let m = o.beta1 * state1[i] + (1.0 - o.beta1) * g;
+    let v = o.beta2 * state2[i] + (1.0 - o.beta2) * g * g;
+    state1[i] = m;
+    state2[i] = v;
+    let denom = sqrt(v) / sqrt(factors.bc2) + o.eps;
+    param[i] = param[i] * (1.0 - lr * o.weight_decay) - lr / factors.bc1 * m / denom;
 }
 
 @compute @workgroup_size(WG)
@@ -68,5 +89,5 @@ fn sgd_update(invocation: Invocation) {
         g = o.momentum * state1[i] + g;
         state1[i] = g;
     }
-    param[i] -= o.lr * g;
+    param[i] -= o.lr * factors.lr_scale * g;
 }

@@ -695,13 +695,19 @@ fn random_cross_entropy_forward_and_backward_match_reference() {
         }
         let t = Tensor::from_slice_i32(ctx(), &target, &[n]).map_err(|e| e.to_string())?;
         let t64: Vec<i64> = target.iter().map(|&v| i64::from(v)).collect();
-        let (losses, mean) = gconv_ref::cross_entropy(&xa, &t64, i64::from(ignore));
+        let smoothing = if r.random_bool(0.5) { r.random_range(0.0..1.0f32) } else { 0.0 };
+        let e = f64::from(smoothing);
+        let (losses, mean) = gconv_ref::cross_entropy_smoothed(&xa, &t64, i64::from(ignore), e);
         let (reduction, name) = [
             (ops::Reduction::Mean, "mean"),
             (ops::Reduction::Sum, "sum"),
             (ops::Reduction::None, "none"),
         ][r.random_range(0..3)];
-        let o = ops::CrossEntropyOptions { reduction, ignore_index: ignore };
+        let o = ops::CrossEntropyOptions {
+            reduction,
+            ignore_index: ignore,
+            label_smoothing: smoothing,
+        };
         let what = format!("cross_entropy [{n}, {c}] {o:?}");
         let y = ops::cross_entropy(&x, &t, &o).map_err(fail(&what))?;
         let expected = match reduction {
@@ -712,8 +718,14 @@ fn random_cross_entropy_forward_and_backward_match_reference() {
         check(&what, &y, &expected)?;
         let (gy, gya) = random(r, y.shape());
         let gx = ops::cross_entropy_backward(&gy, &x, &t, &o).map_err(fail(&what))?;
-        let expected =
-            gconv_ref::cross_entropy_backward(&xa, &t64, i64::from(ignore), &gya.data, name);
+        let expected = gconv_ref::cross_entropy_smoothed_backward(
+            &xa,
+            &t64,
+            i64::from(ignore),
+            &gya.data,
+            name,
+            e,
+        );
         check(&format!("{what} grad_x"), &gx, &expected)
     });
 }

@@ -2,6 +2,7 @@
 //! conformance of every GPU kernel against gconv-ref, and error cases. Runs on whatever adapter
 //! `gconv::Context::new()` picks (lavapipe in CI); with no adapter every GPU test fails loudly.
 
+mod augment;
 mod branches;
 mod common;
 mod conformance;
@@ -12,6 +13,7 @@ mod fuzz;
 mod goldens;
 mod imported_layers;
 mod onnx;
+mod optimizers;
 mod robustness;
 mod shaders;
 mod tools;

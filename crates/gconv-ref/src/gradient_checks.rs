@@ -349,6 +349,12 @@ fn cross_entropy_gradients_match_finite_differences() {
         &g_sum.data,
         &numeric(&x, |v| 1.3 * cross_entropy(v, &target, -100).0.iter().sum::<f64>()),
     );
+    let g_smooth = cross_entropy_smoothed_backward(&x, &target, -100, &[0.7], "mean", 0.3);
+    assert_close(
+        "cross_entropy mean, label smoothing 0.3",
+        &g_smooth.data,
+        &numeric(&x, |v| 0.7 * cross_entropy_smoothed(v, &target, -100, 0.3).1),
+    );
     let per: Vec<f64> = (0..6).map(|i| i as f64 * 0.25 - 0.5).collect();
     let g_none = cross_entropy_backward(&x, &target, -100, &per, "none");
     assert_close(

@@ -495,7 +495,7 @@ fn along_dim(x: &Array, dim: usize, f: impl Fn(&[f64]) -> Vec<f64>) -> Array {
     y
 }
 
-fn logsumexp(row: &[f64]) -> f64 {
+pub(crate) fn logsumexp(row: &[f64]) -> f64 {
     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
 }
@@ -514,26 +514,6 @@ pub fn log_softmax(x: &Array, dim: usize) -> Array {
         let lse = logsumexp(row);
         row.iter().map(|v| v - lse).collect()
     })
-}
-
-/// cross_entropy from logits (N, C) and class indices: per-sample losses, and their mean over
-/// the samples whose target is not `ignore_index`.
-pub fn cross_entropy(logits: &Array, target: &[i64], ignore_index: i64) -> (Vec<f64>, f64) {
-    let c = logits.shape[1];
-    let mut losses = Vec::with_capacity(target.len());
-    let (mut sum, mut count) = (0.0, 0usize);
-    for (i, &t) in target.iter().enumerate() {
-        if t == ignore_index {
-            losses.push(0.0);
-            continue;
-        }
-        let row = &logits.data[i * c..(i + 1) * c];
-        let l = logsumexp(row) - row[t as usize];
-        losses.push(l);
-        sum += l;
-        count += 1;
-    }
-    (losses, sum / count as f64)
 }
 
 /// Result of [`batch_norm_forward`].
@@ -897,36 +877,6 @@ pub fn log_softmax_backward(y: &Array, gy: &Array, dim: usize) -> Array {
     })
 }
 
-/// Gradient of [`cross_entropy`] with respect to the logits. `gy` holds one value for the mean
-/// or sum (`mean` says which) or one per sample (`per_sample`).
-pub fn cross_entropy_backward(
-    logits: &Array,
-    target: &[i64],
-    ignore_index: i64,
-    gy: &[f64],
-    reduction: &str,
-) -> Array {
-    let c = logits.shape[1];
-    let count = target.iter().filter(|&&t| t != ignore_index).count() as f64;
-    let mut gx = Array::zeros(&logits.shape);
-    for (i, &t) in target.iter().enumerate() {
-        if t == ignore_index {
-            continue;
-        }
-        let g = match reduction {
-            "none" => gy[i],
-            "sum" => gy[0],
-            _ => gy[0] / count,
-        };
-        let row = &logits.data[i * c..(i + 1) * c];
-        let lse = logsumexp(row);
-        for j in 0..c {
-            gx.data[i * c + j] = g * ((row[j] - lse).exp() - f64::from(j as i64 == t));
-        }
-    }
-    gx
-}
-
 /// Gradients of [`batch_norm_forward`]: (grad_x, grad_weight, grad_bias). In training the batch
 /// statistics depend on x; in evaluation the running statistics are constants.
 #[allow(clippy::too_many_arguments)]
@@ -972,16 +922,22 @@ pub fn batch_norm_backward(
 }
 
 mod activation;
+mod augment;
 mod combine;
 mod fused;
 #[cfg(test)]
 mod gradient_checks;
+mod loss;
 mod pad;
 
 pub use activation::{
     hardtanh, hardtanh_backward, leaky_relu, leaky_relu_backward, mul_scalar, sigmoid,
     sigmoid_backward,
 };
+pub use augment::{augment, augment_choices};
 pub use combine::{add, cat, narrow, relu6, relu6_backward};
 pub use fused::{conv_relu_max_pool_backward, conv_relu_max_pool_forward};
+pub use loss::{
+    cross_entropy, cross_entropy_backward, cross_entropy_smoothed, cross_entropy_smoothed_backward,
+};
 pub use pad::{pad, pad_backward, pad_shape};

@@ -221,7 +221,11 @@ pub fn run_gpu(ctx: &Context, case: &Case) -> Result<Outputs> {
             let (ts, t) = case.i64("target")?;
             let t32: Vec<i32> = t.iter().map(|&v| i32::try_from(v)).collect::<Result<_, _>>()?;
             let target = Tensor::from_slice_i32(ctx, &t32, ts)?;
-            let o = ops::CrossEntropyOptions { reduction, ignore_index: ignore_index as i32 };
+            let o = ops::CrossEntropyOptions {
+                reduction,
+                ignore_index: ignore_index as i32,
+                ..Default::default()
+            };
             let x = case.gpu(ctx, "x")?;
             out.insert("y", values(&ops::cross_entropy(&x, &target, &o)?)?);
             if let Some(gy) = &gy {

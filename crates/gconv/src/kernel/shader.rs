@@ -47,6 +47,8 @@ pub enum Shader {
     Pad,
     /// `dropout.wgsl`: dropout with a seeded GPU mask.
     Dropout,
+    /// `augment.wgsl`: seeded random crops and flips of a training batch.
+    Augment,
     /// `optim.wgsl`: Adam and SGD updates.
     Optim,
     /// `texture.wgsl`: a host's image texture to a model input.
@@ -131,6 +133,7 @@ shaders! {
     Slice => "slice.wgsl", [];
     Pad => "pad.wgsl", [];
     Dropout => "dropout.wgsl", [];
+    Augment => "augment.wgsl", [];
     Optim => "optim.wgsl", [Health];
     Texture => "texture.wgsl", [];
 }

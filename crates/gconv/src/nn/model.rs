@@ -33,6 +33,12 @@ pub struct Model {
     plans: HashMap<(usize, PlanKind), Plan>,
     step: u64,
     seed: u64,
+    /// The learning rate's factor (a schedule's), written with each step's factors.
+    lr_scale: f32,
+    /// The training loss's label smoothing.
+    label_smoothing: f32,
+    /// The augmentation of training batches.
+    augment: Option<crate::ops::AugmentOptions>,
     in_flight: VecDeque<wgpu::SubmissionIndex>,
 }
 
@@ -97,7 +103,7 @@ impl Model {
         let shared = Shared {
             metrics: Tensor::zeros(ctx, &[metrics::WORDS])?,
             seed: Tensor::from_slice_i32(ctx, &[0], &[1])?,
-            factors: Tensor::from_slice(ctx, &[1.0, 1.0], &[2])?,
+            factors: Tensor::from_slice(ctx, &[1.0, 1.0, 1.0, 0.0], &[4])?,
             one: Tensor::from_slice(ctx, &[1.0], &[1])?,
             spare: Tensor::zeros(ctx, &[4])?,
         };
@@ -113,6 +119,9 @@ impl Model {
             plans: HashMap::new(),
             step: 0,
             seed,
+            lr_scale: 1.0,
+            label_smoothing: 0.0,
+            augment: None,
             in_flight: VecDeque::new(),
         })
     }
@@ -180,6 +189,69 @@ impl Model {
         Ok(())
     }
 
+    /// Scales the optimizer's learning rate by `scale` from the next step on (a learning-rate
+    /// schedule's factor, as PyTorch's `LambdaLR`); 1 at first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a negative or non-finite factor.
+    pub fn set_lr_scale(&mut self, scale: f32) -> Result<()> {
+        if !(scale.is_finite() && scale >= 0.0) {
+            return Err(Error::invalid(
+                "model",
+                format!("the learning rate's factor must be finite and at least 0, got {scale}"),
+            ));
+        }
+        self.lr_scale = scale;
+        Ok(())
+    }
+
+    /// Trains with label smoothing `e` (PyTorch's `cross_entropy(label_smoothing=e)`) from
+    /// the next step on; evaluation reports the plain cross-entropy.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless 0 <= e <= 1.
+    pub fn set_label_smoothing(&mut self, e: f32) -> Result<()> {
+        let o = crate::ops::CrossEntropyOptions { label_smoothing: e, ..Default::default() };
+        o.validate()?;
+        if e != self.label_smoothing {
+            self.label_smoothing = e;
+            self.plans.retain(|(_, kind), _| !matches!(kind, PlanKind::Train { .. }));
+        }
+        Ok(())
+    }
+
+    /// Augments every training batch on the device (random crops with padding, flips; see
+    /// [`crate::ops::augment`]) from the next step on, with the step's seed
+    /// ([`Model::step_seed`]); `None` turns it off. Evaluation never augments.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a model whose input is not (C, H, W) or options that do
+    /// not fit it.
+    pub fn set_augmentation(&mut self, augment: Option<crate::ops::AugmentOptions>) -> Result<()> {
+        if let Some(o) = &augment {
+            let [c, h, w] = self.graph.input_shape[..] else {
+                return Err(Error::invalid(
+                    "augment",
+                    format!("the model's input {:?} is not (C, H, W)", self.graph.input_shape),
+                ));
+            };
+            o.validate(c, h, w)?;
+        }
+        if augment != self.augment {
+            self.augment = augment;
+            self.plans.retain(|(_, kind), _| !matches!(kind, PlanKind::Train { .. }));
+        }
+        Ok(())
+    }
+
+    /// The seed word of the latest training step, from which its dropout masks and
+    /// augmentation follow (the model's seed and the step count).
+    pub fn step_seed(&self) -> u32 {
+        let seed = (self.seed ^ self.step.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (seed >> 32) as u32
+    }
+
     /// The plan for `batch` and `kind`, compiled on first use.
     pub(crate) fn plan(&mut self, batch: usize, kind: PlanKind) -> Result<&Plan> {
         if batch == 0 {
@@ -192,6 +264,8 @@ impl Model {
                 buffers: &self.buffers,
                 shared: &self.shared,
                 optimizer: &self.optimizer,
+                label_smoothing: self.label_smoothing,
+                augment: self.augment.as_ref(),
             };
             let plan = Plan::build(&self.ctx, &state, batch, kind)?;
             self.plans.insert((batch, kind), plan);
@@ -273,20 +347,16 @@ impl Model {
 
     fn step_state(&mut self) {
         self.step += 1;
-        let factors = self.optimizer.factors(self.step);
+        let factors = self.optimizer.factors(self.step, self.lr_scale);
         self.ctx.queue().write_buffer(
             self.shared.factors.buffer(),
             0,
             bytemuck::cast_slice(&factors),
         );
-        // A different dropout mask every step, reproducible from the model's seed.
-        let seed = (self.seed ^ self.step.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-            .wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        self.ctx.queue().write_buffer(
-            self.shared.seed.buffer(),
-            0,
-            bytemuck::bytes_of(&((seed >> 32) as u32)),
-        );
+        // A different dropout mask and augmentation every step, reproducible from the
+        // model's seed.
+        let seed = self.step_seed();
+        self.ctx.queue().write_buffer(self.shared.seed.buffer(), 0, bytemuck::bytes_of(&seed));
     }
 
     /// One training step on a batch: forward, loss, backward and the optimizer update, recorded
@@ -321,6 +391,16 @@ impl Model {
     pub fn eval_batch(&mut self, images: &[f32], labels: &[i32]) -> Result<()> {
         self.upload(PlanKind::Eval, images, Some(labels), labels.len())?;
         self.submit(labels.len(), PlanKind::Eval)
+    }
+
+    /// As [`Model::eval_batch`], and returns the batch's logits (batch, classes), on the
+    /// device (until the next batch of this size).
+    ///
+    /// # Errors
+    /// As [`Model::train_step`].
+    pub fn eval_batch_logits(&mut self, images: &[f32], labels: &[i32]) -> Result<Tensor> {
+        self.eval_batch(images, labels)?;
+        Ok(self.plan(labels.len(), PlanKind::Eval)?.logits.clone())
     }
 
     /// The logits (batch, classes) for a batch of `batch` inputs, in evaluation mode.
@@ -476,7 +556,7 @@ impl Model {
 
     fn optimizer_entries(&self) -> Vec<(String, Vec<usize>, &Tensor)> {
         let names: &[&str] = match self.optimizer {
-            Optimizer::Adam { .. } => &["exp_avg", "exp_avg_sq"],
+            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
             Optimizer::Sgd { .. } => &["momentum_buffer"],
         };
         self.params

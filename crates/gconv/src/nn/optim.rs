@@ -19,6 +19,18 @@ pub enum Optimizer {
         /// L2 penalty added to the gradient (PyTorch: 0).
         weight_decay: f32,
     },
+    /// `torch.optim.AdamW` (amsgrad off): Adam with decoupled weight decay, each step
+    /// multiplying the parameters by 1 - lr x weight_decay.
+    AdamW {
+        /// Learning rate (PyTorch: 1e-3).
+        lr: f32,
+        /// (beta1, beta2) (PyTorch: 0.9, 0.999).
+        betas: (f32, f32),
+        /// Added to the denominator (PyTorch: 1e-8).
+        eps: f32,
+        /// Decoupled decay (PyTorch: 0.01).
+        weight_decay: f32,
+    },
     /// `torch.optim.SGD` (dampening 0, not Nesterov).
     Sgd {
         /// Learning rate.
@@ -48,8 +60,9 @@ impl Optimizer {
     /// [`Error::InvalidArgument`] naming the hyper-parameter and its value.
     pub fn validate(&self) -> Result<()> {
         let (name, checks): (&'static str, Vec<(&str, f32, bool)>) = match *self {
-            Optimizer::Adam { lr, betas: (b1, b2), eps, weight_decay } => (
-                "Adam",
+            Optimizer::Adam { lr, betas: (b1, b2), eps, weight_decay }
+            | Optimizer::AdamW { lr, betas: (b1, b2), eps, weight_decay } => (
+                if matches!(self, Optimizer::Adam { .. }) { "Adam" } else { "AdamW" },
                 vec![
                     ("lr", lr, lr >= 0.0),
                     ("beta1", b1, (0.0..1.0).contains(&b1)),
@@ -85,20 +98,22 @@ impl Optimizer {
     /// How many state tensors (of the parameter's size) each parameter needs.
     pub(crate) fn state_count(&self) -> usize {
         match self {
-            Optimizer::Adam { .. } => 2,
+            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => 2,
             Optimizer::Sgd { momentum, .. } if *momentum != 0.0 => 1,
             Optimizer::Sgd { .. } => 0,
         }
     }
 
-    /// Adam's bias corrections for step `t` (1-based): (1 - beta1^t, 1 - beta2^t).
-    pub(crate) fn factors(&self, t: u64) -> [f32; 2] {
+    /// What changes from step to step, as `optim.wgsl`'s `StepFactors`: Adam's bias
+    /// corrections for step `t` (1-based), 1 - beta1^t and 1 - beta2^t, and the learning
+    /// rate's factor `lr_scale` (a schedule's).
+    pub(crate) fn factors(&self, t: u64, lr_scale: f32) -> [f32; 4] {
         match self {
-            Optimizer::Adam { betas: (b1, b2), .. } => {
+            Optimizer::Adam { betas: (b1, b2), .. } | Optimizer::AdamW { betas: (b1, b2), .. } => {
                 let t = t.min(i32::MAX as u64) as i32;
-                [1.0 - b1.powi(t), 1.0 - b2.powi(t)]
+                [1.0 - b1.powi(t), 1.0 - b2.powi(t), lr_scale, 0.0]
             }
-            Optimizer::Sgd { .. } => [1.0, 1.0],
+            Optimizer::Sgd { .. } => [1.0, 1.0, lr_scale, 0.0],
         }
     }
 
@@ -118,6 +133,9 @@ impl Optimizer {
         let (entry, lr, b1, b2, eps, wd, momentum) = match *self {
             Optimizer::Adam { lr, betas, eps, weight_decay } => {
                 ("adam_update", lr, betas.0, betas.1, eps, weight_decay, 0.0)
+            }
+            Optimizer::AdamW { lr, betas, eps, weight_decay } => {
+                ("adamw_update", lr, betas.0, betas.1, eps, weight_decay, 0.0)
             }
             Optimizer::Sgd { lr, momentum, weight_decay } => {
                 ("sgd_update", lr, 0.0, 0.0, 0.0, weight_decay, momentum)
@@ -141,10 +159,15 @@ impl Optimizer {
             ];
             // SGD without momentum never touches its state slot; a spare buffer fills it.
             let s1 = p.state.first().map_or(spare.buffer(), Tensor::buffer);
-            let mut buffers: Vec<(u32, &wgpu::Buffer)> =
-                vec![(1, p.value.buffer()), (2, p.grad.buffer()), (3, s1), (6, metrics.buffer())];
+            let mut buffers: Vec<(u32, &wgpu::Buffer)> = vec![
+                (1, p.value.buffer()),
+                (2, p.grad.buffer()),
+                (3, s1),
+                (5, factors.buffer()),
+                (6, metrics.buffer()),
+            ];
             if let Some(s2) = p.state.get(1) {
-                buffers.extend([(4, s2.buffer()), (5, factors.buffer())]);
+                buffers.push((4, s2.buffer()));
             }
             let (offset, size) = ((start * 4) as u64, (len * 4) as u64);
             let mut ranges: Vec<(u32, u64, u64)> = Vec::new();

@@ -17,17 +17,36 @@ pub enum Reduction {
 }
 
 /// Options of [`cross_entropy`], with PyTorch's defaults.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CrossEntropyOptions {
     /// How to combine the per-sample losses.
     pub reduction: Reduction,
     /// Samples whose target is this value contribute nothing (PyTorch: -100).
     pub ignore_index: i32,
+    /// The share of the target spread over every class (PyTorch's `label_smoothing`, 0 to 1;
+    /// default 0): the target class weighs 1 - e + e / C, the others e / C.
+    pub label_smoothing: f32,
 }
 
 impl Default for CrossEntropyOptions {
     fn default() -> Self {
-        CrossEntropyOptions { reduction: Reduction::Mean, ignore_index: -100 }
+        CrossEntropyOptions { reduction: Reduction::Mean, ignore_index: -100, label_smoothing: 0.0 }
+    }
+}
+
+impl CrossEntropyOptions {
+    /// Checks `label_smoothing` as PyTorch does: a number from 0 to 1.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the value.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return Err(Error::invalid(
+                "cross_entropy",
+                format!("label_smoothing must be between 0 and 1, got {}", self.label_smoothing),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -40,6 +59,7 @@ impl Default for CrossEntropyOptions {
 /// [`Error::InvalidArgument`] for mismatched shapes; [`Error::DType`] for f32 targets.
 pub fn cross_entropy(logits: &Tensor, target: &Tensor, o: &CrossEntropyOptions) -> Result<Tensor> {
     const OP: &str = "cross_entropy";
+    o.validate()?;
     let (ctx, n, c) = check(OP, logits, target)?;
     let losses = Tensor::output(&ctx, &[n], DType::F32, OP)?;
     let params = params(n, c, o);
@@ -104,13 +124,13 @@ fn check(
     Ok((ctx, logits.shape()[0], logits.shape()[1]))
 }
 
-fn params(n: usize, c: usize, o: &CrossEntropyOptions) -> [u32; 4] {
+fn params(n: usize, c: usize, o: &CrossEntropyOptions) -> [u32; 8] {
     let reduction = match o.reduction {
         Reduction::None => 0u32,
         Reduction::Mean => 1,
         Reduction::Sum => 2,
     };
-    [n as u32, c as u32, o.ignore_index as u32, reduction]
+    [n as u32, c as u32, o.ignore_index as u32, reduction, o.label_smoothing.to_bits(), 0, 0, 0]
 }
 
 /// Gradient of [`cross_entropy`] with respect to the logits: grad_output * (softmax(x_i) -
@@ -126,6 +146,7 @@ pub fn cross_entropy_backward(
     o: &CrossEntropyOptions,
 ) -> Result<Tensor> {
     const OP: &str = "cross_entropy_backward";
+    o.validate()?;
     let (ctx, n, c) = check(OP, logits, target)?;
     context_of(OP, &[logits, grad_output])?;
     let expected: &[usize] = if o.reduction == Reduction::None { &[n] } else { &[] };
@@ -188,10 +209,13 @@ pub(crate) fn record_training_loss(
     one: &Tensor,
     metrics: &Tensor,
     grad_logits: Option<&Tensor>,
+    label_smoothing: f32,
 ) -> Result<()> {
     const OP: &str = "cross_entropy";
     let (_, n, c) = check(OP, logits, target)?;
-    let params = params(n, c, &CrossEntropyOptions::default());
+    let o = CrossEntropyOptions { label_smoothing, ..CrossEntropyOptions::default() };
+    o.validate()?;
+    let params = params(n, c, &o);
     let bytes = bytemuck::cast_slice(&params);
     let rows = ctx.grid_1d(OP, n as u64, WG)?;
     let wg = [("WG", f64::from(WG))];

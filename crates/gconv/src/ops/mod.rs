@@ -5,6 +5,7 @@
 //! dispatch path.
 
 pub(crate) mod activation;
+pub(crate) mod augment;
 pub(crate) mod combine;
 pub(crate) mod conv;
 pub(crate) mod gemm;
@@ -22,6 +23,7 @@ pub use activation::{
     log_softmax_backward, mul_scalar, relu, relu_backward, relu6, relu6_backward, sigmoid,
     sigmoid_backward, softmax, softmax_backward,
 };
+pub use augment::{AugmentOptions, augment};
 pub use combine::{add, cat, narrow};
 pub use conv::{
     ConvGrads, ConvOptions, ConvTransposeOptions, conv_output_shape, conv_transpose_output_shape,

@@ -65,6 +65,10 @@ pub(crate) struct ModelState<'a> {
     pub buffers: &'a [(String, Tensor)],
     pub shared: &'a Shared,
     pub optimizer: &'a Optimizer,
+    /// The training loss's label smoothing (evaluation plans use none).
+    pub label_smoothing: f32,
+    /// The augmentation of training batches.
+    pub augment: Option<&'a crate::ops::AugmentOptions>,
 }
 
 /// A compiled graph.
@@ -84,6 +88,8 @@ pub(crate) struct Plan {
     pub nodes: Vec<String>,
     /// Kept alive for the recorded steps.
     _tensors: memory::Tensors,
+    /// The un-augmented batch and the padding values, when training batches are augmented.
+    _augment: Option<(Tensor, Tensor)>,
 }
 
 impl Plan {
@@ -111,6 +117,24 @@ impl Plan {
         let rec = &mut Recorder::Plan(&mut steps);
         let recording = record::Recording { ctx, model, lowered: &lowered, t: &tensors };
         let train = matches!(kind, PlanKind::Train { .. });
+        // Training batches are augmented on the device: the host writes `raw`, the first
+        // kernel writes the augmented batch where the forward pass reads it.
+        let mut augment = None;
+        if let (true, Some(o)) = (train, model.augment) {
+            let raw = Tensor::zeros(ctx, tensors.input.shape())?;
+            let channels = tensors.input.shape().get(1).copied().unwrap_or(1);
+            let fill = Tensor::from_slice(ctx, &o.fills(channels), &[channels])?;
+            let io = (&raw, &tensors.input);
+            crate::ops::augment::record_augment(
+                ctx,
+                rec,
+                io,
+                model.shared.seed.buffer(),
+                &fill,
+                o,
+            )?;
+            augment = Some((raw, fill));
+        }
         recording.forward(rec)?;
         recording.loss(rec, train)?;
         if train {
@@ -130,13 +154,14 @@ impl Plan {
             .collect();
         Ok(Plan {
             steps,
-            input: tensors.input.clone(),
+            input: augment.as_ref().map_or_else(|| tensors.input.clone(), |a| a.0.clone()),
             target: tensors.target.clone(),
             logits: tensors.values[lowered.execs.len()].clone(),
             pooled_bytes: tensors.pooled_bytes,
             values: tensors.values.clone(),
             nodes,
             _tensors: tensors,
+            _augment: augment,
         })
     }
 

@@ -122,6 +122,7 @@ impl Recording<'_> {
             &shared.one,
             &shared.metrics,
             t.grads[n].as_ref(),
+            if train { self.model.label_smoothing } else { 0.0 },
         )
     }
 
