@@ -7,12 +7,16 @@ macro_rules! say {
 }
 
 mod bundled;
+mod curves;
+mod dataset;
+mod eval;
 mod filter;
 mod interrupt;
 mod picture;
 mod predict;
 mod run_files;
 mod run_state;
+mod schedule;
 mod source;
 mod summary;
 mod train;
@@ -57,7 +61,7 @@ enum Cmd {
     /// Evaluate a checkpoint on the test split: loss and accuracy.
     ///
     /// Example: gconv eval --model simplecnn --checkpoint simplecnn.safetensors
-    Eval(train::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Predict the class of each image (PNG or JPEG, converted to the model's input), or the
     /// logits of a batch of raw inputs (--tensors x.safetensors --logits y.safetensors).
     ///
@@ -116,7 +120,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Devices { check } => devices(adapter, check),
         Cmd::Train(args) => train::train(&context(adapter)?, &args),
-        Cmd::Eval(args) => train::eval(&context(adapter)?, &args),
+        Cmd::Eval(args) => eval::eval(&context(adapter)?, &args),
         Cmd::Predict(args) => predict::predict(&context(adapter)?, &args),
         Cmd::Summary(args) => summary::summary(&args),
         Cmd::Filter(args) => filter::filter(&context(adapter)?, &args),

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use clap::Args;
-use gconv::data::Dataset;
+use gconv::data::{Dataset, Normalization};
 use gconv::nn::{Model, checkpoint};
 
+use crate::dataset::DataInfo;
 use crate::train::input_of;
 use crate::visualize::Trained;
 
@@ -26,7 +27,10 @@ pub struct PredictArgs {
     /// Where to write tensor `logits` (N x classes) for --tensors, atomically.
     #[arg(long, requires = "tensors")]
     logits: Option<PathBuf>,
-    /// Images to classify (PNG or JPEG).
+    /// Print the K most probable classes of each input, with their probabilities.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    top: u16,
+    /// Images to classify (PNG or JPEG; grey or colour as the model's input channels).
     images: Vec<PathBuf>,
 }
 
@@ -34,7 +38,7 @@ pub struct PredictArgs {
 const CHUNK: usize = 256;
 
 pub fn predict(ctx: &gconv::Context, a: &PredictArgs) -> Result<()> {
-    let mut model = crate::visualize::load(ctx, &a.trained)?;
+    let (mut model, info) = crate::visualize::load_with_info(ctx, &a.trained)?;
     let input = input_of(&model)?;
     let (names, batch) = match &a.tensors {
         Some(path) => {
@@ -45,7 +49,7 @@ pub fn predict(ctx: &gconv::Context, a: &PredictArgs) -> Result<()> {
         None => {
             let mut batch = Vec::new();
             for path in &a.images {
-                batch.extend(image_input(path, a.invert, input)?);
+                batch.extend(image_input(path, a.invert, input, &info)?);
             }
             (a.images.iter().map(|p| p.display().to_string()).collect(), batch)
         }
@@ -58,15 +62,34 @@ pub fn predict(ctx: &gconv::Context, a: &PredictArgs) -> Result<()> {
         say!("wrote logits ({} x {classes}) to {}", names.len(), path.display());
     }
     for (name, row) in names.iter().zip(logits.chunks(classes)) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-        let (best, &v) = row
+        let top = top_k(row, usize::from(a.top));
+        let best: Vec<String> = top
             .iter()
-            .enumerate()
-            .fold((0, &row[0]), |acc, (i, x)| if *x > *acc.1 { (i, x) } else { acc });
-        say!("{name}: class {best} ({:.1}%)", 100.0 * (v - max).exp() / sum);
+            .map(|&(c, p)| {
+                // Named classes by name and index; numbered ones (the digits) by index.
+                let label = match &info.classes {
+                    Some(_) if info.name(c) != c.to_string() => {
+                        format!("{} (class {c})", info.name(c))
+                    }
+                    _ => format!("class {c}"),
+                };
+                format!("{label} ({:.1}%)", 100.0 * p)
+            })
+            .collect();
+        say!("{name}: {}", best.join(", "));
     }
     Ok(())
+}
+
+/// The `k` most probable classes of a row of logits (softmax), most probable first.
+fn top_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+    let mut p: Vec<(usize, f32)> =
+        row.iter().enumerate().map(|(i, v)| (i, (v - max).exp() / sum)).collect();
+    p.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    p.truncate(k);
+    p
 }
 
 /// The logits of `n` inputs, in chunks of at most [`CHUNK`].
@@ -100,15 +123,35 @@ fn read_input(path: &Path, input: [usize; 3]) -> Result<Vec<f32>> {
     Ok(values.clone())
 }
 
-/// One image file as a model input: grey levels (inverted with `invert`), resized and given
-/// the model's channels as the training data are, then normalised.
-pub(crate) fn image_input(path: &Path, invert: bool, input: [usize; 3]) -> Result<Vec<f32>> {
-    let img = crate::picture::open(path)?.to_luma8();
-    let (iw, ih) = img.dimensions();
-    let mut pixels = img.into_raw();
-    if invert {
-        pixels.iter_mut().for_each(|p| *p = 255 - *p);
+/// One image file as a model input: grey levels (inverted with `invert`) for a one-channel
+/// model, RGB for a three-channel one, resized as the training data are, then normalised as
+/// the checkpoint records (MNIST's values where it records none).
+pub(crate) fn image_input(
+    path: &Path,
+    invert: bool,
+    input: [usize; 3],
+    info: &DataInfo,
+) -> Result<Vec<f32>> {
+    let img = crate::picture::open(path)?;
+    let channels = if input[0] == 3 { 3 } else { 1 };
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let interleaved =
+        if channels == 3 { img.to_rgb8().into_raw() } else { img.to_luma8().into_raw() };
+    let plane = iw * ih;
+    let mut pixels = vec![0u8; channels * plane];
+    for (i, px) in interleaved.chunks_exact(channels).enumerate() {
+        for (c, &v) in px.iter().enumerate() {
+            pixels[c * plane + i] = if invert { 255 - v } else { v };
+        }
     }
-    let d = Dataset { pixels, labels: vec![0], rows: ih as usize, cols: iw as usize };
+    let d = Dataset {
+        pixels,
+        labels: vec![0],
+        channels,
+        rows: ih,
+        cols: iw,
+        classes: Vec::new(),
+        norm: info.norm.clone().unwrap_or_else(Normalization::mnist),
+    };
     Ok(d.batch(&[0], input).0)
 }

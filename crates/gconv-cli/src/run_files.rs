@@ -42,6 +42,7 @@ pub fn save(
     source: &ModelSource,
     at: Position,
     key: &RunKey,
+    data: &crate::dataset::DataInfo,
 ) -> Result<()> {
     let run = [
         ("gconv.epoch", at.epoch.to_string()),
@@ -56,6 +57,7 @@ pub fn save(
     checkpoint::save(&optimizer_path(path), &state, &meta)?;
     let mut meta = source.metadata(model)?;
     meta.extend(run.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    meta.extend(data.metadata());
     let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     checkpoint::save(path, &source.checkpoint_names_of(model.state_dict()?)?, &meta)?;
     Ok(())

@@ -22,6 +22,8 @@ pub struct Run<'a> {
     pub epochs: u64,
     pub steps_per_epoch: u64,
     pub continue_on_nan: bool,
+    /// The class names and normalisation the checkpoints record.
+    pub data: crate::dataset::DataInfo,
 }
 
 /// The metrics of one epoch, read from the device in pieces (at --save-every and at the end).
@@ -92,7 +94,7 @@ impl Run<'_> {
     /// Saves at `at` when there is a checkpoint file and the window was `healthy`.
     pub fn save(&mut self, model: &Model, healthy: bool, at: Position) -> Result<()> {
         if let (Some(path), true) = (&self.save, healthy) {
-            run_files::save(path, model, self.source, at, &self.key)?;
+            run_files::save(path, model, self.source, at, &self.key, &self.data)?;
             self.saved = Some(at);
         }
         Ok(())

@@ -1,4 +1,4 @@
-//! `gconv train` and `gconv eval`.
+//! `gconv train`, and loading a trained model for the other commands.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -6,19 +6,25 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
-use gconv::data::{Dataset, Splits, epoch_order};
+use gconv::data::epoch_order;
 use gconv::nn::{Model, Optimizer, checkpoint};
+use gconv::ops::AugmentOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::dataset::{DataArgs, DataInfo, data_shape};
+use crate::eval::evaluate;
 use crate::interrupt::Interrupt;
 use crate::run_files::{self, MetricsLog, Position, RunKey};
 use crate::run_state::{Run, Window};
+use crate::schedule::{Schedule, ScheduleKind};
 use crate::source::{DataShape, ModelSource};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OptimizerName {
-    /// torch.optim.Adam (betas 0.9, 0.999; eps 1e-8).
+    /// torch.optim.Adam (betas 0.9, 0.999; eps 1e-8); --weight-decay is an L2 penalty.
     Adam,
+    /// torch.optim.AdamW: Adam with decoupled weight decay (default 0.01).
+    Adamw,
     /// torch.optim.SGD with --momentum.
     Sgd,
 }
@@ -27,12 +33,9 @@ pub enum OptimizerName {
 #[derive(Args, Debug)]
 pub struct ModelArgs {
     #[command(flatten)]
-    source: ModelSource,
-    /// An MNIST-format directory (train-images-idx3-ubyte[.gz] and siblings), e.g. the full
-    /// Fashion-MNIST in /usr/share/datasets/fashion-mnist. Default: the bundled digits, resized
-    /// and given channels as the model's input asks.
-    #[arg(long)]
-    data: Option<PathBuf>,
+    pub source: ModelSource,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 #[derive(Args, Debug)]
@@ -54,9 +57,31 @@ pub struct TrainArgs {
     /// SGD's momentum.
     #[arg(long, default_value_t = 0.9)]
     momentum: f32,
-    /// L2 penalty (both optimizers).
+    /// Weight decay: an L2 penalty on the gradient for Adam and SGD (default 0), decoupled
+    /// for AdamW (default 0.01), as PyTorch's optimizers apply it.
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// How the learning rate changes over the run (after --warmup): constant, step (times
+    /// --gamma every --step-size epochs) or cosine (half a cosine down to 0 by the last step).
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
+    schedule: ScheduleKind,
+    /// Epochs of linear warm-up, the learning rate rising step by step from its 1/W to all of it.
+    #[arg(long, value_name = "EPOCHS", default_value_t = 0)]
+    warmup: u64,
+    /// The step schedule's period in epochs.
+    #[arg(long, value_name = "EPOCHS", default_value_t = 30)]
+    step_size: u64,
+    /// The step schedule's factor.
+    #[arg(long, default_value_t = 0.1)]
+    gamma: f32,
+    /// Label smoothing of the training loss, as PyTorch's cross_entropy(label_smoothing=).
     #[arg(long, default_value_t = 0.0)]
-    weight_decay: f32,
+    label_smoothing: f32,
+    /// Augment each training batch on the GPU, seeded by --seed and the step: crop=N (a
+    /// random crop of the image's size after N pixels of black padding, as torchvision's
+    /// RandomCrop(padding=N)) and flip (mirrored with probability 1/2), e.g. crop=4,flip.
+    #[arg(long, value_delimiter = ',', value_name = "crop=N,flip")]
+    augment: Vec<String>,
     /// Seed of the initialisation, the shuffling and the dropout masks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -80,6 +105,10 @@ pub struct TrainArgs {
     /// continued by --resume).
     #[arg(long)]
     metrics: Option<PathBuf>,
+    /// Draw the training and test loss and accuracy by epoch to this picture (.png or .jpg),
+    /// redrawn atomically after every epoch (the epochs of this invocation).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
     /// Train on the first N training images only.
     #[arg(long)]
     limit: Option<usize>,
@@ -89,49 +118,6 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct EvalArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// A safetensors checkpoint with PyTorch's state-dict names (optional with --onnx, whose
-    /// file holds weights).
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    /// Samples per evaluation batch.
-    #[arg(long, default_value_t = 500)]
-    batch_size: usize,
-}
-
-fn splits(data: Option<&Path>) -> Result<Splits> {
-    match data {
-        Some(dir) => Ok(Splits::load_mnist(dir)
-            .with_context(|| format!("loading the dataset in {}", dir.display()))?),
-        None => Ok(crate::bundled::mnist()?),
-    }
-}
-
-/// The data's shape for the model: one channel of `rows x cols`, and the classes its labels
-/// need (at least 10).
-fn data_shape(d: &Dataset) -> DataShape {
-    let classes = d.labels.iter().copied().max().map_or(10, |m| usize::from(m) + 1).max(10);
-    DataShape { input: [1, d.rows, d.cols], classes }
-}
-
-/// Evaluates `data` in batches: (loss, accuracy).
-fn evaluate(
-    model: &mut Model,
-    data: &Dataset,
-    batch: usize,
-    input: [usize; 3],
-) -> Result<gconv::nn::Metrics> {
-    let all: Vec<usize> = (0..data.len()).collect();
-    for chunk in all.chunks(batch.max(1)) {
-        let (x, y) = data.batch(chunk, input);
-        model.eval_batch(&x, &y)?;
-    }
-    Ok(model.take_metrics()?)
 }
 
 pub(crate) fn input_of(model: &Model) -> Result<[usize; 3]> {
@@ -146,7 +132,7 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
     if a.batch_size == 0 || a.epochs == 0 {
         bail!("--batch-size and --epochs must be at least 1");
     }
-    let mut data = splits(a.model.data.as_deref())?;
+    let mut data = a.model.data.load(a.model.source.input.as_deref())?;
     if let Some(n) = a.limit {
         data.train = data.train.take(n);
     }
@@ -160,9 +146,29 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
     let mut model = source.build(ctx, data_shape(&data.train), a.seed)?;
     let optimizer = optimizer(a);
     model.set_optimizer(optimizer)?;
-    let key =
-        RunKey { seed: a.seed, batch_size: a.batch_size, optimizer: format!("{optimizer:?}") };
+    model.set_label_smoothing(a.label_smoothing)?;
+    let input = input_of(&model)?;
+    model.set_augmentation(augmentation(&a.augment, &data.train, input)?)?;
     let steps_per_epoch = data.train.len().div_ceil(a.batch_size) as u64;
+    let schedule = Schedule {
+        kind: a.schedule,
+        warmup_epochs: a.warmup,
+        step_size: a.step_size,
+        gamma: a.gamma,
+        epochs: a.epochs,
+        steps_per_epoch,
+    };
+    schedule.validate()?;
+    // What a resumed run must share with the run it continues.
+    let key = RunKey {
+        seed: a.seed,
+        batch_size: a.batch_size,
+        optimizer: format!(
+            "{optimizer:?}, schedule {:?} (warm-up {}, step {} x {}), label smoothing {}, \
+             augment {:?}",
+            a.schedule, a.warmup, a.step_size, a.gamma, a.label_smoothing, a.augment
+        ),
+    };
     let mut at = Position { epoch: 1, step: 0, steps: 0 };
     if let Some(path) = &a.resume {
         at = run_files::resume(path, &mut model, source, &key)?;
@@ -181,7 +187,6 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let input = input_of(&model)?;
     let interactive = !a.quiet && std::io::stderr().is_terminal();
     say!(
         "{}: {} parameters on {}; {} training and {} test images, batch {}, {:?}",
@@ -193,6 +198,10 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
         a.batch_size,
         optimizer
     );
+    if let Some(path) = &a.plot {
+        crate::picture::output_format(path)?;
+    }
+    let mut curve = Vec::new();
     let interrupt = Interrupt::install()?;
     let completed = a.resume.as_ref().map(|_| at.epoch - 1);
     let mut log = MetricsLog::new(a.metrics.as_deref(), completed)?;
@@ -204,6 +213,7 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
         epochs: a.epochs,
         steps_per_epoch,
         continue_on_nan: a.continue_on_nan,
+        data: DataInfo::of(&data.train),
     };
     for epoch in at.epoch..=a.epochs {
         let order = epoch_order(data.train.len(), a.seed, epoch);
@@ -213,6 +223,7 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
         let start = Instant::now();
         for (i, chunk) in order.chunks(a.batch_size).enumerate().skip(skip as usize) {
             let (x, y) = data.train.batch(chunk, input);
+            model.set_lr_scale(schedule.factor(at.steps))?;
             model.train_step(&x, &y)?;
             at = Position { epoch, step: i as u64 + 1, steps: at.steps + 1 };
             if let Some(b) = &bar {
@@ -241,7 +252,7 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        let test_m = evaluate(&mut model, &data.test, 500, input)?;
+        let test_m = evaluate(&mut model, &data.test, 500, input)?.metrics;
         let trained = (steps_per_epoch - skip) as usize * a.batch_size;
         let images_per_sec = trained.min(data.train.len()) as f64 / seconds;
         say!(
@@ -262,6 +273,16 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
             "images_per_sec": images_per_sec,
             "seconds": seconds,
         }))?;
+        if let Some(path) = &a.plot {
+            curve.push(crate::curves::Point {
+                epoch,
+                train_loss,
+                test_loss: test_m.loss,
+                train_accuracy,
+                test_accuracy: test_m.accuracy,
+            });
+            crate::curves::plot(&curve, path)?;
+        }
         run.save(&model, window.healthy, at)?;
         if let Some(stop) = interrupt.requested() {
             run.stopped(stop, at);
@@ -271,18 +292,54 @@ pub fn train(ctx: &gconv::Context, a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--augment`'s items as options, the padding's fill the normalised value of a black pixel
+/// in each of the model's channels.
+fn augmentation(
+    items: &[String],
+    data: &gconv::data::Dataset,
+    input: [usize; 3],
+) -> Result<Option<AugmentOptions>> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut o = AugmentOptions { crop_padding: 0, flip: false, fill: vec![0.0] };
+    for item in items {
+        match item.trim().split_once('=') {
+            Some(("crop", n)) => {
+                o.crop_padding = n.trim().parse().with_context(|| {
+                    format!("--augment crop={n}: the padding is a whole number of pixels")
+                })?;
+            }
+            None if item.trim() == "flip" => o.flip = true,
+            _ => bail!("--augment {item:?}: expected crop=N or flip"),
+        }
+    }
+    let mut black = data.take(1);
+    black.pixels.fill(0);
+    let (values, _) = black.batch(&[0], input);
+    let plane = input[1] * input[2];
+    o.fill = (0..input[0]).map(|c| values[c * plane]).collect();
+    Ok(Some(o))
+}
+
 fn optimizer(a: &TrainArgs) -> Optimizer {
     match a.optimizer {
         OptimizerName::Adam => Optimizer::Adam {
             lr: a.lr.unwrap_or(1e-3),
             betas: (0.9, 0.999),
             eps: 1e-8,
-            weight_decay: a.weight_decay,
+            weight_decay: a.weight_decay.unwrap_or(0.0),
+        },
+        OptimizerName::Adamw => Optimizer::AdamW {
+            lr: a.lr.unwrap_or(1e-3),
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: a.weight_decay.unwrap_or(0.01),
         },
         OptimizerName::Sgd => Optimizer::Sgd {
             lr: a.lr.unwrap_or(1e-2),
             momentum: a.momentum,
-            weight_decay: a.weight_decay,
+            weight_decay: a.weight_decay.unwrap_or(0.0),
         },
     }
 }
@@ -320,19 +377,4 @@ pub(crate) fn load_model(
         ),
     }
     Ok(model)
-}
-
-pub fn eval(ctx: &gconv::Context, a: &EvalArgs) -> Result<()> {
-    let data = splits(a.model.data.as_deref())?;
-    let mut model =
-        load_model(ctx, &a.model.source, a.checkpoint.as_deref(), data_shape(&data.train))?;
-    let input = input_of(&model)?;
-    let m = evaluate(&mut model, &data.test, a.batch_size, input)?;
-    say!(
-        "test loss {:.4}, test accuracy {:.2}% ({} images)",
-        m.loss,
-        100.0 * m.accuracy,
-        m.samples
-    );
-    Ok(())
 }

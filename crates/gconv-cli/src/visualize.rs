@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use gconv::nn::Layer;
 use image::{DynamicImage, Rgb, RgbImage};
 
+use crate::dataset::DataInfo;
 use crate::picture::{self, blit, draw_text, normalised, text_width};
 use crate::source::{DIGITS, ModelSource};
 use crate::train;
@@ -82,7 +83,18 @@ pub fn visualize(ctx: &gconv::Context, cmd: &VisualizeCmd) -> Result<()> {
 /// The model with the checkpoint's parameters (for digits unless --input and --classes say
 /// otherwise).
 pub(crate) fn load(ctx: &gconv::Context, t: &Trained) -> Result<gconv::nn::Model> {
-    train::load_model(ctx, &t.source, t.checkpoint.as_deref(), DIGITS)
+    Ok(load_with_info(ctx, t)?.0)
+}
+
+/// The trained model and what its checkpoint records of its data (class names,
+/// normalisation); a model whose checkpoint records no data is built for the digits.
+pub(crate) fn load_with_info(
+    ctx: &gconv::Context,
+    t: &Trained,
+) -> Result<(gconv::nn::Model, DataInfo)> {
+    let info = DataInfo::of_checkpoint(t.checkpoint.as_deref())?;
+    let shape = info.shape().unwrap_or(DIGITS);
+    Ok((train::load_model(ctx, &t.source, t.checkpoint.as_deref(), shape)?, info))
 }
 
 fn filters(ctx: &gconv::Context, a: &FiltersArgs) -> Result<()> {
@@ -145,9 +157,9 @@ fn features(ctx: &gconv::Context, a: &FeaturesArgs) -> Result<()> {
         bail!("--count and --cell must be at least 1");
     }
     picture::output_format(&a.output)?;
-    let mut model = load(ctx, &a.trained)?;
+    let (mut model, info) = load_with_info(ctx, &a.trained)?;
     let input = train::input_of(&model)?;
-    let x = crate::predict::image_input(&a.image, a.invert, input)?;
+    let x = crate::predict::image_input(&a.image, a.invert, input, &info)?;
     let convs: Vec<String> = model
         .graph()
         .nodes

@@ -223,3 +223,57 @@ fn a_batch_of_8000_digits_trains_although_its_activations_exceed_a_binding() {
     let line = out.lines().find(|l| l.starts_with("epoch 1/1")).expect("the epoch's line");
     assert!(line.contains("train loss 2.3"), "one step from the initialisation: {line}");
 }
+
+#[test]
+fn two_epochs_resumed_for_two_more_give_the_weights_of_four_in_one_run() {
+    let dir = scratch("resume-equivalence");
+    // Dropout, augmentation, a warm-up and step schedule, AdamW, label smoothing: every piece
+    // of state a resumed run must carry over (optimizer moments, step, schedule position, the
+    // seeds of the masks and the crops).
+    let spec = "conv(1,6,k=3,p=1) bn relu maxpool(2) conv(6,8,k=3,p=1) relu gap flatten \
+                dropout(0.3) linear(10)";
+    let common = [
+        "train",
+        "--layers",
+        spec,
+        "--limit",
+        "192",
+        "--test-limit",
+        "32",
+        "--batch-size",
+        "32",
+        "--quiet",
+        "--seed",
+        "4",
+        "--optimizer",
+        "adamw",
+        "--schedule",
+        "step",
+        "--step-size",
+        "1",
+        "--gamma",
+        "0.7",
+        "--warmup",
+        "1",
+        "--label-smoothing",
+        "0.1",
+        "--augment",
+        "crop=2,flip",
+    ];
+    let (whole, half) = (dir.join("whole.safetensors"), dir.join("half.safetensors"));
+    let plot = dir.join("curves.png");
+    ok(&[&common[..], &["--epochs", "4", "--save", s(&whole), "--plot", s(&plot)]].concat());
+    ok(&[&common[..], &["--epochs", "2", "--save", s(&half)]].concat());
+    ok(&[&common[..], &["--epochs", "4", "--resume", s(&half)]].concat());
+    let a = gconv::nn::checkpoint::load(&whole).expect("whole");
+    let b = gconv::nn::checkpoint::load(&half).expect("resumed");
+    assert_eq!(a.len(), b.len());
+    for ((name, _, x), (_, _, y)) in a.iter().zip(&b) {
+        let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        assert!(diff <= 1e-6, "{name}: resumed run differs by {diff}");
+    }
+    // The curves of the four-epoch run: a picture of both panels.
+    let img = image::open(&plot).expect("curves");
+    assert_eq!((img.width(), img.height()), (1000, 420));
+    std::fs::remove_dir_all(&dir).ok();
+}
