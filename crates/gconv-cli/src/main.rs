@@ -14,6 +14,7 @@ mod filter;
 mod interrupt;
 mod picture;
 mod predict;
+mod profile;
 mod run_files;
 mod run_state;
 mod schedule;
@@ -72,6 +73,12 @@ enum Cmd {
     /// Examples: gconv summary --model vgg16 --input 3x224x224
     ///           gconv summary --layers "conv(3,64,k=3,p=1) relu maxpool(2) conv(64,128,k=3,s=2,p=1)" --input 3x32x32
     Summary(summary::SummaryArgs),
+    /// Time every layer's forward (and with --train backward) kernels on the device: ms,
+    /// GFLOP/s, the kernels each ran and its share of the step.
+    ///
+    /// Examples: gconv profile --model resnet18 --input 3x64x64 --batch 16 --train
+    ///           gconv profile --layers "conv(32,32,k=3,p=1,g=32) conv(32,64,k=1)" --input 32x56x56
+    Profile(profile::ProfileArgs),
     /// Apply a classic image kernel (Sobel, Gaussian, ...) by convolution on the GPU.
     ///
     /// Example: gconv filter --kernel sobel assets/images/camera.png edges.png
@@ -120,6 +127,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Devices { check } => devices(adapter, check),
         Cmd::Train(args) => train::train(&context(adapter)?, &args),
+        Cmd::Profile(args) => profile::profile(&context(adapter)?, &args),
         Cmd::Eval(args) => eval::eval(&context(adapter)?, &args),
         Cmd::Predict(args) => predict::predict(&context(adapter)?, &args),
         Cmd::Summary(args) => summary::summary(&args),

@@ -3,8 +3,10 @@
 //! `Context::record`; nothing else creates pipelines or bind groups.
 
 mod shader;
+mod timing;
 
 pub use shader::Shader;
+pub(crate) use timing::{profile, time_ranges};
 
 use crate::{Context, Error, Result};
 
@@ -342,6 +344,15 @@ impl Recorder<'_> {
         self.copy_op(Copy::Buffer(src.clone(), src_offset, dst.clone(), dst_offset, size));
     }
 
+    /// How many steps a plan holds so far (0 when recording into an encoder): where a
+    /// node's kernels start, for profiling.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Recorder::Encoder(_) => 0,
+            Recorder::Plan(steps) => steps.len(),
+        }
+    }
+
     pub(crate) fn copy_op(&mut self, op: Copy) {
         match self {
             Recorder::Encoder(enc) => op.record(enc),
@@ -371,43 +382,4 @@ pub(crate) fn replay(steps: &[Step], encoder: &mut wgpu::CommandEncoder, label: 
             }
         }
     }
-}
-
-/// Runs a plan's steps one submission per kernel, waiting for each, and returns the time of
-/// each entry point summed (`GCONV_PROFILE=1`: slow, for finding the kernel that dominates).
-pub(crate) fn profile(ctx: &Context, steps: &[Step]) -> Vec<(&'static str, f64)> {
-    let mut times: Vec<(&'static str, f64)> = Vec::new();
-    for step in steps {
-        let mut encoder =
-            ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        let label = match step {
-            Step::Copy(op) => {
-                op.record(&mut encoder);
-                "copy"
-            }
-            Step::Dispatch(p) => {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: None,
-                });
-                p.dispatch(&mut pass);
-                p.label
-            }
-        };
-        let start = std::time::Instant::now();
-        ctx.submit(encoder.finish());
-        let _ = ctx.synchronize();
-        let t = start.elapsed().as_secs_f64();
-        if std::env::var_os("GCONV_PROFILE_EACH").is_some() {
-            if let Step::Dispatch(p) = step {
-                eprintln!("    {label} {:?}: {:.2} ms", p.workgroups, t * 1e3);
-            }
-        }
-        match times.iter_mut().find(|(l, _)| *l == label) {
-            Some(e) => e.1 += t,
-            None => times.push((label, t)),
-        }
-    }
-    times.sort_by(|a, b| b.1.total_cmp(&a.1));
-    times
 }

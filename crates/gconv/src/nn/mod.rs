@@ -19,7 +19,7 @@ pub use metrics::{Metrics, NonFinite};
 pub use model::Model;
 pub use models::{MODELS, ModelConfig};
 pub use optim::Optimizer;
-pub use plan::PlanKind;
+pub use plan::{LayerTiming, Phase, PlanKind};
 pub use session::{Session, SessionInput};
 pub use spec::parse_layers;
 pub use summary::{LayerSummary, Summary, summarize};

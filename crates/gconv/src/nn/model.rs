@@ -413,6 +413,31 @@ impl Model {
         Ok(self.plan(batch, PlanKind::Eval)?.logits.clone())
     }
 
+    /// Times a step on a batch part by part, each node's forward (and with `train` backward)
+    /// kernels in a submission of their own, the median of `runs` rounds after a warm-up: what
+    /// `gconv profile` prints. With `train` the rounds are training steps (the parameters
+    /// change); the metrics they accumulate are dropped.
+    ///
+    /// # Errors
+    /// As [`Model::train_step`].
+    pub fn profile(
+        &mut self,
+        images: &[f32],
+        labels: &[i32],
+        train: bool,
+        runs: usize,
+    ) -> Result<Vec<super::LayerTiming>> {
+        let kind = if train { PlanKind::Train { update: true } } else { PlanKind::Eval };
+        self.upload(kind, images, Some(labels), labels.len())?;
+        if train {
+            self.step_state();
+        }
+        let ctx = self.ctx.clone();
+        let timings = self.plan(labels.len(), kind)?.time_parts(&ctx, runs)?;
+        self.take_metrics()?;
+        Ok(timings)
+    }
+
     /// Runs a batch of `batch` inputs in evaluation mode and returns every layer's output
     /// (the input first, then one per node, by node name), each in a buffer of its own: the
     /// feature maps a visualisation reads.

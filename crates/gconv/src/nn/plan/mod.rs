@@ -90,6 +90,58 @@ pub(crate) struct Plan {
     _tensors: memory::Tensors,
     /// The un-augmented batch and the padding values, when training batches are augmented.
     _augment: Option<(Tensor, Tensor)>,
+    /// The steps of each node's forward and backward passes and of the step's other parts.
+    marks: Vec<Mark>,
+}
+
+/// A part of a step, for profiling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The batch's augmentation.
+    Augment,
+    /// A node's forward pass.
+    Forward,
+    /// The loss, its metrics and its gradient.
+    Loss,
+    /// A node's backward pass.
+    Backward,
+    /// The optimizer's updates.
+    Optimizer,
+}
+
+impl Phase {
+    /// "forward", "backward", ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Augment => "augment",
+            Phase::Forward => "forward",
+            Phase::Loss => "loss",
+            Phase::Backward => "backward",
+            Phase::Optimizer => "optimizer",
+        }
+    }
+}
+
+/// The steps of one part of a plan.
+pub(crate) struct Mark {
+    /// The plan node, for a forward or backward pass.
+    pub node: Option<usize>,
+    pub phase: Phase,
+    pub steps: std::ops::Range<usize>,
+}
+
+/// The time of one part of a step: a node's forward or backward pass (`node` names the graph
+/// nodes it runs, joined by `+` where they are fused), or the loss, augmentation or optimizer.
+#[derive(Clone, Debug)]
+pub struct LayerTiming {
+    /// The node's name ("" for the step's other parts).
+    pub node: String,
+    /// Which part.
+    pub phase: Phase,
+    /// Seconds, from its submission to its completion.
+    pub seconds: f64,
+    /// The entry points it ran, in order.
+    pub kernels: Vec<&'static str>,
 }
 
 impl Plan {
@@ -115,11 +167,18 @@ impl Plan {
         let tensors = memory::allocate(ctx, &lowered, kind, batch)?;
         let mut steps = Vec::new();
         let rec = &mut Recorder::Plan(&mut steps);
-        let recording = record::Recording { ctx, model, lowered: &lowered, t: &tensors };
+        let recording = record::Recording {
+            ctx,
+            model,
+            lowered: &lowered,
+            t: &tensors,
+            marks: Default::default(),
+        };
         let train = matches!(kind, PlanKind::Train { .. });
         // Training batches are augmented on the device: the host writes `raw`, the first
         // kernel writes the augmented batch where the forward pass reads it.
         let mut augment = None;
+        let start = rec.len();
         if let (true, Some(o)) = (train, model.augment) {
             let raw = Tensor::zeros(ctx, tensors.input.shape())?;
             let channels = tensors.input.shape().get(1).copied().unwrap_or(1);
@@ -135,14 +194,20 @@ impl Plan {
             )?;
             augment = Some((raw, fill));
         }
+        recording.mark(rec, None, Phase::Augment, start);
         recording.forward(rec)?;
+        let start = rec.len();
         recording.loss(rec, train)?;
+        recording.mark(rec, None, Phase::Loss, start);
         if train {
             recording.backward(rec)?;
         }
         if kind == (PlanKind::Train { update: true }) {
+            let start = rec.len();
             recording.optimizer(rec)?;
+            recording.mark(rec, None, Phase::Optimizer, start);
         }
+        let marks = recording.marks.into_inner();
         let graph_nodes = &model.graph.nodes;
         let nodes = (0..lowered.execs.len())
             .map(|i| {
@@ -162,12 +227,39 @@ impl Plan {
             nodes,
             _tensors: tensors,
             _augment: augment,
+            marks,
         })
     }
 
     /// Runs the steps one by one and reports the time of each kernel (see `kernel::profile`).
     pub(crate) fn profile(&self, ctx: &Context) -> Vec<(&'static str, f64)> {
         crate::kernel::profile(ctx, &self.steps)
+    }
+
+    /// Times every part of the plan, each in a submission of its own: `runs` rounds after a
+    /// warm-up, the median of each part.
+    pub(crate) fn time_parts(&self, ctx: &Context, runs: usize) -> Result<Vec<LayerTiming>> {
+        let ranges: Vec<_> = self.marks.iter().map(|m| m.steps.clone()).collect();
+        crate::kernel::time_ranges(ctx, &self.steps, &ranges)?;
+        let mut rounds = Vec::new();
+        for _ in 0..runs.max(1) {
+            rounds.push(crate::kernel::time_ranges(ctx, &self.steps, &ranges)?);
+        }
+        Ok(self
+            .marks
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                let mut times: Vec<f64> = rounds.iter().map(|r| r[k].0).collect();
+                times.sort_by(f64::total_cmp);
+                LayerTiming {
+                    node: m.node.map(|n| self.nodes[n].clone()).unwrap_or_default(),
+                    phase: m.phase,
+                    seconds: times[times.len() / 2],
+                    kernels: rounds[0][k].1.clone(),
+                }
+            })
+            .collect())
     }
 
     /// Records the plan's steps into `encoder`.

@@ -2,11 +2,12 @@
 //! node order (gradients of values read more than once and of shared parameters added up,
 //! without atomics) and the optimizer's updates.
 
-use super::ModelState;
-use super::ParamState;
+use std::cell::RefCell;
+
 use super::flow::Contribution;
 use super::lower::{Exec, Lowered};
 use super::memory::Tensors;
+use super::{Mark, ModelState, ParamState, Phase};
 use crate::kernel::Recorder;
 use crate::ops::activation::{
     record_add_inplace, record_clamp, record_clamp_backward, record_dropout, record_softmax,
@@ -20,12 +21,14 @@ use crate::ops::norm::{record_batch_norm, record_batch_norm_backward};
 use crate::ops::pad::{record_pad, record_pad_backward};
 use crate::{Context, Error, Result, Tensor};
 
-/// A plan being recorded: the model's state, the lowered graph and its tensors.
+/// A plan being recorded: the model's state, the lowered graph and its tensors, and the
+/// ranges of steps each node's passes recorded.
 pub(super) struct Recording<'a> {
     pub ctx: &'a Context,
     pub model: &'a ModelState<'a>,
     pub lowered: &'a Lowered,
     pub t: &'a Tensors,
+    pub marks: RefCell<Vec<Mark>>,
 }
 
 fn missing(node: usize) -> Error {
@@ -33,6 +36,14 @@ fn missing(node: usize) -> Error {
 }
 
 impl Recording<'_> {
+    /// Notes that steps `start..` of `rec` are node `node`'s (or the step's) `phase`.
+    pub(super) fn mark(&self, rec: &Recorder<'_>, node: Option<usize>, phase: Phase, start: usize) {
+        let end = rec.len();
+        if end > start {
+            self.marks.borrow_mut().push(Mark { node, phase, steps: start..end });
+        }
+    }
+
     /// Parameter `k` of plan node `i`: that of the first graph node it runs.
     fn param(&self, i: usize, k: usize) -> Option<&ParamState> {
         let node = &self.model.graph.nodes[self.lowered.first[i]];
@@ -53,6 +64,7 @@ impl Recording<'_> {
         for (i, exec) in self.lowered.execs.iter().enumerate() {
             let inputs = &self.lowered.inputs[i];
             let (x, y) = (&t.values[inputs[0]], &t.values[i + 1]);
+            let start = rec.len();
             match exec {
                 Exec::Conv(p) => {
                     let io = ConvIo { x, w: self.weight(i)?, bias: self.bias(i), y };
@@ -92,6 +104,7 @@ impl Recording<'_> {
                 }
                 Exec::Alias => {}
             }
+            self.mark(rec, Some(i), Phase::Forward, start);
         }
         Ok(())
     }
@@ -149,11 +162,13 @@ impl Recording<'_> {
                 }
             };
             let targets = [target(0), target(1)];
+            let start = rec.len();
             self.backward_node(rec, i, &targets)?;
             for id in adds {
                 let scratch = params[id].scratch.as_ref().ok_or_else(|| missing(i))?;
                 record_add_inplace(self.ctx, rec, scratch, &params[id].grad)?;
             }
+            self.mark(rec, Some(i), Phase::Backward, start);
         }
         Ok(())
     }
