@@ -9,13 +9,18 @@
 //! - one VGG16 training step at 224x224, batch 2: seconds and device memory;
 //! - one ResNet-18 and one MobileNetV2 training step at 3x64x64, batch 16 (branching graphs);
 //! - resnet18 and mobilenet_v2 inference at batch 1 and 16 on 3x224x224, and resnet18 imported
-//!   from torchvision's ONNX export, images/s and device memory (`models.rs`).
+//!   from torchvision's ONNX export, images/s and device memory (`models.rs`), beside PyTorch
+//!   and ONNX Runtime on the CPU in the same run when Python has them (`peers.rs`);
+//! - the cost of a dispatch and of a submission with its wait, and lenet5's step by layer
+//!   (`overhead.rs`).
 //!
 //! Every figure is a median over repeated runs after a warm-up, with the GPU synchronised
 //! before each clock read. `--quick` runs a small subset once each (CI checks that it runs);
 //! `--json FILE` writes the report. `cargo xtask bench` builds and runs this in release mode.
 
 mod models;
+mod overhead;
+mod peers;
 
 use std::time::Instant;
 
@@ -57,6 +62,7 @@ enum Section {
     Vgg16,
     Branching,
     Models,
+    Overhead,
 }
 
 /// How many times to run each measurement.
@@ -142,9 +148,32 @@ fn main() -> Result<()> {
     if on(Section::Branching) {
         branching = models::bench_branching(&options, &mut rng, args.quick)?;
     }
-    let mut rows = Value::Null;
+    let mut rows = Vec::new();
     if on(Section::Models) {
-        rows = Value::Array(models::bench_inference(&options, &mut rng, args.quick)?);
+        rows = models::bench_inference(&options, &mut rng, args.quick)?;
+    }
+    rows.extend(models::train_rows(&branching));
+    if args.quick && !rows.is_empty() {
+        println!("\nPyTorch and ONNX Runtime not run with --quick");
+    } else if !rows.is_empty() {
+        match peers::run(args.quick) {
+            Ok(p) => {
+                peers::fill(&mut rows, &p);
+                models::print_ratios(&rows);
+            }
+            Err(why) => println!(
+                "
+PyTorch and ONNX Runtime not run: {why}"
+            ),
+        }
+    }
+    let (mut dispatch_us, mut submit_wait_us, mut lenet5_profile) =
+        (Value::Null, Value::Null, Value::Null);
+    if on(Section::Overhead) {
+        let ctx = Context::with_options(&options)?;
+        let (d, s) = overhead::costs(&ctx, args.quick)?;
+        (dispatch_us, submit_wait_us) = (json!(d), json!(s));
+        lenet5_profile = overhead::lenet5_profile(&ctx, args.quick)?;
     }
     let report = json!({
         "adapter": adapter,
@@ -156,6 +185,9 @@ fn main() -> Result<()> {
         "vgg16_step": vgg,
         "branching_steps": branching,
         "models": rows,
+        "dispatch_us": dispatch_us,
+        "submit_wait_us": submit_wait_us,
+        "lenet5_profile": lenet5_profile,
     });
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;

@@ -97,7 +97,7 @@ pub(crate) fn bench_vgg16(
 }
 
 /// A training step (Adam, median of three after a warm-up) of torchvision's resnet18 and
-/// mobilenet_v2 at batch 16, 3x64x64, 1000 classes (batch 2 at 32x32, one step, with `quick`),
+/// mobilenet_v2 at batch 16, 3x64x64, 10 classes (batch 2 at 32x32, one step, with `quick`),
 /// each on a context of its own for its device memory.
 pub(crate) fn bench_branching(
     options: &ContextOptions,
@@ -109,11 +109,11 @@ pub(crate) fn bench_branching(
     let mut out = serde_json::Map::new();
     for name in ["resnet18", "mobilenet_v2"] {
         let ctx = Context::with_options(options)?;
-        let config = ModelConfig { input: [3, size, size], num_classes: 1000 };
+        let config = ModelConfig { input: [3, size, size], num_classes: 10 };
         let mut model = Model::builtin(&ctx, name, &config, 1)?;
         let images: Vec<f32> =
             (0..batch * 3 * size * size).map(|_| rng.random_range(-2.0..2.0)).collect();
-        let labels: Vec<i32> = (0..batch).map(|_| rng.random_range(0..1000)).collect();
+        let labels: Vec<i32> = (0..batch).map(|_| rng.random_range(0..10)).collect();
         let first = Instant::now();
         model.train_step(&images, &labels)?;
         model.take_metrics()?;
@@ -236,4 +236,45 @@ fn infer_rows(
         }));
     }
     Ok(rows)
+}
+
+/// The branching models' training steps as report rows.
+pub(crate) fn train_rows(branching: &Value) -> Vec<Value> {
+    let Some(map) = branching.as_object() else { return Vec::new() };
+    map.iter()
+        .map(|(name, v)| {
+            let (batch, seconds) = (v["batch"].as_f64().unwrap_or(0.0), v["seconds"].as_f64());
+            json!({
+                "model": name, "source": "builtin", "work": "train", "batch": v["batch"],
+                "input": v["input"], "images_per_sec": seconds.map(|s| batch / s),
+                "torch_images_per_sec": null, "onnxruntime_images_per_sec": null,
+                "device_bytes": v["peak_device_bytes"],
+            })
+        })
+        .collect()
+}
+
+/// Each row beside its peers: images/s and gconv's ratio to each.
+pub(crate) fn print_ratios(rows: &[Value]) {
+    println!(
+        "
+Against the CPU peers in this run (images/s; gconv / peer):"
+    );
+    for r in rows {
+        let ours = r["images_per_sec"].as_f64().unwrap_or(0.0);
+        let peer = |key: &str| match r[key].as_f64() {
+            Some(p) if p > 0.0 => format!("{p:>8.1} ({:.2}x)", ours / p),
+            _ => format!("{:>8} {:>7}", "-", ""),
+        };
+        println!(
+            "{:<13} {:<8} {:<5} batch {:>3} at {:>3}: gconv {ours:>8.1}, torch {}, onnxruntime {}",
+            r["model"].as_str().unwrap_or(""),
+            r["source"].as_str().unwrap_or(""),
+            r["work"].as_str().unwrap_or(""),
+            r["batch"],
+            r["input"],
+            peer("torch_images_per_sec"),
+            peer("onnxruntime_images_per_sec"),
+        );
+    }
 }
