@@ -10,8 +10,8 @@
 //!   against the CPU's SGEMM, convolution layers, pooling, training and inference speed, a
 //!   VGG16 step, the branching models), built in release mode; `--quick` runs a small subset
 //!   once each in the test profile (`test` runs it last);
-//!   `--only gemm,conv,pool,train,vgg16,branching,models,overhead` picks sections, `--layer TEXT` the
-//!   convolution layers whose name contains TEXT.
+//!   `--only gemm,conv,pool,train,vgg16,branching,models,overhead` picks sections,
+//!   `--layer TEXT` the convolution layers whose name contains TEXT.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

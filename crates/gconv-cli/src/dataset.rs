@@ -22,7 +22,8 @@ pub struct DataArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Per-channel means subtracted from pixels in [0, 1], comma-separated (one value serves
-    /// every channel). Default: MNIST's 0.1307 for IDX data, else the training split's.
+    /// every channel). Default: what the checkpoint records (eval), else MNIST's 0.1307 for
+    /// IDX data (PyTorch's MNIST tutorial), else the training split's.
     #[arg(long, value_delimiter = ',', requires = "std", allow_negative_numbers = true)]
     pub mean: Vec<f32>,
     /// Per-channel standard deviations that divide them (MNIST: 0.3081).

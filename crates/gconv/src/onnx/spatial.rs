@@ -9,7 +9,7 @@ use onnx_proto::NodeProto;
 use super::convert::Importer;
 use super::describe;
 use super::fold::node_error;
-use super::tensors::Attributes;
+use super::tensors::{Attributes, Constant};
 use crate::Result;
 use crate::nn::Layer;
 use crate::ops::{
@@ -107,6 +107,35 @@ fn extent(kernel: &[usize], dilation: &[usize]) -> Vec<usize> {
     kernel.iter().zip(dilation).map(|(&k, &d)| (k.max(1) - 1) * d + 1).collect()
 }
 
+/// What Conv and ConvTranspose read alike: the input, the weight and bias with their names,
+/// and the attributes checked against them.
+struct ConvNode {
+    x: String,
+    w: Constant,
+    w_name: String,
+    bias: Option<(Constant, String)>,
+    dims: usize,
+    kernel: Vec<usize>,
+    groups: usize,
+    in_channels: usize,
+    input: Vec<usize>,
+    stride: Vec<usize>,
+    dilation: Vec<usize>,
+}
+
+/// The weight and bias as a layer's weights, under their ONNX names.
+fn conv_weights(
+    w: Constant,
+    w_name: String,
+    bias: Option<(Constant, String)>,
+) -> Vec<(&'static str, Option<String>, Vec<f32>)> {
+    let mut weights = vec![("weight", Some(w_name), w.floats())];
+    if let Some((b, b_name)) = bias {
+        weights.push(("bias", Some(b_name), b.floats()));
+    }
+    weights
+}
+
 impl Importer {
     /// The spatial sizes of `x` and its channel count.
     fn spatial(&self, node: &NodeProto, x: &str, dims: usize) -> Result<(usize, Vec<usize>)> {
@@ -139,11 +168,7 @@ impl Importer {
         Ok(pad_name)
     }
 
-    pub(super) fn conv(&mut self, node: &NodeProto) -> Result<()> {
-        let a = Attributes::new(
-            node,
-            &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
-        )?;
+    fn conv_node(&self, node: &NodeProto, a: &Attributes<'_>) -> Result<ConvNode> {
         let x = self.tensor(node, 0)?;
         let (w, w_name) =
             self.constant(node, 1)?.ok_or_else(|| node_error(node, "has no weight"))?;
@@ -166,7 +191,40 @@ impl Importer {
             .filter(|&g| g > 0)
             .ok_or_else(|| a.unsupported("group", "is not positive"))?;
         let (in_channels, input) = self.spatial(node, &x, dims)?;
-        let (stride, dilation) = (per_dim(&a, "strides", dims)?, per_dim(&a, "dilations", dims)?);
+        let (stride, dilation) = (per_dim(a, "strides", dims)?, per_dim(a, "dilations", dims)?);
+        Ok(ConvNode {
+            x,
+            w,
+            w_name,
+            bias,
+            dims,
+            kernel,
+            groups,
+            in_channels,
+            input,
+            stride,
+            dilation,
+        })
+    }
+
+    pub(super) fn conv(&mut self, node: &NodeProto) -> Result<()> {
+        let a = Attributes::new(
+            node,
+            &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
+        )?;
+        let ConvNode {
+            x,
+            w,
+            w_name,
+            bias,
+            dims,
+            kernel,
+            groups,
+            in_channels,
+            input,
+            stride,
+            dilation,
+        } = self.conv_node(node, &a)?;
         let window = Window { input, extent: extent(&kernel, &dilation), stride: stride.clone() };
         let pads = pads(&a, &window)?;
         let name = self.layer_name(node, Some(&w_name));
@@ -185,10 +243,7 @@ impl Importer {
             options,
             bias: bias.is_some(),
         };
-        let mut weights = vec![("weight", Some(w_name), w.floats())];
-        if let Some((b, b_name)) = bias {
-            weights.push(("bias", Some(b_name), b.floats()));
-        }
+        let weights = conv_weights(w, w_name, bias);
         self.push(node, name, layer, &[&x], weights)
     }
 
@@ -208,29 +263,19 @@ impl Importer {
                 "strides",
             ],
         )?;
-        let x = self.tensor(node, 0)?;
-        let (w, w_name) =
-            self.constant(node, 1)?.ok_or_else(|| node_error(node, "has no weight"))?;
-        let bias = self.constant(node, 2)?;
-        if !(3..=5).contains(&w.shape.len()) {
-            return Err(node_error(node, format!("weight is {}", describe(&w))));
-        }
-        let dims = w.shape.len() - 2;
-        let kernel = w.shape[2..].to_vec();
-        if let Some(k) = a.sizes("kernel_shape")?
-            && k != kernel
-        {
-            return Err(a.unsupported(
-                "kernel_shape",
-                &format!("{k:?} disagrees with the weight's {kernel:?}"),
-            ));
-        }
-        let groups = usize::try_from(a.int("group")?.unwrap_or(1))
-            .ok()
-            .filter(|&g| g > 0)
-            .ok_or_else(|| a.unsupported("group", "is not positive"))?;
-        let (in_channels, input) = self.spatial(node, &x, dims)?;
-        let (stride, dilation) = (per_dim(&a, "strides", dims)?, per_dim(&a, "dilations", dims)?);
+        let ConvNode {
+            x,
+            w,
+            w_name,
+            bias,
+            dims,
+            kernel,
+            groups,
+            in_channels,
+            input,
+            stride,
+            dilation,
+        } = self.conv_node(node, &a)?;
         let mut output_padding = a.sizes("output_padding")?.unwrap_or(vec![0; dims]);
         if output_padding.len() != dims {
             return Err(a.unsupported("output_padding", &format!("needs {dims} values")));
@@ -309,10 +354,7 @@ impl Importer {
             bias: bias.is_some(),
         };
         let name = self.layer_name(node, Some(&w_name));
-        let mut weights = vec![("weight", Some(w_name), w.floats())];
-        if let Some((b, b_name)) = bias {
-            weights.push(("bias", Some(b_name), b.floats()));
-        }
+        let weights = conv_weights(w, w_name, bias);
         self.push(node, name.clone(), layer, &[&x], weights)?;
         if crop.begin.iter().chain(&crop.end).any(|&c| c > 0) {
             let crop_name = self.unique(&format!("{name}.crop"));
