@@ -51,17 +51,20 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
-    /// Train a model (built-in, --layers or --model-file) on MNIST-format data (the bundled
-    /// 10,000 digits unless --data). With --save it checkpoints every epoch; a loss or
-    /// gradient that is not finite stops the run; Ctrl-C saves and prints how to resume.
+    /// Train a model (built-in, --layers, --model-file or --onnx) on a dataset: the bundled
+    /// 10,000 digits, or --data DIR holding MNIST-format files, CIFAR-10/100 batches or image
+    /// folders. With --save it checkpoints every epoch; a loss or gradient that is not finite
+    /// stops the run; Ctrl-C saves and prints how to resume.
     ///
     /// Examples: gconv train --model simplecnn --epochs 10 --save simplecnn.safetensors
     ///           gconv train --model simplecnn --epochs 10 --save simplecnn.safetensors --resume simplecnn.safetensors
     ///           gconv train --layers "conv(1,16,k=3,p=1) bn relu res(conv(16,16,k=3,p=1) bn) relu gap flatten linear(10)"
+    ///           gconv train --model resnet18 --data cifar-10-batches-bin --augment crop=4,flip --schedule cosine --plot curves.png
     Train(train::TrainArgs),
-    /// Evaluate a checkpoint on the test split: loss and accuracy.
+    /// Evaluate a checkpoint on the test split: loss, accuracy, the confusion matrix with
+    /// class names, per-class accuracy and the most confused pairs.
     ///
-    /// Example: gconv eval --model simplecnn --checkpoint simplecnn.safetensors
+    /// Example: gconv eval --model simplecnn --checkpoint simplecnn.safetensors --confusion confusion.png
     Eval(eval::EvalArgs),
     /// Predict the class of each image (PNG or JPEG, converted to the model's input), or the
     /// logits of a batch of raw inputs (--tensors x.safetensors --logits y.safetensors).
