@@ -11,6 +11,11 @@
 // grad_weight; batch_norm_backward_apply writes, in training,
 // grad_x = weight * invstd / M * (M * grad_y - sum(grad_y) - xhat * sum(grad_y * xhat)),
 // and in evaluation (constant statistics) grad_x = grad_y * weight * invstd.
+//
+// No kernel divides per element: CPU adapters divide integers lane by lane. The per-channel
+// reductions walk each sample's plane in turn where planes are at least a workgroup wide, else
+// the channel's elements in one flat loop; elements' positions come from divmod24 (exact below
+// 2^24 elements; larger tensors divide).
 
 struct BnParams {
     n: u32,
@@ -25,7 +30,9 @@ struct BnParams {
     training: u32,
 }
 
-const STATS_WG: u32 = 256u;
+// Small: on CPU adapters every barrier of the reductions switches between the workgroup's
+// invocations, so fewer of them cost less; 64 still fills two GPU warps.
+const STATS_WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: BnParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -38,10 +45,21 @@ const STATS_WG: u32 = 256u;
 
 var<workgroup> partial: array<f32, STATS_WG>;
 
-fn channel_element(ch: u32, i: u32) -> f32 {
-    let n = i / p.spatial;
-    let s = i % p.spatial;
-    return x[(n * p.c + ch) * p.spatial + s];
+// The channel of flat element idx of an (N, C, spatial) tensor.
+fn channel_of(idx: u32) -> u32 {
+    if p.total < 16777216u {
+        return divmod24(divmod24(idx, p.spatial).x, p.c).y;
+    }
+    return (idx / p.spatial) % p.c;
+}
+
+// Where element i of channel ch lies (i over N x spatial), for the flat loops.
+fn channel_index(ch: u32, i: u32) -> u32 {
+    var at = vec2<u32>(i / p.spatial, i % p.spatial);
+    if p.total < 16777216u {
+        at = divmod24(i, p.spatial);
+    }
+    return (at.x * p.c + ch) * p.spatial + at.y;
 }
 
 // Sum of `partial` over the workgroup; every invocation gets the result.
@@ -66,15 +84,35 @@ fn batch_norm_stats(
 ) {
     let ch = wg.x;
     let count = p.n * p.spatial;
+    let by_plane = p.spatial >= STATS_WG;
     var s = 0.0;
-    for (var i = lid; i < count; i += STATS_WG) {
-        s += channel_element(ch, i);
+    if by_plane {
+        for (var n = 0u; n < p.n; n++) {
+            let plane = (n * p.c + ch) * p.spatial;
+            for (var i = lid; i < p.spatial; i += STATS_WG) {
+                s += x[plane + i];
+            }
+        }
+    } else {
+        for (var i = lid; i < count; i += STATS_WG) {
+            s += x[channel_index(ch, i)];
+        }
     }
     let mean = workgroup_sum(lid, s) / f32(count);
     var q = 0.0;
-    for (var i = lid; i < count; i += STATS_WG) {
-        let d = channel_element(ch, i) - mean;
-        q += d * d;
+    if by_plane {
+        for (var n = 0u; n < p.n; n++) {
+            let plane = (n * p.c + ch) * p.spatial;
+            for (var i = lid; i < p.spatial; i += STATS_WG) {
+                let d = x[plane + i] - mean;
+                q += d * d;
+            }
+        }
+    } else {
+        for (var i = lid; i < count; i += STATS_WG) {
+            let d = x[channel_index(ch, i)] - mean;
+            q += d * d;
+        }
     }
     let var_biased = workgroup_sum(lid, q) / f32(count);
     if lid == 0u {
@@ -100,7 +138,7 @@ fn batch_norm_eval_stats(invocation: Invocation) {
 fn batch_norm_apply(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let ch = (idx / p.spatial) % p.c;
+    let ch = channel_of(idx);
     var v = (x[idx] - stats[ch]) * stats[p.c + ch];
     if p.has_weight != 0u {
         v *= weight[ch];
@@ -116,9 +154,6 @@ fn batch_norm_apply(invocation: Invocation) {
 // (sum(grad_y), sum(grad_y * xhat)) per channel: grad_bias then grad_weight.
 @group(0) @binding(10) var<storage, read_write> sums: array<f32>;
 
-fn channel_index(ch: u32, i: u32) -> u32 {
-    return ((i / p.spatial) * p.c + ch) * p.spatial + i % p.spatial;
-}
 
 @compute @workgroup_size(STATS_WG)
 fn batch_norm_backward_reduce(
@@ -131,11 +166,22 @@ fn batch_norm_backward_reduce(
     let invstd = stats[p.c + ch];
     var sg = 0.0;
     var sgx = 0.0;
-    for (var i = lid; i < count; i += STATS_WG) {
-        let at = channel_index(ch, i);
-        let g = grad_y[at];
-        sg += g;
-        sgx += g * (x[at] - mean) * invstd;
+    if p.spatial >= STATS_WG {
+        for (var n = 0u; n < p.n; n++) {
+            let plane = (n * p.c + ch) * p.spatial;
+            for (var i = lid; i < p.spatial; i += STATS_WG) {
+                let g = grad_y[plane + i];
+                sg += g;
+                sgx += g * (x[plane + i] - mean) * invstd;
+            }
+        }
+    } else {
+        for (var i = lid; i < count; i += STATS_WG) {
+            let at = channel_index(ch, i);
+            let g = grad_y[at];
+            sg += g;
+            sgx += g * (x[at] - mean) * invstd;
+        }
     }
     let total_g = workgroup_sum(lid, sg);
     let total_gx = workgroup_sum(lid, sgx);
@@ -149,7 +195,7 @@ fn batch_norm_backward_reduce(
 fn batch_norm_backward_apply(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let ch = (idx / p.spatial) % p.c;
+    let ch = channel_of(idx);
     let invstd = stats[p.c + ch];
     var scale = invstd;
     if p.has_weight != 0u {
