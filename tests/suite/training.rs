@@ -375,3 +375,28 @@ fn steps_allocate_nothing(layout: gconv::GemmLayout, graph: Graph) {
     let metrics = model.take_metrics().expect("metrics");
     assert!(metrics.loss.is_finite(), "{metrics:?}");
 }
+
+#[test]
+fn a_model_that_only_infers_holds_no_gradients_or_optimizer_state() {
+    // A context of its own: its byte counter holds this model's allocations alone.
+    let ctx = gconv::Context::new().expect("context");
+    let config = ModelConfig::default_for("lenet5");
+    let mut model = Model::builtin(&ctx, "lenet5", &config, 1).expect("lenet5");
+    let weights = 4 * model.parameter_count() as u64;
+    let x = vec![0.25f32; 2 * 28 * 28];
+    model.predict(&x, 2).expect("predict");
+    let inferring = ctx.counters().bytes;
+    // Before any step the gradients and Adam's state read as zeros.
+    assert!(model.gradients().expect("grads").iter().all(|(_, _, g)| g.iter().all(|&v| v == 0.0)));
+    let (state, steps) = model.optimizer_state().expect("state");
+    assert_eq!((state.len(), steps), (2 * model.state_dict().expect("sd").len(), 0));
+    model.train_step(&x, &[3, 7]).expect("step");
+    let training = ctx.counters().bytes;
+    // Weights once for inference; gradient, exp_avg and exp_avg_sq join them to train.
+    assert!(
+        training - inferring >= 3 * weights,
+        "training added {} bytes for {weights} bytes of weights",
+        training - inferring
+    );
+    assert!(model.gradients().expect("grads").iter().any(|(_, _, g)| g.iter().any(|&v| v != 0.0)));
+}

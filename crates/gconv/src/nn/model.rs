@@ -35,6 +35,9 @@ pub struct Model {
     seed: u64,
     /// The learning rate's factor (a schedule's), written with each step's factors.
     lr_scale: f32,
+    /// Whether the gradients and optimizer state are allocated (the first training plan or
+    /// optimizer-state access does it).
+    training_state: bool,
     /// The training loss's label smoothing.
     label_smoothing: f32,
     /// The augmentation of training batches.
@@ -77,14 +80,7 @@ impl Model {
         for (id, p) in graph.params.iter().enumerate() {
             let values = initial_values(&p.spec, &mut rng);
             let uses = graph.nodes.iter().filter(|n| n.params.contains(&id)).count();
-            params.push(Self::param_state(
-                ctx,
-                &p.name,
-                &p.spec.shape,
-                &values,
-                &optimizer,
-                uses > 1,
-            )?);
+            params.push(Self::param_state(ctx, &p.name, &p.spec.shape, &values, uses > 1)?);
         }
         let buffers = graph
             .buffers
@@ -120,29 +116,50 @@ impl Model {
             step: 0,
             seed,
             lr_scale: 1.0,
+            training_state: false,
             label_smoothing: 0.0,
             augment: None,
             in_flight: VecDeque::new(),
         })
     }
 
+    /// A parameter as inference needs it: its gradient, optimizer state and scratch wait for
+    /// [`Model::ensure_training_state`] (a one-value placeholder and nothing until then).
     fn param_state(
         ctx: &Context,
         name: &str,
         shape: &[usize],
         values: &[f32],
-        opt: &Optimizer,
         shared: bool,
     ) -> Result<ParamState> {
         Ok(ParamState {
             name: name.to_string(),
             value: Tensor::from_slice(ctx, values, shape)?,
-            grad: Tensor::zeros(ctx, shape)?,
-            state: (0..opt.state_count())
-                .map(|_| Tensor::zeros(ctx, shape))
-                .collect::<Result<_>>()?,
-            scratch: if shared { Some(Tensor::zeros(ctx, shape)?) } else { None },
+            grad: Tensor::zeros(ctx, &[1])?,
+            state: Vec::new(),
+            scratch: shared.then(|| Tensor::zeros(ctx, &[1])).transpose()?,
         })
+    }
+
+    /// Allocates every parameter's gradient, optimizer state and shared-use scratch the first
+    /// time anything needs them (a training plan, the optimizer's state), so a model that only
+    /// runs inference never holds three to four times its weights.
+    fn ensure_training_state(&mut self) -> Result<()> {
+        if self.training_state {
+            return Ok(());
+        }
+        for p in &mut self.params {
+            let shape = p.value.shape().to_vec();
+            p.grad = Tensor::zeros(&self.ctx, &shape)?;
+            p.state = (0..self.optimizer.state_count())
+                .map(|_| Tensor::zeros(&self.ctx, &shape))
+                .collect::<Result<_>>()?;
+            if p.scratch.is_some() {
+                p.scratch = Some(Tensor::zeros(&self.ctx, &shape)?);
+            }
+        }
+        self.training_state = true;
+        Ok(())
     }
 
     /// The model's name.
@@ -178,11 +195,13 @@ impl Model {
     pub fn set_optimizer(&mut self, optimizer: Optimizer) -> Result<()> {
         optimizer.validate()?;
         self.optimizer = optimizer;
-        for p in &mut self.params {
-            let shape = p.value.shape().to_vec();
-            p.state = (0..optimizer.state_count())
-                .map(|_| Tensor::zeros(&self.ctx, &shape))
-                .collect::<Result<_>>()?;
+        if self.training_state {
+            for p in &mut self.params {
+                let shape = p.value.shape().to_vec();
+                p.state = (0..optimizer.state_count())
+                    .map(|_| Tensor::zeros(&self.ctx, &shape))
+                    .collect::<Result<_>>()?;
+            }
         }
         self.step = 0;
         self.plans.retain(|(_, kind), _| !matches!(kind, PlanKind::Train { .. }));
@@ -256,6 +275,9 @@ impl Model {
     pub(crate) fn plan(&mut self, batch: usize, kind: PlanKind) -> Result<&Plan> {
         if batch == 0 {
             return Err(Error::invalid("model", "a batch needs at least one sample"));
+        }
+        if matches!(kind, PlanKind::Train { .. }) {
+            self.ensure_training_state()?;
         }
         if !self.plans.contains_key(&(batch, kind)) {
             let state = ModelState {
@@ -503,7 +525,13 @@ impl Model {
     pub fn gradients(&self) -> Result<StateDict> {
         self.params
             .iter()
-            .map(|p| Ok((p.name.clone(), p.grad.shape().to_vec(), p.grad.to_vec()?)))
+            .map(|p| {
+                let shape = p.value.shape().to_vec();
+                // Before any training the gradients are zero (and not allocated).
+                let values =
+                    if self.training_state { p.grad.to_vec()? } else { vec![0.0; p.value.numel()] };
+                Ok((p.name.clone(), shape, values))
+            })
             .collect()
     }
 
@@ -556,6 +584,20 @@ impl Model {
     /// # Errors
     /// [`Error::Gpu`] if the device fails.
     pub fn optimizer_state(&self) -> Result<(StateDict, u64)> {
+        if !self.training_state {
+            // Zero, as the optimizer starts, and not allocated yet.
+            let state = self
+                .params
+                .iter()
+                .flat_map(|p| {
+                    let shape = p.value.shape().to_vec();
+                    self.optimizer_state_names().iter().map(move |kind| {
+                        (format!("{}.{kind}", p.name), shape.clone(), vec![0.0; p.value.numel()])
+                    })
+                })
+                .collect();
+            return Ok((state, self.step));
+        }
         let state = self
             .optimizer_entries()
             .into_iter()
@@ -571,6 +613,7 @@ impl Model {
     /// # Errors
     /// [`Error::StateMismatch`] listing missing, unexpected and misshapen tensors.
     pub fn load_optimizer_state(&mut self, state: &StateDict, steps: u64) -> Result<()> {
+        self.ensure_training_state()?;
         let entries = self.optimizer_entries();
         let entries: Vec<(&str, Vec<usize>, &Tensor)> =
             entries.iter().map(|(n, s, t)| (n.as_str(), s.clone(), *t)).collect();
@@ -579,11 +622,17 @@ impl Model {
         Ok(())
     }
 
-    fn optimizer_entries(&self) -> Vec<(String, Vec<usize>, &Tensor)> {
-        let names: &[&str] = match self.optimizer {
+    /// PyTorch's names for the optimizer's per-parameter state tensors.
+    fn optimizer_state_names(&self) -> &'static [&'static str] {
+        let names: &'static [&'static str] = match self.optimizer {
             Optimizer::Adam { .. } | Optimizer::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
             Optimizer::Sgd { .. } => &["momentum_buffer"],
         };
+        &names[..self.optimizer.state_count().min(names.len())]
+    }
+
+    fn optimizer_entries(&self) -> Vec<(String, Vec<usize>, &Tensor)> {
+        let names = self.optimizer_state_names();
         self.params
             .iter()
             .flat_map(|p| {
