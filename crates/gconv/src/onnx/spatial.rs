@@ -23,6 +23,18 @@ struct Pads {
 }
 
 impl Pads {
+    /// Each dimension's `total` padding split as ONNX splits it: the odd pixel after with
+    /// `upper` (SAME_UPPER), before otherwise.
+    fn split(totals: impl IntoIterator<Item = usize>, upper: bool) -> Pads {
+        let (mut begin, mut end) = (Vec::new(), Vec::new());
+        for total in totals {
+            let (small, large) = (total / 2, total - total / 2);
+            begin.push(if upper { small } else { large });
+            end.push(if upper { large } else { small });
+        }
+        Pads { begin, end }
+    }
+
     fn symmetric(&self) -> bool {
         self.begin == self.end
     }
@@ -72,17 +84,11 @@ fn pads(a: &Attributes<'_>, w: &Window) -> Result<Pads> {
         }
         "VALID" => Ok(Pads { begin: vec![0; dims], end: vec![0; dims] }),
         "SAME_UPPER" | "SAME_LOWER" => {
-            let (mut begin, mut end) = (Vec::new(), Vec::new());
-            for d in 0..dims {
+            let totals = (0..dims).map(|d| {
                 let out = w.input[d].div_ceil(w.stride[d].max(1));
-                let total =
-                    ((out.max(1) - 1) * w.stride[d] + w.extent[d]).saturating_sub(w.input[d]);
-                let (small, large) = (total / 2, total - total / 2);
-                let upper = auto == "SAME_UPPER";
-                begin.push(if upper { small } else { large });
-                end.push(if upper { large } else { small });
-            }
-            Ok(Pads { begin, end })
+                ((out.max(1) - 1) * w.stride[d] + w.extent[d]).saturating_sub(w.input[d])
+            });
+            Ok(Pads::split(totals, auto == "SAME_UPPER"))
         }
         other => Err(a.unsupported(
             "auto_pad",
@@ -123,17 +129,15 @@ struct ConvNode {
     dilation: Vec<usize>,
 }
 
-/// The weight and bias as a layer's weights, under their ONNX names.
-fn conv_weights(
-    w: Constant,
-    w_name: String,
-    bias: Option<(Constant, String)>,
-) -> Vec<(&'static str, Option<String>, Vec<f32>)> {
-    let mut weights = vec![("weight", Some(w_name), w.floats())];
-    if let Some((b, b_name)) = bias {
-        weights.push(("bias", Some(b_name), b.floats()));
+impl ConvNode {
+    /// The weight and bias as a layer's weights, under their ONNX names.
+    fn weights(self) -> Vec<(&'static str, Option<String>, Vec<f32>)> {
+        let mut weights = vec![("weight", Some(self.w_name), self.w.floats())];
+        if let Some((b, b_name)) = self.bias {
+            weights.push(("bias", Some(b_name), b.floats()));
+        }
+        weights
     }
-    weights
 }
 
 impl Importer {
@@ -212,39 +216,27 @@ impl Importer {
             node,
             &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
         )?;
-        let ConvNode {
-            x,
-            w,
-            w_name,
-            bias,
-            dims,
-            kernel,
-            groups,
-            in_channels,
-            input,
-            stride,
-            dilation,
-        } = self.conv_node(node, &a)?;
-        let window = Window { input, extent: extent(&kernel, &dilation), stride: stride.clone() };
+        let c = self.conv_node(node, &a)?;
+        let extent = extent(&c.kernel, &c.dilation);
+        let window = Window { input: c.input.clone(), extent, stride: c.stride.clone() };
         let pads = pads(&a, &window)?;
-        let name = self.layer_name(node, Some(&w_name));
-        let x = self.pad_in_front(node, x, &pads, 0.0, &name)?;
+        let name = self.layer_name(node, Some(&c.w_name));
+        let x = self.pad_in_front(node, c.x.clone(), &pads, 0.0, &name)?;
         let options = ConvOptions {
-            stride: Dims(stride),
+            stride: Dims(c.stride.clone()),
             padding: Padding::Explicit(Dims(pads.common())),
-            dilation: Dims(dilation),
-            groups,
+            dilation: Dims(c.dilation.clone()),
+            groups: c.groups,
         };
         let layer = Layer::Conv {
-            dims,
-            in_channels,
-            out_channels: w.shape[0],
-            kernel_size: Dims(kernel),
+            dims: c.dims,
+            in_channels: c.in_channels,
+            out_channels: c.w.shape[0],
+            kernel_size: Dims(c.kernel.clone()),
             options,
-            bias: bias.is_some(),
+            bias: c.bias.is_some(),
         };
-        let weights = conv_weights(w, w_name, bias);
-        self.push(node, name, layer, &[&x], weights)
+        self.push(node, name, layer, &[&x], c.weights())
     }
 
     /// ConvTranspose: `output_shape` (or `auto_pad`) sets the pads as ONNX defines;
@@ -263,24 +255,13 @@ impl Importer {
                 "strides",
             ],
         )?;
-        let ConvNode {
-            x,
-            w,
-            w_name,
-            bias,
-            dims,
-            kernel,
-            groups,
-            in_channels,
-            input,
-            stride,
-            dilation,
-        } = self.conv_node(node, &a)?;
+        let c = self.conv_node(node, &a)?;
+        let (dims, stride, dilation, input) = (c.dims, &c.stride, &c.dilation, &c.input);
         let mut output_padding = a.sizes("output_padding")?.unwrap_or(vec![0; dims]);
         if output_padding.len() != dims {
             return Err(a.unsupported("output_padding", &format!("needs {dims} values")));
         }
-        let ext = extent(&kernel, &dilation);
+        let ext = extent(&c.kernel, dilation);
         // The output before any padding is removed.
         let full: Vec<usize> =
             (0..dims).map(|d| stride[d] * (input[d] - 1) + output_padding[d] + ext[d]).collect();
@@ -292,26 +273,23 @@ impl Importer {
                 return Err(a.unsupported("output_shape", &format!("has {} values", s.len())));
             }
             None if auto.starts_with("SAME") => {
-                Some(input.iter().zip(&stride).map(|(i, s)| i * s).collect())
+                Some(input.iter().zip(stride).map(|(i, s)| i * s).collect())
             }
             None => None,
         };
         let pads = match wanted {
             Some(out) => {
-                let (mut begin, mut end) = (Vec::new(), Vec::new());
-                for d in 0..dims {
-                    let total = full[d].checked_sub(out[d]).ok_or_else(|| {
-                        a.unsupported(
-                            "output_shape",
-                            &format!("{out:?} is larger than the full output {full:?}"),
-                        )
-                    })?;
-                    let (small, large) = (total / 2, total - total / 2);
-                    let upper = auto == "SAME_UPPER";
-                    begin.push(if upper { small } else { large });
-                    end.push(if upper { large } else { small });
-                }
-                Pads { begin, end }
+                let totals = (0..dims)
+                    .map(|d| {
+                        full[d].checked_sub(out[d]).ok_or_else(|| {
+                            a.unsupported(
+                                "output_shape",
+                                &format!("{out:?} is larger than the full output {full:?}"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Pads::split(totals, auto == "SAME_UPPER")
             }
             None if auto == "VALID" || auto == "NOTSET" => {
                 pads(&a, &Window { input: input.clone(), extent: ext, stride: stride.clone() })?
@@ -338,24 +316,23 @@ impl Importer {
             }
         }
         let options = ConvTransposeOptions {
-            stride: Dims(stride),
+            stride: Dims(stride.clone()),
             padding: Dims(padding),
             output_padding: Dims(output_padding),
-            dilation: Dims(dilation),
-            groups,
+            dilation: Dims(dilation.clone()),
+            groups: c.groups,
         };
-        let out_channels = w.shape[1] * groups;
         let layer = Layer::ConvTranspose {
             dims,
-            in_channels,
-            out_channels,
-            kernel_size: Dims(kernel),
+            in_channels: c.in_channels,
+            out_channels: c.w.shape[1] * c.groups,
+            kernel_size: Dims(c.kernel.clone()),
             options,
-            bias: bias.is_some(),
+            bias: c.bias.is_some(),
         };
-        let name = self.layer_name(node, Some(&w_name));
-        let weights = conv_weights(w, w_name, bias);
-        self.push(node, name.clone(), layer, &[&x], weights)?;
+        let name = self.layer_name(node, Some(&c.w_name));
+        let x = c.x.clone();
+        self.push(node, name.clone(), layer, &[&x], c.weights())?;
         if crop.begin.iter().chain(&crop.end).any(|&c| c > 0) {
             let crop_name = self.unique(&format!("{name}.crop"));
             let layer = Layer::Pad { padding: torch_order(&crop.begin, &crop.end, -1), value: 0.0 };
