@@ -2,7 +2,7 @@
 
 struct ElementwiseParams {
     total: u32,
-    // leaky_relu's negative slope, hardtanh's lower bound, scale's factor.
+    // leaky_relu's negative slope, hardtanh's (and relu6's) lower bound, scale's factor.
     alpha: f32,
     // hardtanh's upper bound.
     beta: f32,
@@ -38,24 +38,6 @@ fn add_inplace(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
     y[idx] += x[idx];
-}
-
-// min(max(x, 0), 6) (ReLU6, PyTorch's hardtanh(0, 6)); NaN stays NaN.
-@compute @workgroup_size(WG)
-fn relu6_forward(invocation: Invocation) {
-    let idx = linear_index(invocation);
-    if idx >= p.total { return; }
-    let v = x[idx];
-    y[idx] = select(select(v, 6.0, v > 6.0), 0.0, v < 0.0);
-}
-
-// grad_x = grad_y where 0 < x < 6, else 0 (PyTorch's hardtanh_backward; written into `y`).
-@compute @workgroup_size(WG)
-fn relu6_backward(invocation: Invocation) {
-    let idx = linear_index(invocation);
-    if idx >= p.total { return; }
-    let v = x[idx];
-    y[idx] = select(0.0, grad_y[idx], v > 0.0 && v < 6.0);
 }
 
 @group(0) @binding(4) var<storage, read> x2: array<f32>;
@@ -111,7 +93,8 @@ fn sigmoid_backward(invocation: Invocation) {
     y[idx] = grad_y[idx] * s * (1.0 - s);
 }
 
-// min(max(x, alpha), beta) (PyTorch's hardtanh(min_val, max_val), ONNX's Clip); NaN stays NaN.
+// min(max(x, alpha), beta) (PyTorch's hardtanh(min_val, max_val), ONNX's Clip; ReLU6 is
+// hardtanh(0, 6)); NaN stays NaN.
 @compute @workgroup_size(WG)
 fn hardtanh_forward(invocation: Invocation) {
     let idx = linear_index(invocation);

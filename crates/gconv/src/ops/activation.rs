@@ -44,10 +44,11 @@ impl Clamp {
     fn entry(self, backward: bool) -> &'static str {
         match (self, backward) {
             (Clamp::Relu, false) => "relu_forward",
-            (Clamp::Relu6, false) => "relu6_forward",
+            // ReLU6 is hardtanh(0, 6).
+            (Clamp::Relu6, false) | (Clamp::Hardtanh(..), false) => "hardtanh_forward",
+            (Clamp::Relu6, true) => "hardtanh_backward",
             (Clamp::LeakyRelu(_), false) => "leaky_relu_forward",
             (Clamp::Sigmoid, false) => "sigmoid_forward",
-            (Clamp::Hardtanh(..), false) => "hardtanh_forward",
             (Clamp::Scale(_), false) => "scale_forward",
             _ => self.op(true),
         }
@@ -58,6 +59,7 @@ impl Clamp {
         match self {
             Clamp::LeakyRelu(slope) => [slope, 0.0],
             Clamp::Hardtanh(lo, hi) => [lo, hi],
+            Clamp::Relu6 => [0.0, 6.0],
             Clamp::Scale(factor) => [factor, 0.0],
             _ => [0.0; 2],
         }
