@@ -135,14 +135,9 @@ pub(crate) fn image_input(
     let img = crate::picture::open(path)?;
     let channels = if input[0] == 3 { 3 } else { 1 };
     let (iw, ih) = (img.width() as usize, img.height() as usize);
-    let interleaved =
-        if channels == 3 { img.to_rgb8().into_raw() } else { img.to_luma8().into_raw() };
-    let plane = iw * ih;
-    let mut pixels = vec![0u8; channels * plane];
-    for (i, px) in interleaved.chunks_exact(channels).enumerate() {
-        for (c, &v) in px.iter().enumerate() {
-            pixels[c * plane + i] = if invert { 255 - v } else { v };
-        }
+    let mut pixels = gconv::data::image_planes(&img, channels);
+    if invert {
+        pixels.iter_mut().for_each(|p| *p = 255 - *p);
     }
     let d = Dataset {
         pixels,

@@ -57,17 +57,23 @@ fn decode(path: &Path, channels: usize, size: (usize, usize)) -> Result<Vec<u8>>
     } else {
         img.resize_exact(w as u32, h as u32, FilterType::Triangle)
     };
+    Ok(image_planes(&img, channels))
+}
+
+/// An image's pixels as `channels` planes (channels first): grey (luma) for 1, RGB
+/// otherwise; how datasets and single images become a model's bytes.
+pub fn image_planes(img: &image::DynamicImage, channels: usize) -> Vec<u8> {
     let interleaved =
         if channels == 1 { img.to_luma8().into_raw() } else { img.to_rgb8().into_raw() };
-    // Interleaved (HWC) to planes (CHW).
-    let plane = h * w;
+    let channels = if channels == 1 { 1 } else { 3 };
+    let plane = img.width() as usize * img.height() as usize;
     let mut out = vec![0u8; channels * plane];
     for (i, px) in interleaved.chunks_exact(channels).enumerate() {
         for (c, &v) in px.iter().enumerate() {
             out[c * plane + i] = v;
         }
     }
-    Ok(out)
+    out
 }
 
 /// Decodes `files` on every core, in order.

@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+pub use folder::image_planes;
 pub use idx::parse_idx;
 
 use crate::{Error, Result};
