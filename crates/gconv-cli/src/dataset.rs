@@ -4,7 +4,7 @@
 //! checkpoint records of it (class names, normalisation) for `predict`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
@@ -127,13 +127,6 @@ impl DataInfo {
     /// The data shape a model of this checkpoint was built for, where it records one.
     pub fn shape(&self) -> Option<DataShape> {
         Some(DataShape { input: self.input?, classes: self.classes.as_ref()?.len() })
-    }
-
-    /// What the checkpoint at `path` records (nothing for a file without it).
-    pub fn of_checkpoint(path: Option<&Path>) -> Result<DataInfo> {
-        let Some(path) = path else { return Ok(DataInfo::default()) };
-        let (_, meta) = gconv::nn::checkpoint::load_with_metadata(path)?;
-        Ok(DataInfo::from_metadata(&meta))
     }
 
     /// The name of class `c`.

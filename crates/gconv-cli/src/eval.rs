@@ -107,13 +107,12 @@ pub fn eval(ctx: &gconv::Context, a: &EvalArgs) -> Result<()> {
         picture::output_format(path)?;
     }
     let mut data = a.model.data.load(a.model.source.input.as_deref())?;
+    let (mut model, info) =
+        load_model(ctx, &a.model.source, a.checkpoint.as_deref(), |_| data_shape(&data.train))?;
     // The normalisation the model was trained with, where its checkpoint records one.
-    let info = crate::dataset::DataInfo::of_checkpoint(a.checkpoint.as_deref())?;
     if let (Some(norm), true) = (info.norm, a.model.data.mean.is_empty()) {
         data.set_normalization(norm);
     }
-    let mut model =
-        load_model(ctx, &a.model.source, a.checkpoint.as_deref(), data_shape(&data.train))?;
     let input = input_of(&model)?;
     let e = evaluate(&mut model, &data.test, a.batch_size, input)?;
     let names = &data.test.classes;

@@ -62,10 +62,9 @@ pub fn profile(ctx: &gconv::Context, a: &ProfileArgs) -> Result<()> {
     if a.batch == 0 || a.runs == 0 {
         bail!("--batch and --runs must be at least 1");
     }
-    let graph = a.source.graph(None)?;
     let mut model = match a.source.onnx()? {
         Some(imported) => imported.model(ctx, &a.source.name())?,
-        None => Model::from_graph(ctx, &a.source.name(), graph.clone(), 0)?,
+        None => Model::from_graph(ctx, &a.source.name(), a.source.graph(None)?, 0)?,
     };
     let graph = model.graph().clone();
     let per: usize = model.input_shape().iter().product();

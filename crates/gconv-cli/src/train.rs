@@ -357,24 +357,29 @@ fn progress_bar(steps: u64, epoch: u64, epochs: u64) -> ProgressBar {
     bar
 }
 
-/// The model `source` describes for `data`, with the checkpoint's parameters (an ONNX model
-/// may go without one: its file holds weights).
+/// The model `source` describes with the checkpoint's parameters (an ONNX model may go
+/// without one: its file holds weights), built for the data shape `data` gives from what the
+/// checkpoint records, and that record. The file is read once.
 pub(crate) fn load_model(
     ctx: &gconv::Context,
     source: &ModelSource,
     path: Option<&Path>,
-    data: DataShape,
-) -> Result<Model> {
-    let mut model = source.build(ctx, data, 0)?;
-    match path {
+    data: impl FnOnce(&DataInfo) -> DataShape,
+) -> Result<(Model, DataInfo)> {
+    let (state, info) = match path {
         Some(path) => {
-            let state = source.graph_names_of(checkpoint::load(path)?)?;
-            model.load_state_dict(&state).with_context(|| format!("loading {}", path.display()))?;
+            let (state, meta) = checkpoint::load_with_metadata(path)?;
+            (Some(state), DataInfo::from_metadata(&meta))
         }
-        None if source.onnx.is_some() => {}
+        None if source.onnx.is_some() => (None, DataInfo::default()),
         None => bail!(
             "--checkpoint is required (an --onnx model may go without: its file holds weights)"
         ),
+    };
+    let mut model = source.build(ctx, data(&info), 0)?;
+    if let (Some(state), Some(path)) = (state, path) {
+        let state = source.graph_names_of(state)?;
+        model.load_state_dict(&state).with_context(|| format!("loading {}", path.display()))?;
     }
-    Ok(model)
+    Ok((model, info))
 }

@@ -92,9 +92,9 @@ pub(crate) fn load_with_info(
     ctx: &gconv::Context,
     t: &Trained,
 ) -> Result<(gconv::nn::Model, DataInfo)> {
-    let info = DataInfo::of_checkpoint(t.checkpoint.as_deref())?;
-    let shape = info.shape().unwrap_or(DIGITS);
-    Ok((train::load_model(ctx, &t.source, t.checkpoint.as_deref(), shape)?, info))
+    train::load_model(ctx, &t.source, t.checkpoint.as_deref(), |info| {
+        info.shape().unwrap_or(DIGITS)
+    })
 }
 
 fn filters(ctx: &gconv::Context, a: &FiltersArgs) -> Result<()> {
