@@ -1,9 +1,10 @@
 // batch_norm.wgsl: batch normalisation over (N, C, *) inputs, per channel.
 //
 // Training: batch_norm_stats (one workgroup per channel) computes the batch mean and the biased
-// variance in two passes, stores (mean, 1/sqrt(var + eps)) in `stats` for the apply kernel and
-// the backward pass, and updates the running statistics as PyTorch does (unbiased variance).
-// Eval: batch_norm_eval_stats turns the running statistics into the same (mean, invstd) pair.
+// variance in one pass (Welford's update per invocation, Chan's merge across the workgroup),
+// stores (mean, 1/sqrt(var + eps)) in `stats` for the apply kernel and the backward pass, and
+// updates the running statistics as PyTorch does (unbiased variance). Eval:
+// batch_norm_eval_stats turns the running statistics into the same (mean, invstd) pair.
 // batch_norm_apply then writes y = (x - mean) * invstd * weight + bias (each optional).
 //
 // Backward, with xhat = (x - mean) * invstd and M = N * spatial: batch_norm_backward_reduce
@@ -12,10 +13,13 @@
 // grad_x = weight * invstd / M * (M * grad_y - sum(grad_y) - xhat * sum(grad_y * xhat)),
 // and in evaluation (constant statistics) grad_x = grad_y * weight * invstd.
 //
-// No kernel divides per element: CPU adapters divide integers lane by lane. The per-channel
-// reductions walk each sample's plane in turn where planes are at least a workgroup wide, else
-// the channel's elements in one flat loop; elements' positions come from divmod24 (exact below
-// 2^24 elements; larger tensors divide).
+// Every workgroup serves one channel, so the per-channel values are workgroup-uniform loads
+// read once: on CPU adapters a load whose address varies across lanes costs a scalar load per
+// lane, and the element's own loads and store are then the only such ones. The element loops
+// walk each sample's plane where planes are at least a workgroup wide (the apply kernels take
+// the sample from grid z), else the channel's N * spatial elements in one flat loop, whose
+// positions come from divmod24 (exact below 2^24 elements; larger tensors divide). No kernel
+// divides integers per element: CPU adapters do that lane by lane.
 
 struct BnParams {
     n: u32,
@@ -44,14 +48,7 @@ const STATS_WG: u32 = 64u;
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;
 
 var<workgroup> partial: array<f32, STATS_WG>;
-
-// The channel of flat element idx of an (N, C, spatial) tensor.
-fn channel_of(idx: u32) -> u32 {
-    if p.total < 16777216u {
-        return divmod24(divmod24(idx, p.spatial).x, p.c).y;
-    }
-    return (idx / p.spatial) % p.c;
-}
+var<workgroup> moments: array<vec3<f32>, STATS_WG>;
 
 // Where element i of channel ch lies (i over N x spatial), for the flat loops.
 fn channel_index(ch: u32, i: u32) -> u32 {
@@ -77,6 +74,25 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     return total;
 }
 
+// (count, mean, sum of squared deviations) after adding v: Welford's update.
+fn welford(m: vec3<f32>, v: f32) -> vec3<f32> {
+    let count = m.x + 1.0;
+    let d = v - m.y;
+    let mean = m.y + d / count;
+    return vec3<f32>(count, mean, m.z + d * (v - mean));
+}
+
+// The moments of two disjoint sets together (Chan, Golub and LeVeque).
+fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    if b.x == 0.0 {
+        return a;
+    }
+    let count = a.x + b.x;
+    let d = b.y - a.y;
+    let f = b.x / count;
+    return vec3<f32>(count, a.y + d * f, a.z + b.z + d * d * a.x * f);
+}
+
 @compute @workgroup_size(STATS_WG)
 fn batch_norm_stats(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -84,42 +100,33 @@ fn batch_norm_stats(
 ) {
     let ch = wg.x;
     let count = p.n * p.spatial;
-    let by_plane = p.spatial >= STATS_WG;
-    var s = 0.0;
-    if by_plane {
+    var m = vec3<f32>(0.0);
+    if p.spatial >= STATS_WG {
         for (var n = 0u; n < p.n; n++) {
             let plane = (n * p.c + ch) * p.spatial;
             for (var i = lid; i < p.spatial; i += STATS_WG) {
-                s += x[plane + i];
+                m = welford(m, x[plane + i]);
             }
         }
     } else {
         for (var i = lid; i < count; i += STATS_WG) {
-            s += x[channel_index(ch, i)];
+            m = welford(m, x[channel_index(ch, i)]);
         }
     }
-    let mean = workgroup_sum(lid, s) / f32(count);
-    var q = 0.0;
-    if by_plane {
-        for (var n = 0u; n < p.n; n++) {
-            let plane = (n * p.c + ch) * p.spatial;
-            for (var i = lid; i < p.spatial; i += STATS_WG) {
-                let d = x[plane + i] - mean;
-                q += d * d;
-            }
+    moments[lid] = m;
+    workgroupBarrier();
+    for (var stride = STATS_WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            moments[lid] = merge(moments[lid], moments[lid + stride]);
         }
-    } else {
-        for (var i = lid; i < count; i += STATS_WG) {
-            let d = x[channel_index(ch, i)] - mean;
-            q += d * d;
-        }
+        workgroupBarrier();
     }
-    let var_biased = workgroup_sum(lid, q) / f32(count);
     if lid == 0u {
+        let mean = moments[0].y;
         stats[ch] = mean;
-        stats[p.c + ch] = inverseSqrt(var_biased + p.eps);
+        stats[p.c + ch] = inverseSqrt(moments[0].z / f32(count) + p.eps);
         if p.has_running != 0u {
-            let unbiased = var_biased * f32(count) / f32(count - 1u);
+            let unbiased = moments[0].z / f32(count - 1u);
             running_mean[ch] = (1.0 - p.momentum) * running_mean[ch] + p.momentum * mean;
             running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * unbiased;
         }
@@ -134,19 +141,46 @@ fn batch_norm_eval_stats(invocation: Invocation) {
     stats[p.c + ch] = inverseSqrt(running_var[ch] + p.eps);
 }
 
+// The apply kernels' grid is (blocks, C, N) where planes are at least a workgroup wide (each
+// workgroup's elements lie in its sample's plane), else (blocks, C, 1) over the channel's
+// N * spatial elements. An invocation takes PER elements a workgroup apart, a fixed count
+// that amortises its per-channel loads (a load per lane on CPU adapters, as costly as an
+// element's; a loop over blocks of them cost more than it saved).
+const PER: u32 = 8u;
+
+// Elements per grid row: a plane's, or the channel's.
+fn element_count() -> u32 {
+    return select(p.n * p.spatial, p.spatial, p.spatial >= WG);
+}
+
+// Where the apply kernels' element i of channel ch lies.
+fn element_index(inv: Invocation, ch: u32, i: u32) -> u32 {
+    if p.spatial >= WG {
+        return (inv.wg.z * p.c + ch) * p.spatial + i;
+    }
+    return channel_index(ch, i);
+}
+
 @compute @workgroup_size(WG)
-fn batch_norm_apply(invocation: Invocation) {
-    let idx = linear_index(invocation);
-    if idx >= p.total { return; }
-    let ch = channel_of(idx);
-    var v = (x[idx] - stats[ch]) * stats[p.c + ch];
+fn batch_norm_apply(inv: Invocation) {
+    let ch = inv.wg.y;
+    let mean = stats[ch];
+    var scale = stats[p.c + ch];
     if p.has_weight != 0u {
-        v *= weight[ch];
+        scale *= weight[ch];
     }
+    var shift = 0.0;
     if p.has_bias != 0u {
-        v += bias[ch];
+        shift = bias[ch];
     }
-    y[idx] = v;
+    let end = element_count();
+    for (var j = 0u; j < PER; j++) {
+        let i = (inv.wg.x * PER + j) * WG + inv.lid;
+        if i < end {
+            let at = element_index(inv, ch, i);
+            y[at] = (x[at] - mean) * scale + shift;
+        }
+    }
 }
 
 @group(0) @binding(8) var<storage, read> grad_y: array<f32>;
@@ -191,21 +225,29 @@ fn batch_norm_backward_reduce(
     }
 }
 
+// grad_x = a * grad_y + b + c * (x - mean), with the coefficients per channel.
 @compute @workgroup_size(WG)
-fn batch_norm_backward_apply(invocation: Invocation) {
-    let idx = linear_index(invocation);
-    if idx >= p.total { return; }
-    let ch = channel_of(idx);
+fn batch_norm_backward_apply(inv: Invocation) {
+    let ch = inv.wg.y;
+    let mean = stats[ch];
     let invstd = stats[p.c + ch];
-    var scale = invstd;
+    var a = invstd;
     if p.has_weight != 0u {
-        scale *= weight[ch];
+        a *= weight[ch];
     }
-    if p.training == 0u {
-        grad_x[idx] = grad_y[idx] * scale;
-        return;
+    var b = 0.0;
+    var c = 0.0;
+    if p.training != 0u {
+        let m = f32(p.n * p.spatial);
+        b = -a / m * sums[ch];
+        c = -a / m * sums[p.c + ch] * invstd;
     }
-    let m = f32(p.n * p.spatial);
-    let xhat = (x[idx] - stats[ch]) * invstd;
-    grad_x[idx] = scale / m * (m * grad_y[idx] - sums[ch] - xhat * sums[p.c + ch]);
+    let end = element_count();
+    for (var j = 0u; j < PER; j++) {
+        let i = (inv.wg.x * PER + j) * WG + inv.lid;
+        if i < end {
+            let at = element_index(inv, ch, i);
+            grad_x[at] = a * grad_y[at] + b + c * (x[at] - mean);
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! batch_norm (`batch_norm.wgsl`).
 
 use super::{check_u32, context_of};
-use crate::kernel::{Dispatch, Recorder, Shader, WG};
+use crate::kernel::{Dispatch, Recorder, Shader, WG, WG_CONSTANT};
 use crate::{DType, Error, Result, Tensor};
 
 /// Options of [`batch_norm`], with PyTorch's defaults.
@@ -139,7 +139,6 @@ pub(crate) fn record_batch_norm(
     };
     let dummy = &ctx.inner.dummy;
     let bytes = bytemuck::bytes_of(&params);
-    let wg = [("WG", f64::from(WG))];
     let enc = rec;
     {
         if o.training {
@@ -166,7 +165,7 @@ pub(crate) fn record_batch_norm(
                     &[(2, stats.buffer()), (3, rm.buffer()), (4, rv.buffer())],
                     ctx.grid_1d(OP, c as u64, WG)?,
                 )
-                .constants(&wg),
+                .constants(WG_CONSTANT),
             )?;
         }
         ctx.record(
@@ -182,11 +181,39 @@ pub(crate) fn record_batch_norm(
                     (6, bias.map_or(dummy, Tensor::buffer)),
                     (7, y.buffer()),
                 ],
-                ctx.grid_1d(OP, u64::from(total), WG)?,
+                apply_grid(&ctx, OP, n, c, spatial)?,
             )
-            .constants(&wg),
+            .constants(WG_CONSTANT),
         )
     }
+}
+
+/// Elements per invocation and block of the apply kernels (batch_norm.wgsl's `PER`).
+const PER: usize = 8;
+
+/// The apply kernels' grid (see `element_count` in batch_norm.wgsl): (blocks, C, N) where a
+/// plane is at least a workgroup wide, else (blocks, C, 1).
+fn apply_grid(
+    ctx: &crate::Context,
+    op: &'static str,
+    n: usize,
+    c: usize,
+    spatial: usize,
+) -> Result<[u32; 3]> {
+    let max = ctx.limits().max_compute_workgroups_per_dimension as usize;
+    let wg = WG as usize;
+    let (elements, samples) = if spatial >= wg { (spatial, n) } else { (n * spatial, 1) };
+    let blocks = elements.div_ceil(wg * PER);
+    if c > max || samples > max || blocks > max {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "{c} channels, {samples} samples or planes of {spatial} elements exceed the \
+                 dispatch limit {max}"
+            ),
+        ));
+    }
+    Ok([blocks as u32, c as u32, samples as u32])
 }
 
 /// [`batch_norm`], also returning the (mean, 1/sqrt(var + eps)) per channel it normalised with,
@@ -309,10 +336,9 @@ pub(crate) fn record_batch_norm_backward(
         if let Some(grad_input) = grad_input {
             ctx.record(
                 enc,
-                &Dispatch::linear(
-                    &ctx,
-                    OP,
-                    (Shader::BatchNorm, "batch_norm_backward_apply"),
+                &Dispatch::new(
+                    Shader::BatchNorm,
+                    "batch_norm_backward_apply",
                     bytes,
                     &[
                         (1, x.buffer()),
@@ -322,8 +348,9 @@ pub(crate) fn record_batch_norm_backward(
                         (9, grad_input.buffer()),
                         (10, sums.buffer()),
                     ],
-                    u64::from(total),
-                )?,
+                    apply_grid(&ctx, OP, n, c, spatial)?,
+                )
+                .constants(WG_CONSTANT),
             )?;
         }
         Ok(())
