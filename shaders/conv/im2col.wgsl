@@ -101,6 +101,24 @@ fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(col_texture, vec2<u32>(q, k), select(vec4<f32>(0.0), v, s.inside));
 }
 
+// im2col_texture for a pointwise convolution (1x1 kernel, stride 1, no padding) with a
+// multiple of 4 positions per sample: texel (q, k) is channel k's four consecutive elements
+// at the column's sample and position, one texel of x's flat copy (im2col_texture's general
+// path makes four fetches and the index arithmetic of four columns). Same grid.
+@compute @workgroup_size(64, 1, 1)
+fn im2col_pointwise(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let k = gid.y;
+    if q * 4u >= p.total || k >= (p.c_in + 3u) / 4u * 4u { return; }
+    let positions = p.out_d * p.out_h * p.out_w;
+    let at = divmod24(q * 4u, positions);
+    var v = vec4<f32>(0.0);
+    if k < p.c_in {
+        v = x_texel(((at.x + p.n_offset) * p.c_in + k) * (positions / 4u) + at.y / 4u);
+    }
+    textureStore(col_texture, vec2<u32>(q, k), v);
+}
+
 // Columns c0 .. c0 + 3 of the row at flat index `base` of x's texture copy (two texel
 // fetches), zero outside [0, width) and when !ok.
 fn x_row4(base: u32, c0: i32, width: u32, ok: bool) -> vec4<f32> {

@@ -36,13 +36,8 @@ fn pack_element(z: u32, r: u32, c: u32) -> f32 {
     return src[i];
 }
 
-// One texel per invocation: grid (tex_cols, tex_rows * batch), 64 texels of one row per
-// workgroup (row-major stores; see conv/im2col.wgsl's im2col_texture).
-@compute @workgroup_size(64, 1, 1)
-fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let q = gid.x;
-    let row = gid.y;
-    if q >= pp.tex_cols || row >= pp.tex_rows * pp.batch { return; }
+// Texel q of texture row `row` (rows of all batches stacked).
+fn pack_texel(q: u32, row: u32) {
     let zr = divmod24(row, pp.tex_rows);
     let z = zr.x;
     let r = zr.y;
@@ -50,4 +45,24 @@ fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v = vec4<f32>(pack_element(z, r, c), pack_element(z, r, c + 1u),
                       pack_element(z, r, c + 2u), pack_element(z, r, c + 3u));
     textureStore(packed, vec2<u32>(q, row), v);
+}
+
+// One texel per invocation: grid (tex_cols, tex_rows * batch), 64 texels of one row per
+// workgroup (row-major stores; see conv/im2col.wgsl's im2col_texture).
+@compute @workgroup_size(64, 1, 1)
+fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if gid.x >= pp.tex_cols || gid.y >= pp.tex_rows * pp.batch { return; }
+    pack_texel(gid.x, gid.y);
+}
+
+// The same for textures narrower than a workgroup (a transposed operand of a few texels per
+// row, e.g. grad_y^T for a weight gradient), where `pack` would leave most invocations idle:
+// 64 consecutive texels in row-major order per workgroup, over a 2-D grid of workgroups
+// (`linear_index`). Fewer than 2^24 texels (rows below 2^18).
+@compute @workgroup_size(64, 1, 1)
+fn pack_narrow(invocation: Invocation) {
+    let idx = workgroup_index(invocation) * 64u + invocation.lid;
+    if idx >= pp.tex_cols * pp.tex_rows * pp.batch { return; }
+    let at = divmod24(idx, pp.tex_cols);
+    pack_texel(at.y, at.x);
 }

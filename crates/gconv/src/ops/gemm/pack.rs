@@ -131,12 +131,17 @@ pub(crate) fn record_pack(
         col_split_stride: u(op, "stride", view.col_split_stride)?,
     };
     let ranges: Vec<(u32, u64, u64)> = range.map(|(o, s)| (1, o, s)).into_iter().collect();
-    // 64 texels of one row per workgroup (see pack.wgsl).
-    let groups =
-        [(target.tex_cols() as u32).div_ceil(64), (target.tex_rows * target.batch) as u32, 1];
+    // 64 texels of one row per workgroup, or of consecutive rows where a row has fewer (see
+    // pack.wgsl).
+    let rows = target.tex_rows * target.batch;
+    let (entry, groups) = if target.tex_cols() < 64 {
+        ("pack_narrow", ctx.grid_1d(op, (target.tex_cols() * rows) as u64, 64)?)
+    } else {
+        ("pack", [(target.tex_cols() as u32).div_ceil(64), rows as u32, 1])
+    };
     ctx.record_with(
         rec,
-        &Dispatch::new(Shader::GemmPack, "pack", bytemuck::bytes_of(&params), &[(1, src)], groups)
+        &Dispatch::new(Shader::GemmPack, entry, bytemuck::bytes_of(&params), &[(1, src)], groups)
             .ranges(&ranges),
         &[wgpu::BindGroupEntry {
             binding: 2,
