@@ -143,10 +143,11 @@ fn batch_norm_eval_stats(invocation: Invocation) {
 
 // The apply kernels' grid is (blocks, C, N) where planes are at least a workgroup wide (each
 // workgroup's elements lie in its sample's plane), else (blocks, C, 1) over the channel's
-// N * spatial elements. An invocation takes PER elements a workgroup apart, a fixed count
-// that amortises its per-channel loads (a load per lane on CPU adapters, as costly as an
-// element's; a loop over blocks of them cost more than it saved).
-const PER: u32 = 8u;
+// N * spatial elements. An invocation takes PER elements a workgroup apart, a count fixed per
+// pipeline that amortises its per-channel loads (a load per lane on CPU adapters, as costly as
+// an element's; a loop over blocks of them cost more than it saved): the host picks 1, 2, 4
+// or 8 to fit a row's elements.
+override PER: u32 = 8u;
 
 // Elements per grid row: a plane's, or the channel's.
 fn element_count() -> u32 {

@@ -168,6 +168,7 @@ pub(crate) fn record_batch_norm(
                 .constants(WG_CONSTANT),
             )?;
         }
+        let (constants, grid) = apply_launch(&ctx, OP, n, c, spatial)?;
         ctx.record(
             enc,
             &Dispatch::new(
@@ -181,29 +182,30 @@ pub(crate) fn record_batch_norm(
                     (6, bias.map_or(dummy, Tensor::buffer)),
                     (7, y.buffer()),
                 ],
-                apply_grid(&ctx, OP, n, c, spatial)?,
+                grid,
             )
-            .constants(WG_CONSTANT),
+            .constants(&constants),
         )
     }
 }
 
-/// Elements per invocation and block of the apply kernels (batch_norm.wgsl's `PER`).
-const PER: usize = 8;
-
-/// The apply kernels' grid (see `element_count` in batch_norm.wgsl): (blocks, C, N) where a
-/// plane is at least a workgroup wide, else (blocks, C, 1).
-fn apply_grid(
+/// The apply kernels' launch (see `element_count` in batch_norm.wgsl): elements per
+/// invocation (`PER`: 1, 2, 4 or 8, about a row's elements per workgroup width, so that few
+/// invocations idle) and the grid, (blocks, C, N) where a plane is at least a workgroup wide,
+/// else (blocks, C, 1).
+fn apply_launch(
     ctx: &crate::Context,
     op: &'static str,
     n: usize,
     c: usize,
     spatial: usize,
-) -> Result<[u32; 3]> {
+) -> Result<([(&'static str, f64); 2], [u32; 3])> {
     let max = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let wg = WG as usize;
     let (elements, samples) = if spatial >= wg { (spatial, n) } else { (n * spatial, 1) };
-    let blocks = elements.div_ceil(wg * PER);
+    let per = (elements / wg).clamp(1, 8).ilog2();
+    let per = 1usize << per;
+    let blocks = elements.div_ceil(wg * per);
     if c > max || samples > max || blocks > max {
         return Err(Error::invalid(
             op,
@@ -213,7 +215,8 @@ fn apply_grid(
             ),
         ));
     }
-    Ok([blocks as u32, c as u32, samples as u32])
+    let constants = [("WG", f64::from(WG)), ("PER", per as f64)];
+    Ok((constants, [blocks as u32, c as u32, samples as u32]))
 }
 
 /// [`batch_norm`], also returning the (mean, 1/sqrt(var + eps)) per channel it normalised with,
@@ -334,6 +337,7 @@ pub(crate) fn record_batch_norm_backward(
             ),
         )?;
         if let Some(grad_input) = grad_input {
+            let (constants, grid) = apply_launch(&ctx, OP, n, c, spatial)?;
             ctx.record(
                 enc,
                 &Dispatch::new(
@@ -348,9 +352,9 @@ pub(crate) fn record_batch_norm_backward(
                         (9, grad_input.buffer()),
                         (10, sums.buffer()),
                     ],
-                    apply_grid(&ctx, OP, n, c, spatial)?,
+                    grid,
                 )
-                .constants(WG_CONSTANT),
+                .constants(&constants),
             )?;
         }
         Ok(())
