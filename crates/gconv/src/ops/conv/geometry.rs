@@ -282,10 +282,13 @@ impl Geometry {
         (self.x.c * self.kernel.iter().product::<usize>(), self.out.iter().product())
     }
 
-    /// Whether this is a pointwise convolution: a 1x1 kernel of stride 1 with no padding, whose
+    /// Whether this is a pointwise convolution: a 1x1 kernel of stride 1 with no padding and
+    /// the input's size (a transposed convolution's adjoint may cover fewer positions), whose
     /// im2col matrix is x itself.
     pub(crate) fn is_pointwise(&self) -> bool {
-        self.kernel.iter().chain(&self.stride).all(|&v| v == 1) && self.pad.iter().all(|&v| v == 0)
+        self.kernel.iter().chain(&self.stride).all(|&v| v == 1)
+            && self.pad.iter().all(|&v| v == 0)
+            && self.out == self.x.size
     }
 
     /// Whether this is a 2-D convolution with a 3x3 kernel, stride 1 and dilation 1, which

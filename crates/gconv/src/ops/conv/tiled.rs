@@ -239,15 +239,27 @@ fn data_grad(
         }
         DataGrad::Col2im { chunk } => {
             let (_, p) = g.col_dims();
-            let (w_t, grad_col) = data_grad_textures(pass, w, chunk * p)?;
+            // A pointwise convolution's grad_col is grad_x itself: the GEMM writes it there.
+            let (w_t, grad_col) = if g.is_pointwise() {
+                (transposed_weight(pass, w)?, None)
+            } else {
+                let (w_t, grad_col) = data_grad_textures(pass, w, chunk * p)?;
+                (w_t, Some(grad_col))
+            };
             let gy = packed(plan, ctx, g.c_out, chunk * p, g.c_out.div_ceil(4) * 4)?;
             for n0 in (0..g.x.n).step_by(chunk) {
                 let len = chunk.min(g.x.n - n0);
                 let b = gy.with_size(g.c_out, len * p);
                 let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p);
                 record_pack(ctx, op, pass.rec, grad_y.buffer(), None, &view, &b)?;
-                let grads = (&w_t, &grad_col, grad_x);
-                data_grad_chunk(pass, grads, (&b, None), bias, (n0, len))?;
+                if let Some(grad_col) = &grad_col {
+                    let grads = (&w_t, grad_col, grad_x);
+                    data_grad_chunk(pass, grads, (&b, None), bias, (n0, len))?;
+                } else {
+                    let view = View::channels_by_positions(n0 * g.x.c * p, g.x.c, p);
+                    let epilogue = Epilogue { bias, bias_per_row: true, ..Epilogue::to(view) };
+                    record_gemm(ctx, op, pass.rec, &w_t, &b, grad_x, &epilogue)?;
+                }
             }
             Ok(())
         }
@@ -262,11 +274,18 @@ pub(super) fn data_grad_textures(
     w: &Tensor,
     cols: usize,
 ) -> Result<(Packed, Packed)> {
+    let w_t = transposed_weight(pass, w)?;
+    let k = pass.plan.g.col_dims().0;
+    Ok((w_t, packed(pass.plan, pass.ctx, k, cols, k)?))
+}
+
+/// W^T (K, C_out), packed.
+fn transposed_weight(pass: &mut Pass<'_, '_>, w: &Tensor) -> Result<Packed> {
     let (plan, ctx) = (pass.plan, pass.ctx);
     let (k, _) = plan.g.col_dims();
     let w_t = packed(plan, ctx, k, plan.g.c_out, k)?;
     record_pack(ctx, plan.op, pass.rec, w.buffer(), None, &View::dense(0, k, true), &w_t)?;
-    Ok((w_t, packed(plan, ctx, k, cols, k)?))
+    Ok(w_t)
 }
 
 /// One chunk of the data gradient: grad_col = W^T @ `b` (grad_y's C_out x columns, in pooled
