@@ -283,12 +283,13 @@ pub(crate) enum Copy {
     /// Buffer to buffer: (source, offset, destination, offset, bytes).
     Buffer(wgpu::Buffer, u64, wgpu::Buffer, u64, u64),
     /// `height` rows of `width` rgba32f texels from `buffer` (starting at byte `offset`,
-    /// `bytes_per_row` apart) into rows `y ..` of `texture`.
+    /// `bytes_per_row` apart) into rows `y ..` of `texture`, from texel `x` on.
     ToTexture {
         buffer: wgpu::Buffer,
         offset: u64,
         bytes_per_row: u32,
         texture: wgpu::Texture,
+        x: u32,
         y: u32,
         width: u32,
         height: u32,
@@ -301,8 +302,8 @@ impl Copy {
             Copy::Buffer(src, so, dst, doff, size) => {
                 encoder.copy_buffer_to_buffer(src, *so, dst, *doff, *size)
             }
-            Copy::ToTexture { buffer, offset, bytes_per_row, texture, y, width, height } => encoder
-                .copy_buffer_to_texture(
+            Copy::ToTexture { buffer, offset, bytes_per_row, texture, x, y, width, height } => {
+                encoder.copy_buffer_to_texture(
                     wgpu::TexelCopyBufferInfo {
                         buffer,
                         layout: wgpu::TexelCopyBufferLayout {
@@ -314,11 +315,12 @@ impl Copy {
                     wgpu::TexelCopyTextureInfo {
                         texture,
                         mip_level: 0,
-                        origin: wgpu::Origin3d { x: 0, y: *y, z: 0 },
+                        origin: wgpu::Origin3d { x: *x, y: *y, z: 0 },
                         aspect: wgpu::TextureAspect::All,
                     },
                     wgpu::Extent3d { width: *width, height: *height, depth_or_array_layers: 1 },
-                ),
+                )
+            }
         }
     }
 }

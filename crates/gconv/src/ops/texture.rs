@@ -117,6 +117,7 @@ impl Flat {
                     offset: u64::from(row_bytes) * y as u64,
                     bytes_per_row: row_bytes,
                     texture: self.texture.clone(),
+                    x: 0,
                     y: y as u32,
                     width: width as u32,
                     height: height as u32,

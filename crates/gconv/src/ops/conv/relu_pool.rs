@@ -202,7 +202,7 @@ impl ConvReluPool {
         let (x_flat, col_t) = match reuse {
             Some(c) => (None, c.clone()),
             None => {
-                let x_flat = tiled::copy_of(conv, pass.rec, x)?;
+                let x_flat = tiled::XSource::Flat(tiled::copy_of(conv, pass.rec, x)?);
                 let col = select::Im2col::Texture;
                 let col_t = tiled::col_texture(conv, ctx, col, chunk, per_sample)?;
                 (Some(x_flat), col_t.ok_or_else(|| conv.mismatch())?)

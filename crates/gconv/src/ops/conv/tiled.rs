@@ -50,6 +50,32 @@ pub(super) fn col_texture(
     }
 }
 
+/// Where im2col reads x from.
+pub(super) enum XSource<'t> {
+    /// Its texture copy.
+    Flat(Flat),
+    /// The buffer itself, for a pointwise convolution on an im2col texture whose sample
+    /// planes are whole 256-byte rows: texture copies put each sample's channel planes in
+    /// place, with no kernel and no copy of x in between.
+    Planes(&'t Tensor),
+}
+
+/// x's source for the im2col operand `col` of this plan (see [`XSource`]).
+pub(super) fn x_source<'t>(
+    plan: &ConvPlan,
+    rec: &mut Recorder<'_>,
+    x: &'t Tensor,
+    col: Im2col,
+) -> Result<XSource<'t>> {
+    let (k, p) = plan.g.col_dims();
+    let planes = col == Im2col::Texture
+        && plan.g.is_pointwise()
+        && p.is_multiple_of(64)
+        && k.is_multiple_of(4)
+        && x.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC);
+    if planes { Ok(XSource::Planes(x)) } else { copy_of(plan, rec, x).map(XSource::Flat) }
+}
+
 /// `t`'s texture copy, recorded.
 pub(super) fn copy_of(plan: &ConvPlan, rec: &mut Recorder<'_>, t: &Tensor) -> Result<Flat> {
     let flat = Flat::of(t.context(), t).ok_or_else(|| {
@@ -81,7 +107,7 @@ pub(super) fn im2col_operand(
     plan: &ConvPlan,
     ctx: &Context,
     rec: &mut Recorder<'_>,
-    x: &Flat,
+    x: &XSource<'_>,
     col: Option<&Packed>,
     n0: usize,
     len: usize,
@@ -90,6 +116,16 @@ pub(super) fn im2col_operand(
     let (k, p) = plan.g.col_dims();
     let cols = len * pooled.map_or(p, |[ph, pw]| ph * pw * 4);
     let params = im2col_params(plan, n0, len, pooled)?;
+    let x = match (x, col, pooled) {
+        (XSource::Flat(x), _, _) => x,
+        (XSource::Planes(t), Some(col), None) => {
+            let b = col.with_size(k, cols);
+            let view = View::channels_by_positions(n0 * k * p, k, p);
+            record_pack(ctx, plan.op, rec, t.buffer(), None, &view, &b)?;
+            return Ok(b);
+        }
+        (XSource::Planes(_), ..) => return Err(plan.mismatch()),
+    };
     let Some(col) = col else {
         return Ok(Packed::implicit(x, Gather::Im2col, params, k, cols));
     };
@@ -119,22 +155,26 @@ pub(super) fn forward(
     kept: Option<&Packed>,
 ) -> Result<()> {
     let plan = pass.plan;
-    let x_flat = copy_of(plan, pass.rec, io.x)?;
+    // A pooled im2col (a fused max-pool's order) reads the texture copy.
+    let x_src = match pool {
+        None => x_source(plan, pass.rec, io.x, col)?,
+        Some(_) => XSource::Flat(copy_of(plan, pass.rec, io.x)?),
+    };
     let cols = pool.map_or(plan.g.col_dims().1, |pl| pl.pooled[0] * pl.pooled[1] * 4);
     let col = match kept {
         Some(c) => Some(c.clone()),
         None => col_texture(plan, pass.ctx, col, chunk, cols)?,
     };
-    gemm_forward(pass, (&x_flat, io), chunk, (relu, pool), col.as_ref())
+    gemm_forward(pass, (&x_src, io), chunk, (relu, pool), col.as_ref())
 }
 
 /// y (C_out, chunk*P) = W (C_out, K) @ col (K, chunk*P) per chunk, written to NCHW with the bias
 /// per channel and the ReLU applied on the way out. With `pool`, im2col writes the columns in
 /// pooled order and the GEMM max-pools each 2x2 window into y, which then has the pooled
-/// shape. `x_flat` already holds x; `col` is im2col's texture (`None`: implicit).
+/// shape. `x` is where im2col reads x; `col` is im2col's texture (`None`: implicit).
 fn gemm_forward(
     pass: &mut Pass<'_, '_>,
-    (x_flat, io): (&Flat, &ConvIo<'_>),
+    (x, io): (&XSource<'_>, &ConvIo<'_>),
     chunk: usize,
     (relu, pool): (bool, Option<Pooling<'_>>),
     col: Option<&Packed>,
@@ -149,7 +189,7 @@ fn gemm_forward(
     for n0 in (0..g.x.n).step_by(chunk) {
         let len = chunk.min(g.x.n - n0);
         let pooled = pool.map(|pl| pl.pooled);
-        let b = im2col_operand(plan, ctx, pass.rec, x_flat, col, n0, len, pooled)?;
+        let b = im2col_operand(plan, ctx, pass.rec, x, col, n0, len, pooled)?;
         let view = View::channels_by_positions(n0 * g.c_out * outs, g.c_out, outs);
         let pool = pool.map(|pl| PoolEpilogue {
             indices: pl.indices,
@@ -173,8 +213,8 @@ pub(super) fn backward(
     (chunk, col): (usize, Im2col),
     data: Option<DataGrad>,
 ) -> Result<()> {
-    let x_flat = copy_of(pass.plan, pass.rec, x)?;
-    gemm_weight_grad(pass, (&x_flat, grad_y, grad_w), (chunk, col))?;
+    let x_src = x_source(pass.plan, pass.rec, x, col)?;
+    gemm_weight_grad(pass, (&x_src, grad_y, grad_w), (chunk, col))?;
     match (grad_x, data) {
         (Some(gx), Some(kernel)) => data_grad(pass, (w, grad_y, gx, None), kernel),
         (None, None) => Ok(()),
@@ -182,10 +222,10 @@ pub(super) fn backward(
     }
 }
 
-/// The weight gradient from x's texture copy.
+/// The weight gradient, im2col reading x from `x`.
 fn gemm_weight_grad(
     pass: &mut Pass<'_, '_>,
-    (x_flat, grad_y, grad_w): (&Flat, &Tensor, &Tensor),
+    (x, grad_y, grad_w): (&XSource<'_>, &Tensor, &Tensor),
     (chunk, col): (usize, Im2col),
 ) -> Result<()> {
     let (plan, ctx) = (pass.plan, pass.ctx);
@@ -196,7 +236,7 @@ fn gemm_weight_grad(
     let gy_t = packed(plan, ctx, cp, g.c_out, cp.div_ceil(4) * 4)?;
     for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
         let len = chunk.min(g.x.n - n0);
-        let a = im2col_operand(plan, ctx, pass.rec, x_flat, col_t.as_ref(), n0, len, None)?;
+        let a = im2col_operand(plan, ctx, pass.rec, x, col_t.as_ref(), n0, len, None)?;
         let b = gy_t.with_size(len * p, g.c_out);
         let view = View::channels_by_positions(n0 * g.c_out * p, g.c_out, p).t();
         record_pack(ctx, op, pass.rec, grad_y.buffer(), None, &view, &b)?;
@@ -336,12 +376,12 @@ pub(super) fn adjoint_backward(
 ) -> Result<()> {
     let plan = pass.plan;
     let adjoint = plan.adjoint()?;
-    let gy_flat = copy_of(plan, pass.rec, grad_y)?;
-    gemm_weight_grad(&mut pass.on(adjoint), (&gy_flat, x, grad_w), (chunk, col))?;
+    let gy_src = x_source(adjoint, pass.rec, grad_y, col)?;
+    gemm_weight_grad(&mut pass.on(adjoint), (&gy_src, x, grad_w), (chunk, col))?;
     if let Some(gx) = grad_x {
         let io = ConvIo { x: grad_y, w, bias: None, y: gx };
         let col = col_texture(adjoint, pass.ctx, col, chunk, adjoint.g.col_dims().1)?;
-        gemm_forward(&mut pass.on(adjoint), (&gy_flat, &io), chunk, (false, None), col.as_ref())?;
+        gemm_forward(&mut pass.on(adjoint), (&gy_src, &io), chunk, (false, None), col.as_ref())?;
     }
     Ok(())
 }

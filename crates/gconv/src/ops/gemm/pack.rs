@@ -152,7 +152,8 @@ pub(crate) fn record_pack(
 
 /// The copies that pack `view` when it is plain rows a texture copy can take as they are:
 /// row-major, four whole columns per texel, rows 256-byte aligned (wgpu's copy pitch), no
-/// padding rows to zero. `None` when the pack kernel is needed.
+/// padding rows to zero; the columns may come in splits (a sample's positions, channel by
+/// channel) of whole texels, each split its own copy. `None` when the pack kernel is needed.
 fn plain_rows(
     src: &wgpu::Buffer,
     range: Option<(u64, u64)>,
@@ -160,28 +161,35 @@ fn plain_rows(
     target: &Packed,
 ) -> Option<Vec<Copy>> {
     let pitch = view.row_stride * 4;
+    let split = view.col_split.min(target.cols);
     let plain = view.col_stride == 1
-        && view.col_split == usize::MAX
         && view.row_split == usize::MAX
+        && split > 0
+        && split.is_multiple_of(4)
         && target.cols.is_multiple_of(4)
         && target.tex_rows == target.rows
         && pitch.is_multiple_of(256)
-        && view.row_stride >= target.cols
+        && view.row_stride >= split
         && view.offset.is_multiple_of(4)
         && view.batch_stride.is_multiple_of(4)
+        && (target.cols == split || view.col_split_stride.is_multiple_of(4))
         && src.usage().contains(wgpu::BufferUsages::COPY_SRC);
     if !plain {
         return None;
     }
     let base = range.map_or(0, |r| r.0);
+    let splits = target.cols.div_ceil(split);
     let copies = (0..target.batch)
-        .map(|z| Copy::ToTexture {
+        .flat_map(|z| (0..splits).map(move |s| (z, s)))
+        .map(|(z, s)| Copy::ToTexture {
             buffer: src.clone(),
-            offset: base + ((view.offset + z * view.batch_stride) * 4) as u64,
+            offset: base
+                + ((view.offset + z * view.batch_stride + s * view.col_split_stride) * 4) as u64,
             bytes_per_row: pitch as u32,
             texture: target.view.texture().clone(),
+            x: (s * split / 4) as u32,
             y: (z * target.tex_rows) as u32,
-            width: target.tex_cols() as u32,
+            width: (split.min(target.cols - s * split) / 4) as u32,
             height: target.rows as u32,
         })
         .collect();
