@@ -189,6 +189,9 @@ pub(crate) fn record_batch_norm(
     }
 }
 
+/// The apply kernels' override constants (WG, PER) and grid.
+type ApplyLaunch = ([(&'static str, f64); 2], [u32; 3]);
+
 /// The apply kernels' launch (see `element_count` in batch_norm.wgsl): elements per
 /// invocation (`PER`: 1, 2, 4 or 8, about a row's elements per workgroup width, so that few
 /// invocations idle) and the grid, (blocks, C, N) where a plane is at least a workgroup wide,
@@ -199,7 +202,7 @@ fn apply_launch(
     n: usize,
     c: usize,
     spatial: usize,
-) -> Result<([(&'static str, f64); 2], [u32; 3])> {
+) -> Result<ApplyLaunch> {
     let max = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let wg = WG as usize;
     let (elements, samples) = if spatial >= wg { (spatial, n) } else { (n * spatial, 1) };
