@@ -90,6 +90,93 @@ fn depthwise_backward_input(invocation: Invocation) {
     dw_store(((nc * p.in_d + id) * p.in_h + ih) * p.in_w, iw0, p.in_w, acc);
 }
 
+// Four consecutive values of x (grad_y) from flat index i: two texel fetches from the texture
+// copy, or four loads. Callers mask what lies outside the row.
+fn x4(i: u32) -> vec4<f32> {
+    if TEXTURE_INPUTS {
+        return from_offset(x_texel(i / 4u), x_texel(i / 4u + 1u), i % 4u);
+    }
+    let last = arrayLength(&x) - 1u;
+    return vec4<f32>(x[min(i, last)], x[min(i + 1u, last)], x[min(i + 2u, last)],
+                     x[min(i + 3u, last)]);
+}
+
+fn grad_y4(i: u32) -> vec4<f32> {
+    if TEXTURE_INPUTS {
+        return from_offset(grad_y_texel(i / 4u), grad_y_texel(i / 4u + 1u), i % 4u);
+    }
+    let last = arrayLength(&grad_y) - 1u;
+    return vec4<f32>(grad_y[min(i, last)], grad_y[min(i + 1u, last)],
+                     grad_y[min(i + 2u, last)], grad_y[min(i + 3u, last)]);
+}
+
+// The taps of row kh of channel c's 3x3 filter.
+fn w_row3(c: u32, kh: u32) -> vec3<f32> {
+    let at = c * 9u + kh * 3u;
+    return vec3<f32>(load_w(at), load_w(at + 1u), load_w(at + 2u));
+}
+
+// depthwise_forward for 2-D 3x3 filters of stride 2, padding 1 and dilation 1 (MobileNet's
+// downsampling layers): outputs ow0 .. ow0 + 3 read input columns c0 - 1 .. c0 + 7 (c0 =
+// 2 * ow0) of each of three rows as one value and two runs of four (five texel fetches a
+// row, where the generic kernel makes a fetch per tap and output).
+@compute @workgroup_size(WG)
+fn depthwise_3x3_s2_forward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let at = dw_position(idx, 1u, p.out_h, p.out_w);
+    let ow0 = at.col0;
+    let c0 = 2u * ow0;
+    let width = i32(p.in_w);
+    // Columns c0 + j - 1 for j = 0 .. 8 lie inside the row.
+    let right = vec4<i32>(i32(c0)) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
+    let right2 = vec4<i32>(i32(c0) + 4) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
+    var acc = vec4<f32>(0.0);
+    for (var kh = 0u; kh < 3u; kh++) {
+        let ih = i32(2u * at.h + kh) - 1;
+        if ih < 0 || ih >= i32(p.in_h) {
+            continue;
+        }
+        let row = (at.nc * p.in_h + u32(ih)) * p.in_w;
+        let lo = select(vec4<f32>(0.0), x4(row + c0), right);
+        let hi = select(vec4<f32>(0.0), x4(row + c0 + 4u), right2);
+        let left = select(0.0, load_x(row + max(c0, 1u) - 1u), c0 > 0u);
+        let wk = w_row3(at.c, kh);
+        // Output e reads columns c0 + 2e - 1 + kw: `left` for e = kw = 0, then lo and hi.
+        acc += vec4<f32>(left, lo.y, lo.w, hi.y) * wk.x + vec4<f32>(lo.x, lo.z, hi.x, hi.z) * wk.y
+            + vec4<f32>(lo.y, lo.w, hi.y, hi.w) * wk.z;
+    }
+    if p.has_bias != 0u {
+        acc += vec4<f32>(b[at.c]);
+    }
+    dw_store((at.nc * p.out_h + at.h) * p.out_w, ow0, p.out_w, acc);
+}
+
+// depthwise_backward_input for the same layers: input columns iw0 .. iw0 + 3 (iw0 = 4m) gather
+// grad_y columns 2m .. 2m + 2 of the one or two rows whose windows reach input row ih
+// (tap kh with ih + 1 - kh even): column iw = iw0 + e takes tap kw where iw + 1 - kw is even.
+@compute @workgroup_size(WG)
+fn depthwise_3x3_s2_backward_input(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let at = dw_position(idx, 1u, p.in_h, p.in_w);
+    let iw0 = at.col0;
+    let o0 = iw0 / 2u;
+    let inside = vec4<u32>(o0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.out_w);
+    var acc = vec4<f32>(0.0);
+    for (var kh = 0u; kh < 3u; kh++) {
+        let t = i32(at.h + 1u) - i32(kh);
+        let oh = t / 2;
+        if t < 0 || (t & 1) != 0 || oh >= i32(p.out_h) {
+            continue;
+        }
+        let g = select(vec4<f32>(0.0), grad_y4((at.nc * p.out_h + u32(oh)) * p.out_w + o0), inside);
+        let wk = w_row3(at.c, kh);
+        acc += vec4<f32>(g.x * wk.y, g.y * wk.x + g.x * wk.z, g.y * wk.y, g.z * wk.x + g.y * wk.z);
+    }
+    dw_store((at.nc * p.in_h + at.h) * p.in_w, iw0, p.in_w, acc);
+}
+
 var<workgroup> depthwise_sums: array<f32, 64>;
 
 // grad_w[c, k] = sum over samples and output positions o of grad_y[n, c, o] *

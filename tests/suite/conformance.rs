@@ -221,6 +221,30 @@ fn random_3x3_tiles_forward_and_backward_match_reference() {
     });
 }
 
+/// The depthwise kernels' variants for 3x3 filters of stride 2 and padding 1 (MobileNet's
+/// downsampling layers): odd and even sizes around their four-column runs, with and without
+/// bias.
+#[test]
+fn random_depthwise_3x3_stride_2_forward_and_backward_match_reference() {
+    let c = ctx();
+    for_each_config("depthwise 3x3 stride 2", 40, |r| {
+        let channels = r.random_range(1..=6);
+        let case = ConvCase {
+            n: r.random_range(1..=3),
+            c_in: channels,
+            c_out: channels,
+            groups: channels,
+            size: vec![r.random_range(1..=17), r.random_range(1..=17)],
+            k: vec![3, 3],
+            stride: vec![2, 2],
+            dil: vec![1, 1],
+            padding: Padding::Explicit(vec![1, 1].into()),
+            spec: PaddingSpec::Explicit(vec![1, 1]),
+        };
+        run_conv_case(c, r, case, 0.5, 1e-4)
+    });
+}
+
 #[test]
 fn random_conv_transpose_forward_and_backward_match_reference() {
     conv_transpose_conformance(ctx(), "conv_transpose");

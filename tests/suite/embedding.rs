@@ -320,8 +320,9 @@ fn eager_operators_run_on_host_buffers() {
 }
 
 /// Tensors over host buffers without COPY_SRC cannot be copied into textures, so the 3x3 tile
-/// kernels (few input channels; depthwise) read them from storage buffers instead: the same
-/// sums as over texture copies, so the results must agree to rounding.
+/// kernels (few input channels; depthwise) and the depthwise kernels (stride 2) read them
+/// from storage buffers instead: the same sums as over texture copies, so the results must
+/// agree to rounding.
 #[test]
 fn tile_kernels_read_buffers_that_cannot_be_copied() {
     let (device, queue) = host_device(wgpu::Limits::default());
@@ -329,6 +330,7 @@ fn tile_kernels_read_buffers_that_cannot_be_copied() {
     for (xs, ws, o) in [
         ([2, 3, 9, 10], [4, 3, 3, 3], ConvOptions::default().padding(1)),
         ([2, 4, 7, 9], [4, 1, 3, 3], ConvOptions::default().padding(2).groups(4)),
+        ([2, 4, 9, 11], [4, 1, 3, 3], ConvOptions::default().padding(1).stride(2).groups(4)),
     ] {
         let (x, w) = (inputs(xs.iter().product()), inputs(ws.iter().product()));
         let storage_only = |data: &[f32], shape: &[usize]| {

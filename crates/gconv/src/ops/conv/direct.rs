@@ -68,7 +68,9 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
             (Shader::ConvTiles3x3, "tiles_3x3_forward", tiles_4x4(y_shape), true, (5, 13))
         }
         Direct::Depthwise => {
-            (Shader::ConvDepthwise, "depthwise_forward", quads(y_shape), true, (1, 11))
+            let entry =
+                if g.is_3x3_stride_2() { "depthwise_3x3_s2_forward" } else { "depthwise_forward" };
+            (Shader::ConvDepthwise, entry, quads(y_shape), true, (1, 11))
         }
         Direct::PerOutput { textures } => {
             let entry = if plan.transposed { "conv_transpose_forward" } else { "conv_forward" };
@@ -145,7 +147,12 @@ pub(super) fn backward(
                 let total = check_u32(op, "input elements", quads(gx.shape()))?;
                 let params = g.params(false, total);
                 let outputs = vec![(4, gx.buffer())];
-                (Shader::ConvDepthwise, "depthwise_backward_input", params, true, outputs)
+                let entry = if g.is_3x3_stride_2() {
+                    "depthwise_3x3_s2_backward_input"
+                } else {
+                    "depthwise_backward_input"
+                };
+                (Shader::ConvDepthwise, entry, params, true, outputs)
             }
             // A gather from grad_y into an "output" the size of x: the transposed
             // convolution's forward kernel for a convolution, and the other way round.

@@ -291,6 +291,16 @@ impl Geometry {
             && self.out == self.x.size
     }
 
+    /// Whether this is a 2-D convolution with a 3x3 kernel of stride 2, padding 1 and dilation
+    /// 1 (MobileNet's downsampling layers), which the depthwise kernels have variants for.
+    pub(crate) fn is_3x3_stride_2(&self) -> bool {
+        self.out.len() == 2
+            && self.kernel == [3, 3]
+            && self.stride == [2, 2]
+            && self.pad == [1, 1]
+            && self.dilation == [1, 1]
+    }
+
     /// Whether this is a 2-D convolution with a 3x3 kernel, stride 1 and dilation 1, which
     /// im2col (in pooled order), col2im and the subgroup kernels have kernels of their own for.
     pub(crate) fn is_plain_3x3(&self) -> bool {
