@@ -1,4 +1,5 @@
-// optim.wgsl: optimizer updates, one invocation per parameter element, as PyTorch computes them.
+// optim.wgsl: optimizer updates, four parameter elements per invocation, as PyTorch computes
+// them.
 //
 // adam_update (torch.optim.Adam, amsgrad off): g += wd * p; m = b1 m + (1 - b1) g;
 // v = b2 v + (1 - b2) g^2; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), with the bias
@@ -12,6 +13,11 @@
 // optimizer's times that factor.
 // Both mark the metrics' health word (shared/health.wgsl) when a gradient element is not
 // finite; the update itself is PyTorch's either way.
+//
+// The buffers are read as vec4s (tensors hold whole texels; elements past `total` are kept
+// as they are): on CPU adapters each load is a loop over the lanes, so a vec4 costs one loop
+// where four scalars cost four. The step factors are read before any lane can leave, where
+// a load the whole workgroup shares is a single one.
 
 struct OptimParams {
     total: u32,
@@ -34,60 +40,75 @@ struct StepFactors {
 }
 
 @group(0) @binding(0) var<uniform> o: OptimParams;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> state1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state2: array<f32>;
+@group(0) @binding(1) var<storage, read_write> param: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> state1: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> state2: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> factors: StepFactors;
 // The model's metrics, as words (shared/health.wgsl).
 @group(0) @binding(6) var<storage, read_write> health: array<atomic<u32>>;
 
-// Marks the health word when gradient element g is not finite.
-fn check_gradient(g: f32) {
-    if !is_finite_bits(g) {
+// Which of the four elements from 4i are parameters; the gradient there (zero elsewhere),
+// marking the health word when one is not finite.
+struct Elements {
+    live: vec4<bool>,
+    grad: vec4<f32>,
+}
+
+fn elements(i: u32) -> Elements {
+    let live = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(o.total);
+    let g = select(vec4<f32>(0.0), grad[i], live);
+    let bits = bitcast<vec4<u32>>(g) & vec4<u32>(0x7f800000u);
+    if any(bits == vec4<u32>(0x7f800000u)) {
         let batch = u32(bitcast<f32>(atomicLoad(&health[BATCHES_WORD])));
         atomicMax(&health[HEALTH_WORD], health_mark(batch, o.index + 1u));
     }
+    return Elements(live, g);
+}
+
+// Adam's moments after gradient g, stored; the step they take (before the learning rate).
+fn adam_step(i: u32, e: Elements, g: vec4<f32>, f: StepFactors) -> vec4<f32> {
+    let m = o.beta1 * state1[i] + (1.0 - o.beta1) * g;
+    let v = o.beta2 * state2[i] + (1.0 - o.beta2) * g * g;
+    state1[i] = select(state1[i], m, e.live);
+    state2[i] = select(state2[i], v, e.live);
+    return m / (sqrt(v) / sqrt(f.bc2) + o.eps);
 }
 
 @compute @workgroup_size(WG)
 fn adam_update(invocation: Invocation) {
+    let f = factors;
     let i = linear_index(invocation);
-    if i >= o.total { return; }
-    check_gradient(grad[i]);
-    let g = grad[i] + o.weight_decay * param[i];
-    let m = o.beta1 * state1[i] + (1.0 - o.beta1) * g;
-    let v = o.beta2 * state2[i] + (1.0 - o.beta2) * g * g;
-    state1[i] = m;
-    state2[i] = v;
-    let denom = sqrt(v) / sqrt(factors.bc2) + o.eps;
-    param[i] -= o.lr * factors.lr_scale / factors.bc1 * m / denom;
+    if 4u * i >= o.total { return; }
+    let e = elements(i);
+    let p = param[i];
+    let step = adam_step(i, e, e.grad + o.weight_decay * p, f);
+    param[i] = select(p, p - o.lr * f.lr_scale / f.bc1 * step, e.live);
 }
 
 @compute @workgroup_size(WG)
 fn adamw_update(invocation: Invocation) {
+    let f = factors;
     let i = linear_index(invocation);
-    if i >= o.total { return; }
-    check_gradient(grad[i]);
-    let lr = o.lr * factors.lr_scale;
-    let g = grad[i];
-    let m = o.beta1 * state1[i] + (1.0 - o.beta1) * g;
-    let v = o.beta2 * state2[i] + (1.0 - o.beta2) * g * g;
-    state1[i] = m;
-    state2[i] = v;
-    let denom = sqrt(v) / sqrt(factors.bc2) + o.eps;
-    param[i] = param[i] * (1.0 - lr * o.weight_decay) - lr / factors.bc1 * m / denom;
+    if 4u * i >= o.total { return; }
+    let e = elements(i);
+    let lr = o.lr * f.lr_scale;
+    let p = param[i];
+    let step = adam_step(i, e, e.grad, f);
+    param[i] = select(p, p * (1.0 - lr * o.weight_decay) - lr / f.bc1 * step, e.live);
 }
 
 @compute @workgroup_size(WG)
 fn sgd_update(invocation: Invocation) {
+    let f = factors;
     let i = linear_index(invocation);
-    if i >= o.total { return; }
-    check_gradient(grad[i]);
-    var g = grad[i] + o.weight_decay * param[i];
+    if 4u * i >= o.total { return; }
+    let e = elements(i);
+    let p = param[i];
+    var g = e.grad + o.weight_decay * p;
     if o.momentum != 0.0 {
         g = o.momentum * state1[i] + g;
-        state1[i] = g;
+        state1[i] = select(state1[i], g, e.live);
     }
-    param[i] -= o.lr * factors.lr_scale * g;
+    param[i] = select(p, p - o.lr * f.lr_scale * g, e.live);
 }

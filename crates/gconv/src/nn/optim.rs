@@ -169,7 +169,9 @@ impl Optimizer {
             if let Some(s2) = p.state.get(1) {
                 buffers.push((4, s2.buffer()));
             }
-            let (offset, size) = ((start * 4) as u64, (len * 4) as u64);
+            // Whole texels: the kernel reads vec4s (chunks are multiples of the offset
+            // alignment, and tensors hold whole texels).
+            let (offset, size) = ((start * 4) as u64, (len.div_ceil(4) * 16) as u64);
             let mut ranges: Vec<(u32, u64, u64)> = Vec::new();
             if len < numel {
                 ranges.extend([(1, offset, size), (2, offset, size)]);
@@ -186,7 +188,7 @@ impl Optimizer {
                     entry,
                     bytemuck::cast_slice(&params),
                     &buffers,
-                    ctx.grid_1d("optimizer", u64::from(total), WG)?,
+                    ctx.grid_1d("optimizer", u64::from(total).div_ceil(4), WG)?,
                 )
                 .constants(&[("WG", f64::from(WG))])
                 .ranges(&ranges),
