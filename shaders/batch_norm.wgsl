@@ -113,6 +113,12 @@ fn batch_norm_stats(
             m = welford(m, x[channel_index(ch, i)]);
         }
     }
+    store_stats(ch, lid, m);
+}
+
+// Merges the workgroup's moments of channel ch and stores (mean, invstd) and the running
+// statistics.
+fn store_stats(ch: u32, lid: u32, m: vec3<f32>) {
     moments[lid] = m;
     workgroupBarrier();
     for (var stride = STATS_WG / 2u; stride > 0u; stride /= 2u) {
@@ -122,6 +128,7 @@ fn batch_norm_stats(
         workgroupBarrier();
     }
     if lid == 0u {
+        let count = p.n * p.spatial;
         let mean = moments[0].y;
         stats[ch] = mean;
         stats[p.c + ch] = inverseSqrt(moments[0].z / f32(count) + p.eps);
@@ -165,7 +172,19 @@ fn element_index(inv: Invocation, ch: u32, i: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn batch_norm_apply(inv: Invocation) {
     let ch = inv.wg.y;
-    let mean = stats[ch];
+    let k = apply_coefficients(ch);
+    let end = element_count();
+    for (var j = 0u; j < PER; j++) {
+        let i = (inv.wg.x * PER + j) * WG + inv.lid;
+        if i < end {
+            let at = element_index(inv, ch, i);
+            y[at] = (x[at] - k.x) * k.y + k.z;
+        }
+    }
+}
+
+// (mean, scale, shift) of channel ch: y = (x - mean) * scale + shift.
+fn apply_coefficients(ch: u32) -> vec3<f32> {
     var scale = stats[p.c + ch];
     if p.has_weight != 0u {
         scale *= weight[ch];
@@ -174,14 +193,7 @@ fn batch_norm_apply(inv: Invocation) {
     if p.has_bias != 0u {
         shift = bias[ch];
     }
-    let end = element_count();
-    for (var j = 0u; j < PER; j++) {
-        let i = (inv.wg.x * PER + j) * WG + inv.lid;
-        if i < end {
-            let at = element_index(inv, ch, i);
-            y[at] = (x[at] - mean) * scale + shift;
-        }
-    }
+    return vec3<f32>(stats[ch], scale, shift);
 }
 
 @group(0) @binding(8) var<storage, read> grad_y: array<f32>;
@@ -218,6 +230,11 @@ fn batch_norm_backward_reduce(
             sgx += g * (x[at] - mean) * invstd;
         }
     }
+    store_sums(ch, lid, sg, sgx);
+}
+
+// Adds up the workgroup's (sum(grad_y), sum(grad_y * xhat)) of channel ch and stores them.
+fn store_sums(ch: u32, lid: u32, sg: f32, sgx: f32) {
     let total_g = workgroup_sum(lid, sg);
     let total_gx = workgroup_sum(lid, sgx);
     if lid == 0u {
@@ -230,7 +247,19 @@ fn batch_norm_backward_reduce(
 @compute @workgroup_size(WG)
 fn batch_norm_backward_apply(inv: Invocation) {
     let ch = inv.wg.y;
-    let mean = stats[ch];
+    let k = backward_coefficients(ch);
+    let end = element_count();
+    for (var j = 0u; j < PER; j++) {
+        let i = (inv.wg.x * PER + j) * WG + inv.lid;
+        if i < end {
+            let at = element_index(inv, ch, i);
+            grad_x[at] = k.y * grad_y[at] + k.z + k.w * (x[at] - k.x);
+        }
+    }
+}
+
+// (mean, a, b, c) of channel ch for batch_norm_backward_apply.
+fn backward_coefficients(ch: u32) -> vec4<f32> {
     let invstd = stats[p.c + ch];
     var a = invstd;
     if p.has_weight != 0u {
@@ -243,12 +272,118 @@ fn batch_norm_backward_apply(inv: Invocation) {
         b = -a / m * sums[ch];
         c = -a / m * sums[p.c + ch] * invstd;
     }
-    let end = element_count();
+    return vec4<f32>(stats[ch], a, b, c);
+}
+
+// The vec4 variants, for planes of a multiple of four values (so a quad never straddles two):
+// the same sums and stores through x4, y4, grad_y4 and grad_x4, bound to the same buffers as
+// x, y, grad_y and grad_x, four values per load (one per-lane loop on CPU adapters, where
+// four scalars take four). `spatial` still counts values; a plane holds spatial / 4 quads,
+// and the apply kernels' grid counts quads (see `quad_count`).
+@group(0) @binding(11) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read> grad_y4: array<vec4<f32>>;
+@group(0) @binding(14) var<storage, read_write> grad_x4: array<vec4<f32>>;
+
+// Where quad q (over the channel's N * spatial / 4) of channel ch lies, in quads.
+fn channel_quad(ch: u32, q: u32) -> u32 {
+    let quads = p.spatial / 4u;
+    var at = vec2<u32>(q / quads, q % quads);
+    if p.total < 16777216u {
+        at = divmod24(q, quads);
+    }
+    return (at.x * p.c + ch) * quads + at.y;
+}
+
+// The moments after adding the four values of v.
+fn welford4(m: vec3<f32>, v: vec4<f32>) -> vec3<f32> {
+    let mean = (v.x + v.y + v.z + v.w) * 0.25;
+    let d = v - vec4<f32>(mean);
+    return merge(m, vec3<f32>(4.0, mean, dot(d, d)));
+}
+
+@compute @workgroup_size(STATS_WG)
+fn batch_norm_stats4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let ch = wg.x;
+    let quads = p.spatial / 4u;
+    var m = vec3<f32>(0.0);
+    if quads >= STATS_WG {
+        for (var n = 0u; n < p.n; n++) {
+            let plane = (n * p.c + ch) * quads;
+            for (var i = lid; i < quads; i += STATS_WG) {
+                m = welford4(m, x4[plane + i]);
+            }
+        }
+    } else {
+        for (var i = lid; i < p.n * quads; i += STATS_WG) {
+            m = welford4(m, x4[channel_quad(ch, i)]);
+        }
+    }
+    store_stats(ch, lid, m);
+}
+
+// Quads per grid row of the apply kernels: a plane's, or the channel's.
+fn quad_count() -> u32 {
+    let quads = p.spatial / 4u;
+    return select(p.n * quads, quads, quads >= WG);
+}
+
+// Where the apply kernels' quad i of channel ch lies.
+fn quad_index(inv: Invocation, ch: u32, i: u32) -> u32 {
+    let quads = p.spatial / 4u;
+    if quads >= WG {
+        return (inv.wg.z * p.c + ch) * quads + i;
+    }
+    return channel_quad(ch, i);
+}
+
+@compute @workgroup_size(WG)
+fn batch_norm_apply4(inv: Invocation) {
+    let ch = inv.wg.y;
+    let k = apply_coefficients(ch);
+    let end = quad_count();
     for (var j = 0u; j < PER; j++) {
         let i = (inv.wg.x * PER + j) * WG + inv.lid;
         if i < end {
-            let at = element_index(inv, ch, i);
-            grad_x[at] = a * grad_y[at] + b + c * (x[at] - mean);
+            let at = quad_index(inv, ch, i);
+            y4[at] = (x4[at] - k.x) * k.y + k.z;
+        }
+    }
+}
+
+@compute @workgroup_size(STATS_WG)
+fn batch_norm_backward_reduce4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let ch = wg.x;
+    let quads = p.spatial / 4u;
+    let mean = stats[ch];
+    let invstd = stats[p.c + ch];
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var i = lid; i < p.n * quads; i += STATS_WG) {
+        let at = channel_quad(ch, i);
+        let g = grad_y4[at];
+        sg += g.x + g.y + g.z + g.w;
+        sgx += dot(g, x4[at] - vec4<f32>(mean)) * invstd;
+    }
+    store_sums(ch, lid, sg, sgx);
+}
+
+@compute @workgroup_size(WG)
+fn batch_norm_backward_apply4(inv: Invocation) {
+    let ch = inv.wg.y;
+    let k = backward_coefficients(ch);
+    let end = quad_count();
+    for (var j = 0u; j < PER; j++) {
+        let i = (inv.wg.x * PER + j) * WG + inv.lid;
+        if i < end {
+            let at = quad_index(inv, ch, i);
+            grad_x4[at] = k.y * grad_y4[at] + k.z + k.w * (x4[at] - k.x);
         }
     }
 }

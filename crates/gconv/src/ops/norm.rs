@@ -139,19 +139,22 @@ pub(crate) fn record_batch_norm(
     };
     let dummy = &ctx.inner.dummy;
     let bytes = bytemuck::bytes_of(&params);
+    let quads = spatial.is_multiple_of(4);
     let enc = rec;
     {
         if o.training {
             if c > ctx.limits().max_compute_workgroups_per_dimension as usize {
                 return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
             }
+            let (entry, x_at) =
+                if quads { ("batch_norm_stats4", 11) } else { ("batch_norm_stats", 1) };
             ctx.record(
                 enc,
                 &Dispatch::new(
                     Shader::BatchNorm,
-                    "batch_norm_stats",
+                    entry,
                     bytes,
-                    &[(1, x.buffer()), (2, stats.buffer()), (3, rm.buffer()), (4, rv.buffer())],
+                    &[(x_at, x.buffer()), (2, stats.buffer()), (3, rm.buffer()), (4, rv.buffer())],
                     [c as u32, 1, 1],
                 ),
             )?;
@@ -169,18 +172,20 @@ pub(crate) fn record_batch_norm(
             )?;
         }
         let (constants, grid) = apply_launch(&ctx, OP, n, c, spatial)?;
+        let (entry, x_at, y_at) =
+            if quads { ("batch_norm_apply4", 11, 12) } else { ("batch_norm_apply", 1, 7) };
         ctx.record(
             enc,
             &Dispatch::new(
                 Shader::BatchNorm,
-                "batch_norm_apply",
+                entry,
                 bytes,
                 &[
-                    (1, x.buffer()),
+                    (x_at, x.buffer()),
                     (2, stats.buffer()),
                     (5, weight.map_or(dummy, Tensor::buffer)),
                     (6, bias.map_or(dummy, Tensor::buffer)),
-                    (7, y.buffer()),
+                    (y_at, y.buffer()),
                 ],
                 grid,
             )
@@ -192,7 +197,8 @@ pub(crate) fn record_batch_norm(
 /// The apply kernels' override constants (WG, PER) and grid.
 type ApplyLaunch = ([(&'static str, f64); 2], [u32; 3]);
 
-/// The apply kernels' launch (see `element_count` in batch_norm.wgsl): elements per
+/// The apply kernels' launch (see `element_count` and `quad_count` in batch_norm.wgsl; the
+/// vec4 variants' elements are quads where planes hold whole quads): elements per
 /// invocation (`PER`: 1, 2, 4 or 8, about a row's elements per workgroup width, so that few
 /// invocations idle) and the grid, (blocks, C, N) where a plane is at least a workgroup wide,
 /// else (blocks, C, 1).
@@ -205,7 +211,9 @@ fn apply_launch(
 ) -> Result<ApplyLaunch> {
     let max = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let wg = WG as usize;
-    let (elements, samples) = if spatial >= wg { (spatial, n) } else { (n * spatial, 1) };
+    // The vec4 variants' elements are quads.
+    let per_row = if spatial.is_multiple_of(4) { spatial / 4 } else { spatial };
+    let (elements, samples) = if per_row >= wg { (per_row, n) } else { (n * per_row, 1) };
     let per = (elements / wg).clamp(1, 8).ilog2();
     let per = 1usize << per;
     let blocks = elements.div_ceil(wg * per);
@@ -322,18 +330,23 @@ pub(crate) fn record_batch_norm_backward(
         training: o.training as u32,
     };
     let bytes = bytemuck::bytes_of(&params);
+    // The vec4 variants where planes hold whole quads (see batch_norm.wgsl).
+    let quads = spatial.is_multiple_of(4);
+    let (x_at, gy_at, gx_at) = if quads { (11, 13, 14) } else { (1, 8, 9) };
     let enc = rec;
     {
+        let entry =
+            if quads { "batch_norm_backward_reduce4" } else { "batch_norm_backward_reduce" };
         ctx.record(
             enc,
             &Dispatch::new(
                 Shader::BatchNorm,
-                "batch_norm_backward_reduce",
+                entry,
                 bytes,
                 &[
-                    (1, x.buffer()),
+                    (x_at, x.buffer()),
                     (2, stats.buffer()),
-                    (8, grad_output.buffer()),
+                    (gy_at, grad_output.buffer()),
                     (10, sums.buffer()),
                 ],
                 [c as u32, 1, 1],
@@ -345,14 +358,14 @@ pub(crate) fn record_batch_norm_backward(
                 enc,
                 &Dispatch::new(
                     Shader::BatchNorm,
-                    "batch_norm_backward_apply",
+                    if quads { "batch_norm_backward_apply4" } else { "batch_norm_backward_apply" },
                     bytes,
                     &[
-                        (1, x.buffer()),
+                        (x_at, x.buffer()),
                         (2, stats.buffer()),
                         (5, weight.map_or(&ctx.inner.dummy, Tensor::buffer)),
-                        (8, grad_output.buffer()),
-                        (9, grad_input.buffer()),
+                        (gy_at, grad_output.buffer()),
+                        (gx_at, grad_input.buffer()),
                         (10, sums.buffer()),
                     ],
                     grid,
