@@ -127,3 +127,70 @@ fn scale_backward(invocation: Invocation) {
     if idx >= p.total { return; }
     y[idx] = p.alpha * grad_y[idx];
 }
+
+// The vec4 variants of the hot maps: the same values through x4, y4, grad_y4 and x2_4, bound
+// to the same buffers as x, y, grad_y and x2 (which then hold whole quads up to `total`):
+// four values per load, one per-lane loop on CPU adapters where four scalars take four.
+// `total` still counts values; invocation i takes quad i.
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> grad_y4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> x2_4: array<vec4<f32>>;
+
+// Stores quad i of y, keeping what lies past `total` in the last one.
+fn store4(i: u32, v: vec4<f32>) {
+    if 4u * i + 4u <= p.total {
+        y4[i] = v;
+        return;
+    }
+    let live = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.total);
+    y4[i] = select(y4[i], v, live);
+}
+
+@compute @workgroup_size(WG)
+fn relu_forward4(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if 4u * i >= p.total { return; }
+    let v = x4[i];
+    store4(i, select(v, vec4<f32>(0.0), v < vec4<f32>(0.0)));
+}
+
+@compute @workgroup_size(WG)
+fn relu_backward4(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if 4u * i >= p.total { return; }
+    store4(i, select(vec4<f32>(0.0), grad_y4[i], x4[i] > vec4<f32>(0.0)));
+}
+
+@compute @workgroup_size(WG)
+fn add_inplace4(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if 4u * i >= p.total { return; }
+    store4(i, y4[i] + x4[i]);
+}
+
+@compute @workgroup_size(WG)
+fn add4(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if 4u * i >= p.total { return; }
+    store4(i, x4[i] + x2_4[i]);
+}
+
+@compute @workgroup_size(WG)
+fn hardtanh_forward4(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if 4u * i >= p.total { return; }
+    let v = x4[i];
+    let hi = vec4<f32>(p.beta);
+    let lo = vec4<f32>(p.alpha);
+    store4(i, select(select(v, hi, v > hi), lo, v < lo));
+}
+
+@compute @workgroup_size(WG)
+fn hardtanh_backward4(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if 4u * i >= p.total { return; }
+    let v = x4[i];
+    let inside = v > vec4<f32>(p.alpha) & v < vec4<f32>(p.beta);
+    store4(i, select(vec4<f32>(0.0), grad_y4[i], inside));
+}

@@ -391,12 +391,22 @@ fn record_elementwise_with(
     let block = sample_chunk(ctx, total, total.max(1), &[1]).ok_or_else(|| {
         Error::invalid(entry, "no block of elements fits a storage binding (an internal error)")
     })?;
+    // The vec4 variant where every buffer holds whole quads up to `total` and blocks start on
+    // one.
+    let quads = vec4_entry(entry).filter(|_| {
+        (block == total || block.is_multiple_of(4))
+            && buffers.iter().all(|(_, b)| b.size() >= (total.div_ceil(4) * 16) as u64)
+    });
+    let (entry, width) = quads.map_or((entry, 1), |e| (e, 4));
+    let bound: Vec<(u32, &wgpu::Buffer)> =
+        buffers.iter().map(|&(b, buf)| (if width == 4 { b + 4 } else { b }, buf)).collect();
     for start in (0..total).step_by(block.max(1)) {
         let len = block.min(total - start);
         let count = check_u32(entry, "elements", len)?;
         let params = [count, alpha.to_bits(), beta.to_bits(), 0];
+        let bytes = (len.div_ceil(width) * width * 4) as u64;
         let ranges: Vec<(u32, u64, u64)> = if len < total {
-            buffers.iter().map(|(b, _)| (*b, (start * 4) as u64, (len * 4) as u64)).collect()
+            bound.iter().map(|(b, _)| (*b, (start * 4) as u64, bytes)).collect()
         } else {
             Vec::new()
         };
@@ -407,13 +417,27 @@ fn record_elementwise_with(
                 entry,
                 (Shader::Elementwise, entry),
                 bytemuck::cast_slice(&params),
-                buffers,
-                u64::from(count),
+                &bound,
+                u64::from(count).div_ceil(width as u64),
             )?
             .ranges(&ranges),
         )?;
     }
     Ok(())
+}
+
+/// The vec4 variant of an entry point of `elementwise.wgsl`, where it has one (its bindings
+/// are the scalar ones plus 4).
+fn vec4_entry(entry: &str) -> Option<&'static str> {
+    Some(match entry {
+        "relu_forward" => "relu_forward4",
+        "relu_backward" => "relu_backward4",
+        "add_inplace" => "add_inplace4",
+        "add" => "add4",
+        "hardtanh_forward" => "hardtanh_forward4",
+        "hardtanh_backward" => "hardtanh_backward4",
+        _ => return None,
+    })
 }
 
 /// Records y = relu(x) or relu6(x) (`y` may be `x`).
