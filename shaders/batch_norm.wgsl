@@ -32,6 +32,13 @@ struct BnParams {
     momentum: f32,
     total: u32,
     training: u32,
+    // A clamp fused behind the normalisation (its output is the node's): 0 none, 1 ReLU,
+    // 2 hardtanh(lo, hi) (ReLU6 too). The backward kernels recompute the normalised value
+    // to mask the gradient as relu_backward and hardtanh_backward do.
+    clamp: u32,
+    lo: f32,
+    hi: f32,
+    unused: u32,
 }
 
 // Small: on CPU adapters every barrier of the reductions switches between the workgroup's
@@ -178,9 +185,42 @@ fn batch_norm_apply(inv: Invocation) {
         let i = (inv.wg.x * PER + j) * WG + inv.lid;
         if i < end {
             let at = element_index(inv, ch, i);
-            y[at] = (x[at] - k.x) * k.y + k.z;
+            y[at] = clamp1((x[at] - k.x) * k.y + k.z);
         }
     }
+}
+
+// The fused clamp (see BnParams) of normalised values v, as relu_forward and
+// hardtanh_forward: NaN stays NaN.
+fn clamp4(v: vec4<f32>) -> vec4<f32> {
+    if p.clamp == 1u {
+        return select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
+    }
+    if p.clamp == 2u {
+        let hi = vec4<f32>(p.hi);
+        let lo = vec4<f32>(p.lo);
+        return select(select(v, hi, v > hi), lo, v < lo);
+    }
+    return v;
+}
+
+// The gradient g of the fused clamp's output where its input (the normalised value) is v.
+fn unclamp4(g: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
+    if p.clamp == 1u {
+        return select(vec4<f32>(0.0), g, v > vec4<f32>(0.0));
+    }
+    if p.clamp == 2u {
+        return select(vec4<f32>(0.0), g, v > vec4<f32>(p.lo) & v < vec4<f32>(p.hi));
+    }
+    return g;
+}
+
+fn clamp1(v: f32) -> f32 {
+    return clamp4(vec4<f32>(v)).x;
+}
+
+fn unclamp1(g: f32, v: f32) -> f32 {
+    return unclamp4(vec4<f32>(g), vec4<f32>(v)).x;
 }
 
 // (mean, scale, shift) of channel ch: y = (x - mean) * scale + shift.
@@ -209,7 +249,8 @@ fn batch_norm_backward_reduce(
 ) {
     let ch = wg.x;
     let count = p.n * p.spatial;
-    let mean = stats[ch];
+    let k = apply_coefficients(ch);
+    let mean = k.x;
     let invstd = stats[p.c + ch];
     var sg = 0.0;
     var sgx = 0.0;
@@ -217,17 +258,19 @@ fn batch_norm_backward_reduce(
         for (var n = 0u; n < p.n; n++) {
             let plane = (n * p.c + ch) * p.spatial;
             for (var i = lid; i < p.spatial; i += STATS_WG) {
-                let g = grad_y[plane + i];
+                let xv = x[plane + i];
+                let g = unclamp1(grad_y[plane + i], (xv - mean) * k.y + k.z);
                 sg += g;
-                sgx += g * (x[plane + i] - mean) * invstd;
+                sgx += g * (xv - mean) * invstd;
             }
         }
     } else {
         for (var i = lid; i < count; i += STATS_WG) {
             let at = channel_index(ch, i);
-            let g = grad_y[at];
+            let xv = x[at];
+            let g = unclamp1(grad_y[at], (xv - mean) * k.y + k.z);
             sg += g;
-            sgx += g * (x[at] - mean) * invstd;
+            sgx += g * (xv - mean) * invstd;
         }
     }
     store_sums(ch, lid, sg, sgx);
@@ -248,12 +291,14 @@ fn store_sums(ch: u32, lid: u32, sg: f32, sgx: f32) {
 fn batch_norm_backward_apply(inv: Invocation) {
     let ch = inv.wg.y;
     let k = backward_coefficients(ch);
+    let f = apply_coefficients(ch);
     let end = element_count();
     for (var j = 0u; j < PER; j++) {
         let i = (inv.wg.x * PER + j) * WG + inv.lid;
         if i < end {
             let at = element_index(inv, ch, i);
-            grad_x[at] = k.y * grad_y[at] + k.z + k.w * (x[at] - k.x);
+            let d = x[at] - k.x;
+            grad_x[at] = k.y * unclamp1(grad_y[at], d * f.y + f.z) + k.z + k.w * d;
         }
     }
 }
@@ -349,7 +394,7 @@ fn batch_norm_apply4(inv: Invocation) {
         let i = (inv.wg.x * PER + j) * WG + inv.lid;
         if i < end {
             let at = quad_index(inv, ch, i);
-            y4[at] = (x4[at] - k.x) * k.y + k.z;
+            y4[at] = clamp4((x4[at] - k.x) * k.y + k.z);
         }
     }
 }
@@ -361,15 +406,16 @@ fn batch_norm_backward_reduce4(
 ) {
     let ch = wg.x;
     let quads = p.spatial / 4u;
-    let mean = stats[ch];
+    let k = apply_coefficients(ch);
     let invstd = stats[p.c + ch];
     var sg = 0.0;
     var sgx = 0.0;
     for (var i = lid; i < p.n * quads; i += STATS_WG) {
         let at = channel_quad(ch, i);
-        let g = grad_y4[at];
+        let d = x4[at] - vec4<f32>(k.x);
+        let g = unclamp4(grad_y4[at], d * k.y + k.z);
         sg += g.x + g.y + g.z + g.w;
-        sgx += dot(g, x4[at] - vec4<f32>(mean)) * invstd;
+        sgx += dot(g, d) * invstd;
     }
     store_sums(ch, lid, sg, sgx);
 }
@@ -378,12 +424,14 @@ fn batch_norm_backward_reduce4(
 fn batch_norm_backward_apply4(inv: Invocation) {
     let ch = inv.wg.y;
     let k = backward_coefficients(ch);
+    let f = apply_coefficients(ch);
     let end = quad_count();
     for (var j = 0u; j < PER; j++) {
         let i = (inv.wg.x * PER + j) * WG + inv.lid;
         if i < end {
             let at = quad_index(inv, ch, i);
-            grad_x4[at] = k.y * grad_y4[at] + k.z + k.w * (x4[at] - k.x);
+            let d = x4[at] - vec4<f32>(k.x);
+            grad_x4[at] = k.y * unclamp4(grad_y4[at], d * f.y + f.z) + k.z + k.w * d;
         }
     }
 }

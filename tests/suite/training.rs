@@ -400,3 +400,36 @@ fn a_model_that_only_infers_holds_no_gradients_or_optimizer_state() {
     );
     assert!(model.gradients().expect("grads").iter().any(|(_, _, g)| g.iter().any(|&v| v != 0.0)));
 }
+
+/// Batch norm fused with the ReLU6 or hardtanh behind it (one kernel each way) gives what the
+/// two layers give apart: `scale(1)` between them (exact in f32) keeps them apart.
+#[test]
+fn batch_norm_fused_with_its_clamp_matches_the_layers_apart() {
+    let fused = "conv(2,4,k=3,p=1) bn relu6 conv(4,6,k=3,p=1) bn \
+                 hardtanh(min=-0.3,max=0.4) gap flatten linear(3)";
+    let apart = "conv(2,4,k=3,p=1) bn scale(1) relu6 conv(4,6,k=3,p=1) bn scale(1) \
+                 hardtanh(min=-0.3,max=0.4) gap flatten linear(3)";
+    let batch = 3;
+    // Inputs up to +-8, so that ReLU6's upper bound clamps too.
+    let x: Vec<f32> = (0..batch * 2 * 6 * 5).map(|i| ((i * 37 % 101) as f32 / 6.0) - 8.0).collect();
+    let labels = [1, 2, 0];
+    let run = |spec: &str| {
+        let graph = gconv::nn::parse_layers(spec, &[2, 6, 5]).expect("spec");
+        let mut model = Model::from_graph(ctx(), "bn", graph, 11).expect("model");
+        model.compute_gradients(&x, &labels).expect("gradients");
+        let grads = model.gradients().expect("download");
+        let logits = model.predict(&x, batch).expect("predict").to_vec().expect("download");
+        (grads, logits)
+    };
+    let ((g1, y1), (g2, y2)) = (run(fused), run(apart));
+    let f64s = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+    let relative_error = |a: &[f32], b: &[f32]| relative_error(&f64s(a), &f64s(b));
+    assert_eq!(g1.len(), g2.len());
+    for ((name, shape, a), (_, _, b)) in g1.iter().zip(&g2) {
+        assert!(a.iter().any(|&v| v != 0.0), "{name}: no gradient");
+        let err = relative_error(a, b);
+        assert!(err < 1e-5, "{name} {shape:?}: fused and apart differ by {err:e}");
+    }
+    let err = relative_error(&y1, &y2);
+    assert!(err < 1e-5, "evaluation logits differ by {err:e}");
+}

@@ -2,6 +2,7 @@
 
 use super::{check_u32, context_of};
 use crate::kernel::{Dispatch, Recorder, Shader, WG, WG_CONSTANT};
+use crate::ops::activation::Clamp;
 use crate::{DType, Error, Result, Tensor};
 
 /// Options of [`batch_norm`], with PyTorch's defaults.
@@ -35,6 +36,31 @@ struct BnParams {
     momentum: f32,
     total: u32,
     training: u32,
+    clamp: u32,
+    lo: f32,
+    hi: f32,
+    unused: u32,
+}
+
+/// Whether a clamp can be fused behind batch norm's kernels (ReLU, ReLU6, hardtanh).
+pub(crate) fn fusable_clamp(clamp: Clamp) -> bool {
+    matches!(clamp, Clamp::Relu | Clamp::Relu6 | Clamp::Hardtanh(..))
+}
+
+/// BnParams' (clamp, lo, hi) for a fused clamp (see batch_norm.wgsl).
+fn clamp_params(clamp: Option<Clamp>) -> Result<(u32, f32, f32)> {
+    Ok(match clamp {
+        None => (0, 0.0, 0.0),
+        Some(Clamp::Relu) => (1, 0.0, 0.0),
+        Some(Clamp::Relu6) => (2, 0.0, 6.0),
+        Some(Clamp::Hardtanh(lo, hi)) => (2, lo, hi),
+        Some(other) => {
+            return Err(Error::invalid(
+                "batch_norm",
+                format!("{other:?} cannot be fused with batch norm (an internal error)"),
+            ));
+        }
+    })
 }
 
 /// Batch normalisation over an (N, C, *) input, as `torch.nn.functional.batch_norm`. In
@@ -56,7 +82,8 @@ pub fn batch_norm(
     Ok(batch_norm_with_stats(x, running_mean, running_var, weight, bias, o)?.0)
 }
 
-/// Records batch normalisation of `x` into `y`, and the (mean, invstd) it used into `stats`.
+/// Records batch normalisation of `x` into `y` (through `clamp` where one is fused behind it),
+/// and the (mean, invstd) it used into `stats`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_batch_norm(
     rec: &mut Recorder<'_>,
@@ -66,7 +93,7 @@ pub(crate) fn record_batch_norm(
     weight: Option<&Tensor>,
     bias: Option<&Tensor>,
     o: &BatchNormOptions,
-    y: &Tensor,
+    (y, clamp): (&Tensor, Option<Clamp>),
     stats: &Tensor,
 ) -> Result<()> {
     const OP: &str = "batch_norm";
@@ -130,6 +157,10 @@ pub(crate) fn record_batch_norm(
         momentum: o.momentum as f32,
         total,
         training: o.training as u32,
+        clamp: clamp_params(clamp)?.0,
+        lo: clamp_params(clamp)?.1,
+        hi: clamp_params(clamp)?.2,
+        unused: 0,
     };
     // Training without running statistics still binds two (distinct) writable buffers.
     let scratch = || Tensor::zeros(&ctx, &[1]);
@@ -249,7 +280,7 @@ pub fn batch_norm_with_stats(
     let y = Tensor::output(&ctx, x.shape(), DType::F32, OP)?;
     let stats = Tensor::output(&ctx, &[2, c], DType::F32, OP)?;
     ctx.run(OP, |rec| {
-        record_batch_norm(rec, x, running_mean, running_var, weight, bias, o, &y, &stats)
+        record_batch_norm(rec, x, running_mean, running_var, weight, bias, o, (&y, None), &stats)
     })?;
     Ok((y, stats))
 }
@@ -267,7 +298,8 @@ pub struct BatchNormGrads {
 
 /// Records the gradients of batch normalisation: `sums` receives (sum(grad_y),
 /// sum(grad_y * xhat)) per channel (the bias's and the weight's gradient), `grad_input` (when
-/// wanted) the input's.
+/// wanted) the input's. With `clamp` (a fused clamp and the layer's bias), `grad_output` is the
+/// clamp's output gradient, masked where the recomputed normalised value was clamped.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_batch_norm_backward(
     rec: &mut Recorder<'_>,
@@ -275,7 +307,7 @@ pub(crate) fn record_batch_norm_backward(
     x: &Tensor,
     stats: &Tensor,
     weight: Option<&Tensor>,
-    has_bias: bool,
+    clamp: Option<(Clamp, Option<&Tensor>)>,
     o: &BatchNormOptions,
     grad_input: Option<&Tensor>,
     sums: &Tensor,
@@ -314,6 +346,8 @@ pub(crate) fn record_batch_norm_backward(
         return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
     }
     let total = check_u32(OP, "elements", x.numel())?;
+    let (kind, lo, hi) = clamp_params(clamp.map(|c| c.0))?;
+    let bias = clamp.and_then(|c| c.1);
     if sums.shape() != [2, c] {
         return Err(Error::invalid(OP, "internal error: sums of the wrong shape"));
     }
@@ -322,14 +356,21 @@ pub(crate) fn record_batch_norm_backward(
         c: c as u32,
         spatial: spatial as u32,
         has_weight: weight.is_some() as u32,
-        has_bias: has_bias as u32,
+        // The kernels read the bias only to recompute a fused clamp's input.
+        has_bias: bias.is_some() as u32,
         has_running: 0,
         eps: o.eps as f32,
         momentum: o.momentum as f32,
         total,
         training: o.training as u32,
+        clamp: kind,
+        lo,
+        hi,
+        unused: 0,
     };
     let bytes = bytemuck::bytes_of(&params);
+    let dummy = &ctx.inner.dummy;
+    let (w_buf, b_buf) = (weight.map_or(dummy, Tensor::buffer), bias.map_or(dummy, Tensor::buffer));
     // The vec4 variants where planes hold whole quads (see batch_norm.wgsl).
     let quads = spatial.is_multiple_of(4);
     let (x_at, gy_at, gx_at) = if quads { (11, 13, 14) } else { (1, 8, 9) };
@@ -346,6 +387,8 @@ pub(crate) fn record_batch_norm_backward(
                 &[
                     (x_at, x.buffer()),
                     (2, stats.buffer()),
+                    (5, w_buf),
+                    (6, b_buf),
                     (gy_at, grad_output.buffer()),
                     (10, sums.buffer()),
                 ],
@@ -363,7 +406,8 @@ pub(crate) fn record_batch_norm_backward(
                     &[
                         (x_at, x.buffer()),
                         (2, stats.buffer()),
-                        (5, weight.map_or(&ctx.inner.dummy, Tensor::buffer)),
+                        (5, w_buf),
+                        (6, b_buf),
                         (gy_at, grad_output.buffer()),
                         (gx_at, grad_input.buffer()),
                         (10, sums.buffer()),
@@ -403,7 +447,7 @@ pub fn batch_norm_backward(
             x,
             stats,
             weight,
-            has_bias,
+            None,
             o,
             Some(&grad_input),
             &sums,

@@ -8,6 +8,7 @@ use crate::nn::layer::Layer;
 use crate::ops::BatchNormOptions;
 use crate::ops::activation::Clamp;
 use crate::ops::conv::{Attrs, ConvPlan, ConvReluPool};
+use crate::ops::norm::fusable_clamp;
 use crate::ops::pool::PoolPlan;
 use crate::{Context, Error, Result, Tensor};
 
@@ -33,11 +34,13 @@ pub(super) enum Exec {
         p: f32,
         layer: u32,
     },
-    /// Batch norm with its per-node (mean, invstd) and gradient sums, both (2, C).
+    /// Batch norm with its per-node (mean, invstd) and gradient sums, both (2, C), and the
+    /// ReLU, ReLU6 or hardtanh fused behind it (the node after it in the graph).
     BatchNorm {
         o: BatchNormOptions,
         stats: Tensor,
         sums: Tensor,
+        clamp: Option<Clamp>,
     },
     /// A view of its input (Flatten; Dropout in evaluation).
     Alias,
@@ -149,13 +152,14 @@ fn exec_of(
             o: BatchNormOptions { training: train, momentum: *momentum, eps: *eps },
             stats: Tensor::zeros(ctx, &[2, *num_features])?,
             sums: Tensor::zeros(ctx, &[2, *num_features])?,
+            clamp: None,
         },
     })
 }
 
 /// Fuses runs of graph nodes that one kernel can do (conv -> ReLU -> 2x2 max-pool, see
-/// `ops::conv::ConvReluPool`) where the values between them have no other reader, and maps
-/// the graph's values to the plan's.
+/// `ops::conv::ConvReluPool`; batch norm -> ReLU, ReLU6 or hardtanh) where the values between
+/// them have no other reader, and maps the graph's values to the plan's.
 fn fuse(
     ctx: &Context,
     graph: &Graph,
@@ -182,6 +186,18 @@ fn fuse(
             }
             _ => None,
         };
+        // Batch norm -> ReLU, ReLU6 or hardtanh: the clamp in batch norm's kernels.
+        let clamp = match (slots.get(i), slots.get(i + 1)) {
+            (Some(Some(Exec::BatchNorm { .. })), Some(Some(Exec::Clamp(c))))
+                if kind != PlanKind::Capture
+                    && fusable_clamp(*c)
+                    && graph.nodes[i + 1].inputs == [i + 1]
+                    && graph.consumers(i + 1) == [i + 1] =>
+            {
+                Some(*c)
+            }
+            _ => None,
+        };
         let exec = match (slots[i].take(), pooled) {
             (Some(Exec::Conv(conv)), Some(pooled)) => {
                 slots[i + 1] = None;
@@ -191,10 +207,18 @@ fn fuse(
                 let conv_shape = graph_shapes[i + 1].clone();
                 Exec::ConvReluPool(Box::new(ConvReluPool { conv, pool, pooled }), conv_shape)
             }
+            (Some(Exec::BatchNorm { o, stats, sums, .. }), _) if clamp.is_some() => {
+                slots[i + 1] = None;
+                Exec::BatchNorm { o, stats, sums, clamp }
+            }
             (Some(exec), _) => exec,
             (None, _) => return Err(Error::invalid("plan", "internal error: fused twice")),
         };
-        let width = if matches!(exec, Exec::ConvReluPool(..)) { 3 } else { 1 };
+        let width = match exec {
+            Exec::ConvReluPool(..) => 3,
+            Exec::BatchNorm { clamp: Some(_), .. } => 2,
+            _ => 1,
+        };
         let inputs = graph.nodes[i].inputs.iter().map(|&v| value[v]).collect::<Option<Vec<_>>>();
         let inputs = inputs
             .ok_or_else(|| Error::invalid("plan", "internal error: a fused value is read"))?;

@@ -96,11 +96,12 @@ impl Recording<'_> {
                 Exec::Dropout { p, layer } => {
                     record_dropout(ctx, rec, *p, *layer, self.model.shared.seed.buffer(), x, y)?
                 }
-                Exec::BatchNorm { o, stats, .. } => {
+                Exec::BatchNorm { o, stats, clamp, .. } => {
                     let node = &self.model.graph.nodes[self.lowered.first[i]];
                     let buffer = |k: usize| node.buffers.get(k).map(|&b| &self.model.buffers[b].1);
                     let (w, b) = (self.param(i, 0).map(|p| &p.value), self.bias(i));
-                    record_batch_norm(rec, x, buffer(0), buffer(1), w, b, o, y, stats)?;
+                    let (rm, rv) = (buffer(0), buffer(1));
+                    record_batch_norm(rec, x, rm, rv, w, b, o, (y, *clamp), stats)?;
                 }
                 Exec::Alias => {}
             }
@@ -289,9 +290,10 @@ impl Recording<'_> {
                     record_dropout(ctx, rec, *p, *layer, seed, gy, gx)?;
                 }
             }
-            Exec::BatchNorm { o, stats, sums } => {
+            Exec::BatchNorm { o, stats, sums, clamp } => {
                 let w = self.param(i, 0).map(|p| &p.value);
-                record_batch_norm_backward(rec, gy, x, stats, w, true, o, gx, sums)?;
+                let clamp = clamp.map(|c| (c, self.bias(i)));
+                record_batch_norm_backward(rec, gy, x, stats, w, clamp, o, gx, sums)?;
                 // sums = (sum(grad_y), sum(grad_y * xhat)): the bias's and weight's gradients.
                 let bytes = (sums.numel() / 2 * 4) as u64;
                 if let Some(gw) = gw {
