@@ -114,35 +114,43 @@ pub fn avg_pool_forward(x: &Array, a: &PoolAttrs) -> Array {
     let mut at = 0;
     for pl in 0..planes {
         for o in each3(outs) {
-            let mut sum = 0.0;
-            let mut valid = 0usize;
-            let mut padded = 1usize;
-            for i in 0..3 {
-                // Window extent inside the padded input (count_include_pad's divisor).
-                let start = (o[i] * st[i]) as i64 - pd[i] as i64;
-                let end = (start + ks[i] as i64).min((ins[i] + pd[i]) as i64);
-                padded *= (end - start) as usize;
-            }
-            for k in each3(ks) {
-                let pos: [i64; 3] =
-                    std::array::from_fn(|i| (o[i] * st[i] + k[i]) as i64 - pd[i] as i64);
-                if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
-                    continue;
-                }
-                sum += x.data
-                    [pl * in_plane + flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize)];
-                valid += 1;
-            }
-            let divisor = match (a.divisor_override, a.count_include_pad) {
-                (Some(d), _) => d,
-                (None, true) => padded,
-                (None, false) => valid,
-            };
-            y.data[at] = sum / divisor as f64;
+            let (taps, divisor) = avg_window(a, (ins, ks, st, pd), o);
+            let sum: f64 = taps.iter().map(|&t| x.data[pl * in_plane + t]).sum();
+            y.data[at] = sum / divisor;
             at += 1;
         }
     }
     y
+}
+
+/// Average-pooling window `o`'s in-bounds taps (flat positions in a plane of size `ins`) and
+/// its divisor: divisor_override, else with count_include_pad the window's extent inside the
+/// padded input, else its in-bounds taps.
+fn avg_window(
+    a: &PoolAttrs,
+    (ins, ks, st, pd): ([usize; 3], [usize; 3], [usize; 3], [usize; 3]),
+    o: [usize; 3],
+) -> (Vec<usize>, f64) {
+    let mut padded = 1usize;
+    for i in 0..3 {
+        let start = (o[i] * st[i]) as i64 - pd[i] as i64;
+        let end = (start + ks[i] as i64).min((ins[i] + pd[i]) as i64);
+        padded *= (end - start) as usize;
+    }
+    let mut taps = Vec::new();
+    for k in each3(ks) {
+        let pos: [i64; 3] = std::array::from_fn(|i| (o[i] * st[i] + k[i]) as i64 - pd[i] as i64);
+        if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
+            continue;
+        }
+        taps.push(flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize));
+    }
+    let divisor = match (a.divisor_override, a.count_include_pad) {
+        (Some(d), _) => d,
+        (None, true) => padded,
+        (None, false) => taps.len(),
+    };
+    (taps, divisor as f64)
 }
 
 fn adaptive_range(o: usize, input: usize, output: usize) -> std::ops::Range<usize> {
@@ -245,26 +253,7 @@ pub fn avg_pool_backward(x: &Array, gy: &Array, a: &PoolAttrs) -> Array {
     let mut at = 0;
     for pl in 0..planes {
         for o in each3(outs) {
-            let mut padded = 1usize;
-            let mut taps = Vec::new();
-            for i in 0..3 {
-                let start = (o[i] * st[i]) as i64 - pd[i] as i64;
-                let end = (start + ks[i] as i64).min((ins[i] + pd[i]) as i64);
-                padded *= (end - start) as usize;
-            }
-            for k in each3(ks) {
-                let pos: [i64; 3] =
-                    std::array::from_fn(|i| (o[i] * st[i] + k[i]) as i64 - pd[i] as i64);
-                if (0..3).any(|i| pos[i] < 0 || pos[i] >= ins[i] as i64) {
-                    continue;
-                }
-                taps.push(flat3(ins, pos[0] as usize, pos[1] as usize, pos[2] as usize));
-            }
-            let divisor = match (a.divisor_override, a.count_include_pad) {
-                (Some(d), _) => d,
-                (None, true) => padded,
-                (None, false) => taps.len(),
-            } as f64;
+            let (taps, divisor) = avg_window(a, (ins, ks, st, pd), o);
             for t in taps {
                 gx.data[pl * in_plane + t] += gy.data[at] / divisor;
             }
