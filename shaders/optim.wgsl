@@ -58,8 +58,9 @@ struct Elements {
 fn elements(i: u32) -> Elements {
     let live = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(o.total);
     let g = select(vec4<f32>(0.0), grad[i], live);
-    let bits = bitcast<vec4<u32>>(g) & vec4<u32>(0x7f800000u);
-    if any(bits == vec4<u32>(0x7f800000u)) {
+    let finite = is_finite_bits(g.x) && is_finite_bits(g.y) && is_finite_bits(g.z)
+        && is_finite_bits(g.w);
+    if !finite {
         let batch = u32(bitcast<f32>(atomicLoad(&health[BATCHES_WORD])));
         atomicMax(&health[HEALTH_WORD], health_mark(batch, o.index + 1u));
     }

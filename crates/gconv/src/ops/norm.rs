@@ -143,6 +143,7 @@ pub(crate) fn record_batch_norm(
         ));
     }
     let total = check_u32(OP, "elements", x.numel())?;
+    let (kind, lo, hi) = clamp_params(clamp)?;
     if y.shape() != x.shape() || stats.shape() != [2, c] {
         return Err(Error::invalid(OP, "internal error: output or statistics of the wrong shape"));
     }
@@ -157,9 +158,9 @@ pub(crate) fn record_batch_norm(
         momentum: o.momentum as f32,
         total,
         training: o.training as u32,
-        clamp: clamp_params(clamp)?.0,
-        lo: clamp_params(clamp)?.1,
-        hi: clamp_params(clamp)?.2,
+        clamp: kind,
+        lo,
+        hi,
         unused: 0,
     };
     // Training without running statistics still binds two (distinct) writable buffers.
