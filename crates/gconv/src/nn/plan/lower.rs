@@ -191,8 +191,7 @@ fn fuse(
             (Some(Some(Exec::BatchNorm { .. })), Some(Some(Exec::Clamp(c))))
                 if kind != PlanKind::Capture
                     && fusable_clamp(*c)
-                    && graph.nodes[i + 1].inputs == [i + 1]
-                    && graph.consumers(i + 1) == [i + 1] =>
+                    && sole_reader(graph, i + 1, i + 1) =>
             {
                 Some(*c)
             }
@@ -235,10 +234,12 @@ fn fuse(
 /// Whether graph values `a` (conv -> ReLU) and `a + 1` (ReLU -> pool) are each read by one
 /// node only, `relu` and `pool`, once.
 fn only_reader(graph: &Graph, a: usize, relu: usize, pool: usize) -> bool {
-    graph.nodes[relu].inputs == [a]
-        && graph.nodes[pool].inputs == [a + 1]
-        && graph.consumers(a) == [relu]
-        && graph.consumers(a + 1) == [pool]
+    sole_reader(graph, a, relu) && sole_reader(graph, a + 1, pool)
+}
+
+/// Whether graph value `v` is read once, by node `node`, which reads nothing else.
+fn sole_reader(graph: &Graph, v: usize, node: usize) -> bool {
+    graph.nodes[node].inputs == [v] && graph.consumers(v) == [node]
 }
 
 fn conv_name(dims: usize) -> &'static str {
