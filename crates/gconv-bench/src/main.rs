@@ -15,8 +15,10 @@
 //!   (`overhead.rs`).
 //!
 //! Every figure is a median over repeated runs after a warm-up, with the GPU synchronised
-//! before each clock read. `--quick` runs a small subset once each (CI checks that it runs);
-//! `--json FILE` writes the report. `cargo xtask bench` builds and runs this in release mode.
+//! before each clock read; on GPUs a GEMM's or layer's run queues several passes (about 10 ms)
+//! between two clock reads, so that a submission's round trip does not hide the kernels.
+//! `--quick` runs a small subset once each (CI checks that it runs); `--json FILE` writes the
+//! report. `cargo xtask bench` builds and runs this in release mode.
 
 mod models;
 mod overhead;
@@ -26,6 +28,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
+use gconv::nn::{Model, Session, SessionInput, parse_layers};
 use gconv::ops::{self, ConvOptions, ConvTransposeOptions, MaxPoolOptions};
 use gconv::{Context, ContextOptions, ConvStrategy, GemmLayout, Tensor};
 use rand::rngs::SmallRng;
@@ -96,6 +99,34 @@ pub(crate) fn median(repeat: Repeat, mut f: impl FnMut() -> Result<()>) -> Resul
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+/// Median seconds of one pass of `pass`, which records work without waiting for it. On a GPU
+/// a small layer's pass is shorter than a submission's round trip, so each timed run queues
+/// enough passes to cover about 10 ms before it waits (as CUDA benchmarks time many launches
+/// between two events); on a CPU adapter each run is one pass.
+pub(crate) fn median_per_pass(
+    ctx: &Context,
+    repeat: Repeat,
+    mut pass: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    let passes = if ctx.is_cpu_adapter() {
+        1
+    } else {
+        pass()?;
+        ctx.synchronize()?;
+        let t = Instant::now();
+        pass()?;
+        ctx.synchronize()?;
+        ((0.01 / t.elapsed().as_secs_f64()).ceil() as usize).clamp(1, 200)
+    };
+    let t = median(repeat, || {
+        for _ in 0..passes {
+            pass()?;
+        }
+        Ok(ctx.synchronize()?)
+    })?;
+    Ok(t / passes as f64)
 }
 
 fn random(ctx: &Context, rng: &mut SmallRng, shape: &[usize]) -> Result<Tensor> {
@@ -262,9 +293,9 @@ fn bench_gemm(ctx: &Context, rng: &mut SmallRng, repeat: Repeat, quick: bool) ->
         let flops = 2.0 * (n as f64).powi(3);
         let time_on = |l: GemmLayout| {
             ctx.set_gemm_layout(l);
-            let t = median(repeat, || {
+            let t = median_per_pass(ctx, repeat, || {
                 ops::matmul(&a, &b)?;
-                Ok(ctx.synchronize()?)
+                Ok(())
             });
             ctx.set_gemm_layout(GemmLayout::Auto);
             t
@@ -381,6 +412,38 @@ impl Layer {
         }
     }
 
+    /// The layer in the layer-spec language (`gconv summary --layers`).
+    fn spec(&self) -> String {
+        let kind = if self.transposed { "convt" } else { "conv" };
+        format!(
+            "{kind}({},{},k={},s={},p={},d={},g={})",
+            self.c_in,
+            self.c_out,
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups
+        )
+    }
+
+    /// Seconds of a forward pass as a model runs it: a compiled plan (a `Session`, whose
+    /// textures, buffers and bind groups are made once) recorded on a device buffer. The
+    /// eager operators of [`Layer::time`] also allocate their outputs and texture copies and
+    /// make bind groups on every call.
+    fn time_planned(&self, ctx: &Context, rng: &mut SmallRng, repeat: Repeat) -> Result<f64> {
+        let input = [self.c_in, self.size, self.size];
+        let graph = parse_layers(&self.spec(), &input)?;
+        let mut session = Session::new(Model::from_graph(ctx, "layer", graph, 1)?, self.batch)?;
+        let x = random(ctx, rng, &[self.batch, self.c_in, self.size, self.size])?;
+        median_per_pass(ctx, repeat, || {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            session.record(&mut encoder, SessionInput::Buffer { buffer: x.buffer(), offset: 0 })?;
+            ctx.queue().submit([encoder.finish()]);
+            Ok(())
+        })
+    }
+
     /// (forward seconds, forward+backward seconds, output shape) on `ctx`.
     fn time(
         &self,
@@ -400,18 +463,18 @@ impl Layer {
         };
         let y = forward()?;
         let gy = random(ctx, rng, y.shape())?;
-        let t_fwd = median(repeat, || {
+        let t_fwd = median_per_pass(ctx, repeat, || {
             forward()?;
-            Ok(ctx.synchronize()?)
+            Ok(())
         })?;
-        let t_both = median(repeat, || {
+        let t_both = median_per_pass(ctx, repeat, || {
             forward()?;
             if self.transposed {
                 ops::conv_transpose2d_backward(&gy, &x, &w, true, &self.transpose_options())?;
             } else {
                 ops::conv2d_backward(&gy, &x, &w, true, &self.conv_options())?;
             }
-            Ok(ctx.synchronize()?)
+            Ok(())
         })?;
         Ok((t_fwd, t_both, y.shape().to_vec()))
     }
@@ -425,21 +488,24 @@ fn bench_conv(
     quick: bool,
     filter: Option<&str>,
 ) -> Result<Value> {
-    println!("\nConvolution layers: GFLOP/s (2 x MACs / time; forward+backward counts 3 x MACs)");
+    println!("\nConvolution layers: GFLOP/s (2 x MACs / time; forward+backward counts 3 x MACs);");
+    println!("planned: the forward pass in a compiled plan, as models run it (the others: eager)");
     println!(
-        "{:<38} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "layer", "fwd", "direct", "fwd+bwd", "direct", "speedup"
+        "{:<38} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "layer", "planned", "fwd", "direct", "fwd+bwd", "direct", "speedup"
     );
     let layers = if quick { &LAYERS[..1] } else { LAYERS };
     let mut rows = Vec::new();
     for layer in layers.iter().filter(|l| filter.is_none_or(|f| l.name.contains(f))) {
         let (fwd, both, out) = layer.time(ctx, rng, repeat)?;
+        let planned = layer.time_planned(ctx, rng, repeat)?;
         let (dfwd, dboth, _) = layer.time(direct, rng, repeat)?;
         let macs = layer.macs(&out);
         let g = |t: f64, passes: f64| gflops(2.0 * passes * macs, t);
         println!(
-            "{:<38} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7.1}x",
+            "{:<38} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7.1}x",
             layer.name,
+            g(planned, 1.0),
             g(fwd, 1.0),
             g(dfwd, 1.0),
             g(both, 3.0),
@@ -449,9 +515,11 @@ fn bench_conv(
         for (direction, t, dt, passes) in
             [("forward", fwd, dfwd, 1.0), ("forward+backward", both, dboth, 3.0)]
         {
+            let planned_gflops = (passes == 1.0).then(|| g(planned, 1.0));
             rows.push(json!({
                 "layer": layer.name,
                 "direction": direction,
+                "planned_gflops": planned_gflops,
                 "gflops": g(t, passes),
                 "direct_gflops": g(dt, passes),
                 "ms": t * 1e3,
