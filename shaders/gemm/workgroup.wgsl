@@ -80,6 +80,46 @@ fn wg_put_a(quads: u32, c: u32, mq: u32, ml: u32, v: vec4<f32>) {
     wa[(4u * c + 3u) * quads + mq][ml] = v.w;
 }
 
+// The accumulators, per invocation. A stage's 16 K steps are written out as calls rather than a
+// loop: naga bounds every loop with a counter and a break, which keeps a GPU's compiler from
+// unrolling it and scheduling the next steps' workgroup-memory reads early.
+var<private> acc128: array<vec4<f32>, 16>;
+var<private> acc64: array<vec4<f32>, 4>;
+
+// One K step of gemm_wg128: rows 4ty .., 64 + 4ty .. times columns 4tx .., 64 + 4tx ...
+fn wg128_step(k: u32, tx: u32, ty: u32) {
+    let a0 = wa[k * 32u + ty];
+    let a1 = wa[k * 32u + 16u + ty];
+    let b0 = wb[k * 32u + tx];
+    let b1 = wb[k * 32u + 16u + tx];
+    acc128[0] += a0.x * b0;
+    acc128[1] += a0.x * b1;
+    acc128[2] += a0.y * b0;
+    acc128[3] += a0.y * b1;
+    acc128[4] += a0.z * b0;
+    acc128[5] += a0.z * b1;
+    acc128[6] += a0.w * b0;
+    acc128[7] += a0.w * b1;
+    acc128[8] += a1.x * b0;
+    acc128[9] += a1.x * b1;
+    acc128[10] += a1.y * b0;
+    acc128[11] += a1.y * b1;
+    acc128[12] += a1.z * b0;
+    acc128[13] += a1.z * b1;
+    acc128[14] += a1.w * b0;
+    acc128[15] += a1.w * b1;
+}
+
+// One K step of gemm_wg64: rows 4ty .. times columns 4tx ...
+fn wg64_step(k: u32, tx: u32, ty: u32) {
+    let a = wa[k * 16u + ty];
+    let b = wb[k * 16u + tx];
+    acc64[0] += a.x * b;
+    acc64[1] += a.y * b;
+    acc64[2] += a.z * b;
+    acc64[3] += a.w * b;
+}
+
 // 128 x 128 of C per workgroup, 8 x 8 per invocation: rows 4ty .. 4ty + 4 and 64 + 4ty ..,
 // columns 4tx .. 4tx + 4 and 64 + 4tx .. (so that the workgroup's reads of a stage touch
 // consecutive vec4s).
@@ -105,11 +145,7 @@ fn gemm_wg128(
     var na1 = wg_a_texel(z, k_lo + i32(ac), row0 + 64u + am, k_hi);
     var nb0 = wg_b_texel(z, 4 * k_lo + bk, col0 / 4u + bq, k_hi);
     var nb1 = wg_b_texel(z, 4 * k_lo + 8 + bk, col0 / 4u + bq, k_hi);
-    // Named accumulators: a local array indexed in the loop could live in memory.
-    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
-    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
-    var c8 = vec4<f32>(0.0); var c9 = vec4<f32>(0.0); var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
-    var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0); var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0);
+    acc128 = array<vec4<f32>, 16>();
     for (var s = 0; s < w.stages; s++) {
         workgroupBarrier();
         wg_put_a(32u, ac, am / 4u, am % 4u, na0);
@@ -124,31 +160,14 @@ fn gemm_wg128(
             nb0 = wg_b_texel(z, 4 * kq + bk, col0 / 4u + bq, k_hi);
             nb1 = wg_b_texel(z, 4 * kq + 8 + bk, col0 / 4u + bq, k_hi);
         }
-        for (var k = 0u; k < 16u; k++) {
-            let a0 = wa[k * 32u + ty];
-            let a1 = wa[k * 32u + 16u + ty];
-            let b0 = wb[k * 32u + tx];
-            let b1 = wb[k * 32u + 16u + tx];
-            c0 += a0.x * b0;
-            c1 += a0.x * b1;
-            c2 += a0.y * b0;
-            c3 += a0.y * b1;
-            c4 += a0.z * b0;
-            c5 += a0.z * b1;
-            c6 += a0.w * b0;
-            c7 += a0.w * b1;
-            c8 += a1.x * b0;
-            c9 += a1.x * b1;
-            c10 += a1.y * b0;
-            c11 += a1.y * b1;
-            c12 += a1.z * b0;
-            c13 += a1.z * b1;
-            c14 += a1.w * b0;
-            c15 += a1.w * b1;
-        }
+        wg128_step(0u, tx, ty); wg128_step(1u, tx, ty); wg128_step(2u, tx, ty); wg128_step(3u, tx, ty);
+        wg128_step(4u, tx, ty); wg128_step(5u, tx, ty); wg128_step(6u, tx, ty); wg128_step(7u, tx, ty);
+        wg128_step(8u, tx, ty); wg128_step(9u, tx, ty); wg128_step(10u, tx, ty); wg128_step(11u, tx, ty);
+        wg128_step(12u, tx, ty); wg128_step(13u, tx, ty); wg128_step(14u, tx, ty); wg128_step(15u, tx, ty);
     }
-    // One call site for the epilogue.
-    var out = array<vec4<f32>, 16>(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15);
+    // One call site for the epilogue; its loop indexes a copy, so that the accumulators are
+    // only ever indexed by constants (and can stay in registers).
+    var out = acc128;
     for (var i = 0u; i < 16u; i++) {
         let r = row0 + (i / 8u) * 64u + 4u * ty + (i / 2u) % 4u;
         let j = col0 + (i % 2u) * 64u + 4u * tx;
@@ -177,7 +196,7 @@ fn gemm_wg64(
     let bk = i32(t / 16u);
     var na = wg_a_texel(z, k_lo + i32(ac), row0 + am, k_hi);
     var nb = wg_b_texel(z, 4 * k_lo + bk, col0 / 4u + bq, k_hi);
-    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
+    acc64 = array<vec4<f32>, 4>();
     for (var s = 0; s < w.stages; s++) {
         workgroupBarrier();
         wg_put_a(16u, ac, am / 4u, am % 4u, na);
@@ -188,16 +207,12 @@ fn gemm_wg64(
             na = wg_a_texel(z, kq + i32(ac), row0 + am, k_hi);
             nb = wg_b_texel(z, 4 * kq + bk, col0 / 4u + bq, k_hi);
         }
-        for (var k = 0u; k < 16u; k++) {
-            let a = wa[k * 16u + ty];
-            let b = wb[k * 16u + tx];
-            c0 += a.x * b;
-            c1 += a.y * b;
-            c2 += a.z * b;
-            c3 += a.w * b;
-        }
+        wg64_step(0u, tx, ty); wg64_step(1u, tx, ty); wg64_step(2u, tx, ty); wg64_step(3u, tx, ty);
+        wg64_step(4u, tx, ty); wg64_step(5u, tx, ty); wg64_step(6u, tx, ty); wg64_step(7u, tx, ty);
+        wg64_step(8u, tx, ty); wg64_step(9u, tx, ty); wg64_step(10u, tx, ty); wg64_step(11u, tx, ty);
+        wg64_step(12u, tx, ty); wg64_step(13u, tx, ty); wg64_step(14u, tx, ty); wg64_step(15u, tx, ty);
     }
-    var out = array<vec4<f32>, 4>(c0, c1, c2, c3);
+    var out = acc64;
     for (var i = 0u; i < 4u; i++) {
         store4(z, split, row0 + 4u * ty + i, col0 + 4u * tx, out[i]);
     }

@@ -185,7 +185,8 @@ pub(crate) fn record_gemm(
         return Err(Error::invalid(op, "a pooling epilogue needs ReLU (an internal error)"));
     }
     // Every split's loop runs at most MAX_LOOP_ITERATIONS times (see there): once per texel of
-    // K on the register layout, up to 17 times per 4-texel stage on the workgroup layout.
+    // K on the register layout, once per 4-texel stage on the workgroup layout (whose cap keeps
+    // the margin it had when each stage ran a loop of 16 steps).
     let cap = match ctx.gemm_layout() {
         GemmLayout::Workgroup => MAX_LOOP_ITERATIONS as u32 / 4,
         _ => MAX_LOOP_ITERATIONS as u32,
