@@ -393,3 +393,24 @@ fn max_pool_backward_disjoint(invocation: Invocation) {
     let flat = i32((id * p.in_h + ih) * p.in_w + iw);
     grad_x[idx] = select(0.0, g, inside && chosen == flat);
 }
+
+@group(0) @binding(9) var<storage, read_write> grad_x4: array<vec4<f32>>;
+
+// adaptive_avg_pool_backward with one output per plane (global average pooling): every input
+// of plane n * C + c gets grad_y[n * C + c] over the plane's size, with no loop over windows.
+@compute @workgroup_size(WG)
+fn global_avg_pool_backward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let size = p.in_d * p.in_h * p.in_w;
+    grad_x[idx] = grad_y[idx / size] / f32(size);
+}
+
+// The same, four values per invocation where planes hold whole quads (`total` counts quads).
+@compute @workgroup_size(WG)
+fn global_avg_pool_backward4(invocation: Invocation) {
+    let q = linear_index(invocation);
+    if q >= p.total { return; }
+    let size = p.in_d * p.in_h * p.in_w;
+    grad_x4[q] = vec4<f32>(grad_y[4u * q / size] / f32(size));
+}

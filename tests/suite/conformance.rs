@@ -7,8 +7,8 @@
 use gconv::Tensor;
 use gconv::ops::{self, Padding};
 use gconv_ref::{Array, PaddingSpec};
-use rand::Rng;
 use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use super::common::{
     check, check_within, ctx, direct_ctx, every_context, for_each_config, im2col_ctx, portable_ctx,
@@ -493,6 +493,32 @@ fn random_adaptive_pool_forward_and_backward_match_reference() {
             )
         }
     });
+}
+
+/// Global average pooling (one output per plane), whose backward pass has kernels of its own:
+/// planes of whole quads and not, 1-D to 3-D.
+#[test]
+fn global_avg_pool_backward_matches_reference() {
+    let mut r = SmallRng::seed_from_u64(23);
+    let cases: [&[usize]; 5] =
+        [&[2, 3, 7], &[2, 5, 4, 4], &[2, 3, 5, 3], &[1, 2, 2, 3, 4], &[3, 64, 1, 1]];
+    for xs in cases {
+        let sd = xs.len() - 2;
+        let (x, xa) = random(&mut r, xs);
+        let out = vec![1; sd];
+        let what = format!("global adaptive_avg_pool{sd}d x {xs:?}");
+        let f = [ops::adaptive_avg_pool1d, ops::adaptive_avg_pool2d, ops::adaptive_avg_pool3d];
+        let y = f[sd - 1](&x, out.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let (gy, gya) = random(&mut r, y.shape());
+        let f = [
+            ops::adaptive_avg_pool1d_backward,
+            ops::adaptive_avg_pool2d_backward,
+            ops::adaptive_avg_pool3d_backward,
+        ];
+        let gx = f[sd - 1](&gy, &x).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let want = gconv_ref::adaptive_avg_pool_backward(&xa, &gya);
+        check(&format!("{what} grad_x"), &gx, &want).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 /// `arr` repeated `batch` times along a new leading dimension (a broadcast matmul operand as the

@@ -341,6 +341,9 @@ impl PoolPlan {
                 return Ok(());
             }
         }
+        if self.kind == PoolKind::AdaptiveAvg && self.win.out.iter().all(|&o| o == 1) {
+            return self.record_global_avg_backward(&ctx, rec, grad_y, grad_x);
+        }
         let mut buffers = vec![(4, grad_y.buffer()), (5, grad_x.buffer())];
         let entry = match (self.kind, indices) {
             (PoolKind::Max | PoolKind::AdaptiveMax, Some(i)) => {
@@ -365,6 +368,27 @@ impl PoolPlan {
             }
         };
         self.run(&ctx, rec, entry, total, &buffers)
+    }
+
+    /// Global average pooling's backward pass: each input gets its plane's gradient over the
+    /// plane's size (`global_avg_pool_backward`), four values per invocation where planes hold
+    /// whole quads (then so does grad_x's buffer).
+    fn record_global_avg_backward(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        grad_y: &Tensor,
+        grad_x: &Tensor,
+    ) -> Result<()> {
+        let plane: usize = self.xs.size.iter().product();
+        let n = grad_x.numel();
+        let (entry, total, binding) = if plane.is_multiple_of(4) {
+            ("global_avg_pool_backward4", n / 4, 9)
+        } else {
+            ("global_avg_pool_backward", n, 5)
+        };
+        let total = check_u32(self.op, "input elements", total)?;
+        self.run(ctx, rec, entry, total, &[(4, grad_y.buffer()), (binding, grad_x.buffer())])
     }
 
     /// max_pool_backward_disjoint, when windows do not overlap (stride >= kernel, dilation 1)
