@@ -497,6 +497,27 @@ fn wgrad_3x3_reduce(invocation: Invocation) {
     c[i] = v;
 }
 
+@group(0) @binding(11) var<storage, read_write> c4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> partial4: array<vec4<f32>>;
+
+// wgrad_3x3_reduce where the weight holds whole quads (C_out * C_in a multiple of 4): four
+// weights per invocation (on lavapipe a load costs a loop over the lanes, whatever its width),
+// summed in the same order.
+@compute @workgroup_size(WG)
+fn wgrad_3x3_reduce4(invocation: Invocation) {
+    let q = linear_index(invocation);
+    let quads = p.m * p.n * 9u / 4u;
+    if q >= quads { return; }
+    var v = vec4<f32>(0.0);
+    for (var s = 0u; s < p.splits; s++) {
+        v += partial4[s * quads + q];
+    }
+    if p.accumulate != 0u {
+        v += c4[q];
+    }
+    c4[q] = v;
+}
+
 // pack_texel_rows: a buffer (bound as `bias`) of rows of W values, from value p.c_offset on,
 // into rows of W4 = ceil(W / 4) texels, zeros past W (flat, at flat_xy): the layout
 // conv_3x3_sg_r16 and wgrad_3x3_sg read. p.conv.in_w = W, p.conv.total texels.

@@ -386,12 +386,18 @@ fn record_wgrad_3x3(
         ),
         (&[], groups),
     )?;
+    // Four weights per invocation where the weight holds whole quads.
+    let (entry, lanes, bindings) = if size.is_multiple_of(4) {
+        ("wgrad_3x3_reduce4", size / 4, (11, 12))
+    } else {
+        ("wgrad_3x3_reduce", size, (4, 5))
+    };
     record_sg(
         ctx,
         rec,
-        ("wgrad_3x3_reduce", &params),
-        (&[(4, grad_w.buffer()), (5, partial.buffer())], &[]),
-        (&[], ctx.grid_1d(op, size as u64, WG)?),
+        (entry, &params),
+        (&[(bindings.0, grad_w.buffer()), (bindings.1, partial.buffer())], &[]),
+        (&[], ctx.grid_1d(op, lanes as u64, WG)?),
     )
 }
 
