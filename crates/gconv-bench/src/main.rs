@@ -105,7 +105,7 @@ pub(crate) fn median(repeat: Repeat, mut f: impl FnMut() -> Result<()>) -> Resul
 /// a small layer's pass is shorter than a submission's round trip, so each timed run queues
 /// enough passes to cover about 10 ms before it waits (as CUDA benchmarks time many launches
 /// between two events); on a CPU adapter each run is one pass.
-pub(crate) fn median_per_pass(
+fn median_per_pass(
     ctx: &Context,
     repeat: Repeat,
     mut pass: impl FnMut() -> Result<()>,
