@@ -91,6 +91,8 @@ pub fn profile(ctx: &gconv::Context, a: &ProfileArgs) -> Result<()> {
     let shapes = graph.shapes(a.batch)?;
     let total: f64 = parts.iter().map(|p| p.seconds).sum();
     let work = if a.train { "training step (Adam)" } else { "inference" };
+    // How the parts were timed (gconv::Context::device_clock).
+    let clock = if ctx.device_clock() { "device" } else { "host" };
     let rows: Vec<(&LayerTiming, String, f64)> = parts
         .iter()
         .map(|p| {
@@ -114,7 +116,7 @@ pub fn profile(ctx: &gconv::Context, a: &ProfileArgs) -> Result<()> {
         let report = serde_json::json!({
             "model": a.source.name(), "adapter": ctx.adapter_name(), "batch": a.batch,
             "input": model.input_shape(), "work": work, "layers": layers,
-            "parts_ms": total * 1e3, "step_ms": step * 1e3,
+            "parts_ms": total * 1e3, "step_ms": step * 1e3, "clock": clock,
             "images_per_sec": a.batch as f64 / step,
         });
         say!("{}", serde_json::to_string_pretty(&report)?);
@@ -148,9 +150,13 @@ pub fn profile(ctx: &gconv::Context, a: &ProfileArgs) -> Result<()> {
             p.kernels.join(", ")
         );
     }
+    let timed = if clock == "device" {
+        "on the device's clock"
+    } else {
+        "each in a submission of its own, on the host's clock"
+    };
     say!(
-        "parts: {:.2} ms, each in a submission of its own; the step in one submission: {:.2} ms \
-         ({:.1} images/s)",
+        "parts: {:.2} ms, {timed}; the step in one submission: {:.2} ms ({:.1} images/s)",
         total * 1e3,
         step * 1e3,
         a.batch as f64 / step

@@ -263,8 +263,10 @@ impl Context {
             pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("gconv"),
                 // Subgroups where the adapter has them: the register-layout GEMM shares A
-                // across a subgroup (gemm_sg.wgsl); everything else runs without.
-                required_features: adapter.features() & wgpu::Features::SUBGROUP,
+                // across a subgroup (gemm_sg.wgsl); everything else runs without. Timestamps
+                // where it has them: profiles then read the device's clock (kernel/timing.rs).
+                required_features: adapter.features()
+                    & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY),
                 required_limits: limits.clone(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 ..Default::default()
@@ -527,6 +529,13 @@ impl Context {
 
     pub(crate) fn same(&self, other: &Context) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Whether profiles (`gconv profile`, `GCONV_PROFILE`) time kernels on the device's own
+    /// clock: the device has wgpu's `TIMESTAMP_QUERY` feature (a host's device where it was
+    /// requested). Without it they time each part from submission to the end of its wait.
+    pub fn device_clock(&self) -> bool {
+        self.inner.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// Waits until the GPU has finished all submitted work.

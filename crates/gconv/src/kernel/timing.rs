@@ -1,39 +1,28 @@
 //! Timing a plan's kernels on the device: one kernel at a time (`GCONV_PROFILE`), or one
-//! range of steps (a layer's forward or backward kernels) per submission, for `gconv profile`.
+//! range of steps (a layer's forward or backward kernels) at a time, for `gconv profile`.
+//!
+//! Where the device has timestamp queries (`Context::device_clock`), every range runs in one
+//! submission between two timestamps the GPU writes (an empty compute pass each, written
+//! when all earlier work has finished), so a part's time is the device's alone. Elsewhere each
+//! range is a submission of its own, timed on the host from submit to the end of the wait: on
+//! a discrete GPU that adds the submission's round trip (~0.1 ms) to every part.
 
 use std::ops::Range;
 
 use super::{Step, replay};
-use crate::Context;
+use crate::{Context, Error, Result};
 
-/// Runs a plan's steps one submission per kernel, waiting for each, and returns the time of
-/// each entry point summed (`GCONV_PROFILE=1`: slow, for finding the kernel that dominates).
-pub(crate) fn profile(ctx: &Context, steps: &[Step]) -> Vec<(&'static str, f64)> {
+/// Runs a plan's steps one kernel at a time and returns the time of each entry point summed
+/// (`GCONV_PROFILE=1`: for finding the kernel that dominates).
+pub(crate) fn profile(ctx: &Context, steps: &[Step]) -> Result<Vec<(&'static str, f64)>> {
+    let ranges: Vec<Range<usize>> = (0..steps.len()).map(|i| i..i + 1).collect();
+    let seconds = time_each(ctx, steps, &ranges)?;
     let mut times: Vec<(&'static str, f64)> = Vec::new();
-    for step in steps {
-        let mut encoder =
-            ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        let label = match step {
-            Step::Copy(op) => {
-                op.record(&mut encoder);
-                "copy"
-            }
-            Step::Dispatch(p) => {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: None,
-                });
-                p.dispatch(&mut pass);
-                p.label
-            }
-        };
-        let start = std::time::Instant::now();
-        ctx.submit(encoder.finish());
-        let _ = ctx.synchronize();
-        let t = start.elapsed().as_secs_f64();
+    for (step, t) in steps.iter().zip(seconds) {
+        let label = label(step);
         if std::env::var_os("GCONV_PROFILE_EACH").is_some() {
             if let Step::Dispatch(p) = step {
-                eprintln!("    {label} {:?}: {:.2} ms", p.workgroups, t * 1e3);
+                eprintln!("    {label} {:?}: {:.3} ms", p.workgroups, t * 1e3);
             }
         }
         match times.iter_mut().find(|(l, _)| *l == label) {
@@ -42,36 +31,115 @@ pub(crate) fn profile(ctx: &Context, steps: &[Step]) -> Vec<(&'static str, f64)>
         }
     }
     times.sort_by(|a, b| b.1.total_cmp(&a.1));
-    times
+    Ok(times)
 }
 
-/// Runs each range of `steps` as one submission and waits for it: the seconds each took and
-/// the entry points it ran (in order, each once).
+/// Times each range of `steps` (see the module's note): the seconds each took and the entry
+/// points it ran (in order, each once).
 pub(crate) fn time_ranges(
     ctx: &Context,
     steps: &[Step],
     ranges: &[Range<usize>],
-) -> crate::Result<Vec<(f64, Vec<&'static str>)>> {
-    let mut out = Vec::with_capacity(ranges.len());
-    for range in ranges {
-        let part = &steps[range.clone()];
-        let mut kernels: Vec<&'static str> = Vec::new();
-        for step in part {
-            let label = match step {
-                Step::Copy(_) => "copy",
-                Step::Dispatch(p) => p.label,
-            };
-            if !kernels.contains(&label) {
-                kernels.push(label);
+) -> Result<Vec<(f64, Vec<&'static str>)>> {
+    let seconds = time_each(ctx, steps, ranges)?;
+    Ok(ranges
+        .iter()
+        .zip(seconds)
+        .map(|(range, t)| {
+            let mut kernels: Vec<&'static str> = Vec::new();
+            for label in steps[range.clone()].iter().map(label) {
+                if !kernels.contains(&label) {
+                    kernels.push(label);
+                }
             }
-        }
-        let mut encoder =
-            ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        replay(part, &mut encoder, "gconv profile");
-        let start = std::time::Instant::now();
-        ctx.submit(encoder.finish());
-        ctx.synchronize()?;
-        out.push((start.elapsed().as_secs_f64(), kernels));
+            (t, kernels)
+        })
+        .collect())
+}
+
+fn label(step: &Step) -> &'static str {
+    match step {
+        Step::Copy(_) => "copy",
+        Step::Dispatch(p) => p.label,
+    }
+}
+
+/// The seconds each range of `steps` took, on the device's clock where it has one.
+fn time_each(ctx: &Context, steps: &[Step], ranges: &[Range<usize>]) -> Result<Vec<f64>> {
+    if !ctx.device_clock() {
+        return ranges.iter().map(|r| host_time(ctx, &steps[r.clone()])).collect();
+    }
+    let mut out = Vec::with_capacity(ranges.len());
+    // Two timestamps a range; a query set holds at most QUERY_SET_MAX_QUERIES.
+    for chunk in ranges.chunks(wgpu::QUERY_SET_MAX_QUERIES as usize / 2) {
+        out.extend(device_times(ctx, steps, chunk)?);
     }
     Ok(out)
+}
+
+/// One submission, waited for, timed on the host.
+fn host_time(ctx: &Context, part: &[Step]) -> Result<f64> {
+    let mut encoder =
+        ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+    replay(part, &mut encoder, "gconv profile");
+    let start = std::time::Instant::now();
+    ctx.submit(encoder.finish());
+    ctx.synchronize()?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// The ranges in one submission, each between two device timestamps.
+fn device_times(ctx: &Context, steps: &[Step], ranges: &[Range<usize>]) -> Result<Vec<f64>> {
+    let device = ctx.device();
+    let count = 2 * ranges.len() as u32;
+    let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("gconv profile"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let bytes = u64::from(count) * 8;
+    let buffer = |usage| {
+        ctx.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gconv profile timestamps"),
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let resolved = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+    let staging = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+    let mut encoder =
+        device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+    let stamp = |encoder: &mut wgpu::CommandEncoder, index: u32| {
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("gconv timestamp"),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: Some(index),
+                end_of_pass_write_index: None,
+            }),
+        });
+    };
+    for (k, range) in ranges.iter().enumerate() {
+        stamp(&mut encoder, 2 * k as u32);
+        replay(&steps[range.clone()], &mut encoder, "gconv profile");
+        stamp(&mut encoder, 2 * k as u32 + 1);
+    }
+    encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+    encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
+    ctx.submit(encoder.finish());
+    let gpu = |message: String| Error::Gpu { op: "profile".into(), message };
+    let (tx, rx) = std::sync::mpsc::channel();
+    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| gpu(e.to_string()))?;
+    rx.recv().map_err(|e| gpu(e.to_string()))?.map_err(|e| gpu(e.to_string()))?;
+    let ticks: Vec<u64> = {
+        let view = staging.slice(..).get_mapped_range().map_err(|e| gpu(e.to_string()))?;
+        bytemuck::pod_collect_to_vec::<u8, u64>(&view)
+    };
+    staging.unmap();
+    let period = f64::from(ctx.queue().get_timestamp_period()) * 1e-9;
+    Ok(ticks.chunks(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period).collect())
 }

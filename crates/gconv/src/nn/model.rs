@@ -350,7 +350,7 @@ impl Model {
         let ctx = self.ctx.clone();
         let plan = self.plan(batch, kind)?;
         if std::env::var_os("GCONV_PROFILE").is_some() {
-            let times = plan.profile(&ctx);
+            let times = plan.profile(&ctx)?;
             let total: f64 = times.iter().map(|t| t.1).sum();
             eprintln!("step profile ({:.1} ms):", total * 1e3);
             for (label, t) in times {
@@ -436,7 +436,8 @@ impl Model {
     }
 
     /// Times a step on a batch part by part, each node's forward (and with `train` backward)
-    /// kernels in a submission of their own, the median of `runs` rounds after a warm-up: what
+    /// kernels on their own (on the device's clock where it has one, see
+    /// [`Context::device_clock`]), the median of `runs` rounds after a warm-up: what
     /// `gconv profile` prints. With `train` the rounds are training steps (the parameters
     /// change); the metrics they accumulate are dropped.
     ///

@@ -232,11 +232,11 @@ impl Plan {
     }
 
     /// Runs the steps one by one and reports the time of each kernel (see `kernel::profile`).
-    pub(crate) fn profile(&self, ctx: &Context) -> Vec<(&'static str, f64)> {
+    pub(crate) fn profile(&self, ctx: &Context) -> Result<Vec<(&'static str, f64)>> {
         crate::kernel::profile(ctx, &self.steps)
     }
 
-    /// Times every part of the plan, each in a submission of its own: `runs` rounds after a
+    /// Times every part of the plan (see `kernel::time_ranges`): `runs` rounds after a
     /// warm-up, the median of each part.
     pub(crate) fn time_parts(&self, ctx: &Context, runs: usize) -> Result<Vec<LayerTiming>> {
         let ranges: Vec<_> = self.marks.iter().map(|m| m.steps.clone()).collect();
