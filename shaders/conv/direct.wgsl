@@ -1,7 +1,8 @@
 // conv/direct.wgsl: direct and transposed convolution, forward and backward.
 //
 // Every spatial rank runs as 3-D: a 1-D convolution has depth = height = 1, a 2-D one depth = 1.
-// One invocation computes one output element; layouts are PyTorch's (N, C, D, H, W).
+// An invocation computes four outputs of a row (conv_forward) or one output element (the
+// others); layouts are PyTorch's (N, C, D, H, W).
 // Weights: conv (C_out, C_in/groups, kD, kH, kW); transposed (C_in, C_out/groups, kD, kH, kW).
 //
 // The backward passes are gathers, never scatters with atomics:
@@ -34,22 +35,31 @@ fn out_pos(idx: u32) -> OutPos {
 }
 
 // y[n, co, od, oh, ow] = b[co] + sum over the group's input channels and the kernel window of
-// x[n, ci, od*s - p + kd*dil, ...] * w[co, ci, kd, kh, kw].
+// x[n, ci, od*s - p + kd*dil, ...] * w[co, ci, kd, kh, kw]. Four outputs of a row per
+// invocation (ow = 4q .. 4q + 4, those from out_w on left out): the position's divisions and
+// every weight load serve four outputs. `total` counts the rows' quads.
 @compute @workgroup_size(WG)
 fn conv_forward(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let o = out_pos(idx);
+    let quads = (p.out_w + 3u) / 4u;
+    var r = idx / quads;
+    let ow0 = (idx - r * quads) * 4u;
+    let oh = r % p.out_h;
+    r = r / p.out_h;
+    let od = r % p.out_d;
+    r = r / p.out_d;
+    let co = r % p.c_out;
+    let n = r / p.c_out;
     let cin_g = p.c_in / p.groups;
-    let cout_g = p.c_out / p.groups;
-    let g = o.c / cout_g;
-    let d0 = i32(o.d * p.stride_d) - i32(p.pad_d);
-    let h0 = i32(o.h * p.stride_h) - i32(p.pad_h);
-    let w0 = i32(o.w * p.stride_w) - i32(p.pad_w);
-    var acc = 0.0;
+    let g = co / (p.c_out / p.groups);
+    let d0 = i32(od * p.stride_d) - i32(p.pad_d);
+    let h0 = i32(oh * p.stride_h) - i32(p.pad_h);
+    let w0 = i32(ow0 * p.stride_w) - i32(p.pad_w);
+    var acc = vec4<f32>(0.0);
     for (var ci = 0u; ci < cin_g; ci++) {
-        let x_c = (o.n * p.c_in + g * cin_g + ci) * p.in_d;
-        let w_c = (o.c * cin_g + ci) * p.k_d;
+        let x_c = (n * p.c_in + g * cin_g + ci) * p.in_d;
+        let w_c = (co * cin_g + ci) * p.k_d;
         for (var kd = 0u; kd < p.k_d; kd++) {
             let id = d0 + i32(kd * p.dil_d);
             if id < 0 || id >= i32(p.in_d) {
@@ -63,19 +73,22 @@ fn conv_forward(invocation: Invocation) {
                 let x_row = ((x_c + u32(id)) * p.in_h + u32(ih)) * p.in_w;
                 let w_row = ((w_c + kd) * p.k_h + kh) * p.k_w;
                 for (var kw = 0u; kw < p.k_w; kw++) {
-                    let iw = w0 + i32(kw * p.dil_w);
-                    if iw < 0 || iw >= i32(p.in_w) {
-                        continue;
+                    let wv = load_w(w_row + kw);
+                    let iw0 = w0 + i32(kw * p.dil_w);
+                    for (var e = 0u; e < 4u; e++) {
+                        let iw = iw0 + i32(e * p.stride_w);
+                        let ok = iw >= 0 && iw < i32(p.in_w);
+                        let xv = load_x(x_row + min(u32(max(iw, 0)), p.in_w - 1u));
+                        acc[e] += select(0.0, xv, ok) * wv;
                     }
-                    acc += load_x(x_row + u32(iw)) * load_w(w_row + kw);
                 }
             }
         }
     }
     if p.has_bias != 0u {
-        acc += b[o.c];
+        acc += vec4<f32>(b[co]);
     }
-    y[idx] = acc;
+    dw_store((((n * p.c_out + co) * p.out_d + od) * p.out_h + oh) * p.out_w, ow0, p.out_w, acc);
 }
 
 // Gather form of the transposed convolution: each invocation owns one output element and sums

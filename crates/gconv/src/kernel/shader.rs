@@ -4,7 +4,7 @@
 /// One WGSL file of `shaders/` with entry points: a kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
-    /// `conv/direct.wgsl`: direct and transposed convolution, one output per invocation.
+    /// `conv/direct.wgsl`: direct and transposed convolution, four outputs or one per invocation.
     ConvDirect,
     /// `conv/im2col.wgsl`: im2col and col2im, into and out of buffers and textures.
     ConvIm2col,

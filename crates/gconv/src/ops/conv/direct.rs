@@ -1,6 +1,7 @@
 //! The direct family: kernels that compute a convolution's outputs or gradients element by
-//! element, with no GEMM. `shaders/conv/direct.wgsl` (one output per invocation: every
-//! grouping, stride and transposition, and the reference the fast paths are tested against),
+//! element, with no GEMM. `shaders/conv/direct.wgsl` (four outputs of a row or one gradient
+//! element per invocation: every grouping, stride and transposition, and the reference the
+//! fast paths are tested against),
 //! `shaders/conv/depthwise.wgsl` (groups = C_in = C_out, four outputs per invocation) and
 //! `shaders/conv/tiles_3x3.wgsl` (3x3 kernels as 4x4 output tiles, also fused with ReLU and a
 //! 2x2 max-pool). They read their inputs from storage buffers, or from texture copies where
@@ -57,6 +58,12 @@ fn record(ctx: &Context, rec: &mut Recorder<'_>, l: &Launch<'_>) -> Result<()> {
     ctx.record_with(rec, &d, &extra)
 }
 
+/// Invocations of a `Direct::PerOutput` entry point writing a tensor of this shape:
+/// `conv_forward` computes four outputs of a row each, `conv_transpose_forward` one.
+fn per_output_total(entry: &str, shape: &[usize]) -> usize {
+    if entry == "conv_forward" { quads(shape) } else { shape.iter().product() }
+}
+
 /// The forward pass on the direct (`conv_forward`, `conv_transpose_forward`), depthwise or
 /// tile kernels.
 pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) -> Result<()> {
@@ -74,7 +81,7 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
         }
         Direct::PerOutput { textures } => {
             let entry = if plan.transposed { "conv_transpose_forward" } else { "conv_forward" };
-            (Shader::ConvDirect, entry, io.y.numel(), textures, (1, 11))
+            (Shader::ConvDirect, entry, per_output_total(entry, y_shape), textures, (1, 11))
         }
     };
     let total = check_u32(op, "output elements", total)?;
@@ -157,8 +164,8 @@ pub(super) fn backward(
             // A gather from grad_y into an "output" the size of x: the transposed
             // convolution's forward kernel for a convolution, and the other way round.
             Direct::PerOutput { textures } => {
-                let total = check_u32(op, "input elements", gx.numel())?;
                 let entry = if plan.transposed { "conv_forward" } else { "conv_transpose_forward" };
+                let total = check_u32(op, "input elements", per_output_total(entry, gx.shape()))?;
                 let outputs = vec![(3, &ctx.inner.dummy), (4, gx.buffer())];
                 (Shader::ConvDirect, entry, g.swapped_params(total), textures, outputs)
             }

@@ -11,7 +11,7 @@
 //! - 3x3 convolutions of stride 1 over h and w that are grouped or have at most 4 input
 //!   channels (a GEMM's K too short to pay for im2col) run on the 3x3 tiles; other depthwise
 //!   ones on the depthwise kernels. On GPUs a plain forward pass of either runs on the direct
-//!   kernel instead (no texture copies, one output per invocation); a forward pass fused with
+//!   kernel instead (no texture copies, four outputs of a row per invocation); a forward pass fused with
 //!   ReLU and a 2x2 max-pool keeps the tiles, whose epilogue pools. Their backward passes stay.
 //! - Convolutions of one group run on the texture GEMM, `chunk` samples per GEMM, where its
 //!   textures fit; else im2col into a storage buffer and the storage-buffer GEMM.
@@ -47,8 +47,9 @@ pub(crate) enum Im2col {
 /// The direct family [direct]: no GEMM, the same kernel kind for every pass of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direct {
-    /// One output (or gradient element, or weight) per invocation: every grouping, stride and
-    /// transposition. With `textures`, inputs are read through texture copies.
+    /// Four outputs of a row (the forward kernel) or one gradient element or weight per
+    /// invocation: every grouping, stride and transposition. With `textures`, inputs are read
+    /// through texture copies.
     PerOutput { textures: bool },
     /// groups = C_in = C_out: four outputs per invocation, a workgroup reduction per weight.
     Depthwise,
