@@ -90,56 +90,92 @@ fn host_time(ctx: &Context, part: &[Step]) -> Result<f64> {
 
 /// The ranges in one submission, each between two device timestamps.
 fn device_times(ctx: &Context, steps: &[Step], ranges: &[Range<usize>]) -> Result<Vec<f64>> {
-    let device = ctx.device();
-    let count = 2 * ranges.len() as u32;
-    let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
-        label: Some("gconv profile"),
-        ty: wgpu::QueryType::Timestamp,
-        count,
-    });
-    let bytes = u64::from(count) * 8;
-    let buffer = |usage| {
-        ctx.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("gconv profile timestamps"),
-            size: bytes,
-            usage,
-            mapped_at_creation: false,
-        })
-    };
-    let resolved = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
-    let staging = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-    let mut encoder =
-        device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-    let stamp = |encoder: &mut wgpu::CommandEncoder, index: u32| {
-        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("gconv timestamp"),
-            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                query_set: &queries,
-                beginning_of_pass_write_index: Some(index),
-                end_of_pass_write_index: None,
-            }),
+    let times = ctx.time_on_device(ranges.len(), |k, encoder| {
+        replay(&steps[ranges[k].clone()], encoder, "gconv profile");
+        Ok(())
+    })?;
+    Ok(times.unwrap_or_default())
+}
+
+impl Context {
+    /// The seconds the device spent on each of `parts` pieces of work, where `record(k,
+    /// encoder)` records piece `k`: all in one submission, each between two timestamps the
+    /// device writes once all earlier work has finished (so pieces do not overlap), waited
+    /// for. `None` where the device has no clock to read ([`Context::device_clock`]). At most
+    /// 2048 pieces a call.
+    ///
+    /// # Errors
+    /// What `record` returns; [`Error::InvalidArgument`] for more than 2048 pieces;
+    /// [`Error::Gpu`] if the device fails.
+    pub fn time_on_device(
+        &self,
+        parts: usize,
+        mut record: impl FnMut(usize, &mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<Option<Vec<f64>>> {
+        if !self.device_clock() {
+            return Ok(None);
+        }
+        let max = wgpu::QUERY_SET_MAX_QUERIES as usize / 2;
+        if parts > max {
+            return Err(Error::invalid(
+                "time_on_device",
+                format!("{parts} pieces of work; a call times at most {max}"),
+            ));
+        }
+        if parts == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let device = self.device();
+        let count = 2 * parts as u32;
+        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("gconv timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
         });
-    };
-    for (k, range) in ranges.iter().enumerate() {
-        stamp(&mut encoder, 2 * k as u32);
-        replay(&steps[range.clone()], &mut encoder, "gconv profile");
-        stamp(&mut encoder, 2 * k as u32 + 1);
+        let bytes = u64::from(count) * 8;
+        let buffer = |usage| {
+            self.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gconv timestamps"),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let resolved = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+        let staging = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let stamp = |encoder: &mut wgpu::CommandEncoder, index: u32| {
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("gconv timestamp"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some(index),
+                    end_of_pass_write_index: None,
+                }),
+            });
+        };
+        for k in 0..parts {
+            stamp(&mut encoder, 2 * k as u32);
+            record(k, &mut encoder)?;
+            stamp(&mut encoder, 2 * k as u32 + 1);
+        }
+        encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+        encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
+        self.submit(encoder.finish());
+        let gpu = |message: String| Error::Gpu { op: "time_on_device".into(), message };
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| gpu(e.to_string()))?;
+        rx.recv().map_err(|e| gpu(e.to_string()))?.map_err(|e| gpu(e.to_string()))?;
+        let ticks: Vec<u64> = {
+            let view = staging.slice(..).get_mapped_range().map_err(|e| gpu(e.to_string()))?;
+            bytemuck::pod_collect_to_vec::<u8, u64>(&view)
+        };
+        staging.unmap();
+        let period = f64::from(self.queue().get_timestamp_period()) * 1e-9;
+        Ok(Some(ticks.chunks(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period).collect()))
     }
-    encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
-    encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, bytes);
-    ctx.submit(encoder.finish());
-    let gpu = |message: String| Error::Gpu { op: "profile".into(), message };
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| gpu(e.to_string()))?;
-    rx.recv().map_err(|e| gpu(e.to_string()))?.map_err(|e| gpu(e.to_string()))?;
-    let ticks: Vec<u64> = {
-        let view = staging.slice(..).get_mapped_range().map_err(|e| gpu(e.to_string()))?;
-        bytemuck::pod_collect_to_vec::<u8, u64>(&view)
-    };
-    staging.unmap();
-    let period = f64::from(ctx.queue().get_timestamp_period()) * 1e-9;
-    Ok(ticks.chunks(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period).collect())
 }
