@@ -8,6 +8,8 @@
 // where g_i is
 // the upstream gradient (per sample for "none"), divided by the count for "mean", and 0 for
 // ignored samples.
+// Rows of many classes run on the `_wide` variants at the end, a workgroup per row
+// (ops/loss.rs chooses).
 
 struct LossParams {
     n: u32,
@@ -56,6 +58,8 @@ fn cross_entropy_rows(invocation: Invocation) {
 
 var<workgroup> partial_sum: array<f32, REDUCE_WG>;
 var<workgroup> partial_count: array<f32, REDUCE_WG>;
+// Samples counted by the metrics kernels; the wide one's argmax candidates.
+var<workgroup> partial_index: array<u32, REDUCE_WG>;
 
 @compute @workgroup_size(REDUCE_WG)
 fn cross_entropy_reduce(@builtin(local_invocation_index) lid: u32) {
@@ -164,12 +168,14 @@ fn add_to_metric(word: u32, v: f32) {
 fn cross_entropy_metrics(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
     var correct = 0.0;
+    var samples = 0u;
     for (var i = lid; i < p.n; i += REDUCE_WG) {
         let t = target_class[i];
         if t == p.ignore_index {
             continue;
         }
         s += losses[i];
+        samples += 1u;
         let base = i * p.c;
         var best = 0u;
         for (var j = 1u; j < p.c; j++) {
@@ -181,30 +187,189 @@ fn cross_entropy_metrics(@builtin(local_invocation_index) lid: u32) {
             correct += 1.0;
         }
     }
+    add_metrics(lid, s, correct, samples);
+}
+
+// The tail of both metrics kernels: sums every lane's loss sum, correct count and samples, and
+// lane 0 adds them and one batch to `metrics`.
+fn add_metrics(lid: u32, s: f32, correct: f32, samples: u32) {
     partial_sum[lid] = s;
     partial_count[lid] = correct;
+    partial_index[lid] = samples;
     workgroupBarrier();
     for (var stride = REDUCE_WG / 2u; stride > 0u; stride /= 2u) {
         if lid < stride {
             partial_sum[lid] += partial_sum[lid + stride];
             partial_count[lid] += partial_count[lid + stride];
+            partial_index[lid] += partial_index[lid + stride];
         }
         workgroupBarrier();
     }
     if lid == 0u {
-        var samples = 0.0;
-        for (var i = 0u; i < p.n; i++) {
-            if target_class[i] != p.ignore_index {
-                samples += 1.0;
-            }
-        }
         add_to_metric(0u, partial_sum[0]);
         add_to_metric(1u, partial_count[0]);
-        add_to_metric(2u, samples);
+        add_to_metric(2u, f32(partial_index[0]));
         add_to_metric(BATCHES_WORD, 1.0);
         if !is_finite_bits(partial_sum[0]) {
             let batch = u32(bitcast<f32>(metrics[BATCHES_WORD]));
             metrics[HEALTH_WORD] = max(metrics[HEALTH_WORD], health_mark(batch, 0u));
         }
     }
+}
+
+// ---- Wide rows: a workgroup per row ----
+//
+// With many classes (C >= 128, an ImageNet head's 1000) one invocation's walk along a row is a
+// long chain of loads that keeps a GPU idle; these variants share each row among ROW_WG lanes
+// and combine the lanes' partial results in workgroup memory. Same results as the kernels above
+// (sums in another order).
+
+const ROW_WG: u32 = 64u;
+
+// The maximum of `v` over the ROW_WG lanes.
+fn row_max(lid: u32, v: f32) -> f32 {
+    partial_sum[lid] = v;
+    workgroupBarrier();
+    for (var stride = ROW_WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial_sum[lid] = max(partial_sum[lid], partial_sum[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let m = partial_sum[0];
+    workgroupBarrier();
+    return m;
+}
+
+// The sums of `v.x` and `v.y` over the ROW_WG lanes.
+fn row_sums(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    partial_sum[lid] = v.x;
+    partial_count[lid] = v.y;
+    workgroupBarrier();
+    for (var stride = ROW_WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial_sum[lid] += partial_sum[lid + stride];
+            partial_count[lid] += partial_count[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let r = vec2<f32>(partial_sum[0], partial_count[0]);
+    workgroupBarrier();
+    return r;
+}
+
+// Row i's maximum, softmax denominator sum_j exp(x_j - max) and sum of its logits.
+fn row_stats(i: u32, lid: u32) -> vec3<f32> {
+    let base = i * p.c;
+    var m = logits[base + min(lid, p.c - 1u)];
+    for (var j = lid; j < p.c; j += ROW_WG) {
+        m = max(m, logits[base + j]);
+    }
+    m = row_max(lid, m);
+    var sums = vec2<f32>(0.0);
+    for (var j = lid; j < p.c; j += ROW_WG) {
+        let v = logits[base + j];
+        sums += vec2<f32>(exp(v - m), v);
+    }
+    sums = row_sums(lid, sums);
+    return vec3<f32>(m, sums);
+}
+
+// cross_entropy_rows with workgroup i on row i.
+@compute @workgroup_size(ROW_WG)
+fn cross_entropy_rows_wide(invocation: Invocation) {
+    let i = workgroup_index(invocation);
+    if i >= p.n { return; }
+    let stats = row_stats(i, invocation.lid);
+    if invocation.lid != 0u { return; }
+    let t = target_class[i];
+    if t == p.ignore_index {
+        losses[i] = 0.0;
+    } else if t < 0 || t >= i32(p.c) {
+        losses[i] = bitcast<f32>(0x7fc00000u); // NaN: the target names no class
+    } else {
+        let e = p.label_smoothing;
+        let x_t = logits[i * p.c + u32(t)];
+        losses[i] = stats.x + log(stats.y) - (1.0 - e) * x_t - e * stats.z / f32(p.c);
+    }
+}
+
+// cross_entropy_backward with workgroup i on row i.
+@compute @workgroup_size(ROW_WG)
+fn cross_entropy_backward_wide(invocation: Invocation) {
+    let i = workgroup_index(invocation);
+    if i >= p.n { return; }
+    let lid = invocation.lid;
+    let stats = row_stats(i, lid);
+    let t = target_class[i];
+    var g: f32;
+    if p.reduction == 0u {
+        g = grad_out[i];
+    } else if p.reduction == 1u {
+        g = grad_out[0] / out[0];
+    } else {
+        g = grad_out[0];
+    }
+    g = select(g, 0.0, t == p.ignore_index);
+    let base = i * p.c;
+    for (var j = lid; j < p.c; j += ROW_WG) {
+        var d = exp(logits[base + j] - stats.x) / stats.y - p.label_smoothing / f32(p.c);
+        if i32(j) == t {
+            d -= 1.0 - p.label_smoothing;
+        }
+        grad_logits[base + j] = g * d;
+    }
+}
+
+// cross_entropy_metrics for wide rows (one workgroup): groups of METRIC_LANES lanes take a row
+// each in turn and find its first largest logit together.
+const METRIC_LANES: u32 = 16u;
+
+@compute @workgroup_size(REDUCE_WG)
+fn cross_entropy_metrics_wide(@builtin(local_invocation_index) lid: u32) {
+    let groups = REDUCE_WG / METRIC_LANES;
+    let group = lid / METRIC_LANES;
+    let lane = lid % METRIC_LANES;
+    var s = 0.0;
+    var correct = 0.0;
+    var samples = 0u;
+    for (var first = 0u; first < p.n; first += groups) {
+        let i = first + group;
+        var best = 0.0;
+        var best_j = 0u;
+        if i < p.n {
+            let base = i * p.c;
+            best_j = min(lane, p.c - 1u);
+            best = logits[base + best_j];
+            for (var j = lane; j < p.c; j += METRIC_LANES) {
+                if logits[base + j] > best {
+                    best = logits[base + j];
+                    best_j = j;
+                }
+            }
+        }
+        partial_sum[lid] = best;
+        partial_index[lid] = best_j;
+        workgroupBarrier();
+        for (var stride = METRIC_LANES / 2u; stride > 0u; stride /= 2u) {
+            if lane < stride {
+                let v = partial_sum[lid + stride];
+                let j = partial_index[lid + stride];
+                if v > partial_sum[lid] || (v == partial_sum[lid] && j < partial_index[lid]) {
+                    partial_sum[lid] = v;
+                    partial_index[lid] = j;
+                }
+            }
+            workgroupBarrier();
+        }
+        if lane == 0u && i < p.n && target_class[i] != p.ignore_index {
+            s += losses[i];
+            samples += 1u;
+            if i32(partial_index[lid]) == target_class[i] {
+                correct += 1.0;
+            }
+        }
+        workgroupBarrier();
+    }
+    add_metrics(lid, s, correct, samples);
 }

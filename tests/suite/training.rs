@@ -251,6 +251,33 @@ fn corrupt_and_missing_idx_files_are_reported() {
 }
 
 #[test]
+fn metrics_of_a_thousand_class_head_match_the_reference() {
+    // 1000 classes: a plan's loss, its gradient and the metrics run on the wide kernels (a
+    // workgroup per row). Every third label is its row's largest logit.
+    const C: usize = 1000;
+    let graph = gconv::nn::parse_layers("flatten linear(1000)", &[2, 3, 3]).expect("spec");
+    let mut model = Model::from_graph(ctx(), "wide", graph, 3).expect("model");
+    let batch = 20;
+    let x: Vec<f32> = (0..batch * 18).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let logits = model.predict(&x, batch).expect("predict").to_vec().expect("download");
+    let argmax = |row: &[f32]| (0..C).fold(0, |best, j| if row[j] > row[best] { j } else { best });
+    let labels: Vec<i32> = (0..batch)
+        .map(|i| {
+            let best = argmax(&logits[i * C..(i + 1) * C]);
+            (if i % 3 == 0 { best } else { (best + 1 + i) % C }) as i32
+        })
+        .collect();
+    model.take_metrics().expect("metrics");
+    model.eval_batch(&x, &labels).expect("eval");
+    let m = model.take_metrics().expect("metrics");
+    let l64: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
+    let (_, mean) = gconv_ref::cross_entropy(&Array::from_f32(&[batch, C], &logits), &l64, -100);
+    assert_eq!(m.samples, 20, "{m:?}");
+    assert!((m.accuracy - 7.0 / 20.0).abs() < 1e-9, "{m:?}");
+    assert!((m.loss - mean).abs() < 1e-4 * mean.abs(), "{m:?} against {mean}");
+}
+
+#[test]
 fn tensors_larger_than_a_binding_are_processed_in_chunks() {
     // A second device whose bindings stop at 64 KiB: the 64x300 weight (75 KiB), its gradient
     // and Adam state go in row blocks, and the convolution's im2col in sample chunks. Results

@@ -1,7 +1,7 @@
 //! cross_entropy from logits and class indices (`loss.wgsl`).
 
 use super::{check_u32, context_of};
-use crate::kernel::{Dispatch, Shader, WG};
+use crate::kernel::{Dispatch, Shader, WG, WG_CONSTANT};
 use crate::{DType, Error, Result, Tensor};
 
 /// How per-sample losses are combined, as PyTorch's `reduction`.
@@ -70,17 +70,10 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, o: &CrossEntropyOptions) 
     ctx.run(OP, |enc| {
         let bytes = bytemuck::cast_slice(&params);
         if n > 0 {
-            ctx.record(
-                enc,
-                &Dispatch::linear(
-                    &ctx,
-                    OP,
-                    (Shader::Loss, "cross_entropy_rows"),
-                    bytes,
-                    &[(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer())],
-                    n as u64,
-                )?,
-            )?;
+            let k = row_kernels(&ctx, OP, n, c)?;
+            let buffers = [(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer())];
+            let d = Dispatch::new(Shader::Loss, k.rows, bytes, &buffers, k.grid);
+            ctx.record(enc, &d.constants(k.constants))?;
         }
         if let Some(out) = &out {
             ctx.record(
@@ -122,6 +115,42 @@ fn check(
     }
     check_u32(op, "logits", logits.numel())?;
     Ok((ctx, logits.shape()[0], logits.shape()[1]))
+}
+
+/// Rows of at least this many classes run on the `_wide` kernels (a workgroup of `ROW_WG`
+/// lanes per row): one invocation's walk along a long row would keep a GPU waiting on loads.
+const WIDE_ROWS: usize = 128;
+/// Lanes per row of the `_wide` kernels (loss.wgsl's `ROW_WG`).
+const ROW_WG: u32 = 64;
+
+/// The per-row entry points for `c` classes: (rows, backward, metrics), their grid over `n`
+/// rows and their override constants. The one place the choice is made.
+struct RowKernels {
+    rows: &'static str,
+    backward: &'static str,
+    metrics: &'static str,
+    grid: [u32; 3],
+    constants: &'static [(&'static str, f64)],
+}
+
+fn row_kernels(ctx: &crate::Context, op: &'static str, n: usize, c: usize) -> Result<RowKernels> {
+    Ok(if c >= WIDE_ROWS {
+        RowKernels {
+            rows: "cross_entropy_rows_wide",
+            backward: "cross_entropy_backward_wide",
+            metrics: "cross_entropy_metrics_wide",
+            grid: ctx.grid_1d(op, n as u64 * u64::from(ROW_WG), ROW_WG)?,
+            constants: &[],
+        }
+    } else {
+        RowKernels {
+            rows: "cross_entropy_rows",
+            backward: "cross_entropy_backward",
+            metrics: "cross_entropy_metrics",
+            grid: ctx.grid_1d(op, n as u64, WG)?,
+            constants: WG_CONSTANT,
+        }
+    })
 }
 
 fn params(n: usize, c: usize, o: &CrossEntropyOptions) -> [u32; 8] {
@@ -174,23 +203,16 @@ pub fn cross_entropy_backward(
                 [1, 1, 1],
             ),
         )?;
-        ctx.record(
-            enc,
-            &Dispatch::linear(
-                &ctx,
-                OP,
-                (Shader::Loss, "cross_entropy_backward"),
-                bytes,
-                &[
-                    (1, target.buffer()),
-                    (3, logits.buffer()),
-                    (4, count.buffer()),
-                    (5, grad_output.buffer()),
-                    (6, grad_logits.buffer()),
-                ],
-                n as u64,
-            )?,
-        )
+        let k = row_kernels(&ctx, OP, n, c)?;
+        let buffers = [
+            (1, target.buffer()),
+            (3, logits.buffer()),
+            (4, count.buffer()),
+            (5, grad_output.buffer()),
+            (6, grad_logits.buffer()),
+        ];
+        let d = Dispatch::new(Shader::Loss, k.backward, bytes, &buffers, k.grid);
+        ctx.record(enc, &d.constants(k.constants))
     })?;
     Ok(grad_logits)
 }
@@ -217,8 +239,7 @@ pub(crate) fn record_training_loss(
     o.validate()?;
     let params = params(n, c, &o);
     let bytes = bytemuck::cast_slice(&params);
-    let rows = ctx.grid_1d(OP, n as u64, WG)?;
-    let wg = [("WG", f64::from(WG))];
+    let k = row_kernels(ctx, OP, n, c)?;
     let record = |rec: &mut crate::kernel::Recorder<'_>,
                   entry,
                   constants: &[(&'static str, f64)],
@@ -231,14 +252,14 @@ pub(crate) fn record_training_loss(
     };
     record(
         rec,
-        "cross_entropy_rows",
-        &wg,
+        k.rows,
+        k.constants,
         &[(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer())],
-        rows,
+        k.grid,
     )?;
     record(
         rec,
-        "cross_entropy_metrics",
+        k.metrics,
         &[],
         &[(1, target.buffer()), (2, losses.buffer()), (3, logits.buffer()), (7, metrics.buffer())],
         [1, 1, 1],
@@ -253,8 +274,8 @@ pub(crate) fn record_training_loss(
         )?;
         record(
             rec,
-            "cross_entropy_backward",
-            &wg,
+            k.backward,
+            k.constants,
             &[
                 (1, target.buffer()),
                 (3, logits.buffer()),
@@ -262,7 +283,7 @@ pub(crate) fn record_training_loss(
                 (5, one.buffer()),
                 (6, grad.buffer()),
             ],
-            rows,
+            k.grid,
         )?;
     }
     Ok(())
