@@ -405,3 +405,56 @@ fn a_session_of_an_imported_onnx_model_records_into_the_hosts_encoder() {
     let err = gconv_tests::compare::relative_error(&widen(&got), &widen(&want));
     assert!(err <= 1e-4, "relative L2 error {err:.3e} against PyTorch");
 }
+
+#[test]
+fn work_is_timed_on_the_devices_clock_where_it_has_one() {
+    // A host's device with timestamps: gconv reads them on GPUs, on a CPU adapter only when
+    // forced (lavapipe's do not wait for earlier work); without the feature, never.
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&Default::default())).expect("an adapter");
+    let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_features: features,
+        ..Default::default()
+    }))
+    .expect("a device");
+    let ctx = Context::from_wgpu(device.clone(), queue).expect("context");
+    let cpu = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+    assert_eq!(ctx.device_clock(), !features.is_empty() && !cpu);
+    ctx.force_device_clock();
+    assert_eq!(ctx.device_clock(), !features.is_empty());
+
+    let x = inputs(2 * 28 * 28);
+    let buffer =
+        host_buffer(&device, &x, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
+    let want = lenet(&ctx).predict(&x, 2).expect("predict").to_vec().expect("read");
+    let mut session = Session::new(lenet(&ctx), 2).expect("session");
+    let input = SessionInput::Buffer { buffer: &buffer, offset: 0 };
+    let times = ctx.time_on_device(3, |_, encoder| session.record(encoder, input)).expect("timed");
+    match times {
+        Some(t) => {
+            assert_eq!(t.len(), 3);
+            assert!(t.iter().all(|s| s.is_finite() && *s >= 0.0), "{t:?}");
+            // The pieces ran.
+            assert_eq!(session.logits().expect("logits").to_vec().expect("read"), want);
+        }
+        None => assert!(features.is_empty()),
+    }
+    if !features.is_empty() {
+        let too_many = ctx.time_on_device(2049, |_, _| Ok(()));
+        assert!(matches!(too_many, Err(Error::InvalidArgument { .. })), "{too_many:?}");
+        let failed = ctx.time_on_device(2, |k, _| {
+            if k == 1 {
+                Err(Error::InvalidArgument { op: "test", message: "no".into() })
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(failed, Err(Error::InvalidArgument { op: "test", .. })), "{failed:?}");
+        // A profile's parts on the device's clock.
+        let labels = [1, 2];
+        let parts = lenet(&ctx).profile(&x, &labels, true, 1).expect("profile");
+        assert!(parts.len() > 10 && parts.iter().all(|p| p.seconds >= 0.0), "{}", parts.len());
+    }
+}

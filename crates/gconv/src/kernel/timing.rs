@@ -1,11 +1,12 @@
 //! Timing a plan's kernels on the device: one kernel at a time (`GCONV_PROFILE`), or one
 //! range of steps (a layer's forward or backward kernels) at a time, for `gconv profile`.
 //!
-//! Where the device has timestamp queries (`Context::device_clock`), every range runs in one
-//! submission between two timestamps the GPU writes (an empty compute pass each, written
-//! when all earlier work has finished), so a part's time is the device's alone. Elsewhere each
-//! range is a submission of its own, timed on the host from submit to the end of the wait: on
-//! a discrete GPU that adds the submission's round trip (~0.1 ms) to every part.
+//! Where the device has a clock to read (`Context::device_clock`: a GPU with timestamp
+//! queries), every range runs in one submission between two timestamps the GPU writes (an
+//! empty compute pass each, written when all earlier work has finished), so a part's time is
+//! the device's alone. Elsewhere (CPU adapters included) each range is a submission of its
+//! own, timed on the host from submit to the end of the wait: on a discrete GPU that would add
+//! the submission's round trip (~0.1 ms) to every part.
 
 use std::ops::Range;
 

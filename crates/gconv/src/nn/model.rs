@@ -461,6 +461,30 @@ impl Model {
         Ok(timings)
     }
 
+    /// The median seconds, over `runs`, the host takes to record the commands of a step on
+    /// `batch` inputs (a training step with `train`, else inference) without submitting them:
+    /// the CPU's share of every step, which bounds a step on a GPU whose kernels take less.
+    /// `gconv profile` prints it beside the step's time.
+    ///
+    /// # Errors
+    /// As [`Model::train_step`].
+    pub fn recording_seconds(&mut self, batch: usize, train: bool, runs: usize) -> Result<f64> {
+        let kind = if train { PlanKind::Train { update: true } } else { PlanKind::Eval };
+        let ctx = self.ctx.clone();
+        let plan = self.plan(batch, kind)?;
+        let mut times: Vec<f64> = (0..runs.max(1))
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let mut encoder = ctx.device().create_command_encoder(&Default::default());
+                plan.replay(&mut encoder);
+                drop(encoder.finish());
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+
     /// Runs a batch of `batch` inputs in evaluation mode and returns every layer's output
     /// (the input first, then one per node, by node name), each in a buffer of its own: the
     /// feature maps a visualisation reads.
