@@ -58,8 +58,29 @@ fn cross_entropy_rows(invocation: Invocation) {
 
 var<workgroup> partial_sum: array<f32, REDUCE_WG>;
 var<workgroup> partial_count: array<f32, REDUCE_WG>;
-// Samples counted by the metrics kernels; the wide one's argmax candidates.
+var<workgroup> partial_extra: array<f32, REDUCE_WG>;
+// The wide metrics kernel's argmax candidates.
 var<workgroup> partial_index: array<u32, REDUCE_WG>;
+
+// The sums of v's components over the first `lanes` lanes (a power of two), for every lane.
+// Called in uniform control flow.
+fn sum_lanes(lid: u32, lanes: u32, v: vec3<f32>) -> vec3<f32> {
+    partial_sum[lid] = v.x;
+    partial_count[lid] = v.y;
+    partial_extra[lid] = v.z;
+    workgroupBarrier();
+    for (var stride = lanes / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial_sum[lid] += partial_sum[lid + stride];
+            partial_count[lid] += partial_count[lid + stride];
+            partial_extra[lid] += partial_extra[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let r = vec3<f32>(partial_sum[0], partial_count[0], partial_extra[0]);
+    workgroupBarrier();
+    return r;
+}
 
 @compute @workgroup_size(REDUCE_WG)
 fn cross_entropy_reduce(@builtin(local_invocation_index) lid: u32) {
@@ -71,21 +92,12 @@ fn cross_entropy_reduce(@builtin(local_invocation_index) lid: u32) {
             cnt += 1.0;
         }
     }
-    partial_sum[lid] = s;
-    partial_count[lid] = cnt;
-    workgroupBarrier();
-    for (var stride = REDUCE_WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partial_sum[lid] += partial_sum[lid + stride];
-            partial_count[lid] += partial_count[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = sum_lanes(lid, REDUCE_WG, vec3<f32>(s, cnt, 0.0));
     if lid == 0u {
         if p.reduction == 1u {
-            out[0] = partial_sum[0] / partial_count[0];
+            out[0] = total.x / total.y;
         } else {
-            out[0] = partial_sum[0];
+            out[0] = total.x;
         }
     }
 }
@@ -140,16 +152,9 @@ fn cross_entropy_count(@builtin(local_invocation_index) lid: u32) {
             cnt += 1.0;
         }
     }
-    partial_count[lid] = cnt;
-    workgroupBarrier();
-    for (var stride = REDUCE_WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partial_count[lid] += partial_count[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = sum_lanes(lid, REDUCE_WG, vec3<f32>(cnt, 0.0, 0.0));
     if lid == 0u {
-        out[0] = partial_count[0];
+        out[0] = total.x;
     }
 }
 
@@ -168,14 +173,14 @@ fn add_to_metric(word: u32, v: f32) {
 fn cross_entropy_metrics(@builtin(local_invocation_index) lid: u32) {
     var s = 0.0;
     var correct = 0.0;
-    var samples = 0u;
+    var samples = 0.0;
     for (var i = lid; i < p.n; i += REDUCE_WG) {
         let t = target_class[i];
         if t == p.ignore_index {
             continue;
         }
         s += losses[i];
-        samples += 1u;
+        samples += 1.0;
         let base = i * p.c;
         var best = 0u;
         for (var j = 1u; j < p.c; j++) {
@@ -192,25 +197,14 @@ fn cross_entropy_metrics(@builtin(local_invocation_index) lid: u32) {
 
 // The tail of both metrics kernels: sums every lane's loss sum, correct count and samples, and
 // lane 0 adds them and one batch to `metrics`.
-fn add_metrics(lid: u32, s: f32, correct: f32, samples: u32) {
-    partial_sum[lid] = s;
-    partial_count[lid] = correct;
-    partial_index[lid] = samples;
-    workgroupBarrier();
-    for (var stride = REDUCE_WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partial_sum[lid] += partial_sum[lid + stride];
-            partial_count[lid] += partial_count[lid + stride];
-            partial_index[lid] += partial_index[lid + stride];
-        }
-        workgroupBarrier();
-    }
+fn add_metrics(lid: u32, s: f32, correct: f32, samples: f32) {
+    let total = sum_lanes(lid, REDUCE_WG, vec3<f32>(s, correct, samples));
     if lid == 0u {
-        add_to_metric(0u, partial_sum[0]);
-        add_to_metric(1u, partial_count[0]);
-        add_to_metric(2u, f32(partial_index[0]));
+        add_to_metric(0u, total.x);
+        add_to_metric(1u, total.y);
+        add_to_metric(2u, total.z);
         add_to_metric(BATCHES_WORD, 1.0);
-        if !is_finite_bits(partial_sum[0]) {
+        if !is_finite_bits(total.x) {
             let batch = u32(bitcast<f32>(metrics[BATCHES_WORD]));
             metrics[HEALTH_WORD] = max(metrics[HEALTH_WORD], health_mark(batch, 0u));
         }
@@ -241,23 +235,6 @@ fn row_max(lid: u32, v: f32) -> f32 {
     return m;
 }
 
-// The sums of `v.x` and `v.y` over the ROW_WG lanes.
-fn row_sums(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    partial_sum[lid] = v.x;
-    partial_count[lid] = v.y;
-    workgroupBarrier();
-    for (var stride = ROW_WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partial_sum[lid] += partial_sum[lid + stride];
-            partial_count[lid] += partial_count[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let r = vec2<f32>(partial_sum[0], partial_count[0]);
-    workgroupBarrier();
-    return r;
-}
-
 // Row i's maximum, softmax denominator sum_j exp(x_j - max) and sum of its logits.
 fn row_stats(i: u32, lid: u32) -> vec3<f32> {
     let base = i * p.c;
@@ -271,8 +248,7 @@ fn row_stats(i: u32, lid: u32) -> vec3<f32> {
         let v = logits[base + j];
         sums += vec2<f32>(exp(v - m), v);
     }
-    sums = row_sums(lid, sums);
-    return vec3<f32>(m, sums);
+    return vec3<f32>(m, sum_lanes(lid, ROW_WG, vec3<f32>(sums, 0.0)).xy);
 }
 
 // cross_entropy_rows with workgroup i on row i.
@@ -332,7 +308,7 @@ fn cross_entropy_metrics_wide(@builtin(local_invocation_index) lid: u32) {
     let lane = lid % METRIC_LANES;
     var s = 0.0;
     var correct = 0.0;
-    var samples = 0u;
+    var samples = 0.0;
     for (var first = 0u; first < p.n; first += groups) {
         let i = first + group;
         var best = 0.0;
@@ -364,7 +340,7 @@ fn cross_entropy_metrics_wide(@builtin(local_invocation_index) lid: u32) {
         }
         if lane == 0u && i < p.n && target_class[i] != p.ignore_index {
             s += losses[i];
-            samples += 1u;
+            samples += 1.0;
             if i32(partial_index[lid]) == target_class[i] {
                 correct += 1.0;
             }
