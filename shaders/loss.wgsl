@@ -117,15 +117,7 @@ fn cross_entropy_backward(invocation: Invocation) {
         }
         return;
     }
-    var g: f32;
-    if p.reduction == 0u {
-        g = grad_out[i];
-    } else if p.reduction == 1u {
-        // `out` holds the number of samples not ignored, counted by cross_entropy_count.
-        g = grad_out[0] / out[0];
-    } else {
-        g = grad_out[0];
-    }
+    let g = upstream_gradient(i);
     var m = logits[base];
     for (var j = 1u; j < p.c; j++) {
         m = max(m, logits[base + j]);
@@ -135,12 +127,28 @@ fn cross_entropy_backward(invocation: Invocation) {
         s += exp(logits[base + j] - m);
     }
     for (var j = 0u; j < p.c; j++) {
-        var d = exp(logits[base + j] - m) / s - p.label_smoothing / f32(p.c);
-        if i32(j) == t {
-            d -= 1.0 - p.label_smoothing;
-        }
-        grad_logits[base + j] = g * d;
+        grad_logits[base + j] = g * logit_gradient(logits[base + j], m, s, j, t);
     }
+}
+
+// Sample i's upstream gradient: its own for "none", the scalar's for "sum", divided by the
+// number of samples not ignored (in `out`, from cross_entropy_count) for "mean".
+fn upstream_gradient(i: u32) -> f32 {
+    if p.reduction == 0u {
+        return grad_out[i];
+    } else if p.reduction == 1u {
+        return grad_out[0] / out[0];
+    }
+    return grad_out[0];
+}
+
+// d loss / d x_j for logit v = x_j of a row with maximum m and softmax sum s, target t.
+fn logit_gradient(v: f32, m: f32, s: f32, j: u32, t: i32) -> f32 {
+    var d = exp(v - m) / s - p.label_smoothing / f32(p.c);
+    if i32(j) == t {
+        d -= 1.0 - p.label_smoothing;
+    }
+    return d;
 }
 
 // out[0] = the number of samples whose target is not ignore_index (one workgroup).
@@ -278,22 +286,10 @@ fn cross_entropy_backward_wide(invocation: Invocation) {
     let lid = invocation.lid;
     let stats = row_stats(i, lid);
     let t = target_class[i];
-    var g: f32;
-    if p.reduction == 0u {
-        g = grad_out[i];
-    } else if p.reduction == 1u {
-        g = grad_out[0] / out[0];
-    } else {
-        g = grad_out[0];
-    }
-    g = select(g, 0.0, t == p.ignore_index);
+    let g = select(upstream_gradient(i), 0.0, t == p.ignore_index);
     let base = i * p.c;
     for (var j = lid; j < p.c; j += ROW_WG) {
-        var d = exp(logits[base + j] - stats.x) / stats.y - p.label_smoothing / f32(p.c);
-        if i32(j) == t {
-            d -= 1.0 - p.label_smoothing;
-        }
-        grad_logits[base + j] = g * d;
+        grad_logits[base + j] = g * logit_gradient(logits[base + j], stats.x, stats.y, j, t);
     }
 }
 
