@@ -87,6 +87,72 @@ fn max_pool_forward(invocation: Invocation) {
     indices[idx] = best_i;
 }
 
+@group(0) @binding(10) var x_flat: texture_storage_2d<rgba32float, read>;
+
+// The four values from `off` (0 to 3) on of the eight in texels a and b.
+fn values_from(a: vec4<f32>, b: vec4<f32>, off: u32) -> vec4<f32> {
+    let v1 = vec4<f32>(a.yzw, b.x);
+    let v2 = vec4<f32>(a.zw, b.xy);
+    let v3 = vec4<f32>(a.w, b.xyz);
+    return select(select(select(a, v1, off == 1u), v2, off == 2u), v3, off == 3u);
+}
+
+// One tap of four windows (values v at columns iw of row ih), by max_pool_forward's rule.
+fn max_tap(best: ptr<function, vec4<f32>>, best_i: ptr<function, vec4<i32>>, v: vec4<f32>,
+    iw: vec4<i32>, ih: i32) {
+    let nan = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
+    let take = iw >= vec4<i32>(0) & iw < vec4<i32>(i32(p.in_w)) & (v > *best | nan);
+    *best = select(*best, v, take);
+    *best_i = select(*best_i, vec4<i32>(ih * i32(p.in_w)) + iw, take);
+}
+
+// max_pool_forward for 2-D 3x3 windows of stride 2 and dilation 1 (ResNet's stem): four
+// outputs of a row per invocation, whose windows span nine columns of each of three input rows,
+// read as three texels of x's flat copy (x_flat) a row where max_pool_forward makes 36
+// storage-buffer loads; the four windows advance together as vectors. Same rule, in the same
+// tap order. `total` counts the rows' quads and stays below 2^24.
+@compute @workgroup_size(WG)
+fn max_pool_3x3_s2_forward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let pos = split3(idx, 1u, p.out_h, (p.out_w + 3u) / 4u);
+    let plane = pos.x;
+    let oh = pos.z;
+    let ow0 = pos.w * 4u;
+    let h0 = i32(2u * oh) - i32(p.pad_h);
+    let w0 = vec4<i32>(2 * i32(ow0)) + vec4<i32>(0, 2, 4, 6) - vec4<i32>(i32(p.pad_w));
+    var best = vec4<f32>(bitcast<f32>(0xff800000u)); // -inf
+    var best_i = vec4<i32>(max(h0, 0) * i32(p.in_w)) + max(w0, vec4<i32>(0));
+    let plane_base = i32(plane * p.in_h * p.in_w);
+    for (var kh = 0; kh < 3; kh++) {
+        let ih = h0 + kh;
+        if ih < 0 || ih >= i32(p.in_h) {
+            continue;
+        }
+        // Columns w0.x .. w0.x + 8 of row ih.
+        let s = plane_base + ih * i32(p.in_w) + w0.x;
+        let q = s >> 2u;
+        let off = u32(s & 3);
+        let t0 = textureLoad(x_flat, flat_xy(u32(max(q, 0))));
+        let t1 = textureLoad(x_flat, flat_xy(u32(q + 1)));
+        let t2 = textureLoad(x_flat, flat_xy(u32(q + 2)));
+        let lo = values_from(t0, t1, off);
+        let hi = values_from(t1, t2, off);
+        let last = t2[off];
+        // Tap kw of the four windows: columns kw, 2 + kw, 4 + kw, 6 + kw of the nine.
+        max_tap(&best, &best_i, vec4<f32>(lo.x, lo.z, hi.x, hi.z), w0, ih);
+        max_tap(&best, &best_i, vec4<f32>(lo.y, lo.w, hi.y, hi.w), w0 + vec4<i32>(1), ih);
+        max_tap(&best, &best_i, vec4<f32>(lo.z, hi.x, hi.z, last), w0 + vec4<i32>(2), ih);
+    }
+    let at = (plane * p.out_h + oh) * p.out_w;
+    for (var e = 0u; e < 4u; e++) {
+        if ow0 + e < p.out_w {
+            y[at + ow0 + e] = best[e];
+            indices[at + ow0 + e] = best_i[e];
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn avg_pool_forward(invocation: Invocation) {
     let idx = linear_index(invocation);

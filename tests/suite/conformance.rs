@@ -405,6 +405,58 @@ fn random_max_pool_forward_and_backward_match_reference() {
 }
 
 #[test]
+fn max_pool_3x3_stride_2_keeps_pytorchs_rule_for_ties_nans_and_infinities() {
+    // ResNet's stem pooling has a kernel of its own on CPU adapters (four windows at a time):
+    // values from four levels (ties: the first maximum wins), NaNs (the last one wins) and
+    // -inf, on odd and even sizes, with and without padding and ceil_mode.
+    let mut r = SmallRng::seed_from_u64(23);
+    let cases = [
+        ([2, 3, 8, 8], 1, false),
+        ([1, 2, 7, 9], 1, true),
+        ([2, 2, 12, 13], 0, false),
+        ([1, 1, 5, 6], 0, true),
+        ([1, 2, 3, 3], 1, false),
+        ([1, 1, 9, 31], 1, true),
+    ];
+    for (shape, pad, ceil) in cases {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|_| match r.random_range(0..24) {
+                0 => f32::NAN,
+                1 => f32::NEG_INFINITY,
+                k => (k % 4) as f32,
+            })
+            .collect();
+        let x = Tensor::from_slice(ctx(), &data, &shape).expect("x");
+        let o = ops::MaxPoolOptions {
+            kernel_size: vec![3, 3].into(),
+            stride: Some(vec![2, 2].into()),
+            padding: vec![pad, pad].into(),
+            dilation: vec![1, 1].into(),
+            ceil_mode: ceil,
+        };
+        let (y, idx) = ops::max_pool2d_with_indices(&x, &o).expect("max_pool2d");
+        let attrs = gconv_ref::PoolAttrs {
+            kernel_size: vec![3, 3],
+            stride: vec![2, 2],
+            padding: vec![pad, pad],
+            dilation: vec![1, 1],
+            ceil_mode: ceil,
+            count_include_pad: false,
+            divisor_override: None,
+        };
+        let (ey, eidx) = gconv_ref::max_pool_forward(&Array::from_f32(&shape, &data), &attrs);
+        let got = y.to_vec().expect("y");
+        assert_eq!(y.shape(), &ey.shape[..], "{shape:?}");
+        for (i, (g, e)) in got.iter().zip(&ey.data).enumerate() {
+            let same = (g.is_nan() && e.is_nan()) || f64::from(*g) == *e;
+            assert!(same, "{shape:?} pad {pad} ceil {ceil}: y[{i}] = {g}, reference {e}");
+        }
+        assert_eq!(indices_of(&idx).expect("indices"), eidx, "{shape:?} pad {pad} ceil {ceil}");
+    }
+}
+
+#[test]
 fn random_avg_pool_forward_and_backward_match_reference() {
     for_each_config("avg_pool", CONFIGS, |r| {
         let c = pool_case(r, false);

@@ -303,6 +303,9 @@ impl PoolPlan {
         let entry = match (self.kind, indices) {
             (PoolKind::Max | PoolKind::AdaptiveMax, Some(i)) => {
                 self.check_indices(&ctx, i, &out)?;
+                if self.kind == PoolKind::Max && self.record_3x3_s2_forward(&ctx, rec, x, y, i)? {
+                    return Ok(());
+                }
                 buffers.push((3, i.buffer()));
                 if self.kind == PoolKind::Max {
                     "max_pool_forward"
@@ -315,6 +318,51 @@ impl PoolPlan {
             _ => return Err(Error::invalid(op, "indices go with max pooling, and only there")),
         };
         self.run(&ctx, rec, entry, total, &buffers)
+    }
+
+    /// max_pool_3x3_s2_forward on CPU adapters, for 2-D 3x3 windows of stride 2 and dilation
+    /// 1 (ResNet's stem): four outputs of a row per invocation, x read as texels of a texture
+    /// copy (on lavapipe a storage-buffer load is a per-lane loop); false where it does not
+    /// apply or x cannot be copied. GPUs keep max_pool_forward, which needs no copy.
+    fn record_3x3_s2_forward(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        x: &Tensor,
+        y: &Tensor,
+        indices: &Tensor,
+    ) -> Result<bool> {
+        let w = &self.win;
+        let applies = ctx.is_cpu_adapter()
+            && w.kernel[..] == [3, 3]
+            && w.stride[..] == [2, 2]
+            && w.dilation[..] == [1, 1];
+        let out_w = w.out.last().copied().unwrap_or(1);
+        let quads = y.numel() / out_w.max(1) * out_w.div_ceil(4);
+        if !applies || quads >= 1 << 24 {
+            return Ok(false);
+        }
+        let Some(flat) = Flat::new(ctx, x.numel()) else {
+            return Ok(false);
+        };
+        if !flat.can_copy(x.buffer()) {
+            return Ok(false);
+        }
+        flat.record_copy(rec, x.buffer());
+        let params = self.params(quads as u32)?;
+        ctx.record_with(
+            rec,
+            &Dispatch::linear(
+                ctx,
+                self.op,
+                (Shader::Pool, "max_pool_3x3_s2_forward"),
+                bytemuck::bytes_of(&params),
+                &[(2, y.buffer()), (3, indices.buffer())],
+                quads as u64,
+            )?,
+            &[crate::kernel::texture_entry(10, &flat.view)],
+        )?;
+        Ok(true)
     }
 
     /// Records grad_x: one invocation per input element gathers from the windows holding it
