@@ -89,14 +89,6 @@ fn max_pool_forward(invocation: Invocation) {
 
 @group(0) @binding(10) var x_flat: texture_storage_2d<rgba32float, read>;
 
-// The four values from `off` (0 to 3) on of the eight in texels a and b.
-fn values_from(a: vec4<f32>, b: vec4<f32>, off: u32) -> vec4<f32> {
-    let v1 = vec4<f32>(a.yzw, b.x);
-    let v2 = vec4<f32>(a.zw, b.xy);
-    let v3 = vec4<f32>(a.w, b.xyz);
-    return select(select(select(a, v1, off == 1u), v2, off == 2u), v3, off == 3u);
-}
-
 // One tap of four windows (values v at columns iw of row ih), by max_pool_forward's rule.
 fn max_tap(best: ptr<function, vec4<f32>>, best_i: ptr<function, vec4<i32>>, v: vec4<f32>,
     iw: vec4<i32>, ih: i32) {
@@ -136,8 +128,8 @@ fn max_pool_3x3_s2_forward(invocation: Invocation) {
         let t0 = textureLoad(x_flat, flat_xy(u32(max(q, 0))));
         let t1 = textureLoad(x_flat, flat_xy(u32(q + 1)));
         let t2 = textureLoad(x_flat, flat_xy(u32(q + 2)));
-        let lo = values_from(t0, t1, off);
-        let hi = values_from(t1, t2, off);
+        let lo = from_offset(t0, t1, off);
+        let hi = from_offset(t1, t2, off);
         let last = t2[off];
         // Tap kw of the four windows: columns kw, 2 + kw, 4 + kw, 6 + kw of the nine.
         max_tap(&best, &best_i, vec4<f32>(lo.x, lo.z, hi.x, hi.z), w0, ih);

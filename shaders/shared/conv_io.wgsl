@@ -60,7 +60,6 @@ fn load_grad_y(i: u32) -> f32 {
     return grad_y[i];
 }
 
-
 // The window position that puts tap k on input coordinate i (as tap_source, with divmod24).
 fn tap_window(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
     let t = i32(i + pad) - i32(k * dil);
@@ -75,12 +74,4 @@ fn dw_store(at: u32, col0: u32, width: u32, v: vec4<f32>) {
             y[at + col0 + e] = v[e];
         }
     }
-}
-
-// The four values from `off` (0 to 3) on of the eight in texels a and b.
-fn from_offset(a: vec4<f32>, b: vec4<f32>, off: u32) -> vec4<f32> {
-    let v1 = vec4<f32>(a.yzw, b.x);
-    let v2 = vec4<f32>(a.zw, b.xy);
-    let v3 = vec4<f32>(a.w, b.xyz);
-    return select(select(select(a, v1, off == 1u), v2, off == 2u), v3, off == 3u);
 }

@@ -58,6 +58,14 @@ fn flat_xy(q: u32) -> vec2<u32> {
     return vec2<u32>(q % 1024u, q / 1024u);
 }
 
+// The four values from `off` (0 to 3) on of the eight in texels a and b.
+fn from_offset(a: vec4<f32>, b: vec4<f32>, off: u32) -> vec4<f32> {
+    let v1 = vec4<f32>(a.yzw, b.x);
+    let v2 = vec4<f32>(a.zw, b.xy);
+    let v3 = vec4<f32>(a.w, b.xyz);
+    return select(select(select(a, v1, off == 1u), v2, off == 2u), v3, off == 3u);
+}
+
 // The largest of a 2x2 window's four values (in window order, row by row) and its position:
 // the first maximum, as PyTorch's max_pool2d picks it. Fused conv + ReLU + max-pool kernels
 // use it.
