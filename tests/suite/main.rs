@@ -6,6 +6,7 @@ mod augment;
 mod branches;
 mod common;
 mod conformance;
+mod conformance_pool;
 mod datasets;
 mod embedding;
 mod errors;
