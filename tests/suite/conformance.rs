@@ -7,8 +7,8 @@
 use gconv::Tensor;
 use gconv::ops::{self, Padding};
 use gconv_ref::{Array, PaddingSpec};
-use rand::rngs::SmallRng;
 use rand::Rng;
+use rand::rngs::SmallRng;
 
 use super::common::{
     check, check_within, ctx, direct_ctx, every_context, for_each_config, im2col_ctx, portable_ctx,
