@@ -20,11 +20,12 @@ struct OutPos {
     w: u32,
 }
 
-fn out_pos(idx: u32) -> OutPos {
+// Output element idx's position, rows counted in `width` steps (p.out_w, or quads of it).
+fn out_pos(idx: u32, width: u32) -> OutPos {
     var r = idx;
     var o: OutPos;
-    o.w = r % p.out_w;
-    r = r / p.out_w;
+    o.w = r % width;
+    r = r / width;
     o.h = r % p.out_h;
     r = r / p.out_h;
     o.d = r % p.out_d;
@@ -42,19 +43,14 @@ fn out_pos(idx: u32) -> OutPos {
 fn conv_forward(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let quads = (p.out_w + 3u) / 4u;
-    var r = idx / quads;
-    let ow0 = (idx - r * quads) * 4u;
-    let oh = r % p.out_h;
-    r = r / p.out_h;
-    let od = r % p.out_d;
-    r = r / p.out_d;
-    let co = r % p.c_out;
-    let n = r / p.c_out;
+    let o = out_pos(idx, (p.out_w + 3u) / 4u);
+    let n = o.n;
+    let co = o.c;
+    let ow0 = o.w * 4u;
     let cin_g = p.c_in / p.groups;
     let g = co / (p.c_out / p.groups);
-    let d0 = i32(od * p.stride_d) - i32(p.pad_d);
-    let h0 = i32(oh * p.stride_h) - i32(p.pad_h);
+    let d0 = i32(o.d * p.stride_d) - i32(p.pad_d);
+    let h0 = i32(o.h * p.stride_h) - i32(p.pad_h);
     let w0 = i32(ow0 * p.stride_w) - i32(p.pad_w);
     var acc = vec4<f32>(0.0);
     for (var ci = 0u; ci < cin_g; ci++) {
@@ -88,7 +84,7 @@ fn conv_forward(invocation: Invocation) {
     if p.has_bias != 0u {
         acc += vec4<f32>(b[co]);
     }
-    dw_store((((n * p.c_out + co) * p.out_d + od) * p.out_h + oh) * p.out_w, ow0, p.out_w, acc);
+    dw_store((((n * p.c_out + co) * p.out_d + o.d) * p.out_h + o.h) * p.out_w, ow0, p.out_w, acc);
 }
 
 // Gather form of the transposed convolution: each invocation owns one output element and sums
@@ -97,7 +93,7 @@ fn conv_forward(invocation: Invocation) {
 fn conv_transpose_forward(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let o = out_pos(idx);
+    let o = out_pos(idx, p.out_w);
     let cin_g = p.c_in / p.groups;
     let cout_g = p.c_out / p.groups;
     let g = o.c / cout_g;

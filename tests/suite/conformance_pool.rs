@@ -46,6 +46,29 @@ fn pool_case(r: &mut SmallRng, dilated: bool) -> PoolCase {
     PoolCase { xs, k, stride, pad, dil, ceil: r.random_bool(0.5) }
 }
 
+impl PoolCase {
+    /// The case as gconv's max-pool options and gconv-ref's attributes.
+    fn max_pool(&self) -> (ops::MaxPoolOptions, gconv_ref::PoolAttrs) {
+        let o = ops::MaxPoolOptions {
+            kernel_size: self.k.clone().into(),
+            stride: Some(self.stride.clone().into()),
+            padding: self.pad.clone().into(),
+            dilation: self.dil.clone().into(),
+            ceil_mode: self.ceil,
+        };
+        let attrs = gconv_ref::PoolAttrs {
+            kernel_size: self.k.clone(),
+            stride: self.stride.clone(),
+            padding: self.pad.clone(),
+            dilation: self.dil.clone(),
+            ceil_mode: self.ceil,
+            count_include_pad: false,
+            divisor_override: None,
+        };
+        (o, attrs)
+    }
+}
+
 fn indices_of(t: &Tensor) -> Result<Vec<i64>, String> {
     Ok(t.to_vec_i32().map_err(|e| e.to_string())?.into_iter().map(i64::from).collect())
 }
@@ -56,13 +79,7 @@ fn random_max_pool_forward_and_backward_match_reference() {
         let c = pool_case(r, true);
         let sd = c.k.len();
         let (x, xa) = random(r, &c.xs);
-        let o = ops::MaxPoolOptions {
-            kernel_size: c.k.clone().into(),
-            stride: Some(c.stride.clone().into()),
-            padding: c.pad.clone().into(),
-            dilation: c.dil.clone().into(),
-            ceil_mode: c.ceil,
-        };
+        let (o, attrs) = c.max_pool();
         let what = format!("max_pool{sd}d x {:?} {o:?}", c.xs);
         let f = [
             ops::max_pool1d_with_indices,
@@ -70,15 +87,6 @@ fn random_max_pool_forward_and_backward_match_reference() {
             ops::max_pool3d_with_indices,
         ][sd - 1];
         let (y, idx) = f(&x, &o).map_err(fail(&what))?;
-        let attrs = gconv_ref::PoolAttrs {
-            kernel_size: c.k,
-            stride: c.stride,
-            padding: c.pad,
-            dilation: c.dil,
-            ceil_mode: c.ceil,
-            count_include_pad: false,
-            divisor_override: None,
-        };
         let (ey, eidx) = gconv_ref::max_pool_forward(&xa, &attrs);
         check(&what, &y, &ey)?;
         if indices_of(&idx)? != eidx {
@@ -120,23 +128,16 @@ fn max_pool_3x3_stride_2_keeps_pytorchs_rule_for_ties_nans_and_infinities() {
             })
             .collect();
         let x = Tensor::from_slice(ctx(), &data, &shape).expect("x");
-        let o = ops::MaxPoolOptions {
-            kernel_size: vec![3, 3].into(),
-            stride: Some(vec![2, 2].into()),
-            padding: vec![pad, pad].into(),
-            dilation: vec![1, 1].into(),
-            ceil_mode: ceil,
-        };
-        let (y, idx) = ops::max_pool2d_with_indices(&x, &o).expect("max_pool2d");
-        let attrs = gconv_ref::PoolAttrs {
-            kernel_size: vec![3, 3],
+        let (o, attrs) = PoolCase {
+            xs: shape.to_vec(),
+            k: vec![3, 3],
             stride: vec![2, 2],
-            padding: vec![pad, pad],
-            dilation: vec![1, 1],
-            ceil_mode: ceil,
-            count_include_pad: false,
-            divisor_override: None,
-        };
+            pad: vec![pad, pad],
+            dil: vec![1, 1],
+            ceil,
+        }
+        .max_pool();
+        let (y, idx) = ops::max_pool2d_with_indices(&x, &o).expect("max_pool2d");
         let (ey, eidx) = gconv_ref::max_pool_forward(&Array::from_f32(&shape, &data), &attrs);
         let got = y.to_vec().expect("y");
         assert_eq!(y.shape(), &ey.shape[..], "{shape:?}");

@@ -65,15 +65,22 @@ fn label(step: &Step) -> &'static str {
     }
 }
 
+/// Pieces of work one call of [`Context::time_on_device`] times: two timestamps each, in one
+/// query set.
+const MAX_PIECES: usize = wgpu::QUERY_SET_MAX_QUERIES as usize / 2;
+
 /// The seconds each range of `steps` took, on the device's clock where it has one.
 fn time_each(ctx: &Context, steps: &[Step], ranges: &[Range<usize>]) -> Result<Vec<f64>> {
-    if !ctx.device_clock() {
-        return ranges.iter().map(|r| host_time(ctx, &steps[r.clone()])).collect();
-    }
     let mut out = Vec::with_capacity(ranges.len());
-    // Two timestamps a range; a query set holds at most QUERY_SET_MAX_QUERIES.
-    for chunk in ranges.chunks(wgpu::QUERY_SET_MAX_QUERIES as usize / 2) {
-        out.extend(device_times(ctx, steps, chunk)?);
+    for chunk in ranges.chunks(MAX_PIECES) {
+        let record = |k: usize, encoder: &mut wgpu::CommandEncoder| {
+            replay(&steps[chunk[k].clone()], encoder, "gconv profile");
+            Ok(())
+        };
+        match ctx.time_on_device(chunk.len(), record)? {
+            Some(times) => out.extend(times),
+            None => return ranges.iter().map(|r| host_time(ctx, &steps[r.clone()])).collect(),
+        }
     }
     Ok(out)
 }
@@ -87,15 +94,6 @@ fn host_time(ctx: &Context, part: &[Step]) -> Result<f64> {
     ctx.submit(encoder.finish());
     ctx.synchronize()?;
     Ok(start.elapsed().as_secs_f64())
-}
-
-/// The ranges in one submission, each between two device timestamps.
-fn device_times(ctx: &Context, steps: &[Step], ranges: &[Range<usize>]) -> Result<Vec<f64>> {
-    let times = ctx.time_on_device(ranges.len(), |k, encoder| {
-        replay(&steps[ranges[k].clone()], encoder, "gconv profile");
-        Ok(())
-    })?;
-    Ok(times.unwrap_or_default())
 }
 
 impl Context {
@@ -116,11 +114,10 @@ impl Context {
         if !self.device_clock() {
             return Ok(None);
         }
-        let max = wgpu::QUERY_SET_MAX_QUERIES as usize / 2;
-        if parts > max {
+        if parts > MAX_PIECES {
             return Err(Error::invalid(
                 "time_on_device",
-                format!("{parts} pieces of work; a call times at most {max}"),
+                format!("{parts} pieces of work; a call times at most {MAX_PIECES}"),
             ));
         }
         if parts == 0 {

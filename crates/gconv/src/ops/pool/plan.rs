@@ -2,7 +2,7 @@
 //! then its forward and backward kernels recorded into any recorder.
 
 use super::{AvgPoolOptions, MaxPoolOptions};
-use crate::kernel::{Dispatch, Recorder, Shader};
+use crate::kernel::{Dispatch, Recorder, Shader, texture_entry};
 use crate::ops::texture::Flat;
 use crate::ops::{Dims, Spatial, check_u32, context_of, to3};
 use crate::{Context, DType, Error, Result, Tensor};
@@ -342,12 +342,9 @@ impl PoolPlan {
         if !applies || quads >= 1 << 24 {
             return Ok(false);
         }
-        let Some(flat) = Flat::new(ctx, x.numel()) else {
+        let Some(flat) = Flat::of(ctx, x) else {
             return Ok(false);
         };
-        if !flat.can_copy(x.buffer()) {
-            return Ok(false);
-        }
         flat.record_copy(rec, x.buffer());
         let params = self.params(quads as u32)?;
         ctx.record_with(
@@ -360,7 +357,7 @@ impl PoolPlan {
                 &[(2, y.buffer()), (3, indices.buffer())],
                 quads as u64,
             )?,
-            &[crate::kernel::texture_entry(10, &flat.view)],
+            &[texture_entry(10, &flat.view)],
         )?;
         Ok(true)
     }
@@ -456,14 +453,10 @@ impl PoolPlan {
         if !disjoint || total >= 1 << 24 {
             return Ok(false);
         }
-        let (Some(gy), Some(ix)) =
-            (Flat::new(ctx, grad_y.numel()), Flat::new_i32(ctx, indices.numel()))
-        else {
+        let ix = Flat::new_i32(ctx, indices.numel()).filter(|f| f.can_copy(indices.buffer()));
+        let (Some(gy), Some(ix)) = (Flat::of(ctx, grad_y), ix) else {
             return Ok(false);
         };
-        if !gy.can_copy(grad_y.buffer()) || !ix.can_copy(indices.buffer()) {
-            return Ok(false);
-        }
         gy.record_copy(rec, grad_y.buffer());
         ix.record_copy(rec, indices.buffer());
         let params = self.params(total)?;
@@ -477,16 +470,7 @@ impl PoolPlan {
                 &[(5, grad_x.buffer())],
                 u64::from(total),
             )?,
-            &[
-                wgpu::BindGroupEntry {
-                    binding: 7,
-                    resource: wgpu::BindingResource::TextureView(&gy.view),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 8,
-                    resource: wgpu::BindingResource::TextureView(&ix.view),
-                },
-            ],
+            &[texture_entry(7, &gy.view), texture_entry(8, &ix.view)],
         )?;
         Ok(true)
     }
