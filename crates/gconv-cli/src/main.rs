@@ -77,7 +77,8 @@ enum Cmd {
     ///           gconv summary --layers "conv(3,64,k=3,p=1) relu maxpool(2) conv(64,128,k=3,s=2,p=1)" --input 3x32x32
     Summary(summary::SummaryArgs),
     /// Time every layer's forward (and with --train backward) kernels on the device: ms,
-    /// GFLOP/s, the kernels each ran and its share of the step.
+    /// GFLOP/s, the kernels each ran and its share of the step (a GPU's own clock where it has
+    /// timestamps, else the host's), and the host's time to record a step's commands.
     ///
     /// Examples: gconv profile --model resnet18 --input 3x64x64 --batch 16 --train
     ///           gconv profile --layers "conv(32,32,k=3,p=1,g=32) conv(32,64,k=1)" --input 32x56x56

@@ -73,7 +73,8 @@ pub fn profile(ctx: &gconv::Context, a: &ProfileArgs) -> Result<()> {
     let classes = graph.shapes(1)?.last().and_then(|s| s.last().copied()).unwrap_or(1);
     let labels: Vec<i32> = (0..a.batch).map(|i| (i % classes.max(1)) as i32).collect();
     let parts = model.profile(&images, &labels, a.train, a.runs)?;
-    // The whole step in one submission, for the per-submission overhead the parts include.
+    // The whole step in one submission, beside the parts (which, on the host's clock, each
+    // carry a submission's overhead).
     let mut whole = Vec::new();
     for _ in 0..a.runs {
         let start = Instant::now();
