@@ -4,7 +4,8 @@
 // variance in one pass (Welford's update per invocation, Chan's merge across the workgroup),
 // stores (mean, 1/sqrt(var + eps)) in `stats` for the apply kernel and the backward pass, and
 // updates the running statistics as PyTorch does (unbiased variance). Eval:
-// batch_norm_eval_stats turns the running statistics into the same (mean, invstd) pair.
+// batch_norm_eval_stats turns the running statistics into the same (mean, invstd) pair, or
+// batch_norm_fold into a scale and shift per channel that a convolution's epilogue applies.
 // batch_norm_apply then writes y = (x - mean) * invstd * weight + bias (each optional).
 //
 // Backward, with xhat = (x - mean) * invstd and M = N * spatial: batch_norm_backward_reduce
@@ -38,7 +39,8 @@ struct BnParams {
     clamp: u32,
     lo: f32,
     hi: f32,
-    unused: u32,
+    // batch_norm_fold: whether x holds the convolution's bias.
+    conv_bias: u32,
 }
 
 // Small: on CPU adapters every barrier of the reductions switches between the workgroup's
@@ -155,6 +157,30 @@ fn batch_norm_eval_stats(invocation: Invocation) {
     stats[p.c + ch] = inverseSqrt(running_var[ch] + p.eps);
 }
 
+// batch_norm_fold: batch norm in evaluation as each channel's scale and shift for the
+// convolution before it (y = conv * scale + shift, in its epilogue), with the convolution's bias
+// (bound as x) folded in: scale = weight * invstd, shift = (conv_bias - mean) * scale + bias.
+// Into `stats`: the C scales, then the C shifts.
+@compute @workgroup_size(WG)
+fn batch_norm_fold(invocation: Invocation) {
+    let ch = linear_index(invocation);
+    if ch >= p.c { return; }
+    var scale = inverseSqrt(running_var[ch] + p.eps);
+    if p.has_weight != 0u {
+        scale *= weight[ch];
+    }
+    var centre = -running_mean[ch];
+    if p.conv_bias != 0u {
+        centre += x[ch];
+    }
+    var shift = centre * scale;
+    if p.has_bias != 0u {
+        shift += bias[ch];
+    }
+    stats[ch] = scale;
+    stats[p.c + ch] = shift;
+}
+
 // The apply kernels' grid is (blocks, C, N) where planes are at least a workgroup wide (each
 // workgroup's elements lie in its sample's plane), else (blocks, C, 1) over the channel's
 // N * spatial elements. An invocation takes PER elements a workgroup apart, a count fixed per
@@ -193,15 +219,7 @@ fn batch_norm_apply(inv: Invocation) {
 // The fused clamp (see BnParams) of normalised values v, as relu_forward and
 // hardtanh_forward: NaN stays NaN.
 fn clamp4(v: vec4<f32>) -> vec4<f32> {
-    if p.clamp == 1u {
-        return select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
-    }
-    if p.clamp == 2u {
-        let hi = vec4<f32>(p.hi);
-        let lo = vec4<f32>(p.lo);
-        return select(select(v, hi, v > hi), lo, v < lo);
-    }
-    return v;
+    return activate4(v, p.clamp, p.lo, p.hi);
 }
 
 // The gradient g of the fused clamp's output where its input (the normalised value) is v.

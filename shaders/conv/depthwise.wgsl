@@ -50,10 +50,7 @@ fn depthwise_forward(invocation: Invocation) {
             }
         }
     }
-    if p.has_bias != 0u {
-        acc += vec4<f32>(b[c]);
-    }
-    dw_store(((nc * p.out_d + od) * p.out_h + oh) * p.out_w, ow0, p.out_w, acc);
+    dw_store(((nc * p.out_d + od) * p.out_h + oh) * p.out_w, ow0, p.out_w, conv_out4(c, acc));
 }
 
 // grad_x[n, c, i] = sum over taps k and outputs o with o*stride - pad + k*dil = i of
@@ -146,10 +143,7 @@ fn depthwise_3x3_s2_forward(invocation: Invocation) {
         acc += vec4<f32>(left, lo.y, lo.w, hi.y) * wk.x + vec4<f32>(lo.x, lo.z, hi.x, hi.z) * wk.y
             + vec4<f32>(lo.y, lo.w, hi.y, hi.w) * wk.z;
     }
-    if p.has_bias != 0u {
-        acc += vec4<f32>(b[at.c]);
-    }
-    dw_store((at.nc * p.out_h + at.h) * p.out_w, ow0, p.out_w, acc);
+    dw_store((at.nc * p.out_h + at.h) * p.out_w, ow0, p.out_w, conv_out4(at.c, acc));
 }
 
 // depthwise_backward_input for the same layers: input columns iw0 .. iw0 + 3 (iw0 = 4m) gather

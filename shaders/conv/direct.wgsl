@@ -81,10 +81,8 @@ fn conv_forward(invocation: Invocation) {
             }
         }
     }
-    if p.has_bias != 0u {
-        acc += vec4<f32>(b[co]);
-    }
-    dw_store((((n * p.c_out + co) * p.out_d + o.d) * p.out_h + o.h) * p.out_w, ow0, p.out_w, acc);
+    let at = (((n * p.c_out + co) * p.out_d + o.d) * p.out_h + o.h) * p.out_w;
+    dw_store(at, ow0, p.out_w, conv_out4(co, acc));
 }
 
 // Gather form of the transposed convolution: each invocation owns one output element and sums

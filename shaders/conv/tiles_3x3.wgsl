@@ -190,12 +190,11 @@ fn tiles_3x3(idx: u32, bwd: bool) -> Tile {
             acc3 += dw_taps(r3, k0) + dw_taps(r4, k1) + dw_taps(r5, k2);
         }
     }
-    if !bwd && p.has_bias != 0u {
-        let bias = vec4<f32>(b[dc]);
-        acc0 += bias;
-        acc1 += bias;
-        acc2 += bias;
-        acc3 += bias;
+    if !bwd {
+        acc0 = conv_out4(dc, acc0);
+        acc1 = conv_out4(dc, acc1);
+        acc2 = conv_out4(dc, acc2);
+        acc3 = conv_out4(dc, acc3);
     }
     let rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     return Tile(rows, (n * dst_c + dc) * dst_d + dep, row0, col0);

@@ -67,6 +67,18 @@ fn tap_window(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32
     return select(-1, i32(qr.x), t >= 0 && qr.y == 0u && qr.x < size);
 }
 
+// The forward kernels' epilogue on four sums of output channel c: the bias (has_bias 1), or
+// batch norm folded in as the channel's scale and shift (has_bias 3), then the clamp.
+fn conv_out4(c: u32, acc: vec4<f32>) -> vec4<f32> {
+    var v = acc;
+    if p.has_bias == 1u {
+        v += vec4<f32>(b[c]);
+    } else if p.has_bias == 3u {
+        v = fma(v, vec4<f32>(b[c]), vec4<f32>(b[p.c_out + c]));
+    }
+    return activate4(v, p.act, p.act_lo, p.act_hi);
+}
+
 // Stores four values of a row, y[at + col0 ..], those from column `width` on left out.
 fn dw_store(at: u32, col0: u32, width: u32, v: vec4<f32>) {
     for (var e = 0u; e < 4u; e++) {

@@ -26,6 +26,8 @@ struct ConvParams {
     dil_d: u32,
     dil_h: u32,
     dil_w: u32,
+    // 1: add b[c]; 3 (the GEMMs' bias_mode for it too): batch norm (evaluation) folded in,
+    // y = acc * b[c] + b[c_out + c] (the forward kernels that take it: conv_out4).
     has_bias: u32,
     total: u32,
     // im2col / col2im: the first sample of this chunk.
@@ -40,6 +42,12 @@ struct ConvParams {
     // [row_begin, row_end); row_end 0 for all of them.
     row_begin: u32,
     row_end: u32,
+    // The forward kernels' clamp behind the bias (see conv_io.wgsl's conv_out4): kind 0 none,
+    // 1 ReLU, 2 [act_lo, act_hi].
+    act: u32,
+    act_lo: f32,
+    act_hi: f32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
 }

@@ -1,6 +1,6 @@
 // shared/gemm_epilogue.wgsl: the texture GEMMs' parameters, bindings and epilogue (after the
 // prelude and shared/conv_params.wgsl), for gemm/ and subgroup/. The texture GEMMs compute
-// C = A B (+ bias) (then relu) (+ C), with A and B packed into rgba32f textures first and C
+// C = A B (+ bias, or batch norm's scale and shift) (then a clamp) (+ C), with A and B packed into rgba32f textures first and C
 // written to a storage buffer through a strided epilogue (or to a texture: grad_col).
 //
 // Why textures: on CPU adapters (lavapipe) every storage-buffer load inside a loop runs as a
@@ -31,8 +31,10 @@ struct TexGemmParams {
     c_col_stride: u32,
     c_split: u32,
     c_split_stride: u32,
-    // 0: none, 1: bias[j] per column, 2: bias[r] per row.
+    // 0: none, 1: bias[j] per column, 2: bias[r] per row, 3: batch norm (evaluation) folded in
+    // per row, bias[r] * v + bias[m + r].
     bias_mode: u32,
+    // The clamp behind it (prelude's activate4): 0 none, 1 ReLU, 2 [lo, hi].
     relu: u32,
     accumulate: u32,
     // Split-K: grid z runs over batch * splits; split s sums texels [s*k_split, (s+1)*k_split)
@@ -52,6 +54,10 @@ struct TexGemmParams {
     // Pooled width (to recover the window's position) and the un-pooled width.
     pool_w: u32,
     pool_in_w: u32,
+    lo: f32,
+    hi: f32,
+    pad_a: u32,
+    pad_b: u32,
     // The convolution whose im2col matrix is an implicit operand (see IMPLICIT).
     conv: ConvParams,
 }
@@ -79,12 +85,11 @@ fn store(z: u32, r: u32, j: u32, value: f32) {
     var v = value;
     if p.bias_mode == 1u {
         v += bias[j];
-    } else if p.bias_mode == 2u {
-        v += bias[r];
+    } else {
+        let st = row_affine(r);
+        v = fma(v, st.x, st.y);
     }
-    if p.relu != 0u {
-        v = max(v, 0.0);
-    }
+    v = activate4(vec4<f32>(v), p.relu, p.lo, p.hi).x;
     let js = divmod24(j, p.c_split);
     let at = row_base(z, r) + column_offset(js);
     if p.accumulate != 0u {
@@ -120,6 +125,14 @@ fn row_bias(r: u32) -> f32 {
         return bias[r];
     }
     return 0.0;
+}
+
+// Row r's (scale, shift) where the bias is per row or batch norm is folded in; else (1, 0).
+fn row_affine(r: u32) -> vec2<f32> {
+    if p.bias_mode == 3u {
+        return vec2<f32>(bias[r], bias[p.m + r]);
+    }
+    return vec2<f32>(1.0, row_bias(r));
 }
 
 // Where pooled window q goes: its offset in C past its row's start, and the flat position of
@@ -211,22 +224,25 @@ fn column_offset(js: vec2<u32>) -> u32 {
     return js.x * p.c_split_stride + js.y * p.c_col_stride;
 }
 
-// Row r of the block: its bias (per row, or none), ReLU and accumulation, as `store` does.
+// Row r of the block: its bias or batch norm (per row, or none), clamp and accumulation, as
+// `store` does.
 fn store_plain_row(z: u32, r: u32, o: ColumnOffsets, v0: vec4<f32>, v1: vec4<f32>,
                    v2: vec4<f32>, v3: vec4<f32>) {
     let base = row_base(z, r);
-    let b = row_bias(r);
-    store_plain4(base + o.o0, v0, b);
-    store_plain4(base + o.o1, v1, b);
-    store_plain4(base + o.o2, v2, b);
-    store_plain4(base + o.o3, v3, b);
+    let st = row_affine(r);
+    store_plain4(base + o.o0, v0, st);
+    store_plain4(base + o.o1, v1, st);
+    store_plain4(base + o.o2, v2, st);
+    store_plain4(base + o.o3, v3, st);
 }
 
-fn store_plain4(at: vec4<u32>, v: vec4<f32>, b: f32) {
-    var x = v + vec4<f32>(b);
-    if p.relu != 0u {
-        x = max(x, vec4<f32>(0.0));
-    }
+// The row's affine map and clamp on four values (conv_3x3_sg's store too).
+fn affine_activate4(v: vec4<f32>, st: vec2<f32>) -> vec4<f32> {
+    return activate4(fma(v, vec4<f32>(st.x), vec4<f32>(st.y)), p.relu, p.lo, p.hi);
+}
+
+fn store_plain4(at: vec4<u32>, v: vec4<f32>, st: vec2<f32>) {
+    var x = affine_activate4(v, st);
     if p.accumulate != 0u {
         x += vec4<f32>(c[at.x], c[at.y], c[at.z], c[at.w]);
     }

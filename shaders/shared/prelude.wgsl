@@ -124,3 +124,15 @@ fn next_position(pos: vec4<u32>, d: u32, h: u32, w: u32) -> vec4<u32> {
     q.x = select(q.x, q.x + 1u, wrap_d);
     return q;
 }
+
+// A clamp fused into an epilogue, as relu_forward and hardtanh_forward compute it (NaN stays
+// NaN): kind 0 none, 1 ReLU, 2 clamp to [lo, hi] (ReLU6 is [0, 6]).
+fn activate4(v: vec4<f32>, kind: u32, lo: f32, hi: f32) -> vec4<f32> {
+    if kind == 1u {
+        return select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
+    }
+    if kind == 2u {
+        return select(select(v, vec4<f32>(hi), v > vec4<f32>(hi)), vec4<f32>(lo), v < vec4<f32>(lo));
+    }
+    return v;
+}

@@ -82,13 +82,10 @@ fn conv3_fma(acc: ptr<function, vec4<f32>>, a: vec4<f32>, b: Conv3Taps) {
 }
 
 // The output's values of one texel (the first `count` of them) in row ch, with the row's bias
-// and ReLU (p.relu).
+// or batch norm and the clamp (p.relu), as the GEMMs' epilogue.
 fn conv3_store(d: Conv3Texel, ch: u32, acc: vec4<f32>) {
     if ch >= p.m { return; }
-    var v = acc + vec4<f32>(row_bias(ch));
-    if p.relu != 0u {
-        v = max(v, vec4<f32>(0.0));
-    }
+    let v = affine_activate4(acc, row_affine(ch));
     let at = d.out + ch * p.conv.in_h * p.conv.in_w;
     if d.count > 0u {
         c[at] = v.x;

@@ -11,6 +11,7 @@ mod datasets;
 mod embedding;
 mod errors;
 mod fused;
+mod fused_batch_norm;
 mod fuzz;
 mod goldens;
 mod imported_layers;

@@ -66,6 +66,41 @@ impl Clamp {
     }
 }
 
+/// A clamp fused into another kernel's epilogue (batch norm's, a convolution's, a GEMM's), as
+/// the prelude's `activate4` reads it: `kind` 0 none, 1 ReLU, 2 clamp to [lo, hi].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Act {
+    pub kind: u32,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Act {
+    pub(crate) const NONE: Act = Act { kind: 0, lo: 0.0, hi: 0.0 };
+    pub(crate) const RELU: Act = Act { kind: 1, lo: 0.0, hi: 0.0 };
+
+    /// Whether an epilogue can compute `clamp` (ReLU, ReLU6, hardtanh).
+    pub(crate) fn fusable(clamp: Clamp) -> bool {
+        matches!(clamp, Clamp::Relu | Clamp::Relu6 | Clamp::Hardtanh(..))
+    }
+
+    /// `clamp` in an epilogue (none for `None`); an error for those no epilogue computes.
+    pub(crate) fn of(op: &'static str, clamp: Option<Clamp>) -> Result<Act> {
+        Ok(match clamp {
+            None => Act::NONE,
+            Some(Clamp::Relu) => Act::RELU,
+            Some(Clamp::Relu6) => Act { kind: 2, lo: 0.0, hi: 6.0 },
+            Some(Clamp::Hardtanh(lo, hi)) => Act { kind: 2, lo, hi },
+            Some(other) => {
+                return Err(Error::invalid(
+                    op,
+                    format!("{other:?} cannot be fused into an epilogue (an internal error)"),
+                ));
+            }
+        })
+    }
+}
+
 fn clamp(kind: Clamp, x: &Tensor) -> Result<Tensor> {
     let op = kind.op(false);
     let ctx = context_of(op, &[x])?;

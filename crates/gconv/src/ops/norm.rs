@@ -2,7 +2,7 @@
 
 use super::{check_u32, context_of};
 use crate::kernel::{Dispatch, Recorder, Shader, WG, WG_CONSTANT};
-use crate::ops::activation::Clamp;
+use crate::ops::activation::{Act, Clamp};
 use crate::{DType, Error, Result, Tensor};
 
 /// Options of [`batch_norm`], with PyTorch's defaults.
@@ -39,28 +39,7 @@ struct BnParams {
     clamp: u32,
     lo: f32,
     hi: f32,
-    unused: u32,
-}
-
-/// Whether a clamp can be fused behind batch norm's kernels (ReLU, ReLU6, hardtanh).
-pub(crate) fn fusable_clamp(clamp: Clamp) -> bool {
-    matches!(clamp, Clamp::Relu | Clamp::Relu6 | Clamp::Hardtanh(..))
-}
-
-/// BnParams' (clamp, lo, hi) for a fused clamp (see batch_norm.wgsl).
-fn clamp_params(clamp: Option<Clamp>) -> Result<(u32, f32, f32)> {
-    Ok(match clamp {
-        None => (0, 0.0, 0.0),
-        Some(Clamp::Relu) => (1, 0.0, 0.0),
-        Some(Clamp::Relu6) => (2, 0.0, 6.0),
-        Some(Clamp::Hardtanh(lo, hi)) => (2, lo, hi),
-        Some(other) => {
-            return Err(Error::invalid(
-                "batch_norm",
-                format!("{other:?} cannot be fused with batch norm (an internal error)"),
-            ));
-        }
-    })
+    conv_bias: u32,
 }
 
 /// Batch normalisation over an (N, C, *) input, as `torch.nn.functional.batch_norm`. In
@@ -143,7 +122,7 @@ pub(crate) fn record_batch_norm(
         ));
     }
     let total = check_u32(OP, "elements", x.numel())?;
-    let (kind, lo, hi) = clamp_params(clamp)?;
+    let Act { kind, lo, hi } = Act::of(OP, clamp)?;
     if y.shape() != x.shape() || stats.shape() != [2, c] {
         return Err(Error::invalid(OP, "internal error: output or statistics of the wrong shape"));
     }
@@ -161,7 +140,7 @@ pub(crate) fn record_batch_norm(
         clamp: kind,
         lo,
         hi,
-        unused: 0,
+        conv_bias: 0,
     };
     // Training without running statistics still binds two (distinct) writable buffers.
     let scratch = || Tensor::zeros(&ctx, &[1]);
@@ -224,6 +203,55 @@ pub(crate) fn record_batch_norm(
             .constants(&constants),
         )
     }
+}
+
+/// Records batch norm in evaluation folded into the convolution before it (`batch_norm_fold`):
+/// into `affine` (2, C), each channel's scale and shift that the convolution's epilogue applies
+/// (y = conv * scale + shift), with the convolution's own bias, where it has one, folded in.
+pub(crate) fn record_batch_norm_fold(
+    rec: &mut Recorder<'_>,
+    (running_mean, running_var): (&Tensor, &Tensor),
+    (weight, bias): (Option<&Tensor>, Option<&Tensor>),
+    conv_bias: Option<&Tensor>,
+    eps: f64,
+    affine: &Tensor,
+) -> Result<()> {
+    const OP: &str = "batch_norm";
+    let c = running_mean.numel();
+    let mut tensors = vec![running_mean, running_var];
+    tensors.extend(weight.iter().chain(&bias).chain(&conv_bias));
+    let ctx = context_of(OP, &tensors)?;
+    if affine.shape() != [2, c] || tensors.iter().any(|t| t.shape() != [c]) {
+        return Err(Error::invalid(OP, "internal error: folded batch norm of the wrong shape"));
+    }
+    let params = BnParams {
+        c: check_u32(OP, "channels", c)?,
+        has_weight: weight.is_some() as u32,
+        has_bias: bias.is_some() as u32,
+        has_running: 1,
+        eps: eps as f32,
+        conv_bias: conv_bias.is_some() as u32,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let dummy = &ctx.inner.dummy;
+    ctx.record(
+        rec,
+        &Dispatch::new(
+            Shader::BatchNorm,
+            "batch_norm_fold",
+            bytemuck::bytes_of(&params),
+            &[
+                (1, conv_bias.map_or(dummy, Tensor::buffer)),
+                (2, affine.buffer()),
+                (3, running_mean.buffer()),
+                (4, running_var.buffer()),
+                (5, weight.map_or(dummy, Tensor::buffer)),
+                (6, bias.map_or(dummy, Tensor::buffer)),
+            ],
+            ctx.grid_1d(OP, c as u64, WG)?,
+        )
+        .constants(WG_CONSTANT),
+    )
 }
 
 /// The apply kernels' override constants (WG, PER) and grid.
@@ -347,7 +375,7 @@ pub(crate) fn record_batch_norm_backward(
         return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
     }
     let total = check_u32(OP, "elements", x.numel())?;
-    let (kind, lo, hi) = clamp_params(clamp.map(|c| c.0))?;
+    let Act { kind, lo, hi } = Act::of(OP, clamp.map(|c| c.0))?;
     let bias = clamp.and_then(|c| c.1);
     if sums.shape() != [2, c] {
         return Err(Error::invalid(OP, "internal error: sums of the wrong shape"));
@@ -367,7 +395,7 @@ pub(crate) fn record_batch_norm_backward(
         clamp: kind,
         lo,
         hi,
-        unused: 0,
+        conv_bias: 0,
     };
     let bytes = bytemuck::bytes_of(&params);
     let dummy = &ctx.inner.dummy;

@@ -17,6 +17,8 @@ pub(crate) struct ConvParams {
     pub(crate) stride: [u32; 3],
     pub(crate) pad: [u32; 3],
     pub(crate) dilation: [u32; 3],
+    /// 1: a bias; [`BIAS_AFFINE`]: batch norm folded in, the bias binding holding C_out
+    /// scales then C_out shifts.
     pub(crate) has_bias: u32,
     pub(crate) total: u32,
     pub(crate) n_offset: u32,
@@ -28,8 +30,16 @@ pub(crate) struct ConvParams {
     /// conv_backward_weight: the rows (sample, d, h) of this piece, [first, end); end 0 for
     /// all.
     pub(crate) rows: [u32; 2],
-    pub(crate) _pad: [u32; 2],
+    /// The forward kernels' clamp (`conv_out4`): an [`Act`]'s kind and bounds.
+    pub(crate) act: u32,
+    pub(crate) act_lo: f32,
+    pub(crate) act_hi: f32,
+    pub(crate) _pad: [u32; 3],
 }
+
+/// `has_bias` / `bias_mode` where batch norm (evaluation) is folded into a convolution's
+/// epilogue: each output channel's scale, then its shift, in the bias binding.
+pub(crate) const BIAS_AFFINE: u32 = 3;
 
 /// The GEMM epilogues' `bias_mode`: 0 none, 1 per column (linear), 2 per row (channels).
 pub(crate) fn bias_mode(bias: bool, per_row: bool) -> u32 {

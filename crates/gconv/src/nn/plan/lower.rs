@@ -6,9 +6,8 @@ use super::PlanKind;
 use crate::nn::graph::{Graph, Node};
 use crate::nn::layer::Layer;
 use crate::ops::BatchNormOptions;
-use crate::ops::activation::Clamp;
+use crate::ops::activation::{Act, Clamp};
 use crate::ops::conv::{Attrs, ConvPlan, ConvReluPool};
-use crate::ops::norm::fusable_clamp;
 use crate::ops::pool::PoolPlan;
 use crate::{Context, Error, Result, Tensor};
 
@@ -44,6 +43,17 @@ pub(super) enum Exec {
     },
     /// A view of its input (Flatten; Dropout in evaluation).
     Alias,
+    /// Conv -> batch norm -> (ReLU, ReLU6 or hardtanh) in evaluation, as one convolution whose
+    /// epilogue applies batch norm as each channel's scale and shift, then the clamp:
+    /// `batch_norm_fold` writes them into `affine` (2, C_out) from the running statistics,
+    /// batch norm's weight and bias and the convolution's bias before the convolution runs,
+    /// every step (the parameters may change between steps). Inference plans only.
+    ConvBn {
+        conv: ConvPlan,
+        eps: f64,
+        affine: Tensor,
+        act: Act,
+    },
 }
 
 impl Exec {
@@ -186,11 +196,26 @@ fn fuse(
             }
             _ => None,
         };
+        // Conv -> batch norm (-> clamp) in evaluation: batch norm in the convolution's epilogue.
+        if kind == PlanKind::Eval
+            && let Some((width, eps, clamp)) = conv_bn(ctx, graph, &slots, i)?
+        {
+            let Some(Exec::Conv(conv)) = slots[i].take() else {
+                return Err(Error::invalid("plan", "internal error: conv + batch norm lost"));
+            };
+            let c_out = conv.output_shape()[1];
+            let act = Act::of("conv + batch_norm", clamp)?;
+            let affine = Tensor::zeros(ctx, &[2, c_out])?;
+            push(&mut lowered, &mut value, graph, graph_shapes, (i, width))?;
+            lowered.execs.push(Exec::ConvBn { conv, eps, affine, act });
+            i += width;
+            continue;
+        }
         // Batch norm -> ReLU, ReLU6 or hardtanh: the clamp in batch norm's kernels.
         let clamp = match (slots.get(i), slots.get(i + 1)) {
             (Some(Some(Exec::BatchNorm { .. })), Some(Some(Exec::Clamp(c))))
                 if kind != PlanKind::Capture
-                    && fusable_clamp(*c)
+                    && Act::fusable(*c)
                     && sole_reader(graph, i + 1, i + 1) =>
             {
                 Some(*c)
@@ -218,17 +243,61 @@ fn fuse(
             Exec::BatchNorm { clamp: Some(_), .. } => 2,
             _ => 1,
         };
-        let inputs = graph.nodes[i].inputs.iter().map(|&v| value[v]).collect::<Option<Vec<_>>>();
-        let inputs = inputs
-            .ok_or_else(|| Error::invalid("plan", "internal error: a fused value is read"))?;
-        lowered.first.push(i);
+        push(&mut lowered, &mut value, graph, graph_shapes, (i, width))?;
         lowered.execs.push(exec);
-        lowered.inputs.push(inputs);
-        lowered.shapes.push(graph_shapes[i + width].clone());
-        value[i + width] = Some(lowered.execs.len());
         i += width;
     }
     Ok(lowered)
+}
+
+/// Records plan node for graph nodes `i .. i + width` (its exec pushed next): its first graph
+/// node, its inputs' plan values, its output's shape and plan value.
+fn push(
+    lowered: &mut Lowered,
+    value: &mut [Option<usize>],
+    graph: &Graph,
+    graph_shapes: &[Vec<usize>],
+    (i, width): (usize, usize),
+) -> Result<()> {
+    let inputs = graph.nodes[i].inputs.iter().map(|&v| value[v]).collect::<Option<Vec<_>>>();
+    let inputs =
+        inputs.ok_or_else(|| Error::invalid("plan", "internal error: a fused value is read"))?;
+    lowered.first.push(i);
+    lowered.inputs.push(inputs);
+    lowered.shapes.push(graph_shapes[i + width].clone());
+    value[i + width] = Some(lowered.execs.len() + 1);
+    Ok(())
+}
+
+/// Graph nodes i (a convolution), i + 1 (batch norm in evaluation, with running statistics)
+/// and maybe i + 2 (a clamp an epilogue computes), each value between them read by the next
+/// node only, where the convolution's kernel takes the fused epilogue: the run's width,
+/// batch norm's eps and the clamp.
+fn conv_bn(
+    ctx: &Context,
+    graph: &Graph,
+    slots: &[Option<Exec>],
+    i: usize,
+) -> Result<Option<(usize, f64, Option<Clamp>)>> {
+    let (Some(Some(Exec::Conv(conv))), Some(Some(Exec::BatchNorm { o, .. }))) =
+        (slots.get(i), slots.get(i + 1))
+    else {
+        return Ok(None);
+    };
+    let bn = &graph.nodes[i + 1];
+    if o.training || bn.buffers.len() < 2 || !sole_reader(graph, i + 1, i + 1) {
+        return Ok(None);
+    }
+    if !conv.fuses_post(ctx)? {
+        return Ok(None);
+    }
+    let clamp = match slots.get(i + 2) {
+        Some(Some(Exec::Clamp(c))) if Act::fusable(*c) && sole_reader(graph, i + 2, i + 2) => {
+            Some(*c)
+        }
+        _ => None,
+    };
+    Ok(Some((if clamp.is_some() { 3 } else { 2 }, o.eps, clamp)))
 }
 
 /// Whether graph values `a` (conv -> ReLU) and `a + 1` (ReLU -> pool) are each read by one

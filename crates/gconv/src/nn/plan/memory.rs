@@ -214,7 +214,10 @@ pub(super) fn allocate(
     }
     let col_elems = execs
         .iter()
-        .map(|e| if let Exec::Conv(p) = e { ConvPlan::col_scratch_elems(p, ctx) } else { Ok(0) })
+        .map(|e| match e {
+            Exec::Conv(p) | Exec::ConvBn { conv: p, .. } => ConvPlan::col_scratch_elems(p, ctx),
+            _ => Ok(0),
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Tensors {
         input,

@@ -14,10 +14,10 @@ use crate::ops::activation::{
     record_softmax_backward,
 };
 use crate::ops::combine::{record_add, record_slice};
-use crate::ops::conv::{ConvIo, GradsOut};
+use crate::ops::conv::{ConvIo, GradsOut, Post};
 use crate::ops::gemm::{record_linear, record_linear_backward};
 use crate::ops::loss::record_training_loss;
-use crate::ops::norm::{record_batch_norm, record_batch_norm_backward};
+use crate::ops::norm::{record_batch_norm, record_batch_norm_backward, record_batch_norm_fold};
 use crate::ops::pad::{record_pad, record_pad_backward};
 use crate::{Context, Error, Result, Tensor};
 
@@ -67,11 +67,25 @@ impl Recording<'_> {
             let start = rec.len();
             match exec {
                 Exec::Conv(p) => {
-                    let io = ConvIo { x, w: self.weight(i)?, bias: self.bias(i), y };
-                    p.record_forward(rec, &io, Some(&t.col), false)?;
+                    let io = ConvIo::new(x, self.weight(i)?, self.bias(i), y);
+                    p.record_forward(rec, &io, Some(&t.col))?;
+                }
+                Exec::ConvBn { conv, eps, affine, act } => {
+                    // Batch norm's node follows the convolution's.
+                    let bn = &self.model.graph.nodes[self.lowered.first[i] + 1];
+                    let param = |k: usize| bn.params.get(k).map(|&p| &self.model.params[p].value);
+                    let buffer = |k: usize| bn.buffers.get(k).map(|&b| &self.model.buffers[b].1);
+                    let (Some(rm), Some(rv)) = (buffer(0), buffer(1)) else {
+                        return Err(missing(i));
+                    };
+                    let bn_affine = (param(0), param(1));
+                    record_batch_norm_fold(rec, (rm, rv), bn_affine, self.bias(i), *eps, affine)?;
+                    let post = Post { affine: Some(affine), act: *act };
+                    let io = ConvIo { post, ..ConvIo::new(x, self.weight(i)?, None, y) };
+                    conv.record_forward(rec, &io, Some(&t.col))?;
                 }
                 Exec::ConvReluPool(f, _) => {
-                    let io = ConvIo { x, w: self.weight(i)?, bias: self.bias(i), y };
+                    let io = ConvIo::new(x, self.weight(i)?, self.bias(i), y);
                     f.record_forward(rec, &io, t.indices[i].as_ref(), t.relu_pool[i].as_ref())?;
                 }
                 Exec::Pool(p) => p.record_forward(rec, x, y, t.indices[i].as_ref())?,
@@ -304,6 +318,12 @@ impl Recording<'_> {
                 }
             }
             Exec::Add | Exec::Concat | Exec::Alias => {}
+            Exec::ConvBn { .. } => {
+                return Err(Error::invalid(
+                    "plan",
+                    "internal error: batch norm folded into a convolution has no backward pass",
+                ));
+            }
         }
         Ok(())
     }

@@ -85,12 +85,12 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
         }
     };
     let total = check_u32(op, "output elements", total)?;
-    let b = io.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    let b = io.b().map_or(&ctx.inner.dummy, Tensor::buffer);
     // The tiles read their source, x here, through grad_y's bindings (see tiles_3x3.wgsl).
     let launch = Launch {
         shader,
         entry,
-        params: g.params(io.bias.is_some(), total),
+        params: io.out_params(g.params(false, total)),
         grid: ctx.grid_1d(op, u64::from(total), WG)?,
         inputs: &[(x_bindings.0, x_bindings.1, io.x), (2, 12, io.w)],
         outputs: &[(3, b), (4, io.y.buffer())],

@@ -209,7 +209,10 @@ impl Geometry {
             pool: [0, 0],
             pool_indices: 0,
             rows: [0, 0],
-            _pad: [0, 0],
+            act: 0,
+            act_lo: 0.0,
+            act_hi: 0.0,
+            _pad: [0; 3],
         }
     }
 

@@ -18,7 +18,7 @@ mod subgroup_3x3;
 mod tiled;
 
 pub(crate) use geometry::Attrs;
-pub(crate) use plan::{ConvIo, ConvPlan, GradsOut};
+pub(crate) use plan::{ConvIo, ConvPlan, GradsOut, Post};
 pub(crate) use relu_pool::{ConvReluPool, ReluPoolScratch};
 
 use super::{Dims, Padding};

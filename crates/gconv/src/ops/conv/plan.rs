@@ -8,10 +8,10 @@ use super::select::{self, DataGrad, Forward, Reads, Source, WeightGrad};
 use super::subgroup_3x3::{self, GradSource};
 use super::{ConvGrads, direct, im2col, tiled};
 use crate::kernel::{Dispatch, Recorder, Shader, WG_CONSTANT};
-use crate::ops::activation::{Clamp, record_clamp};
+use crate::ops::activation::Act;
 use crate::ops::reduce::record_channel_sum;
 use crate::ops::texture::Flat;
-use crate::ops::uniforms::ConvParams;
+use crate::ops::uniforms::{BIAS_AFFINE, ConvParams};
 use crate::ops::{check_bias, check_u32, context_of};
 use crate::{Context, DType, Error, Result, Tensor};
 
@@ -26,13 +26,60 @@ pub(crate) struct ConvPlan {
     pub(super) adjoint: Option<Box<ConvPlan>>,
 }
 
-/// The tensors of a forward pass.
+/// The tensors of a forward pass, and what its epilogue does besides adding the bias.
 #[derive(Clone, Copy)]
 pub(crate) struct ConvIo<'a> {
     pub x: &'a Tensor,
     pub w: &'a Tensor,
     pub bias: Option<&'a Tensor>,
     pub y: &'a Tensor,
+    pub post: Post<'a>,
+}
+
+/// What a forward pass's epilogue applies to its sums: batch norm in evaluation folded in as
+/// each output channel's scale and shift (in place of the bias, which the fold took in), then
+/// a clamp. Only the kernels [`select::fuses_post`] names take it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Post<'a> {
+    /// (2, C_out): the scales, then the shifts (`norm::record_batch_norm_fold`).
+    pub affine: Option<&'a Tensor>,
+    pub act: Act,
+}
+
+impl Post<'_> {
+    /// No batch norm and no clamp: the bias only.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.affine.is_none() && self.act == Act::NONE
+    }
+}
+
+impl<'a> ConvIo<'a> {
+    /// A plain forward pass: the bias only.
+    pub(crate) fn new(
+        x: &'a Tensor,
+        w: &'a Tensor,
+        bias: Option<&'a Tensor>,
+        y: &'a Tensor,
+    ) -> Self {
+        ConvIo { x, w, bias, y, post: Post::default() }
+    }
+
+    /// What the kernels bind as the bias: the folded batch norm's scales and shifts, or the
+    /// bias.
+    pub(super) fn b(&self) -> Option<&'a Tensor> {
+        self.post.affine.or(self.bias)
+    }
+
+    /// The conv kernels' parameters for this pass: `params` with the bias's kind
+    /// (`has_bias`: 0, 1 or [`BIAS_AFFINE`]) and the clamp.
+    pub(super) fn out_params(&self, params: ConvParams) -> ConvParams {
+        let has_bias = match (self.post.affine, self.bias) {
+            (Some(_), _) => BIAS_AFFINE,
+            (None, b) => b.is_some() as u32,
+        };
+        let Act { kind, lo, hi } = self.post.act;
+        ConvParams { has_bias, act: kind, act_lo: lo, act_hi: hi, ..params }
+    }
 }
 
 /// The gradients a backward pass writes: grad_x is skipped when `None` (a network's input),
@@ -101,6 +148,11 @@ impl ConvPlan {
         Ok(())
     }
 
+    /// Whether the forward pass's kernel takes a fused epilogue ([`Post`]), in a plan.
+    pub(crate) fn fuses_post(&self, ctx: &Context) -> Result<bool> {
+        select::fuses_post(self, ctx)
+    }
+
     /// Whether the passes use im2col's storage-buffer scratch, of [`im2col::chunk`] elements
     /// (a plan shares one among its convolutions).
     pub(crate) fn col_scratch_elems(&self, ctx: &Context) -> Result<usize> {
@@ -108,43 +160,51 @@ impl ConvPlan {
     }
 
     /// Records the forward pass; `col` is an optional im2col scratch of at least
-    /// [`Self::col_scratch_elems`] elements (allocated when absent), `relu` fuses a ReLU.
+    /// [`Self::col_scratch_elems`] elements (allocated when absent).
     pub(crate) fn record_forward(
         &self,
         rec: &mut Recorder<'_>,
         io: &ConvIo<'_>,
         col: Option<&Tensor>,
-        relu: bool,
     ) -> Result<()> {
         let op = self.op;
         let mut tensors = vec![io.x, io.w, io.y];
-        tensors.extend(io.bias);
+        tensors.extend(io.bias.iter().chain(&io.post.affine));
         let ctx = context_of(op, &tensors)?;
         check_bias(op, io.bias, self.g.c_out)?;
+        if let Some(affine) = io.post.affine {
+            self.check(affine, "the folded batch norm", &[2, self.g.c_out])?;
+        }
+
         self.check(io.y, "the output", &self.output_shape())?;
         check_u32(op, "output elements", io.y.numel())?;
         check_u32(op, "input elements", io.x.numel())?;
         check_u32(op, "weight elements", io.w.numel())?;
         let kernel = select::forward(self, &ctx, Flat::can_hold(&ctx, io.x), false)?;
+        let post = !io.post.is_plain();
+        let both = io.bias.is_some() && io.post.affine.is_some();
+        if post && (both || !select::takes_post(self, kernel)) {
+            return Err(Error::invalid(
+                op,
+                "no kernel for this fused epilogue (an internal error)",
+            ));
+        }
         let pass = &mut Pass { plan: self, ctx: &ctx, rec };
-        let relu_fused = match kernel {
-            Forward::Adjoint(data) => tiled::adjoint_forward(pass, io, data).map(|_| false),
+        let act = io.post.act;
+        match kernel {
+            Forward::Adjoint(data) => tiled::adjoint_forward(pass, io, data),
             Forward::Subgroup3x3 { chunk } => {
-                subgroup_3x3::forward(pass, io, (relu, None), chunk, None).map(|_| true)
+                subgroup_3x3::forward(pass, io, (act, None), chunk, None)
             }
             Forward::Gemm { chunk, col } => {
-                tiled::forward(pass, io, (chunk, col), (relu, None), None).map(|_| true)
+                tiled::forward(pass, io, (chunk, col), (act, None), None)
             }
             Forward::Im2col { chunk } => {
                 let scratch = im2col::scratch(self, &ctx, col)?;
-                im2col::forward(pass, io, &scratch, chunk, relu).map(|_| true)
+                im2col::forward(pass, io, &scratch, chunk, false)
             }
-            Forward::Direct(kernel) => direct::forward(pass, io, kernel).map(|_| false),
-        }?;
-        if relu && !relu_fused {
-            record_clamp(&ctx, pass.rec, Clamp::Relu, io.y, io.y)?;
+            Forward::Direct(kernel) => direct::forward(pass, io, kernel),
         }
-        Ok(())
     }
 
     /// Records the gradients from grad_y; `col` as for [`Self::record_forward`].
@@ -212,8 +272,8 @@ impl ConvPlan {
 
     pub(super) fn forward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let y = Tensor::output(x.context(), &self.output_shape(), DType::F32, self.op)?;
-        let io = ConvIo { x, w, bias, y: &y };
-        x.context().run(self.op, |rec| self.record_forward(rec, &io, None, false))?;
+        let io = ConvIo::new(x, w, bias, &y);
+        x.context().run(self.op, |rec| self.record_forward(rec, &io, None))?;
         Ok(y)
     }
 

@@ -15,6 +15,7 @@ use super::select::{self, DataGrad, Direct, Forward, Keep, Reads, Source, Weight
 use super::subgroup_3x3::{self, GradSource};
 use super::{ConvPlan, direct, tiled};
 use crate::kernel::Recorder;
+use crate::ops::activation::Act;
 use crate::ops::gemm::pack::View;
 use crate::ops::gemm::tiled::{Epilogue, record_gemm};
 use crate::ops::pool::PoolPlan;
@@ -100,6 +101,12 @@ impl ConvReluPool {
         tensors.extend(io.bias);
         let ctx = context_of(conv.op, &tensors)?;
         check_bias(conv.op, io.bias, g.c_out)?;
+        if !io.post.is_plain() {
+            return Err(Error::invalid(
+                conv.op,
+                "relu + max-pool takes no other epilogue (internal)",
+            ));
+        }
         let out = g.x.out_shape(g.c_out, &self.pooled);
         conv.check(io.y, "the pooled output", &out)?;
         if let Some(i) = indices {
@@ -111,11 +118,11 @@ impl ConvReluPool {
         match kernel {
             Forward::Subgroup3x3 { chunk } => {
                 let kept = scratch.and_then(ReluPoolScratch::rows);
-                subgroup_3x3::forward(pass, io, (true, Some(pooling)), chunk, kept)
+                subgroup_3x3::forward(pass, io, (Act::RELU, Some(pooling)), chunk, kept)
             }
             Forward::Gemm { chunk, col } => {
                 let kept = scratch.and_then(ReluPoolScratch::col);
-                tiled::forward(pass, io, (chunk, col), (true, Some(pooling)), kept)
+                tiled::forward(pass, io, (chunk, col), (Act::RELU, Some(pooling)), kept)
             }
             Forward::Direct(Direct::Tiles3x3) => {
                 direct::tiles_forward_relu_pool(pass, io, &pooling)

@@ -209,6 +209,22 @@ pub(crate) fn fuses_relu_pool(plan: &ConvPlan, ctx: &Context) -> Result<bool> {
     ))
 }
 
+/// Whether the forward pass's kernel takes a fused epilogue (`plan::Post`: batch norm in
+/// evaluation folded in, and a clamp): the texture GEMM, the subgroup 3x3 kernel, and the
+/// direct, depthwise and tile kernels of a convolution (not a transposed one), all of which
+/// end in `conv_out4` or the GEMMs' `row_affine`. Plan buffers can always be copied into
+/// textures that fit.
+pub(crate) fn fuses_post(plan: &ConvPlan, ctx: &Context) -> Result<bool> {
+    let x_fits = Flat::fits(ctx, plan.g.x.n * plan.g.x_plane());
+    Ok(takes_post(plan, choose_forward(plan, ctx, x_fits, false)?))
+}
+
+/// Whether forward kernel `kernel` takes a fused epilogue (see [`fuses_post`]).
+pub(crate) fn takes_post(plan: &ConvPlan, kernel: Forward) -> bool {
+    !plan.transposed
+        && matches!(kernel, Forward::Gemm { .. } | Forward::Subgroup3x3 { .. } | Forward::Direct(_))
+}
+
 /// What a fused forward pass keeps for its backward pass: x's rows of texels where both run
 /// on the subgroup kernels, the pooled-order im2col texture where both run on the texture
 /// GEMM's register layout; each only when the whole batch is one chunk.

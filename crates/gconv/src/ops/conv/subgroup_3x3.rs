@@ -11,12 +11,13 @@
 use super::ConvPlan;
 use super::plan::{ConvIo, Pass, Pooling};
 use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
+use crate::ops::activation::Act;
 use crate::ops::check_u32;
 use crate::ops::gemm::tiled::{TexGemmParams, WORKGROUPS_WANTED};
 use crate::ops::pool::PoolPlan;
 use crate::ops::slices::slice;
 use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS, Packed};
-use crate::ops::uniforms::{ConvParams, bias_mode};
+use crate::ops::uniforms::{BIAS_AFFINE, ConvParams, bias_mode};
 use crate::{Context, Error, Result, Tensor};
 
 /// Where the backward pass takes the output gradient from.
@@ -66,13 +67,13 @@ fn no_texture(plan: &ConvPlan) -> Error {
 }
 
 /// The forward pass on `conv_3x3_sg_r16`: per chunk, x into rows of texels (`pack_texel_rows`)
-/// that the kernel gathers its shifted taps from, with the weight packed flipped; bias, and
-/// ReLU or ReLU with the 2x2 max-pool `pool`, in its epilogue. `kept`: x's rows to fill for a
-/// fused backward pass.
+/// that the kernel gathers its shifted taps from, with the weight packed flipped; the bias (or
+/// the folded batch norm) and the clamp, or ReLU with the 2x2 max-pool `pool`, in its
+/// epilogue. `kept`: x's rows to fill for a fused backward pass.
 pub(super) fn forward(
     pass: &mut Pass<'_, '_>,
     io: &ConvIo<'_>,
-    (relu, pool): (bool, Option<Pooling<'_>>),
+    (act, pool): (Act, Option<Pooling<'_>>),
     chunk: usize,
     kept: Option<&Flat>,
 ) -> Result<()> {
@@ -88,9 +89,10 @@ pub(super) fn forward(
         let rows = len * g.x.c * g.out[0];
         record_pack_texel_rows(ctx, op, pass.rec, (io.x, n0 * g.x_plane(), rows), params, &x_rows)?;
         let conv = ConvParams { n_offset: n0 as u32, ..params };
-        let (src, out, bias) = (&*x_rows, io.y, io.bias);
+        let (src, out, bias) = (&*x_rows, io.y, io.b());
         let pool = pool.map(|pl| (pl.pooled, pl.indices));
-        let c = Conv3x3 { a: &a, src, out, conv, len, bias, relu, pool };
+        let affine = io.post.affine.is_some();
+        let c = Conv3x3 { a: &a, src, out, conv, len, bias, affine, act, pool };
         record_conv_3x3(ctx, op, pass.rec, &c)?;
     }
     Ok(())
@@ -150,8 +152,8 @@ pub(super) fn backward(
         record_wgrad_3x3(ctx, op, pass.rec, (&x_rows, &gy_rows), (grad_w, &partial), chunk_params)?;
         if let (Some(gx), Some(a)) = (grad_x, &dgrad_w) {
             let conv = ConvParams { n_offset: n0 as u32, ..params };
-            let (src, bias, relu, pool) = (&gy_rows, None, false, None);
-            let c = Conv3x3 { a, src, out: gx, conv, len, bias, relu, pool };
+            let (src, bias, act, pool) = (&gy_rows, None, Act::NONE, None);
+            let c = Conv3x3 { a, src, out: gx, conv, len, bias, affine: false, act, pool };
             record_conv_3x3(ctx, op, pass.rec, &c)?;
         }
     }
@@ -198,8 +200,10 @@ struct Conv3x3<'a> {
     /// [1, H, W], n_offset the chunk's first sample.
     conv: ConvParams,
     len: usize,
+    /// The bias, or with `affine` the folded batch norm's scales and shifts.
     bias: Option<&'a Tensor>,
-    relu: bool,
+    affine: bool,
+    act: Act,
     /// A fused ReLU and 2x2 max-pool: the pooled size and where its argmax goes.
     pool: Option<([usize; 2], Option<&'a Tensor>)>,
 }
@@ -241,8 +245,10 @@ fn record_conv_3x3(
     let params = TexGemmParams {
         m: check_u32(op, "rows", rows)?,
         n: check_u32(op, "texels", if c.pool.is_some() { units } else { texels })?,
-        bias_mode: bias_mode(c.bias.is_some(), true),
-        relu: c.relu as u32,
+        bias_mode: if c.affine { BIAS_AFFINE } else { bias_mode(c.bias.is_some(), true) },
+        relu: c.act.kind,
+        lo: c.act.lo,
+        hi: c.act.hi,
         pool: c.pool.map_or(0, |(_, indices)| if indices.is_some() { 2 } else { 1 }),
         pool_in_w: check_u32(op, "width", w)?,
         conv,

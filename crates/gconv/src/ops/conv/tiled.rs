@@ -9,6 +9,7 @@ use super::ConvPlan;
 use super::plan::{ConvIo, Pass, Pooling, dispatch};
 use super::select::{DataGrad, Im2col};
 use crate::kernel::{Recorder, Shader, WG, texture_entry};
+use crate::ops::activation::Act;
 use crate::ops::check_u32;
 use crate::ops::gemm::pack::{View, record_pack};
 use crate::ops::gemm::tiled::{Epilogue, PoolEpilogue, record_gemm};
@@ -151,7 +152,7 @@ pub(super) fn forward(
     pass: &mut Pass<'_, '_>,
     io: &ConvIo<'_>,
     (chunk, col): (usize, Im2col),
-    (relu, pool): (bool, Option<Pooling<'_>>),
+    (act, pool): (Act, Option<Pooling<'_>>),
     kept: Option<&Packed>,
 ) -> Result<()> {
     let plan = pass.plan;
@@ -165,18 +166,19 @@ pub(super) fn forward(
         Some(c) => Some(c.clone()),
         None => col_texture(plan, pass.ctx, col, chunk, cols)?,
     };
-    gemm_forward(pass, (&x_src, io), chunk, (relu, pool), col.as_ref())
+    gemm_forward(pass, (&x_src, io), chunk, (act, pool), col.as_ref())
 }
 
 /// y (C_out, chunk*P) = W (C_out, K) @ col (K, chunk*P) per chunk, written to NCHW with the bias
-/// per channel and the ReLU applied on the way out. With `pool`, im2col writes the columns in
+/// (or the folded batch norm) per channel and the clamp applied on the way out. With `pool`
+/// (and a ReLU), im2col writes the columns in
 /// pooled order and the GEMM max-pools each 2x2 window into y, which then has the pooled
 /// shape. `x` is where im2col reads x; `col` is im2col's texture (`None`: implicit).
 fn gemm_forward(
     pass: &mut Pass<'_, '_>,
     (x, io): (&XSource<'_>, &ConvIo<'_>),
     chunk: usize,
-    (relu, pool): (bool, Option<Pooling<'_>>),
+    (act, pool): (Act, Option<Pooling<'_>>),
     col: Option<&Packed>,
 ) -> Result<()> {
     let (plan, ctx) = (pass.plan, pass.ctx);
@@ -196,8 +198,9 @@ fn gemm_forward(
             pooled_w: pl.pooled[1],
             in_w: g.out[g.out.len() - 1],
         });
-        let bias = io.bias;
-        let epilogue = Epilogue { bias, bias_per_row: true, relu, pool, ..Epilogue::to(view) };
+        let (bias, affine) = (io.b(), io.post.affine.is_some());
+        let epilogue =
+            Epilogue { bias, bias_per_row: true, affine, act, pool, ..Epilogue::to(view) };
         record_gemm(ctx, op, pass.rec, &a, &b, io.y, &epilogue)?;
     }
     Ok(())
@@ -379,9 +382,10 @@ pub(super) fn adjoint_backward(
     let gy_src = x_source(adjoint, pass.rec, grad_y, col)?;
     gemm_weight_grad(&mut pass.on(adjoint), (&gy_src, x, grad_w), (chunk, col))?;
     if let Some(gx) = grad_x {
-        let io = ConvIo { x: grad_y, w, bias: None, y: gx };
+        let io = ConvIo::new(grad_y, w, None, gx);
         let col = col_texture(adjoint, pass.ctx, col, chunk, adjoint.g.col_dims().1)?;
-        gemm_forward(&mut pass.on(adjoint), (&gy_src, &io), chunk, (false, None), col.as_ref())?;
+        let act = Act::NONE;
+        gemm_forward(&mut pass.on(adjoint), (&gy_src, &io), chunk, (act, None), col.as_ref())?;
     }
     Ok(())
 }

@@ -9,8 +9,9 @@
 use super::Gemm;
 use super::pack::{View, record_pack, u};
 use crate::kernel::{Dispatch, Recorder, Shader};
+use crate::ops::activation::Act;
 use crate::ops::texture::{Gather, MAX_LOOP_ITERATIONS, Packed};
-use crate::ops::uniforms::{ConvParams, bias_mode};
+use crate::ops::uniforms::{BIAS_AFFINE, ConvParams, bias_mode};
 use crate::{Context, Error, GemmLayout, Result, Tensor};
 
 /// The texture GEMMs' uniform (`TexGemmParams` in shaders/shared/gemm_epilogue.wgsl), which the
@@ -38,6 +39,9 @@ pub(crate) struct TexGemmParams {
     pub(crate) pool: u32,
     pub(crate) pool_w: u32,
     pub(crate) pool_in_w: u32,
+    pub(crate) lo: f32,
+    pub(crate) hi: f32,
+    pub(crate) _pad: [u32; 2],
     pub(crate) conv: ConvParams,
 }
 
@@ -60,7 +64,10 @@ pub(crate) struct Epilogue<'a> {
     /// The byte range of the bias bound, when the GEMM covers a block of its columns.
     pub bias_range: Option<(u64, u64)>,
     pub bias_per_row: bool,
-    pub relu: bool,
+    /// `bias` holds each row's scale, then its shift (batch norm folded into a convolution).
+    pub affine: bool,
+    /// The clamp behind the bias.
+    pub act: Act,
     pub accumulate: bool,
     /// Bias per row, ReLU and a 2x2 max-pool of every four columns (B in im2col_texture's
     /// pooled order); `view` addresses the pooled output.
@@ -88,7 +95,8 @@ impl Epilogue<'_> {
             bias: None,
             bias_range: None,
             bias_per_row: false,
-            relu: false,
+            affine: false,
+            act: Act::NONE,
             accumulate: false,
             pool: None,
         }
@@ -188,7 +196,14 @@ pub(crate) fn record_gemm(
     // a 64-channel 7x7 layer's GEMM of K = 576 at batch 64 ran 1.6x faster in 4 splits).
     let k4 = u(op, "K", a.tex_cols())?;
     let min_split = if ctx.gemm_layout() == GemmLayout::Workgroup { 32 } else { 256 };
-    if e.pool.is_some() && (e.texture.is_some() || e.accumulate || !e.relu || m == 0) {
+    if e.affine && (e.bias.is_none() || !e.bias_per_row || e.texture.is_some()) {
+        return Err(Error::invalid(
+            op,
+            "a batch-norm epilogue needs its scales (an internal error)",
+        ));
+    }
+    let pool_ok = e.act == Act::RELU && !e.affine && !e.accumulate && e.texture.is_none();
+    if e.pool.is_some() && (!pool_ok || m == 0) {
         return Err(Error::invalid(op, "a pooling epilogue needs ReLU (an internal error)"));
     }
     // Every split's loop runs at most MAX_LOOP_ITERATIONS times (see there): once per texel of
@@ -223,8 +238,8 @@ pub(crate) fn record_gemm(
         c_col_stride: u(op, "stride", e.view.col_stride)?,
         c_split: u(op, "stride", e.view.col_split)?,
         c_split_stride: u(op, "stride", e.view.col_split_stride)?,
-        bias_mode: bias_mode(e.bias.is_some(), e.bias_per_row),
-        relu: e.relu as u32,
+        bias_mode: if e.affine { BIAS_AFFINE } else { bias_mode(e.bias.is_some(), e.bias_per_row) },
+        relu: e.act.kind,
         accumulate: e.accumulate as u32,
         splits,
         k_split,
@@ -232,6 +247,9 @@ pub(crate) fn record_gemm(
         pool: e.pool.map_or(0, |pe| if pe.indices.is_some() { 2 } else { 1 }),
         pool_w: u(op, "pooled width", e.pool.map_or(0, |pe| pe.pooled_w))?,
         pool_in_w: u(op, "width", e.pool.map_or(0, |pe| pe.in_w))?,
+        lo: e.act.lo,
+        hi: e.act.hi,
+        _pad: [0; 2],
         conv: a.gather.or(b.gather).map_or_else(bytemuck::Zeroable::zeroed, |(_, c)| c),
     };
     let groups =
@@ -362,7 +380,8 @@ pub(super) fn record_dense(
         bias: g.bias,
         bias_range: range(3),
         bias_per_row: g.bias_per_row,
-        relu: g.relu,
+        affine: false,
+        act: if g.relu { Act::RELU } else { Act::NONE },
         accumulate: g.accumulate,
         pool: None,
     };
