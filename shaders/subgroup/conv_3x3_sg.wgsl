@@ -283,37 +283,56 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     conv3_store(d0, row0 + 15u, acc15_0); conv3_store(d1, row0 + 15u, acc15_1); conv3_store(d2, row0 + 15u, acc15_2); conv3_store(d3, row0 + 15u, acc15_3);
 }
 
-// pack_dgrad_3x3 and pack_conv_3x3: conv_3x3_sg_r16's A from a 3x3 weight (bound as `bias`,
-// (C_out, C_in, 3, 3)), one invocation per texel (p.conv.total of them) in that kernel's view
-// (p.conv.c_in rows, p.conv.c_out = K_C). For a data gradient (rows c, K_C = C_out) texel
-// (3 o + kh, c) = (W[o, c, kh, 0..3], 0); for a forward pass (rows o, K_C = C_in) the kernel
-// flipped: texel (3 c + kh, o) = (W[o, c, 2 - kh, 2], W[o, c, 2 - kh, 1], W[o, c, 2 - kh, 0], 0).
-@compute @workgroup_size(WG)
-fn pack_dgrad_3x3(invocation: Invocation) {
-    pack_3x3_taps(linear_index(invocation), false);
-}
-
+// pack_dgrad_3x3 and pack_conv_3x3: conv_3x3_sg_r16's A from a 3x3 weight (bound as
+// `partial4`, (C_out, C_in, 3, 3)) in that kernel's view (p.conv.c_in rows, p.conv.c_out =
+// K_C). For a data gradient (rows c, K_C = C_out) texel (3 o + kh, c) = (W[o, c, kh, 0..3], 0);
+// for a forward pass (rows o, K_C = C_in) the kernel flipped: texel (3 c + kh, o) =
+// (W[o, c, 2 - kh, 2], W[o, c, 2 - kh, 1], W[o, c, 2 - kh, 0], 0). One invocation per kernel
+// (row, kc), p.conv.total = rows * K_C of them (below 2^24), writes its three texels from its
+// nine weights read as three quads: on lavapipe a load costs a loop over the lanes whatever
+// its width (a texel per invocation, with three scalar loads and integer divisions that run
+// lane by lane, took twice as long).
 @compute @workgroup_size(WG)
 fn pack_conv_3x3(invocation: Invocation) {
-    pack_3x3_taps(linear_index(invocation), true);
+    pack_3x3_pair(linear_index(invocation), true);
 }
 
-fn pack_3x3_taps(idx: u32, forward: bool) {
+@compute @workgroup_size(WG)
+fn pack_dgrad_3x3(invocation: Invocation) {
+    pack_3x3_pair(linear_index(invocation), false);
+}
+
+fn pack_3x3_pair(idx: u32, forward: bool) {
     if idx >= p.conv.total { return; }
-    let k = idx % (3u * p.conv.c_out);
-    let row = idx / (3u * p.conv.c_out);
-    let kc = k / 3u;
-    let kh = k % 3u;
+    let rk = divmod24(idx, p.conv.c_out);
+    let row = rk.x;
+    let kc = rk.y;
+    // The kernel's nine weights: W[row, kc] forward, W[kc, row] for a data gradient.
+    var at = (kc * p.conv.c_in + row) * 9u;
     if forward {
-        // Weight (row, kc, 2 - kh, 2 - kw).
-        let at = ((row * p.conv.c_out + kc) * 3u + 2u - kh) * 3u;
-        textureStore(c_tex, vec2<u32>(k, row), vec4<f32>(bias[at + 2u], bias[at + 1u], bias[at], 0.0));
+        at = (row * p.conv.c_out + kc) * 9u;
+    }
+    let o = at % 4u;
+    let q0 = partial4[at / 4u];
+    let q1 = partial4[at / 4u + 1u];
+    let q2 = partial4[at / 4u + 2u];
+    // Weights 0 .. 3, 4 .. 7 and 8 (row-major over (kh, kw)).
+    let a = from_offset(q0, q1, o);
+    let b = from_offset(q1, q2, o);
+    let w8 = q2[o];
+    let k0 = 3u * kc;
+    if forward {
+        // Flipped: texel kh holds kernel row 2 - kh, reversed.
+        textureStore(c_tex, vec2<u32>(k0, row), vec4<f32>(w8, b.w, b.z, 0.0));
+        textureStore(c_tex, vec2<u32>(k0 + 1u, row), vec4<f32>(b.y, b.x, a.w, 0.0));
+        textureStore(c_tex, vec2<u32>(k0 + 2u, row), vec4<f32>(a.z, a.y, a.x, 0.0));
     } else {
-        // Weight (kc, row, kh, kw).
-        let at = ((kc * p.conv.c_in + row) * 3u + kh) * 3u;
-        textureStore(c_tex, vec2<u32>(k, row), vec4<f32>(bias[at], bias[at + 1u], bias[at + 2u], 0.0));
+        textureStore(c_tex, vec2<u32>(k0, row), vec4<f32>(a.xyz, 0.0));
+        textureStore(c_tex, vec2<u32>(k0 + 1u, row), vec4<f32>(a.w, b.xy, 0.0));
+        textureStore(c_tex, vec2<u32>(k0 + 2u, row), vec4<f32>(b.zw, w8, 0.0));
     }
 }
+
 
 // wgrad_3x3_sg: the weight gradient of the same convolutions (3x3, stride 1, padding 1, no
 // dilation, one group) straight from x and grad_y, both in rows of W4 = ceil(W / 4) texels

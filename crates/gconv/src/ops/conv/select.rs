@@ -526,7 +526,8 @@ fn pooled(plan: &ConvPlan, ctx: &Context, kept_rows: bool, reads: Reads) -> Pool
 
 /// Whether the subgroup 3x3 kernels (`conv_3x3_sg_r16`, `wgrad_3x3_sg`) can run this
 /// convolution: 2-D 3x3 with stride 1, padding 1, no dilation and one group, on the register
-/// layout with 8-lane subgroups, their K loops within lavapipe's limit. Their textures must
+/// layout with 8-lane subgroups, their K loops within lavapipe's limit and the weight's
+/// kernels below 2^24 (`pack_conv_3x3`'s index). Their textures must
 /// fit too (see the callers).
 fn subgroup_3x3(plan: &ConvPlan, ctx: &Context) -> bool {
     let g = &plan.g;
@@ -536,6 +537,7 @@ fn subgroup_3x3(plan: &ConvPlan, ctx: &Context) -> bool {
         && g.pad == [1, 1]
         && g.groups == 1
         && 3 * g.c_out.max(g.x.c) <= MAX_LOOP_ITERATIONS
+        && g.c_out * g.x.c < 1 << 24
 }
 
 /// Samples per chunk for the subgroup kernels, up to `chunk`, such that `channels` channels of

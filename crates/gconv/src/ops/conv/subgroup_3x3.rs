@@ -176,15 +176,20 @@ fn record_pack_3x3(
     if a.rows != rows || a.tex_cols() != 3 * k_c || w.numel() != rows * k_c * 9 {
         return Err(Error::invalid(op, "3x3 weight shapes do not line up (an internal error)"));
     }
-    let total = check_u32(op, "weight texels", 3 * k_c * rows)?;
-    conv.total = total;
+    // A kernel (three texels) per invocation, its weights read as quads; the kernels' index
+    // stays below 2^24 (divmod24; `select::subgroup_3x3` takes no larger weight).
+    let pairs = rows * k_c;
+    if pairs >= 1 << 24 {
+        return Err(Error::invalid(op, "3x3 weight too large to pack (an internal error)"));
+    }
+    conv.total = check_u32(op, "weight kernels", pairs)?;
     let params = TexGemmParams { conv, ..bytemuck::Zeroable::zeroed() };
     record_sg(
         ctx,
         rec,
         (if forward { "pack_conv_3x3" } else { "pack_dgrad_3x3" }, &params),
-        (&[(3, w.buffer())], &[texture_entry(6, &a.view)]),
-        (&[], ctx.grid_1d(op, u64::from(total), WG)?),
+        (&[(12, w.buffer())], &[texture_entry(6, &a.view)]),
+        (&[], ctx.grid_1d(op, u64::from(conv.total), WG)?),
     )
 }
 
