@@ -160,12 +160,17 @@ pub(crate) fn record_gemm(
         // Short matrices of 8 rows or more (MobileNet's projections to 16-32 channels,
         // LeNet's 16) also take gemm_sg_r8 where N > 64: a subgroup whose rows are all past M
         // returns at once, and one fetch of A per 8 rows beats gemm_tex_r4's four texels of
-        // A per 16 of B (on lavapipe 1.2-1.5x on those layers).
+        // A per 16 of B (on lavapipe 1.2-1.5x on those layers). So do tall ones with K of 64
+        // or less writing a buffer (MobileNet's expansions from 16-32 channels): there the
+        // epilogue outweighs the loop, and gemm_sg_r16's 64 accumulators cost more to keep
+        // and store than twice the fetches of B (1.1-1.3x on those layers).
         GemmLayout::Registers | GemmLayout::Auto => {
+            let short_k = a.tex_cols() <= 16 && e.texture.is_none();
             let (entry, rows) = match (m, ctx.uses_subgroups(), wg_x == 8) {
                 (8..=64, true, true) => ("gemm_sg_r8", 8),
                 (0..=32, _, _) => ("gemm_tex_r4", 4),
                 (_, true, false) => ("gemm_sgc_r8", 8),
+                (_, true, true) if short_k => ("gemm_sg_r8", 8),
                 (_, true, true) => ("gemm_sg_r16", 16),
                 (33..=64, false, _) => ("gemm_tex_r8", 8),
                 _ => ("gemm_tex_r16", 16),
