@@ -452,6 +452,39 @@ fn max_pool_backward_disjoint(invocation: Invocation) {
     grad_x[idx] = select(0.0, g, inside && chosen == flat);
 }
 
+// max_pool_backward for 1-D and 2-D windows of dilation 1 that overlap by less than a stride
+// (kernel <= 2 * stride: ResNet's 3x3/2): each input lies in at most two windows per dimension,
+// o = (i + pad) / stride and the one before it, so there is no loop over the kernel and no
+// integer division (on CPU adapters both run lane by lane); grad_y and the indices are read
+// from texture copies. The same sums as max_pool_backward, in its order. `total` < 2^24.
+@compute @workgroup_size(WG)
+fn max_pool_backward_overlap(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let pos = split3(idx, 1u, p.in_h, p.in_w);
+    let h = divmod24(pos.z + p.pad_h, p.stride_h);
+    let w = divmod24(pos.w + p.pad_w, p.stride_w);
+    let flat = i32(pos.z * p.in_w + pos.w);
+    var acc = 0.0;
+    // The later window first along each dimension (max_pool_backward's taps in order); a
+    // window before the first wraps past out_h or out_w and is left out.
+    for (var a = 0u; a < 2u; a++) {
+        let oh = h.x - a;
+        let h_ok = oh < p.out_h && h.y + a * p.stride_h < p.k_h;
+        for (var b = 0u; b < 2u; b++) {
+            let ow = w.x - b;
+            let ok = h_ok && ow < p.out_w && w.y + b * p.stride_w < p.k_w;
+            let o = (pos.x * p.out_h + min(oh, p.out_h - 1u)) * p.out_w + min(ow, p.out_w - 1u);
+            let q = o / 4u;
+            let at = vec2<u32>(q % 1024u, q / 1024u);
+            let chosen = textureLoad(indices_flat, at, 0)[o % 4u];
+            let g = textureLoad(grad_y_flat, at, 0)[o % 4u];
+            acc += select(0.0, g, ok && chosen == flat);
+        }
+    }
+    grad_x[idx] = acc;
+}
+
 @group(0) @binding(9) var<storage, read_write> grad_x4: array<vec4<f32>>;
 
 // adaptive_avg_pool_backward with one output per plane (global average pooling): every input

@@ -108,7 +108,8 @@ fn random_max_pool_forward_and_backward_match_reference() {
 fn max_pool_3x3_stride_2_keeps_pytorchs_rule_for_ties_nans_and_infinities() {
     // ResNet's stem pooling has a kernel of its own on CPU adapters (four windows at a time):
     // values from four levels (ties: the first maximum wins), NaNs (the last one wins) and
-    // -inf, on odd and even sizes, with and without padding and ceil_mode.
+    // -inf, on odd and even sizes, with and without padding and ceil_mode; and its backward
+    // pass (each input in up to four windows) against gconv-ref.
     let mut r = SmallRng::seed_from_u64(23);
     let cases = [
         ([2, 3, 8, 8], 1, false),
@@ -146,6 +147,15 @@ fn max_pool_3x3_stride_2_keeps_pytorchs_rule_for_ties_nans_and_infinities() {
             assert!(same, "{shape:?} pad {pad} ceil {ceil}: y[{i}] = {g}, reference {e}");
         }
         assert_eq!(indices_of(&idx).expect("indices"), eidx, "{shape:?} pad {pad} ceil {ceil}");
+        // Its backward pass (max_pool_backward_overlap: up to two windows per dimension).
+        let gy: Vec<f32> = (0..y.numel()).map(|_| r.random_range(-1.0..1.0)).collect();
+        let gyt = Tensor::from_slice(ctx(), &gy, y.shape()).expect("grad_y");
+        let gx = ops::max_pool2d_backward(&gyt, &x, &idx, &o).expect("max_pool2d_backward");
+        let xa = Array::from_f32(&shape, &data);
+        let egx =
+            gconv_ref::max_pool_backward(&xa, &Array::from_f32(y.shape(), &gy), &eidx, &attrs);
+        check(&format!("{shape:?} pad {pad} ceil {ceil}: grad_x"), &gx, &egx)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

@@ -382,7 +382,7 @@ impl PoolPlan {
             self.check_indices(&ctx, i, &out)?;
         }
         if let (PoolKind::Max, Some(i)) = (self.kind, indices) {
-            if self.record_disjoint_backward(&ctx, rec, grad_y, i, grad_x, total)? {
+            if self.record_texture_backward(&ctx, rec, grad_y, i, grad_x, total)? {
                 return Ok(());
             }
         }
@@ -436,9 +436,11 @@ impl PoolPlan {
         self.run(ctx, rec, entry, total, &[(4, grad_y.buffer()), (binding, grad_x.buffer())])
     }
 
-    /// max_pool_backward_disjoint, when windows do not overlap (stride >= kernel, dilation 1)
-    /// and the gradient and indices can be copied into textures; false otherwise.
-    fn record_disjoint_backward(
+    /// Max pooling's backward pass with no loop over the kernel, where the gradient and indices
+    /// can be copied into textures (dilation 1): max_pool_backward_disjoint when windows do
+    /// not overlap (stride >= kernel), max_pool_backward_overlap for 1-D and 2-D windows that
+    /// overlap by less than a stride (kernel <= 2 * stride); false otherwise.
+    fn record_texture_backward(
         &self,
         ctx: &Context,
         rec: &mut Recorder<'_>,
@@ -448,9 +450,16 @@ impl PoolPlan {
         total: u32,
     ) -> Result<bool> {
         let w = &self.win;
-        let disjoint = (0..w.kernel.len())
-            .all(|d| w.dilation[d] == 1 && w.stride[d] >= w.kernel[d] && w.stride[d] >= 1);
-        if !disjoint || total >= 1 << 24 {
+        let all = |f: &dyn Fn(usize) -> bool| (0..w.kernel.len()).all(f);
+        let plain = all(&|d| w.dilation[d] == 1 && w.stride[d] >= 1);
+        let entry = if all(&|d| w.stride[d] >= w.kernel[d]) {
+            "max_pool_backward_disjoint"
+        } else if w.kernel.len() <= 2 && all(&|d| 2 * w.stride[d] >= w.kernel[d]) {
+            "max_pool_backward_overlap"
+        } else {
+            return Ok(false);
+        };
+        if !plain || total >= 1 << 24 {
             return Ok(false);
         }
         let ix = Flat::new_i32(ctx, indices.numel()).filter(|f| f.can_copy(indices.buffer()));
@@ -465,7 +474,7 @@ impl PoolPlan {
             &Dispatch::linear(
                 ctx,
                 self.op,
-                (Shader::Pool, "max_pool_backward_disjoint"),
+                (Shader::Pool, entry),
                 bytemuck::bytes_of(&params),
                 &[(5, grad_x.buffer())],
                 u64::from(total),
