@@ -1,7 +1,8 @@
 // shared/gemm_epilogue.wgsl: the texture GEMMs' parameters, bindings and epilogue (after the
 // prelude and shared/conv_params.wgsl), for gemm/ and subgroup/. The texture GEMMs compute
-// C = A B (+ bias, or batch norm's scale and shift) (then a clamp) (+ C), with A and B packed into rgba32f textures first and C
-// written to a storage buffer through a strided epilogue (or to a texture: grad_col).
+// C = A B (+ bias, or batch norm's scale and shift) (then a clamp) (+ C), with A and B packed
+// into rgba32f textures first and C written to a storage buffer through a strided epilogue (or
+// to a texture: grad_col).
 //
 // Why textures: on CPU adapters (lavapipe) every storage-buffer load inside a loop runs as a
 // per-lane loop with a bounds check per element, about 20 cycles each, while a texel fetch is a

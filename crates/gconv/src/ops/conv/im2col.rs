@@ -37,13 +37,12 @@ pub(super) fn scratch(plan: &ConvPlan, ctx: &Context, col: Option<&Tensor>) -> R
     }
 }
 
-/// y_n (C_out, P) = W (C_out, K) @ col_n (K, P) per chunk, bias per channel, ReLU fused.
+/// y_n (C_out, P) = W (C_out, K) @ col_n (K, P) per chunk, bias per channel.
 pub(super) fn forward(
     pass: &mut Pass<'_, '_>,
     io: &ConvIo<'_>,
     col: &Tensor,
     chunk: usize,
-    relu: bool,
 ) -> Result<()> {
     let (plan, ctx) = (pass.plan, pass.ctx);
     let g = &plan.g;
@@ -54,7 +53,6 @@ pub(super) fn forward(
         let mut gemm =
             Gemm::new(io.w, col, io.bias, (len, g.c_out, p, k), (0, k * p), (false, false));
         gemm.bias_per_row = true;
-        gemm.relu = relu;
         gemm.offsets.2 = n0 * g.c_out * p;
         gemm.record(ctx, plan.op, pass.rec, io.y)?;
     }

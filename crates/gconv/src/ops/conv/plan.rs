@@ -201,7 +201,7 @@ impl ConvPlan {
             }
             Forward::Im2col { chunk } => {
                 let scratch = im2col::scratch(self, &ctx, col)?;
-                im2col::forward(pass, io, &scratch, chunk, false)
+                im2col::forward(pass, io, &scratch, chunk)
             }
             Forward::Direct(kernel) => direct::forward(pass, io, kernel),
         }
