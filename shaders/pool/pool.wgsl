@@ -425,6 +425,11 @@ fn adaptive_max_pool_backward(invocation: Invocation) {
 @group(0) @binding(7) var grad_y_flat: texture_2d<f32>;
 @group(0) @binding(8) var indices_flat: texture_2d<i32>;
 
+// The argmax of output o, from the indices' flat texture copy (flat_load's layout).
+fn chosen_at(o: u32) -> i32 {
+    return textureLoad(indices_flat, flat_xy(o / 4u), 0)[o % 4u];
+}
+
 // max_pool_backward for windows that do not overlap (stride >= kernel, dilation 1), the usual
 // 2x2/2: each input lies in at most one window, o = (i + pad) / stride per dimension, so there
 // is no loop; grad_y and the indices are read from texture copies (flat_load). `total` < 2^24.
@@ -444,12 +449,8 @@ fn max_pool_backward_disjoint(invocation: Invocation) {
         && oh.y < p.k_h && ow.y < p.k_w;
     let o = ((plane * p.out_d + min(od.x, p.out_d - 1u)) * p.out_h + min(oh.x, p.out_h - 1u))
         * p.out_w + min(ow.x, p.out_w - 1u);
-    let q = o / 4u;
-    let at = vec2<u32>(q % 1024u, q / 1024u);
-    let chosen = textureLoad(indices_flat, at, 0)[o % 4u];
-    let g = textureLoad(grad_y_flat, at, 0)[o % 4u];
     let flat = i32((id * p.in_h + ih) * p.in_w + iw);
-    grad_x[idx] = select(0.0, g, inside && chosen == flat);
+    grad_x[idx] = select(0.0, flat_load(grad_y_flat, o), inside && chosen_at(o) == flat);
 }
 
 // max_pool_backward for 1-D and 2-D windows of dilation 1 that overlap by less than a stride
@@ -475,11 +476,7 @@ fn max_pool_backward_overlap(invocation: Invocation) {
             let ow = w.x - b;
             let ok = h_ok && ow < p.out_w && w.y + b * p.stride_w < p.k_w;
             let o = (pos.x * p.out_h + min(oh, p.out_h - 1u)) * p.out_w + min(ow, p.out_w - 1u);
-            let q = o / 4u;
-            let at = vec2<u32>(q % 1024u, q / 1024u);
-            let chosen = textureLoad(indices_flat, at, 0)[o % 4u];
-            let g = textureLoad(grad_y_flat, at, 0)[o % 4u];
-            acc += select(0.0, g, ok && chosen == flat);
+            acc += select(0.0, flat_load(grad_y_flat, o), ok && chosen_at(o) == flat);
         }
     }
     grad_x[idx] = acc;

@@ -41,11 +41,13 @@ pub(crate) struct ConvParams {
 /// epilogue: each output channel's scale, then its shift, in the bias binding.
 pub(crate) const BIAS_AFFINE: u32 = 3;
 
-/// The GEMM epilogues' `bias_mode`: 0 none, 1 per column (linear), 2 per row (channels).
-pub(crate) fn bias_mode(bias: bool, per_row: bool) -> u32 {
-    match (bias, per_row) {
-        (false, _) => 0,
-        (true, false) => 1,
-        (true, true) => 2,
+/// The GEMM epilogues' `bias_mode`: 0 none, 1 per column (linear), 2 per row (channels),
+/// [`BIAS_AFFINE`] where the bias binding holds a folded batch norm (per row).
+pub(crate) fn bias_mode(bias: bool, per_row: bool, affine: bool) -> u32 {
+    match (affine, bias, per_row) {
+        (true, ..) => BIAS_AFFINE,
+        (false, false, _) => 0,
+        (false, true, false) => 1,
+        (false, true, true) => 2,
     }
 }

@@ -46,8 +46,19 @@ impl Recording<'_> {
 
     /// Parameter `k` of plan node `i`: that of the first graph node it runs.
     fn param(&self, i: usize, k: usize) -> Option<&ParamState> {
-        let node = &self.model.graph.nodes[self.lowered.first[i]];
+        self.param_of((i, 0), k)
+    }
+
+    /// Parameter `k` of the graph node `at` places after plan node `i`'s first.
+    fn param_of(&self, (i, at): (usize, usize), k: usize) -> Option<&ParamState> {
+        let node = &self.model.graph.nodes[self.lowered.first[i] + at];
         node.params.get(k).map(|&p| &self.model.params[p])
+    }
+
+    /// Buffer `k` (batch norm's running mean, then variance) of the same graph node.
+    fn buffer_of(&self, (i, at): (usize, usize), k: usize) -> Option<&Tensor> {
+        let node = &self.model.graph.nodes[self.lowered.first[i] + at];
+        node.buffers.get(k).map(|&b| &self.model.buffers[b].1)
     }
 
     fn weight(&self, i: usize) -> Result<&Tensor> {
@@ -72,12 +83,12 @@ impl Recording<'_> {
                 }
                 Exec::ConvBn { conv, eps, affine, act } => {
                     // Batch norm's node follows the convolution's.
-                    let bn = &self.model.graph.nodes[self.lowered.first[i] + 1];
-                    let param = |k: usize| bn.params.get(k).map(|&p| &self.model.params[p].value);
-                    let buffer = |k: usize| bn.buffers.get(k).map(|&b| &self.model.buffers[b].1);
-                    let (Some(rm), Some(rv)) = (buffer(0), buffer(1)) else {
+                    let bn = (i, 1);
+                    let (Some(rm), Some(rv)) = (self.buffer_of(bn, 0), self.buffer_of(bn, 1))
+                    else {
                         return Err(missing(i));
                     };
+                    let param = |k: usize| self.param_of(bn, k).map(|p| &p.value);
                     let bn_affine = (param(0), param(1));
                     record_batch_norm_fold(rec, (rm, rv), bn_affine, self.bias(i), *eps, affine)?;
                     let post = Post { affine: Some(affine), act: *act };
@@ -111,10 +122,8 @@ impl Recording<'_> {
                     record_dropout(ctx, rec, *p, *layer, self.model.shared.seed.buffer(), x, y)?
                 }
                 Exec::BatchNorm { o, stats, clamp, .. } => {
-                    let node = &self.model.graph.nodes[self.lowered.first[i]];
-                    let buffer = |k: usize| node.buffers.get(k).map(|&b| &self.model.buffers[b].1);
                     let (w, b) = (self.param(i, 0).map(|p| &p.value), self.bias(i));
-                    let (rm, rv) = (buffer(0), buffer(1));
+                    let (rm, rv) = (self.buffer_of((i, 0), 0), self.buffer_of((i, 0), 1));
                     record_batch_norm(rec, x, rm, rv, w, b, o, (y, *clamp), stats)?;
                 }
                 Exec::Alias => {}

@@ -17,7 +17,7 @@ use crate::ops::gemm::tiled::{TexGemmParams, WORKGROUPS_WANTED};
 use crate::ops::pool::PoolPlan;
 use crate::ops::slices::slice;
 use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS, Packed};
-use crate::ops::uniforms::{BIAS_AFFINE, ConvParams, bias_mode};
+use crate::ops::uniforms::{ConvParams, bias_mode};
 use crate::{Context, Error, Result, Tensor};
 
 /// Where the backward pass takes the output gradient from.
@@ -250,7 +250,7 @@ fn record_conv_3x3(
     let params = TexGemmParams {
         m: check_u32(op, "rows", rows)?,
         n: check_u32(op, "texels", if c.pool.is_some() { units } else { texels })?,
-        bias_mode: if c.affine { BIAS_AFFINE } else { bias_mode(c.bias.is_some(), true) },
+        bias_mode: bias_mode(c.bias.is_some(), true, c.affine),
         relu: c.act.kind,
         lo: c.act.lo,
         hi: c.act.hi,

@@ -62,7 +62,7 @@ pub(super) fn record(
         k_batches: u("batches", g.k_batches)?,
         a_kb_stride: u("stride", g.kb_strides.0)?,
         b_kb_stride: u("stride", g.kb_strides.1)?,
-        bias_mode: bias_mode(g.bias.is_some(), g.bias_per_row),
+        bias_mode: bias_mode(g.bias.is_some(), g.bias_per_row, false),
         relu: g.relu as u32,
         accumulate: g.accumulate as u32,
     };

@@ -11,7 +11,7 @@ use super::pack::{View, record_pack, u};
 use crate::kernel::{Dispatch, Recorder, Shader};
 use crate::ops::activation::Act;
 use crate::ops::texture::{Gather, MAX_LOOP_ITERATIONS, Packed};
-use crate::ops::uniforms::{BIAS_AFFINE, ConvParams, bias_mode};
+use crate::ops::uniforms::{ConvParams, bias_mode};
 use crate::{Context, Error, GemmLayout, Result, Tensor};
 
 /// The texture GEMMs' uniform (`TexGemmParams` in shaders/shared/gemm_epilogue.wgsl), which the
@@ -243,7 +243,7 @@ pub(crate) fn record_gemm(
         c_col_stride: u(op, "stride", e.view.col_stride)?,
         c_split: u(op, "stride", e.view.col_split)?,
         c_split_stride: u(op, "stride", e.view.col_split_stride)?,
-        bias_mode: if e.affine { BIAS_AFFINE } else { bias_mode(e.bias.is_some(), e.bias_per_row) },
+        bias_mode: bias_mode(e.bias.is_some(), e.bias_per_row, e.affine),
         relu: e.act.kind,
         accumulate: e.accumulate as u32,
         splits,
