@@ -57,7 +57,9 @@ struct TexGemmParams {
     pool_in_w: u32,
     lo: f32,
     hi: f32,
-    pad_a: u32,
+    // subgroup/conv_3x3_sg.wgsl's conv_3x3_sg_r16: 1 where the source rows carry a texel of
+    // margin at each end (see there).
+    margin: u32,
     pad_b: u32,
     // The convolution whose im2col matrix is an implicit operand (see IMPLICIT).
     conv: ConvParams,

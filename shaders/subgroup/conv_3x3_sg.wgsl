@@ -1,69 +1,76 @@
 // subgroup/conv_3x3_sg.wgsl: 3x3 convolutions (stride 1, padding 1) on 8-lane subgroups.
 //
-// conv_3x3_sg_r16: a 3x3 convolution with stride 1, padding 1, no dilation and one group as a
-// GEMM over K = (input channel, kernel row) whose B operand is gathered on the fly from a tensor
-// kept in rows of W4 = ceil(W / 4) texels (flat, at flat_xy; zeros past W): texel
-// ((n * K_C + k) * H + h) * W4 + t holds src[n, k, h, 4t .. 4t + 4]. It runs both
-// - a data gradient: grad_x[n, c, h, w] = sum over (o, kh, kw) of W[o, c, kh, kw]
-//   grad_y[n, o, h + 1 - kh, w + 1 - kw] (src = grad_y, rows = C_in, K_C = C_out), and
-// - a forward pass, the same sum with the kernel flipped (src = x, rows = C_out, K_C = C_in),
-//   with bias and ReLU, or fused with ReLU and a 2x2 max-pool (p.pool, as in the texture GEMMs).
-// A (ta_r): texel (3 k + kh, row) holds the three taps (a.x, a.y, a.z) that multiply
-// src[k, h + 1 - kh, w + 1], src[.., w] and src[.., w - 1] (pack_dgrad_3x3, pack_conv_3x3).
-// For a texel t of row h, three fetches of src's row h + 1 - kh (texels t - 1, t, t + 1) give
-// all three taps' four-position vectors, where an im2col would write and then fetch three
-// texels. Rows and texels outside the image read as zeros (padding 1).
+// conv_3x3_sg_r16: a convolution as a GEMM over K = (source channel k, tap row j) whose B
+// operand is gathered on the fly from a source kept in rows of WS = ceil(p.conv.in_w / 4)
+// texels (flat, at flat_xy): texel ((n * K_C + k) * H_S + r) * WS + t holds values 4t .. 4t + 4
+// of row r of source channel k. Output row h's tap row j reads source row s h + j - pad
+// (p.conv.stride_h, p.conv.pad_h; rows outside [0, H_S) read as zeros), and A's texel
+// (k * k_h + j, row) holds three taps (a.x, a.y, a.z) that multiply that row's values at
+// positions w + 1, w and w - 1: three fetches (texels t - 1, t, t + 1) give all three
+// four-position vectors of output texel t by swizzles, where an im2col would write and then
+// fetch three texels. Texels outside a row read as zeros (padding 1), or with p.margin each
+// row carries a texel of values at each end (texel t + 1 holds positions 4t .. 4t + 4). It runs
+// - a 3x3 convolution's data gradient (stride 1, padding 1): grad_x[n, c, h, w] = sum over
+//   (o, kh, kw) of W[o, c, kh, kw] grad_y[n, o, h + 1 - kh, w + 1 - kw] (src = grad_y, rows =
+//   C_in, K_C = C_out: pack_dgrad_3x3),
+// - its forward pass, the same sum with the kernel flipped (src = x, rows = C_out, K_C = C_in:
+//   pack_conv_3x3), with bias and ReLU, or fused with ReLU and a 2x2 max-pool (p.pool, as in
+//   the texture GEMMs), and
+// - the forward pass of another 2-D convolution of one group and no dilation (any kernel,
+//   stride and padding; the first layers, whose few channels make im2col's writes the cost):
+//   its input rows split by phase into source channels of three taps each (p.margin;
+//   pack_phase_rows and pack_conv_rows in subgroup/rows_pack.wgsl).
 // Lanes compute 16 rows of four texels: four consecutive texels (t fastest) of the output, or
 // with p.pool a 2 x 2 block of texels (rows 2 hp and 2 hp + 1, texels 2 tp and 2 tp + 1: four
 // 2x2 windows). p.m = rows; p.n = the chunk's output texels, or with p.pool its blocks; p.conv:
-// c_in = rows and c_out = K_C (this kernel's view, not the layer's), in_h = H, in_w = W,
-// n_offset (the chunk's first sample), total (src's texels), out_h = H / 2 and out_w = W / 2
-// with p.pool. Subgroup s of the grid takes row block s % ceil(M / 16) and the next eight
-// lanes' texels; only whole subgroups return early (the lanes share A by broadcast, as in
-// gemm_sg_r16); lanes past the end compute clamped copies that are never stored.
+// c_in = rows and c_out = K_C (this kernel's view, not the layer's), in_h = H_S, in_w = the
+// source rows' width, k_h, stride_h, pad_h, out_h and out_w the output's size (pooled: half
+// of it), n_offset (the chunk's first sample), total (src's texels). Subgroup s of the grid
+// takes row block s % ceil(M / 16) and the next eight lanes' texels; only whole subgroups
+// return early (the lanes share A by broadcast, as in gemm_sg_r16); lanes past the end compute
+// clamped copies that are never stored.
 struct Conv3Texel {
-    // src's flat texel of row h (tap kh = 1) for k = 0, clamped into the texture.
+    // src's flat texel for tap row 0 of channel 0 (unclamped), and that row's index.
     at: i32,
+    row: i32,
     // The output's index of the texel's first value in row 0, and how many values to store.
     out: u32,
     count: u32,
-    // Which neighbours exist: the texels left and right in the row, the rows below and above.
+    // Which neighbours exist: the texels left and right in the row.
     left: bool,
     right: bool,
-    below: bool,
-    above: bool,
 }
 
 fn conv3_texel(n: u32, h: u32, t: u32, live: bool) -> Conv3Texel {
-    let w4 = (p.conv.in_w + 3u) / 4u;
-    let hh = min(h, p.conv.in_h - 1u);
+    let w4 = (p.conv.out_w + 3u) / 4u;
+    let ws = (p.conv.in_w + 3u) / 4u;
+    let hh = min(h, p.conv.out_h - 1u);
     let tt = min(t, w4 - 1u);
     var d: Conv3Texel;
-    d.at = i32((n * p.conv.c_out * p.conv.in_h + hh) * w4 + tt);
-    d.out = ((p.conv.n_offset + n) * p.conv.c_in * p.conv.in_h + hh) * p.conv.in_w + 4u * tt;
-    d.count = select(0u, min(4u, p.conv.in_w - 4u * tt), live && h < p.conv.in_h && t < w4);
-    d.left = tt > 0u;
-    d.right = tt + 1u < w4;
-    d.below = hh + 1u < p.conv.in_h;
-    d.above = hh > 0u;
+    d.row = i32(p.conv.stride_h * hh) - i32(p.conv.pad_h);
+    d.at = i32(n * p.conv.c_out * p.conv.in_h * ws + tt + p.margin) + d.row * i32(ws);
+    d.out = ((p.conv.n_offset + n) * p.conv.c_in * p.conv.out_h + hh) * p.conv.out_w + 4u * tt;
+    d.count = select(0u, min(4u, p.conv.out_w - 4u * tt), live && h < p.conv.out_h && t < w4);
+    d.left = tt > 0u || p.margin != 0u;
+    d.right = tt + 1u < ws || p.margin != 0u;
     return d;
 }
 
 // Texel j of lane `unit`'s four (see above).
 fn conv3_lane_texel(unit: u32, j: u32) -> Conv3Texel {
-    let w4 = (p.conv.in_w + 3u) / 4u;
+    let w4 = (p.conv.out_w + 3u) / 4u;
     if p.pool != 0u {
         let pairs = (w4 + 1u) / 2u;
         let u = min(unit, p.n - 1u);
         let tp = u % pairs;
-        let hp = (u / pairs) % p.conv.out_h;
-        let n = u / (pairs * p.conv.out_h);
+        let hp = (u / pairs) % (p.conv.out_h / 2u);
+        let n = u / (pairs * (p.conv.out_h / 2u));
         return conv3_texel(n, 2u * hp + j / 2u, 2u * tp + j % 2u, unit < p.n);
     }
     let f = unit * 4u + j;
     let ff = min(f, p.n - 1u);
     let row = ff / w4;
-    return conv3_texel(row / p.conv.in_h, row % p.conv.in_h, ff % w4, f < p.n);
+    return conv3_texel(row / p.conv.out_h, row % p.conv.out_h, ff % w4, f < p.n);
 }
 
 // One tap row's three B operands for a texel: (kw = 0, kw = 1, kw = 2).
@@ -86,7 +93,7 @@ fn conv3_fma(acc: ptr<function, vec4<f32>>, a: vec4<f32>, b: Conv3Taps) {
 fn conv3_store(d: Conv3Texel, ch: u32, acc: vec4<f32>) {
     if ch >= p.m { return; }
     let v = affine_activate4(acc, row_affine(ch));
-    let at = d.out + ch * p.conv.in_h * p.conv.in_w;
+    let at = d.out + ch * p.conv.out_h * p.conv.out_w;
     if d.count > 0u {
         c[at] = v.x;
     }
@@ -111,16 +118,17 @@ struct Conv3Windows {
 }
 
 fn conv3_windows(unit: u32) -> Conv3Windows {
-    let pairs = (p.conv.in_w + 7u) / 8u;
+    let pairs = (p.conv.out_w + 7u) / 8u;
+    let ph = p.conv.out_h / 2u;
+    let pw = p.conv.out_w / 2u;
     let u = min(unit, p.n - 1u);
     let tp = u % pairs;
-    let hp = (u / pairs) % p.conv.out_h;
-    let n = u / (pairs * p.conv.out_h);
+    let hp = (u / pairs) % ph;
+    let n = u / (pairs * ph);
     var g: Conv3Windows;
-    let plane = p.conv.out_h * p.conv.out_w;
-    g.at = (p.conv.n_offset + n) * p.conv.c_in * plane + hp * p.conv.out_w + 4u * tp;
-    g.first = 2u * hp * p.conv.in_w + 8u * tp;
-    g.count = select(0u, min(4u, p.conv.out_w - min(4u * tp, p.conv.out_w)), unit < p.n);
+    g.at = (p.conv.n_offset + n) * p.conv.c_in * ph * pw + hp * pw + 4u * tp;
+    g.first = 2u * hp * p.conv.out_w + 8u * tp;
+    g.count = select(0u, min(4u, pw - min(4u * tp, pw)), unit < p.n);
     return g;
 }
 
@@ -130,7 +138,7 @@ fn conv3_store_pooled(g: Conv3Windows, ch: u32, a0: vec4<f32>, a1: vec4<f32>, a2
                       a3: vec4<f32>) {
     if ch >= p.m { return; }
     let b = row_bias(ch);
-    let at = g.at + ch * p.conv.out_h * p.conv.out_w;
+    let at = g.at + ch * (p.conv.out_h / 2u) * (p.conv.out_w / 2u);
     if g.count > 0u {
         store_window(at, g.first, vec4<f32>(a0.xy, a2.xy), b);
     }
@@ -162,8 +170,9 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let last = i32(p.conv.total) - 1;
     let mg0 = i32(min(row0 + lane, p.m - 1u));
     let mg1 = i32(min(row0 + 8u + lane, p.m - 1u));
-    let plane = i32(p.conv.in_h * ((p.conv.in_w + 3u) / 4u));
-    let w4 = i32((p.conv.in_w + 3u) / 4u);
+    let ws = i32((p.conv.in_w + 3u) / 4u);
+    let plane = i32(p.conv.in_h) * ws;
+    let k_h = i32(p.conv.k_h);
     var acc0_0 = vec4<f32>(0.0); var acc0_1 = vec4<f32>(0.0); var acc0_2 = vec4<f32>(0.0); var acc0_3 = vec4<f32>(0.0);
     var acc1_0 = vec4<f32>(0.0); var acc1_1 = vec4<f32>(0.0); var acc1_2 = vec4<f32>(0.0); var acc1_3 = vec4<f32>(0.0);
     var acc2_0 = vec4<f32>(0.0); var acc2_1 = vec4<f32>(0.0); var acc2_2 = vec4<f32>(0.0); var acc2_3 = vec4<f32>(0.0);
@@ -180,33 +189,32 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     var acc13_0 = vec4<f32>(0.0); var acc13_1 = vec4<f32>(0.0); var acc13_2 = vec4<f32>(0.0); var acc13_3 = vec4<f32>(0.0);
     var acc14_0 = vec4<f32>(0.0); var acc14_1 = vec4<f32>(0.0); var acc14_2 = vec4<f32>(0.0); var acc14_3 = vec4<f32>(0.0);
     var acc15_0 = vec4<f32>(0.0); var acc15_1 = vec4<f32>(0.0); var acc15_2 = vec4<f32>(0.0); var acc15_3 = vec4<f32>(0.0);
-    let steps = i32(3u * p.conv.c_out);
+    let steps = k_h * i32(p.conv.c_out);
+    // Step u = k * k_h + kh: tap row kh of channel k, at texel shift k * plane + kh * ws.
+    var kh = 0;
+    var shift = 0;
     for (var u = 0; u < steps; u++) {
-        let k = u / 3;
-        let kh = u - 3 * k;
-        // Tap row kh reads row h + 1 - kh of channel k.
-        let shift = k * plane + (1 - kh) * w4;
         let ag0 = textureLoad(ta_r, vec2<i32>(u, mg0));
         let ag1 = textureLoad(ta_r, vec2<i32>(u, mg1));
-        let on0 = select(select(true, d0.above, kh == 2), d0.below, kh == 0);
+        let on0 = u32(d0.row + kh) < p.conv.in_h;
         let q0 = clamp(d0.at + shift, 0, last);
         let m0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q0))), on0);
         let l0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q0 - 1, 0)))), on0 && d0.left);
         let r0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q0 + 1, last)))), on0 && d0.right);
         let b0 = conv3_taps(l0, m0, r0);
-        let on1 = select(select(true, d1.above, kh == 2), d1.below, kh == 0);
+        let on1 = u32(d1.row + kh) < p.conv.in_h;
         let q1 = clamp(d1.at + shift, 0, last);
         let m1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q1))), on1);
         let l1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q1 - 1, 0)))), on1 && d1.left);
         let r1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q1 + 1, last)))), on1 && d1.right);
         let b1 = conv3_taps(l1, m1, r1);
-        let on2 = select(select(true, d2.above, kh == 2), d2.below, kh == 0);
+        let on2 = u32(d2.row + kh) < p.conv.in_h;
         let q2 = clamp(d2.at + shift, 0, last);
         let m2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q2))), on2);
         let l2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q2 - 1, 0)))), on2 && d2.left);
         let r2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q2 + 1, last)))), on2 && d2.right);
         let b2 = conv3_taps(l2, m2, r2);
-        let on3 = select(select(true, d3.above, kh == 2), d3.below, kh == 0);
+        let on3 = u32(d3.row + kh) < p.conv.in_h;
         let q3 = clamp(d3.at + shift, 0, last);
         let m3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q3))), on3);
         let l3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q3 - 1, 0)))), on3 && d3.left);
@@ -244,6 +252,12 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         conv3_fma(&acc14_0, a14, b0); conv3_fma(&acc14_1, a14, b1); conv3_fma(&acc14_2, a14, b2); conv3_fma(&acc14_3, a14, b3);
         let a15 = subgroupBroadcast(ag1, 7u);
         conv3_fma(&acc15_0, a15, b0); conv3_fma(&acc15_1, a15, b1); conv3_fma(&acc15_2, a15, b2); conv3_fma(&acc15_3, a15, b3);
+        kh += 1;
+        shift += ws;
+        if kh == k_h {
+            kh = 0;
+            shift += plane - k_h * ws;
+        }
     }
     if p.pool != 0u {
         let g = conv3_windows(unit);
@@ -282,57 +296,6 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     conv3_store(d0, row0 + 14u, acc14_0); conv3_store(d1, row0 + 14u, acc14_1); conv3_store(d2, row0 + 14u, acc14_2); conv3_store(d3, row0 + 14u, acc14_3);
     conv3_store(d0, row0 + 15u, acc15_0); conv3_store(d1, row0 + 15u, acc15_1); conv3_store(d2, row0 + 15u, acc15_2); conv3_store(d3, row0 + 15u, acc15_3);
 }
-
-// pack_dgrad_3x3 and pack_conv_3x3: conv_3x3_sg_r16's A from a 3x3 weight (bound as
-// `partial4`, (C_out, C_in, 3, 3)) in that kernel's view (p.conv.c_in rows, p.conv.c_out =
-// K_C). For a data gradient (rows c, K_C = C_out) texel (3 o + kh, c) = (W[o, c, kh, 0..3], 0);
-// for a forward pass (rows o, K_C = C_in) the kernel flipped: texel (3 c + kh, o) =
-// (W[o, c, 2 - kh, 2], W[o, c, 2 - kh, 1], W[o, c, 2 - kh, 0], 0). One invocation per kernel
-// (row, kc), p.conv.total = rows * K_C of them (below 2^24), writes its three texels from its
-// nine weights read as three quads: on lavapipe a load costs a loop over the lanes whatever
-// its width (a texel per invocation, with three scalar loads and integer divisions that run
-// lane by lane, took twice as long).
-@compute @workgroup_size(WG)
-fn pack_conv_3x3(invocation: Invocation) {
-    pack_3x3_pair(linear_index(invocation), true);
-}
-
-@compute @workgroup_size(WG)
-fn pack_dgrad_3x3(invocation: Invocation) {
-    pack_3x3_pair(linear_index(invocation), false);
-}
-
-fn pack_3x3_pair(idx: u32, forward: bool) {
-    if idx >= p.conv.total { return; }
-    let rk = divmod24(idx, p.conv.c_out);
-    let row = rk.x;
-    let kc = rk.y;
-    // The kernel's nine weights: W[row, kc] forward, W[kc, row] for a data gradient.
-    var at = (kc * p.conv.c_in + row) * 9u;
-    if forward {
-        at = (row * p.conv.c_out + kc) * 9u;
-    }
-    let o = at % 4u;
-    let q0 = partial4[at / 4u];
-    let q1 = partial4[at / 4u + 1u];
-    let q2 = partial4[at / 4u + 2u];
-    // Weights 0 .. 3, 4 .. 7 and 8 (row-major over (kh, kw)).
-    let a = from_offset(q0, q1, o);
-    let b = from_offset(q1, q2, o);
-    let w8 = q2[o];
-    let k0 = 3u * kc;
-    if forward {
-        // Flipped: texel kh holds kernel row 2 - kh, reversed.
-        textureStore(c_tex, vec2<u32>(k0, row), vec4<f32>(w8, b.w, b.z, 0.0));
-        textureStore(c_tex, vec2<u32>(k0 + 1u, row), vec4<f32>(b.y, b.x, a.w, 0.0));
-        textureStore(c_tex, vec2<u32>(k0 + 2u, row), vec4<f32>(a.z, a.y, a.x, 0.0));
-    } else {
-        textureStore(c_tex, vec2<u32>(k0, row), vec4<f32>(a.xyz, 0.0));
-        textureStore(c_tex, vec2<u32>(k0 + 1u, row), vec4<f32>(a.w, b.xy, 0.0));
-        textureStore(c_tex, vec2<u32>(k0 + 2u, row), vec4<f32>(b.zw, w8, 0.0));
-    }
-}
-
 
 // wgrad_3x3_sg: the weight gradient of the same convolutions (3x3, stride 1, padding 1, no
 // dilation, one group) straight from x and grad_y, both in rows of W4 = ceil(W / 4) texels
@@ -532,28 +495,4 @@ fn wgrad_3x3_reduce4(invocation: Invocation) {
         v += c4[q];
     }
     c4[q] = v;
-}
-
-// pack_texel_rows: a buffer (bound as `bias`) of rows of W values, from value p.c_offset on,
-// into rows of W4 = ceil(W / 4) texels, zeros past W (flat, at flat_xy): the layout
-// conv_3x3_sg_r16 and wgrad_3x3_sg read. p.conv.in_w = W, p.conv.total texels.
-@compute @workgroup_size(WG)
-fn pack_texel_rows(invocation: Invocation) {
-    let q = linear_index(invocation);
-    if q >= p.conv.total { return; }
-    let w4 = (p.conv.in_w + 3u) / 4u;
-    let t = q % w4;
-    let at = p.c_offset + (q / w4) * p.conv.in_w + 4u * t;
-    let count = p.conv.in_w - 4u * t;
-    var v = vec4<f32>(bias[at], 0.0, 0.0, 0.0);
-    if count > 1u {
-        v.y = bias[at + 1u];
-    }
-    if count > 2u {
-        v.z = bias[at + 2u];
-    }
-    if count > 3u {
-        v.w = bias[at + 3u];
-    }
-    textureStore(c_tex, flat_xy(q), v);
 }

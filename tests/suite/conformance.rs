@@ -119,23 +119,23 @@ fn conv_conformance(c: &gconv::Context, family: &str) {
 }
 
 /// One convolution configuration of the conformance tests.
-struct ConvCase {
-    n: usize,
-    c_in: usize,
-    c_out: usize,
-    groups: usize,
-    size: Vec<usize>,
-    k: Vec<usize>,
-    stride: Vec<usize>,
-    dil: Vec<usize>,
-    padding: Padding,
-    spec: PaddingSpec,
+pub struct ConvCase {
+    pub n: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub groups: usize,
+    pub size: Vec<usize>,
+    pub k: Vec<usize>,
+    pub stride: Vec<usize>,
+    pub dil: Vec<usize>,
+    pub padding: Padding,
+    pub spec: PaddingSpec,
 }
 
 /// Runs a case forward and backward on `c`, with random x, w, grad_y and (with probability
 /// `bias_p`) bias, and compares the output and every gradient with gconv-ref's, within `atol`
 /// (and a relative 1e-4).
-fn run_conv_case(
+pub fn run_conv_case(
     c: &gconv::Context,
     r: &mut SmallRng,
     case: ConvCase,

@@ -33,7 +33,8 @@ fn attrs(stride: usize, pad: usize, dilation: usize, groups: usize) -> ConvAttrs
 }
 
 /// A convolution's kernel families on lavapipe's default context, each with a clamp:
-/// the texture GEMM (1x1, strided, dilated, a 7x7 stem and short M), the subgroup 3x3 kernel,
+/// the texture GEMM (1x1, strided, dilated and short M), the subgroup 3x3 kernel (and over
+/// phase rows, a 7x7 stem),
 /// the 3x3 tiles (grouped, and a first layer of 3 channels), the depthwise kernels (stride 1
 /// and 2) and the direct kernel (grouped 5x5). Odd widths leave partial texels and row blocks.
 fn cases() -> Vec<Case> {

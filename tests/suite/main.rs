@@ -10,6 +10,7 @@ mod conformance_pool;
 mod datasets;
 mod embedding;
 mod errors;
+mod first_layers;
 mod fused;
 mod fused_batch_norm;
 mod fuzz;

@@ -25,8 +25,11 @@ pub enum Shader {
     /// `subgroup/gemm_sg.wgsl`: the register layout sharing an operand across a subgroup of 8
     /// lanes (devices with wgpu's SUBGROUP feature only).
     GemmSubgroup,
-    /// `subgroup/conv_3x3_sg.wgsl`: 3x3 convolutions on subgroups of 8 lanes, no im2col.
+    /// `subgroup/conv_3x3_sg.wgsl`: 3x3 convolutions (and first layers' forward passes) on
+    /// subgroups of 8 lanes, no im2col.
     Conv3x3Subgroup,
+    /// `subgroup/rows_pack.wgsl`: `Conv3x3Subgroup`'s operands in rows of texels.
+    RowsPack,
     /// `pool/pool.wgsl`: max, average and adaptive pooling.
     Pool,
     /// `pool/unpool_2x2.wgsl`: a fused 2x2 max-pool's gradient into textures.
@@ -123,6 +126,7 @@ shaders! {
     GemmSplitK => "gemm/split_k.wgsl", [ConvParams, GemmEpilogue];
     GemmSubgroup => "subgroup/gemm_sg.wgsl", [ConvParams, GemmEpilogue];
     Conv3x3Subgroup => "subgroup/conv_3x3_sg.wgsl", [ConvParams, GemmEpilogue];
+    RowsPack => "subgroup/rows_pack.wgsl", [ConvParams, GemmEpilogue];
     Pool => "pool/pool.wgsl", [PoolParams];
     Unpool2x2 => "pool/unpool_2x2.wgsl", [PoolParams];
     Elementwise => "elementwise.wgsl", [];

@@ -196,6 +196,7 @@ impl ConvPlan {
             Forward::Subgroup3x3 { chunk } => {
                 subgroup_3x3::forward(pass, io, (act, None), chunk, None)
             }
+            Forward::SubgroupRows { chunk } => subgroup_3x3::forward_rows(pass, io, act, chunk),
             Forward::Gemm { chunk, col } => {
                 tiled::forward(pass, io, (chunk, col), (act, None), None)
             }

@@ -19,6 +19,11 @@
 //!   group) run on the subgroup kernels instead, which gather from rows of texels with no
 //!   im2col (the forward pass also for the first layers the tiles would take), also where x is
 //!   too large for the texture GEMM's copy: they read it a chunk at a time.
+//! - There too, the forward pass of a 2-D convolution of one group and no dilation over at most
+//!   4 input channels (an image: ResNet's 7x7 stride-2 stem, MobileNet's 3x3 stride-2 one)
+//!   that the subgroup 3x3 kernel does not take runs on it over x's rows split by phase
+//!   (`subgroup_3x3::forward_rows`): im2col would write C_in * taps values per output
+//!   position, which costs more there than the GEMM.
 //! - Chunks of the subgroup kernels also keep each chunk's slice of x, y and their gradients
 //!   within a storage binding, at aligned offsets (`ops/slices.rs`), where the whole tensors
 //!   are larger than one.
@@ -29,6 +34,7 @@
 use std::fmt::Debug;
 
 use super::geometry::{quads, tiles_4x4};
+use super::subgroup_3x3::RowsGeometry;
 use super::{ConvPlan, im2col};
 use crate::ops::slices::sample_chunk;
 use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS, Packed, TEXTURE_BUDGET, fits};
@@ -74,6 +80,11 @@ pub(crate) enum Forward {
     },
     /// `conv_3x3_sg_r16` [subgroup_3x3].
     Subgroup3x3 {
+        chunk: usize,
+    },
+    /// `conv_3x3_sg_r16` over x's rows split by phase: a first layer's other kernels
+    /// [subgroup_3x3's `forward_rows`].
+    SubgroupRows {
         chunk: usize,
     },
     /// A transposed convolution as its adjoint's data gradient [tiled].
@@ -222,7 +233,13 @@ pub(crate) fn fuses_post(plan: &ConvPlan, ctx: &Context) -> Result<bool> {
 /// Whether forward kernel `kernel` takes a fused epilogue (see [`fuses_post`]).
 pub(crate) fn takes_post(plan: &ConvPlan, kernel: Forward) -> bool {
     !plan.transposed
-        && matches!(kernel, Forward::Gemm { .. } | Forward::Subgroup3x3 { .. } | Forward::Direct(_))
+        && matches!(
+            kernel,
+            Forward::Gemm { .. }
+                | Forward::Subgroup3x3 { .. }
+                | Forward::SubgroupRows { .. }
+                | Forward::Direct(_)
+        )
 }
 
 /// What a fused forward pass keeps for its backward pass: x's rows of texels where both run
@@ -380,7 +397,10 @@ fn choose_forward(plan: &ConvPlan, ctx: &Context, x_fits: bool, fused: bool) -> 
     Ok(match family {
         Family::Gemm { chunk } => match subgroup_forward(plan, ctx, chunk, fused) {
             Some(chunk) => Forward::Subgroup3x3 { chunk },
-            None => Forward::Gemm { chunk, col: im2col_operand(ctx) },
+            None => match subgroup_rows(plan, ctx, chunk, fused) {
+                Some(chunk) => Forward::SubgroupRows { chunk },
+                None => Forward::Gemm { chunk, col: im2col_operand(ctx) },
+            },
         },
         Family::Direct(Direct::Tiles3x3) => match subgroup_forward(plan, ctx, plan.g.x.n, fused) {
             Some(chunk) => Forward::Subgroup3x3 { chunk },
@@ -579,6 +599,37 @@ fn subgroup_forward(plan: &ConvPlan, ctx: &Context, chunk: usize, fused: bool) -
         subgroup_chunk(plan, ctx, chunk, g.x.c)?
     };
     Packed::fits(ctx, 12 * g.x.c, g.c_out, 1).then_some(chunk)
+}
+
+/// The chunk of a first layer's forward pass on the subgroup kernel's phase rows, up to
+/// `chunk`: a 2-D convolution of one group and no dilation over at most 4 input channels (an
+/// image), not fused with a max-pool, where its textures fit. There im2col writes C_in * taps
+/// values for every output position and the GEMM's K is short: the writes, not the
+/// multiply-adds, cost the time (ResNet's 7x7 stem, MobileNet's 3x3 stride-2 one).
+fn subgroup_rows(plan: &ConvPlan, ctx: &Context, chunk: usize, fused: bool) -> Option<usize> {
+    let g = &plan.g;
+    let plain = g.kernel.len() == 2 && g.groups == 1 && g.dilation == [1, 1] && g.x.c <= 4;
+    if fused
+        || plan.transposed
+        || !plain
+        || !ctx.uses_subgroups()
+        || ctx.gemm_layout() == GemmLayout::Workgroup
+    {
+        return None;
+    }
+    let rows = RowsGeometry::new(g);
+    let cols = 4 * g.kernel[0] * rows.channels;
+    if cols / 4 > MAX_LOOP_ITERATIONS || !Packed::fits(ctx, cols, g.c_out, 1) {
+        return None;
+    }
+    let mut chunk = chunk.min(g.x.n).max(1);
+    while !Flat::fits(ctx, 4 * rows.texels(chunk)) {
+        if chunk == 1 {
+            return None;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    subgroup_binding_chunk(plan, ctx, chunk)
 }
 
 /// The subgroup backward pass's chunk, where its textures fit.

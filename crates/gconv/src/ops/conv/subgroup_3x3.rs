@@ -3,12 +3,15 @@
 //! grad_y, is laid out in rows of texels (`pack_texel_rows`: each image row in ceil(W / 4)
 //! texels, zeros past W), so that one fetch of texels t - 1, t and t + 1 of a source row gives
 //! all three kw taps of output texel t by swizzles. `conv_3x3_sg_r16` is the forward pass
-//! (weight packed flipped, bias and ReLU or the fused ReLU + 2x2 max-pool in its epilogue) and,
-//! with the weight unflipped over grad_y, the data gradient; `wgrad_3x3_sg` the weight
-//! gradient. `select.rs` chooses it; nothing else enters it. Remove this file, its shader and
-//! the `Subgroup3x3` choices, and every convolution still runs.
+//! (weight packed, bias and ReLU or the fused ReLU + 2x2 max-pool in its epilogue) and, with
+//! the weight flipped over grad_y, the data gradient; `wgrad_3x3_sg` the weight gradient. The
+//! same kernel runs a first layer's forward pass of any other kernel, stride and padding
+//! ([`forward_rows`]) from x's rows split by phase. `select.rs` chooses it; nothing else
+//! enters it. Remove this file, its shaders and the `Subgroup3x3` / `SubgroupRows` choices, and
+//! every convolution still runs.
 
 use super::ConvPlan;
+use super::geometry::Geometry;
 use super::plan::{ConvIo, Pass, Pooling};
 use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
 use crate::ops::activation::Act;
@@ -92,10 +95,136 @@ pub(super) fn forward(
         let (src, out, bias) = (&*x_rows, io.y, io.b());
         let pool = pool.map(|pl| (pl.pooled, pl.indices));
         let affine = io.post.affine.is_some();
-        let c = Conv3x3 { a: &a, src, out, conv, len, bias, affine, act, pool };
+        let c = Conv3x3 { a: &a, src, margin: false, out, conv, len, bias, affine, act, pool };
         record_conv_3x3(ctx, op, pass.rec, &c)?;
     }
     Ok(())
+}
+
+/// The forward pass of another 2-D convolution of one group and no dilation (a first layer:
+/// `select.rs` says which) on `conv_3x3_sg_r16`: per chunk, x's rows split by phase into source
+/// channels of three taps each (`pack_phase_rows`), with the weight packed to match
+/// (`pack_conv_rows`); the bias (or the folded batch norm) and the clamp in its epilogue.
+pub(super) fn forward_rows(
+    pass: &mut Pass<'_, '_>,
+    io: &ConvIo<'_>,
+    act: Act,
+    chunk: usize,
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let layer = g.params(false, 0);
+    let rows = RowsGeometry::new(g);
+    let (k_c, k_h) = (rows.channels, g.kernel[0]);
+    let a = Packed::new(ctx, g.c_out, 4 * k_h * k_c, g.c_out, 1).ok_or_else(|| no_texture(plan))?;
+    let src = Flat::new(ctx, 4 * rows.texels(chunk)).ok_or_else(|| no_texture(plan))?;
+    let pack = ("pack_conv_rows", io.w, (0, io.w.numel()), c_out_texels(g));
+    record_pack_rows(ctx, op, pass.rec, pack, layer, &a.view)?;
+    // The kernel's view: rows are output channels, K runs over (source channel, kernel row).
+    let view = ConvParams {
+        c_in: g.c_out as u32,
+        c_out: check_u32(op, "phase channels", k_c)?,
+        input: [1, g.x.size[0] as u32, 4 * rows.width as u32],
+        output: [1, g.out[0] as u32, g.out[1] as u32],
+        kernel: [1, k_h as u32, 3],
+        stride: [1, g.stride[0] as u32, 1],
+        pad: [0, g.pad[0] as u32, 0],
+        ..layer
+    };
+    for n0 in (0..g.x.n).step_by(chunk) {
+        let len = chunk.min(g.x.n - n0);
+        let values = (n0 * g.x_plane(), len * g.x_plane());
+        let pack = ("pack_phase_rows", io.x, values, rows.texels(len));
+        record_pack_rows(ctx, op, pass.rec, pack, layer, &src.view)?;
+        let conv = ConvParams { n_offset: n0 as u32, ..view };
+        let (bias, affine) = (io.b(), io.post.affine.is_some());
+        let c = Conv3x3 {
+            a: &a,
+            src: &src,
+            margin: true,
+            out: io.y,
+            conv,
+            len,
+            bias,
+            affine,
+            act,
+            pool: None,
+        };
+        record_conv_3x3(ctx, op, pass.rec, &c)?;
+    }
+    Ok(())
+}
+
+/// Texels of [`forward_rows`]'s packed weight: (source channel, kernel row) per output channel.
+fn c_out_texels(g: &Geometry) -> usize {
+    g.c_out * RowsGeometry::new(g).channels * g.kernel[0]
+}
+
+/// [`forward_rows`]'s phase rows: `channels` source channels (G per input channel),
+/// each row `width` texels (the output's, and a texel of margin at each end).
+pub(super) struct RowsGeometry {
+    pub(super) channels: usize,
+    pub(super) width: usize,
+    plane: usize,
+}
+
+impl RowsGeometry {
+    pub(super) fn new(g: &Geometry) -> RowsGeometry {
+        let groups = phase_groups(g.kernel[1], g.stride[1], g.pad[1]);
+        let width = g.out[1].div_ceil(4) + 2;
+        RowsGeometry { channels: g.x.c * groups, width, plane: g.x.size[0] * width }
+    }
+
+    /// Texels of `samples` samples' phase rows.
+    pub(super) fn texels(&self, samples: usize) -> usize {
+        samples * self.channels * self.plane
+    }
+}
+
+/// Source channels per input channel of the phase rows, for a kernel of `k` taps along w with
+/// `stride` and `pad` before: each phase's taps, three consecutive offsets at a time (as
+/// rows_pack.wgsl's `phase_group` enumerates them).
+pub(super) fn phase_groups(k: usize, stride: usize, pad: usize) -> usize {
+    let (k, s, pad) = (k as i64, stride as i64, pad as i64);
+    (0..s)
+        .map(|f| {
+            let lo = (s - 1 - pad - f).div_euclid(s);
+            let hi = (k - 1 - pad - f).div_euclid(s);
+            ((hi - lo + 3).max(0) / 3) as usize
+        })
+        .sum()
+}
+
+/// Records rows_pack.wgsl's `pack_phase_rows` (x's values from `offset` on, `size` of them) or
+/// `pack_conv_rows` (the weight), `texels` of them into `dst`; `conv` the layer's geometry.
+fn record_pack_rows(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    (entry, src, (offset, size), texels): (&'static str, &Tensor, (usize, usize), usize),
+    mut conv: ConvParams,
+    dst: &wgpu::TextureView,
+) -> Result<()> {
+    let groups =
+        phase_groups(conv.kernel[2] as usize, conv.stride[2] as usize, conv.pad[2] as usize);
+    conv.total = check_u32(op, "texels", texels)?;
+    // A source larger than a binding: only the values read.
+    let range = slice(ctx, op, src, (offset, size))?;
+    let c_offset = if range.is_some() { 0 } else { offset };
+    let params = TexGemmParams {
+        k4: check_u32(op, "phase groups", groups)?,
+        c_offset: check_u32(op, "offset", c_offset)?,
+        conv,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let ranges: Vec<(u32, u64, u64)> = range.map(|(o, size)| (3, o, size)).into_iter().collect();
+    record_sg(
+        ctx,
+        rec,
+        (Shader::RowsPack, entry, &params),
+        (&[(3, src.buffer())], &[texture_entry(6, dst)]),
+        (&ranges, ctx.grid_1d(op, texels as u64, WG)?),
+    )
 }
 
 /// The gradients: per chunk, the output gradient into rows of texels (from a fused max-pool's
@@ -153,7 +282,8 @@ pub(super) fn backward(
         if let (Some(gx), Some(a)) = (grad_x, &dgrad_w) {
             let conv = ConvParams { n_offset: n0 as u32, ..params };
             let (src, bias, act, pool) = (&gy_rows, None, Act::NONE, None);
-            let c = Conv3x3 { a, src, out: gx, conv, len, bias, affine: false, act, pool };
+            let affine = false;
+            let c = Conv3x3 { a, src, margin: false, out: gx, conv, len, bias, affine, act, pool };
             record_conv_3x3(ctx, op, pass.rec, &c)?;
         }
     }
@@ -187,22 +317,24 @@ fn record_pack_3x3(
     record_sg(
         ctx,
         rec,
-        (if forward { "pack_conv_3x3" } else { "pack_dgrad_3x3" }, &params),
+        (Shader::RowsPack, if forward { "pack_conv_3x3" } else { "pack_dgrad_3x3" }, &params),
         (&[(12, w.buffer())], &[texture_entry(6, &a.view)]),
         (&[], ctx.grid_1d(op, u64::from(conv.total), WG)?),
     )
 }
 
-/// One launch of conv_3x3_sg.wgsl's `conv_3x3_sg_r16` (a 3x3 convolution, stride 1, padding 1)
-/// over a chunk of `len` samples.
+/// One launch of conv_3x3_sg.wgsl's `conv_3x3_sg_r16` over a chunk of `len` samples.
 struct Conv3x3<'a> {
-    /// The packed taps ([`record_pack_3x3`]) and the source (grad_y for a data gradient, x for
-    /// a forward pass) in rows of ceil(W / 4) texels.
+    /// The packed taps ([`record_pack_3x3`], [`record_pack_conv_rows`]) and the source (grad_y
+    /// for a data gradient, x for a forward pass) in rows of texels, with a texel of margin at
+    /// each end when `margin` (the phase rows).
     a: &'a Packed,
     src: &'a Flat,
+    margin: bool,
     out: &'a Tensor,
     /// In the kernel's view: c_in output rows (channels), c_out source channels, input
-    /// [1, H, W], n_offset the chunk's first sample.
+    /// [1, H_S, W_S] the source rows, output [1, H, W] the output's size, kernel, stride and
+    /// padding along h the tap rows, n_offset the chunk's first sample.
     conv: ConvParams,
     len: usize,
     /// The bias, or with `affine` the folded batch norm's scales and shifts.
@@ -221,29 +353,29 @@ fn record_conv_3x3(
     c: &Conv3x3<'_>,
 ) -> Result<()> {
     let mut conv = c.conv;
-    let (rows, k_c) = (conv.c_in as usize, conv.c_out as usize);
-    let (h, w) = (conv.input[1] as usize, conv.input[2] as usize);
+    let (rows, k_c, k_h) = (conv.c_in as usize, conv.c_out as usize, conv.kernel[1] as usize);
+    let (h_src, w_src) = (conv.input[1] as usize, conv.input[2] as usize);
+    let (h, w) = (conv.output[1] as usize, conv.output[2] as usize);
     let w4 = w.div_ceil(4);
     let texels = c.len * h * w4;
+    let src_texels = c.len * k_c * h_src * w_src.div_ceil(4);
     let n0 = conv.n_offset as usize;
     let (units, out_plane) = match c.pool {
-        Some(([ph, pw], _)) => {
-            conv.output =
-                [1, check_u32(op, "pooled height", ph)?, check_u32(op, "pooled width", pw)?];
-            (c.len * ph * w4.div_ceil(2), ph * pw)
-        }
+        Some(([ph, pw], _)) => (c.len * ph * w4.div_ceil(2), ph * pw),
         None => (texels.div_ceil(4), h * w),
     };
+    // With a margin, output texel t reads source texels t .. t + 2 of a row.
     if c.a.rows != rows
-        || c.a.tex_cols() != 3 * k_c
-        || c.src.elems() < 4 * texels * k_c
+        || c.a.tex_cols() != k_h * k_c
+        || c.src.elems() < 4 * src_texels
+        || (c.margin && w_src.div_ceil(4) < w4 + 2)
         || c.out.numel() < (n0 + c.len) * rows * out_plane
-        || 3 * k_c > MAX_LOOP_ITERATIONS
-        || c.pool.is_some_and(|([ph, pw], _)| 2 * ph > h || 2 * pw > w)
+        || k_h * k_c > MAX_LOOP_ITERATIONS
+        || c.pool.is_some_and(|([ph, pw], _)| c.margin || ph != h / 2 || pw != w / 2)
     {
-        return Err(Error::invalid(op, "3x3 convolution shapes do not line up (internal)"));
+        return Err(Error::invalid(op, "row convolution shapes do not line up (internal)"));
     }
-    conv.total = check_u32(op, "source texels", texels * k_c)?;
+    conv.total = check_u32(op, "source texels", src_texels)?;
     // Outputs (and argmax indices, of the same size) larger than a binding: the chunk's slice.
     let out_slice = slice(ctx, op, c.out, (n0 * rows * out_plane, c.len * rows * out_plane))?;
     conv.n_offset = check_u32(op, "samples", if out_slice.is_some() { 0 } else { n0 })?;
@@ -256,6 +388,7 @@ fn record_conv_3x3(
         hi: c.act.hi,
         pool: c.pool.map_or(0, |(_, indices)| if indices.is_some() { 2 } else { 1 }),
         pool_in_w: check_u32(op, "width", w)?,
+        margin: c.margin as u32,
         conv,
         ..bytemuck::Zeroable::zeroed()
     };
@@ -267,9 +400,10 @@ fn record_conv_3x3(
     }
     if ctx.log_debug() {
         let what = if c.pool.is_some() { ", relu + max_pool 2x2" } else { "" };
+        let from = if c.margin { "phase rows" } else { "rows of texels" };
         eprintln!(
-            "gconv: {op}: conv_3x3_sg_r16 ({rows} rows, {k_c} channels, {} x {h} x {w}{what}), \
-             B gathered from rows of texels",
+            "gconv: {op}: conv_3x3_sg_r16 ({rows} rows, {k_c} channels x {k_h} tap rows, {} x \
+             {h} x {w}{what}), B gathered from {from}",
             c.len
         );
     }
@@ -286,7 +420,7 @@ fn record_conv_3x3(
     record_sg(
         ctx,
         rec,
-        ("conv_3x3_sg_r16", &params),
+        (Shader::Conv3x3Subgroup, "conv_3x3_sg_r16", &params),
         (
             &[(3, bias), (4, c.out.buffer()), (7, indices)],
             &[texture_entry(8, &c.a.view), texture_entry(9, &c.src.view)],
@@ -324,7 +458,7 @@ fn record_pack_texel_rows(
     record_sg(
         ctx,
         rec,
-        ("pack_texel_rows", &params),
+        (Shader::RowsPack, "pack_texel_rows", &params),
         (&[(3, src.buffer())], &[texture_entry(6, &dst.view)]),
         (&ranges, ctx.grid_1d(op, texels as u64, WG)?),
     )
@@ -390,7 +524,7 @@ fn record_wgrad_3x3(
     record_sg(
         ctx,
         rec,
-        ("wgrad_3x3_sg", &params),
+        (Shader::Conv3x3Subgroup, "wgrad_3x3_sg", &params),
         (
             &[(5, partial.buffer())],
             &[texture_entry(8, &x_rows.view), texture_entry(9, &gy_rows.view)],
@@ -406,23 +540,24 @@ fn record_wgrad_3x3(
     record_sg(
         ctx,
         rec,
-        (entry, &params),
+        (Shader::Conv3x3Subgroup, entry, &params),
         (&[(bindings.0, grad_w.buffer()), (bindings.1, partial.buffer())], &[]),
         (&[], ctx.grid_1d(op, lanes as u64, WG)?),
     )
 }
 
-/// One launch of a `shaders/subgroup/conv_3x3_sg.wgsl` kernel: its entry point and parameters,
+/// One launch of a `shaders/subgroup/conv_3x3_sg.wgsl` or `rows_pack.wgsl` kernel: its shader,
+/// entry point and parameters,
 /// its storage buffers and textures, the byte ranges bound of buffers larger than a binding,
 /// and its grid.
 fn record_sg(
     ctx: &Context,
     rec: &mut Recorder<'_>,
-    (entry, params): (&'static str, &TexGemmParams),
+    (shader, entry, params): (Shader, &'static str, &TexGemmParams),
     (buffers, textures): (&[(u32, &wgpu::Buffer)], &[wgpu::BindGroupEntry<'_>]),
     (ranges, groups): (&[(u32, u64, u64)], [u32; 3]),
 ) -> Result<()> {
     let params = bytemuck::bytes_of(params);
-    let d = Dispatch::new(Shader::Conv3x3Subgroup, entry, params, buffers, groups).ranges(ranges);
+    let d = Dispatch::new(shader, entry, params, buffers, groups).ranges(ranges);
     ctx.record_with(rec, &d, textures)
 }

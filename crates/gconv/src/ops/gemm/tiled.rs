@@ -41,7 +41,9 @@ pub(crate) struct TexGemmParams {
     pub(crate) pool_in_w: u32,
     pub(crate) lo: f32,
     pub(crate) hi: f32,
-    pub(crate) _pad: [u32; 2],
+    /// `conv_3x3_sg_r16`: the source rows carry a texel of margin at each end.
+    pub(crate) margin: u32,
+    pub(crate) _pad: u32,
     pub(crate) conv: ConvParams,
 }
 
@@ -254,7 +256,8 @@ pub(crate) fn record_gemm(
         pool_in_w: u(op, "width", e.pool.map_or(0, |pe| pe.in_w))?,
         lo: e.act.lo,
         hi: e.act.hi,
-        _pad: [0; 2],
+        margin: 0,
+        _pad: 0,
         conv: a.gather.or(b.gather).map_or_else(bytemuck::Zeroable::zeroed, |(_, c)| c),
     };
     let groups =

@@ -1,0 +1,176 @@
+// subgroup/rows_pack.wgsl: the operands of subgroup/conv_3x3_sg.wgsl's kernels (after the
+// prelude, shared/conv_params.wgsl and shared/gemm_epilogue.wgsl, whose bindings they use).
+// Nothing here needs subgroups; the files sit together because only those kernels read them.
+// - pack_texel_rows: a tensor in rows of texels (conv_3x3_sg_r16's and wgrad_3x3_sg's source);
+// - pack_conv_3x3, pack_dgrad_3x3: a 3x3 weight as conv_3x3_sg_r16's A;
+// - pack_phase_rows, pack_conv_rows: any other 2-D convolution's input, split by phase into
+//   channels of three taps, and its weight to match (conv_3x3_sg_r16 with p.margin).
+
+@group(0) @binding(12) var<storage, read> partial4: array<vec4<f32>>;
+
+// pack_texel_rows: a buffer (bound as `bias`) of rows of W values, from value p.c_offset on,
+// into rows of W4 = ceil(W / 4) texels, zeros past W (flat, at flat_xy): the layout
+// conv_3x3_sg_r16 and wgrad_3x3_sg read. p.conv.in_w = W, p.conv.total texels.
+@compute @workgroup_size(WG)
+fn pack_texel_rows(invocation: Invocation) {
+    let q = linear_index(invocation);
+    if q >= p.conv.total { return; }
+    let w4 = (p.conv.in_w + 3u) / 4u;
+    let t = q % w4;
+    let at = p.c_offset + (q / w4) * p.conv.in_w + 4u * t;
+    let count = p.conv.in_w - 4u * t;
+    var v = vec4<f32>(bias[at], 0.0, 0.0, 0.0);
+    if count > 1u {
+        v.y = bias[at + 1u];
+    }
+    if count > 2u {
+        v.z = bias[at + 2u];
+    }
+    if count > 3u {
+        v.w = bias[at + 3u];
+    }
+    textureStore(c_tex, flat_xy(q), v);
+}
+
+// pack_conv_3x3 and pack_dgrad_3x3: conv_3x3_sg_r16's A from a 3x3 weight (bound as
+// `partial4`, (C_out, C_in, 3, 3)) in that kernel's view (p.conv.c_in rows, p.conv.c_out =
+// K_C), whose tap row j reads source row h + j - 1. For a forward pass (rows o, K_C = C_in)
+// texel (3 c + j, o) = (W[o, c, j, 2], W[o, c, j, 1], W[o, c, j, 0], 0) (a.x multiplies the
+// source at w + 1); for a data gradient (rows c, K_C = C_out) the kernel flipped: texel
+// (3 o + j, c) = (W[o, c, 2 - j, 0..3], 0). One invocation per kernel (row, kc),
+// p.conv.total = rows * K_C of them (below 2^24), writes its three texels from its nine
+// weights read as three quads: on lavapipe a load costs a loop over the lanes whatever its
+// width (a texel per invocation, with three scalar loads and integer divisions that run lane
+// by lane, took twice as long).
+@compute @workgroup_size(WG)
+fn pack_conv_3x3(invocation: Invocation) {
+    pack_3x3_pair(linear_index(invocation), true);
+}
+
+@compute @workgroup_size(WG)
+fn pack_dgrad_3x3(invocation: Invocation) {
+    pack_3x3_pair(linear_index(invocation), false);
+}
+
+fn pack_3x3_pair(idx: u32, forward: bool) {
+    if idx >= p.conv.total { return; }
+    let rk = divmod24(idx, p.conv.c_out);
+    let row = rk.x;
+    let kc = rk.y;
+    // The kernel's nine weights: W[row, kc] forward, W[kc, row] for a data gradient.
+    var at = (kc * p.conv.c_in + row) * 9u;
+    if forward {
+        at = (row * p.conv.c_out + kc) * 9u;
+    }
+    let o = at % 4u;
+    let q0 = partial4[at / 4u];
+    let q1 = partial4[at / 4u + 1u];
+    let q2 = partial4[at / 4u + 2u];
+    // Weights 0 .. 3, 4 .. 7 and 8 (row-major over (kh, kw)).
+    let a = from_offset(q0, q1, o);
+    let b = from_offset(q1, q2, o);
+    let w8 = q2[o];
+    let k0 = 3u * kc;
+    if forward {
+        // Each kernel row reversed.
+        textureStore(c_tex, vec2<u32>(k0, row), vec4<f32>(a.z, a.y, a.x, 0.0));
+        textureStore(c_tex, vec2<u32>(k0 + 1u, row), vec4<f32>(b.y, b.x, a.w, 0.0));
+        textureStore(c_tex, vec2<u32>(k0 + 2u, row), vec4<f32>(w8, b.w, b.z, 0.0));
+    } else {
+        // The rows in reverse order.
+        textureStore(c_tex, vec2<u32>(k0, row), vec4<f32>(b.zw, w8, 0.0));
+        textureStore(c_tex, vec2<u32>(k0 + 1u, row), vec4<f32>(a.w, b.xy, 0.0));
+        textureStore(c_tex, vec2<u32>(k0 + 2u, row), vec4<f32>(a.xyz, 0.0));
+    }
+}
+
+// Phase rows (p.conv the layer's own geometry: stride s = stride_w, kernel k_w, padding
+// pad_w). Output column j's tap kw reads input column s * j + kw - pad = s * (j + d) + f, with
+// phase f = (kw - pad) mod s and d = floor((kw - pad) / s): one phase's taps read one
+// subsampled row x_f[i] = x[s * i + f] at offsets d. Each phase's offsets, three consecutive
+// ones at a time from its lowest (d0, d0 + 1, d0 + 2), make a group: a source channel of
+// conv_3x3_sg_r16 holding R[j] = x_f[j + d0 + 1], whose three taps (at j + 1, j, j - 1) are
+// those offsets. Input channel c's groups are source channels c * G .. c * G + G
+// (gconv::ops::conv::subgroup_3x3::phase_groups counts G the same way).
+struct PhaseGroup {
+    phase: i32,
+    first: i32,
+}
+
+// floor(a / b) for b > 0.
+fn floor_div(a: i32, b: i32) -> i32 {
+    let q = a / b;
+    return select(q, q - 1, a % b != 0 && a < 0);
+}
+
+fn phase_group(g: u32) -> PhaseGroup {
+    let s = i32(p.conv.stride_w);
+    let pad = i32(p.conv.pad_w);
+    var left = i32(g);
+    for (var f = 0; f < s; f++) {
+        // The phase's offsets run from ceil((-pad - f) / s) to floor((k_w - 1 - pad - f) / s).
+        let lo = floor_div(s - 1 - pad - f, s);
+        let hi = floor_div(i32(p.conv.k_w) - 1 - pad - f, s);
+        let groups = max(hi - lo + 3, 0) / 3;
+        if left < groups {
+            return PhaseGroup(f, lo + 3 * left);
+        }
+        left -= groups;
+    }
+    return PhaseGroup(0, 0);
+}
+
+// pack_phase_rows: x (bound as `bias`, from value p.c_offset on: sample n_offset's first) in
+// conv_3x3_sg_r16's margined source rows, one invocation per texel: texel
+// ((n * C_in * G + k) * H + r) * WS + t holds R_k[4 (t - 1) .. 4 t] of input row r (WS =
+// ceil(out_w / 4) + 2: a texel of margin at each end), zeros outside the input. p.conv.total
+// texels, p.k4 = G.
+@compute @workgroup_size(WG)
+fn pack_phase_rows(invocation: Invocation) {
+    let q = linear_index(invocation);
+    if q >= p.conv.total { return; }
+    let ws = (p.conv.out_w + 3u) / 4u + 2u;
+    let t = q % ws;
+    let row = q / ws;
+    let r = row % p.conv.in_h;
+    // Source channel n * C_in * G + k: input channel n * C_in + k / G.
+    let k = row / p.conv.in_h;
+    let pg = phase_group(k % p.k4);
+    let s = i32(p.conv.stride_w);
+    let base = i32(p.c_offset + ((k / p.k4) * p.conv.in_h + r) * p.conv.in_w);
+    var v = vec4<f32>(0.0);
+    for (var e = 0; e < 4; e++) {
+        let col = s * (4 * (i32(t) - 1) + e + pg.first + 1) + pg.phase;
+        if col >= 0 && col < i32(p.conv.in_w) {
+            v[e] = bias[base + col];
+        }
+    }
+    textureStore(c_tex, flat_xy(q), v);
+}
+
+// pack_conv_rows: conv_3x3_sg_r16's A for the phase rows above from a weight (bound as `bias`,
+// (C_out, C_in, k_h, k_w)): texel (k * k_h + kh, o) for source channel k = c * G + g holds the
+// weights W[o, c, kh, kw] of the group's offsets d0 + 2, d0 + 1, d0 (taps at j + 1, j, j - 1),
+// zero where no tap kw = s * d + f + pad exists. One invocation per texel, p.conv.total =
+// C_out * C_in * G * k_h of them; p.k4 = G.
+@compute @workgroup_size(WG)
+fn pack_conv_rows(invocation: Invocation) {
+    let q = linear_index(invocation);
+    if q >= p.conv.total { return; }
+    let cols = p.conv.c_in * p.k4 * p.conv.k_h;
+    let o = q / cols;
+    let u = q % cols;
+    let kh = u % p.conv.k_h;
+    let k = u / p.conv.k_h;
+    let pg = phase_group(k % p.k4);
+    let s = i32(p.conv.stride_w);
+    let base = ((o * p.conv.c_in + k / p.k4) * p.conv.k_h + kh) * p.conv.k_w;
+    var v = vec4<f32>(0.0);
+    for (var e = 0; e < 3; e++) {
+        let kw = s * (pg.first + 2 - e) + pg.phase + i32(p.conv.pad_w);
+        if kw >= 0 && kw < i32(p.conv.k_w) {
+            v[e] = bias[base + u32(kw)];
+        }
+    }
+    textureStore(c_tex, vec2<u32>(u, o), v);
+}
