@@ -121,31 +121,31 @@ fn phase_group(g: u32) -> PhaseGroup {
 }
 
 // pack_phase_rows: x (bound as `bias`, from value p.c_offset on: sample n_offset's first) in
-// conv_3x3_sg_r16's margined source rows, one invocation per texel: texel
-// ((n * C_in * G + k) * H + r) * WS + t holds R_k[4 (t - 1) .. 4 t] of input row r (WS =
-// ceil(out_w / 4) + 2: a texel of margin at each end), zeros outside the input. p.conv.total
-// texels, p.k4 = G.
+// conv_3x3_sg_r16's margined source rows: texel ((n * C_in * G + k) * H + r) * WS + t holds
+// R_k[4 (t - 1) .. 4 t] of input row r (WS = ceil(out_w / 4) + 2: a texel of margin at each
+// end), zeros outside the input. One invocation per row (its index arithmetic, integer
+// divisions that lavapipe runs lane by lane, once for WS texels); p.conv.total rows, p.k4 = G.
 @compute @workgroup_size(WG)
 fn pack_phase_rows(invocation: Invocation) {
-    let q = linear_index(invocation);
-    if q >= p.conv.total { return; }
+    let row = linear_index(invocation);
+    if row >= p.conv.total { return; }
     let ws = (p.conv.out_w + 3u) / 4u + 2u;
-    let t = q % ws;
-    let row = q / ws;
     let r = row % p.conv.in_h;
     // Source channel n * C_in * G + k: input channel n * C_in + k / G.
     let k = row / p.conv.in_h;
     let pg = phase_group(k % p.k4);
     let s = i32(p.conv.stride_w);
-    let base = i32(p.c_offset + ((k / p.k4) * p.conv.in_h + r) * p.conv.in_w);
-    var v = vec4<f32>(0.0);
-    for (var e = 0; e < 4; e++) {
-        let col = s * (4 * (i32(t) - 1) + e + pg.first + 1) + pg.phase;
-        if col >= 0 && col < i32(p.conv.in_w) {
-            v[e] = bias[base + col];
-        }
+    let w = i32(p.conv.in_w);
+    let base = vec4<i32>(i32(p.c_offset + ((k / p.k4) * p.conv.in_h + r) * p.conv.in_w));
+    // Texel t's four columns, loaded clamped into the row.
+    var cols = vec4<i32>(0, s, 2 * s, 3 * s) + vec4<i32>(s * (pg.first - 3) + pg.phase);
+    for (var t = 0u; t < ws; t++) {
+        let inside = cols >= vec4<i32>(0) & cols < vec4<i32>(w);
+        let at = base + clamp(cols, vec4<i32>(0), vec4<i32>(w - 1));
+        let v = vec4<f32>(bias[at.x], bias[at.y], bias[at.z], bias[at.w]);
+        textureStore(c_tex, flat_xy(row * ws + t), select(vec4<f32>(0.0), v, inside));
+        cols += vec4<i32>(4 * s);
     }
-    textureStore(c_tex, flat_xy(q), v);
 }
 
 // pack_conv_rows: conv_3x3_sg_r16's A for the phase rows above from a weight (bound as `bias`,

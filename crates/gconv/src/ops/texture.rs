@@ -107,14 +107,25 @@ impl Flat {
 
     /// Records the copy of the buffer's first values into the texture.
     pub(crate) fn record_copy(&self, rec: &mut Recorder<'_>, buffer: &wgpu::Buffer) {
-        let texels = self.elems.div_ceil(4);
+        self.record_copy_texels(rec, buffer, 0, self.elems.div_ceil(4));
+    }
+
+    /// Records the copy of `texels` whole texels of the buffer, from texel `first` on, into the
+    /// texture's first texels.
+    pub(crate) fn record_copy_texels(
+        &self,
+        rec: &mut Recorder<'_>,
+        buffer: &wgpu::Buffer,
+        first: usize,
+        texels: usize,
+    ) {
         let (rows, rest) = (texels / FLAT_TEXELS, texels % FLAT_TEXELS);
         let row_bytes = (FLAT_TEXELS * 16) as u32;
         for (y, width, height) in [(0, FLAT_TEXELS, rows), (rows, rest, 1)] {
             if width > 0 && height > 0 {
                 rec.copy_op(Copy::ToTexture {
                     buffer: buffer.clone(),
-                    offset: u64::from(row_bytes) * y as u64,
+                    offset: 16 * first as u64 + u64::from(row_bytes) * y as u64,
                     bytes_per_row: row_bytes,
                     texture: self.texture.clone(),
                     x: 0,

@@ -134,7 +134,7 @@ pub(super) fn forward_rows(
     for n0 in (0..g.x.n).step_by(chunk) {
         let len = chunk.min(g.x.n - n0);
         let values = (n0 * g.x_plane(), len * g.x_plane());
-        let pack = ("pack_phase_rows", io.x, values, rows.texels(len));
+        let pack = ("pack_phase_rows", io.x, values, rows.rows(len));
         record_pack_rows(ctx, op, pass.rec, pack, layer, &src.view)?;
         let conv = ConvParams { n_offset: n0 as u32, ..view };
         let (bias, affine) = (io.b(), io.post.affine.is_some());
@@ -160,24 +160,29 @@ fn c_out_texels(g: &Geometry) -> usize {
     g.c_out * RowsGeometry::new(g).channels * g.kernel[0]
 }
 
-/// [`forward_rows`]'s phase rows: `channels` source channels (G per input channel),
-/// each row `width` texels (the output's, and a texel of margin at each end).
+/// [`forward_rows`]'s phase rows: `channels` source channels (G per input channel) of x's
+/// height, each row `width` texels (the output's, and a texel of margin at each end).
 pub(super) struct RowsGeometry {
     pub(super) channels: usize,
     pub(super) width: usize,
-    plane: usize,
+    height: usize,
 }
 
 impl RowsGeometry {
     pub(super) fn new(g: &Geometry) -> RowsGeometry {
         let groups = phase_groups(g.kernel[1], g.stride[1], g.pad[1]);
         let width = g.out[1].div_ceil(4) + 2;
-        RowsGeometry { channels: g.x.c * groups, width, plane: g.x.size[0] * width }
+        RowsGeometry { channels: g.x.c * groups, width, height: g.x.size[0] }
     }
 
-    /// Texels of `samples` samples' phase rows.
+    /// Rows of `samples` samples' phase rows.
+    pub(super) fn rows(&self, samples: usize) -> usize {
+        samples * self.channels * self.height
+    }
+
+    /// Their texels.
     pub(super) fn texels(&self, samples: usize) -> usize {
-        samples * self.channels * self.plane
+        self.rows(samples) * self.width
     }
 }
 
@@ -195,19 +200,20 @@ pub(super) fn phase_groups(k: usize, stride: usize, pad: usize) -> usize {
         .sum()
 }
 
-/// Records rows_pack.wgsl's `pack_phase_rows` (x's values from `offset` on, `size` of them) or
-/// `pack_conv_rows` (the weight), `texels` of them into `dst`; `conv` the layer's geometry.
+/// Records rows_pack.wgsl's `pack_phase_rows` (x's values from `offset` on, `size` of them;
+/// `count` rows) or `pack_conv_rows` (the weight; `count` texels) into `dst`; `conv` the
+/// layer's geometry.
 fn record_pack_rows(
     ctx: &Context,
     op: &'static str,
     rec: &mut Recorder<'_>,
-    (entry, src, (offset, size), texels): (&'static str, &Tensor, (usize, usize), usize),
+    (entry, src, (offset, size), count): (&'static str, &Tensor, (usize, usize), usize),
     mut conv: ConvParams,
     dst: &wgpu::TextureView,
 ) -> Result<()> {
     let groups =
         phase_groups(conv.kernel[2] as usize, conv.stride[2] as usize, conv.pad[2] as usize);
-    conv.total = check_u32(op, "texels", texels)?;
+    conv.total = check_u32(op, "invocations", count)?;
     // A source larger than a binding: only the values read.
     let range = slice(ctx, op, src, (offset, size))?;
     let c_offset = if range.is_some() { 0 } else { offset };
@@ -223,7 +229,7 @@ fn record_pack_rows(
         rec,
         (Shader::RowsPack, entry, &params),
         (&[(3, src.buffer())], &[texture_entry(6, dst)]),
-        (&ranges, ctx.grid_1d(op, texels as u64, WG)?),
+        (&ranges, ctx.grid_1d(op, count as u64, WG)?),
     )
 }
 
@@ -429,9 +435,9 @@ fn record_conv_3x3(
     )
 }
 
-/// Records conv_3x3_sg.wgsl's `pack_texel_rows`: `rows` rows of `w` values of `src` from value
+/// Records rows_pack.wgsl's `pack_texel_rows`: `rows` rows of `w` values of `src` from value
 /// `offset` on into `dst` in rows of ceil(w / 4) texels (the layout of `conv_3x3_sg_r16`'s
-/// and `wgrad_3x3_sg`'s operands).
+/// and `wgrad_3x3_sg`'s operands); a copy where w is a multiple of 4.
 fn record_pack_texel_rows(
     ctx: &Context,
     op: &'static str,
@@ -444,6 +450,12 @@ fn record_pack_texel_rows(
     let texels = rows * w.div_ceil(4);
     if offset + rows * w > src.numel() || dst.elems() < 4 * texels {
         return Err(Error::invalid(op, "texel rows do not line up (an internal error)"));
+    }
+    // Rows of whole texels are the buffer's own layout: a copy (no kernel, no binding limit).
+    let copies = src.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC);
+    if copies && w.is_multiple_of(4) && offset.is_multiple_of(4) {
+        dst.record_copy_texels(rec, src.buffer(), offset / 4, texels);
+        return Ok(());
     }
     conv.total = check_u32(op, "texels", texels)?;
     // A source larger than a binding: only the rows read, as one sample of rows * w values.
