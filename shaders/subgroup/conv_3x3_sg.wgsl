@@ -16,6 +16,9 @@
 // - its forward pass, the same sum with the kernel flipped (src = x, rows = C_out, K_C = C_in:
 //   pack_conv_3x3), with bias and ReLU, or fused with ReLU and a 2x2 max-pool (p.pool, as in
 //   the texture GEMMs), and
+// - with COL_STRIDE = 2, the forward pass of a 3x3 convolution of stride 2 and padding 1 from
+//   x's plain rows: output texel t's taps read texels 2t - 1, 2t and 2t + 1 (values 8t - 4 ..
+//   8t + 8), every tap a swizzle of them, and
 // - the forward pass of another 2-D convolution of one group and no dilation (any kernel,
 //   stride and padding; the first layers, whose few channels make im2col's writes the cost):
 //   its input rows split by phase into source channels of three taps each (p.margin;
@@ -29,6 +32,9 @@
 // takes row block s % ceil(M / 16) and the next eight lanes' texels; only whole subgroups
 // return early (the lanes share A by broadcast, as in gemm_sg_r16); lanes past the end compute
 // clamped copies that are never stored.
+// Output columns per source column step: 1, or 2 for a stride-2 forward pass (see above).
+override COL_STRIDE: u32 = 1u;
+
 struct Conv3Texel {
     // src's flat texel for tap row 0 of channel 0 (unclamped), and that row's index.
     at: i32,
@@ -48,11 +54,12 @@ fn conv3_texel(n: u32, h: u32, t: u32, live: bool) -> Conv3Texel {
     let tt = min(t, w4 - 1u);
     var d: Conv3Texel;
     d.row = i32(p.conv.stride_h * hh) - i32(p.conv.pad_h);
-    d.at = i32(n * p.conv.c_out * p.conv.in_h * ws + tt + p.margin) + d.row * i32(ws);
+    let mid = COL_STRIDE * tt + p.margin;
+    d.at = i32(n * p.conv.c_out * p.conv.in_h * ws + mid) + d.row * i32(ws);
     d.out = ((p.conv.n_offset + n) * p.conv.c_in * p.conv.out_h + hh) * p.conv.out_w + 4u * tt;
     d.count = select(0u, min(4u, p.conv.out_w - 4u * tt), live && h < p.conv.out_h && t < w4);
     d.left = tt > 0u || p.margin != 0u;
-    d.right = tt + 1u < ws || p.margin != 0u;
+    d.right = mid + 1u < ws || p.margin != 0u;
     return d;
 }
 
@@ -73,7 +80,8 @@ fn conv3_lane_texel(unit: u32, j: u32) -> Conv3Texel {
     return conv3_texel(row / p.conv.out_h, row % p.conv.out_h, ff % w4, f < p.n);
 }
 
-// One tap row's three B operands for a texel: (kw = 0, kw = 1, kw = 2).
+// One tap row's three B operands for a texel: the source at w + 1, w and w - 1, which A's
+// a.x, a.y and a.z multiply.
 struct Conv3Taps {
     b0: vec4<f32>,
     b1: vec4<f32>,
@@ -81,6 +89,11 @@ struct Conv3Taps {
 }
 
 fn conv3_taps(left: vec4<f32>, mid: vec4<f32>, right: vec4<f32>) -> Conv3Taps {
+    if COL_STRIDE == 2u {
+        // Columns 2w + 1, 2w and 2w - 1 of source texels 2t - 1, 2t and 2t + 1.
+        return Conv3Taps(vec4<f32>(mid.yw, right.yw), vec4<f32>(mid.xz, right.xz),
+                         vec4<f32>(left.w, mid.yw, right.y));
+    }
     return Conv3Taps(vec4<f32>(mid.yzw, right.x), mid, vec4<f32>(left.w, mid.xyz));
 }
 

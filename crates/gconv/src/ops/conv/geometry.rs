@@ -313,8 +313,13 @@ impl Geometry {
             && self.dilation == [1, 1]
     }
 
+    /// x's texels per channel of `samples` samples in rows of texels (ceil(W / 4) per row; 2-D).
+    pub(crate) fn x_row_texels(&self, samples: usize) -> usize {
+        samples * self.x.size[0] * self.x.size[1].div_ceil(4)
+    }
+
     /// Texels per channel of `samples` samples in rows of texels (ceil(W / 4) per row of the
-    /// output; the subgroup kernels' convolutions keep x's size).
+    /// output; the subgroup kernels' backward passes keep x's size).
     pub(crate) fn row_texels(&self, samples: usize) -> usize {
         samples * self.out[0] * self.out[1].div_ceil(4)
     }

@@ -19,7 +19,9 @@
 //!   group) run on the subgroup kernels instead, which gather from rows of texels with no
 //!   im2col (the forward pass also for the first layers the tiles would take), also where x is
 //!   too large for the texture GEMM's copy: they read it a chunk at a time.
-//! - There too, the forward pass of a 2-D convolution of one group and no dilation over at most
+//! - There too, 3x3 convolutions of stride 2 and padding 1 (one group) run their forward pass
+//!   on the subgroup kernel (its stride-2 columns); their backward passes stay on the GEMM.
+//! - And the forward pass of a 2-D convolution of one group and no dilation over at most
 //!   4 input channels (an image: ResNet's 7x7 stride-2 stem, MobileNet's 3x3 stride-2 one)
 //!   that the subgroup 3x3 kernel does not take runs on it over x's rows split by phase
 //!   (`subgroup_3x3::forward_rows`): im2col would write C_in * taps values per output
@@ -560,15 +562,33 @@ fn subgroup_3x3(plan: &ConvPlan, ctx: &Context) -> bool {
         && g.c_out * g.x.c < 1 << 24
 }
 
+/// Whether the subgroup 3x3 kernel runs this forward pass of stride 2 (`COL_STRIDE` 2, from
+/// x's plain rows): 2-D, 3x3, stride 2, padding 1, no dilation, one group.
+fn subgroup_3x3_s2(plan: &ConvPlan, ctx: &Context) -> bool {
+    let g = &plan.g;
+    ctx.uses_subgroups()
+        && ctx.gemm_layout() != GemmLayout::Workgroup
+        && g.out.len() == 2
+        && (g.kernel == [3, 3] && g.stride == [2, 2] && g.dilation == [1, 1] && g.pad == [1, 1])
+        && g.groups == 1
+        && 3 * g.c_out.max(g.x.c) <= MAX_LOOP_ITERATIONS
+        && g.c_out * g.x.c < 1 << 24
+}
+
 /// Samples per chunk for the subgroup kernels, up to `chunk`, such that `channels` channels of
 /// a chunk in rows of texels fit one texture; `None` where they do not apply.
 fn subgroup_chunk(plan: &ConvPlan, ctx: &Context, chunk: usize, channels: usize) -> Option<usize> {
     if !subgroup_3x3(plan, ctx) {
         return None;
     }
-    let per_sample = channels * plan.g.row_texels(1);
+    rows_chunk(plan, ctx, chunk, 4 * channels * plan.g.row_texels(1))
+}
+
+/// `chunk`, halved until `elems` values a sample fit one texture and a chunk's slices a
+/// binding ([`subgroup_binding_chunk`]); `None` where one sample does not fit.
+fn rows_chunk(plan: &ConvPlan, ctx: &Context, chunk: usize, elems: usize) -> Option<usize> {
     let mut chunk = chunk.min(plan.g.x.n).max(1);
-    while !Flat::fits(ctx, 4 * chunk * per_sample) {
+    while !Flat::fits(ctx, chunk * elems) {
         if chunk == 1 {
             return None;
         }
@@ -595,6 +615,8 @@ fn subgroup_forward(plan: &ConvPlan, ctx: &Context, chunk: usize, fused: bool) -
         (subgroup_3x3(plan, ctx) && Flat::fits(ctx, 4 * g.row_texels(chunk) * g.x.c))
             .then_some(chunk)?;
         subgroup_binding_chunk(plan, ctx, chunk)?
+    } else if subgroup_3x3_s2(plan, ctx) {
+        rows_chunk(plan, ctx, chunk, 4 * g.x.c * g.x_row_texels(1))?
     } else {
         subgroup_chunk(plan, ctx, chunk, g.x.c)?
     };
@@ -622,14 +644,7 @@ fn subgroup_rows(plan: &ConvPlan, ctx: &Context, chunk: usize, fused: bool) -> O
     if cols / 4 > MAX_LOOP_ITERATIONS || !Packed::fits(ctx, cols, g.c_out, 1) {
         return None;
     }
-    let mut chunk = chunk.min(g.x.n).max(1);
-    while !Flat::fits(ctx, 4 * rows.texels(chunk)) {
-        if chunk == 1 {
-            return None;
-        }
-        chunk = chunk.div_ceil(2);
-    }
-    subgroup_binding_chunk(plan, ctx, chunk)
+    rows_chunk(plan, ctx, chunk, 4 * rows.texels(1))
 }
 
 /// The subgroup backward pass's chunk, where its textures fit.

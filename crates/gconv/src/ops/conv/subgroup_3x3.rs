@@ -44,7 +44,7 @@ fn x_rows<'a>(
     if let Some(kept) = kept.filter(|_| chunk == g.x.n) {
         return Ok(XRows::Kept(kept));
     }
-    let elems = 4 * g.row_texels(chunk) * g.x.c;
+    let elems = 4 * g.x_row_texels(chunk) * g.x.c;
     Flat::new(ctx, elems).map(XRows::Own).ok_or_else(|| no_texture(plan))
 }
 
@@ -89,7 +89,7 @@ pub(super) fn forward(
     record_pack_3x3(ctx, op, pass.rec, (io.w, &a), params, true)?;
     for n0 in (0..g.x.n).step_by(chunk) {
         let len = chunk.min(g.x.n - n0);
-        let rows = len * g.x.c * g.out[0];
+        let rows = len * g.x.c * g.x.size[0];
         record_pack_texel_rows(ctx, op, pass.rec, (io.x, n0 * g.x_plane(), rows), params, &x_rows)?;
         let conv = ConvParams { n_offset: n0 as u32, ..params };
         let (src, out, bias) = (&*x_rows, io.y, io.b());
@@ -227,7 +227,7 @@ fn record_pack_rows(
     record_sg(
         ctx,
         rec,
-        (Shader::RowsPack, entry, &params),
+        (Shader::RowsPack, entry, &[], &params),
         (&[(3, src.buffer())], &[texture_entry(6, dst)]),
         (&ranges, ctx.grid_1d(op, count as u64, WG)?),
     )
@@ -280,7 +280,7 @@ pub(super) fn backward(
             }
         }
         if let XRows::Own(own) = &x_rows {
-            let rows = len * g.x.c * g.out[0];
+            let rows = len * g.x.c * g.x.size[0];
             record_pack_texel_rows(ctx, op, pass.rec, (x, n0 * g.x_plane(), rows), params, own)?;
         }
         let chunk_params = (params, len, i > 0);
@@ -323,7 +323,7 @@ fn record_pack_3x3(
     record_sg(
         ctx,
         rec,
-        (Shader::RowsPack, if forward { "pack_conv_3x3" } else { "pack_dgrad_3x3" }, &params),
+        (Shader::RowsPack, if forward { "pack_conv_3x3" } else { "pack_dgrad_3x3" }, &[], &params),
         (&[(12, w.buffer())], &[texture_entry(6, &a.view)]),
         (&[], ctx.grid_1d(op, u64::from(conv.total), WG)?),
     )
@@ -382,6 +382,12 @@ fn record_conv_3x3(
         return Err(Error::invalid(op, "row convolution shapes do not line up (internal)"));
     }
     conv.total = check_u32(op, "source texels", src_texels)?;
+    // Output columns per source column: 1, or 2 (a 3x3 of stride 2 from plain rows).
+    let columns: Constants = match (conv.stride[2], c.margin, conv.kernel[2], conv.pad[2]) {
+        (1, ..) => &[],
+        (2, false, 3, 1) if c.pool.is_none() => &[("COL_STRIDE", 2.0)],
+        _ => return Err(Error::invalid(op, "row convolution stride unsupported (internal)")),
+    };
     // Outputs (and argmax indices, of the same size) larger than a binding: the chunk's slice.
     let out_slice = slice(ctx, op, c.out, (n0 * rows * out_plane, c.len * rows * out_plane))?;
     conv.n_offset = check_u32(op, "samples", if out_slice.is_some() { 0 } else { n0 })?;
@@ -426,7 +432,7 @@ fn record_conv_3x3(
     record_sg(
         ctx,
         rec,
-        (Shader::Conv3x3Subgroup, "conv_3x3_sg_r16", &params),
+        (Shader::Conv3x3Subgroup, "conv_3x3_sg_r16", columns, &params),
         (
             &[(3, bias), (4, c.out.buffer()), (7, indices)],
             &[texture_entry(8, &c.a.view), texture_entry(9, &c.src.view)],
@@ -470,7 +476,7 @@ fn record_pack_texel_rows(
     record_sg(
         ctx,
         rec,
-        (Shader::RowsPack, "pack_texel_rows", &params),
+        (Shader::RowsPack, "pack_texel_rows", &[], &params),
         (&[(3, src.buffer())], &[texture_entry(6, &dst.view)]),
         (&ranges, ctx.grid_1d(op, texels as u64, WG)?),
     )
@@ -536,7 +542,7 @@ fn record_wgrad_3x3(
     record_sg(
         ctx,
         rec,
-        (Shader::Conv3x3Subgroup, "wgrad_3x3_sg", &params),
+        (Shader::Conv3x3Subgroup, "wgrad_3x3_sg", &[], &params),
         (
             &[(5, partial.buffer())],
             &[texture_entry(8, &x_rows.view), texture_entry(9, &gy_rows.view)],
@@ -552,11 +558,14 @@ fn record_wgrad_3x3(
     record_sg(
         ctx,
         rec,
-        (Shader::Conv3x3Subgroup, entry, &params),
+        (Shader::Conv3x3Subgroup, entry, &[], &params),
         (&[(bindings.0, grad_w.buffer()), (bindings.1, partial.buffer())], &[]),
         (&[], ctx.grid_1d(op, lanes as u64, WG)?),
     )
 }
+
+/// Override constants of a launch.
+type Constants = &'static [(&'static str, f64)];
 
 /// One launch of a `shaders/subgroup/conv_3x3_sg.wgsl` or `rows_pack.wgsl` kernel: its shader,
 /// entry point and parameters,
@@ -565,11 +574,12 @@ fn record_wgrad_3x3(
 fn record_sg(
     ctx: &Context,
     rec: &mut Recorder<'_>,
-    (shader, entry, params): (Shader, &'static str, &TexGemmParams),
+    (shader, entry, constants, params): (Shader, &'static str, Constants, &TexGemmParams),
     (buffers, textures): (&[(u32, &wgpu::Buffer)], &[wgpu::BindGroupEntry<'_>]),
     (ranges, groups): (&[(u32, u64, u64)], [u32; 3]),
 ) -> Result<()> {
     let params = bytemuck::bytes_of(params);
-    let d = Dispatch::new(shader, entry, params, buffers, groups).ranges(ranges);
+    let d =
+        Dispatch::new(shader, entry, params, buffers, groups).ranges(ranges).constants(constants);
     ctx.record_with(rec, &d, textures)
 }
