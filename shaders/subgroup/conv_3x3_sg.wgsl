@@ -35,6 +35,11 @@
 // Output columns per source column step: 1, or 2 for a stride-2 forward pass (see above).
 override COL_STRIDE: u32 = 1u;
 
+// Phase rows (p.margin): a group of fewer than three taps leaves some of A's slots empty, and
+// those read real values (0 * inf would be NaN where PyTorch has none), so the B operands of
+// an empty slot are zeroed: A's w holds the step's slots as bits (pack_conv_rows).
+override TAP_MASK: bool = false;
+
 struct Conv3Texel {
     // src's flat texel for tap row 0 of channel 0 (unclamped), and that row's index.
     at: i32,
@@ -97,8 +102,30 @@ fn conv3_taps(left: vec4<f32>, mid: vec4<f32>, right: vec4<f32>) -> Conv3Taps {
     return Conv3Taps(vec4<f32>(mid.yzw, right.x), mid, vec4<f32>(left.w, mid.xyz));
 }
 
-fn conv3_fma(acc: ptr<function, vec4<f32>>, a: vec4<f32>, b: Conv3Taps) {
-    *acc = fma(vec4(a.z), b.b2, fma(vec4(a.y), b.b1, fma(vec4(a.x), b.b0, *acc)));
+// Two steps' taps (a with b, then e with c) in one chain.
+fn conv3_fma2(acc: ptr<function, vec4<f32>>, a: vec4<f32>, b: Conv3Taps, e: vec4<f32>,
+              c: Conv3Taps) {
+    let v = fma(vec4(a.z), b.b2, fma(vec4(a.y), b.b1, fma(vec4(a.x), b.b0, *acc)));
+    *acc = fma(vec4(e.z), c.b2, fma(vec4(e.y), c.b1, fma(vec4(e.x), c.b0, v)));
+}
+
+// One step's B operands for output texel d: tap row kh of the source at texel shift `shift`
+// (clamped into the texture, `last` its last texel), zeros outside the image or where !live,
+// and with TAP_MASK where `slots` (A's w) has no tap.
+fn conv3_b(d: Conv3Texel, kh: i32, shift: i32, last: i32, live: bool, slots: f32) -> Conv3Taps {
+    let on = live && u32(d.row + kh) < p.conv.in_h;
+    let q = clamp(d.at + shift, 0, last);
+    let m = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q))), on);
+    let l = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q - 1, 0)))), on && d.left);
+    let r = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q + 1, last)))), on && d.right);
+    var b = conv3_taps(l, m, r);
+    if TAP_MASK {
+        let bits = u32(slots);
+        b.b0 = select(vec4<f32>(0.0), b.b0, (bits & 1u) != 0u);
+        b.b1 = select(vec4<f32>(0.0), b.b1, (bits & 2u) != 0u);
+        b.b2 = select(vec4<f32>(0.0), b.b2, (bits & 4u) != 0u);
+    }
+    return b;
 }
 
 // The output's values of one texel (the first `count` of them) in row ch, with the row's bias
@@ -203,74 +230,89 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     var acc14_0 = vec4<f32>(0.0); var acc14_1 = vec4<f32>(0.0); var acc14_2 = vec4<f32>(0.0); var acc14_3 = vec4<f32>(0.0);
     var acc15_0 = vec4<f32>(0.0); var acc15_1 = vec4<f32>(0.0); var acc15_2 = vec4<f32>(0.0); var acc15_3 = vec4<f32>(0.0);
     let steps = k_h * i32(p.conv.c_out);
-    // Step u = k * k_h + kh: tap row kh of channel k, at texel shift k * plane + kh * ws.
+    // Steps in pairs (u, u + 1), each accumulator taking both steps' six multiply-adds in one
+    // chain: on lavapipe the 64 accumulators live in memory, and the longer chain halves their
+    // loads and stores. Step u = k * k_h + kh: tap row kh of channel k, at texel shift
+    // k * plane + kh * ws. An odd last step pairs with zeros.
     var kh = 0;
     var shift = 0;
-    for (var u = 0; u < steps; u++) {
+    for (var u = 0; u < steps; u += 2) {
         let ag0 = textureLoad(ta_r, vec2<i32>(u, mg0));
         let ag1 = textureLoad(ta_r, vec2<i32>(u, mg1));
-        let on0 = u32(d0.row + kh) < p.conv.in_h;
-        let q0 = clamp(d0.at + shift, 0, last);
-        let m0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q0))), on0);
-        let l0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q0 - 1, 0)))), on0 && d0.left);
-        let r0 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q0 + 1, last)))), on0 && d0.right);
-        let b0 = conv3_taps(l0, m0, r0);
-        let on1 = u32(d1.row + kh) < p.conv.in_h;
-        let q1 = clamp(d1.at + shift, 0, last);
-        let m1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q1))), on1);
-        let l1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q1 - 1, 0)))), on1 && d1.left);
-        let r1 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q1 + 1, last)))), on1 && d1.right);
-        let b1 = conv3_taps(l1, m1, r1);
-        let on2 = u32(d2.row + kh) < p.conv.in_h;
-        let q2 = clamp(d2.at + shift, 0, last);
-        let m2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q2))), on2);
-        let l2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q2 - 1, 0)))), on2 && d2.left);
-        let r2 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q2 + 1, last)))), on2 && d2.right);
-        let b2 = conv3_taps(l2, m2, r2);
-        let on3 = u32(d3.row + kh) < p.conv.in_h;
-        let q3 = clamp(d3.at + shift, 0, last);
-        let m3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(q3))), on3);
-        let l3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(max(q3 - 1, 0)))), on3 && d3.left);
-        let r3 = select(vec4<f32>(0.0), textureLoad(tb_r, flat_xy(u32(min(q3 + 1, last)))), on3 && d3.right);
-        let b3 = conv3_taps(l3, m3, r3);
-        let a0 = subgroupBroadcast(ag0, 0u);
-        conv3_fma(&acc0_0, a0, b0); conv3_fma(&acc0_1, a0, b1); conv3_fma(&acc0_2, a0, b2); conv3_fma(&acc0_3, a0, b3);
-        let a1 = subgroupBroadcast(ag0, 1u);
-        conv3_fma(&acc1_0, a1, b0); conv3_fma(&acc1_1, a1, b1); conv3_fma(&acc1_2, a1, b2); conv3_fma(&acc1_3, a1, b3);
-        let a2 = subgroupBroadcast(ag0, 2u);
-        conv3_fma(&acc2_0, a2, b0); conv3_fma(&acc2_1, a2, b1); conv3_fma(&acc2_2, a2, b2); conv3_fma(&acc2_3, a2, b3);
-        let a3 = subgroupBroadcast(ag0, 3u);
-        conv3_fma(&acc3_0, a3, b0); conv3_fma(&acc3_1, a3, b1); conv3_fma(&acc3_2, a3, b2); conv3_fma(&acc3_3, a3, b3);
-        let a4 = subgroupBroadcast(ag0, 4u);
-        conv3_fma(&acc4_0, a4, b0); conv3_fma(&acc4_1, a4, b1); conv3_fma(&acc4_2, a4, b2); conv3_fma(&acc4_3, a4, b3);
-        let a5 = subgroupBroadcast(ag0, 5u);
-        conv3_fma(&acc5_0, a5, b0); conv3_fma(&acc5_1, a5, b1); conv3_fma(&acc5_2, a5, b2); conv3_fma(&acc5_3, a5, b3);
-        let a6 = subgroupBroadcast(ag0, 6u);
-        conv3_fma(&acc6_0, a6, b0); conv3_fma(&acc6_1, a6, b1); conv3_fma(&acc6_2, a6, b2); conv3_fma(&acc6_3, a6, b3);
-        let a7 = subgroupBroadcast(ag0, 7u);
-        conv3_fma(&acc7_0, a7, b0); conv3_fma(&acc7_1, a7, b1); conv3_fma(&acc7_2, a7, b2); conv3_fma(&acc7_3, a7, b3);
-        let a8 = subgroupBroadcast(ag1, 0u);
-        conv3_fma(&acc8_0, a8, b0); conv3_fma(&acc8_1, a8, b1); conv3_fma(&acc8_2, a8, b2); conv3_fma(&acc8_3, a8, b3);
-        let a9 = subgroupBroadcast(ag1, 1u);
-        conv3_fma(&acc9_0, a9, b0); conv3_fma(&acc9_1, a9, b1); conv3_fma(&acc9_2, a9, b2); conv3_fma(&acc9_3, a9, b3);
-        let a10 = subgroupBroadcast(ag1, 2u);
-        conv3_fma(&acc10_0, a10, b0); conv3_fma(&acc10_1, a10, b1); conv3_fma(&acc10_2, a10, b2); conv3_fma(&acc10_3, a10, b3);
-        let a11 = subgroupBroadcast(ag1, 3u);
-        conv3_fma(&acc11_0, a11, b0); conv3_fma(&acc11_1, a11, b1); conv3_fma(&acc11_2, a11, b2); conv3_fma(&acc11_3, a11, b3);
-        let a12 = subgroupBroadcast(ag1, 4u);
-        conv3_fma(&acc12_0, a12, b0); conv3_fma(&acc12_1, a12, b1); conv3_fma(&acc12_2, a12, b2); conv3_fma(&acc12_3, a12, b3);
-        let a13 = subgroupBroadcast(ag1, 5u);
-        conv3_fma(&acc13_0, a13, b0); conv3_fma(&acc13_1, a13, b1); conv3_fma(&acc13_2, a13, b2); conv3_fma(&acc13_3, a13, b3);
-        let a14 = subgroupBroadcast(ag1, 6u);
-        conv3_fma(&acc14_0, a14, b0); conv3_fma(&acc14_1, a14, b1); conv3_fma(&acc14_2, a14, b2); conv3_fma(&acc14_3, a14, b3);
-        let a15 = subgroupBroadcast(ag1, 7u);
-        conv3_fma(&acc15_0, a15, b0); conv3_fma(&acc15_1, a15, b1); conv3_fma(&acc15_2, a15, b2); conv3_fma(&acc15_3, a15, b3);
+        let sb = subgroupBroadcast(ag0.w, 0u);
+        let b0 = conv3_b(d0, kh, shift, last, true, sb);
+        let b1 = conv3_b(d1, kh, shift, last, true, sb);
+        let b2 = conv3_b(d2, kh, shift, last, true, sb);
+        let b3 = conv3_b(d3, kh, shift, last, true, sb);
         kh += 1;
         shift += ws;
         if kh == k_h {
             kh = 0;
             shift += plane - k_h * ws;
         }
+        let more = u + 1 < steps;
+        let u1 = min(u + 1, steps - 1);
+        let ah0 = select(vec4<f32>(0.0), textureLoad(ta_r, vec2<i32>(u1, mg0)), more);
+        let ah1 = select(vec4<f32>(0.0), textureLoad(ta_r, vec2<i32>(u1, mg1)), more);
+        let sc = subgroupBroadcast(ah0.w, 0u);
+        let c0 = conv3_b(d0, kh, shift, last, more, sc);
+        let c1 = conv3_b(d1, kh, shift, last, more, sc);
+        let c2 = conv3_b(d2, kh, shift, last, more, sc);
+        let c3 = conv3_b(d3, kh, shift, last, more, sc);
+        kh += 1;
+        shift += ws;
+        if kh == k_h {
+            kh = 0;
+            shift += plane - k_h * ws;
+        }
+        let a0 = subgroupBroadcast(ag0, 0u);
+        let e0 = subgroupBroadcast(ah0, 0u);
+        conv3_fma2(&acc0_0, a0, b0, e0, c0); conv3_fma2(&acc0_1, a0, b1, e0, c1); conv3_fma2(&acc0_2, a0, b2, e0, c2); conv3_fma2(&acc0_3, a0, b3, e0, c3);
+        let a1 = subgroupBroadcast(ag0, 1u);
+        let e1 = subgroupBroadcast(ah0, 1u);
+        conv3_fma2(&acc1_0, a1, b0, e1, c0); conv3_fma2(&acc1_1, a1, b1, e1, c1); conv3_fma2(&acc1_2, a1, b2, e1, c2); conv3_fma2(&acc1_3, a1, b3, e1, c3);
+        let a2 = subgroupBroadcast(ag0, 2u);
+        let e2 = subgroupBroadcast(ah0, 2u);
+        conv3_fma2(&acc2_0, a2, b0, e2, c0); conv3_fma2(&acc2_1, a2, b1, e2, c1); conv3_fma2(&acc2_2, a2, b2, e2, c2); conv3_fma2(&acc2_3, a2, b3, e2, c3);
+        let a3 = subgroupBroadcast(ag0, 3u);
+        let e3 = subgroupBroadcast(ah0, 3u);
+        conv3_fma2(&acc3_0, a3, b0, e3, c0); conv3_fma2(&acc3_1, a3, b1, e3, c1); conv3_fma2(&acc3_2, a3, b2, e3, c2); conv3_fma2(&acc3_3, a3, b3, e3, c3);
+        let a4 = subgroupBroadcast(ag0, 4u);
+        let e4 = subgroupBroadcast(ah0, 4u);
+        conv3_fma2(&acc4_0, a4, b0, e4, c0); conv3_fma2(&acc4_1, a4, b1, e4, c1); conv3_fma2(&acc4_2, a4, b2, e4, c2); conv3_fma2(&acc4_3, a4, b3, e4, c3);
+        let a5 = subgroupBroadcast(ag0, 5u);
+        let e5 = subgroupBroadcast(ah0, 5u);
+        conv3_fma2(&acc5_0, a5, b0, e5, c0); conv3_fma2(&acc5_1, a5, b1, e5, c1); conv3_fma2(&acc5_2, a5, b2, e5, c2); conv3_fma2(&acc5_3, a5, b3, e5, c3);
+        let a6 = subgroupBroadcast(ag0, 6u);
+        let e6 = subgroupBroadcast(ah0, 6u);
+        conv3_fma2(&acc6_0, a6, b0, e6, c0); conv3_fma2(&acc6_1, a6, b1, e6, c1); conv3_fma2(&acc6_2, a6, b2, e6, c2); conv3_fma2(&acc6_3, a6, b3, e6, c3);
+        let a7 = subgroupBroadcast(ag0, 7u);
+        let e7 = subgroupBroadcast(ah0, 7u);
+        conv3_fma2(&acc7_0, a7, b0, e7, c0); conv3_fma2(&acc7_1, a7, b1, e7, c1); conv3_fma2(&acc7_2, a7, b2, e7, c2); conv3_fma2(&acc7_3, a7, b3, e7, c3);
+        let a8 = subgroupBroadcast(ag1, 0u);
+        let e8 = subgroupBroadcast(ah1, 0u);
+        conv3_fma2(&acc8_0, a8, b0, e8, c0); conv3_fma2(&acc8_1, a8, b1, e8, c1); conv3_fma2(&acc8_2, a8, b2, e8, c2); conv3_fma2(&acc8_3, a8, b3, e8, c3);
+        let a9 = subgroupBroadcast(ag1, 1u);
+        let e9 = subgroupBroadcast(ah1, 1u);
+        conv3_fma2(&acc9_0, a9, b0, e9, c0); conv3_fma2(&acc9_1, a9, b1, e9, c1); conv3_fma2(&acc9_2, a9, b2, e9, c2); conv3_fma2(&acc9_3, a9, b3, e9, c3);
+        let a10 = subgroupBroadcast(ag1, 2u);
+        let e10 = subgroupBroadcast(ah1, 2u);
+        conv3_fma2(&acc10_0, a10, b0, e10, c0); conv3_fma2(&acc10_1, a10, b1, e10, c1); conv3_fma2(&acc10_2, a10, b2, e10, c2); conv3_fma2(&acc10_3, a10, b3, e10, c3);
+        let a11 = subgroupBroadcast(ag1, 3u);
+        let e11 = subgroupBroadcast(ah1, 3u);
+        conv3_fma2(&acc11_0, a11, b0, e11, c0); conv3_fma2(&acc11_1, a11, b1, e11, c1); conv3_fma2(&acc11_2, a11, b2, e11, c2); conv3_fma2(&acc11_3, a11, b3, e11, c3);
+        let a12 = subgroupBroadcast(ag1, 4u);
+        let e12 = subgroupBroadcast(ah1, 4u);
+        conv3_fma2(&acc12_0, a12, b0, e12, c0); conv3_fma2(&acc12_1, a12, b1, e12, c1); conv3_fma2(&acc12_2, a12, b2, e12, c2); conv3_fma2(&acc12_3, a12, b3, e12, c3);
+        let a13 = subgroupBroadcast(ag1, 5u);
+        let e13 = subgroupBroadcast(ah1, 5u);
+        conv3_fma2(&acc13_0, a13, b0, e13, c0); conv3_fma2(&acc13_1, a13, b1, e13, c1); conv3_fma2(&acc13_2, a13, b2, e13, c2); conv3_fma2(&acc13_3, a13, b3, e13, c3);
+        let a14 = subgroupBroadcast(ag1, 6u);
+        let e14 = subgroupBroadcast(ah1, 6u);
+        conv3_fma2(&acc14_0, a14, b0, e14, c0); conv3_fma2(&acc14_1, a14, b1, e14, c1); conv3_fma2(&acc14_2, a14, b2, e14, c2); conv3_fma2(&acc14_3, a14, b3, e14, c3);
+        let a15 = subgroupBroadcast(ag1, 7u);
+        let e15 = subgroupBroadcast(ah1, 7u);
+        conv3_fma2(&acc15_0, a15, b0, e15, c0); conv3_fma2(&acc15_1, a15, b1, e15, c1); conv3_fma2(&acc15_2, a15, b2, e15, c2); conv3_fma2(&acc15_3, a15, b3, e15, c3);
     }
     if p.pool != 0u {
         let g = conv3_windows(unit);

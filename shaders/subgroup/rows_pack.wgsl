@@ -151,8 +151,8 @@ fn pack_phase_rows(invocation: Invocation) {
 // pack_conv_rows: conv_3x3_sg_r16's A for the phase rows above from a weight (bound as `bias`,
 // (C_out, C_in, k_h, k_w)): texel (k * k_h + kh, o) for source channel k = c * G + g holds the
 // weights W[o, c, kh, kw] of the group's offsets d0 + 2, d0 + 1, d0 (taps at j + 1, j, j - 1),
-// zero where no tap kw = s * d + f + pad exists. One invocation per texel, p.conv.total =
-// C_out * C_in * G * k_h of them; p.k4 = G.
+// zero where no tap kw = s * d + f + pad exists, and in w which slots hold one. One
+// invocation per texel, p.conv.total = C_out * C_in * G * k_h of them; p.k4 = G.
 @compute @workgroup_size(WG)
 fn pack_conv_rows(invocation: Invocation) {
     let q = linear_index(invocation);
@@ -165,12 +165,16 @@ fn pack_conv_rows(invocation: Invocation) {
     let pg = phase_group(k % p.k4);
     let s = i32(p.conv.stride_w);
     let base = ((o * p.conv.c_in + k / p.k4) * p.conv.k_h + kh) * p.conv.k_w;
+    // w: which of the three slots hold a tap, as bits (conv_3x3_sg_r16's TAP_MASK).
     var v = vec4<f32>(0.0);
+    var slots = 0u;
     for (var e = 0; e < 3; e++) {
         let kw = s * (pg.first + 2 - e) + pg.phase + i32(p.conv.pad_w);
         if kw >= 0 && kw < i32(p.conv.k_w) {
             v[e] = bias[base + u32(kw)];
+            slots |= 1u << u32(e);
         }
     }
+    v.w = f32(slots);
     textureStore(c_tex, vec2<u32>(u, o), v);
 }

@@ -105,3 +105,30 @@ fn row_kernels_are_chosen_where_they_apply() {
         assert_eq!(got, want, "{spec}: {kernels:?}");
     }
 }
+
+/// An infinite pixel under ResNet's stem on the phase rows: outputs whose window holds it are
+/// infinite and every other output is finite, as in PyTorch (the empty slots of a group of
+/// fewer than three taps read the pixel too, and 0 * inf would be NaN there).
+#[test]
+fn phase_rows_keep_an_infinite_pixel_to_its_windows() {
+    let (h, w) = (21, 18);
+    let mut data = vec![0.5f32; h * w];
+    data[5 * w + 7] = f32::INFINITY;
+    let x = gconv::Tensor::from_slice(ctx(), &data, &[1, 1, h, w]).expect("x");
+    let weight = gconv::Tensor::from_slice(ctx(), &[0.25f32; 2 * 49], &[2, 1, 7, 7]).expect("w");
+    let o = gconv::ops::ConvOptions {
+        stride: vec![2, 2].into(),
+        padding: Padding::Explicit(vec![3, 3].into()),
+        ..Default::default()
+    };
+    let y = gconv::ops::conv2d(&x, &weight, None, &o).expect("conv");
+    let (oh, ow) = (y.shape()[2], y.shape()[3]);
+    let values = y.to_vec().expect("read");
+    for (i, v) in values.iter().enumerate() {
+        let (r, c) = ((i / ow) % oh, i % ow);
+        // Output (r, c) reads rows 2r - 3 .. 2r + 3 and columns 2c - 3 .. 2c + 3.
+        let covers = (2 * r).abs_diff(5) <= 3 && (2 * c).abs_diff(7) <= 3;
+        assert_eq!(v.is_infinite(), covers, "output {i} ({r}, {c}): {v}");
+        assert!(!v.is_nan(), "output {i}: {v}");
+    }
+}

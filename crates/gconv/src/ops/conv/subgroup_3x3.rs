@@ -382,9 +382,11 @@ fn record_conv_3x3(
         return Err(Error::invalid(op, "row convolution shapes do not line up (internal)"));
     }
     conv.total = check_u32(op, "source texels", src_texels)?;
-    // Output columns per source column: 1, or 2 (a 3x3 of stride 2 from plain rows).
+    // Output columns per source column: 1, or 2 (a 3x3 of stride 2 from plain rows); phase
+    // rows mask their empty taps.
     let columns: Constants = match (conv.stride[2], c.margin, conv.kernel[2], conv.pad[2]) {
-        (1, ..) => &[],
+        (1, false, ..) => &[],
+        (1, true, ..) => &[("TAP_MASK", 1.0)],
         (2, false, 3, 1) if c.pool.is_none() => &[("COL_STRIDE", 2.0)],
         _ => return Err(Error::invalid(op, "row convolution stride unsupported (internal)")),
     };
