@@ -40,6 +40,20 @@ override COL_STRIDE: u32 = 1u;
 // an empty slot are zeroed: A's w holds the step's slots as bits (pack_conv_rows).
 override TAP_MASK: bool = false;
 
+// A data gradient reading the forward pass's packed taps (pack_conv_3x3's texel (3 c + j, o)
+// holds W[o, c, j, 2 - kw]) instead of pack_dgrad_3x3's: row c's step (o, kh) is texel
+// (3 c + 2 - kh, o), reversed.
+override A_FLIPPED: bool = false;
+
+// A's texel for row mg at step u = k * k_h + kh.
+fn conv3_a(u: i32, k: i32, kh: i32, mg: i32) -> vec4<f32> {
+    if A_FLIPPED {
+        let t = textureLoad(ta_r, vec2<i32>(3 * mg + 2 - kh, k));
+        return vec4<f32>(t.zyx, 0.0);
+    }
+    return textureLoad(ta_r, vec2<i32>(u, mg));
+}
+
 struct Conv3Texel {
     // src's flat texel for tap row 0 of channel 0 (unclamped), and that row's index.
     at: i32,
@@ -234,11 +248,12 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     // chain: on lavapipe the 64 accumulators live in memory, and the longer chain halves their
     // loads and stores. Step u = k * k_h + kh: tap row kh of channel k, at texel shift
     // k * plane + kh * ws. An odd last step pairs with zeros.
+    var k = 0;
     var kh = 0;
     var shift = 0;
     for (var u = 0; u < steps; u += 2) {
-        let ag0 = textureLoad(ta_r, vec2<i32>(u, mg0));
-        let ag1 = textureLoad(ta_r, vec2<i32>(u, mg1));
+        let ag0 = conv3_a(u, k, kh, mg0);
+        let ag1 = conv3_a(u, k, kh, mg1);
         let sb = subgroupBroadcast(ag0.w, 0u);
         let b0 = conv3_b(d0, kh, shift, last, true, sb);
         let b1 = conv3_b(d1, kh, shift, last, true, sb);
@@ -247,13 +262,15 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         kh += 1;
         shift += ws;
         if kh == k_h {
+            k += 1;
             kh = 0;
             shift += plane - k_h * ws;
         }
         let more = u + 1 < steps;
         let u1 = min(u + 1, steps - 1);
-        let ah0 = select(vec4<f32>(0.0), textureLoad(ta_r, vec2<i32>(u1, mg0)), more);
-        let ah1 = select(vec4<f32>(0.0), textureLoad(ta_r, vec2<i32>(u1, mg1)), more);
+        let k1 = min(k, i32(p.conv.c_out) - 1);
+        let ah0 = select(vec4<f32>(0.0), conv3_a(u1, k1, kh, mg0), more);
+        let ah1 = select(vec4<f32>(0.0), conv3_a(u1, k1, kh, mg1), more);
         let sc = subgroupBroadcast(ah0.w, 0u);
         let c0 = conv3_b(d0, kh, shift, last, more, sc);
         let c1 = conv3_b(d1, kh, shift, last, more, sc);
@@ -262,6 +279,7 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         kh += 1;
         shift += ws;
         if kh == k_h {
+            k += 1;
             kh = 0;
             shift += plane - k_h * ws;
         }

@@ -66,6 +66,10 @@ pub(crate) enum Attrs<'a> {
 }
 
 impl ConvPlan {
+    fn of(op: &'static str, g: Geometry, transposed: bool, adjoint: Option<Box<ConvPlan>>) -> Self {
+        ConvPlan { op, g, transposed, adjoint, forward_pack: Default::default() }
+    }
+
     /// A convolution, or transposed convolution, of `sd` spatial dimensions for an input of
     /// shape `x` and a weight of shape `w`, its geometry checked with PyTorch's rules.
     pub(crate) fn new(
@@ -121,8 +125,8 @@ impl ConvPlan {
         let g = Geometry { x: xs, groups, c_out, kernel, stride, pad, dilation, out };
         let transposed = matches!(attrs, Attrs::Transpose(_));
         let adjoint = (transposed && g.groups == 1)
-            .then(|| Box::new(ConvPlan { op, g: g.adjoint(), transposed: false, adjoint: None }));
-        Ok(ConvPlan { op, g, transposed, adjoint })
+            .then(|| Box::new(ConvPlan::of(op, g.adjoint(), false, None)));
+        Ok(ConvPlan::of(op, g, transposed, adjoint))
     }
 }
 

@@ -3,14 +3,17 @@
 //! for the eager operators, into a plan for the executor): the pass's tensors are checked,
 //! `select.rs` chooses its kernel, and the strategy module the choice names records it.
 
+use std::sync::Mutex;
+
 use super::geometry::Geometry;
 use super::select::{self, DataGrad, Forward, Reads, Source, WeightGrad};
 use super::subgroup_3x3::{self, GradSource};
 use super::{ConvGrads, direct, im2col, tiled};
+
 use crate::kernel::{Dispatch, Recorder, Shader, WG_CONSTANT};
 use crate::ops::activation::Act;
 use crate::ops::reduce::record_channel_sum;
-use crate::ops::texture::Flat;
+use crate::ops::texture::{Flat, Packed};
 use crate::ops::uniforms::{BIAS_AFFINE, ConvParams};
 use crate::ops::{check_bias, check_u32, context_of};
 use crate::{Context, DType, Error, Result, Tensor};
@@ -24,6 +27,11 @@ pub(crate) struct ConvPlan {
     /// (its input is this one's output and its output this one's input, with the same
     /// weight), whose passes run this one's on the texture GEMM (see `select.rs`).
     pub(super) adjoint: Option<Box<ConvPlan>>,
+    /// The weight the plan's forward pass last packed for `conv_3x3_sg_r16`, and the packed
+    /// texture: its backward pass reads that texture flipped (the kernel's `A_FLIPPED`)
+    /// instead of packing the weight again. In a model's plan the forward pass runs first in
+    /// every step, so the texture holds the same weight when the backward pass reads it.
+    pub(super) forward_pack: Mutex<Option<(wgpu::Buffer, Packed)>>,
 }
 
 /// The tensors of a forward pass, and what its epilogue does besides adding the bias.

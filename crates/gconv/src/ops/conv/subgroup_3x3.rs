@@ -87,6 +87,9 @@ pub(super) fn forward(
     // The kernel's view: rows are output channels, K runs over input channels.
     let params = ConvParams { c_in: g.c_out as u32, c_out: g.x.c as u32, ..g.params(false, 0) };
     record_pack_3x3(ctx, op, pass.rec, (io.w, &a), params, true)?;
+    if let Ok(mut kept) = plan.forward_pack.lock() {
+        *kept = Some((io.w.buffer().clone(), a.clone()));
+    }
     for n0 in (0..g.x.n).step_by(chunk) {
         let len = chunk.min(g.x.n - n0);
         let rows = len * g.x.c * g.x.size[0];
@@ -95,7 +98,8 @@ pub(super) fn forward(
         let (src, out, bias) = (&*x_rows, io.y, io.b());
         let pool = pool.map(|pl| (pl.pooled, pl.indices));
         let affine = io.post.affine.is_some();
-        let c = Conv3x3 { a: &a, src, margin: false, out, conv, len, bias, affine, act, pool };
+        let (margin, flipped) = (false, false);
+        let c = Conv3x3 { a: &a, flipped, src, margin, out, conv, len, bias, affine, act, pool };
         record_conv_3x3(ctx, op, pass.rec, &c)?;
     }
     Ok(())
@@ -140,6 +144,7 @@ pub(super) fn forward_rows(
         let (bias, affine) = (io.b(), io.post.affine.is_some());
         let c = Conv3x3 {
             a: &a,
+            flipped: false,
             src: &src,
             margin: true,
             out: io.y,
@@ -251,14 +256,18 @@ pub(super) fn backward(
     let gy_rows = Flat::new(ctx, 4 * texels * g.c_out).ok_or_else(|| no_texture(plan))?;
     let splits = wgrad_3x3_splits(g.x.c, g.c_out, texels);
     let partial = Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9])?;
-    let dgrad_w = match grad_x {
-        Some(_) => {
+    // The data gradient's weight: the forward pass's packed texture, read flipped, where the
+    // plan's forward pass packed this weight; else packed flipped here.
+    let forward_pack = plan.forward_pack.lock().ok().and_then(|kept| kept.clone());
+    let dgrad_w = match (grad_x, forward_pack) {
+        (Some(_), Some((buffer, a))) if buffer == *w.buffer() => Some((a, true)),
+        (Some(_), _) => {
             let a =
                 Packed::new(ctx, g.x.c, 12 * g.c_out, g.x.c, 1).ok_or_else(|| no_texture(plan))?;
             record_pack_3x3(ctx, op, pass.rec, (w, &a), params, false)?;
-            Some(a)
+            Some((a, false))
         }
-        None => None,
+        (None, _) => None,
     };
     let plane_y = g.c_out * g.out.iter().product::<usize>();
     for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
@@ -285,11 +294,12 @@ pub(super) fn backward(
         }
         let chunk_params = (params, len, i > 0);
         record_wgrad_3x3(ctx, op, pass.rec, (&x_rows, &gy_rows), (grad_w, &partial), chunk_params)?;
-        if let (Some(gx), Some(a)) = (grad_x, &dgrad_w) {
+        if let (Some(gx), Some((a, flipped))) = (grad_x, &dgrad_w) {
             let conv = ConvParams { n_offset: n0 as u32, ..params };
-            let (src, bias, act, pool) = (&gy_rows, None, Act::NONE, None);
-            let affine = false;
-            let c = Conv3x3 { a, src, margin: false, out: gx, conv, len, bias, affine, act, pool };
+            let (src, bias, act, pool, affine) = (&gy_rows, None, Act::NONE, None, false);
+            let (margin, flipped) = (false, *flipped);
+            let c =
+                Conv3x3 { a, flipped, src, margin, out: gx, conv, len, bias, affine, act, pool };
             record_conv_3x3(ctx, op, pass.rec, &c)?;
         }
     }
@@ -331,10 +341,12 @@ fn record_pack_3x3(
 
 /// One launch of conv_3x3_sg.wgsl's `conv_3x3_sg_r16` over a chunk of `len` samples.
 struct Conv3x3<'a> {
-    /// The packed taps ([`record_pack_3x3`], [`record_pack_conv_rows`]) and the source (grad_y
-    /// for a data gradient, x for a forward pass) in rows of texels, with a texel of margin at
-    /// each end when `margin` (the phase rows).
+    /// The packed taps ([`record_pack_3x3`], `pack_conv_rows`), or with `flipped` a forward
+    /// pass's taps that a data gradient reads flipped, and the source (grad_y for a data
+    /// gradient, x for a forward pass) in rows of texels, with a texel of margin at each end
+    /// when `margin` (the phase rows).
     a: &'a Packed,
+    flipped: bool,
     src: &'a Flat,
     margin: bool,
     out: &'a Tensor,
@@ -371,8 +383,10 @@ fn record_conv_3x3(
         None => (texels.div_ceil(4), h * w),
     };
     // With a margin, output texel t reads source texels t .. t + 2 of a row.
-    if c.a.rows != rows
-        || c.a.tex_cols() != k_h * k_c
+    // Flipped, A is the forward pass's: K_C rows of 3 texels per output row.
+    let a_shape = if c.flipped { (k_c, 3 * rows) } else { (rows, k_h * k_c) };
+    if (c.a.rows, c.a.tex_cols()) != a_shape
+        || (c.flipped && (k_h != 3 || c.margin || conv.stride[2] != 1))
         || c.src.elems() < 4 * src_texels
         || (c.margin && w_src.div_ceil(4) < w4 + 2)
         || c.out.numel() < (n0 + c.len) * rows * out_plane
@@ -383,8 +397,9 @@ fn record_conv_3x3(
     }
     conv.total = check_u32(op, "source texels", src_texels)?;
     // Output columns per source column: 1, or 2 (a 3x3 of stride 2 from plain rows); phase
-    // rows mask their empty taps.
+    // rows mask their empty taps; a data gradient may read the forward pass's taps flipped.
     let columns: Constants = match (conv.stride[2], c.margin, conv.kernel[2], conv.pad[2]) {
+        (1, false, ..) if c.flipped => &[("A_FLIPPED", 1.0)],
         (1, false, ..) => &[],
         (1, true, ..) => &[("TAP_MASK", 1.0)],
         (2, false, 3, 1) if c.pool.is_none() => &[("COL_STRIDE", 2.0)],
