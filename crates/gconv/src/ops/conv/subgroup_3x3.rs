@@ -254,8 +254,12 @@ pub(super) fn backward(
     let texels = g.row_texels(chunk);
     let x_rows = x_rows(plan, ctx, chunk, kept)?;
     let gy_rows = Flat::new(ctx, 4 * texels * g.c_out).ok_or_else(|| no_texture(plan))?;
+    // The pieces' sums: none where one piece of one chunk writes grad_W itself.
     let splits = wgrad_3x3_splits(g.x.c, g.c_out, texels);
-    let partial = Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9])?;
+    let partial = match splits > 1 || chunk < g.x.n {
+        true => Some(Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9])?),
+        false => None,
+    };
     // The data gradient's weight: the forward pass's packed texture, read flipped, where the
     // plan's forward pass packed this weight; else packed flipped here.
     let forward_pack = plan.forward_pack.lock().ok().and_then(|kept| kept.clone());
@@ -293,7 +297,8 @@ pub(super) fn backward(
             record_pack_texel_rows(ctx, op, pass.rec, (x, n0 * g.x_plane(), rows), params, own)?;
         }
         let chunk_params = (params, len, i > 0);
-        record_wgrad_3x3(ctx, op, pass.rec, (&x_rows, &gy_rows), (grad_w, &partial), chunk_params)?;
+        let sums = (grad_w, partial.as_ref());
+        record_wgrad_3x3(ctx, op, pass.rec, (&x_rows, &gy_rows), sums, chunk_params)?;
         if let (Some(gx), Some((a, flipped))) = (grad_x, &dgrad_w) {
             let conv = ConvParams { n_offset: n0 as u32, ..params };
             let (src, bias, act, pool, affine) = (&gy_rows, None, Act::NONE, None, false);
@@ -511,13 +516,15 @@ fn wgrad_3x3_splits(c_in: usize, c_out: usize, texels: usize) -> usize {
 /// Records conv_3x3_sg.wgsl's `wgrad_3x3_sg` and `wgrad_3x3_reduce`: the weight gradient of a 3x3
 /// convolution (stride 1, padding 1) over one chunk of `len` samples from x's and grad_y's rows
 /// of texels, added to `grad_w` when `accumulate`. `partial` holds the pieces' sums
-/// ([`wgrad_3x3_splits`] of them). `conv` carries C_in, C_out and the size (H, W).
+/// ([`wgrad_3x3_splits`] of them); a single piece not added to anything is written into
+/// `grad_w` directly, with no reduction (`partial` may then be `None`). `conv` carries C_in,
+/// C_out and the size (H, W).
 fn record_wgrad_3x3(
     ctx: &Context,
     op: &'static str,
     rec: &mut Recorder<'_>,
     (x_rows, gy_rows): (&Flat, &Flat),
-    (grad_w, partial): (&Tensor, &Tensor),
+    (grad_w, partial): (&Tensor, Option<&Tensor>),
     (mut conv, len, accumulate): (ConvParams, usize, bool),
 ) -> Result<()> {
     let (c_in, c_out) = (conv.c_in as usize, conv.c_out as usize);
@@ -525,10 +532,15 @@ fn record_wgrad_3x3(
     let texels = len * h * w.div_ceil(4);
     let splits = wgrad_3x3_splits(c_in, c_out, texels);
     let size = c_out * c_in * 9;
+    // One piece writing grad_W itself, or the pieces' sums then their reduction.
+    let sums = match (splits, accumulate, partial) {
+        (1, false, _) => grad_w,
+        (_, _, Some(partial)) if partial.numel() >= splits * size => partial,
+        _ => return Err(Error::invalid(op, "wgrad partial sums missing (an internal error)")),
+    };
     if x_rows.elems() < 4 * texels * c_in
         || gy_rows.elems() < 4 * texels * c_out
         || grad_w.numel() != size
-        || partial.numel() < splits * size
     {
         return Err(Error::invalid(op, "wgrad shapes do not line up (an internal error)"));
     }
@@ -560,12 +572,12 @@ fn record_wgrad_3x3(
         ctx,
         rec,
         (Shader::Conv3x3Subgroup, "wgrad_3x3_sg", &[], &params),
-        (
-            &[(5, partial.buffer())],
-            &[texture_entry(8, &x_rows.view), texture_entry(9, &gy_rows.view)],
-        ),
+        (&[(5, sums.buffer())], &[texture_entry(8, &x_rows.view), texture_entry(9, &gy_rows.view)]),
         (&[], groups),
     )?;
+    if std::ptr::eq(sums, grad_w) {
+        return Ok(());
+    }
     // Four weights per invocation where the weight holds whole quads.
     let (entry, lanes, bindings) = if size.is_multiple_of(4) {
         ("wgrad_3x3_reduce4", size / 4, (11, 12))
@@ -576,7 +588,7 @@ fn record_wgrad_3x3(
         ctx,
         rec,
         (Shader::Conv3x3Subgroup, entry, &[], &params),
-        (&[(bindings.0, grad_w.buffer()), (bindings.1, partial.buffer())], &[]),
+        (&[(bindings.0, grad_w.buffer()), (bindings.1, sums.buffer())], &[]),
         (&[], ctx.grid_1d(op, lanes as u64, WG)?),
     )
 }
