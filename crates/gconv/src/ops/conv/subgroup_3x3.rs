@@ -205,9 +205,10 @@ pub(super) fn phase_groups(k: usize, stride: usize, pad: usize) -> usize {
         .sum()
 }
 
-/// Records rows_pack.wgsl's `pack_phase_rows` (x's values from `offset` on, `size` of them;
-/// `count` rows) or `pack_conv_rows` (the weight; `count` texels) into `dst`; `conv` the
-/// layer's geometry.
+/// Records a rows_pack.wgsl kernel reading `src` (bound as `bias`, only its values from
+/// `offset` on, `size` of them, where it is larger than a binding) into `dst`, `count`
+/// invocations: `pack_phase_rows` (x; a row each) or `pack_conv_rows` (the weight; a texel
+/// each), `conv` the layer's geometry, or `pack_texel_rows` (a texel each).
 fn record_pack_rows(
     ctx: &Context,
     op: &'static str,
@@ -471,7 +472,7 @@ fn record_pack_texel_rows(
     op: &'static str,
     rec: &mut Recorder<'_>,
     (src, offset, rows): (&Tensor, usize, usize),
-    mut conv: ConvParams,
+    conv: ConvParams,
     dst: &Flat,
 ) -> Result<()> {
     let w = conv.input[2] as usize;
@@ -485,23 +486,8 @@ fn record_pack_texel_rows(
         dst.record_copy_texels(rec, src.buffer(), offset / 4, texels);
         return Ok(());
     }
-    conv.total = check_u32(op, "texels", texels)?;
-    // A source larger than a binding: only the rows read, as one sample of rows * w values.
-    let range = slice(ctx, op, src, (offset, rows * w))?;
-    let c_offset = if range.is_some() { 0 } else { offset };
-    let params = TexGemmParams {
-        c_offset: check_u32(op, "offset", c_offset)?,
-        conv,
-        ..bytemuck::Zeroable::zeroed()
-    };
-    let ranges: Vec<(u32, u64, u64)> = range.map(|(o, size)| (3, o, size)).into_iter().collect();
-    record_sg(
-        ctx,
-        rec,
-        (Shader::RowsPack, "pack_texel_rows", &[], &params),
-        (&[(3, src.buffer())], &[texture_entry(6, &dst.view)]),
-        (&ranges, ctx.grid_1d(op, texels as u64, WG)?),
-    )
+    let pack = ("pack_texel_rows", src, (offset, rows * w), texels);
+    record_pack_rows(ctx, op, rec, pack, conv, &dst.view)
 }
 
 /// The pieces conv_3x3_sg.wgsl's `wgrad_3x3_sg` splits K (`texels` of grad_y per channel) into, for
