@@ -22,8 +22,8 @@
 //! - There too, 3x3 convolutions of stride 2 and padding 1 (one group) run their forward pass
 //!   on the subgroup kernel (its stride-2 columns); their backward passes stay on the GEMM.
 //! - And the forward pass of a 2-D convolution of one group and no dilation over at most
-//!   4 input channels (an image: ResNet's 7x7 stride-2 stem, MobileNet's 3x3 stride-2 one)
-//!   that the subgroup 3x3 kernel does not take runs on it over x's rows split by phase
+//!   4 input channels (an image: ResNet's 7x7 stride-2 stem) that the subgroup 3x3 kernel
+//!   does not take otherwise runs on it over x's rows split by phase
 //!   (`subgroup_3x3::forward_rows`): im2col would write C_in * taps values per output
 //!   position, which costs more there than the GEMM.
 //! - Chunks of the subgroup kernels also keep each chunk's slice of x, y and their gradients
@@ -627,7 +627,7 @@ fn subgroup_forward(plan: &ConvPlan, ctx: &Context, chunk: usize, fused: bool) -
 /// `chunk`: a 2-D convolution of one group and no dilation over at most 4 input channels (an
 /// image), not fused with a max-pool, where its textures fit. There im2col writes C_in * taps
 /// values for every output position and the GEMM's K is short: the writes, not the
-/// multiply-adds, cost the time (ResNet's 7x7 stem, MobileNet's 3x3 stride-2 one).
+/// multiply-adds, cost the time (ResNet's 7x7 stem).
 fn subgroup_rows(plan: &ConvPlan, ctx: &Context, chunk: usize, fused: bool) -> Option<usize> {
     let g = &plan.g;
     let plain = g.kernel.len() == 2 && g.groups == 1 && g.dilation == [1, 1] && g.x.c <= 4;
