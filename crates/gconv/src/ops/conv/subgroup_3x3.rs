@@ -122,7 +122,8 @@ pub(super) fn forward_rows(
     let (k_c, k_h) = (rows.channels, g.kernel[0]);
     let a = Packed::new(ctx, g.c_out, 4 * k_h * k_c, g.c_out, 1).ok_or_else(|| no_texture(plan))?;
     let src = Flat::new(ctx, 4 * rows.texels(chunk)).ok_or_else(|| no_texture(plan))?;
-    let pack = ("pack_conv_rows", io.w, (0, io.w.numel()), c_out_texels(g));
+    // A texel per (output channel, source channel, kernel row).
+    let pack = ("pack_conv_rows", io.w, (0, io.w.numel()), g.c_out * k_c * k_h);
     record_pack_rows(ctx, op, pass.rec, pack, layer, &a.view)?;
     // The kernel's view: rows are output channels, K runs over (source channel, kernel row).
     let view = ConvParams {
@@ -158,11 +159,6 @@ pub(super) fn forward_rows(
         record_conv_3x3(ctx, op, pass.rec, &c)?;
     }
     Ok(())
-}
-
-/// Texels of [`forward_rows`]'s packed weight: (source channel, kernel row) per output channel.
-fn c_out_texels(g: &Geometry) -> usize {
-    g.c_out * RowsGeometry::new(g).channels * g.kernel[0]
 }
 
 /// [`forward_rows`]'s phase rows: `channels` source channels (G per input channel) of x's
