@@ -7,6 +7,7 @@
 //   channels of three taps, and its weight to match (conv_3x3_sg_r16 with p.margin).
 
 @group(0) @binding(12) var<storage, read> partial4: array<vec4<f32>>;
+@group(0) @binding(11) var<storage, read_write> packed4: array<vec4<f32>>;
 
 // pack_texel_rows: a buffer (bound as `bias`) of rows of W values, from value p.c_offset on,
 // into rows of W4 = ceil(W / 4) texels, zeros past W (flat, at flat_xy): the layout
@@ -37,11 +38,14 @@ fn pack_texel_rows(invocation: Invocation) {
 // K_C), whose tap row j reads source row h + j - 1. For a forward pass (rows o, K_C = C_in)
 // texel (3 c + j, o) = (W[o, c, j, 2], W[o, c, j, 1], W[o, c, j, 0], 0) (a.x multiplies the
 // source at w + 1); for a data gradient (rows c, K_C = C_out) the kernel flipped: texel
-// (3 o + j, c) = (W[o, c, 2 - j, 0..3], 0). One invocation per kernel (row, kc),
-// p.conv.total = rows * K_C of them (below 2^24), writes its three texels from its nine
-// weights read as three quads: on lavapipe a load costs a loop over the lanes whatever its
-// width (a texel per invocation, with three scalar loads and integer divisions that run lane
-// by lane, took twice as long).
+// (3 o + j, c) = (W[o, c, 2 - j, 0..3], 0). The texels go to `packed4`, p.c_row_stride
+// texels per row, which the host then copies into the texture: on lavapipe a texel stored
+// to a storage texture costs about three times one stored to a buffer, and the copy runs at
+// memory speed. One invocation per kernel (row, kc), p.conv.total = rows * K_C of them (below
+// 2^24), its nine weights read as three quads: a load costs a loop over the lanes whatever
+// its width (a texel per invocation, with three scalar loads and integer divisions that run
+// lane by lane, took twice as long; four kernels per invocation, nine aligned quads, no
+// faster).
 @compute @workgroup_size(WG)
 fn pack_conv_3x3(invocation: Invocation) {
     pack_3x3_pair(linear_index(invocation), true);
@@ -70,17 +74,17 @@ fn pack_3x3_pair(idx: u32, forward: bool) {
     let a = from_offset(q0, q1, o);
     let b = from_offset(q1, q2, o);
     let w8 = q2[o];
-    let k0 = 3u * kc;
+    let t = row * p.c_row_stride + 3u * kc;
     if forward {
         // Each kernel row reversed.
-        textureStore(c_tex, vec2<u32>(k0, row), vec4<f32>(a.z, a.y, a.x, 0.0));
-        textureStore(c_tex, vec2<u32>(k0 + 1u, row), vec4<f32>(b.y, b.x, a.w, 0.0));
-        textureStore(c_tex, vec2<u32>(k0 + 2u, row), vec4<f32>(w8, b.w, b.z, 0.0));
+        packed4[t] = vec4<f32>(a.z, a.y, a.x, 0.0);
+        packed4[t + 1u] = vec4<f32>(b.y, b.x, a.w, 0.0);
+        packed4[t + 2u] = vec4<f32>(w8, b.w, b.z, 0.0);
     } else {
         // The rows in reverse order.
-        textureStore(c_tex, vec2<u32>(k0, row), vec4<f32>(b.zw, w8, 0.0));
-        textureStore(c_tex, vec2<u32>(k0 + 1u, row), vec4<f32>(a.w, b.xy, 0.0));
-        textureStore(c_tex, vec2<u32>(k0 + 2u, row), vec4<f32>(a.xyz, 0.0));
+        packed4[t] = vec4<f32>(b.zw, w8, 0.0);
+        packed4[t + 1u] = vec4<f32>(a.w, b.xy, 0.0);
+        packed4[t + 2u] = vec4<f32>(a.xyz, 0.0);
     }
 }
 

@@ -5,7 +5,7 @@
 use super::PlanKind;
 use super::flow::{self, Contribution, Flow, overwrites, t_bwd};
 use super::lower::{Exec, Lowered};
-use crate::ops::conv::{ConvPlan, ReluPoolScratch};
+use crate::ops::conv::ReluPoolScratch;
 use crate::{Context, DType, Error, Result, Tensor};
 
 /// Everything the plan's kernels are recorded against.
@@ -29,7 +29,8 @@ pub(super) struct Tensors {
     pub indices: Vec<Option<Tensor>>,
     /// What a fused node's forward pass keeps for its backward pass.
     pub relu_pool: Vec<Option<ReluPoolScratch>>,
-    /// One im2col scratch for every convolution of the plan (they run one after another).
+    /// One storage scratch for every convolution of the plan (they run one after another):
+    /// im2col's columns, or a 3x3 weight on its way into a texture.
     pub col: Tensor,
     /// The loss's per-sample values and count.
     pub losses: Tensor,
@@ -215,7 +216,8 @@ pub(super) fn allocate(
     let col_elems = execs
         .iter()
         .map(|e| match e {
-            Exec::Conv(p) | Exec::ConvBn { conv: p, .. } => ConvPlan::col_scratch_elems(p, ctx),
+            Exec::Conv(p) | Exec::ConvBn { conv: p, .. } => p.scratch_elems(ctx, false),
+            Exec::ConvReluPool(f, _) => f.conv.scratch_elems(ctx, true),
             _ => Ok(0),
         })
         .collect::<Result<Vec<_>>>()?;

@@ -97,7 +97,8 @@ impl Recording<'_> {
                 }
                 Exec::ConvReluPool(f, _) => {
                     let io = ConvIo::new(x, self.weight(i)?, self.bias(i), y);
-                    f.record_forward(rec, &io, t.indices[i].as_ref(), t.relu_pool[i].as_ref())?;
+                    let scratch = (t.relu_pool[i].as_ref(), Some(&t.col));
+                    f.record_forward(rec, &io, t.indices[i].as_ref(), scratch)?;
                 }
                 Exec::Pool(p) => p.record_forward(rec, x, y, t.indices[i].as_ref())?,
                 Exec::Linear => record_linear(ctx, rec, x, self.weight(i)?, self.bias(i), y)?,

@@ -161,14 +161,21 @@ impl ConvPlan {
         select::fuses_post(self, ctx)
     }
 
-    /// Whether the passes use im2col's storage-buffer scratch, of [`im2col::chunk`] elements
-    /// (a plan shares one among its convolutions).
-    pub(crate) fn col_scratch_elems(&self, ctx: &Context) -> Result<usize> {
-        if select::uses_col_scratch(self, ctx) { Ok(im2col::chunk(self, ctx)?.1) } else { Ok(0) }
+    /// The storage scratch the passes use, in elements (a plan shares one among its
+    /// convolutions): im2col's chunk ([`im2col::chunk`]), or the weight that the subgroup 3x3
+    /// forward pass (`fused` with ReLU and a 2x2 max-pool) packs on its way into a texture.
+    pub(crate) fn scratch_elems(&self, ctx: &Context, fused: bool) -> Result<usize> {
+        if select::uses_col_scratch(self, ctx) {
+            Ok(im2col::chunk(self, ctx)?.1)
+        } else if select::packs_3x3(self, ctx, fused)? {
+            Ok(subgroup_3x3::pack_elems(self.g.c_out, self.g.x.c))
+        } else {
+            Ok(0)
+        }
     }
 
-    /// Records the forward pass; `col` is an optional im2col scratch of at least
-    /// [`Self::col_scratch_elems`] elements (allocated when absent).
+    /// Records the forward pass; `col` is an optional storage scratch of at least
+    /// [`Self::scratch_elems`] elements (allocated when absent).
     pub(crate) fn record_forward(
         &self,
         rec: &mut Recorder<'_>,
@@ -202,7 +209,7 @@ impl ConvPlan {
         match kernel {
             Forward::Adjoint(data) => tiled::adjoint_forward(pass, io, data),
             Forward::Subgroup3x3 { chunk } => {
-                subgroup_3x3::forward(pass, io, (act, None), chunk, None)
+                subgroup_3x3::forward(pass, io, (act, None), chunk, (None, col))
             }
             Forward::SubgroupRows { chunk } => subgroup_3x3::forward_rows(pass, io, act, chunk),
             Forward::Gemm { chunk, col } => {

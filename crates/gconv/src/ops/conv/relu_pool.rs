@@ -88,13 +88,14 @@ impl ConvReluPool {
     }
 
     /// Records the forward pass: `io.y` has the pooled shape, and `indices` (for the backward
-    /// pass) get the argmax within each window's plane, -1 where the ReLU was off.
+    /// pass) get the argmax within each window's plane, -1 where the ReLU was off. `col`: the
+    /// plan's storage scratch ([`ConvPlan::scratch_elems`], fused).
     pub(crate) fn record_forward(
         &self,
         rec: &mut Recorder<'_>,
         io: &ConvIo<'_>,
         indices: Option<&Tensor>,
-        scratch: Option<&ReluPoolScratch>,
+        (scratch, col): (Option<&ReluPoolScratch>, Option<&Tensor>),
     ) -> Result<()> {
         let (conv, g) = (&self.conv, &self.conv.g);
         let mut tensors = vec![io.x, io.w, io.y];
@@ -118,7 +119,7 @@ impl ConvReluPool {
         match kernel {
             Forward::Subgroup3x3 { chunk } => {
                 let kept = scratch.and_then(ReluPoolScratch::rows);
-                subgroup_3x3::forward(pass, io, (Act::RELU, Some(pooling)), chunk, kept)
+                subgroup_3x3::forward(pass, io, (Act::RELU, Some(pooling)), chunk, (kept, col))
             }
             Forward::Gemm { chunk, col } => {
                 let kept = scratch.and_then(ReluPoolScratch::col);

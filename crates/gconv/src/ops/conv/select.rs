@@ -256,6 +256,13 @@ pub(crate) fn relu_pool_scratch(plan: &ConvPlan, ctx: &Context) -> Result<Option
     })
 }
 
+/// Whether the forward pass (`fused`: with ReLU and a 2x2 max-pool) packs a 3x3 weight for
+/// the subgroup kernel (through the storage scratch, `subgroup_3x3::pack_elems`).
+pub(crate) fn packs_3x3(plan: &ConvPlan, ctx: &Context, fused: bool) -> Result<bool> {
+    let x_fits = Flat::fits(ctx, plan.g.x.n * plan.g.x_plane());
+    Ok(matches!(choose_forward(plan, ctx, x_fits, fused)?, Forward::Subgroup3x3 { .. }))
+}
+
 /// Whether the passes use im2col's storage-buffer scratch ([`im2col::chunk`]).
 pub(crate) fn uses_col_scratch(plan: &ConvPlan, ctx: &Context) -> bool {
     family(plan, ctx, true) == Family::Im2col

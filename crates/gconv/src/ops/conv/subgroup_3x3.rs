@@ -13,7 +13,7 @@
 use super::ConvPlan;
 use super::geometry::Geometry;
 use super::plan::{ConvIo, Pass, Pooling};
-use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
+use crate::kernel::{Copy, Dispatch, Recorder, Shader, WG, texture_entry};
 use crate::ops::activation::Act;
 use crate::ops::check_u32;
 use crate::ops::gemm::tiled::{TexGemmParams, WORKGROUPS_WANTED};
@@ -72,13 +72,14 @@ fn no_texture(plan: &ConvPlan) -> Error {
 /// The forward pass on `conv_3x3_sg_r16`: per chunk, x into rows of texels (`pack_texel_rows`)
 /// that the kernel gathers its shifted taps from, with the weight packed flipped; the bias (or
 /// the folded batch norm) and the clamp, or ReLU with the 2x2 max-pool `pool`, in its
-/// epilogue. `kept`: x's rows to fill for a fused backward pass.
+/// epilogue. `kept`: x's rows to fill for a fused backward pass; `col`: the plan's storage
+/// scratch, which the weight goes through on its way into its texture ([`pack_elems`]).
 pub(super) fn forward(
     pass: &mut Pass<'_, '_>,
     io: &ConvIo<'_>,
     (act, pool): (Act, Option<Pooling<'_>>),
     chunk: usize,
-    kept: Option<&Flat>,
+    (kept, col): (Option<&Flat>, Option<&Tensor>),
 ) -> Result<()> {
     let (plan, ctx) = (pass.plan, pass.ctx);
     let (op, g) = (plan.op, &plan.g);
@@ -86,7 +87,8 @@ pub(super) fn forward(
     let x_rows = x_rows(plan, ctx, chunk, kept)?;
     // The kernel's view: rows are output channels, K runs over input channels.
     let params = ConvParams { c_in: g.c_out as u32, c_out: g.x.c as u32, ..g.params(false, 0) };
-    record_pack_3x3(ctx, op, pass.rec, (io.w, &a), params, true)?;
+    let scratch = scratch(ctx, col, pack_elems(g.c_out, g.x.c))?;
+    record_pack_3x3(ctx, op, pass.rec, (io.w, &scratch, &a), params, true)?;
     if let Ok(mut kept) = plan.forward_pack.lock() {
         *kept = Some((io.w.buffer().clone(), a.clone()));
     }
@@ -265,7 +267,8 @@ pub(super) fn backward(
         (Some(_), _) => {
             let a =
                 Packed::new(ctx, g.x.c, 12 * g.c_out, g.x.c, 1).ok_or_else(|| no_texture(plan))?;
-            record_pack_3x3(ctx, op, pass.rec, (w, &a), params, false)?;
+            let scratch = Tensor::zeros(ctx, &[pack_elems(g.x.c, g.c_out)])?;
+            record_pack_3x3(ctx, op, pass.rec, (w, &scratch, &a), params, false)?;
             Some((a, false))
         }
         (None, _) => None,
@@ -308,20 +311,43 @@ pub(super) fn backward(
     Ok(())
 }
 
-/// Records conv_3x3_sg.wgsl's `pack_dgrad_3x3` (`forward` false) or `pack_conv_3x3`:
-/// `conv_3x3_sg_r16`'s A from a 3x3 weight `w`, `conv` in that kernel's view (c_in rows,
-/// c_out = the channels K runs over): 3 c_out texels per row, one per (channel, kernel row)
-/// with its three taps, flipped for a forward pass.
+/// Texels per row of a packed 3x3 weight of `k_c` channels along K in the storage scratch:
+/// whole 256-byte rows, as a copy into a texture wants them.
+fn pack_pitch(k_c: usize) -> usize {
+    (3 * k_c).next_multiple_of(16)
+}
+
+/// The storage scratch (f32 elements) that [`record_pack_3x3`] packs a 3x3 weight of `rows`
+/// rows and `k_c` channels along K in: [`forward`]'s is `(C_out, C_in)`.
+pub(super) fn pack_elems(rows: usize, k_c: usize) -> usize {
+    4 * rows * pack_pitch(k_c)
+}
+
+/// `col` where it holds `elems` values, else a scratch of its own.
+fn scratch(ctx: &Context, col: Option<&Tensor>, elems: usize) -> Result<Tensor> {
+    match col {
+        Some(t) if t.numel() >= elems => Ok(t.clone()),
+        _ => Tensor::zeros(ctx, &[elems]),
+    }
+}
+
+/// Records rows_pack.wgsl's `pack_dgrad_3x3` (`forward` false) or `pack_conv_3x3` into the
+/// storage scratch `s` ([`pack_elems`]) and its copy into `a`: `conv_3x3_sg_r16`'s A from a
+/// 3x3 weight `w`, `conv` in that kernel's view (c_in rows, c_out = the channels K runs
+/// over): 3 c_out texels per row, one per (channel, kernel row) with its three taps, flipped
+/// for a forward pass.
 fn record_pack_3x3(
     ctx: &Context,
     op: &'static str,
     rec: &mut Recorder<'_>,
-    (w, a): (&Tensor, &Packed),
+    (w, s, a): (&Tensor, &Tensor, &Packed),
     mut conv: ConvParams,
     forward: bool,
 ) -> Result<()> {
     let (rows, k_c) = (conv.c_in as usize, conv.c_out as usize);
-    if a.rows != rows || a.tex_cols() != 3 * k_c || w.numel() != rows * k_c * 9 {
+    let bytes = 4 * pack_elems(rows, k_c) as u64;
+    let shapes = a.rows == rows && a.tex_cols() == 3 * k_c && w.numel() == rows * k_c * 9;
+    if !shapes || s.numel() < pack_elems(rows, k_c) || bytes > ctx.binding_limit() {
         return Err(Error::invalid(op, "3x3 weight shapes do not line up (an internal error)"));
     }
     // A kernel (three texels) per invocation, its weights read as quads; the kernels' index
@@ -331,14 +357,27 @@ fn record_pack_3x3(
         return Err(Error::invalid(op, "3x3 weight too large to pack (an internal error)"));
     }
     conv.total = check_u32(op, "weight kernels", pairs)?;
-    let params = TexGemmParams { conv, ..bytemuck::Zeroable::zeroed() };
+    let pitch = pack_pitch(k_c);
+    let c_row_stride = pitch as u32;
+    let params = TexGemmParams { conv, c_row_stride, ..bytemuck::Zeroable::zeroed() };
     record_sg(
         ctx,
         rec,
         (Shader::RowsPack, if forward { "pack_conv_3x3" } else { "pack_dgrad_3x3" }, &[], &params),
-        (&[(12, w.buffer())], &[texture_entry(6, &a.view)]),
-        (&[], ctx.grid_1d(op, u64::from(conv.total), WG)?),
-    )
+        (&[(12, w.buffer()), (11, s.buffer())], &[]),
+        (&[(11, 0, bytes)], ctx.grid_1d(op, u64::from(conv.total), WG)?),
+    )?;
+    rec.copy_op(Copy::ToTexture {
+        buffer: s.buffer().clone(),
+        offset: 0,
+        bytes_per_row: 16 * pitch as u32,
+        texture: a.view.texture().clone(),
+        x: 0,
+        y: 0,
+        width: 3 * k_c as u32,
+        height: rows as u32,
+    });
+    Ok(())
 }
 
 /// One launch of conv_3x3_sg.wgsl's `conv_3x3_sg_r16` over a chunk of `len` samples.
