@@ -137,15 +137,20 @@ fn store_stats(ch: u32, lid: u32, m: vec3<f32>) {
         workgroupBarrier();
     }
     if lid == 0u {
-        let count = p.n * p.spatial;
-        let mean = moments[0].y;
-        stats[ch] = mean;
-        stats[p.c + ch] = inverseSqrt(moments[0].z / f32(count) + p.eps);
-        if p.has_running != 0u {
-            let unbiased = moments[0].z / f32(count - 1u);
-            running_mean[ch] = (1.0 - p.momentum) * running_mean[ch] + p.momentum * mean;
-            running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * unbiased;
-        }
+        finish_stats(ch, moments[0]);
+    }
+}
+
+// Stores channel ch's (mean, invstd) and running statistics from its moments m.
+fn finish_stats(ch: u32, m: vec3<f32>) {
+    let count = p.n * p.spatial;
+    let mean = m.y;
+    stats[ch] = mean;
+    stats[p.c + ch] = inverseSqrt(m.z / f32(count) + p.eps);
+    if p.has_running != 0u {
+        let unbiased = m.z / f32(count - 1u);
+        running_mean[ch] = (1.0 - p.momentum) * running_mean[ch] + p.momentum * mean;
+        running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * unbiased;
     }
 }
 
@@ -388,6 +393,31 @@ fn batch_norm_stats4(
     store_stats(ch, lid, m);
 }
 
+// The reductions for channels of few quads (the host's `LANE_QUADS`; ResNet's later stages in
+// training at 64x64, 16 to 256 quads a channel): one invocation per channel (p.c of them) runs
+// the channel's quads in order. A workgroup per channel left most of its 64 invocations idle
+// and paid for a tree of seven barriers, each a switch between its SIMD groups on CPU
+// adapters: 1.2 ms for 512 channels of 16 quads, where these take a few hundredths of that.
+@compute @workgroup_size(WG)
+fn batch_norm_stats4_lanes(inv: Invocation) {
+    let ch = linear_index(inv);
+    if ch >= p.c { return; }
+    var m = vec3<f32>(0.0);
+    for (var i = 0u; i < p.n * (p.spatial / 4u); i++) {
+        m = welford4(m, x4[channel_quad(ch, i)]);
+    }
+    finish_stats(ch, m);
+}
+
+@compute @workgroup_size(WG)
+fn batch_norm_backward_reduce4_lanes(inv: Invocation) {
+    let ch = linear_index(inv);
+    if ch >= p.c { return; }
+    let s = grad_sums4(ch, 0u, 1u);
+    sums[ch] = s.x;
+    sums[p.c + ch] = s.y;
+}
+
 // Quads per grid row of the apply kernels: a plane's, or the channel's.
 fn quad_count() -> u32 {
     let quads = p.spatial / 4u;
@@ -422,20 +452,24 @@ fn batch_norm_backward_reduce4(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let ch = wg.x;
-    let quads = p.spatial / 4u;
+    let s = grad_sums4(wg.x, lid, STATS_WG);
+    store_sums(wg.x, lid, s.x, s.y);
+}
+
+// (sum(grad_y), sum(grad_y * xhat)) over channel ch's quads first, first + step, ...
+fn grad_sums4(ch: u32, first: u32, step: u32) -> vec2<f32> {
     let k = apply_coefficients(ch);
     let invstd = stats[p.c + ch];
     var sg = 0.0;
     var sgx = 0.0;
-    for (var i = lid; i < p.n * quads; i += STATS_WG) {
+    for (var i = first; i < p.n * (p.spatial / 4u); i += step) {
         let at = channel_quad(ch, i);
         let d = x4[at] - vec4<f32>(k.x);
         let g = unclamp4(grad_y4[at], d * k.y + k.z);
         sg += g.x + g.y + g.z + g.w;
         sgx += dot(g, d) * invstd;
     }
-    store_sums(ch, lid, sg, sgx);
+    return vec2<f32>(sg, sgx);
 }
 
 @compute @workgroup_size(WG)

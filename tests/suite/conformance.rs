@@ -591,6 +591,14 @@ fn random_batch_norm_forward_and_backward_match_reference() {
         if r.random_bool(0.3) {
             shape = vec![r.random_range(1..=3), r.random_range(1..=4), r.random_range(16..=20), 17];
         }
+        // Channels of whole quads beyond the one-invocation reductions' 256 (norm.rs's
+        // LANE_QUADS), in planes of fewer quads than a workgroup or of more.
+        if r.random_bool(0.2) {
+            shape = match r.random_bool(0.5) {
+                true => vec![r.random_range(11..=14), r.random_range(1..=3), 8, 12],
+                false => vec![4, r.random_range(1..=3), 16, 20],
+            };
+        }
         let training = r.random_bool(0.6);
         if training && shape[0] * shape[2..].iter().product::<usize>() < 2 {
             shape[0] = 2;

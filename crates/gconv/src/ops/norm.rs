@@ -154,11 +154,8 @@ pub(crate) fn record_batch_norm(
     let enc = rec;
     {
         if o.training {
-            if c > ctx.limits().max_compute_workgroups_per_dimension as usize {
-                return Err(Error::invalid(OP, format!("{c} channels exceed the dispatch limit")));
-            }
-            let (entry, x_at) =
-                if quads { ("batch_norm_stats4", 11) } else { ("batch_norm_stats", 1) };
+            let (entry, grid) = reduce_launch(&ctx, OP, true, (n, c, spatial))?;
+            let x_at = if quads { 11 } else { 1 };
             ctx.record(
                 enc,
                 &Dispatch::new(
@@ -166,8 +163,9 @@ pub(crate) fn record_batch_norm(
                     entry,
                     bytes,
                     &[(x_at, x.buffer()), (2, stats.buffer()), (3, rm.buffer()), (4, rv.buffer())],
-                    [c as u32, 1, 1],
-                ),
+                    grid,
+                )
+                .constants(WG_CONSTANT),
             )?;
         } else {
             ctx.record(
@@ -256,6 +254,45 @@ pub(crate) fn record_batch_norm_fold(
 
 /// The apply kernels' override constants (WG, PER) and grid.
 type ApplyLaunch = ([(&'static str, f64); 2], [u32; 3]);
+
+/// Quads per channel up to which a reduction over the channel (`batch_norm_stats4`,
+/// `batch_norm_backward_reduce4`) runs in one invocation (their `_lanes` variants) instead of a
+/// workgroup per channel (see batch_norm.wgsl).
+const LANE_QUADS: usize = 256;
+
+/// The entry point of a reduction over each channel (`stats`: the statistics, else the
+/// gradient sums) for (N, C, spatial) and its grid: one invocation per channel for channels
+/// of at most [`LANE_QUADS`] quads, else a workgroup per channel; the vec4 variants where
+/// planes hold whole quads.
+fn reduce_launch(
+    ctx: &crate::Context,
+    op: &'static str,
+    stats: bool,
+    (n, c, spatial): (usize, usize, usize),
+) -> Result<(&'static str, [u32; 3])> {
+    let [lanes, quads, plain] = match stats {
+        true => ["batch_norm_stats4_lanes", "batch_norm_stats4", "batch_norm_stats"],
+        false => [
+            "batch_norm_backward_reduce4_lanes",
+            "batch_norm_backward_reduce4",
+            "batch_norm_backward_reduce",
+        ],
+    };
+    if !spatial.is_multiple_of(4) {
+        Ok((plain, workgroup_per_channel(op, ctx, c)?))
+    } else if n * spatial / 4 <= LANE_QUADS {
+        Ok((lanes, ctx.grid_1d(op, c as u64, WG)?))
+    } else {
+        Ok((quads, workgroup_per_channel(op, ctx, c)?))
+    }
+}
+
+fn workgroup_per_channel(op: &'static str, ctx: &crate::Context, c: usize) -> Result<[u32; 3]> {
+    if c > ctx.limits().max_compute_workgroups_per_dimension as usize {
+        return Err(Error::invalid(op, format!("{c} channels exceed the dispatch limit")));
+    }
+    Ok([c as u32, 1, 1])
+}
 
 /// The apply kernels' launch (see `element_count` and `quad_count` in batch_norm.wgsl; the
 /// vec4 variants' elements are quads where planes hold whole quads): elements per
@@ -405,8 +442,7 @@ pub(crate) fn record_batch_norm_backward(
     let (x_at, gy_at, gx_at) = if quads { (11, 13, 14) } else { (1, 8, 9) };
     let enc = rec;
     {
-        let entry =
-            if quads { "batch_norm_backward_reduce4" } else { "batch_norm_backward_reduce" };
+        let (entry, grid) = reduce_launch(&ctx, OP, false, (n, c, spatial))?;
         ctx.record(
             enc,
             &Dispatch::new(
@@ -421,8 +457,9 @@ pub(crate) fn record_batch_norm_backward(
                     (gy_at, grad_output.buffer()),
                     (10, sums.buffer()),
                 ],
-                [c as u32, 1, 1],
-            ),
+                grid,
+            )
+            .constants(WG_CONSTANT),
         )?;
         if let Some(grad_input) = grad_input {
             let (constants, grid) = apply_launch(&ctx, OP, n, c, spatial)?;
