@@ -454,32 +454,27 @@ fn max_pool_backward_disjoint(invocation: Invocation) {
 }
 
 // max_pool_backward for 1-D and 2-D windows of dilation 1 that overlap by less than a stride
-// (kernel <= 2 * stride: ResNet's 3x3/2): each input lies in at most two windows per dimension,
-// o = (i + pad) / stride and the one before it, so there is no loop over the kernel and no
-// integer division (on CPU adapters both run lane by lane); grad_y and the indices are read
-// from texture copies. The same sums as max_pool_backward, in its order. `total` < 2^24.
+// (kernel <= 2 * stride: ResNet's 3x3/2), scattered from the windows rather than gathered at
+// the inputs: windows of the same parity along each dimension (p.sample_offset: bit 0 ow's,
+// bit 1 oh's) share no input, so each adds its gradient at its argmax with no race. The host
+// zeroes grad_x and runs the parities in turn, p.total windows of one parity each (below
+// 2^24). A window reads its index, its gradient and one input; a gather at the inputs read
+// up to four windows' of each per input, and runs over four times as many inputs (3x3/2).
+// The sums are PyTorch's but for the order of the terms where three or four windows chose
+// the same input.
 @compute @workgroup_size(WG)
-fn max_pool_backward_overlap(invocation: Invocation) {
+fn max_pool_backward_scatter(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let pos = split3(idx, 1u, p.in_h, p.in_w);
-    let h = divmod24(pos.z + p.pad_h, p.stride_h);
-    let w = divmod24(pos.w + p.pad_w, p.stride_w);
-    let flat = i32(pos.z * p.in_w + pos.w);
-    var acc = 0.0;
-    // The later window first along each dimension (max_pool_backward's taps in order); a
-    // window before the first wraps past out_h or out_w and is left out.
-    for (var a = 0u; a < 2u; a++) {
-        let oh = h.x - a;
-        let h_ok = oh < p.out_h && h.y + a * p.stride_h < p.k_h;
-        for (var b = 0u; b < 2u; b++) {
-            let ow = w.x - b;
-            let ok = h_ok && ow < p.out_w && w.y + b * p.stride_w < p.k_w;
-            let o = (pos.x * p.out_h + min(oh, p.out_h - 1u)) * p.out_w + min(ow, p.out_w - 1u);
-            acc += select(0.0, flat_load(grad_y_flat, o), ok && chosen_at(o) == flat);
-        }
+    let a = (p.sample_offset >> 1u) & 1u;
+    let b = p.sample_offset & 1u;
+    let pos = split3(idx, 1u, (p.out_h - a + 1u) / 2u, (p.out_w - b + 1u) / 2u);
+    let o = (pos.x * p.out_h + 2u * pos.z + a) * p.out_w + 2u * pos.w + b;
+    let chosen = saved_indices[o];
+    if chosen >= 0 {
+        let at = pos.x * p.in_h * p.in_w + u32(chosen);
+        grad_x[at] += grad_y[o];
     }
-    grad_x[idx] = acc;
 }
 
 @group(0) @binding(9) var<storage, read_write> grad_x4: array<vec4<f32>>;

@@ -294,6 +294,8 @@ pub(crate) enum Copy {
         width: u32,
         height: u32,
     },
+    /// Zeroes `size` bytes of a buffer from byte `offset` on (multiples of 4).
+    Zero(wgpu::Buffer, u64, u64),
 }
 
 impl Copy {
@@ -321,6 +323,7 @@ impl Copy {
                     wgpu::Extent3d { width: *width, height: *height, depth_or_array_layers: 1 },
                 )
             }
+            Copy::Zero(buffer, offset, size) => encoder.clear_buffer(buffer, *offset, Some(*size)),
         }
     }
 }

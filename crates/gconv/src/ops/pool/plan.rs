@@ -2,7 +2,7 @@
 //! then its forward and backward kernels recorded into any recorder.
 
 use super::{AvgPoolOptions, MaxPoolOptions};
-use crate::kernel::{Dispatch, Recorder, Shader, texture_entry};
+use crate::kernel::{Copy, Dispatch, Recorder, Shader, texture_entry};
 use crate::ops::texture::Flat;
 use crate::ops::{Dims, Spatial, check_u32, context_of, to3};
 use crate::{Context, DType, Error, Result, Tensor};
@@ -382,7 +382,9 @@ impl PoolPlan {
             self.check_indices(&ctx, i, &out)?;
         }
         if let (PoolKind::Max, Some(i)) = (self.kind, indices) {
-            if self.record_texture_backward(&ctx, rec, grad_y, i, grad_x, total)? {
+            if self.record_scatter_backward(&ctx, rec, (grad_y, i), grad_x)?
+                || self.record_texture_backward(&ctx, rec, grad_y, i, grad_x, total)?
+            {
                 return Ok(());
             }
         }
@@ -436,10 +438,58 @@ impl PoolPlan {
         self.run(ctx, rec, entry, total, &[(4, grad_y.buffer()), (binding, grad_x.buffer())])
     }
 
-    /// Max pooling's backward pass with no loop over the kernel, where the gradient and indices
-    /// can be copied into textures (dilation 1): max_pool_backward_disjoint when windows do
-    /// not overlap (stride >= kernel), max_pool_backward_overlap for 1-D and 2-D windows that
-    /// overlap by less than a stride (kernel <= 2 * stride); false otherwise.
+    /// Max pooling's backward pass for 1-D and 2-D windows of dilation 1 that overlap by less
+    /// than a stride (kernel <= 2 * stride, not disjoint: ResNet's 3x3/2): grad_x zeroed, then
+    /// `max_pool_backward_scatter` over the windows of each parity along h and w in turn (no
+    /// two of one parity share an input); false where it does not apply.
+    fn record_scatter_backward(
+        &self,
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        (grad_y, indices): (&Tensor, &Tensor),
+        grad_x: &Tensor,
+    ) -> Result<bool> {
+        let w = &self.win;
+        let dims = w.kernel.len();
+        let overlap = (0..dims).any(|d| w.stride[d] < w.kernel[d]);
+        let applies = dims <= 2
+            && overlap
+            && (0..dims).all(|d| w.dilation[d] == 1 && 2 * w.stride[d] >= w.kernel[d]);
+        if !applies {
+            return Ok(false);
+        }
+        // (out_h, out_w) as the kernel sees them (to3: a 1-D pooling's h is 1).
+        let [_, out_h, out_w] = to3(&w.out, 1).map(|v| v as usize);
+        let planes = self.xs.n * self.xs.c;
+        if planes * out_h.div_ceil(2) * out_w.div_ceil(2) >= 1 << 24 {
+            return Ok(false);
+        }
+        rec.copy_op(Copy::Zero(grad_x.buffer().clone(), 0, 4 * grad_x.numel() as u64));
+        for parity in 0..4u32 {
+            let (a, b) = ((parity >> 1) as usize, (parity & 1) as usize);
+            let windows = planes * (out_h - a).div_ceil(2) * (out_w - b).div_ceil(2);
+            if windows == 0 {
+                continue;
+            }
+            let params = PoolParams { sample_offset: parity, ..self.params(windows as u32)? };
+            ctx.record(
+                rec,
+                &Dispatch::linear(
+                    ctx,
+                    self.op,
+                    (Shader::Pool, "max_pool_backward_scatter"),
+                    bytemuck::bytes_of(&params),
+                    &[(4, grad_y.buffer()), (5, grad_x.buffer()), (6, indices.buffer())],
+                    windows as u64,
+                )?,
+            )?;
+        }
+        Ok(true)
+    }
+
+    /// Max pooling's backward pass with no loop over the kernel where windows do not overlap
+    /// (stride >= kernel, dilation 1: max_pool_backward_disjoint) and the gradient and indices
+    /// can be copied into textures; false otherwise.
     fn record_texture_backward(
         &self,
         ctx: &Context,
@@ -452,13 +502,10 @@ impl PoolPlan {
         let w = &self.win;
         let all = |f: &dyn Fn(usize) -> bool| (0..w.kernel.len()).all(f);
         let plain = all(&|d| w.dilation[d] == 1 && w.stride[d] >= 1);
-        let entry = if all(&|d| w.stride[d] >= w.kernel[d]) {
-            "max_pool_backward_disjoint"
-        } else if w.kernel.len() <= 2 && all(&|d| 2 * w.stride[d] >= w.kernel[d]) {
-            "max_pool_backward_overlap"
-        } else {
+        if !all(&|d| w.stride[d] >= w.kernel[d]) {
             return Ok(false);
-        };
+        }
+        let entry = "max_pool_backward_disjoint";
         if !plain || total >= 1 << 24 {
             return Ok(false);
         }
