@@ -28,6 +28,8 @@ pub enum Shader {
     /// `subgroup/conv_3x3_sg.wgsl`: 3x3 convolutions (and first layers' forward passes) on
     /// subgroups of 8 lanes, no im2col.
     Conv3x3Subgroup,
+    /// `subgroup/wgrad_3x3_sg.wgsl`: `Conv3x3Subgroup`'s weight gradients.
+    Wgrad3x3Subgroup,
     /// `subgroup/rows_pack.wgsl`: `Conv3x3Subgroup`'s operands in rows of texels.
     RowsPack,
     /// `pool/pool.wgsl`: max, average and adaptive pooling.
@@ -68,6 +70,7 @@ enum Part {
     GemmEpilogue,
     PoolParams,
     Health,
+    TexelRows,
 }
 
 impl Part {
@@ -79,6 +82,7 @@ impl Part {
             Part::GemmEpilogue => include_str!("../../../../shaders/shared/gemm_epilogue.wgsl"),
             Part::PoolParams => include_str!("../../../../shaders/shared/pool_params.wgsl"),
             Part::Health => include_str!("../../../../shaders/shared/health.wgsl"),
+            Part::TexelRows => include_str!("../../../../shaders/shared/texel_rows.wgsl"),
         }
     }
 }
@@ -125,7 +129,8 @@ shaders! {
     GemmWorkgroup => "gemm/workgroup.wgsl", [ConvParams, Im2col, GemmEpilogue];
     GemmSplitK => "gemm/split_k.wgsl", [ConvParams, GemmEpilogue];
     GemmSubgroup => "subgroup/gemm_sg.wgsl", [ConvParams, GemmEpilogue];
-    Conv3x3Subgroup => "subgroup/conv_3x3_sg.wgsl", [ConvParams, GemmEpilogue];
+    Conv3x3Subgroup => "subgroup/conv_3x3_sg.wgsl", [ConvParams, GemmEpilogue, TexelRows];
+    Wgrad3x3Subgroup => "subgroup/wgrad_3x3_sg.wgsl", [ConvParams, GemmEpilogue, TexelRows];
     RowsPack => "subgroup/rows_pack.wgsl", [ConvParams, GemmEpilogue];
     Pool => "pool/pool.wgsl", [PoolParams];
     Unpool2x2 => "pool/unpool_2x2.wgsl", [PoolParams];

@@ -1,6 +1,6 @@
 //! The CPU-adapter strategy for 3x3 convolutions (stride 1, padding 1, one group) on 8-lane
-//! subgroups (`shaders/subgroup/conv_3x3_sg.wgsl`): no im2col, no grad_col, no col2im. x, or
-//! grad_y, is laid out in rows of texels (`pack_texel_rows`: each image row in ceil(W / 4)
+//! subgroups (`shaders/subgroup/conv_3x3_sg.wgsl`, `wgrad_3x3_sg.wgsl`): no im2col, no
+//! grad_col, no col2im. x, or grad_y, is laid out in rows of texels (`pack_texel_rows`: each image row in ceil(W / 4)
 //! texels, zeros past W), so that one fetch of texels t - 1, t and t + 1 of a source row gives
 //! all three kw taps of output texel t by swizzles. `conv_3x3_sg_r16` is the forward pass
 //! (weight packed, bias and ReLU or the fused ReLU + 2x2 max-pool in its epilogue) and, with
@@ -525,7 +525,7 @@ fn record_pack_texel_rows(
     record_pack_rows(ctx, op, rec, pack, conv, &dst.view)
 }
 
-/// The pieces conv_3x3_sg.wgsl's `wgrad_3x3_sg` splits K (`texels` of grad_y per channel) into, for
+/// The pieces wgrad_3x3_sg.wgsl's `wgrad_3x3_sg` splits K (`texels` of grad_y per channel) into, for
 /// C_in input and C_out output channels: enough workgroups for the device, each piece's loop
 /// within [`MAX_LOOP_ITERATIONS`].
 fn wgrad_3x3_splits(c_in: usize, c_out: usize, texels: usize) -> usize {
@@ -534,7 +534,7 @@ fn wgrad_3x3_splits(c_in: usize, c_out: usize, texels: usize) -> usize {
     wanted.min(texels.div_ceil(32)).max(texels.div_ceil(MAX_LOOP_ITERATIONS)).max(1)
 }
 
-/// Records conv_3x3_sg.wgsl's `wgrad_3x3_sg` and `wgrad_3x3_reduce`: the weight gradient of a 3x3
+/// Records wgrad_3x3_sg.wgsl's `wgrad_3x3_sg` and `wgrad_3x3_reduce`: the weight gradient of a 3x3
 /// convolution (stride 1, padding 1) over one chunk of `len` samples from x's and grad_y's rows
 /// of texels, added to `grad_w` when `accumulate`. `partial` holds the pieces' sums
 /// ([`wgrad_3x3_splits`] of them); a single piece not added to anything is written into
@@ -592,7 +592,7 @@ fn record_wgrad_3x3(
     record_sg(
         ctx,
         rec,
-        (Shader::Conv3x3Subgroup, "wgrad_3x3_sg", &[], &params),
+        (Shader::Wgrad3x3Subgroup, "wgrad_3x3_sg", &[], &params),
         (&[(5, sums.buffer())], &[texture_entry(8, &x_rows.view), texture_entry(9, &gy_rows.view)]),
         (&[], groups),
     )?;
@@ -608,7 +608,7 @@ fn record_wgrad_3x3(
     record_sg(
         ctx,
         rec,
-        (Shader::Conv3x3Subgroup, entry, &[], &params),
+        (Shader::Wgrad3x3Subgroup, entry, &[], &params),
         (&[(bindings.0, grad_w.buffer()), (bindings.1, sums.buffer())], &[]),
         (&[], ctx.grid_1d(op, lanes as u64, WG)?),
     )
