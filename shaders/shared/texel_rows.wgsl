@@ -1,6 +1,13 @@
 // shared/texel_rows.wgsl: the taps of a source kept in rows of texels (texel t of a row holds
 // its values 4t .. 4t + 3), for subgroup/conv_3x3_sg.wgsl and subgroup/wgrad_3x3_sg.wgsl.
 
+// Samples per row of texels (S = 2 or 4, images of width 4 / S: ResNet's last stages at 64x64
+// and 32x32 input): texel (n, k, r) holds row r of samples S n .. S n + S - 1 side by side
+// (rows_pack.wgsl's pack_sample_rows), so no lane computes a texel's padding. A tap at w - 1 or
+// w + 1 must not cross into the next sample: it is the texel's own values with zeros between
+// the samples.
+override ROW_SAMPLES: u32 = 1u;
+
 // A texel's three taps as four-position vectors (k0, k1, k2: the values at w - 1, w and w + 1
 // of the texel's four positions w) from it (m) and its neighbours in the row (l, r; zeros
 // where the row has none).
@@ -11,5 +18,11 @@ struct RowTaps {
 }
 
 fn row_taps(l: vec4<f32>, m: vec4<f32>, r: vec4<f32>) -> RowTaps {
+    if ROW_SAMPLES == 2u {
+        return RowTaps(vec4<f32>(0.0, m.x, 0.0, m.z), m, vec4<f32>(m.y, 0.0, m.w, 0.0));
+    }
+    if ROW_SAMPLES == 4u {
+        return RowTaps(vec4<f32>(0.0), m, vec4<f32>(0.0));
+    }
     return RowTaps(vec4<f32>(l.w, m.xyz), m, vec4<f32>(m.yzw, r.x));
 }

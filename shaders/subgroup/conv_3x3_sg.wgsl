@@ -77,6 +77,13 @@ fn conv3_texel(n: u32, h: u32, t: u32, live: bool) -> Conv3Texel {
     d.at = i32(n * p.conv.c_out * p.conv.in_h * ws + mid) + d.row * i32(ws);
     d.out = ((p.conv.n_offset + n) * p.conv.c_in * p.conv.out_h + hh) * p.conv.out_w + 4u * tt;
     d.count = select(0u, min(4u, p.conv.out_w - 4u * tt), live && h < p.conv.out_h && t < w4);
+    if ROW_SAMPLES > 1u {
+        // Row hh of samples S n .. (p.conv.n: the chunk's samples), out_w values each.
+        let first = ROW_SAMPLES * n;
+        d.out = ((p.conv.n_offset + first) * p.conv.c_in * p.conv.out_h + hh) * p.conv.out_w;
+        let samples = min(ROW_SAMPLES, p.conv.n - min(first, p.conv.n));
+        d.count = select(0u, samples * p.conv.out_w, live && h < p.conv.out_h);
+    }
     d.left = tt > 0u || p.margin != 0u;
     d.right = mid + 1u < ws || p.margin != 0u;
     return d;
@@ -149,6 +156,14 @@ fn conv3_store(d: Conv3Texel, ch: u32, acc: vec4<f32>) {
     if ch >= p.m { return; }
     let v = affine_activate4(acc, row_affine(ch));
     let at = d.out + ch * p.conv.out_h * p.conv.out_w;
+    if ROW_SAMPLES > 1u {
+        // Value i: sample i / W's column i % W, a sample's C * H * W values further each.
+        let w = p.conv.out_w;
+        for (var i = 0u; i < d.count; i++) {
+            c[at + (i / w) * p.conv.c_in * p.conv.out_h * w + i % w] = v[i];
+        }
+        return;
+    }
     if d.count > 0u {
         c[at] = v.x;
     }

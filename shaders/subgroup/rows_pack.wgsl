@@ -33,6 +33,28 @@ fn pack_texel_rows(invocation: Invocation) {
     textureStore(c_tex, flat_xy(q), v);
 }
 
+// pack_sample_rows: the same rows with S = 4 / W samples side by side (W = p.conv.in_w, 1 or
+// 2: shared/texel_rows.wgsl's ROW_SAMPLES), zeros past the chunk's p.conv.n samples: texel
+// (n, c, h) holds row h of channel c of samples S n .. S n + S - 1, from the buffer (bound as
+// `bias`) of samples of p.conv.c_in channels of p.conv.in_h rows from value p.c_offset on.
+// p.conv.total texels.
+@compute @workgroup_size(WG)
+fn pack_sample_rows(invocation: Invocation) {
+    let q = linear_index(invocation);
+    if q >= p.conv.total { return; }
+    let w = p.conv.in_w;
+    let rows = p.conv.c_in * p.conv.in_h;
+    let nr = divmod24(q, rows);
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let n = nr.x * (4u / w) + i / w;
+        if n < p.conv.n {
+            v[i] = bias[p.c_offset + (n * rows + nr.y) * w + i % w];
+        }
+    }
+    textureStore(c_tex, flat_xy(q), v);
+}
+
 // pack_conv_3x3 and pack_dgrad_3x3: conv_3x3_sg_r16's A from a 3x3 weight (bound as
 // `partial4`, (C_out, C_in, 3, 3)) in that kernel's view (p.conv.c_in rows, p.conv.c_out =
 // K_C), whose tap row j reads source row h + j - 1. For a forward pass (rows o, K_C = C_in)

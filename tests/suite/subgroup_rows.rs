@@ -1,9 +1,10 @@
-//! The subgroup 3x3 kernel (`conv_3x3_sg_r16`) beyond its stride-1 3x3 layers, on devices
-//! with 8-lane subgroups (lavapipe): the forward pass of 3x3 convolutions of stride 2 and
-//! padding 1 from x's plain rows (its stride-2 columns), and first layers' forward passes
-//! over x's rows split by phase (a 2-D convolution of one group and no dilation over at most 4
-//! input channels: ResNet's 7x7 stride-2 stem, any other kernel, stride and padding). Forward
-//! and backward against gconv-ref, and which kernels a plan runs.
+//! The subgroup 3x3 kernels (`conv_3x3_sg_r16`, `wgrad_3x3_sg`) beyond their stride-1 3x3
+//! layers of one sample per row, on devices with 8-lane subgroups (lavapipe): the forward pass
+//! of 3x3 convolutions of stride 2 and padding 1 from x's plain rows (its stride-2 columns),
+//! first layers' forward passes over x's rows split by phase (a 2-D convolution of one group
+//! and no dilation over at most 4 input channels: ResNet's 7x7 stride-2 stem, any other
+//! kernel, stride and padding), and images one or two wide, several samples to a row of
+//! texels. Forward and backward against gconv-ref, and which kernels a plan runs.
 
 use gconv::nn::{Model, parse_layers};
 use gconv::ops::Padding;
@@ -70,6 +71,41 @@ fn stride_2_3x3_forward_passes_on_plain_rows_match_reference() {
     let mut r = rng(8);
     let down = with(case(5, (24, 48), vec![28, 28], vec![3, 3]), vec![2, 2], vec![1, 1]);
     run_conv_case(ctx(), &mut r, down, 1.0, 1e-4).unwrap_or_else(|e| panic!("28x28: {e}"));
+}
+
+/// 3x3 convolutions of stride 1 on images one or two wide (ResNet's last stages at 32x32 and
+/// 64x64), whose rows of texels hold four or two samples side by side: random batches (an odd
+/// one leaves its last row's second sample empty), heights and channels (enough input channels
+/// for the subgroup weight gradient), forward and backward against gconv-ref; then a batch of
+/// 11 that a context of small bindings takes in chunks of an odd number of samples, in a
+/// training plan whose passes must pack the rows that way.
+#[test]
+fn narrow_images_share_rows_of_texels() {
+    let narrow =
+        |n, channels, size| with(case(n, channels, size, vec![3, 3]), vec![1, 1], vec![1, 1]);
+    for_each_config("samples per row", 30, |r| {
+        let size = vec![r.random_range(1..=5), r.random_range(1..=2)];
+        let channels = (r.random_range(5..=20), r.random_range(1..=40));
+        let c = narrow(r.random_range(1..=9), channels, size);
+        run_conv_case(ctx(), r, c, 0.5, 1e-4)
+    });
+    let small = gconv::Context::new().expect("context");
+    // 3 of the 11 samples' (24, 40, 2) inputs (7.5 KiB each) fit a binding of 28 KiB, which
+    // the weight's packed texels (10 KiB) and its gradient's three pieces (20 KiB) also fit.
+    small.limit_binding_size(28 << 10);
+    let mut r = rng(11);
+    run_conv_case(&small, &mut r, narrow(11, (24, 8), vec![40, 2]), 1.0, 1e-4)
+        .unwrap_or_else(|e| panic!("chunks: {e}"));
+    let graph = parse_layers("conv(24,32,k=3,p=1) flatten linear(2)", &[24, 3, 2]).expect("spec");
+    let mut model = Model::from_graph(ctx(), "narrow", graph, 1).expect("model");
+    let x = vec![0.5; 5 * 24 * 3 * 2];
+    let parts = model.profile(&x, &[0; 5], true, 1).expect("profile");
+    let conv: Vec<_> = parts.iter().filter(|p| p.node == "0").collect();
+    assert_eq!(conv.len(), 2, "the convolution's forward and backward passes: {parts:?}");
+    for part in conv {
+        let packs = part.kernels.contains(&"pack_sample_rows");
+        assert_eq!(packs, ctx().uses_subgroups(), "{:?}: {:?}", part.phase, part.kernels);
+    }
 }
 
 /// The kernels a plan's first node runs where the device has subgroups: the phase rows for the

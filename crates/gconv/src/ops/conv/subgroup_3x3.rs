@@ -92,12 +92,14 @@ pub(super) fn forward(
     if let Ok(mut kept) = plan.forward_pack.lock() {
         *kept = Some((io.w.buffer().clone(), a.clone()));
     }
+    // A fused max-pool's epilogue and the rows it keeps take one sample per row.
+    let samples = if pool.is_some() { 1 } else { row_samples(g) };
     for n0 in (0..g.x.n).step_by(chunk) {
         let len = chunk.min(g.x.n - n0);
-        let rows = len * g.x.c * g.x.size[0];
-        record_pack_texel_rows(ctx, op, pass.rec, (io.x, n0 * g.x_plane(), rows), params, &x_rows)?;
+        let x = (io.x, n0, len, g.x.c);
+        record_sample_rows(ctx, op, pass.rec, x, params, (&x_rows, samples))?;
         let conv = ConvParams { n_offset: n0 as u32, ..params };
-        let (src, out, bias) = (&*x_rows, io.y, io.b());
+        let (src, out, bias) = ((&*x_rows, samples), io.y, io.b());
         let pool = pool.map(|pl| (pl.pooled, pl.indices));
         let affine = io.post.affine.is_some();
         let (margin, flipped) = (false, false);
@@ -148,7 +150,7 @@ pub(super) fn forward_rows(
         let c = Conv3x3 {
             a: &a,
             flipped: false,
-            src: &src,
+            src: (&src, 1),
             margin: true,
             out: io.y,
             conv,
@@ -253,8 +255,14 @@ pub(super) fn backward(
     let texels = g.row_texels(chunk);
     let x_rows = x_rows(plan, ctx, chunk, kept)?;
     let gy_rows = Flat::new(ctx, 4 * texels * g.c_out).ok_or_else(|| no_texture(plan))?;
+    // A fused max-pool's gradient and the rows its forward pass kept: one sample per row.
+    let samples = match source {
+        GradSource::Pooled { .. } => 1,
+        GradSource::Plain(_) => row_samples(g),
+    };
     // The pieces' sums: none where one piece of one chunk writes grad_W itself.
-    let splits = wgrad_3x3_splits(g.x.c, g.c_out, texels);
+    let k_texels = sample_texels(chunk, g.out[0], g.out[1], samples);
+    let splits = wgrad_3x3_splits(g.x.c, g.c_out, k_texels);
     let partial = match splits > 1 || chunk < g.x.n {
         true => Some(Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9])?),
         false => None,
@@ -273,7 +281,6 @@ pub(super) fn backward(
         }
         (None, _) => None,
     };
-    let plane_y = g.c_out * g.out.iter().product::<usize>();
     for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
         let len = chunk.min(g.x.n - n0);
         match source {
@@ -281,27 +288,22 @@ pub(super) fn backward(
                 pool.record_backward_spatial(pass.rec, (grad_p, indices), (n0, len), &gy_rows)?
             }
             GradSource::Plain(grad_y) => {
-                let rows = len * g.c_out * g.out[0];
-                record_pack_texel_rows(
-                    ctx,
-                    op,
-                    pass.rec,
-                    (grad_y, n0 * plane_y, rows),
-                    params,
-                    &gy_rows,
-                )?
+                let gy = (grad_y, n0, len, g.c_out);
+                record_sample_rows(ctx, op, pass.rec, gy, params, (&gy_rows, samples))?
             }
         }
         if let XRows::Own(own) = &x_rows {
-            let rows = len * g.x.c * g.x.size[0];
-            record_pack_texel_rows(ctx, op, pass.rec, (x, n0 * g.x_plane(), rows), params, own)?;
+            let x = (x, n0, len, g.x.c);
+            record_sample_rows(ctx, op, pass.rec, x, params, (own, samples))?;
         }
         let chunk_params = (params, len, i > 0);
         let sums = (grad_w, partial.as_ref());
-        record_wgrad_3x3(ctx, op, pass.rec, (&x_rows, &gy_rows), sums, chunk_params)?;
+        let rows = ((&*x_rows, &gy_rows), samples);
+        record_wgrad_3x3(ctx, op, pass.rec, rows, sums, chunk_params)?;
         if let (Some(gx), Some((a, flipped))) = (grad_x, &dgrad_w) {
             let conv = ConvParams { n_offset: n0 as u32, ..params };
-            let (src, bias, act, pool, affine) = (&gy_rows, None, Act::NONE, None, false);
+            let (src, bias, act, pool, affine) =
+                ((&gy_rows, samples), None, Act::NONE, None, false);
             let (margin, flipped) = (false, *flipped);
             let c =
                 Conv3x3 { a, flipped, src, margin, out: gx, conv, len, bias, affine, act, pool };
@@ -385,10 +387,10 @@ struct Conv3x3<'a> {
     /// The packed taps ([`record_pack_3x3`], `pack_conv_rows`), or with `flipped` a forward
     /// pass's taps that a data gradient reads flipped, and the source (grad_y for a data
     /// gradient, x for a forward pass) in rows of texels, with a texel of margin at each end
-    /// when `margin` (the phase rows).
+    /// when `margin` (the phase rows), with its samples per row ([`row_samples`]).
     a: &'a Packed,
     flipped: bool,
-    src: &'a Flat,
+    src: (&'a Flat, usize),
     margin: bool,
     out: &'a Tensor,
     /// In the kernel's view: c_in output rows (channels), c_out source channels, input
@@ -416,8 +418,9 @@ fn record_conv_3x3(
     let (h_src, w_src) = (conv.input[1] as usize, conv.input[2] as usize);
     let (h, w) = (conv.output[1] as usize, conv.output[2] as usize);
     let w4 = w.div_ceil(4);
-    let texels = c.len * h * w4;
-    let src_texels = c.len * k_c * h_src * w_src.div_ceil(4);
+    let (src, samples) = c.src;
+    let texels = sample_texels(c.len, h, w, samples);
+    let src_texels = sample_texels(c.len, h_src, w_src, samples) * k_c;
     let n0 = conv.n_offset as usize;
     let (units, out_plane) = match c.pool {
         Some(([ph, pw], _)) => (c.len * ph * w4.div_ceil(2), ph * pw),
@@ -428,7 +431,8 @@ fn record_conv_3x3(
     let a_shape = if c.flipped { (k_c, 3 * rows) } else { (rows, k_h * k_c) };
     if (c.a.rows, c.a.tex_cols()) != a_shape
         || (c.flipped && (k_h != 3 || c.margin || conv.stride[2] != 1))
-        || c.src.elems() < 4 * src_texels
+        || src.elems() < 4 * src_texels
+        || (samples > 1 && (4 / samples != w || w_src != w || c.margin || c.pool.is_some()))
         || (c.margin && w_src.div_ceil(4) < w4 + 2)
         || c.out.numel() < (n0 + c.len) * rows * out_plane
         || k_h * k_c > MAX_LOOP_ITERATIONS
@@ -439,13 +443,18 @@ fn record_conv_3x3(
     conv.total = check_u32(op, "source texels", src_texels)?;
     // Output columns per source column: 1, or 2 (a 3x3 of stride 2 from plain rows); phase
     // rows mask their empty taps; a data gradient may read the forward pass's taps flipped.
-    let columns: Constants = match (conv.stride[2], c.margin, conv.kernel[2], conv.pad[2]) {
-        (1, false, ..) if c.flipped => &[("A_FLIPPED", 1.0)],
-        (1, false, ..) => &[],
-        (1, true, ..) => &[("TAP_MASK", 1.0)],
-        (2, false, 3, 1) if c.pool.is_none() => &[("COL_STRIDE", 2.0)],
+    let mut columns = match (conv.stride[2], c.margin, conv.kernel[2], conv.pad[2]) {
+        (1, false, ..) if c.flipped => vec![("A_FLIPPED", 1.0)],
+        (1, false, ..) => vec![],
+        (1, true, ..) => vec![("TAP_MASK", 1.0)],
+        (2, false, 3, 1) if c.pool.is_none() && samples == 1 => vec![("COL_STRIDE", 2.0)],
         _ => return Err(Error::invalid(op, "row convolution stride unsupported (internal)")),
     };
+    if samples > 1 {
+        columns.push(("ROW_SAMPLES", samples as f64));
+    }
+    // The chunk's samples (the last row of texels may hold fewer than `samples`).
+    conv.n = check_u32(op, "samples", c.len)?;
     // Outputs (and argmax indices, of the same size) larger than a binding: the chunk's slice.
     let out_slice = slice(ctx, op, c.out, (n0 * rows * out_plane, c.len * rows * out_plane))?;
     conv.n_offset = check_u32(op, "samples", if out_slice.is_some() { 0 } else { n0 })?;
@@ -490,10 +499,10 @@ fn record_conv_3x3(
     record_sg(
         ctx,
         rec,
-        (Shader::Conv3x3Subgroup, "conv_3x3_sg_r16", columns, &params),
+        (Shader::Conv3x3Subgroup, "conv_3x3_sg_r16", &columns, &params),
         (
             &[(3, bias), (4, c.out.buffer()), (7, indices)],
-            &[texture_entry(8, &c.a.view), texture_entry(9, &c.src.view)],
+            &[texture_entry(8, &c.a.view), texture_entry(9, &src.view)],
         ),
         (&ranges, [groups, 1, 1]),
     )
@@ -525,6 +534,53 @@ fn record_pack_texel_rows(
     record_pack_rows(ctx, op, rec, pack, conv, &dst.view)
 }
 
+/// Samples side by side in a row of texels (shared/texel_rows.wgsl's `ROW_SAMPLES`): 4 / W
+/// for a 3x3 convolution of stride 1 on images of width 1 or 2 (ResNet's last stages at 64x64
+/// and 32x32, where one sample per row would leave half or three quarters of every texel
+/// padding), else 1.
+fn row_samples(g: &Geometry) -> usize {
+    let w = g.x.size[1];
+    if g.stride.iter().all(|&s| s == 1) && w <= 2 { 4 / w.max(1) } else { 1 }
+}
+
+/// Texels per channel of `len` samples of (h, w) in rows of texels, `samples` per row.
+fn sample_texels(len: usize, h: usize, w: usize, samples: usize) -> usize {
+    len.div_ceil(samples) * h * w.div_ceil(4)
+}
+
+/// Records `len` samples from sample `n0` on of `src` (`channels` channels of `conv`'s input
+/// size (H, W) each) into `dst` in rows of texels, `samples` side by side: `pack_texel_rows`
+/// (or a copy) for one, else `pack_sample_rows`.
+fn record_sample_rows(
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+    (src, n0, len, channels): (&Tensor, usize, usize, usize),
+    conv: ConvParams,
+    (dst, samples): (&Flat, usize),
+) -> Result<()> {
+    let (h, w) = (conv.input[1] as usize, conv.input[2] as usize);
+    let plane = channels * h * w;
+    if samples == 1 {
+        return record_pack_texel_rows(
+            ctx,
+            op,
+            rec,
+            (src, n0 * plane, len * channels * h),
+            conv,
+            dst,
+        );
+    }
+    let texels = sample_texels(len, h, w, samples) * channels;
+    if 4 / samples != w || (n0 + len) * plane > src.numel() || dst.elems() < 4 * texels {
+        return Err(Error::invalid(op, "sample rows do not line up (an internal error)"));
+    }
+    let n = check_u32(op, "samples", len)?;
+    let conv = ConvParams { n, c_in: check_u32(op, "channels", channels)?, ..conv };
+    let pack = ("pack_sample_rows", src, (n0 * plane, len * plane), texels);
+    record_pack_rows(ctx, op, rec, pack, conv, &dst.view)
+}
+
 /// The pieces wgrad_3x3_sg.wgsl's `wgrad_3x3_sg` splits K (`texels` of grad_y per channel) into, for
 /// C_in input and C_out output channels: enough workgroups for the device, each piece's loop
 /// within [`MAX_LOOP_ITERATIONS`].
@@ -544,13 +600,13 @@ fn record_wgrad_3x3(
     ctx: &Context,
     op: &'static str,
     rec: &mut Recorder<'_>,
-    (x_rows, gy_rows): (&Flat, &Flat),
+    ((x_rows, gy_rows), samples): ((&Flat, &Flat), usize),
     (grad_w, partial): (&Tensor, Option<&Tensor>),
     (mut conv, len, accumulate): (ConvParams, usize, bool),
 ) -> Result<()> {
     let (c_in, c_out) = (conv.c_in as usize, conv.c_out as usize);
     let (h, w) = (conv.input[1] as usize, conv.input[2] as usize);
-    let texels = len * h * w.div_ceil(4);
+    let texels = sample_texels(len, h, w, samples);
     let splits = wgrad_3x3_splits(c_in, c_out, texels);
     let size = c_out * c_in * 9;
     // One piece writing grad_W itself, or the pieces' sums then their reduction.
@@ -562,6 +618,7 @@ fn record_wgrad_3x3(
     if x_rows.elems() < 4 * texels * c_in
         || gy_rows.elems() < 4 * texels * c_out
         || grad_w.numel() != size
+        || (samples > 1 && 4 / samples != w)
     {
         return Err(Error::invalid(op, "wgrad shapes do not line up (an internal error)"));
     }
@@ -589,10 +646,11 @@ fn record_wgrad_3x3(
             params.splits
         );
     }
+    let constants = [("ROW_SAMPLES", samples as f64)];
     record_sg(
         ctx,
         rec,
-        (Shader::Wgrad3x3Subgroup, "wgrad_3x3_sg", &[], &params),
+        (Shader::Wgrad3x3Subgroup, "wgrad_3x3_sg", &constants, &params),
         (&[(5, sums.buffer())], &[texture_entry(8, &x_rows.view), texture_entry(9, &gy_rows.view)]),
         (&[], groups),
     )?;
@@ -615,7 +673,7 @@ fn record_wgrad_3x3(
 }
 
 /// Override constants of a launch.
-type Constants = &'static [(&'static str, f64)];
+type Constants<'a> = &'a [(&'static str, f64)];
 
 /// One launch of a `shaders/subgroup/conv_3x3_sg.wgsl` or `rows_pack.wgsl` kernel: its shader,
 /// entry point and parameters,
@@ -624,7 +682,7 @@ type Constants = &'static [(&'static str, f64)];
 fn record_sg(
     ctx: &Context,
     rec: &mut Recorder<'_>,
-    (shader, entry, constants, params): (Shader, &'static str, Constants, &TexGemmParams),
+    (shader, entry, constants, params): (Shader, &'static str, Constants<'_>, &TexGemmParams),
     (buffers, textures): (&[(u32, &wgpu::Buffer)], &[wgpu::BindGroupEntry<'_>]),
     (ranges, groups): (&[(u32, u64, u64)], [u32; 3]),
 ) -> Result<()> {
