@@ -8,9 +8,13 @@
 // the samples.
 override ROW_SAMPLES: u32 = 1u;
 
+// Source columns per output column: 1, or 2 for a 3x3 convolution of stride 2 (padding 1)
+// from x's plain rows, whose output texel t reads source texels 2t - 1, 2t and 2t + 1.
+override COL_STRIDE: u32 = 1u;
+
 // A texel's three taps as four-position vectors (k0, k1, k2: the values at w - 1, w and w + 1
-// of the texel's four positions w) from it (m) and its neighbours in the row (l, r; zeros
-// where the row has none).
+// of the texel's four positions w, or with COL_STRIDE 2 at 2w - 1, 2w and 2w + 1) from it (m)
+// and its neighbours in the row (l, r; zeros where the row has none).
 struct RowTaps {
     k0: vec4<f32>,
     k1: vec4<f32>,
@@ -23,6 +27,9 @@ fn row_taps(l: vec4<f32>, m: vec4<f32>, r: vec4<f32>) -> RowTaps {
     }
     if ROW_SAMPLES == 4u {
         return RowTaps(vec4<f32>(0.0), m, vec4<f32>(0.0));
+    }
+    if COL_STRIDE == 2u {
+        return RowTaps(vec4<f32>(l.w, m.yw, r.y), vec4<f32>(m.xz, r.xz), vec4<f32>(m.yw, r.yw));
     }
     return RowTaps(vec4<f32>(l.w, m.xyz), m, vec4<f32>(m.yzw, r.x));
 }

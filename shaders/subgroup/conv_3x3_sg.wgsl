@@ -32,8 +32,6 @@
 // takes row block s % ceil(M / 16) and the next eight lanes' texels; only whole subgroups
 // return early (the lanes share A by broadcast, as in gemm_sg_r16); lanes past the end compute
 // clamped copies that are never stored.
-// Output columns per source column step: 1, or 2 for a stride-2 forward pass (see above).
-override COL_STRIDE: u32 = 1u;
 
 // Phase rows (p.margin): a group of fewer than three taps leaves some of A's slots empty, and
 // those read real values (0 * inf would be NaN where PyTorch has none), so the B operands of
@@ -115,11 +113,6 @@ struct Conv3Taps {
 }
 
 fn conv3_taps(left: vec4<f32>, mid: vec4<f32>, right: vec4<f32>) -> Conv3Taps {
-    if COL_STRIDE == 2u {
-        // Columns 2w + 1, 2w and 2w - 1 of source texels 2t - 1, 2t and 2t + 1.
-        return Conv3Taps(vec4<f32>(mid.yw, right.yw), vec4<f32>(mid.xz, right.xz),
-                         vec4<f32>(left.w, mid.yw, right.y));
-    }
     let r = row_taps(left, mid, right);
     return Conv3Taps(r.k2, r.k1, r.k0);
 }

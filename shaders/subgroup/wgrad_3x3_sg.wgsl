@@ -2,23 +2,23 @@
 // convolutions, from x's and grad_y's rows of texels (shared/texel_rows.wgsl), on 8-lane
 // subgroups, and the sum of their pieces.
 
-// wgrad_3x3_sg: the weight gradient of the same convolutions (3x3, stride 1, padding 1, no
-// dilation, one group) straight from x and grad_y, both in rows of W4 = ceil(W / 4) texels
-// (flat, zeros past W): no im2col. grad_W[o, c, kh, kw] = sum over (n, h, w) of
-// grad_y[n, o, h, w] x[n, c, h + kh - 1, w + kw - 1]: K runs over grad_y's texels (n, h, t),
-// the same for every lane, four positions at a time.
-// - A (ta_r): x's rows, texel ((n * C_in + c) * H + h) * W4 + t (pack_texel_rows);
-// - B (tb_r): grad_y's rows, texel ((n * C_out + o) * H + h) * W4 + t (as for conv_3x3_sg_r16).
-// Lane l of a subgroup takes input channel c0 + l and its nine taps: three x rows (h - 1, h,
-// h + 1), three fetches each (texels t - 1, t, t + 1), give the nine shifted four-position
-// vectors (zeros outside the image). The subgroup's 16 output channels o0 .. o0 + 16 share
-// grad_y: lane l fetches channels o0 + 2l and o0 + 2l + 1 and broadcasts them. Each product is
-// a dot over the four positions. p.m = C_in, p.n = C_out, p.k4 = grad_y's texels per channel
-// of the chunk (len * H * W4), p.splits pieces of K of p.k_split texels; piece s writes
-// partial[(s * C_out + o) * C_in * 9 + c * 9 + tap] (grad_W's layout), which
-// wgrad_3x3_reduce sums. p.conv: c_in, c_out, in_h = H, in_w = W. Grid: x = channel blocks
-// of 8 (one subgroup each, eight per workgroup) over (ceil(C_out / 16), ceil(C_in / 8)),
-// z = pieces.
+// wgrad_3x3_sg: the weight gradient of the same convolutions (3x3, stride s = 1 or 2, padding
+// 1, no dilation, one group) straight from x and grad_y, both in rows of texels (ceil(W / 4)
+// per row, zeros past W): no im2col. grad_W[o, c, kh, kw] = sum over (n, h, w) of
+// grad_y[n, o, h, w] x[n, c, s h + kh - 1, s w + kw - 1]: K runs over grad_y's texels
+// (n, h, t), the same for every lane, four positions at a time.
+// - A (ta_r): x's rows (H_x, W4_x = ceil(W_x / 4)), texel ((n * C_in + c) * H_x + r) * W4_x + t;
+// - B (tb_r): grad_y's rows (H, W4), texel ((n * C_out + o) * H + h) * W4 + t.
+// Lane l of a subgroup takes input channel c0 + l and its nine taps: three x rows (s h - 1,
+// s h, s h + 1), three fetches each (texels t - 1, t, t + 1, or with COL_STRIDE 2 texels 2t - 1,
+// 2t and 2t + 1), give the nine shifted four-position vectors (zeros outside the image). The
+// subgroup's 16 output channels o0 .. o0 + 16 share grad_y: lane l fetches channels o0 + 2l
+// and o0 + 2l + 1 and broadcasts them. Each product is a dot over the four positions.
+// p.m = C_in, p.n = C_out, p.k4 = grad_y's texels per channel of the chunk (len * H * W4),
+// p.splits pieces of K of p.k_split texels; piece s writes partial[(s * C_out + o) * C_in * 9
+// + c * 9 + tap] (grad_W's layout), which wgrad_3x3_reduce sums. p.conv: c_in, c_out, x's
+// size (in_h, in_w), grad_y's (out_h, out_w), stride_h = s. Grid: x = channel blocks of 8 (one
+// subgroup each, eight per workgroup) over (ceil(C_out / 16), ceil(C_in / 8)), z = pieces.
 fn wgrad3_dots(a: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(dot(a, g0), dot(a, g1), dot(a, g2), dot(a, g3));
 }
@@ -62,9 +62,12 @@ fn wgrad_3x3_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let o0 = ob * 16u;
     let ch = cb * 8u + lane;
     let cc = min(ch, p.m - 1u);
-    let w4 = (p.conv.in_w + 3u) / 4u;
-    let h_count = p.conv.in_h;
+    // grad_y's rows (K) and x's, whose row s h - 1 + kh and texel COL_STRIDE t hold the taps of
+    // output row h and texel t (s = p.conv.stride_h: 1, or 2 with COL_STRIDE 2).
+    let w4 = (p.conv.out_w + 3u) / 4u;
+    let h_count = p.conv.out_h;
     let hw4 = h_count * w4;
+    let xw4 = (p.conv.in_w + 3u) / 4u;
     let og0 = min(o0 + 2u * lane, p.n - 1u);
     let og1 = min(o0 + 2u * lane + 1u, p.n - 1u);
     let last_a = i32(p.conv.total) - 1;
@@ -98,12 +101,13 @@ fn wgrad_3x3_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         let g13 = subgroupBroadcast(gl1, 6u);
         let g14 = subgroupBroadcast(gl0, 7u);
         let g15 = subgroupBroadcast(gl1, 7u);
-        // x: rows h - 1, h, h + 1 of channel c.
-        let xb = i32(((n * p.m + cc) * h_count + h) * w4 + t);
+        // x: rows s h - 1, s h, s h + 1 of channel c.
+        let xh = p.conv.stride_h * h;
+        let xb = i32(((n * p.m + cc) * p.conv.in_h + xh) * xw4 + COL_STRIDE * t);
         let left = t > 0u;
-        let right = t + 1u < w4;
-        let r0_on = h > 0u;
-        let q0 = clamp(xb - i32(w4), 0, last_a);
+        let right = COL_STRIDE * t + 1u < xw4;
+        let r0_on = xh > 0u;
+        let q0 = clamp(xb - i32(xw4), 0, last_a);
         let m0 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(q0))), r0_on);
         let l0 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(max(q0 - 1, 0)))), r0_on && left);
         let rr0 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(min(q0 + 1, last_a)))), r0_on && right);
@@ -126,8 +130,8 @@ fn wgrad_3x3_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         acc10_0 += wgrad3_dots(a10, g0, g1, g2, g3); acc10_1 += wgrad3_dots(a10, g4, g5, g6, g7); acc10_2 += wgrad3_dots(a10, g8, g9, g10, g11); acc10_3 += wgrad3_dots(a10, g12, g13, g14, g15);
         acc11_0 += wgrad3_dots(a11, g0, g1, g2, g3); acc11_1 += wgrad3_dots(a11, g4, g5, g6, g7); acc11_2 += wgrad3_dots(a11, g8, g9, g10, g11); acc11_3 += wgrad3_dots(a11, g12, g13, g14, g15);
         acc12_0 += wgrad3_dots(a12, g0, g1, g2, g3); acc12_1 += wgrad3_dots(a12, g4, g5, g6, g7); acc12_2 += wgrad3_dots(a12, g8, g9, g10, g11); acc12_3 += wgrad3_dots(a12, g12, g13, g14, g15);
-        let r2_on = h + 1u < h_count;
-        let q2 = clamp(xb + i32(w4), 0, last_a);
+        let r2_on = xh + 1u < p.conv.in_h;
+        let q2 = clamp(xb + i32(xw4), 0, last_a);
         let m2 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(q2))), r2_on);
         let l2 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(max(q2 - 1, 0)))), r2_on && left);
         let rr2 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(min(q2 + 1, last_a)))), r2_on && right);

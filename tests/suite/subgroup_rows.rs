@@ -1,6 +1,6 @@
 //! The subgroup 3x3 kernels (`conv_3x3_sg_r16`, `wgrad_3x3_sg`) beyond their stride-1 3x3
 //! layers of one sample per row, on devices with 8-lane subgroups (lavapipe): the forward pass
-//! of 3x3 convolutions of stride 2 and padding 1 from x's plain rows (its stride-2 columns),
+//! and weight gradient of 3x3 convolutions of stride 2 and padding 1 from x's plain rows,
 //! first layers' forward passes over x's rows split by phase (a 2-D convolution of one group
 //! and no dilation over at most 4 input channels: ResNet's 7x7 stride-2 stem, any other
 //! kernel, stride and padding), and images one or two wide, several samples to a row of
@@ -57,8 +57,9 @@ fn first_layers_on_phase_rows_match_reference() {
     run_conv_case(ctx(), &mut r, stem, 0.0, 1e-4).unwrap_or_else(|e| panic!("3x3 stem: {e}"));
 }
 
-/// 3x3 convolutions of stride 2 and padding 1: random channels (1 to 20 in, 1 to 40 out) and
-/// sizes (odd and even, down to 1), and ResNet's downsampling shape, in chunks.
+/// 3x3 convolutions of stride 2 and padding 1, whose forward passes and weight gradients run
+/// from x's plain rows: random channels (1 to 20 in, 1 to 40 out) and sizes (odd and even, down
+/// to 1), and ResNet's downsampling shape, in chunks.
 #[test]
 fn stride_2_3x3_forward_passes_on_plain_rows_match_reference() {
     for_each_config("stride-2 3x3", 40, |r| {

@@ -274,6 +274,10 @@ impl ConvPlan {
             (WeightGrad::Subgroup3x3 { chunk }, None | Some(DataGrad::Subgroup3x3 { .. })) => {
                 subgroup_3x3::backward(pass, (GradSource::Plain(grad_y), x, w), out, chunk, None)
             }
+            (WeightGrad::SubgroupRows { chunk }, data) => {
+                subgroup_3x3::weight_grad_rows(pass, (x, grad_y), grads.grad_w, chunk)?;
+                tiled::data_backward(pass, (w, grad_y), grads.grad_x, data)
+            }
             (WeightGrad::Adjoint { chunk, col }, None | Some(DataGrad::Adjoint { .. })) => {
                 tiled::adjoint_backward(pass, tensors, out, (chunk, col))
             }

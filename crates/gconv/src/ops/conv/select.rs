@@ -130,6 +130,12 @@ pub(crate) enum WeightGrad {
     Subgroup3x3 {
         chunk: usize,
     },
+    /// `wgrad_3x3_sg` for a 3x3 convolution of stride 2 and padding 1, over x's plain rows of
+    /// texels (stride-2 columns) and grad_y's; the data gradient takes its own choice
+    /// [subgroup_3x3, tiled].
+    SubgroupRows {
+        chunk: usize,
+    },
     /// A transposed convolution's: its adjoint's weight gradient, x and grad_y swapped [tiled].
     Adjoint {
         chunk: usize,
@@ -474,7 +480,10 @@ fn choose_weight_grad(
     Ok(match family(plan, ctx, reads.x_fits) {
         Family::Gemm { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
             Some(chunk) => WeightGrad::Subgroup3x3 { chunk },
-            None => WeightGrad::Gemm { chunk, col: im2col_operand(ctx) },
+            None => match subgroup_wgrad_s2(plan, ctx, chunk) {
+                Some(chunk) => WeightGrad::SubgroupRows { chunk },
+                None => WeightGrad::Gemm { chunk, col: im2col_operand(ctx) },
+            },
         },
         Family::Subgroup { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
             Some(chunk) => WeightGrad::Subgroup3x3 { chunk },
@@ -652,6 +661,17 @@ fn subgroup_rows(plan: &ConvPlan, ctx: &Context, chunk: usize, fused: bool) -> O
         return None;
     }
     rows_chunk(plan, ctx, chunk, 4 * rows.texels(1))
+}
+
+/// The chunk of a stride-2 3x3 weight gradient on `wgrad_3x3_sg`, where x's and grad_y's rows
+/// of texels fit.
+fn subgroup_wgrad_s2(plan: &ConvPlan, ctx: &Context, chunk: usize) -> Option<usize> {
+    if !subgroup_3x3_s2(plan, ctx) {
+        return None;
+    }
+    let g = &plan.g;
+    let per_sample = (g.x_row_texels(1) * g.x.c).max(g.row_texels(1) * g.c_out);
+    rows_chunk(plan, ctx, chunk, 4 * per_sample)
 }
 
 /// The subgroup backward pass's chunk, where its textures fit.

@@ -1,14 +1,16 @@
 //! The CPU-adapter strategy for 3x3 convolutions (stride 1, padding 1, one group) on 8-lane
 //! subgroups (`shaders/subgroup/conv_3x3_sg.wgsl`, `wgrad_3x3_sg.wgsl`): no im2col, no
-//! grad_col, no col2im. x, or grad_y, is laid out in rows of texels (`pack_texel_rows`: each image row in ceil(W / 4)
-//! texels, zeros past W), so that one fetch of texels t - 1, t and t + 1 of a source row gives
-//! all three kw taps of output texel t by swizzles. `conv_3x3_sg_r16` is the forward pass
-//! (weight packed, bias and ReLU or the fused ReLU + 2x2 max-pool in its epilogue) and, with
-//! the weight flipped over grad_y, the data gradient; `wgrad_3x3_sg` the weight gradient. The
-//! same kernel runs a first layer's forward pass of any other kernel, stride and padding
-//! ([`forward_rows`]) from x's rows split by phase. `select.rs` chooses it; nothing else
-//! enters it. Remove this file, its shaders and the `Subgroup3x3` / `SubgroupRows` choices, and
-//! every convolution still runs.
+//! grad_col, no col2im. x, or grad_y, is laid out in rows of texels (`pack_texel_rows`: each
+//! image row in ceil(W / 4) texels, zeros past W; images one or two wide two or four samples
+//! to a row, `pack_sample_rows`), so that one fetch of texels t - 1, t and t + 1 of a source
+//! row gives all three kw taps of output texel t by swizzles. `conv_3x3_sg_r16` is the forward
+//! pass (weight packed, bias and ReLU or the fused ReLU + 2x2 max-pool in its epilogue) and,
+//! with the weight flipped over grad_y, the data gradient; `wgrad_3x3_sg` the weight gradient.
+//! The same kernels run 3x3 convolutions of stride 2 (the forward pass and, [`weight_grad_rows`],
+//! the weight gradient, from x's plain rows), and a first layer's forward pass of any other
+//! kernel, stride and padding ([`forward_rows`]) from x's rows split by phase. `select.rs`
+//! chooses them; nothing else enters. Remove this file, its shaders and the `Subgroup3x3` /
+//! `SubgroupRows` choices, and every convolution still runs.
 
 use super::ConvPlan;
 use super::geometry::Geometry;
@@ -333,6 +335,41 @@ fn scratch(ctx: &Context, col: Option<&Tensor>, elems: usize) -> Result<Tensor> 
     }
 }
 
+/// The weight gradient of a 3x3 convolution of stride 2 and padding 1 on `wgrad_3x3_sg`
+/// (`COL_STRIDE` 2: output texel t's taps in x's texels 2t - 1 .. 2t + 1): per chunk, x's plain
+/// rows and grad_y's rows of texels; the data gradient runs elsewhere (`select.rs`).
+pub(super) fn weight_grad_rows(
+    pass: &mut Pass<'_, '_>,
+    (x, grad_y): (&Tensor, &Tensor),
+    grad_w: &Tensor,
+    chunk: usize,
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let params = g.params(false, 0);
+    let x_rows =
+        Flat::new(ctx, 4 * g.x_row_texels(chunk) * g.x.c).ok_or_else(|| no_texture(plan))?;
+    let gy_rows =
+        Flat::new(ctx, 4 * g.row_texels(chunk) * g.c_out).ok_or_else(|| no_texture(plan))?;
+    let splits = wgrad_3x3_splits(g.x.c, g.c_out, g.row_texels(chunk));
+    let partial = match splits > 1 || chunk < g.x.n {
+        true => Some(Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9])?),
+        false => None,
+    };
+    // grad_y's rows are the output's size.
+    let gy_params = ConvParams { input: params.output, ..params };
+    for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
+        let len = chunk.min(g.x.n - n0);
+        let gy = (grad_y, n0, len, g.c_out);
+        record_sample_rows(ctx, op, pass.rec, gy, gy_params, (&gy_rows, 1))?;
+        record_sample_rows(ctx, op, pass.rec, (x, n0, len, g.x.c), params, (&x_rows, 1))?;
+        let rows = ((&x_rows, &gy_rows), 1);
+        let sums = (grad_w, partial.as_ref());
+        record_wgrad_3x3(ctx, op, pass.rec, rows, sums, (params, len, i > 0))?;
+    }
+    Ok(())
+}
+
 /// Records rows_pack.wgsl's `pack_dgrad_3x3` (`forward` false) or `pack_conv_3x3` into the
 /// storage scratch `s` ([`pack_elems`]) and its copy into `a`: `conv_3x3_sg_r16`'s A from a
 /// 3x3 weight `w`, `conv` in that kernel's view (c_in rows, c_out = the channels K runs
@@ -581,9 +618,9 @@ fn record_sample_rows(
     record_pack_rows(ctx, op, rec, pack, conv, &dst.view)
 }
 
-/// The pieces wgrad_3x3_sg.wgsl's `wgrad_3x3_sg` splits K (`texels` of grad_y per channel) into, for
-/// C_in input and C_out output channels: enough workgroups for the device, each piece's loop
-/// within [`MAX_LOOP_ITERATIONS`].
+/// The pieces `wgrad_3x3_sg` splits K (`texels` of grad_y per channel) into, for C_in input
+/// and C_out output channels: enough workgroups for the device, each piece's loop within
+/// [`MAX_LOOP_ITERATIONS`].
 fn wgrad_3x3_splits(c_in: usize, c_out: usize, texels: usize) -> usize {
     let subgroups = c_in.div_ceil(8) * c_out.div_ceil(16);
     let wanted = (WORKGROUPS_WANTED as usize * 8).div_ceil(subgroups);
@@ -605,8 +642,12 @@ fn record_wgrad_3x3(
     (mut conv, len, accumulate): (ConvParams, usize, bool),
 ) -> Result<()> {
     let (c_in, c_out) = (conv.c_in as usize, conv.c_out as usize);
-    let (h, w) = (conv.input[1] as usize, conv.input[2] as usize);
+    // K runs over grad_y's texels (its size is the output's); x's rows hold the input's.
+    let (h, w) = (conv.output[1] as usize, conv.output[2] as usize);
+    let (h_x, w_x) = (conv.input[1] as usize, conv.input[2] as usize);
     let texels = sample_texels(len, h, w, samples);
+    let x_texels = sample_texels(len, h_x, w_x, samples);
+    let stride = conv.stride[2];
     let splits = wgrad_3x3_splits(c_in, c_out, texels);
     let size = c_out * c_in * 9;
     // One piece writing grad_W itself, or the pieces' sums then their reduction.
@@ -615,14 +656,16 @@ fn record_wgrad_3x3(
         (_, _, Some(partial)) if partial.numel() >= splits * size => partial,
         _ => return Err(Error::invalid(op, "wgrad partial sums missing (an internal error)")),
     };
-    if x_rows.elems() < 4 * texels * c_in
+    if x_rows.elems() < 4 * x_texels * c_in
         || gy_rows.elems() < 4 * texels * c_out
         || grad_w.numel() != size
-        || (samples > 1 && 4 / samples != w)
+        || (samples > 1 && (4 / samples != w || stride != 1))
+        || conv.stride[1] != stride
+        || !(1..=2).contains(&stride)
     {
         return Err(Error::invalid(op, "wgrad shapes do not line up (an internal error)"));
     }
-    conv.total = check_u32(op, "input texels", texels * c_in)?;
+    conv.total = check_u32(op, "input texels", x_texels * c_in)?;
     let k_split = texels.div_ceil(splits);
     let params = TexGemmParams {
         m: check_u32(op, "C_in", c_in)?,
@@ -641,12 +684,12 @@ fn record_wgrad_3x3(
     }
     if ctx.log_debug() {
         eprintln!(
-            "gconv: {op}: wgrad_3x3_sg (C_in {c_in}, C_out {c_out}, {len} x {h} x {w}), {} \
-             K piece(s), no im2col",
+            "gconv: {op}: wgrad_3x3_sg (C_in {c_in}, C_out {c_out}, stride {stride}, grad_y {len} x \
+             {h} x {w}), {} K piece(s), no im2col",
             params.splits
         );
     }
-    let constants = [("ROW_SAMPLES", samples as f64)];
+    let constants = [("ROW_SAMPLES", samples as f64), ("COL_STRIDE", f64::from(stride))];
     record_sg(
         ctx,
         rec,

@@ -218,6 +218,17 @@ pub(super) fn backward(
 ) -> Result<()> {
     let x_src = x_source(pass.plan, pass.rec, x, col)?;
     gemm_weight_grad(pass, (&x_src, grad_y, grad_w), (chunk, col))?;
+    data_backward(pass, (w, grad_y), grad_x, data)
+}
+
+/// The data gradient on the texture GEMM (`data`, where grad_x is wanted), beside a weight
+/// gradient recorded elsewhere.
+pub(super) fn data_backward(
+    pass: &mut Pass<'_, '_>,
+    (w, grad_y): (&Tensor, &Tensor),
+    grad_x: Option<&Tensor>,
+    data: Option<DataGrad>,
+) -> Result<()> {
     match (grad_x, data) {
         (Some(gx), Some(kernel)) => data_grad(pass, (w, grad_y, gx, None), kernel),
         (None, None) => Ok(()),
