@@ -66,3 +66,41 @@ fn pack_narrow(invocation: Invocation) {
     let at = divmod24(idx, pp.tex_cols);
     pack_texel(at.y, at.x);
 }
+
+@group(0) @binding(3) var<storage, read> src4: array<vec4<f32>>;
+
+// The same for a matrix stored by columns (row_stride 1, no splits, one batch; col_stride and
+// offset multiples of 4: W^T for a data gradient, K x C_out): texel (q, r) holds columns
+// 4q .. 4q + 3 of row r, four values a whole matrix row apart, which `pack_texel` reads as
+// four scalar loads, each a loop over the lanes on CPU adapters. An invocation takes a block
+// of four rows instead: four quads (one per column, rows 4b .. 4b + 3) transposed into four
+// texels. 64 invocations per workgroup along a texture row (q fastest); tex_cols *
+// ceil(tex_rows / 4) of them, fewer than 2^24.
+@compute @workgroup_size(64, 1, 1)
+fn pack_columns4(invocation: Invocation) {
+    let idx = workgroup_index(invocation) * 64u + invocation.lid;
+    if idx >= pp.tex_cols * ((pp.tex_rows + 3u) / 4u) { return; }
+    let at = divmod24(idx, pp.tex_cols);
+    let q = at.y;
+    let r0 = 4u * at.x;
+    let v0 = column_quad(4u * q, r0);
+    let v1 = column_quad(4u * q + 1u, r0);
+    let v2 = column_quad(4u * q + 2u, r0);
+    let v3 = column_quad(4u * q + 3u, r0);
+    store_row(q, r0, vec4<f32>(v0.x, v1.x, v2.x, v3.x));
+    store_row(q, r0 + 1u, vec4<f32>(v0.y, v1.y, v2.y, v3.y));
+    store_row(q, r0 + 2u, vec4<f32>(v0.z, v1.z, v2.z, v3.z));
+    store_row(q, r0 + 3u, vec4<f32>(v0.w, v1.w, v2.w, v3.w));
+}
+
+// Rows r0 .. r0 + 3 of column c (zero past the columns; rows past pp.rows are dropped by
+// store_row).
+fn column_quad(c: u32, r0: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), src4[(pp.offset + c * pp.col_stride + r0) / 4u], c < pp.cols);
+}
+
+fn store_row(q: u32, r: u32, t: vec4<f32>) {
+    if r < pp.tex_rows {
+        textureStore(packed, vec2<u32>(q, r), select(vec4<f32>(0.0), t, r < pp.rows));
+    }
+}

@@ -132,22 +132,47 @@ pub(crate) fn record_pack(
     };
     let ranges: Vec<(u32, u64, u64)> = range.map(|(o, s)| (1, o, s)).into_iter().collect();
     // 64 texels of one row per workgroup, or of consecutive rows where a row has fewer (see
-    // pack.wgsl).
+    // pack.wgsl); a matrix stored by columns in blocks of four rows.
     let rows = target.tex_rows * target.batch;
-    let (entry, groups) = if target.tex_cols() < 64 {
+    // pack_columns4 reads quads (binding 3), the others scalars.
+    let binding = if by_columns(range, view, target) { 3 } else { 1 };
+    let (entry, groups) = if binding == 3 {
+        let invocations = target.tex_cols() * target.tex_rows.div_ceil(4);
+        ("pack_columns4", ctx.grid_1d(op, invocations as u64, 64)?)
+    } else if target.tex_cols() < 64 {
         ("pack_narrow", ctx.grid_1d(op, (target.tex_cols() * rows) as u64, 64)?)
     } else {
         ("pack", [(target.tex_cols() as u32).div_ceil(64), rows as u32, 1])
     };
     ctx.record_with(
         rec,
-        &Dispatch::new(Shader::GemmPack, entry, bytemuck::bytes_of(&params), &[(1, src)], groups)
-            .ranges(&ranges),
+        &Dispatch::new(
+            Shader::GemmPack,
+            entry,
+            bytemuck::bytes_of(&params),
+            &[(binding, src)],
+            groups,
+        )
+        .ranges(&ranges),
         &[wgpu::BindGroupEntry {
             binding: 2,
             resource: wgpu::BindingResource::TextureView(&target.view),
         }],
     )
+}
+
+/// Whether `view` is a matrix stored by columns that `pack_columns4` takes: rows adjacent, no
+/// splits, one batch, each column starting on a whole quad, the buffer bound whole, fewer
+/// than 2^24 invocations.
+fn by_columns(range: Option<(u64, u64)>, view: &View, target: &Packed) -> bool {
+    range.is_none()
+        && target.batch == 1
+        && view.row_stride == 1
+        && view.row_split == usize::MAX
+        && view.col_split == usize::MAX
+        && view.col_stride.is_multiple_of(4)
+        && view.offset.is_multiple_of(4)
+        && target.tex_cols() * target.tex_rows.div_ceil(4) < 1 << 24
 }
 
 /// The copies that pack `view` when it is plain rows a texture copy can take as they are:
