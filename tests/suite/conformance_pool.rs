@@ -147,7 +147,7 @@ fn max_pool_3x3_stride_2_keeps_pytorchs_rule_for_ties_nans_and_infinities() {
             assert!(same, "{shape:?} pad {pad} ceil {ceil}: y[{i}] = {g}, reference {e}");
         }
         assert_eq!(indices_of(&idx).expect("indices"), eidx, "{shape:?} pad {pad} ceil {ceil}");
-        // Its backward pass (max_pool_backward_overlap: up to two windows per dimension).
+        // Its backward pass (max_pool_backward_scatter: one parity of windows at a time).
         let gy: Vec<f32> = (0..y.numel()).map(|_| r.random_range(-1.0..1.0)).collect();
         let gyt = Tensor::from_slice(ctx(), &gy, y.shape()).expect("grad_y");
         let gx = ops::max_pool2d_backward(&gyt, &x, &idx, &o).expect("max_pool2d_backward");
