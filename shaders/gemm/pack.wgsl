@@ -69,8 +69,10 @@ fn pack_narrow(invocation: Invocation) {
 
 @group(0) @binding(3) var<storage, read> src4: array<vec4<f32>>;
 
-// The same for a matrix stored by columns (row_stride 1, no splits, one batch; col_stride and
-// offset multiples of 4: W^T for a data gradient, K x C_out): texel (q, r) holds columns
+// The same for a matrix stored by columns (row_stride 1, no column splits, one batch;
+// col_stride, offset, and row_split and row_split_stride where rows split, multiples of 4:
+// W^T for a data gradient, K x C_out, or grad_y^T for a weight gradient, positions x C_out
+// split by sample): texel (q, r) holds columns
 // 4q .. 4q + 3 of row r, four values a whole matrix row apart, which `pack_texel` reads as
 // four scalar loads, each a loop over the lanes on CPU adapters. An invocation takes a block
 // of four rows instead: four quads (one per column, rows 4b .. 4b + 3) transposed into four
@@ -93,10 +95,11 @@ fn pack_columns4(invocation: Invocation) {
     store_row(q, r0 + 3u, vec4<f32>(v0.w, v1.w, v2.w, v3.w));
 }
 
-// Rows r0 .. r0 + 3 of column c (zero past the columns; rows past pp.rows are dropped by
-// store_row).
+// Rows r0 .. r0 + 3 of column c, within one row split (zero past the columns; rows past
+// pp.rows are dropped by store_row).
 fn column_quad(c: u32, r0: u32) -> vec4<f32> {
-    return select(vec4<f32>(0.0), src4[(pp.offset + c * pp.col_stride + r0) / 4u], c < pp.cols);
+    let row = (r0 / pp.row_split) * pp.row_split_stride + r0 % pp.row_split;
+    return select(vec4<f32>(0.0), src4[(pp.offset + c * pp.col_stride + row) / 4u], c < pp.cols);
 }
 
 fn store_row(q: u32, r: u32, t: vec4<f32>) {

@@ -161,14 +161,15 @@ pub(crate) fn record_pack(
     )
 }
 
-/// Whether `view` is a matrix stored by columns that `pack_columns4` takes: rows adjacent, no
-/// splits, one batch, each column starting on a whole quad, the buffer bound whole, fewer
-/// than 2^24 invocations.
+/// Whether `view` is a matrix stored by columns that `pack_columns4` takes: rows adjacent (in
+/// splits of whole quads, if split), no column splits, one batch, each column starting on a
+/// whole quad, the buffer bound whole, fewer than 2^24 invocations.
 fn by_columns(range: Option<(u64, u64)>, view: &View, target: &Packed) -> bool {
+    let quads = |v: usize| v.is_multiple_of(4);
     range.is_none()
         && target.batch == 1
         && view.row_stride == 1
-        && view.row_split == usize::MAX
+        && (view.row_split == usize::MAX || (quads(view.row_split) && quads(view.row_split_stride)))
         && view.col_split == usize::MAX
         && view.col_stride.is_multiple_of(4)
         && view.offset.is_multiple_of(4)
