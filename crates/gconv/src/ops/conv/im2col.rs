@@ -4,7 +4,7 @@
 //! convolutions whose textures do not fit, and `ConvStrategy::Im2col`.
 
 use super::ConvPlan;
-use super::plan::{ConvIo, Pass, dispatch};
+use super::plan::{self, ConvIo, Pass, dispatch};
 use crate::kernel::{Shader, WG};
 use crate::ops::check_u32;
 use crate::ops::gemm::Gemm;
@@ -30,11 +30,7 @@ pub(crate) fn chunk(plan: &ConvPlan, ctx: &Context) -> Result<(usize, usize)> {
 
 /// The scratch: the plan's `col` where it is large enough, else a new one.
 pub(super) fn scratch(plan: &ConvPlan, ctx: &Context, col: Option<&Tensor>) -> Result<Tensor> {
-    let (_, elems) = chunk(plan, ctx)?;
-    match col {
-        Some(t) if t.numel() >= elems => Ok(t.clone()),
-        _ => Tensor::zeros(ctx, &[elems]),
-    }
+    plan::scratch(ctx, col, chunk(plan, ctx)?.1)
 }
 
 /// y_n (C_out, P) = W (C_out, K) @ col_n (K, P) per chunk, bias per channel.

@@ -122,6 +122,15 @@ pub(crate) struct Pooling<'a> {
     pub indices: Option<&'a Tensor>,
 }
 
+/// The plan's storage scratch `col` where it holds `elems` values (see
+/// [`ConvPlan::scratch_elems`]), else a scratch of the call's own.
+pub(super) fn scratch(ctx: &Context, col: Option<&Tensor>, elems: usize) -> Result<Tensor> {
+    match col {
+        Some(t) if t.numel() >= elems => Ok(t.clone()),
+        _ => Tensor::zeros(ctx, &[elems]),
+    }
+}
+
 /// One launch of a `shaders/conv/` kernel with the `WG` override.
 pub(super) fn dispatch<'a>(
     shader: Shader,

@@ -218,12 +218,17 @@ pub(crate) fn weight_grad(
     Ok(choice)
 }
 
+/// The forward pass's kernel in a plan (`fused`: with ReLU and a 2x2 max-pool), unlogged:
+/// plan buffers can always be copied into textures that fit.
+fn plan_forward(plan: &ConvPlan, ctx: &Context, fused: bool) -> Result<Forward> {
+    choose_forward(plan, ctx, Flat::fits(ctx, plan.g.x.n * plan.g.x_plane()), fused)
+}
+
 /// Whether a plan fuses this convolution with a following ReLU and 2x2 max-pool: where the
-/// fused forward pass has a kernel (plan buffers can always be copied into textures that fit).
+/// fused forward pass has a kernel.
 pub(crate) fn fuses_relu_pool(plan: &ConvPlan, ctx: &Context) -> Result<bool> {
-    let x_fits = Flat::fits(ctx, plan.g.x.n * plan.g.x_plane());
     Ok(matches!(
-        choose_forward(plan, ctx, x_fits, true)?,
+        plan_forward(plan, ctx, true)?,
         Forward::Gemm { .. } | Forward::Direct(Direct::Tiles3x3) | Forward::Subgroup3x3 { .. }
     ))
 }
@@ -231,11 +236,9 @@ pub(crate) fn fuses_relu_pool(plan: &ConvPlan, ctx: &Context) -> Result<bool> {
 /// Whether the forward pass's kernel takes a fused epilogue (`plan::Post`: batch norm in
 /// evaluation folded in, and a clamp): the texture GEMM, the subgroup 3x3 kernel, and the
 /// direct, depthwise and tile kernels of a convolution (not a transposed one), all of which
-/// end in `conv_out4` or the GEMMs' `row_affine`. Plan buffers can always be copied into
-/// textures that fit.
+/// end in `conv_out4` or the GEMMs' `row_affine`.
 pub(crate) fn fuses_post(plan: &ConvPlan, ctx: &Context) -> Result<bool> {
-    let x_fits = Flat::fits(ctx, plan.g.x.n * plan.g.x_plane());
-    Ok(takes_post(plan, choose_forward(plan, ctx, x_fits, false)?))
+    Ok(takes_post(plan, plan_forward(plan, ctx, false)?))
 }
 
 /// Whether forward kernel `kernel` takes a fused epilogue (see [`fuses_post`]).
@@ -265,8 +268,7 @@ pub(crate) fn relu_pool_scratch(plan: &ConvPlan, ctx: &Context) -> Result<Option
 /// Whether the forward pass (`fused`: with ReLU and a 2x2 max-pool) packs a 3x3 weight for
 /// the subgroup kernel (through the storage scratch, `subgroup_3x3::pack_elems`).
 pub(crate) fn packs_3x3(plan: &ConvPlan, ctx: &Context, fused: bool) -> Result<bool> {
-    let x_fits = Flat::fits(ctx, plan.g.x.n * plan.g.x_plane());
-    Ok(matches!(choose_forward(plan, ctx, x_fits, fused)?, Forward::Subgroup3x3 { .. }))
+    Ok(matches!(plan_forward(plan, ctx, fused)?, Forward::Subgroup3x3 { .. }))
 }
 
 /// Whether the passes use im2col's storage-buffer scratch ([`im2col::chunk`]).

@@ -14,7 +14,7 @@
 
 use super::ConvPlan;
 use super::geometry::Geometry;
-use super::plan::{ConvIo, Pass, Pooling};
+use super::plan::{self, ConvIo, Pass, Pooling};
 use crate::kernel::{Copy, Dispatch, Recorder, Shader, WG, texture_entry};
 use crate::ops::activation::Act;
 use crate::ops::check_u32;
@@ -89,7 +89,7 @@ pub(super) fn forward(
     let x_rows = x_rows(plan, ctx, chunk, kept)?;
     // The kernel's view: rows are output channels, K runs over input channels.
     let params = ConvParams { c_in: g.c_out as u32, c_out: g.x.c as u32, ..g.params(false, 0) };
-    let scratch = scratch(ctx, col, pack_elems(g.c_out, g.x.c))?;
+    let scratch = plan::scratch(ctx, col, pack_elems(g.c_out, g.x.c))?;
     record_pack_3x3(ctx, op, pass.rec, (io.w, &scratch, &a), params, true)?;
     if let Ok(mut kept) = plan.forward_pack.lock() {
         *kept = Some((io.w.buffer().clone(), a.clone()));
@@ -262,13 +262,7 @@ pub(super) fn backward(
         GradSource::Pooled { .. } => 1,
         GradSource::Plain(_) => row_samples(g),
     };
-    // The pieces' sums: none where one piece of one chunk writes grad_W itself.
-    let k_texels = sample_texels(chunk, g.out[0], g.out[1], samples);
-    let splits = wgrad_3x3_splits(g.x.c, g.c_out, k_texels);
-    let partial = match splits > 1 || chunk < g.x.n {
-        true => Some(Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9])?),
-        false => None,
-    };
+    let partial = wgrad_partial(ctx, g, chunk, samples)?;
     // The data gradient's weight: the forward pass's packed texture, read flipped, where the
     // plan's forward pass packed this weight; else packed flipped here.
     let forward_pack = plan.forward_pack.lock().ok().and_then(|kept| kept.clone());
@@ -327,14 +321,6 @@ pub(super) fn pack_elems(rows: usize, k_c: usize) -> usize {
     4 * rows * pack_pitch(k_c)
 }
 
-/// `col` where it holds `elems` values, else a scratch of its own.
-fn scratch(ctx: &Context, col: Option<&Tensor>, elems: usize) -> Result<Tensor> {
-    match col {
-        Some(t) if t.numel() >= elems => Ok(t.clone()),
-        _ => Tensor::zeros(ctx, &[elems]),
-    }
-}
-
 /// The weight gradient of a 3x3 convolution of stride 2 and padding 1 on `wgrad_3x3_sg`
 /// (`COL_STRIDE` 2: output texel t's taps in x's texels 2t - 1 .. 2t + 1): per chunk, x's plain
 /// rows and grad_y's rows of texels; the data gradient runs elsewhere (`select.rs`).
@@ -351,11 +337,7 @@ pub(super) fn weight_grad_rows(
         Flat::new(ctx, 4 * g.x_row_texels(chunk) * g.x.c).ok_or_else(|| no_texture(plan))?;
     let gy_rows =
         Flat::new(ctx, 4 * g.row_texels(chunk) * g.c_out).ok_or_else(|| no_texture(plan))?;
-    let splits = wgrad_3x3_splits(g.x.c, g.c_out, g.row_texels(chunk));
-    let partial = match splits > 1 || chunk < g.x.n {
-        true => Some(Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9])?),
-        false => None,
-    };
+    let partial = wgrad_partial(ctx, g, chunk, 1)?;
     // grad_y's rows are the output's size.
     let gy_params = ConvParams { input: params.output, ..params };
     for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
@@ -626,6 +608,23 @@ fn wgrad_3x3_splits(c_in: usize, c_out: usize, texels: usize) -> usize {
     let subgroups = c_in.div_ceil(8) * c_out.div_ceil(16);
     let wanted = (WORKGROUPS_WANTED as usize * 8).div_ceil(subgroups);
     wanted.min(texels.div_ceil(32)).max(texels.div_ceil(MAX_LOOP_ITERATIONS)).max(1)
+}
+
+/// The weight gradient's partial sums for chunks of `chunk` samples, `samples` to a row of
+/// texels: [`wgrad_3x3_splits`] pieces of grad_y's texels, none where one piece of one chunk
+/// writes grad_W itself (as [`record_wgrad_3x3`] does then).
+fn wgrad_partial(
+    ctx: &Context,
+    g: &Geometry,
+    chunk: usize,
+    samples: usize,
+) -> Result<Option<Tensor>> {
+    let texels = sample_texels(chunk, g.out[0], g.out[1], samples);
+    let splits = wgrad_3x3_splits(g.x.c, g.c_out, texels);
+    match splits > 1 || chunk < g.x.n {
+        true => Tensor::zeros(ctx, &[splits * g.c_out * g.x.c * 9]).map(Some),
+        false => Ok(None),
+    }
 }
 
 /// Records wgrad_3x3_sg.wgsl's `wgrad_3x3_sg` and `wgrad_3x3_reduce`: the weight gradient of a 3x3

@@ -134,9 +134,10 @@ pub(crate) fn record_pack(
     // 64 texels of one row per workgroup, or of consecutive rows where a row has fewer (see
     // pack.wgsl); a matrix stored by columns in blocks of four rows.
     let rows = target.tex_rows * target.batch;
-    // pack_columns4 reads quads (binding 3), the others scalars.
-    let binding = if by_columns(range, view, target) { 3 } else { 1 };
-    let (entry, groups) = if binding == 3 {
+    // pack_columns4 reads quads (binding 3), the others scalars (binding 1).
+    let columns = by_columns(range, view, target);
+    let binding = if columns { 3 } else { 1 };
+    let (entry, groups) = if columns {
         let invocations = target.tex_cols() * target.tex_rows.div_ceil(4);
         ("pack_columns4", ctx.grid_1d(op, invocations as u64, 64)?)
     } else if target.tex_cols() < 64 {
@@ -171,8 +172,8 @@ fn by_columns(range: Option<(u64, u64)>, view: &View, target: &Packed) -> bool {
         && view.row_stride == 1
         && (view.row_split == usize::MAX || (quads(view.row_split) && quads(view.row_split_stride)))
         && view.col_split == usize::MAX
-        && view.col_stride.is_multiple_of(4)
-        && view.offset.is_multiple_of(4)
+        && quads(view.col_stride)
+        && quads(view.offset)
         && target.tex_cols() * target.tex_rows.div_ceil(4) < 1 << 24
 }
 
