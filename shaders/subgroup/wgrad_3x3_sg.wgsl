@@ -50,6 +50,17 @@ fn wgrad3_store4(base: u32, o: u32, per_o: u32, v: vec4<f32>) {
     }
 }
 
+// x's row texel q (clamped into the texture, `last` its last texel) and its neighbours, as
+// the three taps' vectors: zeros where the row is outside the image (!on) or has no
+// neighbour that side.
+fn wgrad3_x_row(q: i32, on: bool, left: bool, right: bool, last: i32) -> RowTaps {
+    let qc = clamp(q, 0, last);
+    let m = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(qc))), on);
+    let l = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(max(qc - 1, 0)))), on && left);
+    let r = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(min(qc + 1, last)))), on && right);
+    return row_taps(l, m, r);
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn wgrad_3x3_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
                 @builtin(subgroup_invocation_id) lane: u32) {
@@ -106,42 +117,18 @@ fn wgrad_3x3_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         let xb = i32(((n * p.m + cc) * p.conv.in_h + xh) * xw4 + COL_STRIDE * t);
         let left = t > 0u;
         let right = COL_STRIDE * t + 1u < xw4;
-        let r0_on = xh > 0u;
-        let q0 = clamp(xb - i32(xw4), 0, last_a);
-        let m0 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(q0))), r0_on);
-        let l0 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(max(q0 - 1, 0)))), r0_on && left);
-        let rr0 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(min(q0 + 1, last_a)))), r0_on && right);
-        let x0 = row_taps(l0, m0, rr0);
-        let a00 = x0.k0;
-        let a01 = x0.k1;
-        let a02 = x0.k2;
-        acc00_0 += wgrad3_dots(a00, g0, g1, g2, g3); acc00_1 += wgrad3_dots(a00, g4, g5, g6, g7); acc00_2 += wgrad3_dots(a00, g8, g9, g10, g11); acc00_3 += wgrad3_dots(a00, g12, g13, g14, g15);
-        acc01_0 += wgrad3_dots(a01, g0, g1, g2, g3); acc01_1 += wgrad3_dots(a01, g4, g5, g6, g7); acc01_2 += wgrad3_dots(a01, g8, g9, g10, g11); acc01_3 += wgrad3_dots(a01, g12, g13, g14, g15);
-        acc02_0 += wgrad3_dots(a02, g0, g1, g2, g3); acc02_1 += wgrad3_dots(a02, g4, g5, g6, g7); acc02_2 += wgrad3_dots(a02, g8, g9, g10, g11); acc02_3 += wgrad3_dots(a02, g12, g13, g14, g15);
-        let r1_on = true;
-        let q1 = clamp(xb , 0, last_a);
-        let m1 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(q1))), r1_on);
-        let l1 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(max(q1 - 1, 0)))), r1_on && left);
-        let rr1 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(min(q1 + 1, last_a)))), r1_on && right);
-        let x1 = row_taps(l1, m1, rr1);
-        let a10 = x1.k0;
-        let a11 = x1.k1;
-        let a12 = x1.k2;
-        acc10_0 += wgrad3_dots(a10, g0, g1, g2, g3); acc10_1 += wgrad3_dots(a10, g4, g5, g6, g7); acc10_2 += wgrad3_dots(a10, g8, g9, g10, g11); acc10_3 += wgrad3_dots(a10, g12, g13, g14, g15);
-        acc11_0 += wgrad3_dots(a11, g0, g1, g2, g3); acc11_1 += wgrad3_dots(a11, g4, g5, g6, g7); acc11_2 += wgrad3_dots(a11, g8, g9, g10, g11); acc11_3 += wgrad3_dots(a11, g12, g13, g14, g15);
-        acc12_0 += wgrad3_dots(a12, g0, g1, g2, g3); acc12_1 += wgrad3_dots(a12, g4, g5, g6, g7); acc12_2 += wgrad3_dots(a12, g8, g9, g10, g11); acc12_3 += wgrad3_dots(a12, g12, g13, g14, g15);
-        let r2_on = xh + 1u < p.conv.in_h;
-        let q2 = clamp(xb + i32(xw4), 0, last_a);
-        let m2 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(q2))), r2_on);
-        let l2 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(max(q2 - 1, 0)))), r2_on && left);
-        let rr2 = select(vec4<f32>(0.0), textureLoad(ta_r, flat_xy(u32(min(q2 + 1, last_a)))), r2_on && right);
-        let x2 = row_taps(l2, m2, rr2);
-        let a20 = x2.k0;
-        let a21 = x2.k1;
-        let a22 = x2.k2;
-        acc20_0 += wgrad3_dots(a20, g0, g1, g2, g3); acc20_1 += wgrad3_dots(a20, g4, g5, g6, g7); acc20_2 += wgrad3_dots(a20, g8, g9, g10, g11); acc20_3 += wgrad3_dots(a20, g12, g13, g14, g15);
-        acc21_0 += wgrad3_dots(a21, g0, g1, g2, g3); acc21_1 += wgrad3_dots(a21, g4, g5, g6, g7); acc21_2 += wgrad3_dots(a21, g8, g9, g10, g11); acc21_3 += wgrad3_dots(a21, g12, g13, g14, g15);
-        acc22_0 += wgrad3_dots(a22, g0, g1, g2, g3); acc22_1 += wgrad3_dots(a22, g4, g5, g6, g7); acc22_2 += wgrad3_dots(a22, g8, g9, g10, g11); acc22_3 += wgrad3_dots(a22, g12, g13, g14, g15);
+        let x0 = wgrad3_x_row(xb - i32(xw4), xh > 0u, left, right, last_a);
+        acc00_0 += wgrad3_dots(x0.k0, g0, g1, g2, g3); acc00_1 += wgrad3_dots(x0.k0, g4, g5, g6, g7); acc00_2 += wgrad3_dots(x0.k0, g8, g9, g10, g11); acc00_3 += wgrad3_dots(x0.k0, g12, g13, g14, g15);
+        acc01_0 += wgrad3_dots(x0.k1, g0, g1, g2, g3); acc01_1 += wgrad3_dots(x0.k1, g4, g5, g6, g7); acc01_2 += wgrad3_dots(x0.k1, g8, g9, g10, g11); acc01_3 += wgrad3_dots(x0.k1, g12, g13, g14, g15);
+        acc02_0 += wgrad3_dots(x0.k2, g0, g1, g2, g3); acc02_1 += wgrad3_dots(x0.k2, g4, g5, g6, g7); acc02_2 += wgrad3_dots(x0.k2, g8, g9, g10, g11); acc02_3 += wgrad3_dots(x0.k2, g12, g13, g14, g15);
+        let x1 = wgrad3_x_row(xb, true, left, right, last_a);
+        acc10_0 += wgrad3_dots(x1.k0, g0, g1, g2, g3); acc10_1 += wgrad3_dots(x1.k0, g4, g5, g6, g7); acc10_2 += wgrad3_dots(x1.k0, g8, g9, g10, g11); acc10_3 += wgrad3_dots(x1.k0, g12, g13, g14, g15);
+        acc11_0 += wgrad3_dots(x1.k1, g0, g1, g2, g3); acc11_1 += wgrad3_dots(x1.k1, g4, g5, g6, g7); acc11_2 += wgrad3_dots(x1.k1, g8, g9, g10, g11); acc11_3 += wgrad3_dots(x1.k1, g12, g13, g14, g15);
+        acc12_0 += wgrad3_dots(x1.k2, g0, g1, g2, g3); acc12_1 += wgrad3_dots(x1.k2, g4, g5, g6, g7); acc12_2 += wgrad3_dots(x1.k2, g8, g9, g10, g11); acc12_3 += wgrad3_dots(x1.k2, g12, g13, g14, g15);
+        let x2 = wgrad3_x_row(xb + i32(xw4), xh + 1u < p.conv.in_h, left, right, last_a);
+        acc20_0 += wgrad3_dots(x2.k0, g0, g1, g2, g3); acc20_1 += wgrad3_dots(x2.k0, g4, g5, g6, g7); acc20_2 += wgrad3_dots(x2.k0, g8, g9, g10, g11); acc20_3 += wgrad3_dots(x2.k0, g12, g13, g14, g15);
+        acc21_0 += wgrad3_dots(x2.k1, g0, g1, g2, g3); acc21_1 += wgrad3_dots(x2.k1, g4, g5, g6, g7); acc21_2 += wgrad3_dots(x2.k1, g8, g9, g10, g11); acc21_3 += wgrad3_dots(x2.k1, g12, g13, g14, g15);
+        acc22_0 += wgrad3_dots(x2.k2, g0, g1, g2, g3); acc22_1 += wgrad3_dots(x2.k2, g4, g5, g6, g7); acc22_2 += wgrad3_dots(x2.k2, g8, g9, g10, g11); acc22_3 += wgrad3_dots(x2.k2, g12, g13, g14, g15);
         t += 1u;
         if t == w4 {
             t = 0u;
