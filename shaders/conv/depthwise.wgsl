@@ -228,3 +228,111 @@ fn depthwise_backward_weight(invocation: Invocation) {
 
 // 3x3 convolutions of stride 1 and dilation 1 along h and w (any taps, stride and dilation
 // along d), any groups, as 4x4 output tiles: the host picks them for depthwise and grouped
+
+var<workgroup> dw_tap_sums: array<f32, 576>;
+
+// Row kh's three taps' products with one quad g of grad_y at output row oh of plane nc (its
+// columns from ow0 = c0 / 2): the nine input columns c0 - 1 .. c0 + 7 under the quad, read as
+// depthwise_3x3_s2_forward reads them. Zero where row kh lies in the padding.
+fn dw_s2_taps(nc: u32, oh: u32, kh: u32, c0: u32, g: vec4<f32>) -> vec3<f32> {
+    let ih = i32(2u * oh + kh) - 1;
+    if ih < 0 || ih >= i32(p.in_h) {
+        return vec3<f32>(0.0);
+    }
+    let width = i32(p.in_w);
+    let right = vec4<i32>(i32(c0)) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
+    let right2 = vec4<i32>(i32(c0) + 4) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
+    let row = (nc * p.in_h + u32(ih)) * p.in_w;
+    let lo = select(vec4<f32>(0.0), x4(row + c0), right);
+    let hi = select(vec4<f32>(0.0), x4(row + c0 + 4u), right2);
+    let left = select(0.0, load_x(row + max(c0, 1u) - 1u), c0 > 0u);
+    return vec3<f32>(dot(vec4<f32>(left, lo.y, lo.w, hi.y), g),
+                     dot(vec4<f32>(lo.x, lo.z, hi.x, hi.z), g),
+                     dot(vec4<f32>(lo.y, lo.w, hi.y, hi.w), g));
+}
+
+// The nine taps' products (rows kh = 0, 1, 2) of quad i of channel ch's grad_y rows (n, oh),
+// `quads` to a row, for the two kernels below.
+struct DwS2Taps {
+    r0: vec3<f32>,
+    r1: vec3<f32>,
+    r2: vec3<f32>,
+}
+
+fn dw_s2_quad(i: u32, quads: u32, ch: u32) -> DwS2Taps {
+    let rq = divmod24(i, quads);
+    let noh = divmod24(rq.x, p.out_h);
+    let nc = noh.x * p.c_out + ch;
+    let ow0 = rq.y * 4u;
+    let inside = vec4<u32>(ow0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.out_w);
+    let gy = grad_y4((nc * p.out_h + noh.y) * p.out_w + ow0);
+    let g = select(vec4<f32>(0.0), gy, inside);
+    return DwS2Taps(dw_s2_taps(nc, noh.y, 0u, 2u * ow0, g), dw_s2_taps(nc, noh.y, 1u, 2u * ow0, g),
+                    dw_s2_taps(nc, noh.y, 2u, 2u * ow0, g));
+}
+
+// Channel c's weight gradient from its sums over the piece: added to the last piece's.
+fn dw_s2_store(c: u32, t: u32, sum: f32) {
+    let at = c * 9u + t;
+    grad_w[at] = select(sum, sum + grad_w[at], p.row_begin > 0u);
+}
+
+// depthwise_backward_weight for depthwise_3x3_s2_forward's layers: one workgroup of 64 per
+// channel, whose invocations stride over the quads of its grad_y rows (n, oh) in the piece
+// [row_begin, row_end) and sum all nine taps at once from a quad of grad_y and the input
+// columns under it (two texel fetches for grad_y and five a row for x, where the per-weight
+// kernel fetches two values per product and tap); then the workgroup adds up each tap's 64
+// partial sums. Workgroup id = channel.
+@compute @workgroup_size(64)
+fn depthwise_3x3_s2_backward_weight(invocation: Invocation) {
+    let c = workgroup_index(invocation);
+    let ch = min(c, p.c_out - 1u);
+    let lid = invocation.lid;
+    let quads = (p.out_w + 3u) / 4u;
+    let last = select(p.n * p.out_h, p.row_end, p.row_end != 0u);
+    var s = DwS2Taps(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    for (var i = p.row_begin * quads + lid; i < last * quads; i += 64u) {
+        let q = dw_s2_quad(i, quads, ch);
+        s = DwS2Taps(s.r0 + q.r0, s.r1 + q.r1, s.r2 + q.r2);
+    }
+    let taps = array<f32, 9>(s.r0.x, s.r0.y, s.r0.z, s.r1.x, s.r1.y, s.r1.z, s.r2.x, s.r2.y, s.r2.z);
+    for (var t = 0u; t < 9u; t++) {
+        dw_tap_sums[t * 64u + lid] = taps[t];
+    }
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half /= 2u) {
+        if lid < half {
+            for (var t = 0u; t < 9u; t++) {
+                dw_tap_sums[t * 64u + lid] += dw_tap_sums[t * 64u + lid + half];
+            }
+        }
+        workgroupBarrier();
+    }
+    if lid < 9u && c < p.c_out {
+        dw_s2_store(c, lid, dw_tap_sums[lid * 64u]);
+    }
+}
+
+// The same with one invocation per channel, for channels of few quads (the host's
+// DW_LANE_QUADS), where a workgroup's lanes would mostly idle through its barriers.
+@compute @workgroup_size(WG)
+fn depthwise_3x3_s2_backward_weight_lanes(invocation: Invocation) {
+    let c = linear_index(invocation);
+    if c >= p.c_out { return; }
+    let quads = (p.out_w + 3u) / 4u;
+    let last = select(p.n * p.out_h, p.row_end, p.row_end != 0u);
+    var s = DwS2Taps(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    for (var i = p.row_begin * quads; i < last * quads; i++) {
+        let q = dw_s2_quad(i, quads, c);
+        s = DwS2Taps(s.r0 + q.r0, s.r1 + q.r1, s.r2 + q.r2);
+    }
+    dw_s2_store(c, 0u, s.r0.x);
+    dw_s2_store(c, 1u, s.r0.y);
+    dw_s2_store(c, 2u, s.r0.z);
+    dw_s2_store(c, 3u, s.r1.x);
+    dw_s2_store(c, 4u, s.r1.y);
+    dw_s2_store(c, 5u, s.r1.z);
+    dw_s2_store(c, 6u, s.r2.x);
+    dw_s2_store(c, 7u, s.r2.y);
+    dw_s2_store(c, 8u, s.r2.z);
+}

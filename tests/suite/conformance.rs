@@ -223,26 +223,43 @@ fn random_3x3_tiles_forward_and_backward_match_reference() {
 
 /// The depthwise kernels' variants for 3x3 filters of stride 2 and padding 1 (MobileNet's
 /// downsampling layers): odd and even sizes around their four-column runs, with and without
-/// bias.
+/// bias. The weight gradient sums a channel per invocation where it has few quads of grad_y
+/// (most random cases) or, on a CPU adapter, more than 64 channels; else a workgroup per
+/// channel: the last configurations reach those two with larger planes.
 #[test]
 fn random_depthwise_3x3_stride_2_forward_and_backward_match_reference() {
     let c = ctx();
-    for_each_config("depthwise 3x3 stride 2", 40, |r| {
-        let channels = r.random_range(1..=6);
-        let case = ConvCase {
-            n: r.random_range(1..=3),
-            c_in: channels,
-            c_out: channels,
-            groups: channels,
-            size: vec![r.random_range(1..=17), r.random_range(1..=17)],
-            k: vec![3, 3],
-            stride: vec![2, 2],
-            dil: vec![1, 1],
-            padding: Padding::Explicit(vec![1, 1].into()),
-            spec: PaddingSpec::Explicit(vec![1, 1]),
+    let mut i = 0;
+    for_each_config("depthwise 3x3 stride 2", 44, |r| {
+        i += 1;
+        let (channels, n, size) = match i {
+            41 => (3, 2, vec![33, 31]),
+            42 => (5, 1, vec![66, 9]),
+            43 => (65, 1, vec![40, 37]),
+            44 => (66, 2, vec![17, 32]),
+            _ => (
+                r.random_range(1..=6),
+                r.random_range(1..=3),
+                vec![r.random_range(1..=17), r.random_range(1..=17)],
+            ),
         };
-        run_conv_case(c, r, case, 0.5, 1e-4)
+        run_conv_case(c, r, depthwise_3x3_s2(channels, n, size), 0.5, 1e-4)
     });
+}
+
+fn depthwise_3x3_s2(channels: usize, n: usize, size: Vec<usize>) -> ConvCase {
+    ConvCase {
+        n,
+        c_in: channels,
+        c_out: channels,
+        groups: channels,
+        size,
+        k: vec![3, 3],
+        stride: vec![2, 2],
+        dil: vec![1, 1],
+        padding: Padding::Explicit(vec![1, 1].into()),
+        spec: PaddingSpec::Explicit(vec![1, 1]),
+    }
 }
 
 #[test]
@@ -675,8 +692,8 @@ fn random_batch_norm_forward_and_backward_match_reference() {
 /// `LP_MAX_TGSI_LOOP_ITERATIONS`), silently, so sums longer than that are split into pieces.
 /// Weight gradients over 16 x 64 x 64 = 65536 positions or more on every convolution path (3x3
 /// tiles, tiled GEMM on both layouts with and without subgroups, im2col with the storage-buffer
-/// GEMM, direct, depthwise), and a GEMM with K = 70000 on every GEMM kernel; each used to drop
-/// the tail of its sum.
+/// GEMM, direct, depthwise, depthwise 3x3 of stride 2), and a GEMM with K = 70000 on every GEMM
+/// kernel; each used to drop the tail of its sum.
 #[test]
 fn sums_longer_than_lavapipes_loop_limit_match_reference() {
     for (name, c) in every_context() {
@@ -700,6 +717,10 @@ fn sums_longer_than_lavapipes_loop_limit_match_reference() {
             };
             run_conv_case(c, &mut r, case, 1.0, 1e-2).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+        // A 3x3 stride-2 depthwise layer of 65 channels, 33,000 rows of one output: on a CPU
+        // adapter one invocation sums each channel, in pieces of 32,767 rows.
+        let case = depthwise_3x3_s2(65, 1, vec![66_000, 2]);
+        run_conv_case(c, &mut r, case, 1.0, 1e-2).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (batch, m, k, n) = (16, 8, 70_000, 8);
         let (a, aa) = random_on(c, &mut r, &[batch, m, k]);
         let (b, ba) = random_on(c, &mut r, &[batch, k, n]);

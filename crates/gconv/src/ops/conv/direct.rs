@@ -17,6 +17,12 @@ use crate::ops::texture::Flat;
 use crate::ops::uniforms::ConvParams;
 use crate::{Context, Result, Tensor};
 
+/// Quads of grad_y per channel up to which a 3x3 stride-2 depthwise weight gradient sums each
+/// channel in one invocation (`depthwise_3x3_s2_backward_weight_lanes`) on any adapter, where a
+/// workgroup of 64 per channel would idle most lanes through its seven barriers (MobileNetV2's
+/// last downsampling layer at 2x2 outputs, batch 16: 32 quads a channel).
+const DW_LANE_QUADS: usize = 64;
+
 /// One launch of a direct-family kernel.
 struct Launch<'a> {
     shader: Shader,
@@ -180,7 +186,8 @@ pub(super) fn backward(
         record(ctx, pass.rec, &launch)?;
     }
     let weights = check_u32(op, "weight elements", grad_w.numel())?;
-    let (shader, entry, params, lanes, textures, inputs) = match kernel {
+    // `slots`: what one workgroup of 64 (lanes 64) or one invocation (lanes 1) sums.
+    let (shader, entry, params, (lanes, slots), textures, inputs) = match kernel {
         // One workgroup of 64 per weight slot (output channel, input channel of its group,
         // depth tap); x through grad_y's bindings and grad_y through x's (see tiles_3x3.wgsl).
         Direct::Tiles3x3 => {
@@ -200,11 +207,27 @@ pub(super) fn backward(
             };
             return record(ctx, pass.rec, &launch);
         }
-        // One workgroup of 64 per weight; 64 invocations share each piece's rows.
+        // 3x3 of stride 2: one workgroup of 64 per channel (all nine taps), or one invocation
+        // per channel of at most DW_LANE_QUADS quads; else one workgroup of 64 per weight. The
+        // lanes of a workgroup share each piece's rows.
         Direct::Depthwise => {
             let params = g.params(false, weights);
             let inputs = [(1, 11, x), (5, 13, grad_y)];
-            (Shader::ConvDepthwise, "depthwise_backward_weight", params, 64, true, inputs)
+            let (entry, lanes) = if g.is_3x3_stride_2() {
+                // On a CPU adapter a workgroup's lanes run one after another anyway, so the
+                // per-channel invocations do the same work without the barriers, once the
+                // channels fill two workgroups (every layer of MobileNetV2: 2.5 -> 1.6 ms at 96
+                // channels of 1,024 quads on lavapipe).
+                let quads = g.x.n * g.out[0] * g.out[1].div_ceil(4);
+                if quads <= DW_LANE_QUADS || (ctx.is_cpu_adapter() && g.c_out > WG as usize) {
+                    ("depthwise_3x3_s2_backward_weight_lanes", (1, g.c_out))
+                } else {
+                    ("depthwise_3x3_s2_backward_weight", (64, g.c_out))
+                }
+            } else {
+                ("depthwise_backward_weight", (64, weights as usize))
+            };
+            (Shader::ConvDepthwise, entry, params, lanes, true, inputs)
         }
         // Sum over the batch and positions of (strided tensor) x (dense tensor); a transposed
         // convolution's is the convolution's with x and grad_y swapped.
@@ -215,13 +238,14 @@ pub(super) fn backward(
                 (g.params(false, weights), x, grad_y)
             };
             let inputs = [(1, 11, strided), (5, 13, dense)];
-            (Shader::ConvDirect, "conv_backward_weight", params, 1, textures, inputs)
+            let lanes = (1, weights as usize);
+            (Shader::ConvDirect, "conv_backward_weight", params, lanes, textures, inputs)
         }
     };
     let grid = if lanes == 64 {
-        ctx.grid_1d(op, u64::from(weights) * 64, 64)?
+        ctx.grid_1d(op, slots as u64 * 64, 64)?
     } else {
-        ctx.grid_1d(op, u64::from(weights), WG)?
+        ctx.grid_1d(op, slots as u64, WG)?
     };
     let outputs = [(6, grad_w.buffer())];
     for params in row_pieces(op, &params, lanes)? {
