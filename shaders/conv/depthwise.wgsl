@@ -313,8 +313,9 @@ fn depthwise_3x3_s2_backward_weight(invocation: Invocation) {
     }
 }
 
-// The same with one invocation per channel, for channels of few quads (the host's
-// DW_LANE_QUADS), where a workgroup's lanes would mostly idle through its barriers.
+// The same with one invocation per channel: for channels of few quads (the host's LANE_SUMS),
+// where a workgroup's lanes would mostly idle through its barriers, and on CPU adapters,
+// whose workgroups run their lanes one after another anyway.
 @compute @workgroup_size(WG)
 fn depthwise_3x3_s2_backward_weight_lanes(invocation: Invocation) {
     let c = linear_index(invocation);

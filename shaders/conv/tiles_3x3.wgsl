@@ -271,6 +271,26 @@ fn tiles_3x3_backward_weight(invocation: Invocation) {
     tiles_weight_slot(workgroup_index(invocation), invocation.lid, false);
 }
 
+// The same with one invocation per weight slot, looping over all of its tiles: for slots of
+// few tiles (the host's LANE_SUMS), where a workgroup's lanes would mostly idle, and on
+// CPU adapters, whose workgroups run their lanes one after another anyway.
+@compute @workgroup_size(WG)
+fn tiles_3x3_backward_weight_lanes(invocation: Invocation) {
+    let slot = linear_index(invocation);
+    if slot >= p.c_out * (p.c_in / p.groups) * p.k_d { return; }
+    let s = tiles_weight_sums(slot, 0u, 1u, false);
+    let at = slot * 9u;
+    grad_w[at] = s.g0.x;
+    grad_w[at + 1u] = s.g0.y;
+    grad_w[at + 2u] = s.g0.z;
+    grad_w[at + 3u] = s.g1.x;
+    grad_w[at + 4u] = s.g1.y;
+    grad_w[at + 5u] = s.g1.z;
+    grad_w[at + 6u] = s.g2.x;
+    grad_w[at + 7u] = s.g2.y;
+    grad_w[at + 8u] = s.g2.z;
+}
+
 // The same for tiles_3x3_forward_relu_pool's convolution (2-D), from the pooled gradient
 // (through x's bindings) and the saved argmax (`pool_indices`, -1 where the ReLU was off):
 // each 4x4 tile holds four whole windows, so grad_y is never written out un-pooled.
@@ -302,7 +322,14 @@ fn pooled_row4(n: u32, co: u32, oh: u32, col0: u32) -> vec4<f32> {
     return v;
 }
 
-fn tiles_weight_slot(slot: u32, lid: u32, pooled: bool) {
+// The three kernel rows' sums of a weight slot over tiles first, first + step, ... of grad_y.
+struct TapRows {
+    g0: vec3<f32>,
+    g1: vec3<f32>,
+    g2: vec3<f32>,
+}
+
+fn tiles_weight_sums(slot: u32, first: u32, step: u32, pooled: bool) -> TapRows {
     let cin_g = p.c_in / p.groups;
     let slots = p.c_out * cin_g * p.k_d;
     var t0 = divmod24(min(slot, slots - 1u), p.k_d);
@@ -316,7 +343,7 @@ fn tiles_weight_slot(slot: u32, lid: u32, pooled: bool) {
     var g0 = vec3<f32>(0.0);
     var g1 = vec3<f32>(0.0);
     var g2 = vec3<f32>(0.0);
-    for (var tile = lid; tile < p.total; tile += 64u) {
+    for (var tile = first; tile < p.total; tile += step) {
         let at = split3(tile, p.out_d, row_tiles, col_tiles);
         let col0 = at.w * 4u;
         let row0 = at.z * 4u;
@@ -349,9 +376,15 @@ fn tiles_weight_slot(slot: u32, lid: u32, pooled: bool) {
         g2 += dw_products(x2, y0) + dw_products(x3, y1) + dw_products(x4, y2)
             + dw_products(x5, y3);
     }
-    dw_sums[lid * 3u] = g0;
-    dw_sums[lid * 3u + 1u] = g1;
-    dw_sums[lid * 3u + 2u] = g2;
+    return TapRows(g0, g1, g2);
+}
+
+fn tiles_weight_slot(slot: u32, lid: u32, pooled: bool) {
+    let slots = p.c_out * (p.c_in / p.groups) * p.k_d;
+    let s = tiles_weight_sums(slot, lid, 64u, pooled);
+    dw_sums[lid * 3u] = s.g0;
+    dw_sums[lid * 3u + 1u] = s.g1;
+    dw_sums[lid * 3u + 2u] = s.g2;
     // One barrier, then invocation j < 3 adds up kernel row j's 64 partial sums (on CPU
     // adapters each barrier switches between all of the workgroup's subgroups).
     workgroupBarrier();

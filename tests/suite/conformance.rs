@@ -178,7 +178,8 @@ pub fn run_conv_case(
 /// The 3x3 tile kernels (stride 1 and dilation 1 along h and w), which random shapes above
 /// rarely hit: depthwise (with and without a multiplier), grouped, and few input channels;
 /// 2-D and 3-D (any taps, stride and dilation along d), padding 0 to 3 (3 takes other kernels),
-/// sizes around the 4x4 tiles, with and without bias.
+/// sizes around the 4x4 tiles, with and without bias; then two larger depthwise layers for the
+/// weight gradient's two kernels.
 #[test]
 fn random_3x3_tiles_forward_and_backward_match_reference() {
     let c = ctx();
@@ -219,6 +220,24 @@ fn random_3x3_tiles_forward_and_backward_match_reference() {
         let case = ConvCase { n, c_in, c_out, groups, size, k, stride, dil, padding, spec };
         run_conv_case(c, r, case, 0.5, 1e-4)
     });
+    // Larger planes, more than 64 tiles a weight slot: its weight gradient on a workgroup per
+    // slot (4 channels) and, on a CPU adapter, on one invocation per slot (72 channels).
+    for (channels, size) in [(4, 40), (72, 36)] {
+        let case = ConvCase {
+            n: 2,
+            c_in: channels,
+            c_out: channels,
+            groups: channels,
+            size: vec![size, size],
+            k: vec![3, 3],
+            stride: vec![1, 1],
+            dil: vec![1, 1],
+            padding: Padding::Explicit(vec![1, 1].into()),
+            spec: PaddingSpec::Explicit(vec![1, 1]),
+        };
+        run_conv_case(c, &mut rng(channels as u64), case, 0.5, 1e-4)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 /// The depthwise kernels' variants for 3x3 filters of stride 2 and padding 1 (MobileNet's

@@ -13,15 +13,16 @@ use super::plan::{ConvIo, Pass, Pooling};
 use super::select::Direct;
 use crate::kernel::{Dispatch, Recorder, Shader, WG};
 use crate::ops::check_u32;
-use crate::ops::texture::Flat;
+use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS};
 use crate::ops::uniforms::ConvParams;
 use crate::{Context, Result, Tensor};
 
-/// Quads of grad_y per channel up to which a 3x3 stride-2 depthwise weight gradient sums each
-/// channel in one invocation (`depthwise_3x3_s2_backward_weight_lanes`) on any adapter, where a
-/// workgroup of 64 per channel would idle most lanes through its seven barriers (MobileNetV2's
-/// last downsampling layer at 2x2 outputs, batch 16: 32 quads a channel).
-const DW_LANE_QUADS: usize = 64;
+/// Terms (4x4 tiles or quads of grad_y) per channel up to which a 3x3 weight gradient on the
+/// tiles or the stride-2 depthwise kernel sums each channel (weight slot) in one invocation
+/// (their `_lanes` variants) on any adapter, where a workgroup of 64 would idle most lanes
+/// through its barriers (MobileNetV2's last layers at 2x2 outputs, batch 16: 16 tiles or 32
+/// quads a channel). On CPU adapters they also take more channels than a workgroup holds.
+const LANE_SUMS: usize = 64;
 
 /// One launch of a direct-family kernel.
 struct Launch<'a> {
@@ -189,18 +190,26 @@ pub(super) fn backward(
     // `slots`: what one workgroup of 64 (lanes 64) or one invocation (lanes 1) sums.
     let (shader, entry, params, (lanes, slots), textures, inputs) = match kernel {
         // One workgroup of 64 per weight slot (output channel, input channel of its group,
-        // depth tap); x through grad_y's bindings and grad_y through x's (see tiles_3x3.wgsl).
+        // depth tap), or one invocation per slot (as for the depthwise kernel below); x
+        // through grad_y's bindings and grad_y through x's (see tiles_3x3.wgsl).
         Direct::Tiles3x3 => {
             let taps_d = g.kernel[..g.kernel.len() - 2].iter().product::<usize>();
             let slots = g.c_out * (g.x.c / g.groups) * taps_d;
-            let total = (tiles_4x4(grad_y.shape()) / g.c_out) as u32;
-            // A placeholder for the pooled variant's indices (the two share their body).
+            let tiles = tiles_4x4(grad_y.shape()) / g.c_out;
+            let total = check_u32(op, "tiles", tiles)?;
+            let cpu_lanes = ctx.is_cpu_adapter() && slots > WG as usize;
+            let lanes = tiles <= LANE_SUMS || (cpu_lanes && tiles <= MAX_LOOP_ITERATIONS);
+            let (entry, grid) = match lanes {
+                true => ("tiles_3x3_backward_weight_lanes", ctx.grid_1d(op, slots as u64, WG)?),
+                false => ("tiles_3x3_backward_weight", ctx.grid_1d(op, slots as u64 * 64, 64)?),
+            };
+            // A placeholder for the pooled variant's indices (the three share their body).
             let outputs = [(6, grad_w.buffer()), (7, &ctx.inner.dummy_rw)];
             let launch = Launch {
                 shader: Shader::ConvTiles3x3,
-                entry: "tiles_3x3_backward_weight",
+                entry,
                 params: g.params(false, total),
-                grid: ctx.grid_1d(op, slots as u64 * 64, 64)?,
+                grid,
                 inputs: &[(5, 13, x), (1, 11, grad_y)],
                 outputs: &outputs,
                 textures: true,
@@ -208,7 +217,7 @@ pub(super) fn backward(
             return record(ctx, pass.rec, &launch);
         }
         // 3x3 of stride 2: one workgroup of 64 per channel (all nine taps), or one invocation
-        // per channel of at most DW_LANE_QUADS quads; else one workgroup of 64 per weight. The
+        // per channel of at most LANE_SUMS quads; else one workgroup of 64 per weight. The
         // lanes of a workgroup share each piece's rows.
         Direct::Depthwise => {
             let params = g.params(false, weights);
@@ -219,7 +228,7 @@ pub(super) fn backward(
                 // channels fill two workgroups (every layer of MobileNetV2: 2.5 -> 1.6 ms at 96
                 // channels of 1,024 quads on lavapipe).
                 let quads = g.x.n * g.out[0] * g.out[1].div_ceil(4);
-                if quads <= DW_LANE_QUADS || (ctx.is_cpu_adapter() && g.c_out > WG as usize) {
+                if quads <= LANE_SUMS || (ctx.is_cpu_adapter() && g.c_out > WG as usize) {
                     ("depthwise_3x3_s2_backward_weight_lanes", (1, g.c_out))
                 } else {
                     ("depthwise_3x3_s2_backward_weight", (64, g.c_out))
