@@ -73,8 +73,8 @@ pub fn profile(ctx: &gconv::Context, a: &ProfileArgs) -> Result<()> {
     let classes = graph.shapes(1)?.last().and_then(|s| s.last().copied()).unwrap_or(1);
     let labels: Vec<i32> = (0..a.batch).map(|i| (i % classes.max(1)) as i32).collect();
     let parts = model.profile(&images, &labels, a.train, a.runs)?;
-    // The whole step in one submission, beside the parts (which, on the host's clock, each
-    // carry a submission's overhead).
+    // The whole step in one submission, beside the parts (which, on the host's clock, run in
+    // submissions of their own).
     let mut whole = Vec::new();
     for _ in 0..a.runs {
         let start = Instant::now();
@@ -156,7 +156,7 @@ pub fn profile(ctx: &gconv::Context, a: &ProfileArgs) -> Result<()> {
     let timed = if clock == "device" {
         "on the device's clock"
     } else {
-        "each in a submission of its own, on the host's clock"
+        "each in a submission of its own, on the host's clock less an empty submission's"
     };
     say!(
         "parts: {:.2} ms, {timed}; the step in one submission: {:.2} ms ({:.1} images/s), \

@@ -299,6 +299,19 @@ pub(crate) enum Copy {
 }
 
 impl Copy {
+    /// What the copy does and its size, for `GCONV_PROFILE_EACH`.
+    pub(crate) fn describe(&self) -> String {
+        let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+        match self {
+            Copy::Buffer(.., size) => format!("buffer to buffer, {:.2} MiB", mib(*size)),
+            Copy::ToTexture { width, height, .. } => {
+                let bytes = u64::from(*width) * u64::from(*height) * 16;
+                format!("to a texture, {width}x{height} texels, {:.2} MiB", mib(bytes))
+            }
+            Copy::Zero(_, _, size) => format!("zero, {:.2} MiB", mib(*size)),
+        }
+    }
+
     fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         match self {
             Copy::Buffer(src, so, dst, doff, size) => {
