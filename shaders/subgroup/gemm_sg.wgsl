@@ -2,7 +2,7 @@
 // (lavapipe on 256-bit SIMD), after shared/gemm_epilogue.wgsl, whose bindings and epilogue they
 // use; compiled only where the device has wgpu's SUBGROUP feature. gemm::tiled::record_gemm
 // picks gemm_sg_r16 (M > 64) / _r8 (M of 8 to 64, or K up to 64) on the register layout
-// when N > 64, gemm_sgc_r8 when N <= 64 (and M > 32).
+// when N > 64, gemm_sgc_r8 when N <= 64 (and M >= 8).
 //
 // The eight lanes of a subgroup compute neighbouring column blocks of the same rows, so they all
 // need the same texels of A: instead of eight identical fetches of each, lane l fetches row l of
