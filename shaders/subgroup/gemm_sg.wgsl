@@ -339,6 +339,20 @@ fn gemm_sg_r8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         store_pooled_row(z, row0 + 7u, w, acc7_0, acc7_1, acc7_2, acc7_3);
         return;
     }
+    // A texture output (grad_col) of 8 whole rows, as gemm_sg_r16's.
+    if p.c_texture != 0u && row0 + 8u <= p.m && qb * 4u < p.n {
+        let y0 = i32(z * p.m + row0);
+        let q = vec4<i32>(q0, q1, q2, q3);
+        store_texture_row(y0 + 0, q, acc0_0, acc0_1, acc0_2, acc0_3);
+        store_texture_row(y0 + 1, q, acc1_0, acc1_1, acc1_2, acc1_3);
+        store_texture_row(y0 + 2, q, acc2_0, acc2_1, acc2_2, acc2_3);
+        store_texture_row(y0 + 3, q, acc3_0, acc3_1, acc3_2, acc3_3);
+        store_texture_row(y0 + 4, q, acc4_0, acc4_1, acc4_2, acc4_3);
+        store_texture_row(y0 + 5, q, acc5_0, acc5_1, acc5_2, acc5_3);
+        store_texture_row(y0 + 6, q, acc6_0, acc6_1, acc6_2, acc6_3);
+        store_texture_row(y0 + 7, q, acc7_0, acc7_1, acc7_2, acc7_3);
+        return;
+    }
     // The plain epilogue of whole row blocks and column groups.
     if plain_block(row0, 8u, qb) {
         let o = column_offsets(qb);

@@ -163,14 +163,15 @@ pub(crate) fn record_gemm(
         // LeNet's 16) also take gemm_sg_r8 where N > 64: a subgroup whose rows are all past M
         // returns at once, and one fetch of A per 8 rows beats gemm_tex_r4's four texels of
         // A per 16 of B (on lavapipe 1.2-1.5x on those layers). So do tall ones with K of 64
-        // or less writing a buffer (MobileNet's expansions from 16-32 channels): there the
-        // epilogue outweighs the loop, and gemm_sg_r16's 64 accumulators cost more to keep
-        // and store than twice the fetches of B (1.1-1.3x on those layers). Where N <= 64,
-        // gemm_sgc_r8 from 8 rows on: gemm_tex_r4 fetches 16 texels of B a step whatever N,
-        // and a weight gradient of few taps and channels (LeNet's first layer, 25 x 6 over K
-        // = 15,680) took 3.5 ms a chunk on it, 1.3 ms on gemm_sgc_r8.
+        // or less (MobileNet's expansions from 16-32 channels, LeNet's grad_col from 16):
+        // there the epilogue outweighs the loop, and gemm_sg_r16's 64 accumulators cost more
+        // to keep and store than twice the fetches of B (1.1-1.3x on those layers; LeNet's
+        // grad_col 12.5 -> 9 ms). Where N <= 64, gemm_sgc_r8 from 8 rows on: gemm_tex_r4
+        // fetches 16 texels of B a step whatever N, and a weight gradient of few taps and
+        // channels (LeNet's first layer, 25 x 6 over K = 15,680) took 3.5 ms a chunk on it,
+        // 1.3 ms on gemm_sgc_r8.
         GemmLayout::Registers | GemmLayout::Auto => {
-            let short_k = a.tex_cols() <= 16 && e.texture.is_none();
+            let short_k = a.tex_cols() <= 16;
             let (entry, rows) = match (m, ctx.uses_subgroups(), wg_x == 8) {
                 (8..=64, true, true) => ("gemm_sg_r8", 8),
                 (8.., true, false) => ("gemm_sgc_r8", 8),
