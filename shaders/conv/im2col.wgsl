@@ -215,6 +215,31 @@ fn col2im_texture(invocation: Invocation) {
     y[(((n * p.c_in + ci) * p.in_d + id) * p.in_h + ih) * p.in_w + iw] = acc;
 }
 
+// col2im_texture with dilation 1 for four consecutive inputs of a row (iw0 .. iw0 + 3, those
+// from in_w on left out): the position's divisions once for four sums, where the gather per
+// input cost more than its few taps (a stride-2 layer's inputs are reached by 2.25 of 9 taps,
+// a 1x1 stride-2 layer's by one in four). `total` = rows (chunk * C_in * in_d * in_h) *
+// ceil(in_w / 4), below 2^24.
+@compute @workgroup_size(WG)
+fn col2im_texture4(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let pos = split3(idx, p.in_d, p.in_h, (p.in_w + 3u) / 4u);
+    let t = divmod24(pos.x, p.c_in);
+    let k0 = t.y * p.k_d * p.k_h * p.k_w;
+    let iw0 = pos.w * 4u;
+    var acc = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        acc[e] = col2im_reaching(t.x, k0, vec3<u32>(pos.y, pos.z, iw0 + e));
+    }
+    if p.has_bias != 0u {
+        acc += vec4<f32>(b[t.y]);
+    }
+    let n = t.x + p.n_offset;
+    let row = (((n * p.c_in + t.y) * p.in_d + pos.y) * p.in_h + pos.z) * p.in_w;
+    dw_store(row, iw0, p.in_w, acc);
+}
+
 // col2im_texture's sum with dilation 1: along each dimension the taps that reach input i are
 // k = (i + pad) % stride, then every stride-th, of windows o = (i + pad) / stride, then one
 // less each; only those are read (the generic loop reads every tap and divides per tap, and a

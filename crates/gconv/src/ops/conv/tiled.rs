@@ -357,10 +357,18 @@ pub(super) fn data_grad_chunk(
     let epilogue =
         Epilogue { texture: Some(grad_col), ..Epilogue::to(View::dense(0, b.cols, false)) };
     record_gemm(ctx, plan.op, pass.rec, w_t, b, grad_x, &epilogue)?;
-    let total = check_u32(plan.op, "input elements", len * g.x_plane())?;
+    // Four inputs of a row per invocation with dilation 1 (col2im_texture4), else one.
+    let quads = g.dilation.iter().all(|&d| d == 1) && !g.is_plain_3x3();
+    let width = g.x.size.last().copied().unwrap_or(1).max(1);
+    let positions = if quads { g.x_plane() / width * width.div_ceil(4) } else { g.x_plane() };
+    let total = check_u32(plan.op, "input elements", len * positions)?;
     let pool = pooled.map_or([0, 0], |[ph, pw]| [ph as u32, pw as u32]);
     let params = ConvParams { pool, ..g.chunk_params(n0, bias.is_some(), total) };
-    let entry = if g.is_plain_3x3() { "col2im_3x3" } else { "col2im_texture" };
+    let entry = match (g.is_plain_3x3(), quads) {
+        (true, _) => "col2im_3x3",
+        (false, true) => "col2im_texture4",
+        (false, false) => "col2im_texture",
+    };
     let buffers = [(3, bias.map_or(&ctx.inner.dummy, Tensor::buffer)), (4, grad_x.buffer())];
     let grid = ctx.grid_1d(plan.op, u64::from(total), WG)?;
     let d = dispatch(Shader::ConvIm2col, entry, &params, &buffers, grid);
