@@ -223,18 +223,7 @@ fn random_3x3_tiles_forward_and_backward_match_reference() {
     // Larger planes, more than 64 tiles a weight slot: its weight gradient on a workgroup per
     // slot (4 channels) and, on a CPU adapter, on one invocation per slot (72 channels).
     for (channels, size) in [(4, 40), (72, 36)] {
-        let case = ConvCase {
-            n: 2,
-            c_in: channels,
-            c_out: channels,
-            groups: channels,
-            size: vec![size, size],
-            k: vec![3, 3],
-            stride: vec![1, 1],
-            dil: vec![1, 1],
-            padding: Padding::Explicit(vec![1, 1].into()),
-            spec: PaddingSpec::Explicit(vec![1, 1]),
-        };
+        let case = depthwise_3x3(channels, 2, vec![size, size], 1);
         run_conv_case(c, &mut rng(channels as u64), case, 0.5, 1e-4)
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -262,11 +251,12 @@ fn random_depthwise_3x3_stride_2_forward_and_backward_match_reference() {
                 vec![r.random_range(1..=17), r.random_range(1..=17)],
             ),
         };
-        run_conv_case(c, r, depthwise_3x3_s2(channels, n, size), 0.5, 1e-4)
+        run_conv_case(c, r, depthwise_3x3(channels, n, size, 2), 0.5, 1e-4)
     });
 }
 
-fn depthwise_3x3_s2(channels: usize, n: usize, size: Vec<usize>) -> ConvCase {
+/// A depthwise 3x3 convolution of padding 1 and the given stride.
+fn depthwise_3x3(channels: usize, n: usize, size: Vec<usize>, stride: usize) -> ConvCase {
     ConvCase {
         n,
         c_in: channels,
@@ -274,7 +264,7 @@ fn depthwise_3x3_s2(channels: usize, n: usize, size: Vec<usize>) -> ConvCase {
         groups: channels,
         size,
         k: vec![3, 3],
-        stride: vec![2, 2],
+        stride: vec![stride, stride],
         dil: vec![1, 1],
         padding: Padding::Explicit(vec![1, 1].into()),
         spec: PaddingSpec::Explicit(vec![1, 1]),
@@ -738,7 +728,7 @@ fn sums_longer_than_lavapipes_loop_limit_match_reference() {
         }
         // A 3x3 stride-2 depthwise layer of 65 channels, 33,000 rows of one output: on a CPU
         // adapter one invocation sums each channel, in pieces of 32,767 rows.
-        let case = depthwise_3x3_s2(65, 1, vec![66_000, 2]);
+        let case = depthwise_3x3(65, 1, vec![66_000, 2], 2);
         run_conv_case(c, &mut r, case, 1.0, 1e-2).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (batch, m, k, n) = (16, 8, 70_000, 8);
         let (a, aa) = random_on(c, &mut r, &[batch, m, k]);
