@@ -50,6 +50,16 @@ fn add(invocation: Invocation) {
     y[idx] = x[idx] + x2[idx];
 }
 
+// y = x + x2 clamped to [alpha, beta] (ReLU: [0, inf], ReLU6, hardtanh) as hardtanh_forward
+// clamps, NaN staying NaN: a residual sum and the clamp behind it in one pass (inference).
+@compute @workgroup_size(WG)
+fn add_clamp(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let v = x[idx] + x2[idx];
+    y[idx] = select(select(v, p.beta, v > p.beta), p.alpha, v < p.alpha);
+}
+
 // x where x > 0, else alpha * x (leaky ReLU); NaN stays NaN.
 @compute @workgroup_size(WG)
 fn leaky_relu_forward(invocation: Invocation) {
@@ -174,6 +184,16 @@ fn add4(invocation: Invocation) {
     let i = linear_index(invocation);
     if 4u * i >= p.total { return; }
     store4(i, x4[i] + x2_4[i]);
+}
+
+@compute @workgroup_size(WG)
+fn add_clamp4(invocation: Invocation) {
+    let i = linear_index(invocation);
+    if 4u * i >= p.total { return; }
+    let v = x4[i] + x2_4[i];
+    let hi = vec4<f32>(p.beta);
+    let lo = vec4<f32>(p.alpha);
+    store4(i, select(select(v, hi, v > hi), lo, v < lo));
 }
 
 @compute @workgroup_size(WG)

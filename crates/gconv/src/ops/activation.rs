@@ -469,6 +469,7 @@ fn vec4_entry(entry: &str) -> Option<&'static str> {
         "relu_backward" => "relu_backward4",
         "add_inplace" => "add_inplace4",
         "add" => "add4",
+        "add_clamp" => "add_clamp4",
         "hardtanh_forward" => "hardtanh_forward4",
         "hardtanh_backward" => "hardtanh_backward4",
         _ => return None,
@@ -500,6 +501,21 @@ pub(crate) fn record_clamp_backward(
     // A scale's gradient does not read x.
     let buffers = if matches!(kind, Clamp::Scale(_)) { &all[..2] } else { &all[..] };
     record_elementwise_with(ctx, rec, (kind.entry(true), kind.constants()), x.numel(), buffers)
+}
+
+/// Records y = act(a + b), `act` a clamp an epilogue computes (ReLU, ReLU6, hardtanh):
+/// a residual sum and the clamp behind it in one pass.
+pub(crate) fn record_add_clamp(
+    ctx: &crate::Context,
+    rec: &mut crate::kernel::Recorder<'_>,
+    (a, b): (&Tensor, &Tensor),
+    act: Act,
+    y: &Tensor,
+) -> Result<()> {
+    // ReLU (kind 1) clamps to [0, inf]; the others carry their bounds.
+    let bounds = if act.kind == 1 { [0.0, f32::INFINITY] } else { [act.lo, act.hi] };
+    let buffers = [(1, a.buffer()), (4, b.buffer()), (2, y.buffer())];
+    record_elementwise_with(ctx, rec, ("add_clamp", bounds), a.numel(), &buffers)
 }
 
 /// Records y += x.

@@ -23,6 +23,9 @@ pub(super) enum Exec {
     Clamp(Clamp),
     /// The element-wise sum of its inputs.
     Add,
+    /// The sum of two inputs and the ReLU, ReLU6 or hardtanh behind it (the node after it in
+    /// the graph), in one pass. Inference plans only.
+    AddClamp(Act),
     /// Its inputs along the channels.
     Concat,
     /// Softmax along a dimension (its backward pass reads its output).
@@ -168,8 +171,9 @@ fn exec_of(
 }
 
 /// Fuses runs of graph nodes that one kernel can do (conv -> ReLU -> 2x2 max-pool, see
-/// `ops::conv::ConvReluPool`; batch norm -> ReLU, ReLU6 or hardtanh) where the values between
-/// them have no other reader, and maps the graph's values to the plan's.
+/// `ops::conv::ConvReluPool`; batch norm -> ReLU, ReLU6 or hardtanh; in evaluation, conv ->
+/// batch norm (-> clamp) and a sum of two values -> clamp) where the values between them have
+/// no other reader, and maps the graph's values to the plan's.
 fn fuse(
     ctx: &Context,
     graph: &Graph,
@@ -209,6 +213,22 @@ fn fuse(
             push(&mut lowered, &mut value, graph, graph_shapes, (i, width))?;
             lowered.execs.push(Exec::ConvBn { conv, eps, affine, act });
             i += width;
+            continue;
+        }
+        // A sum of two values -> ReLU, ReLU6 or hardtanh in evaluation: one pass.
+        if kind == PlanKind::Eval
+            && graph.nodes[i].inputs.len() == 2
+            && let (Some(Some(Exec::Add)), Some(Some(Exec::Clamp(c)))) =
+                (slots.get(i), slots.get(i + 1))
+            && Act::fusable(*c)
+            && sole_reader(graph, i + 1, i + 1)
+        {
+            let act = Act::of("add + clamp", Some(*c))?;
+            slots[i] = None;
+            slots[i + 1] = None;
+            push(&mut lowered, &mut value, graph, graph_shapes, (i, 2))?;
+            lowered.execs.push(Exec::AddClamp(act));
+            i += 2;
             continue;
         }
         // Batch norm -> ReLU, ReLU6 or hardtanh: the clamp in batch norm's kernels.

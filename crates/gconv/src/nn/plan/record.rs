@@ -10,8 +10,8 @@ use super::memory::Tensors;
 use super::{Mark, ModelState, ParamState, Phase};
 use crate::kernel::Recorder;
 use crate::ops::activation::{
-    record_add_inplace, record_clamp, record_clamp_backward, record_dropout, record_softmax,
-    record_softmax_backward,
+    record_add_clamp, record_add_inplace, record_clamp, record_clamp_backward, record_dropout,
+    record_softmax, record_softmax_backward,
 };
 use crate::ops::combine::{record_add, record_slice};
 use crate::ops::conv::{ConvIo, GradsOut, Post};
@@ -111,6 +111,10 @@ impl Recording<'_> {
                     for &v in inputs.iter().skip(2) {
                         record_add_inplace(ctx, rec, &t.values[v], y)?;
                     }
+                }
+                Exec::AddClamp(act) => {
+                    let second = inputs.get(1).map_or(x, |&v| &t.values[v]);
+                    record_add_clamp(ctx, rec, (x, second), *act, y)?;
                 }
                 Exec::Concat => {
                     let mut offset = 0;
@@ -328,10 +332,10 @@ impl Recording<'_> {
                 }
             }
             Exec::Add | Exec::Concat | Exec::Alias => {}
-            Exec::ConvBn { .. } => {
+            Exec::ConvBn { .. } | Exec::AddClamp(_) => {
                 return Err(Error::invalid(
                     "plan",
-                    "internal error: batch norm folded into a convolution has no backward pass",
+                    "internal error: a node fused for inference has no backward pass",
                 ));
             }
         }
