@@ -123,27 +123,40 @@ fn depthwise_3x3_s2_forward(invocation: Invocation) {
     if idx >= p.total { return; }
     let at = dw_position(idx, 1u, p.out_h, p.out_w);
     let ow0 = at.col0;
-    let c0 = 2u * ow0;
-    let width = i32(p.in_w);
-    // Columns c0 + j - 1 for j = 0 .. 8 lie inside the row.
-    let right = vec4<i32>(i32(c0)) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
-    let right2 = vec4<i32>(i32(c0) + 4) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
     var acc = vec4<f32>(0.0);
     for (var kh = 0u; kh < 3u; kh++) {
-        let ih = i32(2u * at.h + kh) - 1;
-        if ih < 0 || ih >= i32(p.in_h) {
-            continue;
-        }
-        let row = (at.nc * p.in_h + u32(ih)) * p.in_w;
-        let lo = select(vec4<f32>(0.0), x4(row + c0), right);
-        let hi = select(vec4<f32>(0.0), x4(row + c0 + 4u), right2);
-        let left = select(0.0, load_x(row + max(c0, 1u) - 1u), c0 > 0u);
+        let r = dw_s2_row(at.nc, at.h, kh, 2u * ow0);
         let wk = w_row3(at.c, kh);
-        // Output e reads columns c0 + 2e - 1 + kw: `left` for e = kw = 0, then lo and hi.
-        acc += vec4<f32>(left, lo.y, lo.w, hi.y) * wk.x + vec4<f32>(lo.x, lo.z, hi.x, hi.z) * wk.y
-            + vec4<f32>(lo.y, lo.w, hi.y, hi.w) * wk.z;
+        acc += r.k0 * wk.x + r.k1 * wk.y + r.k2 * wk.z;
     }
     dw_store((at.nc * p.out_h + at.h) * p.out_w, ow0, p.out_w, conv_out4(at.c, acc));
+}
+
+// The three taps' inputs of row kh under outputs ow0 .. ow0 + 3 (c0 = 2 * ow0) of output row
+// oh of plane nc, as vectors over the four outputs: output e reads column c0 + 2e - 1 + kw,
+// so tap kw = 0 takes `left` (column c0 - 1) for e = 0, then every tap reads runs of four
+// from c0 and c0 + 4 (five texel fetches a row, where the generic kernel makes one per tap
+// and output). Zeros outside the row, and where row kh lies in the padding.
+struct DwS2Row {
+    k0: vec4<f32>,
+    k1: vec4<f32>,
+    k2: vec4<f32>,
+}
+
+fn dw_s2_row(nc: u32, oh: u32, kh: u32, c0: u32) -> DwS2Row {
+    let ih = i32(2u * oh + kh) - 1;
+    if ih < 0 || ih >= i32(p.in_h) {
+        return DwS2Row(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    }
+    let width = i32(p.in_w);
+    let right = vec4<i32>(i32(c0)) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
+    let right2 = vec4<i32>(i32(c0) + 4) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
+    let row = (nc * p.in_h + u32(ih)) * p.in_w;
+    let lo = select(vec4<f32>(0.0), x4(row + c0), right);
+    let hi = select(vec4<f32>(0.0), x4(row + c0 + 4u), right2);
+    let left = select(0.0, load_x(row + max(c0, 1u) - 1u), c0 > 0u);
+    return DwS2Row(vec4<f32>(left, lo.y, lo.w, hi.y), vec4<f32>(lo.x, lo.z, hi.x, hi.z),
+                   vec4<f32>(lo.y, lo.w, hi.y, hi.w));
 }
 
 // depthwise_backward_input for the same layers: input columns iw0 .. iw0 + 3 (iw0 = 4m) gather
@@ -232,23 +245,10 @@ fn depthwise_backward_weight(invocation: Invocation) {
 var<workgroup> dw_tap_sums: array<f32, 576>;
 
 // Row kh's three taps' products with one quad g of grad_y at output row oh of plane nc (its
-// columns from ow0 = c0 / 2): the nine input columns c0 - 1 .. c0 + 7 under the quad, read as
-// depthwise_3x3_s2_forward reads them. Zero where row kh lies in the padding.
+// columns from ow0 = c0 / 2), from the inputs depthwise_3x3_s2_forward reads.
 fn dw_s2_taps(nc: u32, oh: u32, kh: u32, c0: u32, g: vec4<f32>) -> vec3<f32> {
-    let ih = i32(2u * oh + kh) - 1;
-    if ih < 0 || ih >= i32(p.in_h) {
-        return vec3<f32>(0.0);
-    }
-    let width = i32(p.in_w);
-    let right = vec4<i32>(i32(c0)) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
-    let right2 = vec4<i32>(i32(c0) + 4) + vec4<i32>(0, 1, 2, 3) < vec4<i32>(width);
-    let row = (nc * p.in_h + u32(ih)) * p.in_w;
-    let lo = select(vec4<f32>(0.0), x4(row + c0), right);
-    let hi = select(vec4<f32>(0.0), x4(row + c0 + 4u), right2);
-    let left = select(0.0, load_x(row + max(c0, 1u) - 1u), c0 > 0u);
-    return vec3<f32>(dot(vec4<f32>(left, lo.y, lo.w, hi.y), g),
-                     dot(vec4<f32>(lo.x, lo.z, hi.x, hi.z), g),
-                     dot(vec4<f32>(lo.y, lo.w, hi.y, hi.w), g));
+    let r = dw_s2_row(nc, oh, kh, c0);
+    return vec3<f32>(dot(r.k0, g), dot(r.k1, g), dot(r.k2, g));
 }
 
 // The nine taps' products (rows kh = 0, 1, 2) of quad i of channel ch's grad_y rows (n, oh),
