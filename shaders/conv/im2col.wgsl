@@ -193,7 +193,8 @@ fn col2im_texture(invocation: Invocation) {
     let kk_count = p.k_d * p.k_h * p.k_w;
     var acc = 0.0;
     if p.dil_d == 1u && p.dil_h == 1u && p.dil_w == 1u {
-        acc = col2im_reaching(nc, ci * kk_count, vec3<u32>(id, ih, iw));
+        let dh = reaching_dh(id, ih);
+        acc = col2im_reaching(nc, ci * kk_count, dh, reaching(iw, p.pad_w, p.stride_w));
     } else {
         for (var kd = 0u; kd < p.k_d; kd++) {
             let od = tap_window(id, kd, p.stride_d, p.pad_d, p.dil_d, p.out_d);
@@ -228,9 +229,10 @@ fn col2im_texture4(invocation: Invocation) {
     let t = divmod24(pos.x, p.c_in);
     let k0 = t.y * p.k_d * p.k_h * p.k_w;
     let iw0 = pos.w * 4u;
+    let dh = reaching_dh(pos.y, pos.z);
     var acc = vec4<f32>(0.0);
     for (var e = 0u; e < 4u; e++) {
-        acc[e] = col2im_reaching(t.x, k0, vec3<u32>(pos.y, pos.z, iw0 + e));
+        acc[e] = col2im_reaching(t.x, k0, dh, reaching(iw0 + e, p.pad_w, p.stride_w));
     }
     if p.has_bias != 0u {
         acc += vec4<f32>(b[t.y]);
@@ -240,15 +242,26 @@ fn col2im_texture4(invocation: Invocation) {
     dw_store(row, iw0, p.in_w, acc);
 }
 
+// Along one dimension of col2im with dilation 1, the first window o = (i + pad) / stride and
+// the first tap k = (i + pad) % stride that reach input i, as (o, k).
+fn reaching(i: u32, pad: u32, stride: u32) -> vec2<u32> {
+    return divmod24(i + pad, stride);
+}
+
+// `reaching` along d (.xy) and h (.zw), which the four inputs of col2im_texture4 share.
+fn reaching_dh(id: u32, ih: u32) -> vec4<u32> {
+    return vec4<u32>(reaching(id, p.pad_d, p.stride_d), reaching(ih, p.pad_h, p.stride_h));
+}
+
 // col2im_texture's sum with dilation 1: along each dimension the taps that reach input i are
 // k = (i + pad) % stride, then every stride-th, of windows o = (i + pad) / stride, then one
 // less each; only those are read (the generic loop reads every tap and divides per tap, and a
 // stride-2 3x3 layer's input is reached by 2.25 of its 9 on average). The same sum, in the
-// same order, without the zeros. `k0`: row ci * taps of grad_col.
-fn col2im_reaching(nc: u32, k0: u32, i: vec3<u32>) -> f32 {
-    let d = divmod24(i.x + p.pad_d, p.stride_d);
-    let h = divmod24(i.y + p.pad_h, p.stride_h);
-    let w = divmod24(i.z + p.pad_w, p.stride_w);
+// same order, without the zeros. `k0`: row ci * taps of grad_col; `dh` and `w`: `reaching`
+// along d, h and w.
+fn col2im_reaching(nc: u32, k0: u32, dh: vec4<u32>, w: vec2<u32>) -> f32 {
+    let d = dh.xy;
+    let h = dh.zw;
     var acc = 0.0;
     var od = i32(d.x);
     for (var kd = d.y; kd < p.k_d; kd += p.stride_d) {

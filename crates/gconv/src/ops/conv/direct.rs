@@ -24,6 +24,15 @@ use crate::{Context, Result, Tensor};
 /// quads a channel). On CPU adapters they also take more channels than a workgroup holds.
 const LANE_SUMS: usize = 64;
 
+/// Whether a weight gradient sums each of its `slots` channels (weight slots) in one
+/// invocation rather than a workgroup of 64, from the `terms` each sums: few terms on any
+/// adapter, or on a CPU adapter, whose workgroups run their lanes one after another anyway,
+/// once the slots fill two workgroups (MobileNetV2's 96-channel stride-2 layer of 1,024 quads:
+/// 2.5 -> 1.6 ms on lavapipe).
+fn sums_per_slot(ctx: &Context, terms: usize, slots: usize) -> bool {
+    terms <= LANE_SUMS || (ctx.is_cpu_adapter() && slots > WG as usize)
+}
+
 /// One launch of a direct-family kernel.
 struct Launch<'a> {
     shader: Shader,
@@ -197,8 +206,8 @@ pub(super) fn backward(
             let slots = g.c_out * (g.x.c / g.groups) * taps_d;
             let tiles = tiles_4x4(grad_y.shape()) / g.c_out;
             let total = check_u32(op, "tiles", tiles)?;
-            let cpu_lanes = ctx.is_cpu_adapter() && slots > WG as usize;
-            let lanes = tiles <= LANE_SUMS || (cpu_lanes && tiles <= MAX_LOOP_ITERATIONS);
+            // One invocation's loop takes every tile of its slot.
+            let lanes = sums_per_slot(ctx, tiles, slots) && tiles <= MAX_LOOP_ITERATIONS;
             let (entry, grid) = match lanes {
                 true => ("tiles_3x3_backward_weight_lanes", ctx.grid_1d(op, slots as u64, WG)?),
                 false => ("tiles_3x3_backward_weight", ctx.grid_1d(op, slots as u64 * 64, 64)?),
@@ -217,18 +226,14 @@ pub(super) fn backward(
             return record(ctx, pass.rec, &launch);
         }
         // 3x3 of stride 2: one workgroup of 64 per channel (all nine taps), or one invocation
-        // per channel of at most LANE_SUMS quads; else one workgroup of 64 per weight. The
-        // lanes of a workgroup share each piece's rows.
+        // per channel (`sums_per_slot`); else one workgroup of 64 per weight. The lanes of a
+        // workgroup share each piece's rows.
         Direct::Depthwise => {
             let params = g.params(false, weights);
             let inputs = [(1, 11, x), (5, 13, grad_y)];
             let (entry, lanes) = if g.is_3x3_stride_2() {
-                // On a CPU adapter a workgroup's lanes run one after another anyway, so the
-                // per-channel invocations do the same work without the barriers, once the
-                // channels fill two workgroups (every layer of MobileNetV2: 2.5 -> 1.6 ms at 96
-                // channels of 1,024 quads on lavapipe).
                 let quads = g.x.n * g.out[0] * g.out[1].div_ceil(4);
-                if quads <= LANE_SUMS || (ctx.is_cpu_adapter() && g.c_out > WG as usize) {
+                if sums_per_slot(ctx, quads, g.c_out) {
                     ("depthwise_3x3_s2_backward_weight_lanes", (1, g.c_out))
                 } else {
                     ("depthwise_3x3_s2_backward_weight", (64, g.c_out))
