@@ -169,6 +169,59 @@ fn im2col_3x3_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(col_texture, vec2<u32>(q, k + 8u), vec4<f32>(x2.zw, x3.zw));
 }
 
+// Columns c0 .. c0 + 7 of a patch row (see im2col_pooled).
+struct PatchRow {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+// Row r (zeros outside x) of channel plane `plane` (its first row's index), columns c0 ..
+// c0 + 7: two x_row4s.
+fn patch_row(plane: u32, r: i32, c0: i32) -> PatchRow {
+    let last = i32(p.in_h) - 1;
+    let base = (plane + u32(clamp(r, 0, last))) * p.in_w;
+    let ok = r >= 0 && r <= last;
+    return PatchRow(x_row4(base, c0, p.in_w, ok), x_row4(base, c0 + 4, p.in_w, ok));
+}
+
+// The row one column on: column c0 + 1 first.
+fn patch_shift(r: PatchRow) -> PatchRow {
+    return PatchRow(vec4<f32>(r.lo.yzw, r.hi.x), vec4<f32>(r.hi.yzw, 0.0));
+}
+
+// im2col_3x3_pooled for any 2-D kernel of stride 1 and dilation 1 up to 7 taps wide (LeNet's
+// 5x5): one invocation per (window, input channel) reads the (k_h + 1) x (k_w + 1) patch under
+// the window a row at a time, two x_row4s a row (four texel fetches, where im2col_texture's
+// four fetches and their index arithmetic are per texel), and writes the k_h * k_w texels of
+// rows ci * taps ..: tap (kh, kw) is patch rows kh and kh + 1, columns kw and kw + 1. Rows past
+// C_in * taps keep their zeros, grid and `total` as im2col_3x3_pooled's.
+@compute @workgroup_size(64, 1, 1)
+fn im2col_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    let ci = gid.y;
+    if q >= p.total / 4u || ci >= p.c_in { return; }
+    let t = divmod24(q, p.pool_h * p.pool_w);
+    let hw = divmod24(t.y, p.pool_w);
+    let plane = ((t.x + p.n_offset) * p.c_in + ci) * p.in_h;
+    let r0 = i32(2u * hw.x) - i32(p.pad_h);
+    let c0 = i32(2u * hw.y) - i32(p.pad_w);
+    let taps = p.k_h * p.k_w;
+    var k = ci * taps;
+    var upper = patch_row(plane, r0, c0);
+    for (var kh = 1u; kh <= p.k_h; kh++) {
+        let lower = patch_row(plane, r0 + i32(kh), c0);
+        var a = upper;
+        var b = lower;
+        for (var kw = 0u; kw < p.k_w; kw++) {
+            textureStore(col_texture, vec2<u32>(q, k), vec4<f32>(a.lo.xy, b.lo.xy));
+            a = patch_shift(a);
+            b = patch_shift(b);
+            k++;
+        }
+        upper = lower;
+    }
+}
+
 // grad_col, read as a storage texture: on lavapipe a storage-image load is inlined, while a
 // sampled fetch calls a function with per-lane mip-level arithmetic.
 @group(0) @binding(10) var col_in: texture_storage_2d<rgba32float, read>;

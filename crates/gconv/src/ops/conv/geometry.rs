@@ -308,6 +308,15 @@ impl Geometry {
             && self.dilation == [1, 1]
     }
 
+    /// Whether this is a 2-D convolution of stride 1 and dilation 1 whose kernel is at most 7
+    /// taps high and wide (LeNet's 5x5), which im2col in pooled order has a kernel for.
+    pub(crate) fn is_plain_up_to_7x7(&self) -> bool {
+        self.out.len() == 2
+            && self.kernel.iter().all(|&k| k <= 7)
+            && self.stride == [1, 1]
+            && self.dilation == [1, 1]
+    }
+
     /// Whether this is a 2-D convolution with a 3x3 kernel, stride 1 and dilation 1, which
     /// im2col (in pooled order), col2im and the subgroup kernels have kernels of their own for.
     pub(crate) fn is_plain_3x3(&self) -> bool {

@@ -130,12 +130,15 @@ pub(super) fn im2col_operand(
     let Some(col) = col else {
         return Ok(Packed::implicit(x, Gather::Im2col, params, k, cols));
     };
-    // 64 texels of one row per workgroup (see im2col_texture); a 3x3 kernel of stride 1 in
-    // pooled order has its own kernel, one invocation per window and channel, and a pointwise
-    // convolution one that copies a texel of x per texel.
+    // 64 texels of one row per workgroup (see im2col_texture); in pooled order, kernels of
+    // stride 1 up to 7x7 have their own, one invocation per window and channel (a 3x3 one
+    // reading its patch at once), and a pointwise convolution one that copies a texel of x
+    // per texel.
     let texels = (cols.div_ceil(4) as u32).div_ceil(64);
     let (entry, groups) = if pooled.is_some() && plan.g.is_plain_3x3() {
         ("im2col_3x3_pooled", [texels, plan.g.x.c as u32, 1])
+    } else if pooled.is_some() && plan.g.is_plain_up_to_7x7() {
+        ("im2col_pooled", [texels, plan.g.x.c as u32, 1])
     } else if pooled.is_none() && plan.g.is_pointwise() && p % 4 == 0 {
         ("im2col_pointwise", [texels, col.tex_rows as u32, 1])
     } else {
