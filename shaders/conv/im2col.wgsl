@@ -119,17 +119,6 @@ fn im2col_pointwise(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(col_texture, vec2<u32>(q, k), v);
 }
 
-// Columns c0 .. c0 + 3 of the row at flat index `base` of x's texture copy (two texel
-// fetches), zero outside [0, width) and when !ok.
-fn x_row4(base: u32, c0: i32, width: u32, ok: bool) -> vec4<f32> {
-    let s = i32(base) + c0;
-    let q = s >> 2u;
-    let v = from_offset(x_texel(u32(max(q, 0))), x_texel(u32(q + 1)), u32(s & 3));
-    let cols = vec4<i32>(c0) + vec4<i32>(0, 1, 2, 3);
-    let inside = cols >= vec4<i32>(0) & cols < vec4<i32>(i32(width));
-    return select(vec4<f32>(0.0), v, vec4<bool>(ok) & inside);
-}
-
 // im2col_texture for a 3x3 kernel of stride 1 and dilation 1 (2-D) in pooled order: one
 // invocation per (window, input channel) writes the nine texels of rows ci * 9 + tap from the
 // 4x4 input patch under the window, read once (eight texel fetches where im2col_texel would

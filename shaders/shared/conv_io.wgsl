@@ -36,6 +36,17 @@ fn x_value(i: u32) -> f32 {
     return x_texel(i / 4u)[i % 4u];
 }
 
+// Columns c0 .. c0 + 3 of the row at flat index `base` of x's texture copy (two texel
+// fetches), zero outside [0, width) and when !ok.
+fn x_row4(base: u32, c0: i32, width: u32, ok: bool) -> vec4<f32> {
+    let s = i32(base) + c0;
+    let q = s >> 2u;
+    let v = from_offset(x_texel(u32(max(q, 0))), x_texel(u32(q + 1)), u32(s & 3));
+    let cols = vec4<i32>(c0) + vec4<i32>(0, 1, 2, 3);
+    let inside = cols >= vec4<i32>(0) & cols < vec4<i32>(i32(width));
+    return select(vec4<f32>(0.0), v, vec4<bool>(ok) & inside);
+}
+
 fn load_x(i: u32) -> f32 {
     if TEXTURE_INPUTS {
         return x_value(i);

@@ -213,6 +213,28 @@ fn fused_conv_relu_pool_matches_the_separate_layers_in_chunks() {
     fused_model_matches(c, &graph, batch);
 }
 
+/// The same for a first layer whose weight gradient reads the pooled gradient directly
+/// (`pooled_backward_weight`: 5x5 over one input channel, as LeNet-5's) over more windows than
+/// one launch sums (65,536), so that a second piece adds to the first's sums.
+#[test]
+fn fused_first_layer_weight_gradient_in_pieces_matches_the_separate_layers() {
+    let graph = || {
+        let mut g = Graph::new(&[1, 124, 124]);
+        let o = |pad| ConvOptions::default().padding(pad);
+        g.push("conv1", Layer::conv2d(1, 4, 5, o(2))).expect("conv1");
+        g.push("relu1", Layer::Relu).expect("relu1");
+        g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
+        g.push("conv2", Layer::conv2d(4, 4, 3, o(1))).expect("conv2");
+        g.push("relu2", Layer::Relu).expect("relu2");
+        g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
+        g.push("flatten", Layer::Flatten).expect("flatten");
+        g.push("fc", Layer::linear(4 * 31 * 31, 5)).expect("fc");
+        g
+    };
+    // 18 x 62 x 62 = 69,192 windows.
+    fused_model_matches(ctx(), &graph, 18);
+}
+
 fn fused_model_matches(c: &gconv::Context, graph: &dyn Fn() -> Graph, batch: usize) {
     let mut fused = Model::from_graph(c, "fused", graph(), 3).expect("model");
     let mut plain = Model::from_graph(im2col_ctx(), "plain", graph(), 3).expect("model");

@@ -12,6 +12,9 @@ pub enum Shader {
     ConvDepthwise,
     /// `conv/tiles_3x3.wgsl`: 3x3 convolutions as 4x4 output tiles.
     ConvTiles3x3,
+    /// `conv/pooled.wgsl`: a fused conv -> ReLU -> 2x2 max-pool's weight gradient from the
+    /// pooled gradient (first layers).
+    ConvPooled,
     /// `gemm/simple.wgsl`: the storage-buffer GEMM (linear, matmul, the im2col path).
     GemmSimple,
     /// `gemm/pack.wgsl`: a strided view of a buffer into the texture GEMMs' layout.
@@ -123,6 +126,7 @@ shaders! {
     ConvIm2col => "conv/im2col.wgsl", [ConvParams, Im2col, ConvIo];
     ConvDepthwise => "conv/depthwise.wgsl", [ConvParams, ConvIo];
     ConvTiles3x3 => "conv/tiles_3x3.wgsl", [ConvParams, ConvIo];
+    ConvPooled => "conv/pooled.wgsl", [ConvParams, ConvIo];
     GemmSimple => "gemm/simple.wgsl", [];
     GemmPack => "gemm/pack.wgsl", [];
     GemmRegisters => "gemm/registers.wgsl", [ConvParams, GemmEpilogue];

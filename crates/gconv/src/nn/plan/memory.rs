@@ -197,7 +197,8 @@ pub(super) fn allocate(
     for (i, exec) in execs.iter().enumerate() {
         let (conv_grad, wants_indices, scratch) = match exec {
             Exec::ConvReluPool(f, conv_shape) if train => {
-                (Some(view(&conv[i], conv_shape)?), true, f.scratch(ctx)?)
+                let data = life.gstore[lowered.inputs[i][0]] > 0;
+                (Some(view(&conv[i], conv_shape)?), true, f.scratch(ctx, data)?)
             }
             Exec::Pool(p) => (None, p.has_indices(), None),
             _ => (None, false, None),

@@ -4,7 +4,8 @@
 //! fast paths are tested against),
 //! `shaders/conv/depthwise.wgsl` (groups = C_in = C_out, four outputs per invocation) and
 //! `shaders/conv/tiles_3x3.wgsl` (3x3 kernels as 4x4 output tiles, also fused with ReLU and a
-//! 2x2 max-pool). They read their inputs from storage buffers, or from texture copies where
+//! 2x2 max-pool), and `shaders/conv/pooled.wgsl` (a fused first layer's weight gradient from
+//! the pooled gradient). They read their inputs from storage buffers, or from texture copies where
 //! the choice says so: on CPU adapters a texel fetch is a gather where a storage-buffer load
 //! is a per-lane loop.
 
@@ -292,4 +293,38 @@ pub(super) fn tiles_weight_grad_pooled(
         textures: true,
     };
     record(ctx, pass.rec, &launch)
+}
+
+/// Windows one launch of `pooled_backward_weight` sums: 1,024 per lane, within lavapipe's loop
+/// limit (and few enough that a test reaches a second piece).
+const WINDOWS_PER_PIECE: usize = 64 * 1024;
+
+/// The weight gradient of a fused conv -> ReLU -> 2x2 max-pool's convolution (a first layer of
+/// stride 1, see `select::pooled_rows`) from the pooled gradient and the argmax on
+/// `pooled_backward_weight`: a workgroup of 64 per (output channel, input channel, kernel
+/// row), over the batch's windows in pieces of [`WINDOWS_PER_PIECE`].
+pub(super) fn pooled_weight_grad(
+    pass: &mut Pass<'_, '_>,
+    (x, grad_p, indices, grad_w): (&Tensor, &Tensor, &Tensor, &Tensor),
+    [ph, pw]: [usize; 2],
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let slots = g.c_out * g.x.c * g.kernel[0];
+    let windows = g.x.n * ph * pw;
+    let params = ConvParams { pool: [ph as u32, pw as u32], ..g.params(false, 0) };
+    for first in (0..windows).step_by(WINDOWS_PER_PIECE) {
+        let rows = [first as u32, (first + WINDOWS_PER_PIECE).min(windows) as u32];
+        let launch = Launch {
+            shader: Shader::ConvPooled,
+            entry: "pooled_backward_weight",
+            params: ConvParams { rows, ..params },
+            grid: ctx.grid_1d(op, slots as u64 * 64, 64)?,
+            inputs: &[(1, 11, x), (5, 13, grad_p)],
+            outputs: &[(6, grad_w.buffer()), (7, indices.buffer())],
+            textures: true,
+        };
+        record(ctx, pass.rec, &launch)?;
+    }
+    Ok(())
 }

@@ -7,8 +7,10 @@
 //! - backward: on the register layout the pooled gradient goes through the argmax straight
 //!   into both gradient GEMMs' packed operands (`pool/unpool_2x2.wgsl`), the weight gradient
 //!   reusing the forward pass's im2col texture; the subgroup kernels read it unpooled into
-//!   rows of texels; a first layer on the tiles reads it pooled. Elsewhere max-pool's backward
-//!   pass writes the convolution's output gradient and the convolution's own passes follow.
+//!   rows of texels; a first layer on the tiles reads it pooled, and so does a first layer of
+//!   stride 1 up to 7x7 otherwise (`conv/pooled.wgsl`, LeNet's 5x5). Elsewhere max-pool's
+//!   backward pass writes the convolution's output gradient and the convolution's own passes
+//!   follow.
 
 use super::plan::{ConvIo, GradsOut, Pass, Pooling};
 use super::select::{self, DataGrad, Direct, Forward, Keep, Reads, Source, WeightGrad};
@@ -71,10 +73,11 @@ impl ConvReluPool {
         Ok((fits && select::fuses_relu_pool(conv, ctx)?).then_some(pooled))
     }
 
-    /// What a training plan keeps from the forward pass for the backward pass, made here.
-    pub(crate) fn scratch(&self, ctx: &Context) -> Result<Option<ReluPoolScratch>> {
+    /// What a training plan keeps from the forward pass for the backward pass, made here
+    /// (`data`: the backward pass computes the data gradient too).
+    pub(crate) fn scratch(&self, ctx: &Context, data: bool) -> Result<Option<ReluPoolScratch>> {
         let (g, [ph, pw]) = (&self.conv.g, self.pooled);
-        Ok(match select::relu_pool_scratch(&self.conv, ctx)? {
+        Ok(match select::relu_pool_scratch(&self.conv, ctx, data)? {
             Some(Keep::Rows) => {
                 Flat::new(ctx, 4 * g.row_texels(g.x.n) * g.x.c).map(ReluPoolScratch::Rows)
             }
@@ -172,6 +175,10 @@ impl ConvReluPool {
             (WeightGrad::Direct(Direct::Tiles3x3), None) => {
                 let tensors = (x, grad_p, indices, grads.grad_w);
                 direct::tiles_weight_grad_pooled(pass, tensors, pooled)
+            }
+            (WeightGrad::Pooled, None) => {
+                let tensors = (x, grad_p, indices, grads.grad_w);
+                direct::pooled_weight_grad(pass, tensors, pooled)
             }
             (WeightGrad::Subgroup3x3 { chunk }, None | Some(DataGrad::Subgroup3x3 { .. })) => {
                 let source = (GradSource::Pooled { pool: &self.pool, grad_p, indices }, x, w);

@@ -32,6 +32,9 @@
 //! - A transposed convolution of one group whose adjoint runs on the texture GEMM runs as that
 //!   adjoint's passes: its forward pass is the adjoint's data gradient, its data gradient the
 //!   adjoint's forward pass, its weight gradient the adjoint's with x and grad_y swapped.
+//! - A first layer fused with ReLU and a 2x2 max-pool (no data gradient, at most 4 input
+//!   channels), of stride 1 and a kernel up to 7x7 but not 3x3, on the register layout, takes
+//!   its weight gradient from the pooled gradient (`WeightGrad::Pooled`, LeNet-5's conv1).
 
 use std::fmt::Debug;
 
@@ -141,6 +144,10 @@ pub(crate) enum WeightGrad {
         chunk: usize,
         col: Im2col,
     },
+    /// From a fused max-pool's pooled gradient and argmax, each window's chosen output's
+    /// gradient times the rows of x under it, on `pooled_backward_weight`: a first layer of
+    /// stride 1 whose kernel is not 3x3 [direct].
+    Pooled,
     /// From a fused max-pool's gradient that no kernel reads pooled: max-pool's backward pass
     /// writes the convolution's output gradient, then the plain choices run.
     Unpooled,
@@ -255,9 +262,18 @@ pub(crate) fn takes_post(plan: &ConvPlan, kernel: Forward) -> bool {
 
 /// What a fused forward pass keeps for its backward pass: x's rows of texels where both run
 /// on the subgroup kernels, the pooled-order im2col texture where both run on the texture
-/// GEMM's register layout; each only when the whole batch is one chunk.
-pub(crate) fn relu_pool_scratch(plan: &ConvPlan, ctx: &Context) -> Result<Option<Keep>> {
+/// GEMM's register layout; each only when the whole batch is one chunk, and nothing where
+/// the weight gradient reads the pooled gradient directly (`data`: the backward pass computes
+/// the data gradient too).
+pub(crate) fn relu_pool_scratch(
+    plan: &ConvPlan,
+    ctx: &Context,
+    data: bool,
+) -> Result<Option<Keep>> {
     let n = plan.g.x.n;
+    if !data && pooled_rows(plan, ctx) {
+        return Ok(None);
+    }
     Ok(match (family(plan, ctx, true), choose_forward(plan, ctx, true, true)?) {
         (Family::Gemm { .. }, Forward::Subgroup3x3 { chunk }) if chunk == n => Some(Keep::Rows),
         (_, Forward::Gemm { chunk, col: Im2col::Texture }) if chunk == n => Some(Keep::Col),
@@ -442,7 +458,7 @@ fn choose_data_grad(
         return Ok(match pooled(plan, ctx, kept_rows, reads) {
             Pooled::Subgroup3x3 { chunk } => DataGrad::Subgroup3x3 { chunk },
             Pooled::Gemm { chunk } => DataGrad::Col2im { chunk },
-            Pooled::Tiles3x3 | Pooled::Unpooled => DataGrad::Unpooled,
+            Pooled::Tiles3x3 | Pooled::Rows | Pooled::Unpooled => DataGrad::Unpooled,
         });
     }
     if let Some((chunk, col)) = adjoint_gemm(plan, ctx, reads) {
@@ -473,6 +489,7 @@ fn choose_weight_grad(
             Pooled::Subgroup3x3 { chunk } => WeightGrad::Subgroup3x3 { chunk },
             Pooled::Gemm { chunk } => WeightGrad::Gemm { chunk, col: Im2col::Texture },
             Pooled::Tiles3x3 => WeightGrad::Direct(Direct::Tiles3x3),
+            Pooled::Rows => WeightGrad::Pooled,
             Pooled::Unpooled => WeightGrad::Unpooled,
         });
     }
@@ -528,6 +545,8 @@ enum Pooled {
     Gemm { chunk: usize },
     /// The pooled weight-gradient tiles (a first layer: no data gradient).
     Tiles3x3,
+    /// `pooled_backward_weight` (a first layer: no data gradient).
+    Rows,
     /// None: unpool into the convolution's output gradient first.
     Unpooled,
 }
@@ -546,6 +565,7 @@ fn pooled(plan: &ConvPlan, ctx: &Context, kept_rows: bool, reads: Reads) -> Pool
                 _ => Pooled::Tiles3x3,
             }
         }
+        Family::Gemm { .. } if !reads.data && pooled_rows(plan, ctx) => Pooled::Rows,
         Family::Gemm { chunk } if ctx.gemm_layout() != GemmLayout::Workgroup => {
             let sub = subgroup_binding_chunk(plan, ctx, chunk).filter(|&c| {
                 let kept = kept_rows && c == plan.g.x.n;
@@ -562,6 +582,24 @@ fn pooled(plan: &ConvPlan, ctx: &Context, kept_rows: bool, reads: Reads) -> Pool
         },
         _ => Pooled::Unpooled,
     }
+}
+
+/// Whether a fused convolution's weight gradient, where no data gradient is wanted, runs on
+/// `pooled_backward_weight` (from the pooled gradient, no im2col and no GEMM): on the register
+/// layout, a first layer (at most 4 input channels, an image) of one group, 2-D, stride 1
+/// and dilation 1, its kernel up to 7x7 but not 3x3 (the tiles' or the subgroup kernels'),
+/// and windows and output planes below 2^24 (its divmod24).
+fn pooled_rows(plan: &ConvPlan, ctx: &Context) -> bool {
+    let g = &plan.g;
+    let windows = g.x.n * (g.out[0] / 2) * (g.out[1] / 2);
+    ctx.gemm_layout() != GemmLayout::Workgroup
+        && !plan.transposed
+        && g.groups == 1
+        && g.x.c <= 4
+        && g.is_plain_up_to_7x7()
+        && !g.is_plain_3x3()
+        && windows < 1 << 24
+        && g.out.iter().product::<usize>() < 1 << 24
 }
 
 /// Whether the subgroup 3x3 kernels (`conv_3x3_sg_r16`, `wgrad_3x3_sg`) can run this
