@@ -158,26 +158,6 @@ fn im2col_3x3_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(col_texture, vec2<u32>(q, k + 8u), vec4<f32>(x2.zw, x3.zw));
 }
 
-// Columns c0 .. c0 + 7 of a patch row (see im2col_pooled).
-struct PatchRow {
-    lo: vec4<f32>,
-    hi: vec4<f32>,
-}
-
-// Row r (zeros outside x) of channel plane `plane` (its first row's index), columns c0 ..
-// c0 + 7: two x_row4s.
-fn patch_row(plane: u32, r: i32, c0: i32) -> PatchRow {
-    let last = i32(p.in_h) - 1;
-    let base = (plane + u32(clamp(r, 0, last))) * p.in_w;
-    let ok = r >= 0 && r <= last;
-    return PatchRow(x_row4(base, c0, p.in_w, ok), x_row4(base, c0 + 4, p.in_w, ok));
-}
-
-// The row one column on: column c0 + 1 first.
-fn patch_shift(r: PatchRow) -> PatchRow {
-    return PatchRow(vec4<f32>(r.lo.yzw, r.hi.x), vec4<f32>(r.hi.yzw, 0.0));
-}
-
 // im2col_3x3_pooled for any 2-D kernel of stride 1 and dilation 1 up to 7 taps wide (LeNet's
 // 5x5): one invocation per (window, input channel) reads the (k_h + 1) x (k_w + 1) patch under
 // the window a row at a time, two x_row4s a row (four texel fetches, where im2col_texture's
@@ -199,12 +179,12 @@ fn im2col_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
     var upper = patch_row(plane, r0, c0);
     for (var kh = 1u; kh <= p.k_h; kh++) {
         let lower = patch_row(plane, r0 + i32(kh), c0);
-        var a = upper;
-        var b = lower;
+        var top = upper;
+        var bottom = lower;
         for (var kw = 0u; kw < p.k_w; kw++) {
-            textureStore(col_texture, vec2<u32>(q, k), vec4<f32>(a.lo.xy, b.lo.xy));
-            a = patch_shift(a);
-            b = patch_shift(b);
+            textureStore(col_texture, vec2<u32>(q, k), vec4<f32>(top.lo.xy, bottom.lo.xy));
+            top = patch_shift(top);
+            bottom = patch_shift(bottom);
             k++;
         }
         upper = lower;

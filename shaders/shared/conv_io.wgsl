@@ -47,6 +47,26 @@ fn x_row4(base: u32, c0: i32, width: u32, ok: bool) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, vec4<bool>(ok) & inside);
 }
 
+// Columns c0 .. c0 + 7 of a row of x under a 2x2 window (im2col_pooled, pooled_forward).
+struct PatchRow {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+// Row r (zeros outside x) of channel plane `plane` (its first row's index), columns c0 ..
+// c0 + 7: two x_row4s.
+fn patch_row(plane: u32, r: i32, c0: i32) -> PatchRow {
+    let last = i32(p.in_h) - 1;
+    let base = (plane + u32(clamp(r, 0, last))) * p.in_w;
+    let ok = r >= 0 && r <= last;
+    return PatchRow(x_row4(base, c0, p.in_w, ok), x_row4(base, c0 + 4, p.in_w, ok));
+}
+
+// The row one column on: column c0 + 1 first.
+fn patch_shift(r: PatchRow) -> PatchRow {
+    return PatchRow(vec4<f32>(r.lo.yzw, r.hi.x), vec4<f32>(r.hi.yzw, 0.0));
+}
+
 fn load_x(i: u32) -> f32 {
     if TEXTURE_INPUTS {
         return x_value(i);

@@ -147,6 +147,36 @@ pub(super) fn tiles_forward_relu_pool(
     record(ctx, pass.rec, &launch)
 }
 
+/// A first layer's convolution, ReLU and 2x2 max-pool on `pooled_forward` (`y` pooled, and the
+/// argmax into `indices` when given): an invocation per (sample, output channel, window).
+pub(super) fn pooled_forward(
+    pass: &mut Pass<'_, '_>,
+    io: &ConvIo<'_>,
+    pooling: &Pooling<'_>,
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let total = check_u32(op, "pooled outputs", io.y.numel())?;
+    let [ph, pw] = pooling.pooled;
+    let params = ConvParams {
+        pool: [ph as u32, pw as u32],
+        pool_indices: pooling.indices.is_some() as u32,
+        ..g.params(io.bias.is_some(), total)
+    };
+    let b = io.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    let i = pooling.indices.map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    let launch = Launch {
+        shader: Shader::ConvPooled,
+        entry: "pooled_forward",
+        params,
+        grid: ctx.grid_1d(op, u64::from(total), WG)?,
+        inputs: &[(1, 11, io.x), (2, 12, io.w)],
+        outputs: &[(3, b), (4, io.y.buffer()), (7, i)],
+        textures: true,
+    };
+    record(ctx, pass.rec, &launch)
+}
+
 /// Both gradients on the direct, depthwise or tile kernels: grad_x (skipped when `None`) by
 /// gathers over grad_y, then grad_W by a sum per weight, in pieces of rows that keep each
 /// invocation within lavapipe's loop limit (`row_pieces`) where its loops grow with the batch.

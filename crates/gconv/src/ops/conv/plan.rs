@@ -229,6 +229,7 @@ impl ConvPlan {
                 im2col::forward(pass, io, &scratch, chunk)
             }
             Forward::Direct(kernel) => direct::forward(pass, io, kernel),
+            Forward::Pooled => Err(self.mismatch()),
         }
     }
 

@@ -131,6 +131,7 @@ impl ConvReluPool {
             Forward::Direct(Direct::Tiles3x3) => {
                 direct::tiles_forward_relu_pool(pass, io, &pooling)
             }
+            Forward::Pooled => direct::pooled_forward(pass, io, &pooling),
             _ => Err(Error::invalid(conv.op, "relu + max-pool fusion needs the tiled kernels")),
         }
     }

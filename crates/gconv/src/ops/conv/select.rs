@@ -32,9 +32,10 @@
 //! - A transposed convolution of one group whose adjoint runs on the texture GEMM runs as that
 //!   adjoint's passes: its forward pass is the adjoint's data gradient, its data gradient the
 //!   adjoint's forward pass, its weight gradient the adjoint's with x and grad_y swapped.
-//! - A first layer fused with ReLU and a 2x2 max-pool (no data gradient, at most 4 input
-//!   channels), of stride 1 and a kernel up to 7x7 but not 3x3, on the register layout, takes
-//!   its weight gradient from the pooled gradient (`WeightGrad::Pooled`, LeNet-5's conv1).
+//! - A first layer fused with ReLU and a 2x2 max-pool (at most 4 input channels), of stride 1
+//!   and a kernel up to 7x7 but not 3x3, on the register layout, runs its forward pass from
+//!   the patches under the windows (`Forward::Pooled`) and, with no data gradient, takes its
+//!   weight gradient from the pooled gradient (`WeightGrad::Pooled`): LeNet-5's conv1.
 
 use std::fmt::Debug;
 
@@ -94,6 +95,9 @@ pub(crate) enum Forward {
     },
     /// A transposed convolution as its adjoint's data gradient [tiled].
     Adjoint(DataGrad),
+    /// `pooled_forward`: a first layer's convolution, ReLU and 2x2 max-pool from the patches
+    /// under the windows, fused only [direct].
+    Pooled,
 }
 
 /// How a data gradient (grad_x) runs.
@@ -236,7 +240,10 @@ fn plan_forward(plan: &ConvPlan, ctx: &Context, fused: bool) -> Result<Forward> 
 pub(crate) fn fuses_relu_pool(plan: &ConvPlan, ctx: &Context) -> Result<bool> {
     Ok(matches!(
         plan_forward(plan, ctx, true)?,
-        Forward::Gemm { .. } | Forward::Direct(Direct::Tiles3x3) | Forward::Subgroup3x3 { .. }
+        Forward::Gemm { .. }
+            | Forward::Direct(Direct::Tiles3x3)
+            | Forward::Subgroup3x3 { .. }
+            | Forward::Pooled
     ))
 }
 
@@ -428,6 +435,7 @@ fn choose_forward(plan: &ConvPlan, ctx: &Context, x_fits: bool, fused: bool) -> 
         family = Family::Direct(Direct::PerOutput { textures: false });
     }
     Ok(match family {
+        Family::Gemm { .. } if fused && x_fits && pooled_rows(plan, ctx) => Forward::Pooled,
         Family::Gemm { chunk } => match subgroup_forward(plan, ctx, chunk, fused) {
             Some(chunk) => Forward::Subgroup3x3 { chunk },
             None => match subgroup_rows(plan, ctx, chunk, fused) {
@@ -584,14 +592,15 @@ fn pooled(plan: &ConvPlan, ctx: &Context, kept_rows: bool, reads: Reads) -> Pool
     }
 }
 
-/// Whether a fused convolution's weight gradient, where no data gradient is wanted, runs on
-/// `pooled_backward_weight` (from the pooled gradient, no im2col and no GEMM): on the register
-/// layout, a first layer (at most 4 input channels, an image) of one group, 2-D, stride 1
-/// and dilation 1, its kernel up to 7x7 but not 3x3 (the tiles' or the subgroup kernels'),
-/// and windows and output planes below 2^24 (its divmod24).
+/// Whether a fused convolution runs its forward pass on `pooled_forward` (x in a texture copy)
+/// and, where no data gradient is wanted, its weight gradient on `pooled_backward_weight` (from
+/// the pooled gradient): no im2col and no GEMM. On the register layout, a first layer (at
+/// most 4 input channels, an image) of one group, 2-D, stride 1 and dilation 1, its kernel up
+/// to 7x7 but not 3x3 (the tiles' or the subgroup kernels'), and windows and output planes
+/// below 2^24 (their divmod24).
 fn pooled_rows(plan: &ConvPlan, ctx: &Context) -> bool {
     let g = &plan.g;
-    let windows = g.x.n * (g.out[0] / 2) * (g.out[1] / 2);
+    let windows = g.x.n * g.c_out.max(g.x.c) * (g.out[0] / 2) * (g.out[1] / 2);
     ctx.gemm_layout() != GemmLayout::Workgroup
         && !plan.transposed
         && g.groups == 1
