@@ -4,7 +4,8 @@
 // channel (bias gradients of conv and linear). channel_sum_where: the same over the elements
 // whose mask is >= 0 (a fused conv -> ReLU -> max-pool's bias gradient, from the pooled
 // gradient and its argmax, -1 where the ReLU was off). batch_sum: x viewed as (B, L);
-// y[j] = sum over b of x[b, j], one invocation per output (gradients of broadcast operands).
+// y[j] = sum over b of x[b, j], one invocation per output (gradients of broadcast operands,
+// and the host's channel sums with S = 1 over few rows: linear layers' biases).
 
 struct ReduceParams {
     n: u32,
