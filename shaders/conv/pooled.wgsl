@@ -1,8 +1,9 @@
-// conv/pooled.wgsl: a first layer's convolution fused with ReLU and a 2x2 max-pool
-// (ops/conv/relu_pool.rs), of stride 1 and dilation 1, whose kernel is not 3x3 (those have the
-// 3x3 tiles' variants): LeNet's 5x5. The forward pass computes each window's four outputs from
-// the patch under it; the weight gradient (no data gradient) reads the pooled gradient and the
-// saved argmax. Neither writes im2col or runs a GEMM.
+// conv/pooled.wgsl: convolutions fused with ReLU and a 2x2 max-pool (ops/conv/relu_pool.rs), of
+// stride 1 and dilation 1, whose kernels are not 3x3 (those have the 3x3 tiles' and col2im's
+// variants): LeNet's 5x5. A first layer's forward pass computes each window's four outputs
+// from the patch under it, and its weight gradient reads the pooled gradient and the saved
+// argmax: neither writes im2col or runs a GEMM. A later layer's data gradient reads the
+// unpooled gradient's rows from the texture GEMM's packed operand instead of grad_col.
 
 @group(0) @binding(7) var<storage, read_write> pool_indices: array<i32>;
 
@@ -146,5 +147,113 @@ fn pooled_backward_weight(invocation: Invocation) {
                 grad_w[row + kw] = s;
             }
         }
+    }
+}
+
+// Texels (q0 + wh * pool_w + ww, co) of the packed unpooled gradient (`grad_y_tex`, the weight
+// gradient's GEMM operand: a texel per window, its four outputs row by row): output row
+// 2 wh (or with `lower` 2 wh + 1)'s columns 2 ww and 2 ww + 1 of channel co, zero outside the
+// windows.
+fn window_pair(q0: u32, wh: u32, ww: i32, lower: bool, co: u32) -> vec2<f32> {
+    if ww < 0 || ww >= i32(p.pool_w) {
+        return vec2<f32>(0.0);
+    }
+    let t = textureLoad(grad_y_tex, vec2<u32>(q0 + wh * p.pool_w + u32(ww), co));
+    return select(t.xy, t.zw, lower);
+}
+
+@group(0) @binding(8) var tap_weights: texture_storage_2d<rgba32float, write>;
+
+// pooled_backward_input's weight: texel ((block * C_out + co) * k_h + kh) * k_w + kw of a flat
+// texture (`flat_xy`) holds w[co, 4 block + c, kh, kw] for c = 0 .. 3 (zero past C_in), so
+// that a tap's four channels are one fetch (lavapipe loads a storage value lane by lane,
+// even at a uniform index). `total` = texels.
+@compute @workgroup_size(WG)
+fn pack_tap_weights(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let taps = p.k_h * p.k_w;
+    let t = divmod24(idx, taps);
+    let bc = divmod24(t.x, p.c_out);
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        let ci = bc.x * 4u + c;
+        if ci < p.c_in {
+            v[c] = w[(bc.y * p.c_in + ci) * taps + t.y];
+        }
+    }
+    textureStore(tap_weights, flat_xy(idx), v);
+}
+
+// grad_x of a fused layer with a data gradient (stride 1, dilation 1, kernels up to 5 wide)
+// from the unpooled gradient in the weight gradient's packed operand, in place of grad_col's
+// GEMM and col2im: grad_x[n, ci, ih, iw] = sum over co, kh, kw of w[co, ci, kh, kw] *
+// grad_y[n, co, ih + pad_h - kh, iw + pad_w - kw]. One invocation per (sample of the chunk,
+// input row, quad of columns) and block of four input channels (the grid's z): for each
+// (co, kh) it reads the eight columns of grad_y's row that the quad's taps reach (four or five
+// texels) and shifts through them tap by tap. Samples n_offset + the chunk's; `total` = the
+// chunk's samples * in_h * quads of in_w.
+@compute @workgroup_size(WG)
+fn pooled_backward_input(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let quads = (p.in_w + 3u) / 4u;
+    let t = divmod24(idx, quads);
+    let s = divmod24(t.x, p.in_h);
+    let ih = s.y;
+    let iw0 = t.y * 4u;
+    let q0 = s.x * p.pool_h * p.pool_w;
+    // The block's channels, and the first column the quad's taps reach: its parity is the
+    // same for every invocation (iw0 is a multiple of 4).
+    let ci0 = invocation.wg.z * 4u;
+    let c0 = i32(iw0 + p.pad_w) - i32(p.k_w - 1u);
+    let ww0 = c0 >> 1u;
+    let odd = (c0 & 1) != 0;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var co = 0u; co < p.c_out; co++) {
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let oh = i32(ih + p.pad_h) - i32(kh);
+            if oh < 0 || oh >= i32(2u * p.pool_h) {
+                continue;
+            }
+            let wh = u32(oh) >> 1u;
+            let lower = (oh & 1) != 0;
+            let v0 = window_pair(q0, wh, ww0, lower, co);
+            let v1 = window_pair(q0, wh, ww0 + 1, lower, co);
+            let v2 = window_pair(q0, wh, ww0 + 2, lower, co);
+            let v3 = window_pair(q0, wh, ww0 + 3, lower, co);
+            var row = PatchRow(vec4<f32>(v0, v1), vec4<f32>(v2, v3));
+            if odd {
+                let v4 = window_pair(q0, wh, ww0 + 4, lower, co);
+                row = PatchRow(vec4<f32>(v0.y, v1, v2.x), vec4<f32>(v2.y, v3, v4.x));
+            }
+            // Tap kw = k_w - 1 reads the row from c0 on, kw = k_w - 2 from c0 + 1, ...: one
+            // texel of the packed weight holds the tap's four channels.
+            var at = ((invocation.wg.z * p.c_out + co) * p.k_h + kh) * p.k_w + p.k_w - 1u;
+            for (var j = 0u; j < p.k_w; j++) {
+                let w4 = textureLoad(w_tex, flat_xy(at));
+                acc0 = fma(vec4<f32>(w4.x), row.lo, acc0);
+                acc1 = fma(vec4<f32>(w4.y), row.lo, acc1);
+                acc2 = fma(vec4<f32>(w4.z), row.lo, acc2);
+                acc3 = fma(vec4<f32>(w4.w), row.lo, acc3);
+                row = patch_shift(row);
+                at--;
+            }
+        }
+    }
+    let plane = ((s.x + p.n_offset) * p.c_in + ci0) * p.in_h + ih;
+    let step = p.in_h * p.in_w;
+    dw_store(plane * p.in_w, iw0, p.in_w, acc0);
+    if ci0 + 1u < p.c_in {
+        dw_store(plane * p.in_w + step, iw0, p.in_w, acc1);
+    }
+    if ci0 + 2u < p.c_in {
+        dw_store(plane * p.in_w + 2u * step, iw0, p.in_w, acc2);
+    }
+    if ci0 + 3u < p.c_in {
+        dw_store(plane * p.in_w + 3u * step, iw0, p.in_w, acc3);
     }
 }

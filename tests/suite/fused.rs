@@ -117,12 +117,16 @@ fn inputs(len: usize) -> Vec<f32> {
 /// epilogue and packed unpooling (register layout), the subgroup kernels, the workgroup
 /// layout's fused forward with its backward unpooled first, and the contexts that fuse nothing.
 /// The second set has a 5x5 first layer and an unpadded 3x3 second one: the generic pooled
-/// im2col and col2im, and their 3x3 variants.
+/// im2col and col2im, and their 3x3 variants. The last two have 5x5 second layers (LeNet-5's
+/// in the last), whose data gradient reads the packed gradient's rows from an odd and an even
+/// first column, over 5 and 6 input channels (blocks of four).
 #[test]
 fn fused_conv_relu_pool_passes_match_reference_on_every_context() {
     let sets = [
         Blocks { input: [3, 10, 14], c1: 8, k1: 3, c2: 12, k2: 3, pad2: 1 },
         Blocks { input: [2, 13, 11], c1: 6, k1: 5, c2: 7, k2: 3, pad2: 0 },
+        Blocks { input: [1, 16, 18], c1: 5, k1: 5, c2: 6, k2: 5, pad2: 1 },
+        Blocks { input: [1, 28, 28], c1: 6, k1: 5, c2: 16, k2: 5, pad2: 0 },
     ];
     let batch = 3;
     let labels = [1, 4, 0];
@@ -233,6 +237,27 @@ fn fused_first_layer_weight_gradient_in_pieces_matches_the_separate_layers() {
     };
     // 18 x 62 x 62 = 69,192 windows.
     fused_model_matches(ctx(), &graph, 18);
+}
+
+/// The same for a 5x5 second layer whose GEMMs take the batch in two chunks (a texture holds
+/// 16 samples of its 32x32 outputs on lavapipe): its data gradient, a chunk at a time, from the
+/// packed gradient's rows.
+#[test]
+fn fused_5x5_data_gradient_in_chunks_matches_the_separate_layers() {
+    let graph = || {
+        let mut g = Graph::new(&[1, 68, 68]);
+        let o = |pad| ConvOptions::default().padding(pad);
+        g.push("conv1", Layer::conv2d(1, 4, 5, o(2))).expect("conv1");
+        g.push("relu1", Layer::Relu).expect("relu1");
+        g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
+        g.push("conv2", Layer::conv2d(4, 5, 5, o(1))).expect("conv2");
+        g.push("relu2", Layer::Relu).expect("relu2");
+        g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
+        g.push("flatten", Layer::Flatten).expect("flatten");
+        g.push("fc", Layer::linear(5 * 16 * 16, 5)).expect("fc");
+        g
+    };
+    fused_model_matches(ctx(), &graph, 19);
 }
 
 fn fused_model_matches(c: &gconv::Context, graph: &dyn Fn() -> Graph, batch: usize) {

@@ -10,11 +10,11 @@
 //! is a per-lane loop.
 
 use super::geometry::{quads, row_pieces, tiles_4x4};
-use super::plan::{ConvIo, Pass, Pooling};
+use super::plan::{ConvIo, Pass, Pooling, dispatch};
 use super::select::Direct;
-use crate::kernel::{Dispatch, Recorder, Shader, WG};
+use crate::kernel::{Dispatch, Recorder, Shader, WG, texture_entry};
 use crate::ops::check_u32;
-use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS};
+use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS, Packed};
 use crate::ops::uniforms::ConvParams;
 use crate::{Context, Result, Tensor};
 
@@ -357,4 +357,45 @@ pub(super) fn pooled_weight_grad(
         record(ctx, pass.rec, &launch)?;
     }
     Ok(())
+}
+
+/// `pooled_backward_input`'s weight: w's taps with four input channels to a texel
+/// (`pack_tap_weights`), made once for all chunks of a pass.
+pub(super) fn pooled_tap_weights(pass: &mut Pass<'_, '_>, w: &Tensor) -> Result<Flat> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let taps: usize = g.kernel.iter().product();
+    let texels = g.x.c.div_ceil(4) * g.c_out * taps;
+    let packed = Flat::new(ctx, 4 * texels).ok_or_else(|| plan.mismatch())?;
+    let params = g.params(false, check_u32(op, "weight texels", texels)?);
+    let grid = ctx.grid_1d(op, texels as u64, WG)?;
+    let buffers = [(2, w.buffer())];
+    let d = dispatch(Shader::ConvPooled, "pack_tap_weights", &params, &buffers, grid);
+    ctx.record_with(pass.rec, &d, &[texture_entry(8, &packed.view)])?;
+    Ok(packed)
+}
+
+/// grad_x of samples [n0, n0 + len) of a fused conv -> ReLU -> 2x2 max-pool's convolution
+/// (stride 1, kernels up to 5 wide: `select::pooled_data_rows`) on `pooled_backward_input`,
+/// from `b`, the chunk's unpooled gradient that the weight gradient's GEMM reads (packed, in
+/// im2col's pooled order), and the weight as [`pooled_tap_weights`] packs it: no grad_col and
+/// no col2im. Blocks of four input channels along the grid's z.
+pub(super) fn pooled_data_grad_chunk(
+    pass: &mut Pass<'_, '_>,
+    (taps, b, grad_x): (&Flat, &Packed, &Tensor),
+    [ph, pw]: [usize; 2],
+    (n0, len): (usize, usize),
+) -> Result<()> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (op, g) = (plan.op, &plan.g);
+    let quads = g.x.size[0] * g.x.size[1].div_ceil(4);
+    let total = check_u32(op, "input rows' quads", len * quads)?;
+    let params = ConvParams { pool: [ph as u32, pw as u32], ..g.chunk_params(n0, false, total) };
+    let [x, y, _] = ctx.grid_1d(op, u64::from(total), WG)?;
+    let blocks = check_u32(op, "input channel blocks", g.x.c.div_ceil(4))?;
+    let buffers = [(4, grad_x.buffer())];
+    let d =
+        dispatch(Shader::ConvPooled, "pooled_backward_input", &params, &buffers, [x, y, blocks]);
+    let textures = [texture_entry(12, &taps.view), texture_entry(13, &b.view)];
+    ctx.record_with(pass.rec, &d, &textures)
 }

@@ -8,9 +8,10 @@
 //!   into both gradient GEMMs' packed operands (`pool/unpool_2x2.wgsl`), the weight gradient
 //!   reusing the forward pass's im2col texture; the subgroup kernels read it unpooled into
 //!   rows of texels; a first layer on the tiles reads it pooled, and so does a first layer of
-//!   stride 1 up to 7x7 otherwise (`conv/pooled.wgsl`, LeNet's 5x5). Elsewhere max-pool's
-//!   backward pass writes the convolution's output gradient and the convolution's own passes
-//!   follow.
+//!   stride 1 up to 7x7 otherwise (`conv/pooled.wgsl`, LeNet's 5x5), whose forward pass also
+//!   runs there; a later 5x5 layer's data gradient reads the packed operand's rows there
+//!   instead of grad_col. Elsewhere max-pool's backward pass writes the convolution's output
+//!   gradient and the convolution's own passes follow.
 
 use super::plan::{ConvIo, GradsOut, Pass, Pooling};
 use super::select::{self, DataGrad, Direct, Forward, Keep, Reads, Source, WeightGrad};
@@ -188,7 +189,11 @@ impl ConvReluPool {
             }
             (WeightGrad::Gemm { chunk, .. }, None | Some(DataGrad::Col2im { .. })) => {
                 let kept_col = scratch.and_then(ReluPoolScratch::col);
-                self.gemm_backward(pass, (x, w, grad_p, indices), grads, chunk, kept_col)
+                self.gemm_backward(pass, (x, w, grad_p, indices), grads, (chunk, false), kept_col)
+            }
+            (WeightGrad::Gemm { chunk, .. }, Some(DataGrad::PooledRows { .. })) => {
+                let kept_col = scratch.and_then(ReluPoolScratch::col);
+                self.gemm_backward(pass, (x, w, grad_p, indices), grads, (chunk, true), kept_col)
             }
             _ => Err(conv.mismatch()),
         }
@@ -198,13 +203,14 @@ impl ConvReluPool {
     /// goes through the argmax into both GEMMs' packed operands in im2col's pooled order
     /// (`max_pool_2x2_backward_packed`): grad_W from the forward pass's im2col texture
     /// (`kept`, where it held the whole batch) or a new one, grad_x through grad_col and
-    /// col2im in that order. The convolution's output gradient is never written.
+    /// col2im in that order, or with `rows` from the packed gradient a row at a time
+    /// (`DataGrad::PooledRows`). The convolution's output gradient is never written.
     fn gemm_backward(
         &self,
         pass: &mut Pass<'_, '_>,
         (x, w, grad_p, indices): (&Tensor, &Tensor, &Tensor, &Tensor),
         grads: &GradsOut<'_>,
-        chunk: usize,
+        (chunk, rows): (usize, bool),
         kept: Option<&Packed>,
     ) -> Result<()> {
         let (conv, g, ctx) = (&self.conv, &self.conv.g, pass.ctx);
@@ -226,8 +232,12 @@ impl ConvReluPool {
         };
         // grad_col (K, columns) = W^T (K, C_out) @ grad_y (C_out, columns), then col2im.
         let data = match grads.grad_x {
-            Some(gx) => Some((gx, tiled::data_grad_textures(pass, w, cols)?)),
-            None => None,
+            Some(gx) if !rows => Some((gx, tiled::data_grad_textures(pass, w, cols)?)),
+            _ => None,
+        };
+        let taps = match grads.grad_x {
+            Some(gx) if rows => Some((gx, direct::pooled_tap_weights(pass, w)?)),
+            _ => None,
         };
         for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
             let len = chunk.min(g.x.n - n0);
@@ -257,6 +267,9 @@ impl ConvReluPool {
             if let Some((gx, (w_t, grad_col))) = &data {
                 let grads = (w_t, grad_col, *gx);
                 tiled::data_grad_chunk(pass, grads, (&b, Some(self.pooled)), None, (n0, len))?;
+            }
+            if let Some((gx, taps)) = &taps {
+                direct::pooled_data_grad_chunk(pass, (taps, &b, gx), self.pooled, (n0, len))?;
             }
         }
         Ok(())

@@ -35,7 +35,9 @@
 //! - A first layer fused with ReLU and a 2x2 max-pool (at most 4 input channels), of stride 1
 //!   and a kernel up to 7x7 but not 3x3, on the register layout, runs its forward pass from
 //!   the patches under the windows (`Forward::Pooled`) and, with no data gradient, takes its
-//!   weight gradient from the pooled gradient (`WeightGrad::Pooled`): LeNet-5's conv1.
+//!   weight gradient from the pooled gradient (`WeightGrad::Pooled`): LeNet-5's conv1. A fused
+//!   layer with a data gradient there, up to 5 wide and 32 output channels, reads the packed
+//!   unpooled gradient's rows for it (`DataGrad::PooledRows`): LeNet-5's conv2.
 
 use std::fmt::Debug;
 
@@ -116,6 +118,10 @@ pub(crate) enum DataGrad {
     Subgroup3x3 { chunk: usize },
     /// A transposed convolution's: its adjoint's forward pass [tiled].
     Adjoint { chunk: usize, col: Im2col },
+    /// From a fused max-pool's gradient through the texture GEMM's packed unpooled operand
+    /// (as `Col2im` reads it), a row at a time, with no grad_col: stride 1, kernels up to 5
+    /// wide but not 3x3, few output channels (see [`pooled_data_rows`]) [direct].
+    PooledRows { chunk: usize },
     /// From a fused max-pool's gradient that no kernel reads pooled: unpooled first.
     Unpooled,
 }
@@ -465,6 +471,7 @@ fn choose_data_grad(
     if let Source::Pooled { kept_rows } = source {
         return Ok(match pooled(plan, ctx, kept_rows, reads) {
             Pooled::Subgroup3x3 { chunk } => DataGrad::Subgroup3x3 { chunk },
+            Pooled::Gemm { chunk } if pooled_data_rows(plan) => DataGrad::PooledRows { chunk },
             Pooled::Gemm { chunk } => DataGrad::Col2im { chunk },
             Pooled::Tiles3x3 | Pooled::Rows | Pooled::Unpooled => DataGrad::Unpooled,
         });
@@ -609,6 +616,21 @@ fn pooled_rows(plan: &ConvPlan, ctx: &Context) -> bool {
         && !g.is_plain_3x3()
         && windows < 1 << 24
         && g.out.iter().product::<usize>() < 1 << 24
+}
+
+/// Whether a fused convolution on the texture GEMM's register layout takes its data gradient
+/// from the packed unpooled gradient a row at a time (`pooled_backward_input`): 2-D, stride 1,
+/// dilation 1, a kernel up to 5 wide and 7 high but not 3x3 (`col2im_3x3`'s), and at most 32
+/// output channels, where grad_col's GEMM (K = C_out) is bound by its stores. Its loops run
+/// C_out * taps iterations.
+fn pooled_data_rows(plan: &ConvPlan) -> bool {
+    let g = &plan.g;
+    let taps: usize = g.kernel.iter().product();
+    g.is_plain_up_to_7x7()
+        && !g.is_plain_3x3()
+        && g.kernel[1] <= 5
+        && g.c_out <= 32
+        && g.c_out * taps <= MAX_LOOP_ITERATIONS
 }
 
 /// Whether the subgroup 3x3 kernels (`conv_3x3_sg_r16`, `wgrad_3x3_sg`) can run this
