@@ -6,8 +6,81 @@
 // unpooled gradient's rows from the texture GEMM's packed operand instead of grad_col.
 
 @group(0) @binding(7) var<storage, read_write> pool_indices: array<i32>;
+@group(0) @binding(8) var tap_weights: texture_storage_2d<rgba32float, write>;
 
 var<workgroup> row_sums: array<vec4<f32>, 128>;
+
+// A first layer's convolution, ReLU and 2x2 max-pool (stride 1, dilation 1, kernels up to 8
+// wide): one invocation per (sample, block of four output channels, window) computes the
+// window's four outputs in each channel from the patch under it, read from x's texture copy a
+// row at a time (two x_row4s a row, each row serving two kernel rows), with a tap's four
+// channels' weights in one texel (`pack_taps_by_output`). It pools each channel's outputs and
+// stores the maximum and, with pool_indices != 0, the first maximum's flat index in the
+// convolution's output plane (-1 where the ReLU was off), as the texture GEMM's pooling
+// epilogue does. No im2col and no GEMM: few input channels make a GEMM's K too short to pay
+// for either (LeNet's first layer: 25). `total` = N * blocks * pool_h * pool_w.
+@compute @workgroup_size(WG)
+fn pooled_forward(invocation: Invocation) {
+    let idx = linear_index(invocation);
+    if idx >= p.total { return; }
+    let windows = p.pool_h * p.pool_w;
+    let blocks = (p.c_out + 3u) / 4u;
+    let t = divmod24(idx, windows);
+    let nb = divmod24(t.x, blocks);
+    let hw = divmod24(t.y, p.pool_w);
+    let r0 = i32(2u * hw.x) - i32(p.pad_h);
+    let c0 = i32(2u * hw.y) - i32(p.pad_w);
+    // Each channel's window outputs (0, 0), (0, 1), (1, 0), (1, 1).
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        let plane = (nb.x * p.c_in + ci) * p.in_h;
+        var at = (nb.y * p.c_in + ci) * p.k_h * p.k_w;
+        var upper = patch_row(plane, r0, c0);
+        for (var kh = 1u; kh <= p.k_h; kh++) {
+            let lower = patch_row(plane, r0 + i32(kh), c0);
+            var top = upper;
+            var bottom = lower;
+            for (var kw = 0u; kw < p.k_w; kw++) {
+                let v = vec4<f32>(top.lo.xy, bottom.lo.xy);
+                let w4 = textureLoad(w_tex, flat_xy(at));
+                acc0 = fma(vec4<f32>(w4.x), v, acc0);
+                acc1 = fma(vec4<f32>(w4.y), v, acc1);
+                acc2 = fma(vec4<f32>(w4.z), v, acc2);
+                acc3 = fma(vec4<f32>(w4.w), v, acc3);
+                top = patch_shift(top);
+                bottom = patch_shift(bottom);
+                at++;
+            }
+            upper = lower;
+        }
+    }
+    let first = (nb.x * p.c_out + nb.y * 4u) * windows + t.y;
+    pool_store(first, nb.y * 4u, hw, acc0);
+    pool_store(first + windows, nb.y * 4u + 1u, hw, acc1);
+    pool_store(first + 2u * windows, nb.y * 4u + 2u, hw, acc2);
+    pool_store(first + 3u * windows, nb.y * 4u + 3u, hw, acc3);
+}
+
+// pooled_forward's epilogue for output channel co (none past C_out): the bias, the ReLU, the
+// window's first maximum into y[at] and its position into pool_indices[at].
+fn pool_store(at: u32, co: u32, hw: vec2<u32>, acc: vec4<f32>) {
+    if co >= p.c_out {
+        return;
+    }
+    var v = acc;
+    if p.has_bias == 1u {
+        v += vec4<f32>(b[co]);
+    }
+    let m = first_max4(max(v, vec4<f32>(0.0)));
+    y[at] = m.value;
+    if p.pool_indices != 0u {
+        let flat = (2u * hw.x + m.lane / 2u) * p.out_w + 2u * hw.y + m.lane % 2u;
+        pool_indices[at] = select(-1, i32(flat), m.value > 0.0);
+    }
+}
 
 // Columns c0 .. c0 + 3 of x's row at flat index `base`, zero outside [0, in_w): from x's
 // texture copy (x_row4) or, without TEXTURE_INPUTS, its buffer.
@@ -23,67 +96,6 @@ fn x_cols4(base: u32, c0: i32) -> vec4<f32> {
         }
     }
     return v;
-}
-
-// Row r of x's plane `plane` under a window, columns c0 .. c0 + 7 (zeros outside x).
-fn source_row(plane: u32, r: i32, c0: i32) -> PatchRow {
-    if TEXTURE_INPUTS {
-        return patch_row(plane, r, c0);
-    }
-    let ok = r >= 0 && r < i32(p.in_h);
-    let base = (plane + u32(clamp(r, 0, i32(p.in_h) - 1))) * p.in_w;
-    let zero = vec4<f32>(0.0);
-    return PatchRow(select(zero, x_cols4(base, c0), ok), select(zero, x_cols4(base, c0 + 4), ok));
-}
-
-// A first layer's convolution, ReLU and 2x2 max-pool (stride 1, dilation 1, kernels up to 8
-// wide): one invocation per (sample, output channel, window) computes the window's four
-// outputs from the patch under it, read a row at a time (two x_row4s a row, each row serving
-// two kernel rows), pools them and stores the maximum and, with pool_indices != 0, the first
-// maximum's flat index in the convolution's output plane (-1 where the ReLU was off), as the
-// texture GEMM's pooling epilogue does. No im2col and no GEMM: few input channels make a
-// GEMM's K too short to pay for either (LeNet's first layer: 25). `total` = N * C_out *
-// pool_h * pool_w.
-@compute @workgroup_size(WG)
-fn pooled_forward(invocation: Invocation) {
-    let idx = linear_index(invocation);
-    if idx >= p.total { return; }
-    let windows = p.pool_h * p.pool_w;
-    let t = divmod24(idx, windows);
-    let nc = divmod24(t.x, p.c_out);
-    let n = nc.x;
-    let co = nc.y;
-    let hw = divmod24(t.y, p.pool_w);
-    let r0 = i32(2u * hw.x) - i32(p.pad_h);
-    let c0 = i32(2u * hw.y) - i32(p.pad_w);
-    // The window's outputs (0, 0), (0, 1), (1, 0), (1, 1).
-    var acc = vec4<f32>(0.0);
-    for (var ci = 0u; ci < p.c_in; ci++) {
-        let plane = (n * p.c_in + ci) * p.in_h;
-        var w_at = (co * p.c_in + ci) * p.k_h * p.k_w;
-        var upper = source_row(plane, r0, c0);
-        for (var kh = 1u; kh <= p.k_h; kh++) {
-            let lower = source_row(plane, r0 + i32(kh), c0);
-            var top = upper;
-            var bottom = lower;
-            for (var kw = 0u; kw < p.k_w; kw++) {
-                acc = fma(vec4<f32>(load_w(w_at)), vec4<f32>(top.lo.xy, bottom.lo.xy), acc);
-                top = patch_shift(top);
-                bottom = patch_shift(bottom);
-                w_at++;
-            }
-            upper = lower;
-        }
-    }
-    if p.has_bias == 1u {
-        acc += vec4<f32>(b[co]);
-    }
-    let m = first_max4(max(acc, vec4<f32>(0.0)));
-    y[idx] = m.value;
-    if p.pool_indices != 0u {
-        let flat = (2u * hw.x + m.lane / 2u) * p.out_w + 2u * hw.y + m.lane % 2u;
-        pool_indices[idx] = select(-1, i32(flat), m.value > 0.0);
-    }
 }
 
 // The weight gradient: only a window's chosen output has a gradient, g (none where the ReLU
@@ -162,27 +174,38 @@ fn window_pair(q0: u32, wh: u32, ww: i32, lower: bool, co: u32) -> vec2<f32> {
     return select(t.xy, t.zw, lower);
 }
 
-@group(0) @binding(8) var tap_weights: texture_storage_2d<rgba32float, write>;
-
-// pooled_backward_input's weight: texel ((block * C_out + co) * k_h + kh) * k_w + kw of a flat
-// texture (`flat_xy`) holds w[co, 4 block + c, kh, kw] for c = 0 .. 3 (zero past C_in), so
-// that a tap's four channels are one fetch (lavapipe loads a storage value lane by lane,
-// even at a uniform index). `total` = texels.
-@compute @workgroup_size(WG)
-fn pack_tap_weights(invocation: Invocation) {
+// A weight's taps, four channels to a texel, so that a tap's four channels are one fetch
+// (lavapipe loads a storage value lane by lane, even at a uniform index). By output
+// (pooled_forward): texel ((block * C_in + ci) * k_h + kh) * k_w + kw of a flat texture
+// (`flat_xy`) holds w[4 block + c, ci, kh, kw] for c = 0 .. 3; by input
+// (pooled_backward_input): texel ((block * C_out + co) * k_h + kh) * k_w + kw holds
+// w[co, 4 block + c, kh, kw]. Zero past the channels. `total` = texels.
+fn pack_taps(invocation: Invocation, by_output: bool) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
     let taps = p.k_h * p.k_w;
     let t = divmod24(idx, taps);
-    let bc = divmod24(t.x, p.c_out);
+    let bc = divmod24(t.x, select(p.c_out, p.c_in, by_output));
     var v = vec4<f32>(0.0);
     for (var c = 0u; c < 4u; c++) {
-        let ci = bc.x * 4u + c;
-        if ci < p.c_in {
-            v[c] = w[(bc.y * p.c_in + ci) * taps + t.y];
+        let blocked = bc.x * 4u + c;
+        let co = select(bc.y, blocked, by_output);
+        let ci = select(blocked, bc.y, by_output);
+        if co < p.c_out && ci < p.c_in {
+            v[c] = w[(co * p.c_in + ci) * taps + t.y];
         }
     }
     textureStore(tap_weights, flat_xy(idx), v);
+}
+
+@compute @workgroup_size(WG)
+fn pack_taps_by_output(invocation: Invocation) {
+    pack_taps(invocation, true);
+}
+
+@compute @workgroup_size(WG)
+fn pack_taps_by_input(invocation: Invocation) {
+    pack_taps(invocation, false);
 }
 
 // grad_x of a fused layer with a data gradient (stride 1, dilation 1, kernels up to 5 wide)

@@ -148,7 +148,8 @@ pub(super) fn tiles_forward_relu_pool(
 }
 
 /// A first layer's convolution, ReLU and 2x2 max-pool on `pooled_forward` (`y` pooled, and the
-/// argmax into `indices` when given): an invocation per (sample, output channel, window).
+/// argmax into `indices` when given): an invocation per (sample, block of four output
+/// channels, window), from x's texture copy (the choice checked it fits).
 pub(super) fn pooled_forward(
     pass: &mut Pass<'_, '_>,
     io: &ConvIo<'_>,
@@ -156,25 +157,23 @@ pub(super) fn pooled_forward(
 ) -> Result<()> {
     let (plan, ctx) = (pass.plan, pass.ctx);
     let (op, g) = (plan.op, &plan.g);
-    let total = check_u32(op, "pooled outputs", io.y.numel())?;
     let [ph, pw] = pooling.pooled;
+    let total = check_u32(op, "pooled windows", g.x.n * g.c_out.div_ceil(4) * ph * pw)?;
     let params = ConvParams {
         pool: [ph as u32, pw as u32],
         pool_indices: pooling.indices.is_some() as u32,
         ..g.params(io.bias.is_some(), total)
     };
+    let x = Flat::of(ctx, io.x).ok_or_else(|| plan.mismatch())?;
+    x.record_copy(pass.rec, io.x.buffer());
+    let taps = pooled_tap_weights(pass, io.w, true)?;
     let b = io.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let i = pooling.indices.map_or(&ctx.inner.dummy_rw, Tensor::buffer);
-    let launch = Launch {
-        shader: Shader::ConvPooled,
-        entry: "pooled_forward",
-        params,
-        grid: ctx.grid_1d(op, u64::from(total), WG)?,
-        inputs: &[(1, 11, io.x), (2, 12, io.w)],
-        outputs: &[(3, b), (4, io.y.buffer()), (7, i)],
-        textures: true,
-    };
-    record(ctx, pass.rec, &launch)
+    let buffers = [(3, b), (4, io.y.buffer()), (7, i)];
+    let grid = ctx.grid_1d(op, u64::from(total), WG)?;
+    let d = dispatch(Shader::ConvPooled, "pooled_forward", &params, &buffers, grid);
+    let textures = [texture_entry(11, &x.view), texture_entry(12, &taps.view)];
+    ctx.record_with(pass.rec, &d, &textures)
 }
 
 /// Both gradients on the direct, depthwise or tile kernels: grad_x (skipped when `None`) by
@@ -359,18 +358,24 @@ pub(super) fn pooled_weight_grad(
     Ok(())
 }
 
-/// `pooled_backward_input`'s weight: w's taps with four input channels to a texel
-/// (`pack_tap_weights`), made once for all chunks of a pass.
-pub(super) fn pooled_tap_weights(pass: &mut Pass<'_, '_>, w: &Tensor) -> Result<Flat> {
+/// A weight's taps with four channels to a texel: output channels for `pooled_forward`
+/// (`by_output`), input channels for `pooled_backward_input` (`pack_taps_by_*`).
+pub(super) fn pooled_tap_weights(
+    pass: &mut Pass<'_, '_>,
+    w: &Tensor,
+    by_output: bool,
+) -> Result<Flat> {
     let (plan, ctx) = (pass.plan, pass.ctx);
     let (op, g) = (plan.op, &plan.g);
     let taps: usize = g.kernel.iter().product();
-    let texels = g.x.c.div_ceil(4) * g.c_out * taps;
+    let (blocked, other) = if by_output { (g.c_out, g.x.c) } else { (g.x.c, g.c_out) };
+    let texels = blocked.div_ceil(4) * other * taps;
     let packed = Flat::new(ctx, 4 * texels).ok_or_else(|| plan.mismatch())?;
     let params = g.params(false, check_u32(op, "weight texels", texels)?);
     let grid = ctx.grid_1d(op, texels as u64, WG)?;
+    let entry = if by_output { "pack_taps_by_output" } else { "pack_taps_by_input" };
     let buffers = [(2, w.buffer())];
-    let d = dispatch(Shader::ConvPooled, "pack_tap_weights", &params, &buffers, grid);
+    let d = dispatch(Shader::ConvPooled, entry, &params, &buffers, grid);
     ctx.record_with(pass.rec, &d, &[texture_entry(8, &packed.view)])?;
     Ok(packed)
 }
@@ -378,7 +383,7 @@ pub(super) fn pooled_tap_weights(pass: &mut Pass<'_, '_>, w: &Tensor) -> Result<
 /// grad_x of samples [n0, n0 + len) of a fused conv -> ReLU -> 2x2 max-pool's convolution
 /// (stride 1, kernels up to 5 wide: `select::pooled_data_rows`) on `pooled_backward_input`,
 /// from `b`, the chunk's unpooled gradient that the weight gradient's GEMM reads (packed, in
-/// im2col's pooled order), and the weight as [`pooled_tap_weights`] packs it: no grad_col and
+/// im2col's pooled order), and the weight as [`pooled_tap_weights`] packs it by input: no grad_col and
 /// no col2im. Blocks of four input channels along the grid's z.
 pub(super) fn pooled_data_grad_chunk(
     pass: &mut Pass<'_, '_>,

@@ -236,7 +236,7 @@ impl ConvReluPool {
             _ => None,
         };
         let taps = match grads.grad_x {
-            Some(gx) if rows => Some((gx, direct::pooled_tap_weights(pass, w)?)),
+            Some(gx) if rows => Some((gx, direct::pooled_tap_weights(pass, w, false)?)),
             _ => None,
         };
         for (i, n0) in (0..g.x.n).step_by(chunk).enumerate() {
