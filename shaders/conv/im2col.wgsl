@@ -119,6 +119,22 @@ fn im2col_pointwise(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(col_texture, vec2<u32>(q, k), v);
 }
 
+// Window q of im2col's pooled order (a 2x2 window of sample n_offset + q / (pool_h * pool_w))
+// over input channel ci: the first row of x's channel plane, and the patch's top-left (row,
+// column) in x, padding included.
+struct PooledWindow {
+    plane: u32,
+    r0: i32,
+    c0: i32,
+}
+
+fn pooled_window(q: u32, ci: u32) -> PooledWindow {
+    let t = divmod24(q, p.pool_h * p.pool_w);
+    let hw = divmod24(t.y, p.pool_w);
+    let plane = ((t.x + p.n_offset) * p.c_in + ci) * p.in_h;
+    return PooledWindow(plane, i32(2u * hw.x) - i32(p.pad_h), i32(2u * hw.y) - i32(p.pad_w));
+}
+
 // im2col_texture for a 3x3 kernel of stride 1 and dilation 1 (2-D) in pooled order: one
 // invocation per (window, input channel) writes the nine texels of rows ci * 9 + tap from the
 // 4x4 input patch under the window, read once (eight texel fetches where im2col_texel would
@@ -131,11 +147,10 @@ fn im2col_3x3_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q = gid.x;
     let ci = gid.y;
     if q >= p.total / 4u || ci >= p.c_in { return; }
-    let t = divmod24(q, p.pool_h * p.pool_w);
-    let hw = divmod24(t.y, p.pool_w);
-    let plane = ((t.x + p.n_offset) * p.c_in + ci) * p.in_h;
-    let r0 = i32(2u * hw.x) - i32(p.pad_h);
-    let c0 = i32(2u * hw.y) - i32(p.pad_w);
+    let win = pooled_window(q, ci);
+    let plane = win.plane;
+    let r0 = win.r0;
+    let c0 = win.c0;
     let last = i32(p.in_h) - 1;
     let x0 = x_row4((plane + u32(clamp(r0, 0, last))) * p.in_w, c0, p.in_w, r0 >= 0 && r0 <= last);
     let x1 = x_row4((plane + u32(clamp(r0 + 1, 0, last))) * p.in_w, c0, p.in_w,
@@ -169,16 +184,11 @@ fn im2col_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q = gid.x;
     let ci = gid.y;
     if q >= p.total / 4u || ci >= p.c_in { return; }
-    let t = divmod24(q, p.pool_h * p.pool_w);
-    let hw = divmod24(t.y, p.pool_w);
-    let plane = ((t.x + p.n_offset) * p.c_in + ci) * p.in_h;
-    let r0 = i32(2u * hw.x) - i32(p.pad_h);
-    let c0 = i32(2u * hw.y) - i32(p.pad_w);
-    let taps = p.k_h * p.k_w;
-    var k = ci * taps;
-    var upper = patch_row(plane, r0, c0);
+    let win = pooled_window(q, ci);
+    var k = ci * p.k_h * p.k_w;
+    var upper = patch_row(win.plane, win.r0, win.c0);
     for (var kh = 1u; kh <= p.k_h; kh++) {
-        let lower = patch_row(plane, r0 + i32(kh), c0);
+        let lower = patch_row(win.plane, win.r0 + i32(kh), win.c0);
         var top = upper;
         var bottom = lower;
         for (var kw = 0u; kw < p.k_w; kw++) {

@@ -222,21 +222,9 @@ fn fused_conv_relu_pool_matches_the_separate_layers_in_chunks() {
 /// one launch sums (65,536), so that a second piece adds to the first's sums.
 #[test]
 fn fused_first_layer_weight_gradient_in_pieces_matches_the_separate_layers() {
-    let graph = || {
-        let mut g = Graph::new(&[1, 124, 124]);
-        let o = |pad| ConvOptions::default().padding(pad);
-        g.push("conv1", Layer::conv2d(1, 4, 5, o(2))).expect("conv1");
-        g.push("relu1", Layer::Relu).expect("relu1");
-        g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
-        g.push("conv2", Layer::conv2d(4, 4, 3, o(1))).expect("conv2");
-        g.push("relu2", Layer::Relu).expect("relu2");
-        g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
-        g.push("flatten", Layer::Flatten).expect("flatten");
-        g.push("fc", Layer::linear(4 * 31 * 31, 5)).expect("fc");
-        g
-    };
     // 18 x 62 x 62 = 69,192 windows.
-    fused_model_matches(ctx(), &graph, 18);
+    let blocks = Blocks { input: [1, 124, 124], c1: 4, k1: 5, c2: 4, k2: 3, pad2: 1 };
+    fused_model_matches(ctx(), &|| blocks.graph(), 18);
 }
 
 /// The same for a 5x5 second layer whose GEMMs take the batch in two chunks (a texture holds
@@ -244,20 +232,8 @@ fn fused_first_layer_weight_gradient_in_pieces_matches_the_separate_layers() {
 /// packed gradient's rows.
 #[test]
 fn fused_5x5_data_gradient_in_chunks_matches_the_separate_layers() {
-    let graph = || {
-        let mut g = Graph::new(&[1, 68, 68]);
-        let o = |pad| ConvOptions::default().padding(pad);
-        g.push("conv1", Layer::conv2d(1, 4, 5, o(2))).expect("conv1");
-        g.push("relu1", Layer::Relu).expect("relu1");
-        g.push("pool1", Layer::max_pool2d(2)).expect("pool1");
-        g.push("conv2", Layer::conv2d(4, 5, 5, o(1))).expect("conv2");
-        g.push("relu2", Layer::Relu).expect("relu2");
-        g.push("pool2", Layer::max_pool2d(2)).expect("pool2");
-        g.push("flatten", Layer::Flatten).expect("flatten");
-        g.push("fc", Layer::linear(5 * 16 * 16, 5)).expect("fc");
-        g
-    };
-    fused_model_matches(ctx(), &graph, 19);
+    let blocks = Blocks { input: [1, 68, 68], c1: 4, k1: 5, c2: 5, k2: 5, pad2: 1 };
+    fused_model_matches(ctx(), &|| blocks.graph(), 19);
 }
 
 fn fused_model_matches(c: &gconv::Context, graph: &dyn Fn() -> Graph, batch: usize) {

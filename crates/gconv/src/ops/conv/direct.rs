@@ -9,6 +9,7 @@
 //! the choice says so: on CPU adapters a texel fetch is a gather where a storage-buffer load
 //! is a per-lane loop.
 
+use super::ConvPlan;
 use super::geometry::{quads, row_pieces, tiles_4x4};
 use super::plan::{ConvIo, Pass, Pooling, dispatch};
 use super::select::Direct;
@@ -124,27 +125,45 @@ pub(super) fn tiles_forward_relu_pool(
     pooling: &Pooling<'_>,
 ) -> Result<()> {
     let (plan, ctx) = (pass.plan, pass.ctx);
-    let (op, g) = (plan.op, &plan.g);
-    let total = check_u32(op, "tiles", tiles_4x4(&g.output_shape()))?;
-    let [ph, pw] = pooling.pooled;
-    let params = ConvParams {
-        pool: [ph as u32, pw as u32],
-        pool_indices: pooling.indices.is_some() as u32,
-        ..g.params(io.bias.is_some(), total)
-    };
-    let b = io.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
-    let i = pooling.indices.map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    let total = check_u32(plan.op, "tiles", tiles_4x4(&plan.g.output_shape()))?;
     let launch = Launch {
         shader: Shader::ConvTiles3x3,
         entry: "tiles_3x3_forward_relu_pool",
-        params,
-        grid: ctx.grid_1d(op, u64::from(total), WG)?,
+        params: relu_pool_params(plan, io, pooling, total),
+        grid: ctx.grid_1d(plan.op, u64::from(total), WG)?,
         // The tiles read x through grad_y's bindings (see tiles_3x3.wgsl).
         inputs: &[(5, 13, io.x), (2, 12, io.w)],
-        outputs: &[(3, b), (4, io.y.buffer()), (7, i)],
+        outputs: &relu_pool_outputs(ctx, io, pooling),
         textures: true,
     };
     record(ctx, pass.rec, &launch)
+}
+
+/// A fused conv -> ReLU -> 2x2 max-pool kernel's parameters: the layer's, the pooled size and
+/// whether it saves the argmax.
+fn relu_pool_params(
+    plan: &ConvPlan,
+    io: &ConvIo<'_>,
+    pooling: &Pooling<'_>,
+    total: u32,
+) -> ConvParams {
+    let [ph, pw] = pooling.pooled;
+    ConvParams {
+        pool: [ph as u32, pw as u32],
+        pool_indices: pooling.indices.is_some() as u32,
+        ..plan.g.params(io.bias.is_some(), total)
+    }
+}
+
+/// Its outputs' bindings: the bias (or a placeholder), the pooled y and the argmax (or one).
+fn relu_pool_outputs<'a>(
+    ctx: &'a Context,
+    io: &ConvIo<'a>,
+    pooling: &Pooling<'a>,
+) -> [(u32, &'a wgpu::Buffer); 3] {
+    let b = io.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
+    let i = pooling.indices.map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    [(3, b), (4, io.y.buffer()), (7, i)]
 }
 
 /// A first layer's convolution, ReLU and 2x2 max-pool on `pooled_forward` (`y` pooled, and the
@@ -159,17 +178,11 @@ pub(super) fn pooled_forward(
     let (op, g) = (plan.op, &plan.g);
     let [ph, pw] = pooling.pooled;
     let total = check_u32(op, "pooled windows", g.x.n * g.c_out.div_ceil(4) * ph * pw)?;
-    let params = ConvParams {
-        pool: [ph as u32, pw as u32],
-        pool_indices: pooling.indices.is_some() as u32,
-        ..g.params(io.bias.is_some(), total)
-    };
+    let params = relu_pool_params(plan, io, pooling, total);
     let x = Flat::of(ctx, io.x).ok_or_else(|| plan.mismatch())?;
     x.record_copy(pass.rec, io.x.buffer());
     let taps = pooled_tap_weights(pass, io.w, true)?;
-    let b = io.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
-    let i = pooling.indices.map_or(&ctx.inner.dummy_rw, Tensor::buffer);
-    let buffers = [(3, b), (4, io.y.buffer()), (7, i)];
+    let buffers = relu_pool_outputs(ctx, io, pooling);
     let grid = ctx.grid_1d(op, u64::from(total), WG)?;
     let d = dispatch(Shader::ConvPooled, "pooled_forward", &params, &buffers, grid);
     let textures = [texture_entry(11, &x.view), texture_entry(12, &taps.view)];
