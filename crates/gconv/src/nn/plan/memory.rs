@@ -197,8 +197,7 @@ pub(super) fn allocate(
     for (i, exec) in execs.iter().enumerate() {
         let (conv_grad, wants_indices, scratch) = match exec {
             Exec::ConvReluPool(f, conv_shape) if train => {
-                let data = life.gstore[lowered.inputs[i][0]] > 0;
-                (Some(view(&conv[i], conv_shape)?), true, f.scratch(ctx, data)?)
+                (Some(view(&conv[i], conv_shape)?), true, f.scratch(ctx)?)
             }
             Exec::Pool(p) => (None, p.has_indices(), None),
             _ => (None, false, None),

@@ -74,11 +74,10 @@ impl ConvReluPool {
         Ok((fits && select::fuses_relu_pool(conv, ctx)?).then_some(pooled))
     }
 
-    /// What a training plan keeps from the forward pass for the backward pass, made here
-    /// (`data`: the backward pass computes the data gradient too).
-    pub(crate) fn scratch(&self, ctx: &Context, data: bool) -> Result<Option<ReluPoolScratch>> {
+    /// What a training plan keeps from the forward pass for the backward pass, made here.
+    pub(crate) fn scratch(&self, ctx: &Context) -> Result<Option<ReluPoolScratch>> {
         let (g, [ph, pw]) = (&self.conv.g, self.pooled);
-        Ok(match select::relu_pool_scratch(&self.conv, ctx, data)? {
+        Ok(match select::relu_pool_scratch(&self.conv, ctx)? {
             Some(Keep::Rows) => {
                 Flat::new(ctx, 4 * g.row_texels(g.x.n) * g.x.c).map(ReluPoolScratch::Rows)
             }

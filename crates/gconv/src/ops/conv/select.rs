@@ -275,18 +275,9 @@ pub(crate) fn takes_post(plan: &ConvPlan, kernel: Forward) -> bool {
 
 /// What a fused forward pass keeps for its backward pass: x's rows of texels where both run
 /// on the subgroup kernels, the pooled-order im2col texture where both run on the texture
-/// GEMM's register layout; each only when the whole batch is one chunk, and nothing where
-/// the weight gradient reads the pooled gradient directly (`data`: the backward pass computes
-/// the data gradient too).
-pub(crate) fn relu_pool_scratch(
-    plan: &ConvPlan,
-    ctx: &Context,
-    data: bool,
-) -> Result<Option<Keep>> {
+/// GEMM's register layout; each only when the whole batch is one chunk.
+pub(crate) fn relu_pool_scratch(plan: &ConvPlan, ctx: &Context) -> Result<Option<Keep>> {
     let n = plan.g.x.n;
-    if !data && pooled_rows(plan, ctx) {
-        return Ok(None);
-    }
     Ok(match (family(plan, ctx, true), choose_forward(plan, ctx, true, true)?) {
         (Family::Gemm { .. }, Forward::Subgroup3x3 { chunk }) if chunk == n => Some(Keep::Rows),
         (_, Forward::Gemm { chunk, col: Im2col::Texture }) if chunk == n => Some(Keep::Col),
