@@ -56,8 +56,12 @@ fn add(invocation: Invocation) {
 fn add_clamp(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let v = x[idx] + x2[idx];
-    y[idx] = select(select(v, p.beta, v > p.beta), p.alpha, v < p.alpha);
+    y[idx] = clamp_nan(x[idx] + x2[idx]);
+}
+
+// v clamped to [alpha, beta], NaN staying NaN (WGSL's clamp leaves NaN to the driver).
+fn clamp_nan(v: f32) -> f32 {
+    return select(select(v, p.beta, v > p.beta), p.alpha, v < p.alpha);
 }
 
 // x where x > 0, else alpha * x (leaky ReLU); NaN stays NaN.
@@ -109,8 +113,7 @@ fn sigmoid_backward(invocation: Invocation) {
 fn hardtanh_forward(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let v = x[idx];
-    y[idx] = select(select(v, p.beta, v > p.beta), p.alpha, v < p.alpha);
+    y[idx] = clamp_nan(x[idx]);
 }
 
 // grad_x = grad_y where alpha < x < beta, else 0 (PyTorch's hardtanh_backward; into `y`).
@@ -190,20 +193,14 @@ fn add4(invocation: Invocation) {
 fn add_clamp4(invocation: Invocation) {
     let i = linear_index(invocation);
     if 4u * i >= p.total { return; }
-    let v = x4[i] + x2_4[i];
-    let hi = vec4<f32>(p.beta);
-    let lo = vec4<f32>(p.alpha);
-    store4(i, select(select(v, hi, v > hi), lo, v < lo));
+    store4(i, activate4(x4[i] + x2_4[i], 2u, p.alpha, p.beta));
 }
 
 @compute @workgroup_size(WG)
 fn hardtanh_forward4(invocation: Invocation) {
     let i = linear_index(invocation);
     if 4u * i >= p.total { return; }
-    let v = x4[i];
-    let hi = vec4<f32>(p.beta);
-    let lo = vec4<f32>(p.alpha);
-    store4(i, select(select(v, hi, v > hi), lo, v < lo));
+    store4(i, activate4(x4[i], 2u, p.alpha, p.beta));
 }
 
 @compute @workgroup_size(WG)

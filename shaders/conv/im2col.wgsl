@@ -148,17 +148,10 @@ fn im2col_3x3_pooled(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ci = gid.y;
     if q >= p.total / 4u || ci >= p.c_in { return; }
     let win = pooled_window(q, ci);
-    let plane = win.plane;
-    let r0 = win.r0;
-    let c0 = win.c0;
-    let last = i32(p.in_h) - 1;
-    let x0 = x_row4((plane + u32(clamp(r0, 0, last))) * p.in_w, c0, p.in_w, r0 >= 0 && r0 <= last);
-    let x1 = x_row4((plane + u32(clamp(r0 + 1, 0, last))) * p.in_w, c0, p.in_w,
-        r0 + 1 >= 0 && r0 + 1 <= last);
-    let x2 = x_row4((plane + u32(clamp(r0 + 2, 0, last))) * p.in_w, c0, p.in_w,
-        r0 + 2 >= 0 && r0 + 2 <= last);
-    let x3 = x_row4((plane + u32(clamp(r0 + 3, 0, last))) * p.in_w, c0, p.in_w,
-        r0 + 3 >= 0 && r0 + 3 <= last);
+    let x0 = patch_row4(win.plane, win.r0, win.c0);
+    let x1 = patch_row4(win.plane, win.r0 + 1, win.c0);
+    let x2 = patch_row4(win.plane, win.r0 + 2, win.c0);
+    let x3 = patch_row4(win.plane, win.r0 + 3, win.c0);
     // Tap (kh, kw) of the window's four outputs (row by row): rows kh and kh + 1 of the patch,
     // columns kw and kw + 1.
     let k = ci * 9u;

@@ -54,12 +54,15 @@ struct PatchRow {
 }
 
 // Row r (zeros outside x) of channel plane `plane` (its first row's index), columns c0 ..
-// c0 + 7: two x_row4s.
-fn patch_row(plane: u32, r: i32, c0: i32) -> PatchRow {
+// c0 + 3: x_row4.
+fn patch_row4(plane: u32, r: i32, c0: i32) -> vec4<f32> {
     let last = i32(p.in_h) - 1;
-    let base = (plane + u32(clamp(r, 0, last))) * p.in_w;
-    let ok = r >= 0 && r <= last;
-    return PatchRow(x_row4(base, c0, p.in_w, ok), x_row4(base, c0 + 4, p.in_w, ok));
+    return x_row4((plane + u32(clamp(r, 0, last))) * p.in_w, c0, p.in_w, r >= 0 && r <= last);
+}
+
+// The same for columns c0 .. c0 + 7.
+fn patch_row(plane: u32, r: i32, c0: i32) -> PatchRow {
+    return PatchRow(patch_row4(plane, r, c0), patch_row4(plane, r, c0 + 4));
 }
 
 // The row one column on: column c0 + 1 first.

@@ -12,8 +12,8 @@ pub enum Shader {
     ConvDepthwise,
     /// `conv/tiles_3x3.wgsl`: 3x3 convolutions as 4x4 output tiles.
     ConvTiles3x3,
-    /// `conv/pooled.wgsl`: a fused conv -> ReLU -> 2x2 max-pool's weight gradient from the
-    /// pooled gradient (first layers).
+    /// `conv/pooled.wgsl`: convolutions fused with ReLU and a 2x2 max-pool (LeNet's 5x5) with
+    /// no im2col or grad_col: a first layer's forward pass and weight gradient, a data gradient.
     ConvPooled,
     /// `gemm/simple.wgsl`: the storage-buffer GEMM (linear, matmul, the im2col path).
     GemmSimple,

@@ -4,10 +4,10 @@
 //! fast paths are tested against),
 //! `shaders/conv/depthwise.wgsl` (groups = C_in = C_out, four outputs per invocation) and
 //! `shaders/conv/tiles_3x3.wgsl` (3x3 kernels as 4x4 output tiles, also fused with ReLU and a
-//! 2x2 max-pool), and `shaders/conv/pooled.wgsl` (a fused first layer's weight gradient from
-//! the pooled gradient). They read their inputs from storage buffers, or from texture copies where
-//! the choice says so: on CPU adapters a texel fetch is a gather where a storage-buffer load
-//! is a per-lane loop.
+//! 2x2 max-pool), and `shaders/conv/pooled.wgsl` (LeNet-style 5x5 layers fused with ReLU and
+//! max-pool: a first layer's forward pass and weight gradient, a later layer's data gradient).
+//! They read their inputs from storage buffers, or from texture copies where the choice says
+//! so: on CPU adapters a texel fetch is a gather where a storage-buffer load is a per-lane loop.
 
 use super::ConvPlan;
 use super::geometry::{quads, row_pieces, tiles_4x4};
@@ -51,6 +51,17 @@ struct Launch<'a> {
 }
 
 fn record(ctx: &Context, rec: &mut Recorder<'_>, l: &Launch<'_>) -> Result<()> {
+    record_pieces(ctx, rec, l, &[l.params])
+}
+
+/// [`record`] once for each of `pieces` (the launch's parameters for each piece of a sum
+/// split for lavapipe's loop limit), the inputs copied into their textures once for all.
+fn record_pieces(
+    ctx: &Context,
+    rec: &mut Recorder<'_>,
+    l: &Launch<'_>,
+    pieces: &[ConvParams],
+) -> Result<()> {
     let flats: Option<Vec<Flat>> =
         if l.textures { l.inputs.iter().map(|(_, _, t)| Flat::of(ctx, t)).collect() } else { None };
     let mut buffers: Vec<(u32, &wgpu::Buffer)> = l.outputs.to_vec();
@@ -71,9 +82,12 @@ fn record(ctx: &Context, rec: &mut Recorder<'_>, l: &Launch<'_>) -> Result<()> {
     }
     let flag = if flats.is_some() { 1.0 } else { 0.0 };
     let constants = [("WG", WG as f64), ("TEXTURE_INPUTS", flag)];
-    let params = bytemuck::bytes_of(&l.params);
-    let d = Dispatch::new(l.shader, l.entry, params, &buffers, l.grid).constants(&constants);
-    ctx.record_with(rec, &d, &extra)
+    for params in pieces {
+        let params = bytemuck::bytes_of(params);
+        let d = Dispatch::new(l.shader, l.entry, params, &buffers, l.grid).constants(&constants);
+        ctx.record_with(rec, &d, &extra)?;
+    }
+    Ok(())
 }
 
 /// Invocations of a `Direct::PerOutput` entry point writing a tensor of this shape:
@@ -305,12 +319,9 @@ pub(super) fn backward(
         ctx.grid_1d(op, slots as u64, WG)?
     };
     let outputs = [(6, grad_w.buffer())];
-    for params in row_pieces(op, &params, lanes)? {
-        let launch =
-            Launch { shader, entry, params, grid, inputs: &inputs, outputs: &outputs, textures };
-        record(ctx, pass.rec, &launch)?;
-    }
-    Ok(())
+    let launch =
+        Launch { shader, entry, params, grid, inputs: &inputs, outputs: &outputs, textures };
+    record_pieces(ctx, pass.rec, &launch, &row_pieces(op, &params, lanes)?)
 }
 
 /// The weight gradient of [`tiles_forward_relu_pool`]'s convolution from the pooled gradient
@@ -355,20 +366,23 @@ pub(super) fn pooled_weight_grad(
     let slots = g.c_out * g.x.c * g.kernel[0];
     let windows = g.x.n * ph * pw;
     let params = ConvParams { pool: [ph as u32, pw as u32], ..g.params(false, 0) };
-    for first in (0..windows).step_by(WINDOWS_PER_PIECE) {
-        let rows = [first as u32, (first + WINDOWS_PER_PIECE).min(windows) as u32];
-        let launch = Launch {
-            shader: Shader::ConvPooled,
-            entry: "pooled_backward_weight",
-            params: ConvParams { rows, ..params },
-            grid: ctx.grid_1d(op, slots as u64 * 64, 64)?,
-            inputs: &[(1, 11, x), (5, 13, grad_p)],
-            outputs: &[(6, grad_w.buffer()), (7, indices.buffer())],
-            textures: true,
-        };
-        record(ctx, pass.rec, &launch)?;
-    }
-    Ok(())
+    let pieces: Vec<ConvParams> = (0..windows)
+        .step_by(WINDOWS_PER_PIECE)
+        .map(|first| {
+            let rows = [first as u32, (first + WINDOWS_PER_PIECE).min(windows) as u32];
+            ConvParams { rows, ..params }
+        })
+        .collect();
+    let launch = Launch {
+        shader: Shader::ConvPooled,
+        entry: "pooled_backward_weight",
+        params,
+        grid: ctx.grid_1d(op, slots as u64 * 64, 64)?,
+        inputs: &[(1, 11, x), (5, 13, grad_p)],
+        outputs: &[(6, grad_w.buffer()), (7, indices.buffer())],
+        textures: true,
+    };
+    record_pieces(ctx, pass.rec, &launch, &pieces)
 }
 
 /// A weight's taps with four channels to a texel: output channels for `pooled_forward`
@@ -396,8 +410,8 @@ pub(super) fn pooled_tap_weights(
 /// grad_x of samples [n0, n0 + len) of a fused conv -> ReLU -> 2x2 max-pool's convolution
 /// (stride 1, kernels up to 5 wide: `select::pooled_data_rows`) on `pooled_backward_input`,
 /// from `b`, the chunk's unpooled gradient that the weight gradient's GEMM reads (packed, in
-/// im2col's pooled order), and the weight as [`pooled_tap_weights`] packs it by input: no grad_col and
-/// no col2im. Blocks of four input channels along the grid's z.
+/// im2col's pooled order), and the weight as [`pooled_tap_weights`] packs it by input: no
+/// grad_col and no col2im. Blocks of four input channels along the grid's z.
 pub(super) fn pooled_data_grad_chunk(
     pass: &mut Pass<'_, '_>,
     (taps, b, grad_x): (&Flat, &Packed, &Tensor),

@@ -320,10 +320,7 @@ impl Geometry {
     /// Whether this is a 2-D convolution with a 3x3 kernel, stride 1 and dilation 1, which
     /// im2col (in pooled order), col2im and the subgroup kernels have kernels of their own for.
     pub(crate) fn is_plain_3x3(&self) -> bool {
-        self.out.len() == 2
-            && self.kernel == [3, 3]
-            && self.stride == [1, 1]
-            && self.dilation == [1, 1]
+        self.kernel == [3, 3] && self.is_plain_up_to_7x7()
     }
 
     /// x's texels per channel of `samples` samples in rows of texels (ceil(W / 4) per row; 2-D).
