@@ -156,7 +156,7 @@ fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc15_3 = fma(vec4(a15.w), b3_3, fma(vec4(a15.z), b2_3, fma(vec4(a15.y), b1_3, fma(vec4(a15.x), b0_3, acc15_3))));
     }
     // The fused max-pool's epilogue for whole rows of four whole windows (see gemm_tex_r8).
-    if p.pool != 0u && row0 + 16u <= p.m && (qb + 4u) * 4u <= p.n {
+    if pooled_epilogue() && row0 + 16u <= p.m && (qb + 4u) * 4u <= p.n {
         let w = pooled_windows(qb);
         store_pooled_row(z, row0 + 0u, w, acc0_0, acc0_1, acc0_2, acc0_3);
         store_pooled_row(z, row0 + 1u, w, acc1_0, acc1_1, acc1_2, acc1_3);
@@ -178,7 +178,7 @@ fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     // A texture output (grad_col) of 16 whole rows: straight stores, no epilogue. Columns past
     // N were clamped to the last texel above, whose value they then repeat.
-    if p.c_texture != 0u && row0 + 16u <= p.m {
+    if texture_epilogue() && row0 + 16u <= p.m {
         let y0 = i32(z * p.m + row0);
         let q = vec4<i32>(q0, q1, q2, q3);
         store_texture_row(y0 + 0, q, acc0_0, acc0_1, acc0_2, acc0_3);
@@ -218,6 +218,10 @@ fn gemm_tex_r16(@builtin(global_invocation_id) gid: vec3<u32>) {
         store_plain_row(z, row0 + 13u, o, acc13_0, acc13_1, acc13_2, acc13_3);
         store_plain_row(z, row0 + 14u, o, acc14_0, acc14_1, acc14_2, acc14_3);
         store_plain_row(z, row0 + 15u, o, acc15_0, acc15_1, acc15_2, acc15_3);
+        return;
+    }
+    // The rest: partial blocks, one value at a time (compiled in where a launch has some).
+    if !EDGES {
         return;
     }
     // One call site for the epilogue: 64 inlined copies would bloat the kernel.
@@ -337,7 +341,7 @@ fn gemm_tex_r8(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     // The fused max-pool's epilogue for eight whole rows of four whole windows: each row's
     // bias and offset once, each window's position once.
-    if p.pool != 0u && row0 + 8u <= p.m && (qb + 4u) * 4u <= p.n {
+    if pooled_epilogue() && row0 + 8u <= p.m && (qb + 4u) * 4u <= p.n {
         let w = pooled_windows(qb);
         store_pooled_row(z, row0, w, acc0_0, acc0_1, acc0_2, acc0_3);
         store_pooled_row(z, row0 + 1u, w, acc1_0, acc1_1, acc1_2, acc1_3);
@@ -360,6 +364,11 @@ fn gemm_tex_r8(@builtin(global_invocation_id) gid: vec3<u32>) {
         store_plain_row(z, row0 + 5u, o, acc5_0, acc5_1, acc5_2, acc5_3);
         store_plain_row(z, row0 + 6u, o, acc6_0, acc6_1, acc6_2, acc6_3);
         store_plain_row(z, row0 + 7u, o, acc7_0, acc7_1, acc7_2, acc7_3);
+        return;
+    }
+    // The rest, one value at a time: partial blocks (compiled in where a launch has some) and
+    // texture outputs.
+    if !EDGES && !texture_epilogue() {
         return;
     }
     // One call site for the epilogue: 32 inlined copies would bloat the kernel.
@@ -442,12 +451,17 @@ fn gemm_tex_r4(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc3_3 = fma(vec4(a3.w), b3_3, fma(vec4(a3.z), b2_3, fma(vec4(a3.y), b1_3, fma(vec4(a3.x), b0_3, acc3_3))));
     }
     // The fused max-pool's epilogue for whole rows of four whole windows (see gemm_tex_r8).
-    if p.pool != 0u && row0 + 4u <= p.m && (qb + 4u) * 4u <= p.n {
+    if pooled_epilogue() && row0 + 4u <= p.m && (qb + 4u) * 4u <= p.n {
         let w = pooled_windows(qb);
         store_pooled_row(z, row0 + 0u, w, acc0_0, acc0_1, acc0_2, acc0_3);
         store_pooled_row(z, row0 + 1u, w, acc1_0, acc1_1, acc1_2, acc1_3);
         store_pooled_row(z, row0 + 2u, w, acc2_0, acc2_1, acc2_2, acc2_3);
         store_pooled_row(z, row0 + 3u, w, acc3_0, acc3_1, acc3_2, acc3_3);
+        return;
+    }
+    // The rest, one value at a time: partial pooled blocks (compiled in where a launch has
+    // some) and every other output.
+    if !EDGES && pooled_epilogue() {
         return;
     }
     // One call site for the epilogue: 16 inlined copies would bloat the kernel.

@@ -70,6 +70,17 @@ struct TexGemmParams {
 // lanes past N would idle beside working ones.
 override GEMM_WG_X: u32 = 8u;
 
+// The epilogue a launch takes, fixed with its pipeline where the host knows it (record_gemm):
+// lavapipe runs every branch of an `if` for the whole SIMD row, whether any lane takes it or
+// not, so an epilogue that a launch cannot take costs it as much as one it takes (a 1x1
+// convolution's gemm_sg_r8 ran 1.7x faster without its pooled, texture and per-value paths).
+// 0: chosen by p at run time; 1: C in a buffer (p.pool = 0, p.c_texture = 0); 2: pooled
+// (p.pool != 0); 3: a texture (p.c_texture != 0).
+override EPILOGUE: u32 = 0u;
+// Whether some lanes' blocks of C are partial, or split or biased per column, and need the
+// per-value path after the whole-block ones.
+override EDGES: bool = true;
+
 @group(0) @binding(0) var<uniform> p: TexGemmParams;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
@@ -197,9 +208,17 @@ struct ColumnOffsets {
     o3: vec4<u32>,
 }
 
+fn pooled_epilogue() -> bool {
+    return EPILOGUE == 2u || (EPILOGUE == 0u && p.pool != 0u);
+}
+
+fn texture_epilogue() -> bool {
+    return EPILOGUE == 3u || (EPILOGUE == 0u && p.c_texture != 0u);
+}
+
 // Whether an invocation's rows row0 .. row0 + rows and columns 4 qb .. 4 qb + 16 take it.
 fn plain_block(row0: u32, rows: u32, qb: u32) -> bool {
-    return p.pool == 0u && p.c_texture == 0u && p.splits == 1u && p.bias_mode != 1u
+    return !pooled_epilogue() && !texture_epilogue() && p.splits == 1u && p.bias_mode != 1u
         && row0 + rows <= p.m && (qb + 4u) * 4u <= p.n;
 }
 
@@ -265,13 +284,13 @@ fn store_texture_row(y: i32, q: vec4<i32>, v0: vec4<f32>, v1: vec4<f32>, v2: vec
 }
 
 fn store4(z: u32, split: u32, r: u32, j: u32, v: vec4<f32>) {
-    if p.c_texture != 0u {
+    if texture_epilogue() {
         if r < p.m && j < p.n {
             textureStore(c_tex, vec2<u32>(j / 4u, z * p.m + r), v);
         }
         return;
     }
-    if p.pool != 0u {
+    if pooled_epilogue() {
         store_pooled(z, r, j, v);
         return;
     }

@@ -90,7 +90,7 @@ fn conv3_texel(n: u32, h: u32, t: u32, live: bool) -> Conv3Texel {
 // Texel j of lane `unit`'s four (see above).
 fn conv3_lane_texel(unit: u32, j: u32) -> Conv3Texel {
     let w4 = (p.conv.out_w + 3u) / 4u;
-    if p.pool != 0u {
+    if pooled_epilogue() {
         let pairs = (w4 + 1u) / 2u;
         let u = min(unit, p.n - 1u);
         let tp = u % pairs;
@@ -223,7 +223,7 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let s = wid.x * 8u + li / 8u;
     let row0 = (s % row_blocks) * 16u;
     let cb = s / row_blocks;
-    let units = select((p.n + 3u) / 4u, p.n, p.pool != 0u);
+    let units = select((p.n + 3u) / 4u, p.n, pooled_epilogue());
     if cb * 8u >= units { return; }
     let unit = cb * 8u + lane;
     let d0 = conv3_lane_texel(unit, 0u);
@@ -341,7 +341,7 @@ fn conv_3x3_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         let e15 = subgroupBroadcast(ah1, 7u);
         conv3_fma2(&acc15_0, a15, b0, e15, c0); conv3_fma2(&acc15_1, a15, b1, e15, c1); conv3_fma2(&acc15_2, a15, b2, e15, c2); conv3_fma2(&acc15_3, a15, b3, e15, c3);
     }
-    if p.pool != 0u {
+    if pooled_epilogue() {
         let g = conv3_windows(unit);
         conv3_store_pooled(g, row0 + 0u, acc0_0, acc0_1, acc0_2, acc0_3);
         conv3_store_pooled(g, row0 + 1u, acc1_0, acc1_1, acc1_2, acc1_3);

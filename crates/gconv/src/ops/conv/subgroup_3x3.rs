@@ -470,6 +470,8 @@ fn record_conv_3x3(
         (2, false, 3, 1) if c.pool.is_none() && samples == 1 => vec![("COL_STRIDE", 2.0)],
         _ => return Err(Error::invalid(op, "row convolution stride unsupported (internal)")),
     };
+    // Only the epilogue it takes compiled in (see EPILOGUE in shared/gemm_epilogue.wgsl).
+    columns.push(("EPILOGUE", if c.pool.is_some() { 2.0 } else { 1.0 }));
     if samples > 1 {
         columns.push(("ROW_SAMPLES", samples as f64));
     }

@@ -149,7 +149,7 @@ pub(crate) fn record_gemm(
         33..=64 => 4,
         _ => 8,
     };
-    let (entry, tile_rows, tile_cols, wanted) = match ctx.gemm_layout() {
+    let (entry, lane_rows, tile_rows, tile_cols, wanted) = match ctx.gemm_layout() {
         // Rows per invocation: the workgroup covers 64 / wg_x * rows of C; fewer rows for
         // short matrices keep every invocation busy (conv1's 32 channels, a classifier's 10
         // outputs). Lavapipe runs one workgroup per thread.
@@ -181,16 +181,16 @@ pub(crate) fn record_gemm(
                 (33..=64, false, _) => ("gemm_tex_r8", 8),
                 _ => ("gemm_tex_r16", 16),
             };
-            (entry, rows * 64 / wg_x, 16 * wg_x, WORKGROUPS_WANTED)
+            (entry, rows, rows * 64 / wg_x, 16 * wg_x, WORKGROUPS_WANTED)
         }
         // 128x128 tiles where they give every multiprocessor of a large GPU (132 on an H100)
         // about two workgroups; 64x64 tiles below that.
         GemmLayout::Workgroup => {
             let big = (n as u32).div_ceil(128) * (m as u32).div_ceil(128) * batch as u32;
             if big >= GPU_WORKGROUPS_WANTED {
-                ("gemm_wg128", 128, 128, GPU_WORKGROUPS_WANTED)
+                ("gemm_wg128", 8, 128, 128, GPU_WORKGROUPS_WANTED)
             } else {
-                ("gemm_wg64", 64, 64, GPU_WORKGROUPS_WANTED)
+                ("gemm_wg64", 4, 64, 64, GPU_WORKGROUPS_WANTED)
             }
         }
     };
@@ -284,13 +284,14 @@ pub(crate) fn record_gemm(
     let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
     // GEMM_WG_X for every register kernel (gemm_sg_r16/r8, whose workgroups are fixed at
     // 8 lanes per row, only ever get 8).
-    let constants: Vec<(&str, f64)> = if registers {
+    let mut constants: Vec<(&str, f64)> = if registers {
         vec![("GEMM_WG_X", f64::from(wg_x))]
     } else if implicit != 0 {
         vec![("IMPLICIT", f64::from(implicit))]
     } else {
         Vec::new()
     };
+    constants.extend(epilogue_constants(&params, lane_rows));
     let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let mut ranges: Vec<(u32, u64, u64)> = e.range.map(|(o, s)| (4, o, s)).into_iter().collect();
     ranges.extend(e.bias_range.filter(|_| e.bias.is_some()).map(|(o, s)| (3, o, s)));
@@ -344,6 +345,23 @@ pub(crate) fn record_gemm(
         )?;
     }
     Ok(())
+}
+
+/// The epilogue's override constants (shared/gemm_epilogue.wgsl's EPILOGUE and EDGES) for a
+/// launch whose lanes each compute `lane_rows` rows of 16 columns: the register kernels'
+/// whole-block epilogue covers every lane where M and N are whole blocks, C is written
+/// unsplit, and a bias, if any, is per row; pooled and texture outputs need only whole ones.
+fn epilogue_constants(p: &TexGemmParams, lane_rows: u32) -> [(&'static str, f64); 2] {
+    let epilogue = if p.pool != 0 {
+        2
+    } else if p.c_texture != 0 {
+        3
+    } else {
+        1
+    };
+    let whole = p.m.is_multiple_of(lane_rows) && p.n.is_multiple_of(16);
+    let plain = epilogue != 1 || (p.splits == 1 && p.bias_mode != 1);
+    [("EPILOGUE", f64::from(epilogue)), ("EDGES", if whole && plain { 0.0 } else { 1.0 })]
 }
 
 /// Records the dense GEMM `g` on the texture GEMM: A and B packed from their views, then
