@@ -216,6 +216,9 @@ fn pack_taps_by_input(invocation: Invocation) {
 // (co, kh) it reads the eight columns of grad_y's row that the quad's taps reach (four or five
 // texels) and shifts through them tap by tap. Samples n_offset + the chunk's; `total` = the
 // chunk's samples * in_h * quads of in_w.
+// Whether c0 below is odd: the same for every invocation (the host's `pooled_data_grad_chunk`).
+override ODD_COLUMNS: bool = false;
+
 @compute @workgroup_size(WG)
 fn pooled_backward_input(invocation: Invocation) {
     let idx = linear_index(invocation);
@@ -231,7 +234,6 @@ fn pooled_backward_input(invocation: Invocation) {
     let ci0 = invocation.wg.z * 4u;
     let c0 = i32(iw0 + p.pad_w) - i32(p.k_w - 1u);
     let ww0 = c0 >> 1u;
-    let odd = (c0 & 1) != 0;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -249,7 +251,7 @@ fn pooled_backward_input(invocation: Invocation) {
             let v2 = window_pair(q0, wh, ww0 + 2, lower, co);
             let v3 = window_pair(q0, wh, ww0 + 3, lower, co);
             var row = PatchRow(vec4<f32>(v0, v1), vec4<f32>(v2, v3));
-            if odd {
+            if ODD_COLUMNS {
                 let v4 = window_pair(q0, wh, ww0 + 4, lower, co);
                 row = PatchRow(vec4<f32>(v0.y, v1, v2.x), vec4<f32>(v2.y, v3, v4.x));
             }

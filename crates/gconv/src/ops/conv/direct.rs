@@ -426,8 +426,13 @@ pub(super) fn pooled_data_grad_chunk(
     let [x, y, _] = ctx.grid_1d(op, u64::from(total), WG)?;
     let blocks = check_u32(op, "input channel blocks", g.x.c.div_ceil(4))?;
     let buffers = [(4, grad_x.buffer())];
+    // The first column a quad's taps reach, iw0 + pad_w - (k_w - 1), has the same parity for
+    // every quad (iw0 is a multiple of 4): compiled in (a branch runs whether taken or not).
+    let odd = (g.pad[1] + 1 + g.kernel[1]) % 2 == 1;
+    let constants = [("WG", WG as f64), ("ODD_COLUMNS", f64::from(u8::from(odd)))];
     let d =
-        dispatch(Shader::ConvPooled, "pooled_backward_input", &params, &buffers, [x, y, blocks]);
+        dispatch(Shader::ConvPooled, "pooled_backward_input", &params, &buffers, [x, y, blocks])
+            .constants(&constants);
     let textures = [texture_entry(12, &taps.view), texture_entry(13, &b.view)];
     ctx.record_with(pass.rec, &d, &textures)
 }
