@@ -104,13 +104,21 @@ fn tap_window(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32
 // The forward kernels' epilogue on four sums of output channel c: the bias (has_bias 1), or
 // batch norm folded in as the channel's scale and shift (has_bias 3), then the clamp.
 fn conv_out4(c: u32, acc: vec4<f32>) -> vec4<f32> {
-    var v = acc;
-    if p.has_bias == 1u {
-        v += vec4<f32>(b[c]);
-    } else if p.has_bias == 3u {
-        v = fma(v, vec4<f32>(b[c]), vec4<f32>(b[p.c_out + c]));
+    return conv_apply4(acc, conv_affine(c));
+}
+
+// Output channel c's (scale, shift) for conv_apply4: b[c] is read once for both modes (lavapipe
+// runs both branches, each load lane by lane; without a bias, b is a placeholder).
+fn conv_affine(c: u32) -> vec2<f32> {
+    let first = b[c];
+    if p.has_bias == 3u {
+        return vec2<f32>(first, b[p.c_out + c]);
     }
-    return activate4(v, p.act, p.act_lo, p.act_hi);
+    return vec2<f32>(1.0, select(0.0, first, p.has_bias == 1u));
+}
+
+fn conv_apply4(acc: vec4<f32>, st: vec2<f32>) -> vec4<f32> {
+    return activate4(fma(acc, vec4<f32>(st.x), vec4<f32>(st.y)), p.act, p.act_lo, p.act_hi);
 }
 
 // Stores four values of a row, y[at + col0 ..], those from column `width` on left out.

@@ -90,6 +90,9 @@ fn record_pieces(
     Ok(())
 }
 
+/// Output rows per invocation of `tiles_3x3_depthwise_strips` (its STRIP).
+const DEPTHWISE_STRIP: usize = 8;
+
 /// Invocations of a `Direct::PerOutput` entry point writing a tensor of this shape:
 /// `conv_forward` computes four outputs of a row each, `conv_transpose_forward` one.
 fn per_output_total(entry: &str, shape: &[usize]) -> usize {
@@ -103,6 +106,13 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
     let (op, g) = (plan.op, &plan.g);
     let y_shape = io.y.shape();
     let (shader, entry, total, textures, x_bindings) = match kernel {
+        // Depthwise ones of stride 1 down strips of rows (tiles_3x3.wgsl).
+        Direct::Tiles3x3 if g.groups == g.x.c && g.groups == g.c_out && g.is_plain_3x3() => {
+            let strips = y_shape[..2].iter().product::<usize>()
+                * g.out[0].div_ceil(DEPTHWISE_STRIP)
+                * g.out[1].div_ceil(8);
+            (Shader::ConvTiles3x3, "tiles_3x3_depthwise_strips", strips, true, (5, 13))
+        }
         Direct::Tiles3x3 => {
             (Shader::ConvTiles3x3, "tiles_3x3_forward", tiles_4x4(y_shape), true, (5, 13))
         }
