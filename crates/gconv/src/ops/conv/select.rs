@@ -68,7 +68,8 @@ pub(crate) enum Direct {
     /// groups = C_in = C_out: four outputs per invocation, a workgroup reduction per weight.
     Depthwise,
     /// 3x3 kernels as 4x4 output tiles; fused with ReLU and a 2x2 max-pool, the pooled variants
-    /// (the forward pass, and a first layer's weight gradient from the pooled gradient).
+    /// (the forward pass, and a first layer's weight gradient from the pooled gradient). A
+    /// depthwise one of stride 1 runs its forward pass down strips of rows instead.
     Tiles3x3,
 }
 
