@@ -114,22 +114,37 @@ fn w_row3(c: u32, kh: u32) -> vec3<f32> {
 }
 
 // depthwise_forward for 2-D 3x3 filters of stride 2, padding 1 and dilation 1 (MobileNet's
-// downsampling layers): outputs ow0 .. ow0 + 3 read input columns c0 - 1 .. c0 + 7 (c0 =
-// 2 * ow0) of each of three rows as one value and two runs of four (five texel fetches a
-// row, where the generic kernel makes a fetch per tap and output).
+// downsampling layers), down strips of S2_STRIP output rows: outputs ow0 .. ow0 + 3 read input
+// columns c0 - 1 .. c0 + 7 (c0 = 2 * ow0) of each of three rows as one value and two runs of
+// four (five texel fetches a row, where the generic kernel makes a fetch per tap and output),
+// and an output row's last source row (2 oh + 1) is the next one's first, so each output row
+// reads two new rows. The weights and the channel's scale and shift are read once per strip.
+// `total` = N * C * ceil(out_h / S2_STRIP) * ceil(out_w / 4).
+const S2_STRIP: u32 = 8u;
+
 @compute @workgroup_size(WG)
-fn depthwise_3x3_s2_forward(invocation: Invocation) {
+fn depthwise_3x3_s2_strips(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let at = dw_position(idx, 1u, p.out_h, p.out_w);
-    let ow0 = at.col0;
-    var acc = vec4<f32>(0.0);
-    for (var kh = 0u; kh < 3u; kh++) {
-        let r = dw_s2_row(at.nc, at.h, kh, 2u * ow0);
-        let wk = w_row3(at.c, kh);
-        acc += r.k0 * wk.x + r.k1 * wk.y + r.k2 * wk.z;
+    let at = split3(idx, 1u, (p.out_h + S2_STRIP - 1u) / S2_STRIP, (p.out_w + 3u) / 4u);
+    let nc = at.x;
+    let c = divmod24(nc, p.c_out).y;
+    let ow0 = at.w * 4u;
+    let row0 = at.z * S2_STRIP;
+    let w0 = w_row3(c, 0u);
+    let w1 = w_row3(c, 1u);
+    let w2 = w_row3(c, 2u);
+    let st = conv_affine(c);
+    var top = dw_s2_row(nc, row0, 0u, 2u * ow0);
+    let rows = min(S2_STRIP, p.out_h - row0);
+    for (var i = 0u; i < rows; i++) {
+        let oh = row0 + i;
+        let bottom = dw_s2_row(nc, oh, 2u, 2u * ow0);
+        let acc = s2_taps(top, w0) + s2_taps(dw_s2_row(nc, oh, 1u, 2u * ow0), w1)
+            + s2_taps(bottom, w2);
+        dw_store((nc * p.out_h + oh) * p.out_w, ow0, p.out_w, conv_apply4(acc, st));
+        top = bottom;
     }
-    dw_store((at.nc * p.out_h + at.h) * p.out_w, ow0, p.out_w, conv_out4(at.c, acc));
 }
 
 // The three taps' inputs of row kh under outputs ow0 .. ow0 + 3 (c0 = 2 * ow0) of output row
@@ -157,6 +172,11 @@ fn dw_s2_row(nc: u32, oh: u32, kh: u32, c0: u32) -> DwS2Row {
     let left = select(0.0, load_x(row + max(c0, 1u) - 1u), c0 > 0u);
     return DwS2Row(vec4<f32>(left, lo.y, lo.w, hi.y), vec4<f32>(lo.x, lo.z, hi.x, hi.z),
                    vec4<f32>(lo.y, lo.w, hi.y, hi.w));
+}
+
+// A row's three taps times its weights k, for the four outputs.
+fn s2_taps(r: DwS2Row, k: vec3<f32>) -> vec4<f32> {
+    return r.k0 * k.x + r.k1 * k.y + r.k2 * k.z;
 }
 
 // depthwise_backward_input for the same layers: input columns iw0 .. iw0 + 3 (iw0 = 4m) gather
@@ -245,7 +265,7 @@ fn depthwise_backward_weight(invocation: Invocation) {
 var<workgroup> dw_tap_sums: array<f32, 576>;
 
 // Row kh's three taps' products with one quad g of grad_y at output row oh of plane nc (its
-// columns from ow0 = c0 / 2), from the inputs depthwise_3x3_s2_forward reads.
+// columns from ow0 = c0 / 2), from the inputs depthwise_3x3_s2_strips reads.
 fn dw_s2_taps(nc: u32, oh: u32, kh: u32, c0: u32, g: vec4<f32>) -> vec3<f32> {
     let r = dw_s2_row(nc, oh, kh, c0);
     return vec3<f32>(dot(r.k0, g), dot(r.k1, g), dot(r.k2, g));
@@ -277,7 +297,7 @@ fn dw_s2_store(c: u32, t: u32, sum: f32) {
     grad_w[at] = select(sum, sum + grad_w[at], p.row_begin > 0u);
 }
 
-// depthwise_backward_weight for depthwise_3x3_s2_forward's layers: one workgroup of 64 per
+// depthwise_backward_weight for depthwise_3x3_s2_strips' layers: one workgroup of 64 per
 // channel, whose invocations stride over the quads of its grad_y rows (n, oh) in the piece
 // [row_begin, row_end) and sum all nine taps at once from a quad of grad_y and the input
 // columns under it (two texel fetches for grad_y and five a row for x, where the per-weight

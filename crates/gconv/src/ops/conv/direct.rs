@@ -90,8 +90,10 @@ fn record_pieces(
     Ok(())
 }
 
-/// Output rows per invocation of `tiles_3x3_depthwise_strips` (its STRIP).
+/// Output rows per invocation of `tiles_3x3_depthwise_strips` and `depthwise_3x3_s2_strips`
+/// (their STRIP and S2_STRIP).
 const DEPTHWISE_STRIP: usize = 8;
+const DEPTHWISE_S2_STRIP: usize = 8;
 
 /// Invocations of a `Direct::PerOutput` entry point writing a tensor of this shape:
 /// `conv_forward` computes four outputs of a row each, `conv_transpose_forward` one.
@@ -116,10 +118,14 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
         Direct::Tiles3x3 => {
             (Shader::ConvTiles3x3, "tiles_3x3_forward", tiles_4x4(y_shape), true, (5, 13))
         }
+        Direct::Depthwise if g.is_3x3_stride_2() => {
+            let strips = y_shape[..2].iter().product::<usize>()
+                * g.out[0].div_ceil(DEPTHWISE_S2_STRIP)
+                * g.out[1].div_ceil(4);
+            (Shader::ConvDepthwise, "depthwise_3x3_s2_strips", strips, true, (1, 11))
+        }
         Direct::Depthwise => {
-            let entry =
-                if g.is_3x3_stride_2() { "depthwise_3x3_s2_forward" } else { "depthwise_forward" };
-            (Shader::ConvDepthwise, entry, quads(y_shape), true, (1, 11))
+            (Shader::ConvDepthwise, "depthwise_forward", quads(y_shape), true, (1, 11))
         }
         Direct::PerOutput { textures } => {
             let entry = if plan.transposed { "conv_transpose_forward" } else { "conv_forward" };
