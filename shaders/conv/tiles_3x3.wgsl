@@ -264,14 +264,13 @@ fn strip_row(plane: u32, sr: i32, c0: i32) -> Row10 {
 fn tiles_3x3_depthwise_strips(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let at = split3(idx, 1u, (p.out_h + STRIP - 1u) / STRIP, (p.out_w + 7u) / 8u);
-    let nc = at.x;
-    let c = divmod24(nc, p.c_out).y;
-    let k = tile_weights(c * 9u);
-    let st = conv_affine(c);
-    let col0 = at.w * 8u;
+    let at = strip_at(idx, STRIP, 8u);
+    let nc = at.nc;
+    let k = tile_weights(at.c * 9u);
+    let st = conv_affine(at.c);
+    let col0 = at.col0;
     let c0 = i32(col0) - i32(p.pad_w);
-    let row0 = at.z * STRIP;
+    let row0 = at.row0;
     let plane = nc * p.in_h;
     let top = i32(row0) - i32(p.pad_h);
     var r0 = strip_row(plane, top, c0);

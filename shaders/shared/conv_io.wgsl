@@ -121,6 +121,21 @@ fn conv_apply4(acc: vec4<f32>, st: vec2<f32>) -> vec4<f32> {
     return activate4(fma(acc, vec4<f32>(st.x), vec4<f32>(st.y)), p.act, p.act_lo, p.act_hi);
 }
 
+// Where invocation idx of a depthwise kernel over strips writes: `rows` output rows from row0
+// and `cols` columns from col0 of plane nc (channel c), on a grid of N * C * ceil(out_h / rows)
+// * ceil(out_w / cols) (2-D).
+struct Strip {
+    nc: u32,
+    c: u32,
+    row0: u32,
+    col0: u32,
+}
+
+fn strip_at(idx: u32, rows: u32, cols: u32) -> Strip {
+    let at = split3(idx, 1u, (p.out_h + rows - 1u) / rows, (p.out_w + cols - 1u) / cols);
+    return Strip(at.x, divmod24(at.x, p.c_out).y, at.z * rows, at.w * cols);
+}
+
 // Stores four values of a row, y[at + col0 ..], those from column `width` on left out.
 fn dw_store(at: u32, col0: u32, width: u32, v: vec4<f32>) {
     for (var e = 0u; e < 4u; e++) {

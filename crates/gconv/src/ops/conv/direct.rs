@@ -95,6 +95,12 @@ fn record_pieces(
 const DEPTHWISE_STRIP: usize = 8;
 const DEPTHWISE_S2_STRIP: usize = 8;
 
+/// Invocations of a depthwise kernel over strips of `rows` x `cols` outputs (conv_io.wgsl's
+/// `strip_at`) writing a 2-D output of this shape.
+fn strips(shape: &[usize], rows: usize, cols: usize) -> usize {
+    shape[..2].iter().product::<usize>() * shape[2].div_ceil(rows) * shape[3].div_ceil(cols)
+}
+
 /// Invocations of a `Direct::PerOutput` entry point writing a tensor of this shape:
 /// `conv_forward` computes four outputs of a row each, `conv_transpose_forward` one.
 fn per_output_total(entry: &str, shape: &[usize]) -> usize {
@@ -110,19 +116,15 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
     let (shader, entry, total, textures, x_bindings) = match kernel {
         // Depthwise ones of stride 1 down strips of rows (tiles_3x3.wgsl).
         Direct::Tiles3x3 if g.groups == g.x.c && g.groups == g.c_out && g.is_plain_3x3() => {
-            let strips = y_shape[..2].iter().product::<usize>()
-                * g.out[0].div_ceil(DEPTHWISE_STRIP)
-                * g.out[1].div_ceil(8);
-            (Shader::ConvTiles3x3, "tiles_3x3_depthwise_strips", strips, true, (5, 13))
+            let total = strips(y_shape, DEPTHWISE_STRIP, 8);
+            (Shader::ConvTiles3x3, "tiles_3x3_depthwise_strips", total, true, (5, 13))
         }
         Direct::Tiles3x3 => {
             (Shader::ConvTiles3x3, "tiles_3x3_forward", tiles_4x4(y_shape), true, (5, 13))
         }
         Direct::Depthwise if g.is_3x3_stride_2() => {
-            let strips = y_shape[..2].iter().product::<usize>()
-                * g.out[0].div_ceil(DEPTHWISE_S2_STRIP)
-                * g.out[1].div_ceil(4);
-            (Shader::ConvDepthwise, "depthwise_3x3_s2_strips", strips, true, (1, 11))
+            let total = strips(y_shape, DEPTHWISE_S2_STRIP, 4);
+            (Shader::ConvDepthwise, "depthwise_3x3_s2_strips", total, true, (1, 11))
         }
         Direct::Depthwise => {
             (Shader::ConvDepthwise, "depthwise_forward", quads(y_shape), true, (1, 11))
