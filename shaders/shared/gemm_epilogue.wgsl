@@ -93,6 +93,12 @@ override EDGES: bool = true;
 @group(0) @binding(9) var tb_r: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(6) var c_tex: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(7) var<storage, read_write> indices: array<i32>;
+// C again, as texels: with QUAD_STORES (set by record_gemm where C's columns are contiguous and
+// every offset and stride a multiple of 4), a whole block's four columns are one vec4 store
+// (a 1x1 convolution's gemm_sg_r8 on lavapipe: about 1.2x). Bound only by the kernels that
+// store whole blocks (gemm_sg_r16 / r8, gemm_sgc_r8, gemm_tex_r16 / r8).
+@group(0) @binding(10) var<storage, read_write> c_quads: array<vec4<f32>>;
+override QUAD_STORES: bool = false;
 
 fn store(z: u32, r: u32, j: u32, value: f32) {
     if r >= p.m || j >= p.n { return; }
@@ -265,6 +271,13 @@ fn affine_activate4(v: vec4<f32>, st: vec2<f32>) -> vec4<f32> {
 
 fn store_plain4(at: vec4<u32>, v: vec4<f32>, st: vec2<f32>) {
     var x = affine_activate4(v, st);
+    if QUAD_STORES {
+        if p.accumulate != 0u {
+            x += c_quads[at.x / 4u];
+        }
+        c_quads[at.x / 4u] = x;
+        return;
+    }
     if p.accumulate != 0u {
         x += vec4<f32>(c[at.x], c[at.y], c[at.z], c[at.w]);
     }

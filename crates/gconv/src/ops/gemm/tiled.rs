@@ -292,8 +292,17 @@ pub(crate) fn record_gemm(
         Vec::new()
     };
     constants.extend(epilogue_constants(&params, lane_rows));
+    // C's texels (binding 10) for the kernels that store whole blocks.
+    let quads = matches!(
+        entry,
+        "gemm_sg_r16" | "gemm_sg_r8" | "gemm_sgc_r8" | "gemm_tex_r16" | "gemm_tex_r8"
+    );
+    if quads && quad_columns(&params) {
+        constants.push(("QUAD_STORES", 1.0));
+    }
     let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
-    let mut ranges: Vec<(u32, u64, u64)> = e.range.map(|(o, s)| (4, o, s)).into_iter().collect();
+    let mut ranges: Vec<(u32, u64, u64)> =
+        e.range.into_iter().flat_map(|(o, s)| [(4, o, s), (10, o, s)]).collect();
     ranges.extend(e.bias_range.filter(|_| e.bias.is_some()).map(|(o, s)| (3, o, s)));
     // The splits' sums; a placeholder when K is not split.
     let partial = if splits > 1 {
@@ -304,6 +313,8 @@ pub(crate) fn record_gemm(
     let partial_buffer = partial.as_ref().map_or(&ctx.inner.dummy_rw, Tensor::buffer);
     let c_tex = e.texture.map_or(&ctx.inner.dummy_texture, |t| &t.view);
     let indices = e.pool.and_then(|pe| pe.indices).map_or(&ctx.inner.dummy_rw, Tensor::buffer);
+    let plain = [(3, bias), (4, c.buffer()), (5, partial_buffer), (7, indices)];
+    let with_quads = [plain[0], plain[1], plain[2], plain[3], (10, c.buffer())];
     // The register layout reads A and B as storage textures (bindings 8 and 9, see
     // shared/gemm_epilogue.wgsl), the workgroup layout samples them (1 and 2).
     let (a_binding, b_binding) = if registers { (8, 9) } else { (1, 2) };
@@ -324,7 +335,7 @@ pub(crate) fn record_gemm(
             shader,
             entry,
             bytemuck::bytes_of(&params),
-            &[(3, bias), (4, c.buffer()), (5, partial_buffer), (7, indices)],
+            if quads { &with_quads } else { &plain },
             groups,
         )
         .constants(&constants)
@@ -362,6 +373,13 @@ fn epilogue_constants(p: &TexGemmParams, lane_rows: u32) -> [(&'static str, f64)
     let whole = p.m.is_multiple_of(lane_rows) && p.n.is_multiple_of(16);
     let plain = epilogue != 1 || (p.splits == 1 && p.bias_mode != 1);
     [("EPILOGUE", f64::from(epilogue)), ("EDGES", if whole && plain { 0.0 } else { 1.0 })]
+}
+
+/// Whether every run of four columns of C from a multiple of 4 is one aligned texel: unit column
+/// stride, splits of whole texels and every offset and stride a multiple of 4 (QUAD_STORES).
+fn quad_columns(p: &TexGemmParams) -> bool {
+    let strides = p.c_offset | p.c_batch_stride | p.c_row_stride | p.c_split | p.c_split_stride;
+    p.c_col_stride == 1 && strides.is_multiple_of(4)
 }
 
 /// Records the dense GEMM `g` on the texture GEMM: A and B packed from their views, then
