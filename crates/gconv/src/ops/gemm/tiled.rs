@@ -184,7 +184,8 @@ pub(crate) fn record_gemm(
             (entry, rows, rows * 64 / wg_x, 16 * wg_x, WORKGROUPS_WANTED)
         }
         // 128x128 tiles where they give every multiprocessor of a large GPU (132 on an H100)
-        // about two workgroups; 64x64 tiles below that.
+        // about two workgroups; 64x64 tiles below that. Rows per invocation 8 and 4 (their
+        // epilogue has no whole-block path, so EDGES goes unread there).
         GemmLayout::Workgroup => {
             let big = (n as u32).div_ceil(128) * (m as u32).div_ceil(128) * batch as u32;
             if big >= GPU_WORKGROUPS_WANTED {
