@@ -12,6 +12,32 @@
 // lane = column block within 8, local_invocation_index / 8 = row block, the same tiles as
 // GEMM_WG_X = 8. No lane returns before the loop: a broadcast reads lanes that must still run
 // (the subgroup's rows are common, so only whole subgroups return).
+//
+// gemm_sg_r16 / r8 read B as packed (tb_r), or with B_PLANES (record_gemm, for a pointwise
+// convolution's forward pass with a multiple of 4 positions per sample and of input channels)
+// straight from x's texture copy: column block q of sample s at position 4t is texel
+// (s * C_in + k) * P / 4 + t of it, so no im2col pass writes B first.
+@group(0) @binding(11) var x_planes: texture_storage_2d<rgba32float, read>;
+override B_PLANES: bool = false;
+
+// Column block q's place in B: its texel column, or with B_PLANES its first texel in x's copy.
+fn b_column(q: u32) -> i32 {
+    if B_PLANES {
+        let plane = p.conv.out_d * p.conv.out_h * p.conv.out_w / 4u;
+        let at = divmod24(q, plane);
+        return i32((at.x + p.conv.n_offset) * p.conv.c_in * plane + at.y);
+    }
+    return i32(q);
+}
+
+// B's texel of row k at column block `at` (from b_column).
+fn b_texel(at: i32, k: i32) -> vec4<f32> {
+    if B_PLANES {
+        let plane = p.conv.out_d * p.conv.out_h * p.conv.out_w / 4u;
+        return textureLoad(x_planes, flat_xy(u32(at) + u32(k) * plane));
+    }
+    return textureLoad(tb_r, vec2<i32>(at, k));
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn gemm_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
@@ -24,10 +50,10 @@ fn gemm_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let split = zs.y;
     if row0 >= p.m { return; }
     let last_q = (p.n - 1u) / 4u;
-    let q0 = i32(min(qb + 0u, last_q));
-    let q1 = i32(min(qb + 1u, last_q));
-    let q2 = i32(min(qb + 2u, last_q));
-    let q3 = i32(min(qb + 3u, last_q));
+    let q0 = b_column(min(qb + 0u, last_q));
+    let q1 = b_column(min(qb + 1u, last_q));
+    let q2 = b_column(min(qb + 2u, last_q));
+    let q3 = b_column(min(qb + 3u, last_q));
     let mg0 = i32(z * p.m + min(row0 + 0u + lane, p.m - 1u));
     let mg1 = i32(z * p.m + min(row0 + 8u + lane, p.m - 1u));
     var acc0_0 = vec4<f32>(0.0); var acc0_1 = vec4<f32>(0.0); var acc0_2 = vec4<f32>(0.0); var acc0_3 = vec4<f32>(0.0);
@@ -53,22 +79,22 @@ fn gemm_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let k0 = b_base + kq * 4;
         let ag0 = textureLoad(ta_r, vec2<i32>(kq, mg0));
         let ag1 = textureLoad(ta_r, vec2<i32>(kq, mg1));
-        let b0_0 = textureLoad(tb_r, vec2<i32>(q0, k0 + 0));
-        let b0_1 = textureLoad(tb_r, vec2<i32>(q1, k0 + 0));
-        let b0_2 = textureLoad(tb_r, vec2<i32>(q2, k0 + 0));
-        let b0_3 = textureLoad(tb_r, vec2<i32>(q3, k0 + 0));
-        let b1_0 = textureLoad(tb_r, vec2<i32>(q0, k0 + 1));
-        let b1_1 = textureLoad(tb_r, vec2<i32>(q1, k0 + 1));
-        let b1_2 = textureLoad(tb_r, vec2<i32>(q2, k0 + 1));
-        let b1_3 = textureLoad(tb_r, vec2<i32>(q3, k0 + 1));
-        let b2_0 = textureLoad(tb_r, vec2<i32>(q0, k0 + 2));
-        let b2_1 = textureLoad(tb_r, vec2<i32>(q1, k0 + 2));
-        let b2_2 = textureLoad(tb_r, vec2<i32>(q2, k0 + 2));
-        let b2_3 = textureLoad(tb_r, vec2<i32>(q3, k0 + 2));
-        let b3_0 = textureLoad(tb_r, vec2<i32>(q0, k0 + 3));
-        let b3_1 = textureLoad(tb_r, vec2<i32>(q1, k0 + 3));
-        let b3_2 = textureLoad(tb_r, vec2<i32>(q2, k0 + 3));
-        let b3_3 = textureLoad(tb_r, vec2<i32>(q3, k0 + 3));
+        let b0_0 = b_texel(q0, k0 + 0);
+        let b0_1 = b_texel(q1, k0 + 0);
+        let b0_2 = b_texel(q2, k0 + 0);
+        let b0_3 = b_texel(q3, k0 + 0);
+        let b1_0 = b_texel(q0, k0 + 1);
+        let b1_1 = b_texel(q1, k0 + 1);
+        let b1_2 = b_texel(q2, k0 + 1);
+        let b1_3 = b_texel(q3, k0 + 1);
+        let b2_0 = b_texel(q0, k0 + 2);
+        let b2_1 = b_texel(q1, k0 + 2);
+        let b2_2 = b_texel(q2, k0 + 2);
+        let b2_3 = b_texel(q3, k0 + 2);
+        let b3_0 = b_texel(q0, k0 + 3);
+        let b3_1 = b_texel(q1, k0 + 3);
+        let b3_2 = b_texel(q2, k0 + 3);
+        let b3_3 = b_texel(q3, k0 + 3);
         let a0 = subgroupBroadcast(ag0, 0u);
         acc0_0 = fma(vec4(a0.w), b3_0, fma(vec4(a0.z), b2_0, fma(vec4(a0.y), b1_0, fma(vec4(a0.x), b0_0, acc0_0))));
         acc0_1 = fma(vec4(a0.w), b3_1, fma(vec4(a0.z), b2_1, fma(vec4(a0.y), b1_1, fma(vec4(a0.x), b0_1, acc0_1))));
@@ -253,10 +279,10 @@ fn gemm_sg_r8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let split = zs.y;
     if row0 >= p.m { return; }
     let last_q = (p.n - 1u) / 4u;
-    let q0 = i32(min(qb + 0u, last_q));
-    let q1 = i32(min(qb + 1u, last_q));
-    let q2 = i32(min(qb + 2u, last_q));
-    let q3 = i32(min(qb + 3u, last_q));
+    let q0 = b_column(min(qb + 0u, last_q));
+    let q1 = b_column(min(qb + 1u, last_q));
+    let q2 = b_column(min(qb + 2u, last_q));
+    let q3 = b_column(min(qb + 3u, last_q));
     let mg0 = i32(z * p.m + min(row0 + 0u + lane, p.m - 1u));
     var acc0_0 = vec4<f32>(0.0); var acc0_1 = vec4<f32>(0.0); var acc0_2 = vec4<f32>(0.0); var acc0_3 = vec4<f32>(0.0);
     var acc1_0 = vec4<f32>(0.0); var acc1_1 = vec4<f32>(0.0); var acc1_2 = vec4<f32>(0.0); var acc1_3 = vec4<f32>(0.0);
@@ -272,22 +298,22 @@ fn gemm_sg_r8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     for (var kq = k_lo; kq < k_hi; kq++) {
         let k0 = b_base + kq * 4;
         let ag0 = textureLoad(ta_r, vec2<i32>(kq, mg0));
-        let b0_0 = textureLoad(tb_r, vec2<i32>(q0, k0 + 0));
-        let b0_1 = textureLoad(tb_r, vec2<i32>(q1, k0 + 0));
-        let b0_2 = textureLoad(tb_r, vec2<i32>(q2, k0 + 0));
-        let b0_3 = textureLoad(tb_r, vec2<i32>(q3, k0 + 0));
-        let b1_0 = textureLoad(tb_r, vec2<i32>(q0, k0 + 1));
-        let b1_1 = textureLoad(tb_r, vec2<i32>(q1, k0 + 1));
-        let b1_2 = textureLoad(tb_r, vec2<i32>(q2, k0 + 1));
-        let b1_3 = textureLoad(tb_r, vec2<i32>(q3, k0 + 1));
-        let b2_0 = textureLoad(tb_r, vec2<i32>(q0, k0 + 2));
-        let b2_1 = textureLoad(tb_r, vec2<i32>(q1, k0 + 2));
-        let b2_2 = textureLoad(tb_r, vec2<i32>(q2, k0 + 2));
-        let b2_3 = textureLoad(tb_r, vec2<i32>(q3, k0 + 2));
-        let b3_0 = textureLoad(tb_r, vec2<i32>(q0, k0 + 3));
-        let b3_1 = textureLoad(tb_r, vec2<i32>(q1, k0 + 3));
-        let b3_2 = textureLoad(tb_r, vec2<i32>(q2, k0 + 3));
-        let b3_3 = textureLoad(tb_r, vec2<i32>(q3, k0 + 3));
+        let b0_0 = b_texel(q0, k0 + 0);
+        let b0_1 = b_texel(q1, k0 + 0);
+        let b0_2 = b_texel(q2, k0 + 0);
+        let b0_3 = b_texel(q3, k0 + 0);
+        let b1_0 = b_texel(q0, k0 + 1);
+        let b1_1 = b_texel(q1, k0 + 1);
+        let b1_2 = b_texel(q2, k0 + 1);
+        let b1_3 = b_texel(q3, k0 + 1);
+        let b2_0 = b_texel(q0, k0 + 2);
+        let b2_1 = b_texel(q1, k0 + 2);
+        let b2_2 = b_texel(q2, k0 + 2);
+        let b2_3 = b_texel(q3, k0 + 2);
+        let b3_0 = b_texel(q0, k0 + 3);
+        let b3_1 = b_texel(q1, k0 + 3);
+        let b3_2 = b_texel(q2, k0 + 3);
+        let b3_3 = b_texel(q3, k0 + 3);
         let a0 = subgroupBroadcast(ag0, 0u);
         acc0_0 = fma(vec4(a0.w), b3_0, fma(vec4(a0.z), b2_0, fma(vec4(a0.y), b1_0, fma(vec4(a0.x), b0_0, acc0_0))));
         acc0_1 = fma(vec4(a0.w), b3_1, fma(vec4(a0.z), b2_1, fma(vec4(a0.y), b1_1, fma(vec4(a0.x), b0_1, acc0_1))));

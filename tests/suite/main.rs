@@ -17,6 +17,7 @@ mod goldens;
 mod imported_layers;
 mod onnx;
 mod optimizers;
+mod pointwise;
 mod robustness;
 mod shaders;
 mod subgroup_rows;

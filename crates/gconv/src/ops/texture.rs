@@ -147,8 +147,9 @@ pub(crate) struct Packed {
     pub cols: usize,
     pub tex_rows: usize,
     pub batch: usize,
-    /// An implicit operand of this convolution, which the workgroup layout's kernels gather
-    /// from `view` (a [`Flat`] copy) as they load their tiles.
+    /// An implicit operand of this convolution, which the GEMM gathers from `view` (a [`Flat`]
+    /// copy) as it loads it: the workgroup layout's kernels, and for [`Gather::Planes`] the
+    /// register layout's subgroup ones.
     pub gather: Option<(Gather, ConvParams)>,
 }
 
@@ -160,6 +161,10 @@ pub(crate) enum Gather {
     /// grad_y per kernel tap at each input position (`view` is grad_y's copy): the data
     /// gradient's B.
     Dgrad,
+    /// A pointwise convolution's im2col matrix, x itself (`view` is x's copy): the forward
+    /// pass's B on the register layout's subgroup kernels (`B_PLANES` in
+    /// shaders/subgroup/gemm_sg.wgsl).
+    Planes,
 }
 
 impl Packed {
@@ -174,7 +179,7 @@ impl Packed {
     }
 
     /// A `rows` x `cols` gather over `src` for the convolution `params`, never materialised:
-    /// the workgroup layout's kernels compute its texels as they load them.
+    /// the GEMM computes its texels as it loads them.
     pub(crate) fn implicit(
         src: &Flat,
         gather: Gather,

@@ -44,6 +44,7 @@ use std::fmt::Debug;
 use super::geometry::{quads, tiles_4x4};
 use super::subgroup_3x3::RowsGeometry;
 use super::{ConvPlan, im2col};
+use crate::ops::gemm;
 use crate::ops::slices::sample_chunk;
 use crate::ops::texture::{Flat, MAX_LOOP_ITERATIONS, Packed, TEXTURE_BUDGET, fits};
 use crate::{Context, ConvStrategy, GemmLayout, GemmStrategy, Result};
@@ -56,6 +57,10 @@ pub(crate) enum Im2col {
     Texture,
     /// The GEMM gathers it as it loads its tiles (the workgroup layout), never written.
     Implicit,
+    /// A pointwise convolution's forward pass on the register layout's subgroup GEMMs: the
+    /// matrix is x itself, which the GEMM reads from x's texture copy (`B_PLANES`), never
+    /// written.
+    Planes,
 }
 
 /// The direct family [direct]: no GEMM, the same kernel kind for every pass of a convolution.
@@ -418,6 +423,20 @@ fn im2col_operand(ctx: &Context) -> Im2col {
     }
 }
 
+/// The forward pass's im2col operand: x in place ([`Im2col::Planes`]) for a pointwise
+/// convolution whose GEMM reads B through gemm_sg.wgsl's `b_texel`, with whole texels of
+/// positions (a column block within one sample) and of input channels (no row of B past C_in);
+/// [`im2col_operand`] otherwise. More than 64 positions keep every chunk's N on those kernels.
+fn forward_operand(plan: &ConvPlan, ctx: &Context) -> Im2col {
+    let g = &plan.g;
+    let (k, p) = g.col_dims();
+    let planes = g.is_pointwise()
+        && p.is_multiple_of(4)
+        && k.is_multiple_of(4)
+        && gemm::tiled::reads_planes(ctx, g.c_out, p, k / 4);
+    if planes { Im2col::Planes } else { im2col_operand(ctx) }
+}
+
 fn choose_forward(plan: &ConvPlan, ctx: &Context, x_fits: bool, fused: bool) -> Result<Forward> {
     if let Some(adjoint) = plan.adjoint.as_deref().filter(|_| !fused) {
         if let Family::Gemm { chunk } = family(adjoint, ctx, true) {
@@ -438,7 +457,7 @@ fn choose_forward(plan: &ConvPlan, ctx: &Context, x_fits: bool, fused: bool) -> 
             Some(chunk) => Forward::Subgroup3x3 { chunk },
             None => match subgroup_rows(plan, ctx, chunk, fused) {
                 Some(chunk) => Forward::SubgroupRows { chunk },
-                None => Forward::Gemm { chunk, col: im2col_operand(ctx) },
+                None => Forward::Gemm { chunk, col: forward_operand(plan, ctx) },
             },
         },
         Family::Direct(Direct::Tiles3x3) => match subgroup_forward(plan, ctx, plan.g.x.n, fused) {

@@ -1,9 +1,10 @@
 //! The texture GEMM path (`Forward::Gemm`, `DataGrad::Col2im` / `Implicit`,
 //! `WeightGrad::Gemm`, and a transposed convolution's `Adjoint` passes): the batch folded into
 //! the GEMM's columns `chunk` samples at a time. On the register layout im2col writes a
-//! texture first and the data gradient goes through a grad_col texture and col2im
-//! (`shaders/conv/im2col.wgsl`); on the workgroup layout the GEMM gathers im2col, and for
-//! stride 1 the data gradient's operand, itself (`shaders/shared/im2col.wgsl`).
+//! texture first (but where the subgroup GEMMs read a pointwise convolution's x from its copy
+//! in place, `Im2col::Planes`) and the data gradient goes through a grad_col texture and
+//! col2im (`shaders/conv/im2col.wgsl`); on the workgroup layout the GEMM gathers im2col, and
+//! for stride 1 the data gradient's operand, itself (`shaders/shared/im2col.wgsl`).
 
 use super::ConvPlan;
 use super::plan::{ConvIo, Pass, Pooling, dispatch};
@@ -43,7 +44,7 @@ pub(super) fn col_texture(
     cols: usize,
 ) -> Result<Option<Packed>> {
     match col {
-        Im2col::Implicit => Ok(None),
+        Im2col::Implicit | Im2col::Planes => Ok(None),
         Im2col::Texture => {
             let (k, _) = plan.g.col_dims();
             packed(plan, ctx, k, chunk * cols, k.div_ceil(4) * 4).map(Some)
@@ -59,6 +60,8 @@ pub(super) enum XSource<'t> {
     /// planes are whole 256-byte rows: texture copies put each sample's channel planes in
     /// place, with no kernel and no copy of x in between.
     Planes(&'t Tensor),
+    /// Its texture copy, which the GEMM reads as its B operand itself ([`Im2col::Planes`]).
+    Operand(Flat),
 }
 
 /// x's source for the im2col operand `col` of this plan (see [`XSource`]).
@@ -74,7 +77,13 @@ pub(super) fn x_source<'t>(
         && p.is_multiple_of(64)
         && k.is_multiple_of(4)
         && x.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC);
-    if planes { Ok(XSource::Planes(x)) } else { copy_of(plan, rec, x).map(XSource::Flat) }
+    if col == Im2col::Planes {
+        copy_of(plan, rec, x).map(XSource::Operand)
+    } else if planes {
+        Ok(XSource::Planes(x))
+    } else {
+        copy_of(plan, rec, x).map(XSource::Flat)
+    }
 }
 
 /// `t`'s texture copy, recorded.
@@ -125,7 +134,10 @@ pub(super) fn im2col_operand(
             record_pack(ctx, plan.op, rec, t.buffer(), None, &view, &b)?;
             return Ok(b);
         }
-        (XSource::Planes(_), ..) => return Err(plan.mismatch()),
+        (XSource::Operand(x), None, None) => {
+            return Ok(Packed::implicit(x, Gather::Planes, params, k, cols));
+        }
+        (XSource::Planes(_) | XSource::Operand(_), ..) => return Err(plan.mismatch()),
     };
     let Some(col) = col else {
         return Ok(Packed::implicit(x, Gather::Im2col, params, k, cols));

@@ -129,6 +129,7 @@ pub(crate) fn record_gemm(
         (None, Some((Gather::Im2col, _))) => 1,
         (Some((Gather::Im2col, _)), None) => 2,
         (None, Some((Gather::Dgrad, _))) => 3,
+        (None, Some((Gather::Planes, _))) => 4,
         _ => {
             return Err(Error::invalid(
                 op,
@@ -136,51 +137,19 @@ pub(crate) fn record_gemm(
             ));
         }
     };
-    if implicit != 0 && (ctx.gemm_layout() != GemmLayout::Workgroup || batch != 1) {
+    let planes = implicit == 4;
+    let gathers = implicit != 0 && !planes;
+    if gathers && (ctx.gemm_layout() != GemmLayout::Workgroup || batch != 1) {
         return Err(Error::invalid(
             op,
             "implicit GEMM off the workgroup layout (an internal error)",
         ));
     }
-    // The register layout's workgroup shape (GEMM_WG_X): 8 x 8 invocations, or narrower for
-    // N up to 64 or 32 so that no lane idles past N beside working ones.
-    let wg_x: u32 = match n {
-        0..=32 => 2,
-        33..=64 => 4,
-        _ => 8,
-    };
+    let wg_x = workgroup_x(n);
     let (entry, lane_rows, tile_rows, tile_cols, wanted) = match ctx.gemm_layout() {
-        // Rows per invocation: the workgroup covers 64 / wg_x * rows of C; fewer rows for
-        // short matrices keep every invocation busy (conv1's 32 channels, a classifier's 10
-        // outputs). Lavapipe runs one workgroup per thread.
-        //
-        // With 8-lane subgroups, the kernels that share one operand across a subgroup
-        // (gemm_sg.wgsl; the same tiles): A where a subgroup spans 8 column blocks (N > 64), B
-        // where it spans 8 row blocks of 4 or 2 column blocks (N <= 64). The latter always
-        // takes 8 rows per lane: as few fetches per multiply-add as 16 rows, and a subgroup
-        // covers 64 rows instead of 128, less of them past M (a weight gradient's C_in * 9).
-        // Short matrices of 8 rows or more (MobileNet's projections to 16-32 channels,
-        // LeNet's 16) also take gemm_sg_r8 where N > 64: a subgroup whose rows are all past M
-        // returns at once, and one fetch of A per 8 rows beats gemm_tex_r4's four texels of
-        // A per 16 of B (on lavapipe 1.2-1.5x on those layers). So do tall ones with K of 64
-        // or less (MobileNet's expansions from 16-32 channels, LeNet's grad_col from 16):
-        // there the epilogue outweighs the loop, and gemm_sg_r16's 64 accumulators cost more
-        // to keep and store than twice the fetches of B (1.1-1.3x on those layers; LeNet's
-        // grad_col 12.5 -> 9 ms). Where N <= 64, gemm_sgc_r8 from 8 rows on: gemm_tex_r4
-        // fetches 16 texels of B a step whatever N, and a weight gradient of few taps and
-        // channels (LeNet's first layer, 25 x 6 over K = 15,680) took 3.5 ms a chunk on it,
-        // 1.3 ms on gemm_sgc_r8.
+        // The register layout: see register_entry.
         GemmLayout::Registers | GemmLayout::Auto => {
-            let short_k = a.tex_cols() <= 16;
-            let (entry, rows) = match (m, ctx.uses_subgroups(), wg_x == 8) {
-                (8..=64, true, true) => ("gemm_sg_r8", 8),
-                (8.., true, false) => ("gemm_sgc_r8", 8),
-                (0..=32, _, _) => ("gemm_tex_r4", 4),
-                (_, true, true) if short_k => ("gemm_sg_r8", 8),
-                (_, true, true) => ("gemm_sg_r16", 16),
-                (33..=64, false, _) => ("gemm_tex_r8", 8),
-                _ => ("gemm_tex_r16", 16),
-            };
+            let (entry, rows) = register_entry(ctx, m, n, a.tex_cols());
             (entry, rows, rows * 64 / wg_x, 16 * wg_x, WORKGROUPS_WANTED)
         }
         // 128x128 tiles where they give every multiprocessor of a large GPU (132 on an H100)
@@ -195,6 +164,9 @@ pub(crate) fn record_gemm(
             }
         }
     };
+    if planes && (!reads_b_texels(entry) || batch != 1) {
+        return Err(Error::invalid(op, "x read in place off gemm_sg_r16 / r8 (an internal error)"));
+    }
     let shader = match ctx.gemm_layout() {
         GemmLayout::Workgroup => Shader::GemmWorkgroup,
         _ if entry.starts_with("gemm_sg") => Shader::GemmSubgroup,
@@ -275,7 +247,13 @@ pub(crate) fn record_gemm(
         ));
     }
     if ctx.log_debug() {
-        let gather = ["", ", B implicit (im2col)", ", A implicit (im2col)", ", B implicit (dgrad)"];
+        let gather = [
+            "",
+            ", B implicit (im2col)",
+            ", A implicit (im2col)",
+            ", B implicit (dgrad)",
+            ", B x in place (pointwise)",
+        ];
         eprintln!(
             "gconv: {op}: tiled GEMM {entry} (batch {batch}, M {m}, N {n}, K {}), {splits} K \
              split(s){}",
@@ -301,6 +279,9 @@ pub(crate) fn record_gemm(
     if quads && quad_columns(&params) {
         constants.push(("QUAD_STORES", 1.0));
     }
+    if planes {
+        constants.push(("B_PLANES", 1.0));
+    }
     let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let mut ranges: Vec<(u32, u64, u64)> =
         e.range.into_iter().flat_map(|(o, s)| [(4, o, s), (10, o, s)]).collect();
@@ -319,17 +300,16 @@ pub(crate) fn record_gemm(
     // The register layout reads A and B as storage textures (bindings 8 and 9, see
     // shared/gemm_epilogue.wgsl), the workgroup layout samples them (1 and 2).
     let (a_binding, b_binding) = if registers { (8, 9) } else { (1, 2) };
-    let textures = [
-        wgpu::BindGroupEntry {
-            binding: a_binding,
-            resource: wgpu::BindingResource::TextureView(&a.view),
-        },
-        wgpu::BindGroupEntry {
-            binding: b_binding,
-            resource: wgpu::BindingResource::TextureView(&b.view),
-        },
-        wgpu::BindGroupEntry { binding: 6, resource: wgpu::BindingResource::TextureView(c_tex) },
-    ];
+    // gemm_sg_r16 / r8 also bind B at 11 (x_planes: x's copy where B_PLANES reads it there).
+    let b_planes = reads_b_texels(entry).then_some(11);
+    let textures: Vec<_> = [(a_binding, &a.view), (b_binding, &b.view), (6, c_tex)]
+        .into_iter()
+        .chain(b_planes.map(|binding| (binding, &b.view)))
+        .map(|(binding, view)| wgpu::BindGroupEntry {
+            binding,
+            resource: wgpu::BindingResource::TextureView(view),
+        })
+        .collect();
     ctx.record_with(
         rec,
         &Dispatch::new(
@@ -357,6 +337,65 @@ pub(crate) fn record_gemm(
         )?;
     }
     Ok(())
+}
+
+/// The register layout's workgroup shape (GEMM_WG_X): 8 x 8 invocations, or narrower for N up
+/// to 64 or 32 so that no lane idles past N beside working ones.
+fn workgroup_x(n: usize) -> u32 {
+    match n {
+        0..=32 => 2,
+        33..=64 => 4,
+        _ => 8,
+    }
+}
+
+/// The register layout's kernel for C (M x N) over K of `k4` texels, and the rows of C each of
+/// its lanes computes.
+///
+/// Rows per invocation: the workgroup covers 64 / wg_x * rows of C; fewer rows for
+/// short matrices keep every invocation busy (conv1's 32 channels, a classifier's 10
+/// outputs). Lavapipe runs one workgroup per thread.
+///
+/// With 8-lane subgroups, the kernels that share one operand across a subgroup
+/// (gemm_sg.wgsl; the same tiles): A where a subgroup spans 8 column blocks (N > 64), B
+/// where it spans 8 row blocks of 4 or 2 column blocks (N <= 64). The latter always
+/// takes 8 rows per lane: as few fetches per multiply-add as 16 rows, and a subgroup
+/// covers 64 rows instead of 128, less of them past M (a weight gradient's C_in * 9).
+/// Short matrices of 8 rows or more (MobileNet's projections to 16-32 channels,
+/// LeNet's 16) also take gemm_sg_r8 where N > 64: a subgroup whose rows are all past M
+/// returns at once, and one fetch of A per 8 rows beats gemm_tex_r4's four texels of
+/// A per 16 of B (on lavapipe 1.2-1.5x on those layers). So do tall ones with K of 64
+/// or less (MobileNet's expansions from 16-32 channels, LeNet's grad_col from 16):
+/// there the epilogue outweighs the loop, and gemm_sg_r16's 64 accumulators cost more
+/// to keep and store than twice the fetches of B (1.1-1.3x on those layers; LeNet's
+/// grad_col 12.5 -> 9 ms). Where N <= 64, gemm_sgc_r8 from 8 rows on: gemm_tex_r4
+/// fetches 16 texels of B a step whatever N, and a weight gradient of few taps and
+/// channels (LeNet's first layer, 25 x 6 over K = 15,680) took 3.5 ms a chunk on it,
+/// 1.3 ms on gemm_sgc_r8.
+fn register_entry(ctx: &Context, m: usize, n: usize, k4: usize) -> (&'static str, u32) {
+    let short_k = k4 <= 16;
+    match (m, ctx.uses_subgroups(), workgroup_x(n) == 8) {
+        (8..=64, true, true) => ("gemm_sg_r8", 8),
+        (8.., true, false) => ("gemm_sgc_r8", 8),
+        (0..=32, _, _) => ("gemm_tex_r4", 4),
+        (_, true, true) if short_k => ("gemm_sg_r8", 8),
+        (_, true, true) => ("gemm_sg_r16", 16),
+        (33..=64, false, _) => ("gemm_tex_r8", 8),
+        _ => ("gemm_tex_r16", 16),
+    }
+}
+
+/// Whether a GEMM of M rows over K of `k4` texels, on every N of `n_min` columns or more, reads
+/// its B operand through `b_texel` (gemm_sg_r16 / r8), which can read a pointwise
+/// convolution's x in place ([`Gather::Planes`]). Above 64 columns N does not change the kernel.
+pub(crate) fn reads_planes(ctx: &Context, m: usize, n_min: usize, k4: usize) -> bool {
+    let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
+    registers && n_min > 64 && reads_b_texels(register_entry(ctx, m, n_min, k4).0)
+}
+
+/// The kernels that read B through `b_texel` (and bind x_planes, binding 11).
+fn reads_b_texels(entry: &str) -> bool {
+    matches!(entry, "gemm_sg_r16" | "gemm_sg_r8")
 }
 
 /// The epilogue's override constants (shared/gemm_epilogue.wgsl's EPILOGUE and EDGES) for a
