@@ -141,7 +141,7 @@ fn depthwise_3x3_s2_strips(invocation: Invocation) {
         let bottom = dw_s2_row(nc, oh, 2u, 2u * ow0);
         let acc = s2_taps(top, w0) + s2_taps(dw_s2_row(nc, oh, 1u, 2u * ow0), w1)
             + s2_taps(bottom, w2);
-        dw_store((nc * p.out_h + oh) * p.out_w, ow0, p.out_w, conv_apply4(acc, st));
+        strip_store((nc * p.out_h + oh) * p.out_w, ow0, conv_apply4(acc, st));
         top = bottom;
     }
 }
