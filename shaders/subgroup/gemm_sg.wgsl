@@ -9,34 +9,78 @@
 // each 8-row group and `subgroupBroadcast` hands every row to every lane (one fetch of A per 8
 // rows; B's 16 fetches per step of K are unchanged). On lavapipe about 1.3x on a whole GEMM.
 // Workgroups are one-dimensional (naga requires it for subgroup_invocation_id): 64 invocations,
-// lane = column block within 8, local_invocation_index / 8 = row block, the same tiles as
-// GEMM_WG_X = 8. No lane returns before the loop: a broadcast reads lanes that must still run
-// (the subgroup's rows are common, so only whole subgroups return).
+// lane = column block within 8, local_invocation_index / 8 = row block (GEMM_WG_X = 8's tiles).
+// No lane returns before the loop: a broadcast reads lanes that must still run (a subgroup's
+// rows are common, so only whole subgroups return).
 //
-// gemm_sg_r16 / r8 read B as packed (tb_r), or with B_PLANES (record_gemm, for a pointwise
-// convolution's forward pass with a multiple of 4 positions per sample and of input channels)
-// straight from x's texture copy: column block q of sample s at position 4t is texel
-// (s * C_in + k) * P / 4 + t of it, so no im2col pass writes B first.
+// gemm_sg_r16 / r8 read A through `a_texel` and B through `b_rows`: packed (ta_r, tb_r), or
+// from texture copies of a tensor's channel planes (FLAT_TEXELS texels a row), in place, for
+// a pointwise convolution with a multiple of 4 positions per sample (record_gemm sets these):
+// - B_PLANES 1: B's rows are x's planes (the forward pass; K = C_in, a multiple of 4): column
+//   block q of sample s at position 4t, row k, is texel (s * C_in + k) * P / 4 + t of x_planes;
+// - B_PLANES 2: B's columns are the planes (the weight gradient's grad_y^T or x^T; K runs over
+//   the samples' positions): texel kq = s * P / 4 + t of column n is (s * N + n) * P / 4 + t,
+//   four rows, so a column block's four texels are a 4x4 block of B transposed (free: a SIMD
+//   lane's vector components are separate registers);
+// - A_PLANES: A's rows are planes the same way (the weight gradient's other tensor, a_planes).
 @group(0) @binding(11) var x_planes: texture_storage_2d<rgba32float, read>;
-override B_PLANES: bool = false;
+@group(0) @binding(12) var a_planes: texture_storage_2d<rgba32float, read>;
+override B_PLANES: u32 = 0u;
+override A_PLANES: bool = false;
 
-// Column block q's place in B: its texel column, or with B_PLANES its first texel in x's copy.
+// Texels per channel plane of the source (P / 4).
+fn plane_texels() -> u32 {
+    return p.conv.out_d * p.conv.out_h * p.conv.out_w / 4u;
+}
+
+// Column block q's place in B: its texel column, or with B_PLANES 1 its first texel in x's.
 fn b_column(q: u32) -> i32 {
-    if B_PLANES {
-        let plane = p.conv.out_d * p.conv.out_h * p.conv.out_w / 4u;
-        let at = divmod24(q, plane);
-        return i32((at.x + p.conv.n_offset) * p.conv.c_in * plane + at.y);
+    if B_PLANES == 1u {
+        let at = divmod24(q, plane_texels());
+        return i32((at.x + p.conv.n_offset) * p.conv.c_in * plane_texels() + at.y);
     }
     return i32(q);
 }
 
 // B's texel of row k at column block `at` (from b_column).
 fn b_texel(at: i32, k: i32) -> vec4<f32> {
-    if B_PLANES {
-        let plane = p.conv.out_d * p.conv.out_h * p.conv.out_w / 4u;
-        return textureLoad(x_planes, flat_xy(u32(at) + u32(k) * plane));
+    if B_PLANES == 1u {
+        return textureLoad(x_planes, flat_xy(u32(at) + u32(k) * plane_texels()));
     }
     return textureLoad(tb_r, vec2<i32>(at, k));
+}
+
+// The first texel of K texel kq's positions in a copy of planes along K (B_PLANES 2,
+// A_PLANES), for row or column 0 of `channels`.
+fn along_k(kq: i32, channels: u32) -> u32 {
+    let plane = plane_texels();
+    let st = divmod24(u32(kq), plane);
+    return (st.x + p.conv.n_offset) * channels * plane + st.y;
+}
+
+// A's texel (K texel kq, row m).
+fn a_texel(kq: i32, m: i32) -> vec4<f32> {
+    if A_PLANES {
+        return textureLoad(a_planes, flat_xy(along_k(kq, p.m) + u32(m) * plane_texels()));
+    }
+    return textureLoad(ta_r, vec2<i32>(kq, m));
+}
+
+// Rows k .. k + 3 (K texel kq) of column block `at`.
+struct BRows { r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32> }
+
+fn b_rows(at: i32, kq: i32, k: i32) -> BRows {
+    if B_PLANES == 2u {
+        let n = vec4<u32>(u32(at) * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+        let at4 = vec4<u32>(along_k(kq, p.n)) + min(n, vec4<u32>(p.n - 1u)) * plane_texels();
+        let c0 = textureLoad(x_planes, flat_xy(at4.x));
+        let c1 = textureLoad(x_planes, flat_xy(at4.y));
+        let c2 = textureLoad(x_planes, flat_xy(at4.z));
+        let c3 = textureLoad(x_planes, flat_xy(at4.w));
+        return BRows(vec4<f32>(c0.x, c1.x, c2.x, c3.x), vec4<f32>(c0.y, c1.y, c2.y, c3.y),
+                     vec4<f32>(c0.z, c1.z, c2.z, c3.z), vec4<f32>(c0.w, c1.w, c2.w, c3.w));
+    }
+    return BRows(b_texel(at, k), b_texel(at, k + 1), b_texel(at, k + 2), b_texel(at, k + 3));
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -77,24 +121,16 @@ fn gemm_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let k_hi = min(k_lo + i32(p.k_split), i32(p.k4));
     for (var kq = k_lo; kq < k_hi; kq++) {
         let k0 = b_base + kq * 4;
-        let ag0 = textureLoad(ta_r, vec2<i32>(kq, mg0));
-        let ag1 = textureLoad(ta_r, vec2<i32>(kq, mg1));
-        let b0_0 = b_texel(q0, k0 + 0);
-        let b0_1 = b_texel(q1, k0 + 0);
-        let b0_2 = b_texel(q2, k0 + 0);
-        let b0_3 = b_texel(q3, k0 + 0);
-        let b1_0 = b_texel(q0, k0 + 1);
-        let b1_1 = b_texel(q1, k0 + 1);
-        let b1_2 = b_texel(q2, k0 + 1);
-        let b1_3 = b_texel(q3, k0 + 1);
-        let b2_0 = b_texel(q0, k0 + 2);
-        let b2_1 = b_texel(q1, k0 + 2);
-        let b2_2 = b_texel(q2, k0 + 2);
-        let b2_3 = b_texel(q3, k0 + 2);
-        let b3_0 = b_texel(q0, k0 + 3);
-        let b3_1 = b_texel(q1, k0 + 3);
-        let b3_2 = b_texel(q2, k0 + 3);
-        let b3_3 = b_texel(q3, k0 + 3);
+        let ag0 = a_texel(kq, mg0);
+        let ag1 = a_texel(kq, mg1);
+        let bb0 = b_rows(q0, kq, k0);
+        let bb1 = b_rows(q1, kq, k0);
+        let bb2 = b_rows(q2, kq, k0);
+        let bb3 = b_rows(q3, kq, k0);
+        let b0_0 = bb0.r0; let b1_0 = bb0.r1; let b2_0 = bb0.r2; let b3_0 = bb0.r3;
+        let b0_1 = bb1.r0; let b1_1 = bb1.r1; let b2_1 = bb1.r2; let b3_1 = bb1.r3;
+        let b0_2 = bb2.r0; let b1_2 = bb2.r1; let b2_2 = bb2.r2; let b3_2 = bb2.r3;
+        let b0_3 = bb3.r0; let b1_3 = bb3.r1; let b2_3 = bb3.r2; let b3_3 = bb3.r3;
         let a0 = subgroupBroadcast(ag0, 0u);
         acc0_0 = fma(vec4(a0.w), b3_0, fma(vec4(a0.z), b2_0, fma(vec4(a0.y), b1_0, fma(vec4(a0.x), b0_0, acc0_0))));
         acc0_1 = fma(vec4(a0.w), b3_1, fma(vec4(a0.z), b2_1, fma(vec4(a0.y), b1_1, fma(vec4(a0.x), b0_1, acc0_1))));
@@ -297,23 +333,15 @@ fn gemm_sg_r8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let k_hi = min(k_lo + i32(p.k_split), i32(p.k4));
     for (var kq = k_lo; kq < k_hi; kq++) {
         let k0 = b_base + kq * 4;
-        let ag0 = textureLoad(ta_r, vec2<i32>(kq, mg0));
-        let b0_0 = b_texel(q0, k0 + 0);
-        let b0_1 = b_texel(q1, k0 + 0);
-        let b0_2 = b_texel(q2, k0 + 0);
-        let b0_3 = b_texel(q3, k0 + 0);
-        let b1_0 = b_texel(q0, k0 + 1);
-        let b1_1 = b_texel(q1, k0 + 1);
-        let b1_2 = b_texel(q2, k0 + 1);
-        let b1_3 = b_texel(q3, k0 + 1);
-        let b2_0 = b_texel(q0, k0 + 2);
-        let b2_1 = b_texel(q1, k0 + 2);
-        let b2_2 = b_texel(q2, k0 + 2);
-        let b2_3 = b_texel(q3, k0 + 2);
-        let b3_0 = b_texel(q0, k0 + 3);
-        let b3_1 = b_texel(q1, k0 + 3);
-        let b3_2 = b_texel(q2, k0 + 3);
-        let b3_3 = b_texel(q3, k0 + 3);
+        let ag0 = a_texel(kq, mg0);
+        let bb0 = b_rows(q0, kq, k0);
+        let bb1 = b_rows(q1, kq, k0);
+        let bb2 = b_rows(q2, kq, k0);
+        let bb3 = b_rows(q3, kq, k0);
+        let b0_0 = bb0.r0; let b1_0 = bb0.r1; let b2_0 = bb0.r2; let b3_0 = bb0.r3;
+        let b0_1 = bb1.r0; let b1_1 = bb1.r1; let b2_1 = bb1.r2; let b3_1 = bb1.r3;
+        let b0_2 = bb2.r0; let b1_2 = bb2.r1; let b2_2 = bb2.r2; let b3_2 = bb2.r3;
+        let b0_3 = bb3.r0; let b1_3 = bb3.r1; let b2_3 = bb3.r2; let b3_3 = bb3.r3;
         let a0 = subgroupBroadcast(ag0, 0u);
         acc0_0 = fma(vec4(a0.w), b3_0, fma(vec4(a0.z), b2_0, fma(vec4(a0.y), b1_0, fma(vec4(a0.x), b0_0, acc0_0))));
         acc0_1 = fma(vec4(a0.w), b3_1, fma(vec4(a0.z), b2_1, fma(vec4(a0.y), b1_1, fma(vec4(a0.x), b0_1, acc0_1))));

@@ -1,8 +1,10 @@
-//! Pointwise (1x1) convolutions whose forward GEMM reads x in place: on lavapipe's 8-lane
-//! subgroups, a multiple of 4 positions (more than 64) and of input channels take gemm_sg_r8 /
-//! r16 with `B_PLANES` (shaders/subgroup/gemm_sg.wgsl) instead of im2col into a texture.
-//! Forward and backward against gconv-ref, in 1-D, 2-D and 3-D, on both kernels, and over a
-//! batch the GEMM takes in chunks (each chunk's samples offset in x's copy).
+//! Pointwise (1x1) convolutions whose GEMMs read a tensor in place: on lavapipe's 8-lane
+//! subgroups, with a multiple of 4 positions, gemm_sg_r8 / r16 read the forward pass's B from
+//! x's copy (more than 64 positions and a multiple of 4 input channels: `B_PLANES` 1 in
+//! shaders/subgroup/gemm_sg.wgsl) and the weight gradient's B^T from grad_y's or x's (more than
+//! 64 channels on one side: `B_PLANES` 2). Forward and backward against gconv-ref, in 1-D, 2-D
+//! and 3-D, on both kernels and both weight-gradient orientations, and over a batch the GEMMs
+//! take in chunks (each chunk's samples offset in the copies).
 
 use gconv::ops::Padding;
 use gconv_ref::PaddingSpec;
@@ -45,8 +47,9 @@ fn pointwise_convolutions_reading_x_in_place_match_reference() {
         run_conv_case(ctx(), r, case(n, c_in, c_out, size), 0.5, 1e-4)
     });
     // 64x64 positions: a chunk of the batch fills a texture's 16,384 columns with 4 samples, so
-    // 5 samples take two GEMMs, the second reading x from sample 4 on.
+    // 5 samples take two GEMMs a pass, the second reading x (and grad_y, in the weight gradient
+    // over K split in parts) from sample 4 on.
     let mut r = rng(64);
-    run_conv_case(ctx(), &mut r, case(5, 8, 12, vec![64, 64]), 1.0, 1e-4)
+    run_conv_case(ctx(), &mut r, case(5, 8, 72, vec![64, 64]), 1.0, 1e-4)
         .unwrap_or_else(|e| panic!("chunks: {e}"));
 }

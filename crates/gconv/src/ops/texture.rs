@@ -162,9 +162,13 @@ pub(crate) enum Gather {
     /// gradient's B.
     Dgrad,
     /// A pointwise convolution's im2col matrix, x itself (`view` is x's copy): the forward
-    /// pass's B on the register layout's subgroup kernels (`B_PLANES` in
+    /// pass's B on the register layout's subgroup kernels (`B_PLANES` 1 in
     /// shaders/subgroup/gemm_sg.wgsl).
     Planes,
+    /// A tensor's channel planes along K, which runs over the samples' positions (`view` is the
+    /// tensor's copy): a pointwise convolution's weight gradient's operands, grad_y and x (as
+    /// A's rows and B's columns), on the same kernels (`A_PLANES`, `B_PLANES` 2).
+    AlongK,
 }
 
 impl Packed {

@@ -12,6 +12,7 @@ mod direct;
 mod geometry;
 mod im2col;
 mod plan;
+mod pointwise;
 mod relu_pool;
 mod select;
 mod subgroup_3x3;

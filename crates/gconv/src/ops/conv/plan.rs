@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use super::geometry::Geometry;
 use super::select::{self, DataGrad, Forward, Reads, Source, WeightGrad};
 use super::subgroup_3x3::{self, GradSource};
-use super::{ConvGrads, direct, im2col, tiled};
+use super::{ConvGrads, direct, im2col, pointwise, tiled};
 
 use crate::kernel::{Dispatch, Recorder, Shader, WG_CONSTANT};
 use crate::ops::activation::Act;
@@ -283,6 +283,9 @@ impl ConvPlan {
             }
             (WeightGrad::Subgroup3x3 { chunk }, None | Some(DataGrad::Subgroup3x3 { .. })) => {
                 subgroup_3x3::backward(pass, (GradSource::Plain(grad_y), x, w), out, chunk, None)
+            }
+            (WeightGrad::Pointwise { chunk, b }, data) => {
+                pointwise::backward(pass, tensors, out, (chunk, b), data)
             }
             (WeightGrad::SubgroupRows { chunk }, data) => {
                 subgroup_3x3::weight_grad_rows(pass, (x, grad_y), grads.grad_w, chunk)?;

@@ -155,6 +155,13 @@ pub(crate) enum WeightGrad {
     SubgroupRows {
         chunk: usize,
     },
+    /// A pointwise convolution's on the subgroup GEMMs, reading `b`'s channel planes in place
+    /// from its texture copy as B's columns (no transposed pack), the other tensor packed as A;
+    /// the data gradient takes its own choice [pointwise, tiled].
+    Pointwise {
+        chunk: usize,
+        b: Columns,
+    },
     /// A transposed convolution's: its adjoint's weight gradient, x and grad_y swapped [tiled].
     Adjoint {
         chunk: usize,
@@ -167,6 +174,16 @@ pub(crate) enum WeightGrad {
     /// From a fused max-pool's gradient that no kernel reads pooled: max-pool's backward pass
     /// writes the convolution's output gradient, then the plain choices run.
     Unpooled,
+}
+
+/// The tensor whose channel planes [`WeightGrad::Pointwise`] reads as B's columns (K over the
+/// samples' positions): grad_y, for C = grad_W^T (C_in x C_out, A = x's im2col), or x, for
+/// C = grad_W (C_out x C_in, A = grad_y). Whichever puts more than 64 channels along N, where
+/// the subgroup GEMMs that read B in place run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Columns {
+    GradY,
+    X,
 }
 
 /// What the backward passes read as the output's gradient.
@@ -525,10 +542,13 @@ fn choose_weight_grad(
     Ok(match family(plan, ctx, reads.x_fits) {
         Family::Gemm { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
             Some(chunk) => WeightGrad::Subgroup3x3 { chunk },
-            None => match subgroup_wgrad_s2(plan, ctx, chunk) {
-                Some(chunk) => WeightGrad::SubgroupRows { chunk },
-                None => WeightGrad::Gemm { chunk, col: im2col_operand(ctx) },
-            },
+            None => {
+                match (subgroup_wgrad_s2(plan, ctx, chunk), pointwise_columns(plan, ctx, reads)) {
+                    (Some(chunk), _) => WeightGrad::SubgroupRows { chunk },
+                    (None, Some(b)) => WeightGrad::Pointwise { chunk, b },
+                    (None, None) => WeightGrad::Gemm { chunk, col: im2col_operand(ctx) },
+                }
+            }
         },
         Family::Subgroup { chunk } => match subgroup_backward(plan, ctx, chunk, reads) {
             Some(chunk) => WeightGrad::Subgroup3x3 { chunk },
@@ -537,6 +557,26 @@ fn choose_weight_grad(
         Family::Im2col => WeightGrad::Im2col { chunk: im2col::chunk(plan, ctx)?.0 },
         Family::Direct(kernel) => WeightGrad::Direct(kernel),
     })
+}
+
+/// Which tensor a pointwise convolution's weight gradient reads in place ([`Columns`]): where
+/// positions are whole texels and both tensors have texture copies, grad_y if the GEMM over
+/// C_in x C_out runs on a kernel that reads B in place, else x if the one over C_out x C_in
+/// does.
+fn pointwise_columns(plan: &ConvPlan, ctx: &Context, reads: Reads) -> Option<Columns> {
+    let g = &plan.g;
+    let (_, p) = g.col_dims();
+    if !g.is_pointwise() || !p.is_multiple_of(4) || !reads.x_fits || !reads.grad_y_fits {
+        return None;
+    }
+    let in_place = |m, n| gemm::tiled::reads_planes(ctx, m, n, p / 4);
+    if in_place(g.x.c, g.c_out) {
+        Some(Columns::GradY)
+    } else if in_place(g.c_out, g.x.c) {
+        Some(Columns::X)
+    } else {
+        None
+    }
 }
 
 /// A transposed convolution's adjoint on the texture GEMM: its chunk and im2col operand,

@@ -130,6 +130,7 @@ pub(crate) fn record_gemm(
         (Some((Gather::Im2col, _)), None) => 2,
         (None, Some((Gather::Dgrad, _))) => 3,
         (None, Some((Gather::Planes, _))) => 4,
+        (None | Some((Gather::AlongK, _)), Some((Gather::AlongK, _))) => 5,
         _ => {
             return Err(Error::invalid(
                 op,
@@ -137,8 +138,14 @@ pub(crate) fn record_gemm(
             ));
         }
     };
-    let planes = implicit == 4;
-    let gathers = implicit != 0 && !planes;
+    // gemm_sg.wgsl's B_PLANES: B read in place from a tensor's channel planes.
+    let planes = match implicit {
+        4 => 1,
+        5 => 2,
+        _ => 0,
+    };
+    let a_planes = matches!(a.gather, Some((Gather::AlongK, _)));
+    let gathers = implicit != 0 && planes == 0;
     if gathers && (ctx.gemm_layout() != GemmLayout::Workgroup || batch != 1) {
         return Err(Error::invalid(
             op,
@@ -164,7 +171,7 @@ pub(crate) fn record_gemm(
             }
         }
     };
-    if planes && (!reads_b_texels(entry) || batch != 1) {
+    if planes != 0 && (!reads_b_texels(entry) || batch != 1) {
         return Err(Error::invalid(op, "x read in place off gemm_sg_r16 / r8 (an internal error)"));
     }
     let shader = match ctx.gemm_layout() {
@@ -253,6 +260,7 @@ pub(crate) fn record_gemm(
             ", A implicit (im2col)",
             ", B implicit (dgrad)",
             ", B x in place (pointwise)",
+            ", B^T (and A) in place (pointwise weight gradient)",
         ];
         eprintln!(
             "gconv: {op}: tiled GEMM {entry} (batch {batch}, M {m}, N {n}, K {}), {splits} K \
@@ -279,8 +287,11 @@ pub(crate) fn record_gemm(
     if quads && quad_columns(&params) {
         constants.push(("QUAD_STORES", 1.0));
     }
-    if planes {
-        constants.push(("B_PLANES", 1.0));
+    if planes != 0 {
+        constants.push(("B_PLANES", f64::from(planes)));
+    }
+    if a_planes {
+        constants.push(("A_PLANES", 1.0));
     }
     let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let mut ranges: Vec<(u32, u64, u64)> =
@@ -300,11 +311,13 @@ pub(crate) fn record_gemm(
     // The register layout reads A and B as storage textures (bindings 8 and 9, see
     // shared/gemm_epilogue.wgsl), the workgroup layout samples them (1 and 2).
     let (a_binding, b_binding) = if registers { (8, 9) } else { (1, 2) };
-    // gemm_sg_r16 / r8 also bind B at 11 (x_planes: x's copy where B_PLANES reads it there).
-    let b_planes = reads_b_texels(entry).then_some(11);
+    // gemm_sg_r16 / r8 also bind B at 11 and A at 12 (x_planes and a_planes: the copies their
+    // operands are read from in place, see gemm_sg.wgsl).
+    let in_place =
+        if reads_b_texels(entry) { [(11, &b.view), (12, &a.view)].to_vec() } else { Vec::new() };
     let textures: Vec<_> = [(a_binding, &a.view), (b_binding, &b.view), (6, c_tex)]
         .into_iter()
-        .chain(b_planes.map(|binding| (binding, &b.view)))
+        .chain(in_place)
         .map(|(binding, view)| wgpu::BindGroupEntry {
             binding,
             resource: wgpu::BindingResource::TextureView(view),
@@ -386,14 +399,16 @@ fn register_entry(ctx: &Context, m: usize, n: usize, k4: usize) -> (&'static str
 }
 
 /// Whether a GEMM of M rows over K of `k4` texels, on every N of `n_min` columns or more, reads
-/// its B operand through `b_texel` (gemm_sg_r16 / r8), which can read a pointwise
-/// convolution's x in place ([`Gather::Planes`]). Above 64 columns N does not change the kernel.
+/// its operands through `a_texel` and `b_rows` (gemm_sg_r16 / r8), which can read a pointwise
+/// convolution's tensors in place ([`Gather::Planes`], [`Gather::AlongK`]). Above 64 columns N
+/// does not change the kernel.
 pub(crate) fn reads_planes(ctx: &Context, m: usize, n_min: usize, k4: usize) -> bool {
     let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
     registers && n_min > 64 && reads_b_texels(register_entry(ctx, m, n_min, k4).0)
 }
 
-/// The kernels that read B through `b_texel` (and bind x_planes, binding 11).
+/// The kernels that read A and B through `a_texel` and `b_rows` (and bind x_planes and a_planes,
+/// bindings 11 and 12).
 fn reads_b_texels(entry: &str) -> bool {
     matches!(entry, "gemm_sg_r16" | "gemm_sg_r8")
 }
