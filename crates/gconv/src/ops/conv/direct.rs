@@ -48,8 +48,6 @@ struct Launch<'a> {
     /// Bound as they are.
     outputs: &'a [(u32, &'a wgpu::Buffer)],
     textures: bool,
-    /// The depthwise strips' ROW_QUADS (conv_io.wgsl's `strip_store`).
-    row_quads: bool,
 }
 
 fn record(ctx: &Context, rec: &mut Recorder<'_>, l: &Launch<'_>) -> Result<()> {
@@ -83,7 +81,10 @@ fn record_pieces(
         extra.push(crate::kernel::texture_entry(*tex_binding, view));
     }
     let flag = if flats.is_some() { 1.0 } else { 0.0 };
-    let quads = if l.row_quads { 1.0 } else { 0.0 };
+    // The depthwise strips store runs of four through y's texels (y_quads) where every output
+    // row is whole texels (ROW_QUADS, conv_io.wgsl's `strip_store`).
+    let row_quads = l.entry.ends_with("_strips") && l.params.output[2].is_multiple_of(4);
+    let quads = if row_quads { 1.0 } else { 0.0 };
     let constants = [("WG", WG as f64), ("TEXTURE_INPUTS", flag), ("ROW_QUADS", quads)];
     for params in pieces {
         let params = bytemuck::bytes_of(params);
@@ -139,8 +140,7 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
     };
     let total = check_u32(op, "output elements", total)?;
     let b = io.b().map_or(&ctx.inner.dummy, Tensor::buffer);
-    // The strip kernels bind y's texels too (y_quads), and store runs of four through them
-    // where every row is whole texels.
+    // The strip kernels bind y's texels too (y_quads, see record_pieces).
     let strips = entry.ends_with("_strips");
     let y = io.y.buffer();
     let outputs = [(3, b), (4, y), (14, y)];
@@ -153,7 +153,6 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
         inputs: &[(x_bindings.0, x_bindings.1, io.x), (2, 12, io.w)],
         outputs: if strips { &outputs } else { &outputs[..2] },
         textures,
-        row_quads: strips && y_shape[3].is_multiple_of(4),
     };
     record(ctx, pass.rec, &launch)
 }
@@ -176,7 +175,6 @@ pub(super) fn tiles_forward_relu_pool(
         inputs: &[(5, 13, io.x), (2, 12, io.w)],
         outputs: &relu_pool_outputs(ctx, io, pooling),
         textures: true,
-        row_quads: false,
     };
     record(ctx, pass.rec, &launch)
 }
@@ -276,16 +274,8 @@ pub(super) fn backward(
         let grad_y_at = if let Direct::PerOutput { .. } = kernel { (1, 11) } else { (5, 13) };
         let inputs = [(grad_y_at.0, grad_y_at.1, grad_y), (2, 12, w)];
         let grid = ctx.grid_1d(op, u64::from(params.total), WG)?;
-        let launch = Launch {
-            shader,
-            entry,
-            params,
-            grid,
-            inputs: &inputs,
-            outputs: &outputs,
-            textures,
-            row_quads: false,
-        };
+        let launch =
+            Launch { shader, entry, params, grid, inputs: &inputs, outputs: &outputs, textures };
         record(ctx, pass.rec, &launch)?;
     }
     let weights = check_u32(op, "weight elements", grad_w.numel())?;
@@ -315,7 +305,6 @@ pub(super) fn backward(
                 inputs: &[(5, 13, x), (1, 11, grad_y)],
                 outputs: &outputs,
                 textures: true,
-                row_quads: false,
             };
             return record(ctx, pass.rec, &launch);
         }
@@ -356,16 +345,8 @@ pub(super) fn backward(
         ctx.grid_1d(op, slots as u64, WG)?
     };
     let outputs = [(6, grad_w.buffer())];
-    let launch = Launch {
-        shader,
-        entry,
-        params,
-        grid,
-        inputs: &inputs,
-        outputs: &outputs,
-        textures,
-        row_quads: false,
-    };
+    let launch =
+        Launch { shader, entry, params, grid, inputs: &inputs, outputs: &outputs, textures };
     record_pieces(ctx, pass.rec, &launch, &row_pieces(op, &params, lanes)?)
 }
 
@@ -389,7 +370,6 @@ pub(super) fn tiles_weight_grad_pooled(
         inputs: &[(5, 13, x), (1, 11, grad_p)],
         outputs: &[(6, grad_w.buffer()), (7, indices.buffer())],
         textures: true,
-        row_quads: false,
     };
     record(ctx, pass.rec, &launch)
 }
@@ -427,7 +407,6 @@ pub(super) fn pooled_weight_grad(
         inputs: &[(1, 11, x), (5, 13, grad_p)],
         outputs: &[(6, grad_w.buffer()), (7, indices.buffer())],
         textures: true,
-        row_quads: false,
     };
     record_pieces(ctx, pass.rec, &launch, &pieces)
 }
