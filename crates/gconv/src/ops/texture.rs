@@ -148,8 +148,8 @@ pub(crate) struct Packed {
     pub tex_rows: usize,
     pub batch: usize,
     /// An implicit operand of this convolution, which the GEMM gathers from `view` (a [`Flat`]
-    /// copy) as it loads it: the workgroup layout's kernels, and for [`Gather::Planes`] the
-    /// register layout's subgroup ones.
+    /// copy) as it loads it: the workgroup layout's kernels, and for [`Gather::Planes`] and
+    /// [`Gather::AlongK`] the register layout's subgroup ones.
     pub gather: Option<(Gather, ConvParams)>,
 }
 

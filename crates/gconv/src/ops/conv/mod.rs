@@ -8,6 +8,7 @@
 //! - `relu_pool.rs`: a convolution fused with the ReLU and 2x2 max-pool after it;
 //! - `subgroup_3x3.rs`: 3x3 convolutions on 8-lane subgroups (CPU adapters).
 
+mod choice;
 mod direct;
 mod geometry;
 mod im2col;
