@@ -10,7 +10,7 @@ use super::Gemm;
 use super::pack::{View, record_pack, u};
 use crate::kernel::{Dispatch, Recorder, Shader};
 use crate::ops::activation::Act;
-use crate::ops::texture::{Gather, MAX_LOOP_ITERATIONS, Packed};
+use crate::ops::texture::{Flat, Gather, MAX_LOOP_ITERATIONS, Packed};
 use crate::ops::uniforms::{ConvParams, bias_mode};
 use crate::{Context, Error, GemmLayout, Result, Tensor};
 
@@ -260,7 +260,7 @@ pub(crate) fn record_gemm(
             ", A implicit (im2col)",
             ", B implicit (dgrad)",
             ", B x in place (pointwise)",
-            ", B^T (and A) in place (pointwise weight gradient)",
+            ", B^T (and A) read in place",
         ];
         eprintln!(
             "gconv: {op}: tiled GEMM {entry} (batch {batch}, M {m}, N {n}, K {}), {splits} K \
@@ -437,8 +437,8 @@ fn quad_columns(p: &TexGemmParams) -> bool {
     p.c_col_stride == 1 && strides.is_multiple_of(4)
 }
 
-/// Records the dense GEMM `g` on the texture GEMM: A and B packed from their views, then
-/// [`record_gemm`].
+/// Records the dense GEMM `g` on the texture GEMM: A and B packed from their views (or read in
+/// place, see [`in_place`]), then [`record_gemm`].
 pub(super) fn record_dense(
     g: &Gemm<'_>,
     ctx: &Context,
@@ -446,6 +446,37 @@ pub(super) fn record_dense(
     rec: &mut Recorder<'_>,
     c: &Tensor,
 ) -> Result<()> {
+    let range = |binding: u32| {
+        g.ranges.iter().find(|r| r.0 == binding).map(|&(_, offset, size)| (offset, size))
+    };
+    let (a, b) = match in_place(g, ctx, op, rec)? {
+        Some(operands) => operands,
+        None => packed_operands(g, ctx, op, rec)?,
+    };
+    let mut c_view = View::dense(g.offsets.2, g.ldc, false);
+    c_view.batch_stride = g.batch_strides.2;
+    let epilogue = Epilogue {
+        view: c_view,
+        range: range(4),
+        texture: None,
+        bias: g.bias,
+        bias_range: range(3),
+        bias_per_row: g.bias_per_row,
+        affine: false,
+        act: if g.relu { Act::RELU } else { Act::NONE },
+        accumulate: g.accumulate,
+        pool: None,
+    };
+    record_gemm(ctx, op, rec, &a, &b, c, &epilogue)
+}
+
+/// A and B packed from their views.
+fn packed_operands(
+    g: &Gemm<'_>,
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+) -> Result<(Packed, Packed)> {
     let kt = g.k * g.k_batches;
     let packed = |rows, cols, tex_rows| {
         Packed::new(ctx, rows, cols, tex_rows, g.batch).ok_or_else(|| Error::TooLarge {
@@ -474,19 +505,44 @@ pub(super) fn record_dense(
     }
     record_pack(ctx, op, rec, g.a.buffer(), range(1), &a_view, &a)?;
     record_pack(ctx, op, rec, g.b.buffer(), range(2), &b_view, &b)?;
-    let mut c_view = View::dense(g.offsets.2, g.ldc, false);
-    c_view.batch_stride = g.batch_strides.2;
-    let epilogue = Epilogue {
-        view: c_view,
-        range: range(4),
-        texture: None,
-        bias: g.bias,
-        bias_range: range(3),
-        bias_per_row: g.bias_per_row,
-        affine: false,
-        act: if g.relu { Act::RELU } else { Act::NONE },
-        accumulate: g.accumulate,
-        pool: None,
+    Ok((a, b))
+}
+
+/// A and B^T read in place ([`Gather::AlongK`]) where both are row-major along K with the same
+/// row length (linear's x and W in its forward pass): texture copies of their rows serve as the
+/// operands as they lie, where the texture GEMM would pack both (W^T through a transposing
+/// kernel). Only on gemm_sg_r16 / r8 ([`reads_planes`]), for one batch and K in whole texels,
+/// both within a texture copy; `None` otherwise.
+fn in_place(
+    g: &Gemm<'_>,
+    ctx: &Context,
+    op: &'static str,
+    rec: &mut Recorder<'_>,
+) -> Result<Option<(Packed, Packed)>> {
+    let ld = g.lda;
+    let plain = g.batch == 1 && g.k_batches == 1 && g.ranges.is_empty();
+    let along_k = !g.trans.0 && g.trans.1 && g.ldb == ld && ld.is_multiple_of(4);
+    let whole = [g.k, g.offsets.0, g.offsets.1].iter().all(|v| v.is_multiple_of(4));
+    if !(plain && along_k && whole && reads_planes(ctx, g.m, g.n, g.k / 4)) {
+        return Ok(None);
+    }
+    // Each operand's rows from its offset, in whole texels.
+    let copy = |t: &Tensor, offset: usize, rows: usize| {
+        let elems = (rows - 1) * ld + g.k;
+        let fits = t.buffer().size() >= ((offset + elems) * 4) as u64;
+        Flat::new(ctx, elems).filter(|f| fits && f.can_copy(t.buffer())).map(|f| (f, elems))
     };
-    record_gemm(ctx, op, rec, &a, &b, c, &epilogue)
+    let (Some(a), Some(b)) = (copy(g.a, g.offsets.0, g.m), copy(g.b, g.offsets.1, g.n)) else {
+        return Ok(None);
+    };
+    a.0.record_copy_texels(rec, g.a.buffer(), g.offsets.0 / 4, a.1 / 4);
+    b.0.record_copy_texels(rec, g.b.buffer(), g.offsets.1 / 4, b.1 / 4);
+    // Rows of `ld` values as one sample's planes (gemm_sg.wgsl's along_k: K texel kq of row r
+    // is texel r * ld / 4 + kq).
+    let row = u(op, "row length", ld)?;
+    let params = ConvParams { output: [1, 1, row], ..bytemuck::Zeroable::zeroed() };
+    Ok(Some((
+        Packed::implicit(&a.0, Gather::AlongK, params, g.m, g.k),
+        Packed::implicit(&b.0, Gather::AlongK, params, g.k, g.n),
+    )))
 }
