@@ -13,17 +13,17 @@
 // No lane returns before the loop: a broadcast reads lanes that must still run (a subgroup's
 // rows are common, so only whole subgroups return).
 //
-// gemm_sg_r16 / r8 read A through `a_texel` and B through `b_rows`: packed (ta_r, tb_r), or
-// from texture copies of a tensor's channel planes (FLAT_TEXELS texels a row), in place, for
-// a pointwise convolution with a multiple of 4 positions per sample (record_gemm sets these):
+// gemm_sg_r16 / r8 read A through `a_texel` and B through `b_rows`: packed (ta_r, tb_r), or in
+// place from copies of a tensor's channel planes (FLAT_TEXELS texels a row; a linear layer's
+// rows as one sample's), with a multiple of 4 positions per sample (record_gemm sets these):
 // - B_PLANES 1: B's rows are x's planes (the forward pass; K = C_in, a multiple of 4): column
-//   block q of sample s at position 4t, row k, is texel (s * C_in + k) * P / 4 + t of x_planes;
+//   block q of sample s at position 4t, row k, is texel (s * C_in + k) * P / 4 + t;
 // - B_PLANES 2: B's columns are the planes (the weight gradient's grad_y^T or x^T; K runs over
 //   the samples' positions): texel kq = s * P / 4 + t of column n is (s * N + n) * P / 4 + t,
 //   four rows, so a column block's four texels are a 4x4 block of B transposed (free: a SIMD
 //   lane's vector components are separate registers);
 // - A_PLANES: A's rows are planes the same way (the weight gradient's other tensor, a_planes).
-@group(0) @binding(11) var x_planes: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(11) var b_planes: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(12) var a_planes: texture_storage_2d<rgba32float, read>;
 override B_PLANES: u32 = 0u;
 override A_PLANES: bool = false;
@@ -45,7 +45,7 @@ fn b_column(q: u32) -> i32 {
 // B's texel of row k at column block `at` (from b_column).
 fn b_texel(at: i32, k: i32) -> vec4<f32> {
     if B_PLANES == 1u {
-        return textureLoad(x_planes, flat_xy(u32(at) + u32(k) * plane_texels()));
+        return textureLoad(b_planes, flat_xy(u32(at) + u32(k) * plane_texels()));
     }
     return textureLoad(tb_r, vec2<i32>(at, k));
 }
@@ -73,10 +73,10 @@ fn b_rows(at: i32, kq: i32, k: i32) -> BRows {
     if B_PLANES == 2u {
         let n = vec4<u32>(u32(at) * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
         let at4 = vec4<u32>(along_k(kq, p.n)) + min(n, vec4<u32>(p.n - 1u)) * plane_texels();
-        let c0 = textureLoad(x_planes, flat_xy(at4.x));
-        let c1 = textureLoad(x_planes, flat_xy(at4.y));
-        let c2 = textureLoad(x_planes, flat_xy(at4.z));
-        let c3 = textureLoad(x_planes, flat_xy(at4.w));
+        let c0 = textureLoad(b_planes, flat_xy(at4.x));
+        let c1 = textureLoad(b_planes, flat_xy(at4.y));
+        let c2 = textureLoad(b_planes, flat_xy(at4.z));
+        let c3 = textureLoad(b_planes, flat_xy(at4.w));
         return BRows(vec4<f32>(c0.x, c1.x, c2.x, c3.x), vec4<f32>(c0.y, c1.y, c2.y, c3.y),
                      vec4<f32>(c0.z, c1.z, c2.z, c3.z), vec4<f32>(c0.w, c1.w, c2.w, c3.w));
     }

@@ -167,7 +167,8 @@ pub(crate) enum Gather {
     Planes,
     /// A tensor's channel planes along K, which runs over the samples' positions (`view` is the
     /// tensor's copy): a pointwise convolution's weight gradient's operands, grad_y and x (as
-    /// A's rows and B's columns), on the same kernels (`A_PLANES`, `B_PLANES` 2).
+    /// A's rows and B's columns), or a linear layer's x and W (rows of one "sample"), on the
+    /// same kernels (`A_PLANES`, `B_PLANES` 2).
     AlongK,
 }
 

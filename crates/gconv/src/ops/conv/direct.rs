@@ -65,6 +65,14 @@ fn record_pieces(
     let flats: Option<Vec<Flat>> =
         if l.textures { l.inputs.iter().map(|(_, _, t)| Flat::of(ctx, t)).collect() } else { None };
     let mut buffers: Vec<(u32, &wgpu::Buffer)> = l.outputs.to_vec();
+    // The depthwise strips bind y (binding 4) again as texels (y_quads, binding 14) and store
+    // runs of four through them where every output row is whole texels (ROW_QUADS,
+    // conv_io.wgsl's `strip_store`).
+    let strips = l.entry.ends_with("_strips");
+    if strips && let Some(&(_, y)) = l.outputs.iter().find(|o| o.0 == 4) {
+        buffers.push((14, y));
+    }
+    let row_quads = strips && l.params.output[2].is_multiple_of(4);
     let mut extra = Vec::new();
     for (i, (binding, tex_binding, t)) in l.inputs.iter().enumerate() {
         let view = match &flats {
@@ -81,9 +89,6 @@ fn record_pieces(
         extra.push(crate::kernel::texture_entry(*tex_binding, view));
     }
     let flag = if flats.is_some() { 1.0 } else { 0.0 };
-    // The depthwise strips store runs of four through y's texels (y_quads) where every output
-    // row is whole texels (ROW_QUADS, conv_io.wgsl's `strip_store`).
-    let row_quads = l.entry.ends_with("_strips") && l.params.output[2].is_multiple_of(4);
     let quads = if row_quads { 1.0 } else { 0.0 };
     let constants = [("WG", WG as f64), ("TEXTURE_INPUTS", flag), ("ROW_QUADS", quads)];
     for params in pieces {
@@ -140,10 +145,6 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
     };
     let total = check_u32(op, "output elements", total)?;
     let b = io.b().map_or(&ctx.inner.dummy, Tensor::buffer);
-    // The strip kernels bind y's texels too (y_quads, see record_pieces).
-    let strips = entry.ends_with("_strips");
-    let y = io.y.buffer();
-    let outputs = [(3, b), (4, y), (14, y)];
     // The tiles read their source, x here, through grad_y's bindings (see tiles_3x3.wgsl).
     let launch = Launch {
         shader,
@@ -151,7 +152,7 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
         params: io.out_params(g.params(false, total)),
         grid: ctx.grid_1d(op, u64::from(total), WG)?,
         inputs: &[(x_bindings.0, x_bindings.1, io.x), (2, 12, io.w)],
-        outputs: if strips { &outputs } else { &outputs[..2] },
+        outputs: &[(3, b), (4, io.y.buffer())],
         textures,
     };
     record(ctx, pass.rec, &launch)

@@ -171,7 +171,7 @@ pub(crate) fn record_gemm(
             }
         }
     };
-    if planes != 0 && (!reads_b_texels(entry) || batch != 1) {
+    if planes != 0 && (!reads_in_place(entry) || batch != 1) {
         return Err(Error::invalid(op, "x read in place off gemm_sg_r16 / r8 (an internal error)"));
     }
     let shader = match ctx.gemm_layout() {
@@ -311,10 +311,10 @@ pub(crate) fn record_gemm(
     // The register layout reads A and B as storage textures (bindings 8 and 9, see
     // shared/gemm_epilogue.wgsl), the workgroup layout samples them (1 and 2).
     let (a_binding, b_binding) = if registers { (8, 9) } else { (1, 2) };
-    // gemm_sg_r16 / r8 also bind B at 11 and A at 12 (x_planes and a_planes: the copies their
+    // gemm_sg_r16 / r8 also bind B at 11 and A at 12 (b_planes and a_planes: the copies their
     // operands are read from in place, see gemm_sg.wgsl).
     let in_place =
-        if reads_b_texels(entry) { [(11, &b.view), (12, &a.view)].to_vec() } else { Vec::new() };
+        if reads_in_place(entry) { [(11, &b.view), (12, &a.view)].to_vec() } else { Vec::new() };
     let textures: Vec<_> = [(a_binding, &a.view), (b_binding, &b.view), (6, c_tex)]
         .into_iter()
         .chain(in_place)
@@ -400,16 +400,16 @@ fn register_entry(ctx: &Context, m: usize, n: usize, k4: usize) -> (&'static str
 
 /// Whether a GEMM of M rows over K of `k4` texels, on every N of `n_min` columns or more, reads
 /// its operands through `a_texel` and `b_rows` (gemm_sg_r16 / r8), which can read a pointwise
-/// convolution's tensors in place ([`Gather::Planes`], [`Gather::AlongK`]). Above 64 columns N
-/// does not change the kernel.
+/// convolution's tensors or a linear layer's in place ([`Gather::Planes`], [`Gather::AlongK`]).
+/// Above 64 columns N does not change the kernel.
 pub(crate) fn reads_planes(ctx: &Context, m: usize, n_min: usize, k4: usize) -> bool {
     let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
-    registers && n_min > 64 && reads_b_texels(register_entry(ctx, m, n_min, k4).0)
+    registers && n_min > 64 && reads_in_place(register_entry(ctx, m, n_min, k4).0)
 }
 
-/// The kernels that read A and B through `a_texel` and `b_rows` (and bind x_planes and a_planes,
+/// The kernels that read A and B through `a_texel` and `b_rows` (and bind b_planes and a_planes,
 /// bindings 11 and 12).
-fn reads_b_texels(entry: &str) -> bool {
+fn reads_in_place(entry: &str) -> bool {
     matches!(entry, "gemm_sg_r16" | "gemm_sg_r8")
 }
 
@@ -437,6 +437,13 @@ fn quad_columns(p: &TexGemmParams) -> bool {
     p.c_col_stride == 1 && strides.is_multiple_of(4)
 }
 
+impl Gemm<'_> {
+    /// The byte range `binding` is restricted to, if any (see `Gemm::ranges`).
+    fn range(&self, binding: u32) -> Option<(u64, u64)> {
+        self.ranges.iter().find(|r| r.0 == binding).map(|&(_, offset, size)| (offset, size))
+    }
+}
+
 /// Records the dense GEMM `g` on the texture GEMM: A and B packed from their views (or read in
 /// place, see [`in_place`]), then [`record_gemm`].
 pub(super) fn record_dense(
@@ -446,9 +453,6 @@ pub(super) fn record_dense(
     rec: &mut Recorder<'_>,
     c: &Tensor,
 ) -> Result<()> {
-    let range = |binding: u32| {
-        g.ranges.iter().find(|r| r.0 == binding).map(|&(_, offset, size)| (offset, size))
-    };
     let (a, b) = match in_place(g, ctx, op, rec)? {
         Some(operands) => operands,
         None => packed_operands(g, ctx, op, rec)?,
@@ -457,10 +461,10 @@ pub(super) fn record_dense(
     c_view.batch_stride = g.batch_strides.2;
     let epilogue = Epilogue {
         view: c_view,
-        range: range(4),
+        range: g.range(4),
         texture: None,
         bias: g.bias,
-        bias_range: range(3),
+        bias_range: g.range(3),
         bias_per_row: g.bias_per_row,
         affine: false,
         act: if g.relu { Act::RELU } else { Act::NONE },
@@ -488,9 +492,6 @@ fn packed_operands(
     };
     let a = packed(g.m, kt, g.m)?;
     let b = packed(kt, g.n, kt.div_ceil(4) * 4)?;
-    let range = |binding: u32| {
-        g.ranges.iter().find(|r| r.0 == binding).map(|&(_, offset, size)| (offset, size))
-    };
     let mut a_view = View::dense(g.offsets.0, g.lda, g.trans.0);
     a_view.batch_stride = g.batch_strides.0;
     if g.k_batches > 1 {
@@ -503,8 +504,8 @@ fn packed_operands(
         b_view.row_split = g.k;
         b_view.row_split_stride = g.kb_strides.1;
     }
-    record_pack(ctx, op, rec, g.a.buffer(), range(1), &a_view, &a)?;
-    record_pack(ctx, op, rec, g.b.buffer(), range(2), &b_view, &b)?;
+    record_pack(ctx, op, rec, g.a.buffer(), g.range(1), &a_view, &a)?;
+    record_pack(ctx, op, rec, g.b.buffer(), g.range(2), &b_view, &b)?;
     Ok((a, b))
 }
 
@@ -535,11 +536,11 @@ fn in_place(
     let (Some(a), Some(b)) = (copy(g.a, g.offsets.0, g.m), copy(g.b, g.offsets.1, g.n)) else {
         return Ok(None);
     };
-    a.0.record_copy_texels(rec, g.a.buffer(), g.offsets.0 / 4, a.1 / 4);
-    b.0.record_copy_texels(rec, g.b.buffer(), g.offsets.1 / 4, b.1 / 4);
     // Rows of `ld` values as one sample's planes (gemm_sg.wgsl's along_k: K texel kq of row r
     // is texel r * ld / 4 + kq).
     let row = u(op, "row length", ld)?;
+    a.0.record_copy_texels(rec, g.a.buffer(), g.offsets.0 / 4, a.1 / 4);
+    b.0.record_copy_texels(rec, g.b.buffer(), g.offsets.1 / 4, b.1 / 4);
     let params = ConvParams { output: [1, 1, row], ..bytemuck::Zeroable::zeroed() };
     Ok(Some((
         Packed::implicit(&a.0, Gather::AlongK, params, g.m, g.k),
