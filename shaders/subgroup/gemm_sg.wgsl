@@ -16,8 +16,8 @@
 // gemm_sg_r16 / r8 read A through `a_texel` and B through `b_rows`: packed (ta_r, tb_r), or in
 // place from copies of a tensor's channel planes (FLAT_TEXELS texels a row; a linear layer's
 // rows as one sample's), with a multiple of 4 positions per sample (record_gemm sets these):
-// - B_PLANES 1: B's rows are x's planes (the forward pass; K = C_in, a multiple of 4): column
-//   block q of sample s at position 4t, row k, is texel (s * C_in + k) * P / 4 + t;
+// - B_PLANES 1: B's rows are x's planes (K = C_in; grad_y's, K = C_out, in the data gradient):
+//   column block q of sample s at position 4t, row k, is texel (s * K + k) * P / 4 + t;
 // - B_PLANES 2: B's columns are the planes (the weight gradient's grad_y^T or x^T; K runs over
 //   the samples' positions): texel kq = s * P / 4 + t of column n is (s * N + n) * P / 4 + t,
 //   four rows, so a column block's four texels are a 4x4 block of B transposed (free: a SIMD

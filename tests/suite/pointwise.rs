@@ -2,8 +2,9 @@
 //! subgroups, with a multiple of 4 positions, gemm_sg_r8 / r16 read the forward pass's B from
 //! x's copy (more than 64 positions and a multiple of 4 input channels: `B_PLANES` 1 in
 //! shaders/subgroup/gemm_sg.wgsl) and the weight gradient's B^T from grad_y's or x's (more than
-//! 64 channels on one side: `B_PLANES` 2). Forward and backward against gconv-ref, in 1-D, 2-D
-//! and 3-D, on both kernels and both weight-gradient orientations, and over a batch the GEMMs
+//! 64 channels on one side: `B_PLANES` 2), and the data gradient's B from grad_y's (a
+//! multiple of 4 output channels: `B_PLANES` 1). Forward and backward against gconv-ref, in
+//! 1-D, 2-D and 3-D, on both kernels and both weight-gradient orientations, and over a batch the GEMMs
 //! take in chunks (each chunk's samples offset in the copies).
 
 use gconv::ops::Padding;
@@ -34,12 +35,16 @@ fn pointwise_convolutions_reading_x_in_place_match_reference() {
     for_each_config("pointwise in place", 24, |r| {
         // K of 4 to 96 channels: gemm_sg_r8 up to 64 output channels or 16 texels of K,
         // gemm_sg_r16 above both.
-        let (n, c_in) = (r.random_range(1..=3), 4 * r.random_range(1..=24));
-        let c_out =
+        let (n, c_in) = (r.random_range(1..=4), 4 * r.random_range(1..=24));
+        let c_out: usize =
             if r.random_bool(0.5) { r.random_range(8..=64) } else { r.random_range(65..=90) };
-        // Positions a multiple of 4 and more than 64, some not a multiple of 64 (a partial
+        // Half with whole texels of output channels: the data gradient reads grad_y in place.
+        let c_out = if r.random_bool(0.5) { c_out.next_multiple_of(4) } else { c_out };
+        // Positions a multiple of 4, most more than 64, some not a multiple of 64 (a partial
         // last column block of a sample).
-        let size = match r.random_range(1..=3) {
+        let size = match r.random_range(0..=3) {
+            // 8 to 64 positions: in place where the batch makes more than 64 columns.
+            0 => vec![4 * r.random_range(2..=16)],
             1 => vec![4 * r.random_range(17..=60)],
             2 => vec![r.random_range(5..=12), 4 * r.random_range(4..=7)],
             _ => vec![r.random_range(2..=3), r.random_range(3..=6), 4 * r.random_range(3..=4)],

@@ -33,6 +33,7 @@ pub(crate) const FLAT_TEXELS: usize = 1024;
 /// A buffer's values in an rgba32f texture, FLAT_TEXELS texels (4 * FLAT_TEXELS values) per row,
 /// so that gather kernels read them with texel fetches instead of storage-buffer loads (one
 /// `copy_buffer_to_texture`, at memory speed).
+#[derive(Clone)]
 pub(crate) struct Flat {
     texture: wgpu::Texture,
     pub view: wgpu::TextureView,

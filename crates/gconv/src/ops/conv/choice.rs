@@ -72,6 +72,10 @@ pub(crate) enum DataGrad {
     Col2im { chunk: usize },
     /// The texture GEMM over grad_y's gather (workgroup layout, stride 1): no grad_col [tiled].
     Implicit { chunk: usize },
+    /// A pointwise convolution's on the subgroup GEMMs: grad_x = W^T grad_y, B read in place
+    /// from grad_y's texture copy (its channel planes, as [`Im2col::Planes`] reads x's), where
+    /// `Col2im` packs grad_y first [tiled].
+    Pointwise { chunk: usize },
     /// `conv_3x3_sg_r16` over grad_y's rows of texels, beside the weight gradient
     /// [subgroup_3x3].
     Subgroup3x3 { chunk: usize },

@@ -289,7 +289,7 @@ impl ConvPlan {
             }
             (WeightGrad::SubgroupRows { chunk }, data) => {
                 subgroup_3x3::weight_grad_rows(pass, (x, grad_y), grads.grad_w, chunk)?;
-                tiled::data_backward(pass, (w, grad_y), grads.grad_x, data)
+                tiled::data_backward(pass, (w, grad_y, None), grads.grad_x, data)
             }
             (WeightGrad::Adjoint { chunk, col }, None | Some(DataGrad::Adjoint { .. })) => {
                 tiled::adjoint_backward(pass, tensors, out, (chunk, col))

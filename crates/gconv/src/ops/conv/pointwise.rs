@@ -3,7 +3,8 @@
 //! grad_y are both contiguous, so their texture copies are the GEMM's A (rows of channel
 //! planes) and B^T as they lie (gemm_sg's `A_PLANES` and `B_PLANES` 2), where the texture GEMM
 //! writes x's im2col and packs grad_y^T with a transposing kernel. The data gradient is the
-//! texture GEMM's (`tiled::data_backward`).
+//! texture GEMM's (`tiled::data_backward`), which reads the same copy of grad_y where it runs
+//! in place too (`DataGrad::Pointwise`).
 
 use super::plan::Pass;
 use super::select::{Columns, DataGrad};
@@ -44,5 +45,5 @@ pub(super) fn backward(
             Epilogue { accumulate: i > 0, ..Epilogue::to(View::dense(0, k, transposed)) };
         record_gemm(ctx, op, pass.rec, &a, &b, grad_w, &epilogue)?;
     }
-    tiled::data_backward(pass, (w, grad_y), grad_x, data)
+    tiled::data_backward(pass, (w, grad_y, Some(&gy_flat)), grad_x, data)
 }

@@ -22,9 +22,11 @@
 //! - There too, 3x3 convolutions of stride 2 and padding 1 (one group) run their forward pass
 //!   on the subgroup kernel (its stride-2 columns); their backward passes stay on the GEMM.
 //! - There too, pointwise convolutions whose positions are whole texels skip im2col: the
-//!   subgroup GEMMs read the forward pass's B from x's copy (`Im2col::Planes`, more than 64
-//!   positions and whole texels of input channels) and the weight gradient's operands from x's
-//!   and grad_y's copies (`WeightGrad::Pointwise`, more than 64 channels on one side).
+//!   subgroup GEMMs read the forward pass's B from x's copy (`Im2col::Planes`: more than 64
+//!   columns in every chunk, whole texels of input channels), the data gradient's from
+//!   grad_y's (`DataGrad::Pointwise`, the same rule over output channels), and the weight
+//!   gradient's operands from x's and grad_y's (`WeightGrad::Pointwise`, more than 64
+//!   channels on one side).
 //! - And the forward pass of a 2-D convolution of one group and no dilation over at most
 //!   4 input channels (an image: ResNet's 7x7 stride-2 stem) that the subgroup 3x3 kernel
 //!   does not take otherwise runs on it over x's rows split by phase
@@ -266,18 +268,30 @@ fn im2col_operand(ctx: &Context) -> Im2col {
     }
 }
 
-/// The forward pass's im2col operand: x in place ([`Im2col::Planes`]) for a pointwise
-/// convolution whose GEMM reads B through gemm_sg.wgsl's `b_rows`, with whole texels of
-/// positions (a column block within one sample) and of input channels (no row of B past C_in);
-/// [`im2col_operand`] otherwise. More than 64 positions keep every chunk's N on those kernels.
-fn forward_operand(plan: &ConvPlan, ctx: &Context) -> Im2col {
+/// The forward pass's im2col operand over `chunk`-sample chunks: x in place
+/// ([`Im2col::Planes`]) where [`planes_as_b`] allows, with x's C_in channels as K;
+/// [`im2col_operand`] otherwise.
+fn forward_operand(plan: &ConvPlan, ctx: &Context, chunk: usize) -> Im2col {
     let g = &plan.g;
-    let (k, p) = g.col_dims();
-    let planes = g.is_pointwise()
+    if planes_as_b(plan, ctx, chunk, g.c_out, g.x.c) { Im2col::Planes } else { im2col_operand(ctx) }
+}
+
+/// Whether a pointwise convolution's GEMM C (m x chunk * P) = A (m x k) B, over `chunk`-sample
+/// chunks, reads B from a tensor's channel planes in place (k of them: x's in the forward pass,
+/// grad_y's in the data gradient) through gemm_sg.wgsl's `b_rows`: positions whole texels (a
+/// column block within one sample), k whole texels (no row of B past the channels), and more
+/// than 64 columns in every chunk (the last one's fewest), which keeps N on those kernels.
+fn planes_as_b(plan: &ConvPlan, ctx: &Context, chunk: usize, m: usize, k: usize) -> bool {
+    let g = &plan.g;
+    let (_, p) = g.col_dims();
+    let fewest = match g.x.n % chunk.max(1) {
+        0 => chunk,
+        rest => rest,
+    };
+    g.is_pointwise()
         && p.is_multiple_of(4)
         && k.is_multiple_of(4)
-        && gemm::tiled::reads_planes(ctx, g.c_out, p, k / 4);
-    if planes { Im2col::Planes } else { im2col_operand(ctx) }
+        && gemm::tiled::reads_planes(ctx, m, fewest * p, k / 4)
 }
 
 fn choose_forward(plan: &ConvPlan, ctx: &Context, x_fits: bool, fused: bool) -> Result<Forward> {
@@ -300,7 +314,7 @@ fn choose_forward(plan: &ConvPlan, ctx: &Context, x_fits: bool, fused: bool) -> 
             Some(chunk) => Forward::Subgroup3x3 { chunk },
             None => match subgroup_rows(plan, ctx, chunk, fused) {
                 Some(chunk) => Forward::SubgroupRows { chunk },
-                None => Forward::Gemm { chunk, col: forward_operand(plan, ctx) },
+                None => Forward::Gemm { chunk, col: forward_operand(plan, ctx, chunk) },
             },
         },
         Family::Direct(Direct::Tiles3x3) => match subgroup_forward(plan, ctx, plan.g.x.n, fused) {
@@ -418,9 +432,14 @@ fn adjoint_gemm(plan: &ConvPlan, ctx: &Context, reads: Reads) -> Option<(usize, 
 /// The data gradient on the texture GEMM: an implicit GEMM over grad_y's gather on the
 /// workgroup layout for stride 1 (with stride s most gathered values would be zeros, s^d
 /// times the multiply-adds), where W viewed as (C_in, C_out * taps) fits a texture and grad_y
-/// a texture copy; a GEMM into grad_col and col2im otherwise.
+/// a texture copy; on the register layout a pointwise convolution's reading grad_y's copy in
+/// place ([`DataGrad::Pointwise`]) where [`planes_as_b`] allows, with grad_y's C_out channels
+/// as K; a GEMM into grad_col and col2im otherwise.
 fn gemm_data_grad(plan: &ConvPlan, ctx: &Context, chunk: usize, grad_y_fits: bool) -> DataGrad {
     let g = &plan.g;
+    if grad_y_fits && planes_as_b(plan, ctx, chunk, g.x.c, g.c_out) {
+        return DataGrad::Pointwise { chunk };
+    }
     let kt = g.c_out * g.kernel.iter().product::<usize>();
     let implicit = ctx.gemm_layout() == GemmLayout::Workgroup
         && g.stride.iter().all(|&s| s == 1)

@@ -1,10 +1,12 @@
-//! The texture GEMM path (`Forward::Gemm`, `DataGrad::Col2im` / `Implicit`,
+//! The texture GEMM path (`Forward::Gemm`, `DataGrad::Col2im` / `Implicit` / `Pointwise`,
 //! `WeightGrad::Gemm`, and a transposed convolution's `Adjoint` passes): the batch folded into
 //! the GEMM's columns `chunk` samples at a time. On the register layout im2col writes a
 //! texture first (but where the subgroup GEMMs read a pointwise convolution's x from its copy
 //! in place, `Im2col::Planes`) and the data gradient goes through a grad_col texture and
-//! col2im (`shaders/conv/im2col.wgsl`); on the workgroup layout the GEMM gathers im2col, and
-//! for stride 1 the data gradient's operand, itself (`shaders/shared/im2col.wgsl`).
+//! col2im (`shaders/conv/im2col.wgsl`; a pointwise convolution's is grad_x itself, its B
+//! grad_y's copy read in place where `DataGrad::Pointwise`); on the workgroup layout the GEMM
+//! gathers im2col, and for stride 1 the data gradient's operand, itself
+//! (`shaders/shared/im2col.wgsl`).
 
 use super::ConvPlan;
 use super::plan::{ConvIo, Pass, Pooling, dispatch};
@@ -233,19 +235,19 @@ pub(super) fn backward(
 ) -> Result<()> {
     let x_src = x_source(pass.plan, pass.rec, x, col)?;
     gemm_weight_grad(pass, (&x_src, grad_y, grad_w), (chunk, col))?;
-    data_backward(pass, (w, grad_y), grad_x, data)
+    data_backward(pass, (w, grad_y, None), grad_x, data)
 }
 
 /// The data gradient on the texture GEMM (`data`, where grad_x is wanted), beside a weight
-/// gradient recorded elsewhere.
+/// gradient recorded elsewhere; `gy_copy`, grad_y's texture copy where that one made it.
 pub(super) fn data_backward(
     pass: &mut Pass<'_, '_>,
-    (w, grad_y): (&Tensor, &Tensor),
+    (w, grad_y, gy_copy): (&Tensor, &Tensor, Option<&Flat>),
     grad_x: Option<&Tensor>,
     data: Option<DataGrad>,
 ) -> Result<()> {
     match (grad_x, data) {
-        (Some(gx), Some(kernel)) => data_grad(pass, (w, grad_y, gx, None), kernel),
+        (Some(gx), Some(kernel)) => data_grad(pass, (w, grad_y, gy_copy, gx, None), kernel),
         (None, None) => Ok(()),
         _ => Err(pass.plan.mismatch()),
     }
@@ -275,20 +277,43 @@ fn gemm_weight_grad(
     Ok(())
 }
 
-/// The data gradient on the texture GEMM (`DataGrad::Col2im` or `Implicit`), adding `bias`
-/// per channel of grad_x (a transposed convolution's forward pass runs here).
+/// The data gradient on the texture GEMM (`DataGrad::Col2im`, `Implicit` or `Pointwise`),
+/// adding `bias` per channel of grad_x (a transposed convolution's forward pass runs here);
+/// `gy_copy` as in [`data_backward`].
 fn data_grad(
     pass: &mut Pass<'_, '_>,
-    (w, grad_y, grad_x, bias): (&Tensor, &Tensor, &Tensor, Option<&Tensor>),
+    (w, grad_y, gy_copy, grad_x, bias): GradX<'_>,
     kernel: DataGrad,
 ) -> Result<()> {
     let (plan, ctx) = (pass.plan, pass.ctx);
     let (op, g) = (plan.op, &plan.g);
+    let gy_flat = |rec: &mut Recorder<'_>| match gy_copy {
+        Some(flat) => Ok(flat.clone()),
+        None => copy_of(plan, rec, grad_y),
+    };
     match kernel {
+        // grad_x (C_in, len*P) = W^T (C_in, C_out) @ grad_y's channel planes, which the
+        // subgroup GEMM reads in place (`B_PLANES` 1, as the forward pass reads x's), per chunk.
+        DataGrad::Pointwise { chunk } => {
+            let (_, p) = g.col_dims();
+            let w_t = transposed_weight(pass, w)?;
+            let gy = gy_flat(pass.rec)?;
+            for n0 in (0..g.x.n).step_by(chunk) {
+                let len = chunk.min(g.x.n - n0);
+                let total = check_u32(op, "positions", len * p)?;
+                // grad_y's channels are the planes B's rows run over.
+                let params = ConvParams { n_offset: n0 as u32, ..g.swapped_params(total) };
+                let b = Packed::implicit(&gy, Gather::Planes, params, g.c_out, len * p);
+                let view = View::channels_by_positions(n0 * g.x.c * p, g.x.c, p);
+                let epilogue = Epilogue { bias, bias_per_row: true, ..Epilogue::to(view) };
+                record_gemm(ctx, op, pass.rec, &w_t, &b, grad_x, &epilogue)?;
+            }
+            Ok(())
+        }
         // grad_x (C_in, len*P_in) = W as (C_in, C_out * taps) @ the implicit gather of grad_y
         // (`dgrad_texel`), per chunk, on the workgroup GEMM layout: no grad_col, no col2im.
         DataGrad::Implicit { chunk } => {
-            let gy_flat = copy_of(plan, pass.rec, grad_y)?;
+            let gy_flat = gy_flat(pass.rec)?;
             let taps: usize = g.kernel.iter().product();
             let kt = g.c_out * taps;
             let p_in: usize = g.x.size.iter().product();
@@ -335,6 +360,10 @@ fn data_grad(
         _ => Err(Error::invalid(op, "not a texture-GEMM kernel (an internal error)")),
     }
 }
+
+/// [`data_grad`]'s tensors: W, grad_y, grad_y's texture copy if one was made, grad_x, and a
+/// bias to add.
+type GradX<'t> = (&'t Tensor, &'t Tensor, Option<&'t Flat>, &'t Tensor, Option<&'t Tensor>);
 
 /// The data gradient's textures: W^T (K, C_out), packed here, and grad_col (K, `cols`), which
 /// the GEMM writes and col2im reads.
@@ -399,7 +428,7 @@ pub(super) fn adjoint_forward(
 ) -> Result<()> {
     let plan = pass.plan;
     let adjoint = plan.adjoint()?;
-    data_grad(&mut pass.on(adjoint), (io.w, io.x, io.y, io.bias), kernel)
+    data_grad(&mut pass.on(adjoint), (io.w, io.x, None, io.y, io.bias), kernel)
 }
 
 /// A transposed convolution's gradients: its adjoint's input is grad_y and its output x, so
