@@ -71,6 +71,7 @@ enum Part {
     ConvIo,
     Im2col,
     GemmEpilogue,
+    GemmInPlace,
     PoolParams,
     Health,
     TexelRows,
@@ -83,6 +84,7 @@ impl Part {
             Part::ConvIo => include_str!("../../../../shaders/shared/conv_io.wgsl"),
             Part::Im2col => include_str!("../../../../shaders/shared/im2col.wgsl"),
             Part::GemmEpilogue => include_str!("../../../../shaders/shared/gemm_epilogue.wgsl"),
+            Part::GemmInPlace => include_str!("../../../../shaders/shared/gemm_in_place.wgsl"),
             Part::PoolParams => include_str!("../../../../shaders/shared/pool_params.wgsl"),
             Part::Health => include_str!("../../../../shaders/shared/health.wgsl"),
             Part::TexelRows => include_str!("../../../../shaders/shared/texel_rows.wgsl"),
@@ -132,7 +134,7 @@ shaders! {
     GemmRegisters => "gemm/registers.wgsl", [ConvParams, GemmEpilogue];
     GemmWorkgroup => "gemm/workgroup.wgsl", [ConvParams, Im2col, GemmEpilogue];
     GemmSplitK => "gemm/split_k.wgsl", [ConvParams, GemmEpilogue];
-    GemmSubgroup => "subgroup/gemm_sg.wgsl", [ConvParams, GemmEpilogue];
+    GemmSubgroup => "subgroup/gemm_sg.wgsl", [ConvParams, GemmEpilogue, GemmInPlace];
     Conv3x3Subgroup => "subgroup/conv_3x3_sg.wgsl", [ConvParams, GemmEpilogue, TexelRows];
     Wgrad3x3Subgroup => "subgroup/wgrad_3x3_sg.wgsl", [ConvParams, GemmEpilogue, TexelRows];
     RowsPack => "subgroup/rows_pack.wgsl", [ConvParams, GemmEpilogue];
