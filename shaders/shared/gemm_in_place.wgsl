@@ -1,24 +1,32 @@
 // shared/gemm_in_place.wgsl: how subgroup/gemm_sg.wgsl's gemm_sg_r16 / r8 read their
 // operands (after shared/gemm_epilogue.wgsl, whose ta_r and tb_r are the packed ones).
 //
-// gemm_sg_r16 / r8 read A through `a_texel` and B through `b_rows`: packed (ta_r, tb_r), or in
-// place from copies of a tensor's channel planes (FLAT_TEXELS texels a row; a linear layer's
-// rows as one sample's), with a multiple of 4 positions per sample (record_gemm sets these):
-// - B_PLANES 1: B's rows are x's planes (K = C_in; grad_y's, K = C_out, in the data gradient):
-//   column block q of sample s at position 4t, row k, is texel (s * K + k) * P / 4 + t;
-// - B_PLANES 2: B's columns are the planes (the weight gradient's grad_y^T or x^T; K runs over
-//   the samples' positions): texel kq = s * P / 4 + t of column n is (s * N + n) * P / 4 + t,
-//   four rows, so a column block's four texels are a 4x4 block of B transposed (free: a SIMD
-//   lane's vector components are separate registers);
-// - A_PLANES: A's rows are planes the same way (the weight gradient's other tensor, a_planes).
+// They read A through `a_texel` and B through `b_rows`: packed (ta_r, tb_r), or in place from
+// texture copies of a tensor's planes (FLAT_TEXELS texels a row), a multiple of 4 values each:
+// a convolution's channel planes (positions), or a matrix's rows as one sample's planes. The
+// host sets these (gemm::tiled::record_gemm), with p.conv giving B's planes (out_d * out_h *
+// out_w values each) and A's (in_d * in_h * in_w):
+// - B_PLANES 1: B's rows are the planes (a pointwise convolution's x, K = C_in, or grad_y in
+//   its data gradient, K = C_out = c_in; a row-major matrix's rows): column block q of sample
+//   s at position 4t, row k, is texel (s * c_in + k) * P / 4 + t;
+// - B_PLANES 2: B's columns are the planes (a pointwise weight gradient's grad_y^T or x^T, K
+//   running over the samples' positions; a linear layer's W^T): texel kq = s * P / 4 + t of
+//   column n is (s * N + n) * P / 4 + t, four rows, so a column block's four texels are a 4x4
+//   block of B transposed (free: a SIMD lane's vector components are separate registers);
+// - A_PLANES: A's rows are planes along K the same way (a_planes).
 @group(0) @binding(11) var b_planes: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(12) var a_planes: texture_storage_2d<rgba32float, read>;
 override B_PLANES: u32 = 0u;
 override A_PLANES: bool = false;
 
-// Texels per channel plane of the source (P / 4).
+// Texels per plane of B's source (P / 4).
 fn plane_texels() -> u32 {
     return p.conv.out_d * p.conv.out_h * p.conv.out_w / 4u;
+}
+
+// Texels per plane of A's source.
+fn a_plane_texels() -> u32 {
+    return p.conv.in_d * p.conv.in_h * p.conv.in_w / 4u;
 }
 
 // Column block q's place in B: its texel column, or with B_PLANES 1 its first texel in x's.
@@ -38,10 +46,9 @@ fn b_texel(at: i32, k: i32) -> vec4<f32> {
     return textureLoad(tb_r, vec2<i32>(at, k));
 }
 
-// The first texel of K texel kq's positions in a copy of planes along K (B_PLANES 2,
-// A_PLANES), for row or column 0 of `channels`.
-fn along_k(kq: i32, channels: u32) -> u32 {
-    let plane = plane_texels();
+// The first texel of K texel kq's positions in a copy of planes of `plane` texels along K
+// (B_PLANES 2, A_PLANES), for row or column 0 of `channels`.
+fn along_k(kq: i32, channels: u32, plane: u32) -> u32 {
     let st = divmod24(u32(kq), plane);
     return (st.x + p.conv.n_offset) * channels * plane + st.y;
 }
@@ -49,7 +56,8 @@ fn along_k(kq: i32, channels: u32) -> u32 {
 // A's texel (K texel kq, row m).
 fn a_texel(kq: i32, m: i32) -> vec4<f32> {
     if A_PLANES {
-        return textureLoad(a_planes, flat_xy(along_k(kq, p.m) + u32(m) * plane_texels()));
+        let plane = a_plane_texels();
+        return textureLoad(a_planes, flat_xy(along_k(kq, p.m, plane) + u32(m) * plane));
     }
     return textureLoad(ta_r, vec2<i32>(kq, m));
 }
@@ -59,8 +67,9 @@ struct BRows { r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32> }
 
 fn b_rows(at: i32, kq: i32, k: i32) -> BRows {
     if B_PLANES == 2u {
+        let plane = plane_texels();
         let n = vec4<u32>(u32(at) * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-        let at4 = vec4<u32>(along_k(kq, p.n)) + min(n, vec4<u32>(p.n - 1u)) * plane_texels();
+        let at4 = vec4<u32>(along_k(kq, p.n, plane)) + min(n, vec4<u32>(p.n - 1u)) * plane;
         let c0 = textureLoad(b_planes, flat_xy(at4.x));
         let c1 = textureLoad(b_planes, flat_xy(at4.y));
         let c2 = textureLoad(b_planes, flat_xy(at4.z));

@@ -436,16 +436,51 @@ fn random_linear_and_matmul_forward_and_backward_match_reference_with_simple_gem
     gemm_conformance(im2col_ctx(), "gemm (storage-buffer kernel)");
 }
 
-fn gemm_conformance(c: &gconv::Context, family: &str) {
-    let random = |r: &mut SmallRng, shape: &[usize]| random_on(c, r, shape);
-    for_each_config(family, CONFIGS, |r| {
-        // Mostly small odd sizes; some large enough for the largest tiles, some with a long K
-        // and few output tiles, which the tiled kernel splits.
-        let (m, k, n) = match r.random_range(0..10) {
-            0 | 1 => (r.random_range(120..=300), r.random_range(1..=70), r.random_range(120..=300)),
-            2 => (r.random_range(1..=40), r.random_range(520..=900), r.random_range(1..=40)),
-            _ => (r.random_range(1..=70), r.random_range(1..=70), r.random_range(1..=70)),
+/// On lavapipe's 8-lane subgroups gemm_sg_r16 / r8 read row-major operands in place from
+/// copies of their rows (shaders/shared/gemm_in_place.wgsl) where K and the row lengths are
+/// whole texels, M >= 8 and N > 64: linear's x and W^T (forward), grad_output and W
+/// (grad_input), x (grad_weight, whose grad_output^T is packed), and an unbatched matmul's A
+/// and B (and its gradients likewise). Sizes that take those paths, and some that take them
+/// for one GEMM of a pass and not the other.
+#[test]
+fn linear_and_matmul_reading_operands_in_place_match_reference() {
+    gemm_conformance_sized(ctx(), "gemm (in place)", 40, |r| {
+        let m = 4 * r.random_range(2..=24);
+        let k = if r.random_bool(0.7) {
+            4 * r.random_range(17..=48)
+        } else {
+            4 * r.random_range(1..=16)
         };
+        let n = if r.random_bool(0.7) {
+            4 * r.random_range(17..=48)
+        } else {
+            4 * r.random_range(1..=16)
+        };
+        (m, k, n)
+    });
+}
+
+fn gemm_conformance(c: &gconv::Context, family: &str) {
+    // Mostly small odd sizes; some large enough for the largest tiles, some with a long K and
+    // few output tiles, which the tiled kernel splits.
+    gemm_conformance_sized(c, family, CONFIGS, |r| match r.random_range(0..10) {
+        0 | 1 => (r.random_range(120..=300), r.random_range(1..=70), r.random_range(120..=300)),
+        2 => (r.random_range(1..=40), r.random_range(520..=900), r.random_range(1..=40)),
+        _ => (r.random_range(1..=70), r.random_range(1..=70), r.random_range(1..=70)),
+    });
+}
+
+/// `configs` linear layers or matrix products (half each) of sizes (M, K, N) from `sizes`,
+/// forward and backward against gconv-ref.
+fn gemm_conformance_sized(
+    c: &gconv::Context,
+    family: &str,
+    configs: usize,
+    sizes: impl Fn(&mut SmallRng) -> (usize, usize, usize),
+) {
+    let random = |r: &mut SmallRng, shape: &[usize]| random_on(c, r, shape);
+    for_each_config(family, configs, |r| {
+        let (m, k, n) = sizes(r);
         if r.random_bool(0.5) {
             let mut xs: Vec<usize> = match r.random_range(0..3) {
                 0 => vec![],

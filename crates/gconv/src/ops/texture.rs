@@ -162,14 +162,15 @@ pub(crate) enum Gather {
     /// grad_y per kernel tap at each input position (`view` is grad_y's copy): the data
     /// gradient's B.
     Dgrad,
-    /// A pointwise convolution's im2col matrix, x itself (`view` is x's copy): the forward
-    /// pass's B on the register layout's subgroup kernels (`B_PLANES` 1 in
-    /// shaders/subgroup/gemm_sg.wgsl).
+    /// B's rows as a tensor's planes (`view` is its copy): a pointwise convolution's im2col
+    /// matrix, x itself (the forward pass), or grad_y (the data gradient), or a row-major
+    /// matrix's rows (a linear layer's W for grad_x, x for grad_W), on the register layout's
+    /// subgroup kernels (`B_PLANES` 1 in shaders/shared/gemm_in_place.wgsl).
     Planes,
-    /// A tensor's channel planes along K, which runs over the samples' positions (`view` is the
-    /// tensor's copy): a pointwise convolution's weight gradient's operands, grad_y and x (as
-    /// A's rows and B's columns), or a linear layer's x and W (rows of one "sample"), on the
-    /// same kernels (`A_PLANES`, `B_PLANES` 2).
+    /// A tensor's planes along K (`view` is its copy): a pointwise convolution's weight
+    /// gradient's operands, grad_y and x, K running over the samples' positions (as A's rows
+    /// and B's columns), or a row-major matrix's rows (a linear layer's x as A, W as B^T, and
+    /// grad_y as A for grad_x), on the same kernels (`A_PLANES`, `B_PLANES` 2).
     AlongK,
 }
 

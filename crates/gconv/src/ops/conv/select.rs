@@ -278,9 +278,10 @@ fn forward_operand(plan: &ConvPlan, ctx: &Context, chunk: usize) -> Im2col {
 
 /// Whether a pointwise convolution's GEMM C (m x chunk * P) = A (m x k) B, over `chunk`-sample
 /// chunks, reads B from a tensor's channel planes in place (k of them: x's in the forward pass,
-/// grad_y's in the data gradient) through gemm_sg.wgsl's `b_rows`: positions whole texels (a
-/// column block within one sample), k whole texels (no row of B past the channels), and more
-/// than 64 columns in every chunk (the last one's fewest), which keeps N on those kernels.
+/// grad_y's in the data gradient) through gemm_in_place.wgsl's `b_rows`: positions whole
+/// texels (a column block within one sample), k whole texels (no row of B past the channels),
+/// and more than 64 columns in every chunk (the last one's fewest), which keeps N on those
+/// kernels.
 fn planes_as_b(plan: &ConvPlan, ctx: &Context, chunk: usize, m: usize, k: usize) -> bool {
     let g = &plan.g;
     let (_, p) = g.col_dims();

@@ -129,7 +129,7 @@ pub(crate) fn record_gemm(
         (None, Some((Gather::Im2col, _))) => 1,
         (Some((Gather::Im2col, _)), None) => 2,
         (None, Some((Gather::Dgrad, _))) => 3,
-        (None, Some((Gather::Planes, _))) => 4,
+        (None | Some((Gather::AlongK, _)), Some((Gather::Planes, _))) => 4,
         (None | Some((Gather::AlongK, _)), Some((Gather::AlongK, _))) => 5,
         _ => {
             return Err(Error::invalid(
@@ -138,7 +138,7 @@ pub(crate) fn record_gemm(
             ));
         }
     };
-    // gemm_sg.wgsl's B_PLANES: B read in place from a tensor's channel planes.
+    // gemm_in_place.wgsl's B_PLANES: B read in place from a tensor's planes.
     let planes = match implicit {
         4 => 1,
         5 => 2,
@@ -172,7 +172,10 @@ pub(crate) fn record_gemm(
         }
     };
     if planes != 0 && (!reads_in_place(entry) || batch != 1) {
-        return Err(Error::invalid(op, "x read in place off gemm_sg_r16 / r8 (an internal error)"));
+        return Err(Error::invalid(
+            op,
+            "an operand read in place off gemm_sg_r16 / r8 (an internal error)",
+        ));
     }
     let shader = match ctx.gemm_layout() {
         GemmLayout::Workgroup => Shader::GemmWorkgroup,
@@ -259,13 +262,15 @@ pub(crate) fn record_gemm(
             ", B implicit (im2col)",
             ", A implicit (im2col)",
             ", B implicit (dgrad)",
-            ", B x in place (pointwise)",
-            ", B^T (and A) read in place",
+            ", B read in place",
+            ", B^T read in place",
         ];
         eprintln!(
             "gconv: {op}: tiled GEMM {entry} (batch {batch}, M {m}, N {n}, K {}), {splits} K \
-             split(s){}",
-            a.cols, gather[implicit as usize]
+             split(s){}{}",
+            a.cols,
+            gather[implicit as usize],
+            if a_planes { ", A read in place" } else { "" }
         );
     }
     let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
@@ -312,7 +317,7 @@ pub(crate) fn record_gemm(
     // shared/gemm_epilogue.wgsl), the workgroup layout samples them (1 and 2).
     let (a_binding, b_binding) = if registers { (8, 9) } else { (1, 2) };
     // gemm_sg_r16 / r8 also bind B at 11 and A at 12 (b_planes and a_planes: the copies their
-    // operands are read from in place, see gemm_sg.wgsl).
+    // operands are read from in place, see shared/gemm_in_place.wgsl).
     let in_place =
         if reads_in_place(entry) { [(11, &b.view), (12, &a.view)].to_vec() } else { Vec::new() };
     let textures: Vec<_> = [(a_binding, &a.view), (b_binding, &b.view), (6, c_tex)]
@@ -455,7 +460,7 @@ pub(super) fn record_dense(
 ) -> Result<()> {
     let (a, b) = match in_place(g, ctx, op, rec)? {
         Some(operands) => operands,
-        None => packed_operands(g, ctx, op, rec)?,
+        None => (pack_a(g, ctx, op, rec)?, pack_b(g, ctx, op, rec)?),
     };
     let mut c_view = View::dense(g.offsets.2, g.ldc, false);
     c_view.batch_stride = g.batch_strides.2;
@@ -474,76 +479,96 @@ pub(super) fn record_dense(
     record_gemm(ctx, op, rec, &a, &b, c, &epilogue)
 }
 
-/// A and B packed from their views.
-fn packed_operands(
+/// A texture for a packed operand of `g` (`rows` x `cols`, `tex_rows` texture rows a batch).
+fn operand(
     g: &Gemm<'_>,
     ctx: &Context,
     op: &'static str,
-    rec: &mut Recorder<'_>,
-) -> Result<(Packed, Packed)> {
-    let kt = g.k * g.k_batches;
-    let packed = |rows, cols, tex_rows| {
-        Packed::new(ctx, rows, cols, tex_rows, g.batch).ok_or_else(|| Error::TooLarge {
-            what: format!("{op}'s packed GEMM operand ({rows} x {cols})"),
-            bytes: (tex_rows * g.batch * cols.div_ceil(4) * 16) as u64,
-            limit_name: "max_texture_dimension_2d",
-            limit: u64::from(ctx.limits().max_texture_dimension_2d),
-        })
-    };
-    let a = packed(g.m, kt, g.m)?;
-    let b = packed(kt, g.n, kt.div_ceil(4) * 4)?;
-    let mut a_view = View::dense(g.offsets.0, g.lda, g.trans.0);
-    a_view.batch_stride = g.batch_strides.0;
-    if g.k_batches > 1 {
-        a_view.col_split = g.k;
-        a_view.col_split_stride = g.kb_strides.0;
-    }
-    let mut b_view = View::dense(g.offsets.1, g.ldb, g.trans.1);
-    b_view.batch_stride = g.batch_strides.1;
-    if g.k_batches > 1 {
-        b_view.row_split = g.k;
-        b_view.row_split_stride = g.kb_strides.1;
-    }
-    record_pack(ctx, op, rec, g.a.buffer(), g.range(1), &a_view, &a)?;
-    record_pack(ctx, op, rec, g.b.buffer(), g.range(2), &b_view, &b)?;
-    Ok((a, b))
+    (rows, cols, tex_rows): (usize, usize, usize),
+) -> Result<Packed> {
+    Packed::new(ctx, rows, cols, tex_rows, g.batch).ok_or_else(|| Error::TooLarge {
+        what: format!("{op}'s packed GEMM operand ({rows} x {cols})"),
+        bytes: (tex_rows * g.batch * cols.div_ceil(4) * 16) as u64,
+        limit_name: "max_texture_dimension_2d",
+        limit: u64::from(ctx.limits().max_texture_dimension_2d),
+    })
 }
 
-/// A and B^T read in place ([`Gather::AlongK`]) where both are row-major along K with the same
-/// row length (linear's x and W in its forward pass): texture copies of their rows serve as the
-/// operands as they lie, where the texture GEMM would pack both (W^T through a transposing
-/// kernel). Only on gemm_sg_r16 / r8 ([`reads_planes`]), for one batch and K in whole texels,
-/// both within a texture copy; `None` otherwise.
+/// A packed from its view.
+fn pack_a(g: &Gemm<'_>, ctx: &Context, op: &'static str, rec: &mut Recorder<'_>) -> Result<Packed> {
+    let kt = g.k * g.k_batches;
+    let a = operand(g, ctx, op, (g.m, kt, g.m))?;
+    let mut view = View::dense(g.offsets.0, g.lda, g.trans.0);
+    view.batch_stride = g.batch_strides.0;
+    if g.k_batches > 1 {
+        view.col_split = g.k;
+        view.col_split_stride = g.kb_strides.0;
+    }
+    record_pack(ctx, op, rec, g.a.buffer(), g.range(1), &view, &a)?;
+    Ok(a)
+}
+
+/// B packed from its view.
+fn pack_b(g: &Gemm<'_>, ctx: &Context, op: &'static str, rec: &mut Recorder<'_>) -> Result<Packed> {
+    let kt = g.k * g.k_batches;
+    let b = operand(g, ctx, op, (kt, g.n, kt.div_ceil(4) * 4))?;
+    let mut view = View::dense(g.offsets.1, g.ldb, g.trans.1);
+    view.batch_stride = g.batch_strides.1;
+    if g.k_batches > 1 {
+        view.row_split = g.k;
+        view.row_split_stride = g.kb_strides.1;
+    }
+    record_pack(ctx, op, rec, g.b.buffer(), g.range(2), &view, &b)?;
+    Ok(b)
+}
+
+/// B, and A where it is row-major, read in place from texture copies of their rows
+/// (shared/gemm_in_place.wgsl: A's rows along K as `A_PLANES`; B's rows as `B_PLANES` 1, or
+/// B^T's, rows along K, as `B_PLANES` 2), each row a plane of its row length: a linear layer's x and W^T in its forward
+/// pass, grad_y and W for grad_x, x for grad_W (whose A, grad_y^T, is packed). Only on
+/// gemm_sg_r16 / r8 ([`reads_planes`]), for one batch, K and every row length and offset in
+/// whole texels, and the rows within a texture copy; `None` otherwise (both packed).
 fn in_place(
     g: &Gemm<'_>,
     ctx: &Context,
     op: &'static str,
     rec: &mut Recorder<'_>,
 ) -> Result<Option<(Packed, Packed)>> {
-    let ld = g.lda;
     let plain = g.batch == 1 && g.k_batches == 1 && g.ranges.is_empty();
-    let along_k = !g.trans.0 && g.trans.1 && g.ldb == ld && ld.is_multiple_of(4);
-    let whole = [g.k, g.offsets.0, g.offsets.1].iter().all(|v| v.is_multiple_of(4));
-    if !(plain && along_k && whole && reads_planes(ctx, g.m, g.n, g.k / 4)) {
+    let whole = [g.k, g.ldb, g.offsets.1].iter().all(|v| v.is_multiple_of(4));
+    if !(plain && whole && reads_planes(ctx, g.m, g.n, g.k / 4)) {
         return Ok(None);
     }
-    // Each operand's rows from its offset, in whole texels.
-    let copy = |t: &Tensor, offset: usize, rows: usize| {
-        let elems = (rows - 1) * ld + g.k;
+    // A texture copy of `rows` rows of `ld` values from `offset`, `used` of the last one read.
+    let copy = |t: &Tensor, offset: usize, (rows, ld, used): (usize, usize, usize)| {
+        let elems = (rows - 1) * ld + used;
         let fits = t.buffer().size() >= ((offset + elems) * 4) as u64;
         Flat::new(ctx, elems).filter(|f| fits && f.can_copy(t.buffer())).map(|f| (f, elems))
     };
-    let (Some(a), Some(b)) = (copy(g.a, g.offsets.0, g.m), copy(g.b, g.offsets.1, g.n)) else {
+    // B^T's N rows along K, or B's K rows of N columns (whole texels of them).
+    let b_shape = if g.trans.1 { (g.n, g.ldb, g.k) } else { (g.k, g.ldb, g.n.div_ceil(4) * 4) };
+    let Some(b) = copy(g.b, g.offsets.1, b_shape) else {
         return Ok(None);
     };
-    // Rows of `ld` values as one sample's planes (gemm_sg.wgsl's along_k: K texel kq of row r
-    // is texel r * ld / 4 + kq).
-    let row = u(op, "row length", ld)?;
-    a.0.record_copy_texels(rec, g.a.buffer(), g.offsets.0 / 4, a.1 / 4);
-    b.0.record_copy_texels(rec, g.b.buffer(), g.offsets.1 / 4, b.1 / 4);
-    let params = ConvParams { output: [1, 1, row], ..bytemuck::Zeroable::zeroed() };
-    Ok(Some((
-        Packed::implicit(&a.0, Gather::AlongK, params, g.m, g.k),
-        Packed::implicit(&b.0, Gather::AlongK, params, g.k, g.n),
-    )))
+    let a_rows = !g.trans.0 && g.lda.is_multiple_of(4) && g.offsets.0.is_multiple_of(4);
+    let a = if a_rows { copy(g.a, g.offsets.0, (g.m, g.lda, g.k)) } else { None };
+    // Each operand's rows as planes of one sample: A's of `lda` values (the input's size), B's
+    // of `ldb` (the output's).
+    let params = ConvParams {
+        c_in: u(op, "K", g.k)?,
+        input: [1, 1, u(op, "row length", g.lda)?],
+        output: [1, 1, u(op, "row length", g.ldb)?],
+        ..bytemuck::Zeroable::zeroed()
+    };
+    b.0.record_copy_texels(rec, g.b.buffer(), g.offsets.1 / 4, b.1.div_ceil(4));
+    let gather = if g.trans.1 { Gather::AlongK } else { Gather::Planes };
+    let b = Packed::implicit(&b.0, gather, params, g.k, g.n);
+    let a = match a {
+        Some((flat, elems)) => {
+            flat.record_copy_texels(rec, g.a.buffer(), g.offsets.0 / 4, elems.div_ceil(4));
+            Packed::implicit(&flat, Gather::AlongK, params, g.m, g.k)
+        }
+        None => pack_a(g, ctx, op, rec)?,
+    };
+    Ok(Some((a, b)))
 }
