@@ -151,6 +151,9 @@ fn dw_store(at: u32, col0: u32, width: u32, v: vec4<f32>) {
 // each.
 @group(0) @binding(14) var<storage, read_write> y_quads: array<vec4<f32>>;
 override ROW_QUADS: bool = false;
+// The same for x's rows in its texture copy (in_w a multiple of 4): a run of four from a
+// multiple of 4 is one texel (`depthwise_3x3_s2_strips`).
+override IN_QUADS: bool = false;
 
 // dw_store of output row `at` (a flat index) for the strip kernels.
 fn strip_store(at: u32, col0: u32, v: vec4<f32>) {

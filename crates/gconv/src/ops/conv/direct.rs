@@ -73,6 +73,8 @@ fn record_pieces(
         buffers.push((14, y));
     }
     let row_quads = strips && l.params.output[2].is_multiple_of(4);
+    // And read x's rows a texel at a time where they are whole texels (IN_QUADS).
+    let in_quads = strips && l.params.input[2].is_multiple_of(4);
     let mut extra = Vec::new();
     for (i, (binding, tex_binding, t)) in l.inputs.iter().enumerate() {
         let view = match &flats {
@@ -89,8 +91,13 @@ fn record_pieces(
         extra.push(crate::kernel::texture_entry(*tex_binding, view));
     }
     let flag = if flats.is_some() { 1.0 } else { 0.0 };
-    let quads = if row_quads { 1.0 } else { 0.0 };
-    let constants = [("WG", WG as f64), ("TEXTURE_INPUTS", flag), ("ROW_QUADS", quads)];
+    let on = |b: bool| if b { 1.0 } else { 0.0 };
+    let constants = [
+        ("WG", WG as f64),
+        ("TEXTURE_INPUTS", flag),
+        ("ROW_QUADS", on(row_quads)),
+        ("IN_QUADS", on(in_quads)),
+    ];
     for params in pieces {
         let params = bytemuck::bytes_of(params);
         let d = Dispatch::new(l.shader, l.entry, params, &buffers, l.grid).constants(&constants);
