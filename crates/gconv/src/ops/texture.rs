@@ -170,8 +170,12 @@ pub(crate) enum Gather {
     /// A tensor's planes along K (`view` is its copy): a pointwise convolution's weight
     /// gradient's operands, grad_y and x, K running over the samples' positions (as A's rows
     /// and B's columns), or a row-major matrix's rows (a linear layer's x as A, W as B^T, and
-    /// grad_y as A for grad_x), on the same kernels (`A_PLANES`, `B_PLANES` 2).
+    /// grad_y as A for grad_x), on the same kernels (`A_PLANES` 1, `B_PLANES` 2).
     AlongK,
+    /// A's columns as a tensor's planes, A^T row-major (`view` is its copy): a convolution's W
+    /// as the data gradient's W^T, a linear layer's grad_y as grad_W's grad_y^T, on the same
+    /// kernels (`A_PLANES` 2).
+    Columns,
 }
 
 impl Packed {

@@ -284,6 +284,15 @@ impl Geometry {
         self.x.out_shape(self.c_out, &self.out)
     }
 
+    /// Samples in the smallest of the chunks of `chunk` samples the batch is taken in (the
+    /// last): its GEMMs have the fewest columns.
+    pub(crate) fn smallest_chunk(&self, chunk: usize) -> usize {
+        match self.x.n % chunk.max(1) {
+            0 => chunk.min(self.x.n),
+            rest => rest,
+        }
+    }
+
     /// (K, P): the im2col rows (input channels x kernel taps) and columns (output positions).
     pub(crate) fn col_dims(&self) -> (usize, usize) {
         (self.x.c * self.kernel.iter().product::<usize>(), self.out.iter().product())

@@ -231,7 +231,10 @@ impl ConvReluPool {
         };
         // grad_col (K, columns) = W^T (K, C_out) @ grad_y (C_out, columns), then col2im.
         let data = match grads.grad_x {
-            Some(gx) if !rows => Some((gx, tiled::data_grad_textures(pass, w, cols)?)),
+            Some(gx) if !rows => {
+                let fewest = g.smallest_chunk(chunk) * per_sample;
+                Some((gx, tiled::data_grad_textures(pass, w, (cols, fewest))?))
+            }
             _ => None,
         };
         let taps = match grads.grad_x {

@@ -285,14 +285,10 @@ fn forward_operand(plan: &ConvPlan, ctx: &Context, chunk: usize) -> Im2col {
 fn planes_as_b(plan: &ConvPlan, ctx: &Context, chunk: usize, m: usize, k: usize) -> bool {
     let g = &plan.g;
     let (_, p) = g.col_dims();
-    let fewest = match g.x.n % chunk.max(1) {
-        0 => chunk,
-        rest => rest,
-    };
     g.is_pointwise()
         && p.is_multiple_of(4)
         && k.is_multiple_of(4)
-        && gemm::tiled::reads_planes(ctx, m, fewest * p, k / 4)
+        && gemm::tiled::reads_planes(ctx, m, g.smallest_chunk(chunk) * p, k / 4)
 }
 
 fn choose_forward(plan: &ConvPlan, ctx: &Context, x_fits: bool, fused: bool) -> Result<Forward> {

@@ -15,7 +15,7 @@ use crate::kernel::{Recorder, Shader, WG, texture_entry};
 use crate::ops::activation::Act;
 use crate::ops::check_u32;
 use crate::ops::gemm::pack::{View, record_pack};
-use crate::ops::gemm::tiled::{Epilogue, PoolEpilogue, record_gemm};
+use crate::ops::gemm::tiled::{Epilogue, PoolEpilogue, reads_transposed_a, record_gemm};
 use crate::ops::texture::{Flat, Gather, Packed};
 use crate::ops::uniforms::ConvParams;
 use crate::{Context, Error, Result, Tensor};
@@ -296,12 +296,13 @@ fn data_grad(
         // subgroup GEMM reads in place (`B_PLANES` 1, as the forward pass reads x's), per chunk.
         DataGrad::Pointwise { chunk } => {
             let (_, p) = g.col_dims();
-            let w_t = transposed_weight(pass, w)?;
+            let w_t = transposed_weight(pass, w, g.smallest_chunk(chunk) * p)?;
             let gy = gy_flat(pass.rec)?;
             for n0 in (0..g.x.n).step_by(chunk) {
                 let len = chunk.min(g.x.n - n0);
                 let total = check_u32(op, "positions", len * p)?;
-                // grad_y's channels are the planes B's rows run over.
+                // grad_y's channels are the planes B's rows run over (A's, if W is read in
+                // place, are W's rows: record_gemm takes its `input` from A's parameters).
                 let params = ConvParams { n_offset: n0 as u32, ..g.swapped_params(total) };
                 let b = Packed::implicit(&gy, Gather::Planes, params, g.c_out, len * p);
                 let view = View::channels_by_positions(n0 * g.x.c * p, g.x.c, p);
@@ -334,10 +335,11 @@ fn data_grad(
         DataGrad::Col2im { chunk } => {
             let (_, p) = g.col_dims();
             // A pointwise convolution's grad_col is grad_x itself: the GEMM writes it there.
+            let fewest = g.smallest_chunk(chunk) * p;
             let (w_t, grad_col) = if g.is_pointwise() {
-                (transposed_weight(pass, w)?, None)
+                (transposed_weight(pass, w, fewest)?, None)
             } else {
-                let (w_t, grad_col) = data_grad_textures(pass, w, chunk * p)?;
+                let (w_t, grad_col) = data_grad_textures(pass, w, (chunk * p, fewest))?;
                 (w_t, Some(grad_col))
             };
             let gy = packed(plan, ctx, g.c_out, chunk * p, g.c_out.div_ceil(4) * 4)?;
@@ -365,23 +367,37 @@ fn data_grad(
 /// bias to add.
 type GradX<'t> = (&'t Tensor, &'t Tensor, Option<&'t Flat>, &'t Tensor, Option<&'t Tensor>);
 
-/// The data gradient's textures: W^T (K, C_out), packed here, and grad_col (K, `cols`), which
-/// the GEMM writes and col2im reads.
+/// The data gradient's textures: W^T (K, C_out) ([`transposed_weight`]) and grad_col (K,
+/// `cols`), which the GEMM writes and col2im reads; `fewest`, the columns of the chunk with the
+/// fewest.
 pub(super) fn data_grad_textures(
     pass: &mut Pass<'_, '_>,
     w: &Tensor,
-    cols: usize,
+    (cols, fewest): (usize, usize),
 ) -> Result<(Packed, Packed)> {
-    let w_t = transposed_weight(pass, w)?;
+    let w_t = transposed_weight(pass, w, fewest)?;
     let k = pass.plan.g.col_dims().0;
     Ok((w_t, packed(pass.plan, pass.ctx, k, cols, k)?))
 }
 
-/// W^T (K, C_out), packed.
-fn transposed_weight(pass: &mut Pass<'_, '_>, w: &Tensor) -> Result<Packed> {
+/// W^T (K, C_out), the data gradient's A for GEMMs of at least `n_min` columns: W's rows, K
+/// long, are its columns, so the subgroup GEMMs read it from W's copy in place
+/// ([`Gather::Columns`]) where K and C_out are whole texels and they run
+/// ([`reads_transposed_a`]); packed (a transposing pass through texture stores) otherwise.
+fn transposed_weight(pass: &mut Pass<'_, '_>, w: &Tensor, n_min: usize) -> Result<Packed> {
     let (plan, ctx) = (pass.plan, pass.ctx);
-    let (k, _) = plan.g.col_dims();
-    let w_t = packed(plan, ctx, k, plan.g.c_out, k)?;
+    let (k, c_out) = (plan.g.col_dims().0, plan.g.c_out);
+    let whole = k.is_multiple_of(4) && c_out.is_multiple_of(4);
+    if whole
+        && reads_transposed_a(ctx, k, n_min, c_out / 4)
+        && let Some(flat) = Flat::of(ctx, w)
+    {
+        flat.record_copy(pass.rec, w.buffer());
+        let row = check_u32(plan.op, "K", k)?;
+        let params = ConvParams { input: [1, 1, row], ..bytemuck::Zeroable::zeroed() };
+        return Ok(Packed::implicit(&flat, Gather::Columns, params, k, c_out));
+    }
+    let w_t = packed(plan, ctx, k, c_out, k)?;
     record_pack(ctx, plan.op, pass.rec, w.buffer(), None, &View::dense(0, k, true), &w_t)?;
     Ok(w_t)
 }

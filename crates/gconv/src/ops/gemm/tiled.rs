@@ -123,14 +123,22 @@ pub(crate) fn record_gemm(
     if e.view.row_split != usize::MAX {
         return Err(Error::invalid(op, "the tiled GEMM splits C's columns only"));
     }
-    // A gathered operand makes this an implicit GEMM, on the workgroup layout only.
+    // A gathered operand makes this an implicit GEMM, on the workgroup layout only; operands
+    // read in place (gemm_in_place.wgsl's A_PLANES and B_PLANES) are the subgroup kernels'.
+    let a_planes: u32 = match a.gather {
+        Some((Gather::AlongK, _)) => 1,
+        Some((Gather::Columns, _)) => 2,
+        _ => 0,
+    };
+    let a_packed = a.gather.is_none() || a_planes != 0;
     let implicit: u32 = match (a.gather, b.gather) {
         (None, None) => 0,
         (None, Some((Gather::Im2col, _))) => 1,
         (Some((Gather::Im2col, _)), None) => 2,
         (None, Some((Gather::Dgrad, _))) => 3,
-        (None | Some((Gather::AlongK, _)), Some((Gather::Planes, _))) => 4,
-        (None | Some((Gather::AlongK, _)), Some((Gather::AlongK, _))) => 5,
+        (_, Some((Gather::Planes, _))) if a_packed => 4,
+        (_, Some((Gather::AlongK, _))) if a_packed => 5,
+        (_, None) if a_planes != 0 => 0,
         _ => {
             return Err(Error::invalid(
                 op,
@@ -138,13 +146,11 @@ pub(crate) fn record_gemm(
             ));
         }
     };
-    // gemm_in_place.wgsl's B_PLANES: B read in place from a tensor's planes.
     let planes = match implicit {
         4 => 1,
         5 => 2,
         _ => 0,
     };
-    let a_planes = matches!(a.gather, Some((Gather::AlongK, _)));
     let gathers = implicit != 0 && planes == 0;
     if gathers && (ctx.gemm_layout() != GemmLayout::Workgroup || batch != 1) {
         return Err(Error::invalid(
@@ -171,7 +177,8 @@ pub(crate) fn record_gemm(
             }
         }
     };
-    if planes != 0 && (!reads_in_place(entry) || batch != 1) {
+    let a_columns_ok = a_planes == 2 && reads_a_columns(entry);
+    if (planes != 0 || a_planes != 0) && (!(reads_in_place(entry) || a_columns_ok) || batch != 1) {
         return Err(Error::invalid(
             op,
             "an operand read in place off gemm_sg_r16 / r8 (an internal error)",
@@ -245,7 +252,12 @@ pub(crate) fn record_gemm(
         hi: e.act.hi,
         margin: 0,
         _pad: 0,
-        conv: a.gather.or(b.gather).map_or_else(bytemuck::Zeroable::zeroed, |(_, c)| c),
+        // B's convolution, and A's planes (its `input`) where both are read in place.
+        conv: match (a.gather, b.gather) {
+            (Some((_, ca)), Some((_, cb))) => ConvParams { input: ca.input, ..cb },
+            (Some((_, c)), None) | (None, Some((_, c))) => c,
+            (None, None) => bytemuck::Zeroable::zeroed(),
+        },
     };
     let groups =
         [(n as u32).div_ceil(tile_cols), (m as u32).div_ceil(tile_rows), batch as u32 * splits];
@@ -270,7 +282,7 @@ pub(crate) fn record_gemm(
              split(s){}{}",
             a.cols,
             gather[implicit as usize],
-            if a_planes { ", A read in place" } else { "" }
+            ["", ", A read in place", ", A^T read in place"][a_planes as usize]
         );
     }
     let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
@@ -295,8 +307,8 @@ pub(crate) fn record_gemm(
     if planes != 0 {
         constants.push(("B_PLANES", f64::from(planes)));
     }
-    if a_planes {
-        constants.push(("A_PLANES", 1.0));
+    if a_planes != 0 {
+        constants.push(("A_PLANES", f64::from(a_planes)));
     }
     let bias = e.bias.map_or(&ctx.inner.dummy, Tensor::buffer);
     let mut ranges: Vec<(u32, u64, u64)> =
@@ -317,9 +329,14 @@ pub(crate) fn record_gemm(
     // shared/gemm_epilogue.wgsl), the workgroup layout samples them (1 and 2).
     let (a_binding, b_binding) = if registers { (8, 9) } else { (1, 2) };
     // gemm_sg_r16 / r8 also bind B at 11 and A at 12 (b_planes and a_planes: the copies their
-    // operands are read from in place, see shared/gemm_in_place.wgsl).
-    let in_place =
-        if reads_in_place(entry) { [(11, &b.view), (12, &a.view)].to_vec() } else { Vec::new() };
+    // operands are read from in place, see shared/gemm_in_place.wgsl), gemm_sgc_r8 A at 12.
+    let in_place = if reads_in_place(entry) {
+        [(11, &b.view), (12, &a.view)].to_vec()
+    } else if entry == "gemm_sgc_r8" {
+        [(12, &a.view)].to_vec()
+    } else {
+        Vec::new()
+    };
     let textures: Vec<_> = [(a_binding, &a.view), (b_binding, &b.view), (6, c_tex)]
         .into_iter()
         .chain(in_place)
@@ -416,6 +433,20 @@ pub(crate) fn reads_planes(ctx: &Context, m: usize, n_min: usize, k4: usize) -> 
 /// bindings 11 and 12).
 fn reads_in_place(entry: &str) -> bool {
     matches!(entry, "gemm_sg_r16" | "gemm_sg_r8")
+}
+
+/// The kernels that can read A^T in place ([`Gather::Columns`]): those and gemm_sgc_r8
+/// (`a_rows8`).
+fn reads_a_columns(entry: &str) -> bool {
+    reads_in_place(entry) || entry == "gemm_sgc_r8"
+}
+
+/// Whether every GEMM of M rows over K of `k4` texels, whatever its N from `n_min` on, runs on a
+/// kernel that reads A^T in place ([`Gather::Columns`]).
+pub(crate) fn reads_transposed_a(ctx: &Context, m: usize, n_min: usize, k4: usize) -> bool {
+    let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
+    registers
+        && [n_min, usize::MAX].iter().all(|&n| reads_a_columns(register_entry(ctx, m, n, k4).0))
 }
 
 /// The epilogue's override constants (shared/gemm_epilogue.wgsl's EPILOGUE and EDGES) for a
@@ -522,12 +553,13 @@ fn pack_b(g: &Gemm<'_>, ctx: &Context, op: &'static str, rec: &mut Recorder<'_>)
     Ok(b)
 }
 
-/// B, and A where it is row-major, read in place from texture copies of their rows
-/// (shared/gemm_in_place.wgsl: A's rows along K as `A_PLANES`; B's rows as `B_PLANES` 1, or
-/// B^T's, rows along K, as `B_PLANES` 2), each row a plane of its row length: a linear layer's x and W^T in its forward
-/// pass, grad_y and W for grad_x, x for grad_W (whose A, grad_y^T, is packed). Only on
-/// gemm_sg_r16 / r8 ([`reads_planes`]), for one batch, K and every row length and offset in
-/// whole texels, and the rows within a texture copy; `None` otherwise (both packed).
+/// B, and A where its rows are whole texels, read in place from texture copies of their rows
+/// (shared/gemm_in_place.wgsl: A's rows along K as `A_PLANES` 1, or A^T's as `A_PLANES` 2;
+/// B's rows as `B_PLANES` 1, or B^T's, rows along K, as `B_PLANES` 2), each row a plane of its
+/// row length: a linear layer's x and W^T in its forward pass, grad_y and W for grad_x,
+/// grad_y^T and x for grad_W. Only on gemm_sg_r16 / r8 ([`reads_planes`]), for one batch, K
+/// and B's row length and offset in whole texels, and the rows within a texture copy; `None`
+/// otherwise (both packed).
 fn in_place(
     g: &Gemm<'_>,
     ctx: &Context,
@@ -550,8 +582,10 @@ fn in_place(
     let Some(b) = copy(g.b, g.offsets.1, b_shape) else {
         return Ok(None);
     };
-    let a_rows = !g.trans.0 && g.lda.is_multiple_of(4) && g.offsets.0.is_multiple_of(4);
-    let a = if a_rows { copy(g.a, g.offsets.0, (g.m, g.lda, g.k)) } else { None };
+    // A's M rows along K, or A^T's K rows of M columns (whole texels of them).
+    let a_rows = g.lda.is_multiple_of(4) && g.offsets.0.is_multiple_of(4);
+    let a_shape = if g.trans.0 { (g.k, g.lda, g.m.div_ceil(4) * 4) } else { (g.m, g.lda, g.k) };
+    let a = if a_rows { copy(g.a, g.offsets.0, a_shape) } else { None };
     // Each operand's rows as planes of one sample: A's of `lda` values (the input's size), B's
     // of `ldb` (the output's).
     let params = ConvParams {
@@ -566,7 +600,8 @@ fn in_place(
     let a = match a {
         Some((flat, elems)) => {
             flat.record_copy_texels(rec, g.a.buffer(), g.offsets.0 / 4, elems.div_ceil(4));
-            Packed::implicit(&flat, Gather::AlongK, params, g.m, g.k)
+            let gather = if g.trans.0 { Gather::Columns } else { Gather::AlongK };
+            Packed::implicit(&flat, gather, params, g.m, g.k)
         }
         None => pack_a(g, ctx, op, rec)?,
     };
