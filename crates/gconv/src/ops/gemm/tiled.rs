@@ -130,14 +130,15 @@ pub(crate) fn record_gemm(
         Some((Gather::Columns, _)) => 2,
         _ => 0,
     };
-    let a_packed = a.gather.is_none() || a_planes != 0;
+    // A packed or read in place: not a workgroup-layout gather.
+    let a_texels = a.gather.is_none() || a_planes != 0;
     let implicit: u32 = match (a.gather, b.gather) {
         (None, None) => 0,
         (None, Some((Gather::Im2col, _))) => 1,
         (Some((Gather::Im2col, _)), None) => 2,
         (None, Some((Gather::Dgrad, _))) => 3,
-        (_, Some((Gather::Planes, _))) if a_packed => 4,
-        (_, Some((Gather::AlongK, _))) if a_packed => 5,
+        (_, Some((Gather::Planes, _))) if a_texels => 4,
+        (_, Some((Gather::AlongK, _))) if a_texels => 5,
         (_, None) if a_planes != 0 => 0,
         _ => {
             return Err(Error::invalid(
@@ -181,7 +182,7 @@ pub(crate) fn record_gemm(
     if (planes != 0 || a_planes != 0) && (!(reads_in_place(entry) || a_columns_ok) || batch != 1) {
         return Err(Error::invalid(
             op,
-            "an operand read in place off gemm_sg_r16 / r8 (an internal error)",
+            format!("an operand read in place on {entry}, which cannot (an internal error)"),
         ));
     }
     let shader = match ctx.gemm_layout() {
