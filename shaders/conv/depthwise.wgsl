@@ -118,7 +118,8 @@ fn w_row3(c: u32, kh: u32) -> vec3<f32> {
 // columns c0 - 1 .. c0 + 7 (c0 = 2 * ow0) of each of three rows as one value and two runs of
 // four (five texel fetches a row, three where rows are whole texels, IN_QUADS: about 1.15x;
 // the generic kernel makes a fetch per tap and output), and an output row's last source row
-// (2 oh + 1) is the next one's first, so each output row reads two new rows. The weights and the channel's scale and shift are read once per strip.
+// (2 oh + 1) is the next one's first, so each output row reads two new rows. The weights and
+// the channel's scale and shift are read once per strip.
 // `total` = N * C * ceil(out_h / S2_STRIP) * ceil(out_w / 4).
 const S2_STRIP: u32 = 8u;
 

@@ -1,11 +1,11 @@
 //! Pointwise (1x1) convolutions whose GEMMs read a tensor in place: on lavapipe's 8-lane
 //! subgroups, with a multiple of 4 positions, gemm_sg_r8 / r16 read the forward pass's B from
-//! x's copy (more than 64 positions and a multiple of 4 input channels: `B_PLANES` 1 in
-//! shaders/subgroup/gemm_sg.wgsl) and the weight gradient's B^T from grad_y's or x's (more than
-//! 64 channels on one side: `B_PLANES` 2), and the data gradient's B from grad_y's (a
+//! x's copy (more than 64 columns a chunk and a multiple of 4 input channels: `B_PLANES` 1 in
+//! shaders/shared/gemm_in_place.wgsl) and the weight gradient's B^T from grad_y's or x's (more
+//! than 64 channels on one side: `B_PLANES` 2), and the data gradient's B from grad_y's (a
 //! multiple of 4 output channels: `B_PLANES` 1). Forward and backward against gconv-ref, in
-//! 1-D, 2-D and 3-D, on both kernels and both weight-gradient orientations, and over a batch the GEMMs
-//! take in chunks (each chunk's samples offset in the copies).
+//! 1-D, 2-D and 3-D, on both kernels and both weight-gradient orientations, and over a batch
+//! the GEMMs take in chunks (each chunk's samples offset in the copies).
 
 use gconv::ops::Padding;
 use gconv_ref::PaddingSpec;

@@ -1,10 +1,10 @@
 //! A pointwise convolution's weight gradient on the subgroup GEMMs with both tensors read in
 //! place (`WeightGrad::Pointwise`): grad_W sums over the samples' positions, along which x and
 //! grad_y are both contiguous, so their texture copies are the GEMM's A (rows of channel
-//! planes) and B^T as they lie (gemm_sg's `A_PLANES` and `B_PLANES` 2), where the texture GEMM
-//! writes x's im2col and packs grad_y^T with a transposing kernel. The data gradient is the
-//! texture GEMM's (`tiled::data_backward`), which reads the same copy of grad_y where it runs
-//! in place too (`DataGrad::Pointwise`).
+//! planes) and B^T as they lie (`A_PLANES` 1 and `B_PLANES` 2 in gemm_in_place.wgsl), where
+//! the texture GEMM writes x's im2col and packs grad_y^T with a transposing kernel. The data
+//! gradient is the texture GEMM's (`tiled::data_backward`), which reads the same copy of grad_y
+//! where it runs in place too (`DataGrad::Pointwise`).
 
 use super::plan::Pass;
 use super::select::{Columns, DataGrad};

@@ -223,9 +223,9 @@ fn gemm_forward(
     Ok(())
 }
 
-/// Both gradients (`WeightGrad::Gemm`, and `DataGrad::Col2im` or `Implicit` when grad_x is
-/// wanted): grad_W^T (K, C_out) (+)= col (K, len*P) @ grad_y^T (len*P, C_out) per chunk, then
-/// the data gradient.
+/// Both gradients (`WeightGrad::Gemm`, and `DataGrad::Col2im`, `Implicit` or `Pointwise` when
+/// grad_x is wanted): grad_W^T (K, C_out) (+)= col (K, len*P) @ grad_y^T (len*P, C_out) per
+/// chunk, then the data gradient.
 pub(super) fn backward(
     pass: &mut Pass<'_, '_>,
     (x, w, grad_y): (&Tensor, &Tensor, &Tensor),

@@ -330,10 +330,11 @@ pub(crate) fn record_gemm(
     // shared/gemm_epilogue.wgsl), the workgroup layout samples them (1 and 2).
     let (a_binding, b_binding) = if registers { (8, 9) } else { (1, 2) };
     // gemm_sg_r16 / r8 also bind B at 11 and A at 12 (b_planes and a_planes: the copies their
-    // operands are read from in place, see shared/gemm_in_place.wgsl), gemm_sgc_r8 A at 12.
+    // operands are read from in place, see shared/gemm_in_place.wgsl); the others that read
+    // A^T in place (gemm_sgc_r8) A at 12.
     let in_place = if reads_in_place(entry) {
         [(11, &b.view), (12, &a.view)].to_vec()
-    } else if entry == "gemm_sgc_r8" {
+    } else if reads_a_columns(entry) {
         [(12, &a.view)].to_vec()
     } else {
         Vec::new()
