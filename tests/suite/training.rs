@@ -460,3 +460,44 @@ fn batch_norm_fused_with_its_clamp_matches_the_layers_apart() {
     let err = relative_error(&y1, &y2);
     assert!(err < 1e-5, "evaluation logits differ by {err:e}");
 }
+
+/// An inference plan derives data from the parameters (packed and folded weights) once and
+/// reuses it: a later run on another batch must give what a first run gives, and the logits
+/// must follow the parameters through a training step and through a load into a model that
+/// has already run, on every path that derives such data (LeNet's pooled first layer and
+/// linear layers, SimpleCNN's 3x3 tiles, ResNet's phase-row stem, 3x3 subgroup kernels and
+/// folded batch norm, MobileNetV2's pointwise GEMMs and depthwise layers).
+#[test]
+fn inference_follows_the_parameters_through_training_and_loading() {
+    let models = [
+        ("lenet5", [1, 28, 28]),
+        ("simplecnn", [1, 28, 28]),
+        ("resnet18", [3, 32, 32]),
+        ("mobilenet_v2", [3, 32, 32]),
+    ];
+    for (name, input) in models {
+        let config = ModelConfig { input, num_classes: 10 };
+        let batch = 2;
+        let per: usize = input.iter().product();
+        let batch_of = |salt: usize| -> Vec<f32> {
+            (0..batch * per).map(|i| (((i + salt) * 37 % 101) as f32 / 50.0) - 1.0).collect()
+        };
+        let (x, other) = (batch_of(0), batch_of(5));
+        let logits = |m: &mut Model, x: &[f32]| {
+            m.predict(x, batch).expect("predict").to_vec().expect("download")
+        };
+        let model = |seed| Model::builtin(ctx(), name, &config, seed).expect("model");
+        let mut a = model(1);
+        let first = logits(&mut a, &x);
+        let second = logits(&mut a, &other);
+        assert_ne!(first, second, "{name}: two batches gave the same logits");
+        assert_eq!(logits(&mut model(1), &other), second, "{name}: a later run differs");
+        a.train_step(&x, &[3, 7]).expect("step");
+        let trained = logits(&mut a, &other);
+        assert_ne!(trained, second, "{name}: the logits did not follow the parameters");
+        let mut b = model(2);
+        logits(&mut b, &x);
+        b.load_state_dict(&a.state_dict().expect("state")).expect("load");
+        assert_eq!(logits(&mut b, &other), trained, "{name}: loaded parameters were not used");
+    }
+}

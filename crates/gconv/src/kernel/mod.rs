@@ -205,7 +205,9 @@ impl Context {
                 });
                 prepared.dispatch(&mut pass);
             }
-            Recorder::Plan(steps) => steps.push(Step::Dispatch(prepared)),
+            Recorder::Plan { steps, parameters } => {
+                steps.push(Step { op: StepOp::Dispatch(prepared), parameters: *parameters })
+            }
         }
         Ok(())
     }
@@ -271,11 +273,42 @@ impl Prepared {
 }
 
 /// One step of a recorded plan.
-pub(crate) enum Step {
+pub(crate) struct Step {
+    pub op: StepOp,
+    /// Whether the step only prepares data derived from parameters (packed or folded weights,
+    /// weight copies) into resources of its own: what an inference plan need not redo until the
+    /// parameters change ([`Recorder::parameter_derived`]).
+    pub parameters: bool,
+}
+
+/// What a step does.
+pub(crate) enum StepOp {
     /// A kernel launch.
     Dispatch(Prepared),
     /// A copy between resources.
     Copy(Copy),
+}
+
+/// Which of a plan's steps a replay records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// Every step.
+    Whole,
+    /// All but the steps derived from parameters, whose results are still in place.
+    Batch,
+    /// Only the steps derived from parameters.
+    Parameters,
+}
+
+impl Part {
+    /// Whether a replay of this part records `step`.
+    pub(crate) fn takes(self, step: &Step) -> bool {
+        match self {
+            Part::Whole => true,
+            Part::Batch => !step.parameters,
+            Part::Parameters => step.parameters,
+        }
+    }
 }
 
 /// A copy recorded outside compute passes.
@@ -346,8 +379,9 @@ impl Copy {
 pub(crate) enum Recorder<'a> {
     /// Record now.
     Encoder(&'a mut wgpu::CommandEncoder),
-    /// Keep for replay.
-    Plan(&'a mut Vec<Step>),
+    /// Keep for replay; `parameters` marks the steps recorded inside
+    /// [`Recorder::parameter_derived`].
+    Plan { steps: &'a mut Vec<Step>, parameters: bool },
 }
 
 impl Recorder<'_> {
@@ -367,35 +401,53 @@ impl Recorder<'_> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Recorder::Encoder(_) => 0,
-            Recorder::Plan(steps) => steps.len(),
+            Recorder::Plan { steps, .. } => steps.len(),
         }
     }
 
     pub(crate) fn copy_op(&mut self, op: Copy) {
         match self {
             Recorder::Encoder(enc) => op.record(enc),
-            Recorder::Plan(steps) => steps.push(Step::Copy(op)),
+            Recorder::Plan { steps, parameters } => {
+                steps.push(Step { op: StepOp::Copy(op), parameters: *parameters })
+            }
         }
+    }
+
+    /// Records with `f` steps that read only parameters (weights, biases, batch norm's
+    /// parameters and running statistics) and write only resources of their own, which no
+    /// other step writes: a weight packed into its own texture, batch norm folded into a
+    /// convolution's scale and shift. An inference plan replays them only when the
+    /// parameters have changed since its last run ([`Part::Batch`]). Scratch that such steps
+    /// pass data through on its way may be shared, as long as all of them are inside.
+    pub(crate) fn parameter_derived<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let outer = match self {
+            Recorder::Encoder(_) => return f(self),
+            Recorder::Plan { parameters, .. } => std::mem::replace(parameters, true),
+        };
+        let out = f(self);
+        if let Recorder::Plan { parameters, .. } = self {
+            *parameters = outer;
+        }
+        out
     }
 }
 
-/// Records a plan's steps into `encoder`, as few compute passes as the copies allow.
-pub(crate) fn replay(steps: &[Step], encoder: &mut wgpu::CommandEncoder, label: &str) {
-    let mut i = 0;
-    while i < steps.len() {
-        match &steps[i] {
-            Step::Copy(op) => {
-                op.record(encoder);
-                i += 1;
-            }
-            Step::Dispatch(_) => {
+/// Records `part` of a plan's steps into `encoder`, as few compute passes as the copies allow.
+pub(crate) fn replay(steps: &[Step], part: Part, encoder: &mut wgpu::CommandEncoder, label: &str) {
+    let mut taken = steps.iter().filter(|s| part.takes(s)).peekable();
+    while let Some(step) = taken.next() {
+        match &step.op {
+            StepOp::Copy(op) => op.record(encoder),
+            StepOp::Dispatch(first) => {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(label),
                     timestamp_writes: None,
                 });
-                while let Some(Step::Dispatch(p)) = steps.get(i) {
+                first.dispatch(&mut pass);
+                while let Some(StepOp::Dispatch(p)) = taken.peek().map(|s| &s.op) {
                     p.dispatch(&mut pass);
-                    i += 1;
+                    taken.next();
                 }
             }
         }

@@ -11,21 +11,29 @@
 
 use std::ops::Range;
 
-use super::{Step, replay};
+use super::{Part, Step, StepOp, replay};
 use crate::{Context, Error, Result};
 
-/// Runs a plan's steps one kernel at a time and returns the time of each entry point summed
-/// (`GCONV_PROFILE=1`: for finding the kernel that dominates).
-pub(crate) fn profile(ctx: &Context, steps: &[Step]) -> Result<Vec<(&'static str, f64)>> {
-    let ranges: Vec<Range<usize>> = (0..steps.len()).map(|i| i..i + 1).collect();
-    let seconds = time_each(ctx, steps, &ranges)?;
+/// Runs `part` of a plan's steps one kernel at a time and returns the time of each entry
+/// point summed (`GCONV_PROFILE=1`: for finding the kernel that dominates).
+pub(crate) fn profile(
+    ctx: &Context,
+    steps: &[Step],
+    part: Part,
+) -> Result<Vec<(&'static str, f64)>> {
+    let ranges: Vec<Range<usize>> =
+        (0..steps.len()).filter(|&i| part.takes(&steps[i])).map(|i| i..i + 1).collect();
+    let seconds = time_each(ctx, steps, &ranges, part)?;
     let mut times: Vec<(&'static str, f64)> = Vec::new();
-    for (step, t) in steps.iter().zip(seconds) {
+    for (range, t) in ranges.iter().zip(seconds) {
+        let step = &steps[range.start];
         let label = label(step);
         if std::env::var_os("GCONV_PROFILE_EACH").is_some() {
-            match step {
-                Step::Dispatch(p) => eprintln!("    {label} {:?}: {:.3} ms", p.workgroups, t * 1e3),
-                Step::Copy(c) => eprintln!("    copy ({}): {:.3} ms", c.describe(), t * 1e3),
+            match &step.op {
+                StepOp::Dispatch(p) => {
+                    eprintln!("    {label} {:?}: {:.3} ms", p.workgroups, t * 1e3)
+                }
+                StepOp::Copy(c) => eprintln!("    copy ({}): {:.3} ms", c.describe(), t * 1e3),
             }
         }
         match times.iter_mut().find(|(l, _)| *l == label) {
@@ -37,20 +45,21 @@ pub(crate) fn profile(ctx: &Context, steps: &[Step]) -> Result<Vec<(&'static str
     Ok(times)
 }
 
-/// Times each range of `steps` (see the module's note): the seconds each took and the entry
-/// points it ran (in order, each once).
+/// Times `part` of each range of `steps` (see the module's note): the seconds each took and
+/// the entry points it ran (in order, each once).
 pub(crate) fn time_ranges(
     ctx: &Context,
     steps: &[Step],
     ranges: &[Range<usize>],
+    part: Part,
 ) -> Result<Vec<(f64, Vec<&'static str>)>> {
-    let seconds = time_each(ctx, steps, ranges)?;
+    let seconds = time_each(ctx, steps, ranges, part)?;
     Ok(ranges
         .iter()
         .zip(seconds)
         .map(|(range, t)| {
             let mut kernels: Vec<&'static str> = Vec::new();
-            for label in steps[range.clone()].iter().map(label) {
+            for label in steps[range.clone()].iter().filter(|s| part.takes(s)).map(label) {
                 if !kernels.contains(&label) {
                     kernels.push(label);
                 }
@@ -61,9 +70,9 @@ pub(crate) fn time_ranges(
 }
 
 fn label(step: &Step) -> &'static str {
-    match step {
-        Step::Copy(_) => "copy",
-        Step::Dispatch(p) => p.label,
+    match &step.op {
+        StepOp::Copy(_) => "copy",
+        StepOp::Dispatch(p) => p.label,
     }
 }
 
@@ -71,12 +80,17 @@ fn label(step: &Step) -> &'static str {
 /// query set.
 const MAX_PIECES: usize = wgpu::QUERY_SET_MAX_QUERIES as usize / 2;
 
-/// The seconds each range of `steps` took, on the device's clock where it has one.
-fn time_each(ctx: &Context, steps: &[Step], ranges: &[Range<usize>]) -> Result<Vec<f64>> {
+/// The seconds `part` of each range of `steps` took, on the device's clock where it has one.
+fn time_each(
+    ctx: &Context,
+    steps: &[Step],
+    ranges: &[Range<usize>],
+    part: Part,
+) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(ranges.len());
     for chunk in ranges.chunks(MAX_PIECES) {
         let record = |k: usize, encoder: &mut wgpu::CommandEncoder| {
-            replay(&steps[chunk[k].clone()], encoder, "gconv profile");
+            replay(&steps[chunk[k].clone()], part, encoder, "gconv profile");
             Ok(())
         };
         match ctx.time_on_device(chunk.len(), record)? {
@@ -85,7 +99,7 @@ fn time_each(ctx: &Context, steps: &[Step], ranges: &[Range<usize>]) -> Result<V
                 let base = empty_submission(ctx)?;
                 return ranges
                     .iter()
-                    .map(|r| Ok((host_time(ctx, &steps[r.clone()])? - base).max(0.0)))
+                    .map(|r| Ok((host_time(ctx, &steps[r.clone()], part)? - base).max(0.0)))
                     .collect();
             }
         }
@@ -96,16 +110,17 @@ fn time_each(ctx: &Context, steps: &[Step], ranges: &[Range<usize>]) -> Result<V
 /// What a host-timed part pays besides its work: one empty submission and its wait (the
 /// median of nine; about 0.25 ms on lavapipe, where a step of MobileNetV2 has some 900 parts).
 fn empty_submission(ctx: &Context) -> Result<f64> {
-    let mut times = (0..9).map(|_| host_time(ctx, &[])).collect::<Result<Vec<f64>>>()?;
+    let mut times =
+        (0..9).map(|_| host_time(ctx, &[], Part::Whole)).collect::<Result<Vec<f64>>>()?;
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
 }
 
-/// One submission, waited for, timed on the host.
-fn host_time(ctx: &Context, part: &[Step]) -> Result<f64> {
+/// One submission of `part` of `steps`, waited for, timed on the host.
+fn host_time(ctx: &Context, steps: &[Step], part: Part) -> Result<f64> {
     let mut encoder =
         ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-    replay(part, &mut encoder, "gconv profile");
+    replay(steps, part, &mut encoder, "gconv profile");
     let start = std::time::Instant::now();
     ctx.submit(encoder.finish());
     ctx.synchronize()?;

@@ -12,6 +12,7 @@ use super::metrics::{self, Metrics};
 use super::models::{self, ModelConfig};
 use super::optim::Optimizer;
 use super::plan::{ModelState, ParamState, Plan, PlanKind, Shared};
+use crate::kernel::Part;
 use crate::{Context, Error, Result, Tensor};
 
 /// Submissions allowed in flight before a step waits for the oldest: bounds the queue (and the
@@ -43,6 +44,10 @@ pub struct Model {
     /// The augmentation of training batches.
     augment: Option<crate::ops::AugmentOptions>,
     in_flight: VecDeque<wgpu::SubmissionIndex>,
+    /// Changes to the parameters and running statistics so far (training runs, loads): an
+    /// inference plan redoes the data it derives from them (packed and folded weights) when
+    /// this moved since its last run ([`Plan::prepared`]).
+    version: u64,
 }
 
 impl std::fmt::Debug for Model {
@@ -120,6 +125,7 @@ impl Model {
             label_smoothing: 0.0,
             augment: None,
             in_flight: VecDeque::new(),
+            version: 0,
         })
     }
 
@@ -348,9 +354,12 @@ impl Model {
             }
         }
         let ctx = self.ctx.clone();
+        let version = self.version;
         let plan = self.plan(batch, kind)?;
+        let part = part_to_run(plan, kind, version);
         if std::env::var_os("GCONV_PROFILE").is_some() {
-            let times = plan.profile(&ctx)?;
+            let times = plan.profile(&ctx, part)?;
+            plan.prepared.set(Some(version));
             let total: f64 = times.iter().map(|t| t.1).sum();
             eprintln!("step profile ({:.1} ms):", total * 1e3);
             for (label, t) in times {
@@ -361,14 +370,17 @@ impl Model {
         let mut encoder = ctx
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gconv step") });
-        plan.replay(&mut encoder);
+        plan.replay(&mut encoder, part);
         let index = ctx.submit(encoder.finish());
+        plan.prepared.set(Some(version));
         self.in_flight.push_back(index);
         Ok(())
     }
 
     fn step_state(&mut self) {
         self.step += 1;
+        // A training run changes the parameters or batch norm's running statistics.
+        self.version += 1;
         let factors = self.optimizer.factors(self.step, self.lr_scale);
         self.ctx.queue().write_buffer(
             self.shared.factors.buffer(),
@@ -392,6 +404,24 @@ impl Model {
         self.upload(kind, images, Some(labels), labels.len())?;
         self.step_state();
         self.submit(labels.len(), kind)
+    }
+
+    /// Submits the steps of the plan for `batch` and `kind` that derive data from the
+    /// parameters, where the plan's last run did not leave it for the current ones: what a
+    /// [`super::Session`] does once, so that the runs the host records skip those steps.
+    ///
+    /// # Errors
+    /// As the plan's compilation.
+    pub(crate) fn prepare_parameters(&mut self, batch: usize, kind: PlanKind) -> Result<()> {
+        let (ctx, version) = (self.ctx.clone(), self.version);
+        let plan = self.plan(batch, kind)?;
+        if plan.prepared.get() != Some(version) {
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            plan.replay(&mut encoder, Part::Parameters);
+            ctx.submit(encoder.finish());
+            plan.prepared.set(Some(version));
+        }
+        Ok(())
     }
 
     /// Forward, loss and backward without an update: afterwards [`Model::gradients`] holds the
@@ -456,7 +486,12 @@ impl Model {
             self.step_state();
         }
         let ctx = self.ctx.clone();
-        let timings = self.plan(labels.len(), kind)?.time_parts(&ctx, runs)?;
+        let version = self.version;
+        let plan = self.plan(labels.len(), kind)?;
+        // The rounds after the warm-up run what a step runs then.
+        let part = if train { Part::Whole } else { Part::Batch };
+        let timings = plan.time_parts(&ctx, runs, part)?;
+        plan.prepared.set(Some(version));
         self.take_metrics()?;
         Ok(timings)
     }
@@ -476,7 +511,7 @@ impl Model {
             .map(|_| {
                 let start = std::time::Instant::now();
                 let mut encoder = ctx.device().create_command_encoder(&Default::default());
-                plan.replay(&mut encoder);
+                plan.replay(&mut encoder, if train { Part::Whole } else { Part::Batch });
                 drop(encoder.finish());
                 start.elapsed().as_secs_f64()
             })
@@ -598,6 +633,7 @@ impl Model {
     /// # Errors
     /// [`Error::StateMismatch`] listing missing, unexpected and misshapen tensors.
     pub fn load_state_dict(&mut self, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+        self.version += 1;
         let entries = self.entries();
         self.write_named(&entries, tensors)
     }
@@ -731,4 +767,12 @@ fn initial_values(spec: &ParamSpec, rng: &mut StdRng) -> Vec<f32> {
         }
         Init::Normal(std) => (0..n).map(|_| std * normal()).collect(),
     }
+}
+
+/// What a run of `plan`, of `kind`, replays: a training plan every step (the parameters change
+/// with each), an inference plan all but the steps that derive data from the parameters where
+/// its last run left that data for the current parameters.
+fn part_to_run(plan: &Plan, kind: PlanKind, version: u64) -> Part {
+    let train = matches!(kind, PlanKind::Train { .. });
+    if train || plan.prepared.get() != Some(version) { Part::Whole } else { Part::Batch }
 }

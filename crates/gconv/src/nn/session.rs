@@ -4,7 +4,7 @@
 
 use super::model::Model;
 use super::plan::PlanKind;
-use crate::kernel::{Dispatch, Prepared, Shader, WG};
+use crate::kernel::{Dispatch, Part, Prepared, Shader, WG};
 use crate::{Error, Result, Tensor};
 
 /// What a session reads each time it is recorded.
@@ -112,6 +112,10 @@ impl Session {
         let target = built?;
         let ignored = vec![-100i32; batch];
         model.context().queue().write_buffer(target.buffer(), 0, bytemuck::cast_slice(&ignored));
+        // The data the plan derives from the parameters (packed and folded weights), made once
+        // in a submission of gconv's: the session's model never changes, and the host's
+        // submissions on the same queue come after it.
+        model.prepare_parameters(batch, kind)?;
         Ok(Session { model, batch, kind, texture: None })
     }
 
@@ -180,7 +184,7 @@ impl Session {
                 }
             }
         }
-        self.model.plan(self.batch, self.kind)?.replay(encoder);
+        self.model.plan(self.batch, self.kind)?.replay(encoder, Part::Batch);
         Ok(())
     }
 

@@ -12,7 +12,7 @@ mod record;
 
 use super::graph::Graph;
 use super::optim::Optimizer;
-use crate::kernel::{Recorder, Step};
+use crate::kernel::{Part, Recorder, Step};
 use crate::{Context, Error, Result, Tensor};
 
 /// What a plan does.
@@ -92,6 +92,9 @@ pub(crate) struct Plan {
     _augment: Option<(Tensor, Tensor)>,
     /// The steps of each node's forward and backward passes and of the step's other parts.
     marks: Vec<Mark>,
+    /// The parameters' version (`Model`'s count of changes to them) whose derived data (packed
+    /// and folded weights: `Part::Parameters`) the last run left in place.
+    pub prepared: std::cell::Cell<Option<u64>>,
 }
 
 /// A part of a step, for profiling.
@@ -166,7 +169,7 @@ impl Plan {
         let lowered = lower::lower(ctx, model.graph, batch, kind)?;
         let tensors = memory::allocate(ctx, &lowered, kind, batch)?;
         let mut steps = Vec::new();
-        let rec = &mut Recorder::Plan(&mut steps);
+        let rec = &mut Recorder::Plan { steps: &mut steps, parameters: false };
         let recording = record::Recording {
             ctx,
             model,
@@ -228,22 +231,29 @@ impl Plan {
             _tensors: tensors,
             _augment: augment,
             marks,
+            prepared: std::cell::Cell::new(None),
         })
     }
 
-    /// Runs the steps one by one and reports the time of each kernel (see `kernel::profile`).
-    pub(crate) fn profile(&self, ctx: &Context) -> Result<Vec<(&'static str, f64)>> {
-        crate::kernel::profile(ctx, &self.steps)
+    /// Runs `part` of the steps one by one and reports the time of each kernel (see
+    /// `kernel::profile`).
+    pub(crate) fn profile(&self, ctx: &Context, part: Part) -> Result<Vec<(&'static str, f64)>> {
+        crate::kernel::profile(ctx, &self.steps, part)
     }
 
-    /// Times every part of the plan (see `kernel::time_ranges`): `runs` rounds after a
-    /// warm-up, the median of each part.
-    pub(crate) fn time_parts(&self, ctx: &Context, runs: usize) -> Result<Vec<LayerTiming>> {
+    /// Times every part of the plan (see `kernel::time_ranges`): `runs` rounds of `part` of
+    /// the steps after a warm-up of them all, the median of each part.
+    pub(crate) fn time_parts(
+        &self,
+        ctx: &Context,
+        runs: usize,
+        part: Part,
+    ) -> Result<Vec<LayerTiming>> {
         let ranges: Vec<_> = self.marks.iter().map(|m| m.steps.clone()).collect();
-        crate::kernel::time_ranges(ctx, &self.steps, &ranges)?;
+        crate::kernel::time_ranges(ctx, &self.steps, &ranges, Part::Whole)?;
         let mut rounds = Vec::new();
         for _ in 0..runs.max(1) {
-            rounds.push(crate::kernel::time_ranges(ctx, &self.steps, &ranges)?);
+            rounds.push(crate::kernel::time_ranges(ctx, &self.steps, &ranges, part)?);
         }
         Ok(self
             .marks
@@ -262,8 +272,8 @@ impl Plan {
             .collect())
     }
 
-    /// Records the plan's steps into `encoder`.
-    pub(crate) fn replay(&self, encoder: &mut wgpu::CommandEncoder) {
-        crate::kernel::replay(&self.steps, encoder, "gconv step");
+    /// Records `part` of the plan's steps into `encoder`.
+    pub(crate) fn replay(&self, encoder: &mut wgpu::CommandEncoder, part: Part) {
+        crate::kernel::replay(&self.steps, part, encoder, "gconv step");
     }
 }

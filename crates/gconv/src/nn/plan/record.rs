@@ -90,7 +90,10 @@ impl Recording<'_> {
                     };
                     let param = |k: usize| self.param_of(bn, k).map(|p| &p.value);
                     let bn_affine = (param(0), param(1));
-                    record_batch_norm_fold(rec, (rm, rv), bn_affine, self.bias(i), *eps, affine)?;
+                    let stats = (rm, rv);
+                    rec.parameter_derived(|rec| {
+                        record_batch_norm_fold(rec, stats, bn_affine, self.bias(i), *eps, affine)
+                    })?;
                     let post = Post { affine: Some(affine), act: *act };
                     let io = ConvIo { post, ..ConvIo::new(x, self.weight(i)?, None, y) };
                     conv.record_forward(rec, &io, Some(&t.col))?;

@@ -50,6 +50,10 @@ struct Launch<'a> {
     textures: bool,
 }
 
+/// The binding of the layer's weight in every convolution kernel (conv_io.wgsl's `w`): its
+/// texture copy depends on the parameters alone ([`Recorder::parameter_derived`]).
+const WEIGHT_BINDING: u32 = 2;
+
 fn record(ctx: &Context, rec: &mut Recorder<'_>, l: &Launch<'_>) -> Result<()> {
     record_pieces(ctx, rec, l, &[l.params])
 }
@@ -78,6 +82,11 @@ fn record_pieces(
     let mut extra = Vec::new();
     for (i, (binding, tex_binding, t)) in l.inputs.iter().enumerate() {
         let view = match &flats {
+            Some(flats) if *binding == WEIGHT_BINDING => {
+                rec.parameter_derived(|rec| flats[i].record_copy(rec, t.buffer()));
+                buffers.push((*binding, &ctx.inner.dummy));
+                &flats[i].view
+            }
             Some(flats) => {
                 flats[i].record_copy(rec, t.buffer());
                 buffers.push((*binding, &ctx.inner.dummy));
@@ -158,7 +167,7 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
         entry,
         params: io.out_params(g.params(false, total)),
         grid: ctx.grid_1d(op, u64::from(total), WG)?,
-        inputs: &[(x_bindings.0, x_bindings.1, io.x), (2, 12, io.w)],
+        inputs: &[(x_bindings.0, x_bindings.1, io.x), (WEIGHT_BINDING, 12, io.w)],
         outputs: &[(3, b), (4, io.y.buffer())],
         textures,
     };
@@ -180,7 +189,7 @@ pub(super) fn tiles_forward_relu_pool(
         params: relu_pool_params(plan, io, pooling, total),
         grid: ctx.grid_1d(plan.op, u64::from(total), WG)?,
         // The tiles read x through grad_y's bindings (see tiles_3x3.wgsl).
-        inputs: &[(5, 13, io.x), (2, 12, io.w)],
+        inputs: &[(5, 13, io.x), (WEIGHT_BINDING, 12, io.w)],
         outputs: &relu_pool_outputs(ctx, io, pooling),
         textures: true,
     };
@@ -280,7 +289,7 @@ pub(super) fn backward(
         // The tiles and depthwise kernels read grad_y through grad_y's bindings, the direct
         // kernel through x's (it runs a forward kernel on grad_y).
         let grad_y_at = if let Direct::PerOutput { .. } = kernel { (1, 11) } else { (5, 13) };
-        let inputs = [(grad_y_at.0, grad_y_at.1, grad_y), (2, 12, w)];
+        let inputs = [(grad_y_at.0, grad_y_at.1, grad_y), (WEIGHT_BINDING, 12, w)];
         let grid = ctx.grid_1d(op, u64::from(params.total), WG)?;
         let launch =
             Launch { shader, entry, params, grid, inputs: &inputs, outputs: &outputs, textures };
@@ -435,9 +444,10 @@ pub(super) fn pooled_tap_weights(
     let params = g.params(false, check_u32(op, "weight texels", texels)?);
     let grid = ctx.grid_1d(op, texels as u64, WG)?;
     let entry = if by_output { "pack_taps_by_output" } else { "pack_taps_by_input" };
-    let buffers = [(2, w.buffer())];
+    let buffers = [(WEIGHT_BINDING, w.buffer())];
     let d = dispatch(Shader::ConvPooled, entry, &params, &buffers, grid);
-    ctx.record_with(pass.rec, &d, &[texture_entry(8, &packed.view)])?;
+    let texture = [texture_entry(8, &packed.view)];
+    pass.rec.parameter_derived(|rec| ctx.record_with(rec, &d, &texture))?;
     Ok(packed)
 }
 

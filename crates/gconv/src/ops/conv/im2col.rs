@@ -49,6 +49,7 @@ pub(super) fn forward(
         let mut gemm =
             Gemm::new(io.w, col, io.bias, (len, g.c_out, p, k), (0, k * p), (false, false));
         gemm.bias_per_row = true;
+        gemm.parameters.0 = true;
         gemm.offsets.2 = n0 * g.c_out * p;
         gemm.record(ctx, plan.op, pass.rec, io.y)?;
     }

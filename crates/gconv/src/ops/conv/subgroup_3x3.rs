@@ -90,7 +90,9 @@ pub(super) fn forward(
     // The kernel's view: rows are output channels, K runs over input channels.
     let params = ConvParams { c_in: g.c_out as u32, c_out: g.x.c as u32, ..g.params(false, 0) };
     let scratch = plan::scratch(ctx, col, pack_elems(g.c_out, g.x.c))?;
-    record_pack_3x3(ctx, op, pass.rec, (io.w, &scratch, &a), params, true)?;
+    pass.rec.parameter_derived(|rec| {
+        record_pack_3x3(ctx, op, rec, (io.w, &scratch, &a), params, true)
+    })?;
     if let Ok(mut kept) = plan.forward_pack.lock() {
         *kept = Some((io.w.buffer().clone(), a.clone()));
     }
@@ -130,7 +132,7 @@ pub(super) fn forward_rows(
     let src = Flat::new(ctx, 4 * rows.texels(chunk)).ok_or_else(|| no_texture(plan))?;
     // A texel per (output channel, source channel, kernel row).
     let pack = ("pack_conv_rows", io.w, (0, io.w.numel()), g.c_out * k_c * k_h);
-    record_pack_rows(ctx, op, pass.rec, pack, layer, &a.view)?;
+    pass.rec.parameter_derived(|rec| record_pack_rows(ctx, op, rec, pack, layer, &a.view))?;
     // The kernel's view: rows are output channels, K runs over (source channel, kernel row).
     let view = ConvParams {
         c_in: g.c_out as u32,

@@ -204,7 +204,8 @@ fn gemm_forward(
     // Output values per channel and sample.
     let outs = pool.map_or(p, |pl| pl.pooled[0] * pl.pooled[1]);
     let a = packed(plan, ctx, g.c_out, k, g.c_out)?;
-    record_pack(ctx, op, pass.rec, io.w.buffer(), None, &View::dense(0, k, false), &a)?;
+    let view = View::dense(0, k, false);
+    pass.rec.parameter_derived(|rec| record_pack(ctx, op, rec, io.w.buffer(), None, &view, &a))?;
     for n0 in (0..g.x.n).step_by(chunk) {
         let len = chunk.min(g.x.n - n0);
         let pooled = pool.map(|pl| pl.pooled);

@@ -47,6 +47,9 @@ pub(crate) struct Gemm<'a> {
     pub accumulate: bool,
     /// Bindings restricted to a byte range (binding, offset, size): chunks of large tensors.
     pub ranges: Vec<(u32, u64, u64)>,
+    /// Whether A / B is a layer's weight: packing it or copying it into a texture is a step
+    /// derived from parameters (`Recorder::parameter_derived`).
+    pub parameters: (bool, bool),
 }
 
 impl<'a> Gemm<'a> {
@@ -79,6 +82,7 @@ impl<'a> Gemm<'a> {
             relu: false,
             accumulate: false,
             ranges: Vec::new(),
+            parameters: (false, false),
         }
     }
 
@@ -419,6 +423,7 @@ pub(crate) fn record_linear(
         for n0 in (0..n).step_by(chunk) {
             let cn = chunk.min(n - n0);
             let mut g = Gemm::new(x, weight, bias, (1, cm, cn, k), (0, 0), (false, true));
+            g.parameters.1 = true;
             g.ldc = n;
             g.offsets.0 = if xr.is_some() { 0 } else { m0 * k };
             g.offsets.2 = n0 + if yr.is_some() { 0 } else { m0 * n };

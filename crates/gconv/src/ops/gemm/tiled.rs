@@ -537,7 +537,9 @@ fn pack_a(g: &Gemm<'_>, ctx: &Context, op: &'static str, rec: &mut Recorder<'_>)
         view.col_split = g.k;
         view.col_split_stride = g.kb_strides.0;
     }
-    record_pack(ctx, op, rec, g.a.buffer(), g.range(1), &view, &a)?;
+    let pack =
+        |rec: &mut Recorder<'_>| record_pack(ctx, op, rec, g.a.buffer(), g.range(1), &view, &a);
+    operand_steps(rec, g.parameters.0, pack)?;
     Ok(a)
 }
 
@@ -551,8 +553,20 @@ fn pack_b(g: &Gemm<'_>, ctx: &Context, op: &'static str, rec: &mut Recorder<'_>)
         view.row_split = g.k;
         view.row_split_stride = g.kb_strides.1;
     }
-    record_pack(ctx, op, rec, g.b.buffer(), g.range(2), &view, &b)?;
+    let pack =
+        |rec: &mut Recorder<'_>| record_pack(ctx, op, rec, g.b.buffer(), g.range(2), &view, &b);
+    operand_steps(rec, g.parameters.1, pack)?;
     Ok(b)
+}
+
+/// Records `f`'s steps, which pack or copy an operand, as derived from parameters where the
+/// operand is a weight (`parameter`, from [`Gemm::parameters`]).
+fn operand_steps<'r, T>(
+    rec: &mut Recorder<'r>,
+    parameter: bool,
+    f: impl FnOnce(&mut Recorder<'r>) -> T,
+) -> T {
+    if parameter { rec.parameter_derived(f) } else { f(rec) }
 }
 
 /// B, and A where its rows are whole texels, read in place from texture copies of their rows
@@ -596,12 +610,18 @@ fn in_place(
         output: [1, 1, u(op, "row length", g.ldb)?],
         ..bytemuck::Zeroable::zeroed()
     };
-    b.0.record_copy_texels(rec, g.b.buffer(), g.offsets.1 / 4, b.1.div_ceil(4));
+    let copy_b = |rec: &mut Recorder<'_>| {
+        b.0.record_copy_texels(rec, g.b.buffer(), g.offsets.1 / 4, b.1.div_ceil(4))
+    };
+    operand_steps(rec, g.parameters.1, copy_b);
     let gather = if g.trans.1 { Gather::AlongK } else { Gather::Planes };
     let b = Packed::implicit(&b.0, gather, params, g.k, g.n);
     let a = match a {
         Some((flat, elems)) => {
-            flat.record_copy_texels(rec, g.a.buffer(), g.offsets.0 / 4, elems.div_ceil(4));
+            let copy_a = |rec: &mut Recorder<'_>| {
+                flat.record_copy_texels(rec, g.a.buffer(), g.offsets.0 / 4, elems.div_ceil(4))
+            };
+            operand_steps(rec, g.parameters.0, copy_a);
             let gather = if g.trans.0 { Gather::Columns } else { Gather::AlongK };
             Packed::implicit(&flat, gather, params, g.m, g.k)
         }
