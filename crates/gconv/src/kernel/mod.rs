@@ -205,7 +205,7 @@ impl Context {
                 });
                 prepared.dispatch(&mut pass);
             }
-            Recorder::Plan { steps, parameters } => {
+            Recorder::Plan { steps, parameters, .. } => {
                 steps.push(Step { op: StepOp::Dispatch(prepared), parameters: *parameters })
             }
         }
@@ -380,8 +380,10 @@ pub(crate) enum Recorder<'a> {
     /// Record now.
     Encoder(&'a mut wgpu::CommandEncoder),
     /// Keep for replay; `parameters` marks the steps recorded inside
-    /// [`Recorder::parameter_derived`].
-    Plan { steps: &'a mut Vec<Step>, parameters: bool },
+    /// [`Recorder::parameter_derived`], and `kept` says whether the plan keeps what those
+    /// steps make from one run to the next (an inference plan: they run once per parameter
+    /// version, so packing a weight costs a run nothing).
+    Plan { steps: &'a mut Vec<Step>, parameters: bool, kept: bool },
 }
 
 impl Recorder<'_> {
@@ -408,10 +410,16 @@ impl Recorder<'_> {
     pub(crate) fn copy_op(&mut self, op: Copy) {
         match self {
             Recorder::Encoder(enc) => op.record(enc),
-            Recorder::Plan { steps, parameters } => {
+            Recorder::Plan { steps, parameters, .. } => {
                 steps.push(Step { op: StepOp::Copy(op), parameters: *parameters })
             }
         }
+    }
+
+    /// Whether what [`Recorder::parameter_derived`] steps make is kept from one run to the
+    /// next (see `Recorder::Plan`).
+    pub(crate) fn keeps_parameter_data(&self) -> bool {
+        matches!(self, Recorder::Plan { kept: true, .. })
     }
 
     /// Records with `f` steps that read only parameters (weights, biases, batch norm's

@@ -169,7 +169,8 @@ impl Plan {
         let lowered = lower::lower(ctx, model.graph, batch, kind)?;
         let tensors = memory::allocate(ctx, &lowered, kind, batch)?;
         let mut steps = Vec::new();
-        let rec = &mut Recorder::Plan { steps: &mut steps, parameters: false };
+        let train = matches!(kind, PlanKind::Train { .. });
+        let rec = &mut Recorder::Plan { steps: &mut steps, parameters: false, kept: !train };
         let recording = record::Recording {
             ctx,
             model,
@@ -177,7 +178,6 @@ impl Plan {
             t: &tensors,
             marks: Default::default(),
         };
-        let train = matches!(kind, PlanKind::Train { .. });
         // Training batches are augmented on the device: the host writes `raw`, the first
         // kernel writes the augmented batch where the forward pass reads it.
         let mut augment = None;

@@ -97,7 +97,7 @@ impl<'a> Gemm<'a> {
         check_u32(op, "first operand elements", self.a.numel())?;
         check_u32(op, "second operand elements", self.b.numel())?;
         check_u32(op, "output elements", c.numel())?;
-        match self.kernel(ctx) {
+        match self.kernel(ctx, rec.keeps_parameter_data()) {
             GemmKernel::Tiled => tiled::record_dense(self, ctx, op, rec, c),
             GemmKernel::Simple => simple::record(self, ctx, op, rec, c),
         }
@@ -105,13 +105,20 @@ impl<'a> Gemm<'a> {
 
     /// The one place a GEMM's kernel is chosen: the texture GEMM (its layout then follows the
     /// adapter, see [`tiled::record_gemm`]) where the strategy allows it, no dimension is below
-    /// 8 and both packed operands fit; the storage-buffer kernel otherwise.
-    fn kernel(&self, ctx: &Context) -> GemmKernel {
+    /// 8 and both packed operands fit; the storage-buffer kernel otherwise. `kept`: the plan
+    /// keeps what it derives from parameters between runs (`Recorder::keeps_parameter_data`).
+    fn kernel(&self, ctx: &Context, kept: bool) -> GemmKernel {
         let strategy = ctx.gemm_strategy();
         let kt = self.k * self.k_batches;
         // Packing costs a pass over both operands; a GEMM with a dimension below 8 (a Sobel
-        // filter's 2 output channels) runs faster on the storage-buffer kernel.
-        let small = self.m.min(self.n).min(kt) < 8;
+        // filter's 2 output channels) runs faster on the storage-buffer kernel. Not where B
+        // is a weight packed once (inference): a linear layer on a batch of one reads it as
+        // texels, 2.5 times as fast as the storage-buffer kernel on MobileNetV2's classifier.
+        let small = if kept && self.parameters.1 {
+            self.n.min(kt) < 8
+        } else {
+            self.m.min(self.n).min(kt) < 8
+        };
         let fits = Packed::fits(ctx, kt, self.m, self.batch)
             && Packed::fits(ctx, self.n, kt.div_ceil(4) * 4, self.batch);
         match strategy {
