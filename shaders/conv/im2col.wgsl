@@ -82,20 +82,29 @@ fn col2im(invocation: Invocation) {
 
 @group(0) @binding(8) var col_texture: texture_storage_2d<rgba32float, write>;
 
+// The texel (column texel q, row k) of im2col's texture that an invocation of a flat grid
+// writes: rows of ceil(total / 4) texels one after another (k = `rows` and past: none).
+fn col_texel(invocation: Invocation, rows: u32) -> vec2<u32> {
+    let t = divmod24(linear_index(invocation), (p.total + 3u) / 4u);
+    return vec2<u32>(t.y, min(t.x, rows));
+}
+
 // im2col straight into the tiled GEMM's B operand (see shared/gemm_epilogue.wgsl): texel (q, k) of the
 // texture is im2col_texel(q, k) (shared/im2col.wgsl: `im2col_sources`), x read from its flat
 // texture copy (x_tex, as a storage texture: with sampled fetches, about four per texel, a
 // 3x3 im2col cost several times its GEMM).
-// `total` is the number of columns (chunk * P). Grid: (texels per row, rows rounded to 4).
-// A workgroup writes 64 texels of one row: on lavapipe 8 x 8 workgroups, which write 8 texels
-// in each of 8 rows a texture row apart, made these stores about 5x slower (cache-set
-// conflicts at a wide texture's row stride).
-@compute @workgroup_size(64, 1, 1)
-fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let q = gid.x;
-    let k = gid.y;
+// `total` is the number of columns (chunk * P). One invocation per texel of the texture
+// (rows rounded to 4), a row's texels consecutive (`col_texel`): on lavapipe 8 x 8
+// workgroups, which write 8 texels in each of 8 rows a texture row apart, made these stores
+// about 5x slower (cache-set conflicts at a wide texture's row stride), and a workgroup per
+// row left most of its lanes idle where rows are short (a 7x7 map at batch 1: 13 texels).
+@compute @workgroup_size(WG)
+fn im2col_texture(invocation: Invocation) {
     let rows = (p.c_in * p.k_d * p.k_h * p.k_w + 3u) / 4u * 4u;
-    if q * 4u >= p.total + 3u || k >= rows { return; }
+    let at = col_texel(invocation, rows);
+    if at.y >= rows { return; }
+    let q = at.x;
+    let k = at.y;
     let s = im2col_sources(p, q, k);
     let v = vec4<f32>(x_value(s.at.x), x_value(s.at.y), x_value(s.at.z), x_value(s.at.w));
     textureStore(col_texture, vec2<u32>(q, k), select(vec4<f32>(0.0), v, s.inside));
@@ -105,11 +114,13 @@ fn im2col_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
 // multiple of 4 positions per sample: texel (q, k) is channel k's four consecutive elements
 // at the column's sample and position, one texel of x's flat copy (im2col_texture's general
 // path makes four fetches and the index arithmetic of four columns). Same grid.
-@compute @workgroup_size(64, 1, 1)
-fn im2col_pointwise(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let q = gid.x;
-    let k = gid.y;
-    if q * 4u >= p.total || k >= (p.c_in + 3u) / 4u * 4u { return; }
+@compute @workgroup_size(WG)
+fn im2col_pointwise(invocation: Invocation) {
+    let rows = (p.c_in + 3u) / 4u * 4u;
+    let texel = col_texel(invocation, rows);
+    if texel.y >= rows { return; }
+    let q = texel.x;
+    let k = texel.y;
     let positions = p.out_d * p.out_h * p.out_w;
     let at = divmod24(q * 4u, positions);
     var v = vec4<f32>(0.0);

@@ -144,22 +144,27 @@ pub(super) fn im2col_operand(
     let Some(col) = col else {
         return Ok(Packed::implicit(x, Gather::Im2col, params, k, cols));
     };
-    // 64 texels of one row per workgroup (see im2col_texture); in pooled order, kernels of
-    // stride 1 up to 7x7 have their own, one invocation per window and channel (a 3x3 one
-    // reading its patch at once), and a pointwise convolution one that copies a texel of x
-    // per texel.
+    // In pooled order, kernels of stride 1 up to 7x7 have their own, one invocation per
+    // window and channel (a 3x3 one reading its patch at once), 64 windows of a channel per
+    // workgroup; else one invocation per texel of the texture (see im2col_texture), and a
+    // pointwise convolution's copies a texel of x per texel.
     let texels = (cols.div_ceil(4) as u32).div_ceil(64);
+    let flat = |entry| -> Result<_> {
+        let invocations = cols.div_ceil(4) as u64 * col.tex_rows as u64;
+        Ok((entry, ctx.grid_1d(plan.op, invocations, WG)?))
+    };
     let (entry, groups) = if pooled.is_some() && plan.g.is_plain_3x3() {
         ("im2col_3x3_pooled", [texels, plan.g.x.c as u32, 1])
     } else if pooled.is_some() && plan.g.is_plain_up_to_7x7() {
         ("im2col_pooled", [texels, plan.g.x.c as u32, 1])
     } else if pooled.is_none() && plan.g.is_pointwise() && p % 4 == 0 {
-        ("im2col_pointwise", [texels, col.tex_rows as u32, 1])
+        flat("im2col_pointwise")?
     } else {
-        ("im2col_texture", [texels, col.tex_rows as u32, 1])
+        flat("im2col_texture")?
     };
+    let d = dispatch(Shader::ConvIm2col, entry, &params, &[], groups);
     let textures = [texture_entry(8, &col.view), texture_entry(11, &x.view)];
-    ctx.record_with(rec, &dispatch(Shader::ConvIm2col, entry, &params, &[], groups), &textures)?;
+    ctx.record_with(rec, &d, &textures)?;
     Ok(col.with_size(k, cols))
 }
 
