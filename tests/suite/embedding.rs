@@ -458,3 +458,12 @@ fn work_is_timed_on_the_devices_clock_where_it_has_one() {
         assert!(parts.len() > 10 && parts.iter().all(|p| p.seconds >= 0.0), "{}", parts.len());
     }
 }
+
+/// A host may hand a session (or a model) to another thread, or share it behind an `Arc`.
+#[test]
+fn models_and_sessions_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Model>();
+    check::<Session>();
+    check::<Context>();
+}

@@ -46,7 +46,7 @@ pub struct Model {
     in_flight: VecDeque<wgpu::SubmissionIndex>,
     /// Changes to the parameters and running statistics so far (training runs, loads): an
     /// inference plan redoes the data it derives from them (packed and folded weights) when
-    /// this moved since its last run ([`Plan::prepared`]).
+    /// this moved since its last run (`Plan::prepared_for`).
     version: u64,
 }
 
@@ -359,7 +359,7 @@ impl Model {
         let part = part_to_run(plan, kind, version);
         if std::env::var_os("GCONV_PROFILE").is_some() {
             let times = plan.profile(&ctx, part)?;
-            plan.prepared.set(Some(version));
+            plan.set_prepared(version);
             let total: f64 = times.iter().map(|t| t.1).sum();
             eprintln!("step profile ({:.1} ms):", total * 1e3);
             for (label, t) in times {
@@ -372,7 +372,7 @@ impl Model {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gconv step") });
         plan.replay(&mut encoder, part);
         let index = ctx.submit(encoder.finish());
-        plan.prepared.set(Some(version));
+        plan.set_prepared(version);
         self.in_flight.push_back(index);
         Ok(())
     }
@@ -415,11 +415,11 @@ impl Model {
     pub(crate) fn prepare_parameters(&mut self, batch: usize, kind: PlanKind) -> Result<()> {
         let (ctx, version) = (self.ctx.clone(), self.version);
         let plan = self.plan(batch, kind)?;
-        if plan.prepared.get() != Some(version) {
+        if !plan.prepared_for(version) {
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
             plan.replay(&mut encoder, Part::Parameters);
             ctx.submit(encoder.finish());
-            plan.prepared.set(Some(version));
+            plan.set_prepared(version);
         }
         Ok(())
     }
@@ -491,7 +491,7 @@ impl Model {
         // The rounds after the warm-up run what a step runs then.
         let part = if train { Part::Whole } else { Part::Batch };
         let timings = plan.time_parts(&ctx, runs, part)?;
-        plan.prepared.set(Some(version));
+        plan.set_prepared(version);
         self.take_metrics()?;
         Ok(timings)
     }
@@ -774,5 +774,5 @@ fn initial_values(spec: &ParamSpec, rng: &mut StdRng) -> Vec<f32> {
 /// its last run left that data for the current parameters.
 fn part_to_run(plan: &Plan, kind: PlanKind, version: u64) -> Part {
     let train = matches!(kind, PlanKind::Train { .. });
-    if train || plan.prepared.get() != Some(version) { Part::Whole } else { Part::Batch }
+    if train || !plan.prepared_for(version) { Part::Whole } else { Part::Batch }
 }

@@ -10,6 +10,8 @@ mod lower;
 mod memory;
 mod record;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::graph::Graph;
 use super::optim::Optimizer;
 use crate::kernel::{Part, Recorder, Step};
@@ -93,8 +95,9 @@ pub(crate) struct Plan {
     /// The steps of each node's forward and backward passes and of the step's other parts.
     marks: Vec<Mark>,
     /// The parameters' version (`Model`'s count of changes to them) whose derived data (packed
-    /// and folded weights: `Part::Parameters`) the last run left in place.
-    pub prepared: std::cell::Cell<Option<u64>>,
+    /// and folded weights: `Part::Parameters`) the last run left in place; `u64::MAX`: none.
+    /// Atomic so that a plan, and the model and session holding it, stay `Sync`.
+    prepared: AtomicU64,
 }
 
 /// A part of a step, for profiling.
@@ -231,7 +234,7 @@ impl Plan {
             _tensors: tensors,
             _augment: augment,
             marks,
-            prepared: std::cell::Cell::new(None),
+            prepared: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -270,6 +273,17 @@ impl Plan {
                 }
             })
             .collect())
+    }
+
+    /// Whether the data derived from the parameters is in place for their `version`.
+    pub(crate) fn prepared_for(&self, version: u64) -> bool {
+        self.prepared.load(Ordering::Relaxed) == version
+    }
+
+    /// Notes that a run (submitted, so ahead of any later one) derives the data from the
+    /// parameters of `version`.
+    pub(crate) fn set_prepared(&self, version: u64) {
+        self.prepared.store(version, Ordering::Relaxed);
     }
 
     /// Records `part` of the plan's steps into `encoder`.
