@@ -260,13 +260,20 @@ fn strip_row(plane: u32, sr: i32, c0: i32) -> Row10 {
     return Row10(Row6(l, m.xy), Row6(m, h));
 }
 
+// With FLIPPED the taps reversed in both directions: a depthwise convolution's data gradient
+// is this convolution of grad_y (padding 2 - pad) with the flipped kernel.
+override FLIPPED: bool = false;
+
 @compute @workgroup_size(WG)
 fn tiles_3x3_depthwise_strips(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
     let at = strip_at(idx, STRIP, 8u);
     let nc = at.nc;
-    let k = tile_weights(at.c * 9u);
+    var k = tile_weights(at.c * 9u);
+    if FLIPPED {
+        k = array<vec3<f32>, 3>(k[2].zyx, k[1].zyx, k[0].zyx);
+    }
     let st = conv_affine(at.c);
     let col0 = at.col0;
     let c0 = i32(col0) - i32(p.pad_w);

@@ -12,7 +12,9 @@
 //!   channels (a GEMM's K too short to pay for im2col) run on the 3x3 tiles; other depthwise
 //!   ones on the depthwise kernels. On GPUs a plain forward pass of either runs on the direct
 //!   kernel instead (no texture copies, four outputs of a row per invocation); a forward pass fused with
-//!   ReLU and a 2x2 max-pool keeps the tiles, whose epilogue pools. Their backward passes stay.
+//!   ReLU and a 2x2 max-pool keeps the tiles, whose epilogue pools. Their backward passes stay
+//!   (on CPU adapters a depthwise one's data gradient, padding up to 2, on the forward strips
+//!   over grad_y with the kernel flipped: `direct::depthwise_data_grad_by_strips`).
 //! - Convolutions of one group run on the texture GEMM, `chunk` samples per GEMM, where its
 //!   textures fit; else im2col into a storage buffer and the storage-buffer GEMM.
 //! - On CPU adapters with 8-lane subgroups, 2-D 3x3 convolutions of stride 1 and padding 1 (one
