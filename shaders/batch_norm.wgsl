@@ -194,6 +194,22 @@ fn batch_norm_fold(invocation: Invocation) {
 // or 8 to fit a row's elements.
 override PER: u32 = 8u;
 
+// With SPREAD (a channel's N * spatial elements fewer than PER per lane of a workgroup: the
+// later stages of a network), a 1-D grid of invocations each taking PER consecutive elements
+// of one channel, the channels one after another: a channel's coefficients are loaded by
+// ceil(count / PER) lanes instead of a workgroup's WG, most of which had one element each.
+override SPREAD: bool = false;
+
+// An apply invocation's channel, first element index and the step between its elements, for
+// a row of `count` elements; the channel is C or past where the invocation has none.
+fn apply_span(inv: Invocation, count: u32) -> vec3<u32> {
+    if SPREAD {
+        let t = divmod24(linear_index(inv), (count + PER - 1u) / PER);
+        return vec3<u32>(t.x, t.y * PER, 1u);
+    }
+    return vec3<u32>(inv.wg.y, inv.wg.x * PER * WG + inv.lid, WG);
+}
+
 // Elements per grid row: a plane's, or the channel's.
 fn element_count() -> u32 {
     return select(p.n * p.spatial, p.spatial, p.spatial >= WG);
@@ -209,11 +225,13 @@ fn element_index(inv: Invocation, ch: u32, i: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn batch_norm_apply(inv: Invocation) {
-    let ch = inv.wg.y;
-    let k = apply_coefficients(ch);
     let end = element_count();
+    let span = apply_span(inv, end);
+    let ch = span.x;
+    if ch >= p.c { return; }
+    let k = apply_coefficients(ch);
     for (var j = 0u; j < PER; j++) {
-        let i = (inv.wg.x * PER + j) * WG + inv.lid;
+        let i = span.y + j * span.z;
         if i < end {
             let at = element_index(inv, ch, i);
             y[at] = clamp1((x[at] - k.x) * k.y + k.z);
@@ -312,12 +330,14 @@ fn store_sums(ch: u32, lid: u32, sg: f32, sgx: f32) {
 // grad_x = a * grad_y + b + c * (x - mean), with the coefficients per channel.
 @compute @workgroup_size(WG)
 fn batch_norm_backward_apply(inv: Invocation) {
-    let ch = inv.wg.y;
+    let end = element_count();
+    let span = apply_span(inv, end);
+    let ch = span.x;
+    if ch >= p.c { return; }
     let k = backward_coefficients(ch);
     let f = apply_coefficients(ch);
-    let end = element_count();
     for (var j = 0u; j < PER; j++) {
-        let i = (inv.wg.x * PER + j) * WG + inv.lid;
+        let i = span.y + j * span.z;
         if i < end {
             let at = element_index(inv, ch, i);
             let d = x[at] - k.x;
@@ -435,11 +455,13 @@ fn quad_index(inv: Invocation, ch: u32, i: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn batch_norm_apply4(inv: Invocation) {
-    let ch = inv.wg.y;
-    let k = apply_coefficients(ch);
     let end = quad_count();
+    let span = apply_span(inv, end);
+    let ch = span.x;
+    if ch >= p.c { return; }
+    let k = apply_coefficients(ch);
     for (var j = 0u; j < PER; j++) {
-        let i = (inv.wg.x * PER + j) * WG + inv.lid;
+        let i = span.y + j * span.z;
         if i < end {
             let at = quad_index(inv, ch, i);
             y4[at] = clamp4((x4[at] - k.x) * k.y + k.z);
@@ -474,12 +496,14 @@ fn grad_sums4(ch: u32, first: u32, step: u32) -> vec2<f32> {
 
 @compute @workgroup_size(WG)
 fn batch_norm_backward_apply4(inv: Invocation) {
-    let ch = inv.wg.y;
+    let end = quad_count();
+    let span = apply_span(inv, end);
+    let ch = span.x;
+    if ch >= p.c { return; }
     let k = backward_coefficients(ch);
     let f = apply_coefficients(ch);
-    let end = quad_count();
     for (var j = 0u; j < PER; j++) {
-        let i = (inv.wg.x * PER + j) * WG + inv.lid;
+        let i = span.y + j * span.z;
         if i < end {
             let at = quad_index(inv, ch, i);
             let d = x4[at] - vec4<f32>(k.x);

@@ -253,7 +253,7 @@ pub(crate) fn record_batch_norm_fold(
 }
 
 /// The apply kernels' override constants (WG, PER) and grid.
-type ApplyLaunch = ([(&'static str, f64); 2], [u32; 3]);
+type ApplyLaunch = ([(&'static str, f64); 3], [u32; 3]);
 
 /// Quads per channel up to which a reduction over the channel (`batch_norm_stats4`,
 /// `batch_norm_backward_reduce4`) runs in one invocation (their `_lanes` variants) instead of a
@@ -298,7 +298,10 @@ fn workgroup_per_channel(op: &'static str, ctx: &crate::Context, c: usize) -> Re
 /// vec4 variants' elements are quads where planes hold whole quads): elements per
 /// invocation (`PER`: 1, 2, 4 or 8, about a row's elements per workgroup width, so that few
 /// invocations idle) and the grid, (blocks, C, N) where a plane is at least a workgroup wide,
-/// else (blocks, C, 1).
+/// else (blocks, C, 1); where a channel has fewer than 8 elements a lane (`SPREAD`), a 1-D
+/// grid of invocations taking up to 8 of one channel's each, so that a channel's coefficients
+/// are loaded a lane at a time by few lanes (MobileNetV2's 4x4 and 2x2 stages, batch 16:
+/// batch_norm_backward_apply4 about 0.9 ms a layer).
 fn apply_launch(
     ctx: &crate::Context,
     op: &'static str,
@@ -311,6 +314,13 @@ fn apply_launch(
     // The vec4 variants' elements are quads.
     let per_row = if spatial.is_multiple_of(4) { spatial / 4 } else { spatial };
     let (elements, samples) = if per_row >= wg { (per_row, n) } else { (n * per_row, 1) };
+    if samples == 1 && elements < wg * 8 {
+        let per = elements.clamp(1, 8).next_power_of_two();
+        let lanes = elements.div_ceil(per);
+        let grid = ctx.grid_1d(op, (c * lanes) as u64, WG)?;
+        let constants = [("WG", f64::from(WG)), ("PER", per as f64), ("SPREAD", 1.0)];
+        return Ok((constants, grid));
+    }
     let per = (elements / wg).clamp(1, 8).ilog2();
     let per = 1usize << per;
     let blocks = elements.div_ceil(wg * per);
@@ -323,7 +333,7 @@ fn apply_launch(
             ),
         ));
     }
-    let constants = [("WG", f64::from(WG)), ("PER", per as f64)];
+    let constants = [("WG", f64::from(WG)), ("PER", per as f64), ("SPREAD", 0.0)];
     Ok((constants, [blocks as u32, c as u32, samples as u32]))
 }
 
