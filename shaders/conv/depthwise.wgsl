@@ -193,29 +193,39 @@ fn s2_taps(r: DwS2Row, k: vec3<f32>) -> vec4<f32> {
     return r.k0 * k.x + r.k1 * k.y + r.k2 * k.z;
 }
 
-// depthwise_backward_input for the same layers: input columns iw0 .. iw0 + 3 (iw0 = 4m) gather
-// grad_y columns 2m .. 2m + 2 of the one or two rows whose windows reach input row ih
-// (tap kh with ih + 1 - kh even): column iw = iw0 + e takes tap kw where iw + 1 - kw is even.
+// depthwise_backward_input for the same layers, down strips of S2_STRIP input rows, with the
+// layer's parameters swapped (p.in_* grad_y's size, p.out_* grad_x's: `strip_at` walks grad_x
+// and `strip_store` writes it, a run of four as one vec4 where rows are whole texels). Input
+// columns iw0 .. iw0 + 3 (iw0 = 4m) gather grad_y columns 2m .. 2m + 2 of the one or two rows
+// whose windows reach input row ih (tap kh with ih + 1 - kh even): column iw = iw0 + e takes
+// tap kw where iw + 1 - kw is even. The channel's nine weights are read once per strip.
+// `total` = N * C * ceil(in_h / S2_STRIP) * ceil(in_w / 4).
 @compute @workgroup_size(WG)
-fn depthwise_3x3_s2_backward_input(invocation: Invocation) {
+fn depthwise_3x3_s2_backward_input_strips(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let at = dw_position(idx, 1u, p.in_h, p.in_w);
+    let at = strip_at(idx, S2_STRIP, 4u);
+    let k = array<vec3<f32>, 3>(w_row3(at.c, 0u), w_row3(at.c, 1u), w_row3(at.c, 2u));
     let iw0 = at.col0;
     let o0 = iw0 / 2u;
-    let inside = vec4<u32>(o0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.out_w);
-    var acc = vec4<f32>(0.0);
-    for (var kh = 0u; kh < 3u; kh++) {
-        let t = i32(at.h + 1u) - i32(kh);
-        let oh = t / 2;
-        if t < 0 || (t & 1) != 0 || oh >= i32(p.out_h) {
-            continue;
+    let inside = vec4<u32>(o0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.in_w);
+    let rows = min(S2_STRIP, p.out_h - at.row0);
+    for (var i = 0u; i < rows; i++) {
+        let ih = at.row0 + i;
+        var acc = vec4<f32>(0.0);
+        for (var kh = 0u; kh < 3u; kh++) {
+            let t = i32(ih + 1u) - i32(kh);
+            let oh = t / 2;
+            if t < 0 || (t & 1) != 0 || oh >= i32(p.in_h) {
+                continue;
+            }
+            let row = (at.nc * p.in_h + u32(oh)) * p.in_w + o0;
+            let g = select(vec4<f32>(0.0), grad_y4(row), inside);
+            let wk = k[kh];
+            acc += vec4<f32>(g.x * wk.y, g.y * wk.x + g.x * wk.z, g.y * wk.y, g.z * wk.x + g.y * wk.z);
         }
-        let g = select(vec4<f32>(0.0), grad_y4((at.nc * p.out_h + u32(oh)) * p.out_w + o0), inside);
-        let wk = w_row3(at.c, kh);
-        acc += vec4<f32>(g.x * wk.y, g.y * wk.x + g.x * wk.z, g.y * wk.y, g.z * wk.x + g.y * wk.z);
+        strip_store((at.nc * p.out_h + ih) * p.out_w, iw0, acc);
     }
-    dw_store((at.nc * p.in_h + at.h) * p.in_w, iw0, p.in_w, acc);
 }
 
 var<workgroup> depthwise_sums: array<f32, 64>;

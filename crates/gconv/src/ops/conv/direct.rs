@@ -295,16 +295,19 @@ pub(super) fn backward(
                 let outputs = vec![(3, &ctx.inner.dummy), (4, gx.buffer())];
                 (Shader::ConvTiles3x3, "tiles_3x3_backward_input", params, true, outputs)
             }
+            // Stride 2: down strips of grad_x's rows, the layer's parameters swapped.
+            Direct::Depthwise if g.is_3x3_stride_2() => {
+                let total = strips(gx.shape(), DEPTHWISE_S2_STRIP, 4);
+                let params = g.swapped_params(check_u32(op, "strips", total)?);
+                let outputs = vec![(4, gx.buffer())];
+                let entry = "depthwise_3x3_s2_backward_input_strips";
+                (Shader::ConvDepthwise, entry, params, true, outputs)
+            }
             Direct::Depthwise => {
                 let total = check_u32(op, "input elements", quads(gx.shape()))?;
                 let params = g.params(false, total);
                 let outputs = vec![(4, gx.buffer())];
-                let entry = if g.is_3x3_stride_2() {
-                    "depthwise_3x3_s2_backward_input"
-                } else {
-                    "depthwise_backward_input"
-                };
-                (Shader::ConvDepthwise, entry, params, true, outputs)
+                (Shader::ConvDepthwise, "depthwise_backward_input", params, true, outputs)
             }
             // A gather from grad_y into an "output" the size of x: the transposed
             // convolution's forward kernel for a convolution, and the other way round.
