@@ -15,7 +15,9 @@ use crate::kernel::{Recorder, Shader, WG, texture_entry};
 use crate::ops::activation::Act;
 use crate::ops::check_u32;
 use crate::ops::gemm::pack::{View, record_pack};
-use crate::ops::gemm::tiled::{Epilogue, PoolEpilogue, reads_transposed_a, record_gemm};
+use crate::ops::gemm::tiled::{
+    Epilogue, PoolEpilogue, reads_planes, reads_transposed_a, record_gemm,
+};
 use crate::ops::texture::{Flat, Gather, Packed};
 use crate::ops::uniforms::ConvParams;
 use crate::{Context, Error, Result, Tensor};
@@ -205,12 +207,12 @@ fn gemm_forward(
 ) -> Result<()> {
     let (plan, ctx) = (pass.plan, pass.ctx);
     let (op, g) = (plan.op, &plan.g);
-    let (k, p) = g.col_dims();
+    let p = g.col_dims().1;
     // Output values per channel and sample.
     let outs = pool.map_or(p, |pl| pl.pooled[0] * pl.pooled[1]);
-    let a = packed(plan, ctx, g.c_out, k, g.c_out)?;
-    let view = View::dense(0, k, false);
-    pass.rec.parameter_derived(|rec| record_pack(ctx, op, rec, io.w.buffer(), None, &view, &a))?;
+    // A gathered B (x's planes) puts its chunk's first sample in the parameters A shares.
+    let b_chunks = matches!(x, XSource::Operand(_)) && col.is_none() && chunk < g.x.n;
+    let a = forward_weight(pass, io.w, g.smallest_chunk(chunk) * outs, b_chunks)?;
     for n0 in (0..g.x.n).step_by(chunk) {
         let len = chunk.min(g.x.n - n0);
         let pooled = pool.map(|pl| pl.pooled);
@@ -227,6 +229,37 @@ fn gemm_forward(
         record_gemm(ctx, op, pass.rec, &a, &b, io.y, &epilogue)?;
     }
     Ok(())
+}
+
+/// W (C_out, K), the forward pass's A for GEMMs of at least `n_min` columns: read from W's copy
+/// in place (`Gather::AlongK`, its rows along K) where K is whole texels and those GEMMs run
+/// on the kernels that can ([`reads_planes`]), but not beside a B gathered chunk by chunk
+/// (`b_chunks`: the parameters they share hold B's first sample, which A would take for its
+/// own); packed (a pass through texture stores, MobileNetV2's training step 9 ms of them)
+/// otherwise. Either way a step derived from the parameters.
+fn forward_weight(
+    pass: &mut Pass<'_, '_>,
+    w: &Tensor,
+    n_min: usize,
+    b_chunks: bool,
+) -> Result<Packed> {
+    let (plan, ctx) = (pass.plan, pass.ctx);
+    let (k, c_out) = (plan.g.col_dims().0, plan.g.c_out);
+    if k.is_multiple_of(4)
+        && !b_chunks
+        && reads_planes(ctx, c_out, n_min, k / 4)
+        && let Some(flat) = Flat::of(ctx, w)
+    {
+        pass.rec.parameter_derived(|rec| flat.record_copy(rec, w.buffer()));
+        let row = check_u32(plan.op, "K", k)?;
+        let params = ConvParams { input: [1, 1, row], ..bytemuck::Zeroable::zeroed() };
+        return Ok(Packed::implicit(&flat, Gather::AlongK, params, c_out, k));
+    }
+    let a = packed(plan, ctx, c_out, k, c_out)?;
+    let view = View::dense(0, k, false);
+    pass.rec
+        .parameter_derived(|rec| record_pack(ctx, plan.op, rec, w.buffer(), None, &view, &a))?;
+    Ok(a)
 }
 
 /// Both gradients (`WeightGrad::Gemm`, and `DataGrad::Col2im`, `Implicit` or `Pointwise` when
