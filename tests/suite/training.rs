@@ -466,7 +466,8 @@ fn batch_norm_fused_with_its_clamp_matches_the_layers_apart() {
 /// must follow the parameters through a training step and through a load into a model that
 /// has already run, on every path that derives such data (LeNet's pooled first layer and
 /// linear layers, SimpleCNN's 3x3 tiles, ResNet's phase-row stem, 3x3 subgroup kernels and
-/// folded batch norm, MobileNetV2's pointwise GEMMs and depthwise layers).
+/// folded batch norm, MobileNetV2's pointwise GEMMs and depthwise layers, a transposed
+/// convolution's W^T as its adjoint's data gradient reads it).
 #[test]
 fn inference_follows_the_parameters_through_training_and_loading() {
     let models = [
@@ -474,6 +475,7 @@ fn inference_follows_the_parameters_through_training_and_loading() {
         ("simplecnn", [1, 28, 28]),
         ("resnet18", [3, 32, 32]),
         ("mobilenet_v2", [3, 32, 32]),
+        ("conv(1,8,k=3,p=1) relu convt(8,8,k=4,s=2,p=1) relu gap flatten linear(10)", [1, 28, 28]),
     ];
     for (name, input) in models {
         let config = ModelConfig { input, num_classes: 10 };
@@ -486,7 +488,13 @@ fn inference_follows_the_parameters_through_training_and_loading() {
         let logits = |m: &mut Model, x: &[f32]| {
             m.predict(x, batch).expect("predict").to_vec().expect("download")
         };
-        let model = |seed| Model::builtin(ctx(), name, &config, seed).expect("model");
+        let model = |seed| match name.contains('(') {
+            true => {
+                let graph = gconv::nn::parse_layers(name, &input).expect("spec");
+                Model::from_graph(ctx(), "spec", graph, seed).expect("model")
+            }
+            false => Model::builtin(ctx(), name, &config, seed).expect("model"),
+        };
         let mut a = model(1);
         let first = logits(&mut a, &x);
         let second = logits(&mut a, &other);

@@ -236,30 +236,44 @@ fn gemm_forward(
 /// on the kernels that can ([`reads_planes`]), but not beside a B gathered chunk by chunk
 /// (`b_chunks`: the parameters they share hold B's first sample, which A would take for its
 /// own); packed (a pass through texture stores, MobileNetV2's training step 9 ms of them)
-/// otherwise. Either way a step derived from the parameters.
+/// otherwise ([`weight_operand`]).
 fn forward_weight(
     pass: &mut Pass<'_, '_>,
     w: &Tensor,
     n_min: usize,
     b_chunks: bool,
 ) -> Result<Packed> {
+    let (k, c_out) = (pass.plan.g.col_dims().0, pass.plan.g.c_out);
+    let in_place = k.is_multiple_of(4) && !b_chunks && reads_planes(pass.ctx, c_out, n_min, k / 4);
+    weight_operand(pass, w, Gather::AlongK, in_place)
+}
+
+/// W as a GEMM operand, its rows K long: A as it lies (`Gather::AlongK`, C_out x K) or A^T's
+/// columns (`Gather::Columns`, W^T: K x C_out). Read in place from W's texture copy where
+/// `in_place` (the caller's rule) and the copy fits, else packed from W's view (transposed for
+/// W^T). Either way steps derived from the parameters alone.
+fn weight_operand(
+    pass: &mut Pass<'_, '_>,
+    w: &Tensor,
+    gather: Gather,
+    in_place: bool,
+) -> Result<Packed> {
     let (plan, ctx) = (pass.plan, pass.ctx);
     let (k, c_out) = (plan.g.col_dims().0, plan.g.c_out);
-    if k.is_multiple_of(4)
-        && !b_chunks
-        && reads_planes(ctx, c_out, n_min, k / 4)
-        && let Some(flat) = Flat::of(ctx, w)
-    {
+    let transposed = gather == Gather::Columns;
+    let (rows, cols) = if transposed { (k, c_out) } else { (c_out, k) };
+    if in_place && let Some(flat) = Flat::of(ctx, w) {
         pass.rec.parameter_derived(|rec| flat.record_copy(rec, w.buffer()));
         let row = check_u32(plan.op, "K", k)?;
         let params = ConvParams { input: [1, 1, row], ..bytemuck::Zeroable::zeroed() };
-        return Ok(Packed::implicit(&flat, Gather::AlongK, params, c_out, k));
+        return Ok(Packed::implicit(&flat, gather, params, rows, cols));
     }
-    let a = packed(plan, ctx, c_out, k, c_out)?;
-    let view = View::dense(0, k, false);
-    pass.rec
-        .parameter_derived(|rec| record_pack(ctx, plan.op, rec, w.buffer(), None, &view, &a))?;
-    Ok(a)
+    let operand = packed(plan, ctx, rows, cols, rows)?;
+    let view = View::dense(0, k, transposed);
+    let pack =
+        |rec: &mut Recorder<'_>| record_pack(ctx, plan.op, rec, w.buffer(), None, &view, &operand);
+    pass.rec.parameter_derived(pack)?;
+    Ok(operand)
 }
 
 /// Both gradients (`WeightGrad::Gemm`, and `DataGrad::Col2im`, `Implicit` or `Pointwise` when
@@ -422,23 +436,13 @@ pub(super) fn data_grad_textures(
 /// W^T (K, C_out), the data gradient's A for GEMMs of at least `n_min` columns: W's rows, K
 /// long, are its columns, so the subgroup GEMMs read it from W's copy in place
 /// ([`Gather::Columns`]) where K and C_out are whole texels and they run
-/// ([`reads_transposed_a`]); packed (a transposing pass through texture stores) otherwise.
+/// ([`reads_transposed_a`]); packed (a transposing pass through texture stores) otherwise
+/// ([`weight_operand`]).
 fn transposed_weight(pass: &mut Pass<'_, '_>, w: &Tensor, n_min: usize) -> Result<Packed> {
-    let (plan, ctx) = (pass.plan, pass.ctx);
-    let (k, c_out) = (plan.g.col_dims().0, plan.g.c_out);
+    let (k, c_out) = (pass.plan.g.col_dims().0, pass.plan.g.c_out);
     let whole = k.is_multiple_of(4) && c_out.is_multiple_of(4);
-    if whole
-        && reads_transposed_a(ctx, k, n_min, c_out / 4)
-        && let Some(flat) = Flat::of(ctx, w)
-    {
-        flat.record_copy(pass.rec, w.buffer());
-        let row = check_u32(plan.op, "K", k)?;
-        let params = ConvParams { input: [1, 1, row], ..bytemuck::Zeroable::zeroed() };
-        return Ok(Packed::implicit(&flat, Gather::Columns, params, k, c_out));
-    }
-    let w_t = packed(plan, ctx, k, c_out, k)?;
-    record_pack(ctx, plan.op, pass.rec, w.buffer(), None, &View::dense(0, k, true), &w_t)?;
-    Ok(w_t)
+    let in_place = whole && reads_transposed_a(pass.ctx, k, n_min, c_out / 4);
+    weight_operand(pass, w, Gather::Columns, in_place)
 }
 
 /// One chunk of the data gradient: grad_col = W^T @ `b` (grad_y's C_out x columns, in pooled
