@@ -356,7 +356,7 @@ impl Model {
         let ctx = self.ctx.clone();
         let version = self.version;
         let plan = self.plan(batch, kind)?;
-        let part = part_to_run(plan, kind, version);
+        let part = plan.next_part(version);
         if std::env::var_os("GCONV_PROFILE").is_some() {
             let times = plan.profile(&ctx, part)?;
             plan.set_prepared(version);
@@ -489,7 +489,7 @@ impl Model {
         let version = self.version;
         let plan = self.plan(labels.len(), kind)?;
         // The rounds after the warm-up run what a step runs then.
-        let part = if train { Part::Whole } else { Part::Batch };
+        let part = plan.steady_part();
         let timings = plan.time_parts(&ctx, runs, part)?;
         plan.set_prepared(version);
         self.take_metrics()?;
@@ -511,7 +511,7 @@ impl Model {
             .map(|_| {
                 let start = std::time::Instant::now();
                 let mut encoder = ctx.device().create_command_encoder(&Default::default());
-                plan.replay(&mut encoder, if train { Part::Whole } else { Part::Batch });
+                plan.replay(&mut encoder, plan.steady_part());
                 drop(encoder.finish());
                 start.elapsed().as_secs_f64()
             })
@@ -767,12 +767,4 @@ fn initial_values(spec: &ParamSpec, rng: &mut StdRng) -> Vec<f32> {
         }
         Init::Normal(std) => (0..n).map(|_| std * normal()).collect(),
     }
-}
-
-/// What a run of `plan`, of `kind`, replays: a training plan every step (the parameters change
-/// with each), an inference plan all but the steps that derive data from the parameters where
-/// its last run left that data for the current parameters.
-fn part_to_run(plan: &Plan, kind: PlanKind, version: u64) -> Part {
-    let train = matches!(kind, PlanKind::Train { .. });
-    if train || !plan.prepared_for(version) { Part::Whole } else { Part::Batch }
 }

@@ -98,6 +98,9 @@ pub(crate) struct Plan {
     /// and folded weights: `Part::Parameters`) the last run left in place; `u64::MAX`: none.
     /// Atomic so that a plan, and the model and session holding it, stay `Sync`.
     prepared: AtomicU64,
+    /// Whether runs keep that data from one to the next (an inference plan); a training plan
+    /// redoes it every step, its parameters changing with each.
+    kept: bool,
 }
 
 /// A part of a step, for profiling.
@@ -235,6 +238,7 @@ impl Plan {
             _augment: augment,
             marks,
             prepared: AtomicU64::new(u64::MAX),
+            kept: !train,
         })
     }
 
@@ -278,6 +282,17 @@ impl Plan {
     /// Whether the data derived from the parameters is in place for their `version`.
     pub(crate) fn prepared_for(&self, version: u64) -> bool {
         self.prepared.load(Ordering::Relaxed) == version
+    }
+
+    /// The part of the steps the next run replays: all but those deriving data from the
+    /// parameters where the plan keeps that data and it is in place for their `version`.
+    pub(crate) fn next_part(&self, version: u64) -> Part {
+        if self.kept && self.prepared_for(version) { Part::Batch } else { Part::Whole }
+    }
+
+    /// The part of the steps a run replays once that data is in place.
+    pub(crate) fn steady_part(&self) -> Part {
+        if self.kept { Part::Batch } else { Part::Whole }
     }
 
     /// Notes that a run (submitted, so ahead of any later one) derives the data from the
