@@ -142,7 +142,7 @@ fn depthwise_3x3_s2_strips(invocation: Invocation) {
         let bottom = dw_s2_row(nc, oh, 2u, 2u * ow0);
         let acc = s2_taps(top, w0) + s2_taps(dw_s2_row(nc, oh, 1u, 2u * ow0), w1)
             + s2_taps(bottom, w2);
-        strip_store((nc * p.out_h + oh) * p.out_w, ow0, conv_apply4(acc, st));
+        strip_store((at.out * p.out_h + oh) * p.out_w, ow0, conv_apply4(acc, st));
         top = bottom;
     }
 }
@@ -224,7 +224,7 @@ fn depthwise_3x3_s2_backward_input_strips(invocation: Invocation) {
             let wk = k[kh];
             acc += vec4<f32>(g.x * wk.y, g.y * wk.x + g.x * wk.z, g.y * wk.y, g.z * wk.x + g.y * wk.z);
         }
-        strip_store((at.nc * p.out_h + ih) * p.out_w, iw0, acc);
+        strip_store((at.out * p.out_h + ih) * p.out_w, iw0, acc);
     }
 }
 

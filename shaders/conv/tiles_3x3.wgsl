@@ -287,7 +287,7 @@ fn tiles_3x3_depthwise_strips(invocation: Invocation) {
         let r2 = strip_row(plane, top + 2 + i32(i), c0);
         let acc_a = dw_taps(r0.a, k[0]) + dw_taps(r1.a, k[1]) + dw_taps(r2.a, k[2]);
         let acc_b = dw_taps(r0.b, k[0]) + dw_taps(r1.b, k[1]) + dw_taps(r2.b, k[2]);
-        let at_row = (nc * p.out_h + row0 + i) * p.out_w;
+        let at_row = (at.out * p.out_h + row0 + i) * p.out_w;
         strip_store(at_row, col0, conv_apply4(acc_a, st));
         strip_store(at_row, col0 + 4u, conv_apply4(acc_b, st));
         r0 = r1;

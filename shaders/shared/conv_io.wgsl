@@ -122,18 +122,23 @@ fn conv_apply4(acc: vec4<f32>, st: vec2<f32>) -> vec4<f32> {
 }
 
 // Where invocation idx of a depthwise kernel over strips writes: `rows` output rows from row0
-// and `cols` columns from col0 of plane nc (channel c), on a grid of N * C * ceil(out_h / rows)
-// * ceil(out_w / cols) (2-D).
+// and `cols` columns from col0 of plane nc (channel c) of its source, and plane `out` of the
+// tensor it writes, on a grid of N * C * ceil(out_h / rows) * ceil(out_w / cols) (2-D). A
+// source too big for one texture copy is copied and dispatched a chunk of samples at a time,
+// from sample p.n_offset on (direct.rs's `record_by_samples`): nc counts from the chunk's
+// first plane, `out` from the output's.
 struct Strip {
     nc: u32,
     c: u32,
     row0: u32,
     col0: u32,
+    out: u32,
 }
 
 fn strip_at(idx: u32, rows: u32, cols: u32) -> Strip {
     let at = split3(idx, 1u, (p.out_h + rows - 1u) / rows, (p.out_w + cols - 1u) / cols);
-    return Strip(at.x, divmod24(at.x, p.c_out).y, at.z * rows, at.w * cols);
+    let c = divmod24(at.x, p.c_out).y;
+    return Strip(at.x, c, at.z * rows, at.w * cols, at.x + p.n_offset * p.c_out);
 }
 
 // Stores four values of a row, y[at + col0 ..], those from column `width` on left out.

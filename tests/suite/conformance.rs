@@ -256,7 +256,12 @@ fn random_depthwise_3x3_stride_2_forward_and_backward_match_reference() {
 }
 
 /// A depthwise 3x3 convolution of padding 1 and the given stride.
-fn depthwise_3x3(channels: usize, n: usize, size: Vec<usize>, stride: usize) -> ConvCase {
+pub(crate) fn depthwise_3x3(
+    channels: usize,
+    n: usize,
+    size: Vec<usize>,
+    stride: usize,
+) -> ConvCase {
     ConvCase {
         n,
         c_in: channels,

@@ -15,6 +15,7 @@ mod fused_batch_norm;
 mod fuzz;
 mod goldens;
 mod imported_layers;
+mod large_sources;
 mod onnx;
 mod optimizers;
 mod pointwise;

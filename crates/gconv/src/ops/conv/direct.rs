@@ -57,7 +57,10 @@ struct Launch<'a> {
 const WEIGHT_BINDING: u32 = 2;
 
 fn record(ctx: &Context, rec: &mut Recorder<'_>, l: &Launch<'_>) -> Result<()> {
-    record_pieces(ctx, rec, l, &[l.params])
+    match sample_chunk(ctx, l) {
+        Some(chunk) => record_by_samples(ctx, rec, l, chunk),
+        None => record_pieces(ctx, rec, l, &[l.params]),
+    }
 }
 
 /// [`record`] once for each of `pieces` (the launch's parameters for each piece of a sum
@@ -70,6 +73,87 @@ fn record_pieces(
 ) -> Result<()> {
     let flats: Option<Vec<Flat>> =
         if l.textures { l.inputs.iter().map(|(_, _, t)| Flat::of(ctx, t)).collect() } else { None };
+    if let Some(flats) = &flats {
+        for (flat, (binding, _, t)) in flats.iter().zip(l.inputs) {
+            if *binding == WEIGHT_BINDING {
+                rec.parameter_derived(|rec| flat.record_copy(rec, t.buffer()));
+            } else {
+                flat.record_copy(rec, t.buffer());
+            }
+        }
+    }
+    let pieces: Vec<_> = pieces.iter().map(|&params| (params, l.grid)).collect();
+    dispatch_launch(ctx, rec, l, flats.as_deref(), &pieces)
+}
+
+/// The samples per chunk of a strip kernel whose source does not fit a texture copy, where
+/// one does fit a chunk's: the whole would be read through storage-buffer loads, which
+/// lavapipe makes lane by lane (MobileNetV2's 96-channel 112x112 maps at batch 16, 77 MB
+/// against the 64 MiB budget: its stride-2 layer 38 ms, against about 5 ns an output where the
+/// source is copied). Halved until a chunk fits, so chunks come out even.
+fn sample_chunk(ctx: &Context, l: &Launch<'_>) -> Option<usize> {
+    let (_, _, src) = l.inputs.iter().find(|(binding, _, _)| *binding != WEIGHT_BINDING)?;
+    let n = src.shape().first().copied()?;
+    let per = src.numel() / n.max(1);
+    let whole = Flat::can_hold(ctx, src);
+    if !l.textures || !l.entry.ends_with("_strips") || whole || !per.is_multiple_of(4) {
+        return None;
+    }
+    let mut chunk = n;
+    while chunk > 1 && !Flat::fits(ctx, chunk * per) {
+        chunk = chunk.div_ceil(2);
+    }
+    Flat::fits(ctx, chunk * per).then_some(chunk)
+}
+
+/// [`record`] chunk by chunk of `chunk` samples: each chunk's source copied into one texture
+/// in turn and its strips dispatched with `n_offset` at its first sample (conv_io.wgsl's
+/// `strip_at` reads the copy from the chunk's first plane and writes the whole output).
+fn record_by_samples(
+    ctx: &Context,
+    rec: &mut Recorder<'_>,
+    l: &Launch<'_>,
+    chunk: usize,
+) -> Result<()> {
+    let mut flats = Vec::new();
+    let mut source = None;
+    for (binding, _, t) in l.inputs {
+        let per = t.numel() / t.shape()[0];
+        let flat =
+            if *binding == WEIGHT_BINDING { Flat::of(ctx, t) } else { Flat::new(ctx, chunk * per) };
+        let Some(flat) = flat.filter(|f| f.can_copy(t.buffer())) else {
+            return record_pieces(ctx, rec, l, &[l.params]);
+        };
+        if *binding == WEIGHT_BINDING {
+            rec.parameter_derived(|rec| flat.record_copy(rec, t.buffer()));
+        } else {
+            source = Some((flats.len(), t, per));
+        }
+        flats.push(flat);
+    }
+    let Some((at, src, per)) = source else { return record_pieces(ctx, rec, l, &[l.params]) };
+    let n = src.shape()[0];
+    let strips = l.params.total as usize / n;
+    for n0 in (0..n).step_by(chunk) {
+        let len = chunk.min(n - n0);
+        flats[at].record_copy_texels(rec, src.buffer(), n0 * per / 4, len * per / 4);
+        let total = (len * strips) as u32;
+        let params = ConvParams { n_offset: n0 as u32, total, ..l.params };
+        let grid = ctx.grid_1d(l.entry, u64::from(total), WG)?;
+        dispatch_launch(ctx, rec, l, Some(&flats), &[(params, grid)])?;
+    }
+    Ok(())
+}
+
+/// Dispatches the launch's kernel once for each (parameters, grid) of `pieces`, reading the
+/// inputs from `flats` (in the order of `l.inputs`) where given, else from their buffers.
+fn dispatch_launch(
+    ctx: &Context,
+    rec: &mut Recorder<'_>,
+    l: &Launch<'_>,
+    flats: Option<&[Flat]>,
+    pieces: &[(ConvParams, [u32; 3])],
+) -> Result<()> {
     let mut buffers: Vec<(u32, &wgpu::Buffer)> = l.outputs.to_vec();
     // The depthwise strips bind y (binding 4) again as texels (y_quads, binding 14) and store
     // runs of four through them where every output row is whole texels (ROW_QUADS,
@@ -83,14 +167,8 @@ fn record_pieces(
     let in_quads = strips && l.params.input[2].is_multiple_of(4);
     let mut extra = Vec::new();
     for (i, (binding, tex_binding, t)) in l.inputs.iter().enumerate() {
-        let view = match &flats {
-            Some(flats) if *binding == WEIGHT_BINDING => {
-                rec.parameter_derived(|rec| flats[i].record_copy(rec, t.buffer()));
-                buffers.push((*binding, &ctx.inner.dummy));
-                &flats[i].view
-            }
+        let view = match flats {
             Some(flats) => {
-                flats[i].record_copy(rec, t.buffer());
                 buffers.push((*binding, &ctx.inner.dummy));
                 &flats[i].view
             }
@@ -99,20 +177,19 @@ fn record_pieces(
                 &ctx.inner.dummy_texture
             }
         };
-        extra.push(crate::kernel::texture_entry(*tex_binding, view));
+        extra.push(texture_entry(*tex_binding, view));
     }
-    let flag = if flats.is_some() { 1.0 } else { 0.0 };
     let on = |b: bool| if b { 1.0 } else { 0.0 };
     let mut constants = vec![
         ("WG", WG as f64),
-        ("TEXTURE_INPUTS", flag),
+        ("TEXTURE_INPUTS", on(flats.is_some())),
         ("ROW_QUADS", on(row_quads)),
         ("IN_QUADS", on(in_quads)),
     ];
     constants.extend_from_slice(l.constants);
-    for params in pieces {
+    for (params, grid) in pieces {
         let params = bytemuck::bytes_of(params);
-        let d = Dispatch::new(l.shader, l.entry, params, &buffers, l.grid).constants(&constants);
+        let d = Dispatch::new(l.shader, l.entry, params, &buffers, *grid).constants(&constants);
         ctx.record_with(rec, &d, &extra)?;
     }
     Ok(())
