@@ -110,10 +110,13 @@ fn im2col_texture(invocation: Invocation) {
     textureStore(col_texture, vec2<u32>(q, k), select(vec4<f32>(0.0), v, s.inside));
 }
 
-// im2col_texture for a pointwise convolution (1x1 kernel, stride 1, no padding) with a
-// multiple of 4 positions per sample: texel (q, k) is channel k's four consecutive elements
-// at the column's sample and position, one texel of x's flat copy (im2col_texture's general
-// path makes four fetches and the index arithmetic of four columns). Same grid.
+// im2col_texture for a pointwise convolution (1x1 kernel, stride 1, no padding): texel (q, k)
+// is channel k's values at the four columns' samples and positions. Four columns within one
+// sample are four consecutive values of x: one texel of x's flat copy where a sample's
+// positions are whole texels, else two (`from_offset`); only a texel whose columns straddle
+// two samples (MobileNetV2's 7x7 stage: 3 in 49) or pass the last column takes a fetch per
+// column. im2col_texture's general path makes four fetches and the index arithmetic of four
+// columns every time. Same grid.
 @compute @workgroup_size(WG)
 fn im2col_pointwise(invocation: Invocation) {
     let rows = (p.c_in + 3u) / 4u * 4u;
@@ -125,7 +128,17 @@ fn im2col_pointwise(invocation: Invocation) {
     let at = divmod24(q * 4u, positions);
     var v = vec4<f32>(0.0);
     if k < p.c_in {
-        v = x_texel(((at.x + p.n_offset) * p.c_in + k) * (positions / 4u) + at.y / 4u);
+        let s = ((at.x + p.n_offset) * p.c_in + k) * positions + at.y;
+        if at.y + 3u < positions && q * 4u + 3u < p.total {
+            v = from_offset(x_texel(s / 4u), x_texel(s / 4u + 1u), s % 4u);
+        } else {
+            for (var e = 0u; e < 4u; e++) {
+                let c = divmod24(q * 4u + e, positions);
+                if q * 4u + e < p.total {
+                    v[e] = x_value(((c.x + p.n_offset) * p.c_in + k) * positions + c.y);
+                }
+            }
+        }
     }
     textureStore(col_texture, vec2<u32>(q, k), v);
 }

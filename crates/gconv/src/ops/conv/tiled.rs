@@ -159,7 +159,7 @@ pub(super) fn im2col_operand(
         ("im2col_3x3_pooled", [texels, plan.g.x.c as u32, 1])
     } else if pooled.is_some() && plan.g.is_plain_up_to_7x7() {
         ("im2col_pooled", [texels, plan.g.x.c as u32, 1])
-    } else if pooled.is_none() && plan.g.is_pointwise() && p % 4 == 0 {
+    } else if pooled.is_none() && plan.g.is_pointwise() {
         flat("im2col_pointwise")?
     } else {
         flat("im2col_texture")?
