@@ -403,6 +403,26 @@ fn steps_allocate_nothing(layout: gconv::GemmLayout, graph: Graph) {
     assert!(metrics.loss.is_finite(), "{metrics:?}");
 }
 
+/// A plan's nodes share the texture copies they take of their inputs (`kernel::TexturePool`):
+/// in inference, six more pointwise layers of one shape add their own weights, not a copy of
+/// their input each (512 KiB here). (Training keeps every layer's output for its backward
+/// pass, so there the copies are a smaller share; the bench reports both plans' memory.)
+#[test]
+fn a_plans_nodes_share_their_input_copies() {
+    let bytes = |layers: usize| {
+        // A context of its own: its byte counter holds this model's allocations alone.
+        let ctx = gconv::Context::new().expect("context");
+        let spec = vec!["conv(32,32,k=1) relu"; layers].join(" ") + " gap flatten linear(10)";
+        let graph = gconv::nn::parse_layers(&spec, &[32, 32, 32]).expect("spec");
+        let mut model = Model::from_graph(&ctx, "pointwise", graph, 1).expect("model");
+        model.predict(&vec![0.5f32; 4 * 32 * 32 * 32], 4).expect("predict");
+        ctx.counters().bytes
+    };
+    let copy = 4 * 32 * 32 * 32 * 4;
+    let more = bytes(8) - bytes(2);
+    assert!(more < copy, "six more layers took {more} bytes, a copy of an input {copy}");
+}
+
 #[test]
 fn a_model_that_only_infers_holds_no_gradients_or_optimizer_state() {
     // A context of its own: its byte counter holds this model's allocations alone.

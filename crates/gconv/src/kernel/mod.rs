@@ -382,9 +382,25 @@ pub(crate) enum Recorder<'a> {
     /// Keep for replay; `parameters` marks the steps recorded inside
     /// [`Recorder::parameter_derived`], and `kept` says whether the plan keeps what those
     /// steps make from one run to the next (an inference plan: they run once per parameter
-    /// version, so packing a weight costs a run nothing).
-    Plan { steps: &'a mut Vec<Step>, parameters: bool, kept: bool },
+    /// version, so packing a weight costs a run nothing); `textures` holds the copies of
+    /// activations its nodes share ([`TexturePool`]).
+    Plan { steps: &'a mut Vec<Step>, parameters: bool, kept: bool, textures: TexturePool },
 }
+
+/// The textures a plan's steps copy activations into for texel fetches (`Flat::copied`),
+/// shared between its nodes: a node takes a free one of the same format and size or makes
+/// one, and gives them all back once recorded (`Recording::mark`), so that a later node's
+/// copy overwrites it. Sound because a pooled texture is only ever written by its user's
+/// whole copy, recorded outside [`Recorder::parameter_derived`] steps (which an inference plan
+/// skips between parameter changes), and read by that node's kernels alone.
+#[derive(Default)]
+pub(crate) struct TexturePool {
+    free: Vec<PooledTexture>,
+    busy: Vec<PooledTexture>,
+}
+
+/// A pooled texture: its format and texels (the key), and the texture with its view.
+pub(crate) type PooledTexture = ((wgpu::TextureFormat, usize), wgpu::Texture, wgpu::TextureView);
 
 impl Recorder<'_> {
     pub(crate) fn copy(
@@ -413,6 +429,35 @@ impl Recorder<'_> {
             Recorder::Plan { steps, parameters, .. } => {
                 steps.push(Step { op: StepOp::Copy(op), parameters: *parameters })
             }
+        }
+    }
+
+    /// A free pooled texture of this format and size, now the current node's; `None` outside
+    /// a plan, inside [`Recorder::parameter_derived`], or where none is free.
+    pub(crate) fn take_texture(
+        &mut self,
+        key: (wgpu::TextureFormat, usize),
+    ) -> Option<(wgpu::Texture, wgpu::TextureView)> {
+        let Recorder::Plan { textures, parameters: false, .. } = self else { return None };
+        let at = textures.free.iter().position(|t| t.0 == key)?;
+        let t = textures.free.swap_remove(at);
+        textures.busy.push(t.clone());
+        Some((t.1, t.2))
+    }
+
+    /// Adds a texture made for the current node to the pool (in a plan, outside
+    /// [`Recorder::parameter_derived`]).
+    pub(crate) fn pool_texture(&mut self, t: PooledTexture) {
+        if let Recorder::Plan { textures, parameters: false, .. } = self {
+            textures.busy.push(t);
+        }
+    }
+
+    /// Gives the current node's pooled textures back: a node's steps are all recorded.
+    pub(crate) fn release_textures(&mut self) {
+        if let Recorder::Plan { textures, .. } = self {
+            let busy = std::mem::take(&mut textures.busy);
+            textures.free.extend(busy);
         }
     }
 

@@ -77,6 +77,42 @@ impl Flat {
         Some(Flat { texture, view, elems })
     }
 
+    /// A texture holding `elems` values of `buffer` from texel `first` on, its copy recorded;
+    /// `None` where it does not fit or the buffer cannot be copied. In a plan, outside
+    /// [`Recorder::parameter_derived`], it comes from the plan's pool
+    /// ([`crate::kernel::TexturePool`]): only the current node's kernels may read it, since
+    /// a later node's copy may overwrite it. Pooled textures are only written this way, each
+    /// user's copy covering the same texels, so none holds another's values past its own.
+    pub(crate) fn copied(
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        buffer: &wgpu::Buffer,
+        first: usize,
+        elems: usize,
+    ) -> Option<Flat> {
+        let texels = elems.div_ceil(4);
+        let copies = buffer.usage().contains(wgpu::BufferUsages::COPY_SRC);
+        if !Self::fits(ctx, elems) || !copies || buffer.size() < ((first + texels) * 16) as u64 {
+            return None;
+        }
+        let key = (wgpu::TextureFormat::Rgba32Float, elems);
+        let flat = match rec.take_texture(key) {
+            Some((texture, view)) => Flat { texture, view, elems },
+            None => {
+                let flat = Self::new(ctx, elems)?;
+                rec.pool_texture((key, flat.texture.clone(), flat.view.clone()));
+                flat
+            }
+        };
+        flat.record_copy_texels(rec, buffer, first, texels);
+        Some(flat)
+    }
+
+    /// [`Flat::copied`] of all of `t`.
+    pub(crate) fn copy_of(ctx: &Context, rec: &mut Recorder<'_>, t: &Tensor) -> Option<Flat> {
+        Self::copied(ctx, rec, t.buffer(), 0, t.numel())
+    }
+
     /// The values it holds.
     pub(crate) fn elems(&self) -> usize {
         self.elems

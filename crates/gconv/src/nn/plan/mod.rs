@@ -176,7 +176,9 @@ impl Plan {
         let tensors = memory::allocate(ctx, &lowered, kind, batch)?;
         let mut steps = Vec::new();
         let train = matches!(kind, PlanKind::Train { .. });
-        let rec = &mut Recorder::Plan { steps: &mut steps, parameters: false, kept: !train };
+        let textures = Default::default();
+        let rec =
+            &mut Recorder::Plan { steps: &mut steps, parameters: false, kept: !train, textures };
         let recording = record::Recording {
             ctx,
             model,

@@ -37,7 +37,15 @@ fn missing(node: usize) -> Error {
 
 impl Recording<'_> {
     /// Notes that steps `start..` of `rec` are node `node`'s (or the step's) `phase`.
-    pub(super) fn mark(&self, rec: &Recorder<'_>, node: Option<usize>, phase: Phase, start: usize) {
+    /// Its pooled textures go back to the pool ([`crate::kernel::TexturePool`]).
+    pub(super) fn mark(
+        &self,
+        rec: &mut Recorder<'_>,
+        node: Option<usize>,
+        phase: Phase,
+        start: usize,
+    ) {
+        rec.release_textures();
         let end = rec.len();
         if end > start {
             self.marks.borrow_mut().push(Mark { node, phase, steps: start..end });

@@ -71,17 +71,24 @@ fn record_pieces(
     l: &Launch<'_>,
     pieces: &[ConvParams],
 ) -> Result<()> {
-    let flats: Option<Vec<Flat>> =
-        if l.textures { l.inputs.iter().map(|(_, _, t)| Flat::of(ctx, t)).collect() } else { None };
-    if let Some(flats) = &flats {
-        for (flat, (binding, _, t)) in flats.iter().zip(l.inputs) {
-            if *binding == WEIGHT_BINDING {
-                rec.parameter_derived(|rec| flat.record_copy(rec, t.buffer()));
-            } else {
-                flat.record_copy(rec, t.buffer());
-            }
-        }
-    }
+    // Texture copies where every input has one: the weight's its own, derived from the
+    // parameters; the others' from the plan's pool.
+    let all_fit = l.inputs.iter().all(|(_, _, t)| Flat::can_hold(ctx, t));
+    let flats: Option<Vec<Flat>> = (l.textures && all_fit)
+        .then(|| {
+            l.inputs
+                .iter()
+                .map(|(binding, _, t)| {
+                    if *binding != WEIGHT_BINDING {
+                        return Flat::copy_of(ctx, rec, t);
+                    }
+                    let flat = Flat::of(ctx, t)?;
+                    rec.parameter_derived(|rec| flat.record_copy(rec, t.buffer()));
+                    Some(flat)
+                })
+                .collect()
+        })
+        .flatten();
     let pieces: Vec<_> = pieces.iter().map(|&params| (params, l.grid)).collect();
     dispatch_launch(ctx, rec, l, flats.as_deref(), &pieces)
 }
@@ -330,8 +337,7 @@ pub(super) fn pooled_forward(
     let [ph, pw] = pooling.pooled;
     let total = check_u32(op, "pooled windows", g.x.n * g.c_out.div_ceil(4) * ph * pw)?;
     let params = relu_pool_params(plan, io, pooling, total);
-    let x = Flat::of(ctx, io.x).ok_or_else(|| plan.mismatch())?;
-    x.record_copy(pass.rec, io.x.buffer());
+    let x = Flat::copy_of(ctx, pass.rec, io.x).ok_or_else(|| plan.mismatch())?;
     let taps = pooled_tap_weights(pass, io.w, true)?;
     let buffers = relu_pool_outputs(ctx, io, pooling);
     let grid = ctx.grid_1d(op, u64::from(total), WG)?;

@@ -92,11 +92,9 @@ pub(super) fn x_source<'t>(
 
 /// `t`'s texture copy, recorded.
 pub(super) fn copy_of(plan: &ConvPlan, rec: &mut Recorder<'_>, t: &Tensor) -> Result<Flat> {
-    let flat = Flat::of(t.context(), t).ok_or_else(|| {
+    Flat::copy_of(t.context(), rec, t).ok_or_else(|| {
         Error::invalid(plan.op, "no texture copy for the texture GEMM (an internal error)")
-    })?;
-    flat.record_copy(rec, t.buffer());
-    Ok(flat)
+    })
 }
 
 /// The parameters of im2col over samples [n0, n0 + len), in pooled order for a pooled size.

@@ -587,21 +587,29 @@ fn in_place(
     if !(plain && whole && reads_planes(ctx, g.m, g.n, g.k / 4)) {
         return Ok(None);
     }
-    // A texture copy of `rows` rows of `ld` values from `offset`, `used` of the last one read.
-    let copy = |t: &Tensor, offset: usize, (rows, ld, used): (usize, usize, usize)| {
+    // A texture copy of `rows` rows of `ld` values from `offset`, `used` of the last one read:
+    // a parameter's its own, derived from the parameters; an activation's from the plan's pool.
+    let mut copy = |t: &Tensor, offset: usize, (rows, ld, used), parameter: bool| {
         let elems = (rows - 1) * ld + used;
+        if !parameter {
+            return Flat::copied(ctx, rec, t.buffer(), offset / 4, elems);
+        }
         let fits = t.buffer().size() >= ((offset + elems) * 4) as u64;
-        Flat::new(ctx, elems).filter(|f| fits && f.can_copy(t.buffer())).map(|f| (f, elems))
+        let flat = Flat::new(ctx, elems).filter(|f| fits && f.can_copy(t.buffer()))?;
+        rec.parameter_derived(|rec| {
+            flat.record_copy_texels(rec, t.buffer(), offset / 4, elems.div_ceil(4))
+        });
+        Some(flat)
     };
     // B^T's N rows along K, or B's K rows of N columns (whole texels of them).
     let b_shape = if g.trans.1 { (g.n, g.ldb, g.k) } else { (g.k, g.ldb, g.n.div_ceil(4) * 4) };
-    let Some(b) = copy(g.b, g.offsets.1, b_shape) else {
+    let Some(b) = copy(g.b, g.offsets.1, b_shape, g.parameters.1) else {
         return Ok(None);
     };
     // A's M rows along K, or A^T's K rows of M columns (whole texels of them).
     let a_rows = g.lda.is_multiple_of(4) && g.offsets.0.is_multiple_of(4);
     let a_shape = if g.trans.0 { (g.k, g.lda, g.m.div_ceil(4) * 4) } else { (g.m, g.lda, g.k) };
-    let a = if a_rows { copy(g.a, g.offsets.0, a_shape) } else { None };
+    let a = if a_rows { copy(g.a, g.offsets.0, a_shape, g.parameters.0) } else { None };
     // Each operand's rows as planes of one sample: A's of `lda` values (the input's size), B's
     // of `ldb` (the output's).
     let params = ConvParams {
@@ -610,18 +618,10 @@ fn in_place(
         output: [1, 1, u(op, "row length", g.ldb)?],
         ..bytemuck::Zeroable::zeroed()
     };
-    let copy_b = |rec: &mut Recorder<'_>| {
-        b.0.record_copy_texels(rec, g.b.buffer(), g.offsets.1 / 4, b.1.div_ceil(4))
-    };
-    operand_steps(rec, g.parameters.1, copy_b);
     let gather = if g.trans.1 { Gather::AlongK } else { Gather::Planes };
-    let b = Packed::implicit(&b.0, gather, params, g.k, g.n);
+    let b = Packed::implicit(&b, gather, params, g.k, g.n);
     let a = match a {
-        Some((flat, elems)) => {
-            let copy_a = |rec: &mut Recorder<'_>| {
-                flat.record_copy_texels(rec, g.a.buffer(), g.offsets.0 / 4, elems.div_ceil(4))
-            };
-            operand_steps(rec, g.parameters.0, copy_a);
+        Some(flat) => {
             let gather = if g.trans.0 { Gather::Columns } else { Gather::AlongK };
             Packed::implicit(&flat, gather, params, g.m, g.k)
         }

@@ -342,10 +342,9 @@ impl PoolPlan {
         if !applies || quads >= 1 << 24 {
             return Ok(false);
         }
-        let Some(flat) = Flat::of(ctx, x) else {
+        let Some(flat) = Flat::copy_of(ctx, rec, x) else {
             return Ok(false);
         };
-        flat.record_copy(rec, x.buffer());
         let params = self.params(quads as u32)?;
         ctx.record_with(
             rec,
