@@ -131,14 +131,18 @@ fn record_by_samples(
         let Some(flat) = flat.filter(|f| f.can_copy(t.buffer())) else {
             return record_pieces(ctx, rec, l, &[l.params]);
         };
-        if *binding == WEIGHT_BINDING {
-            rec.parameter_derived(|rec| flat.record_copy(rec, t.buffer()));
-        } else {
+        if *binding != WEIGHT_BINDING {
             source = Some((flats.len(), t, per));
         }
         flats.push(flat);
     }
     let Some((at, src, per)) = source else { return record_pieces(ctx, rec, l, &[l.params]) };
+    // Every texture made: the weight's copy, derived from the parameters, once.
+    for (flat, (binding, _, t)) in flats.iter().zip(l.inputs) {
+        if *binding == WEIGHT_BINDING {
+            rec.parameter_derived(|rec| flat.record_copy(rec, t.buffer()));
+        }
+    }
     let n = src.shape()[0];
     let strips = l.params.total as usize / n;
     for n0 in (0..n).step_by(chunk) {
