@@ -90,11 +90,7 @@ impl Flat {
         first: usize,
         elems: usize,
     ) -> Option<Flat> {
-        let texels = elems.div_ceil(4);
-        let copies = buffer.usage().contains(wgpu::BufferUsages::COPY_SRC);
-        if !Self::fits(ctx, elems) || !copies || buffer.size() < ((first + texels) * 16) as u64 {
-            return None;
-        }
+        let texels = Self::copy_texels(ctx, buffer, first, elems)?;
         let key = (wgpu::TextureFormat::Rgba32Float, elems);
         let flat = match rec.take_texture(key) {
             Some((texture, view)) => Flat { texture, view, elems },
@@ -111,6 +107,41 @@ impl Flat {
     /// [`Flat::copied`] of all of `t`.
     pub(crate) fn copy_of(ctx: &Context, rec: &mut Recorder<'_>, t: &Tensor) -> Option<Flat> {
         Self::copied(ctx, rec, t.buffer(), 0, t.numel())
+    }
+
+    /// The same for a parameter's values (a weight): a texture of its own, its copy recorded
+    /// as derived from the parameters alone ([`Recorder::parameter_derived`]: an inference
+    /// plan replays it only after they change), so never the pool's.
+    pub(crate) fn derived(
+        ctx: &Context,
+        rec: &mut Recorder<'_>,
+        buffer: &wgpu::Buffer,
+        first: usize,
+        elems: usize,
+    ) -> Option<Flat> {
+        let texels = Self::copy_texels(ctx, buffer, first, elems)?;
+        let flat = Self::new(ctx, elems)?;
+        rec.parameter_derived(|rec| flat.record_copy_texels(rec, buffer, first, texels));
+        Some(flat)
+    }
+
+    /// [`Flat::derived`] of all of `t`.
+    pub(crate) fn derived_of(ctx: &Context, rec: &mut Recorder<'_>, t: &Tensor) -> Option<Flat> {
+        Self::derived(ctx, rec, t.buffer(), 0, t.numel())
+    }
+
+    /// The whole texels a copy of `elems` values of `buffer` from texel `first` on takes,
+    /// where the texture fits and the buffer allows the copy and holds them.
+    fn copy_texels(
+        ctx: &Context,
+        buffer: &wgpu::Buffer,
+        first: usize,
+        elems: usize,
+    ) -> Option<usize> {
+        let texels = elems.div_ceil(4);
+        let copies = buffer.usage().contains(wgpu::BufferUsages::COPY_SRC);
+        let holds = buffer.size() >= ((first + texels) * 16) as u64;
+        (Self::fits(ctx, elems) && copies && holds).then_some(texels)
     }
 
     /// The values it holds.

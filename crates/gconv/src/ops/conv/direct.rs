@@ -74,21 +74,15 @@ fn record_pieces(
     // Texture copies where every input has one: the weight's its own, derived from the
     // parameters; the others' from the plan's pool.
     let all_fit = l.inputs.iter().all(|(_, _, t)| Flat::can_hold(ctx, t));
-    let flats: Option<Vec<Flat>> = (l.textures && all_fit)
-        .then(|| {
-            l.inputs
-                .iter()
-                .map(|(binding, _, t)| {
-                    if *binding != WEIGHT_BINDING {
-                        return Flat::copy_of(ctx, rec, t);
-                    }
-                    let flat = Flat::of(ctx, t)?;
-                    rec.parameter_derived(|rec| flat.record_copy(rec, t.buffer()));
-                    Some(flat)
-                })
-                .collect()
-        })
-        .flatten();
+    let flats: Option<Vec<Flat>> = if l.textures && all_fit {
+        let copy = |(binding, _, t): &(u32, u32, &Tensor)| match *binding {
+            WEIGHT_BINDING => Flat::derived_of(ctx, rec, t),
+            _ => Flat::copy_of(ctx, rec, t),
+        };
+        l.inputs.iter().map(copy).collect()
+    } else {
+        None
+    };
     let pieces: Vec<_> = pieces.iter().map(|&params| (params, l.grid)).collect();
     dispatch_launch(ctx, rec, l, flats.as_deref(), &pieces)
 }
@@ -122,26 +116,20 @@ fn record_by_samples(
     l: &Launch<'_>,
     chunk: usize,
 ) -> Result<()> {
+    // The source's texture, which each chunk's copy fills in turn, then the weight's.
+    let Some(at) = l.inputs.iter().position(|(binding, _, _)| *binding != WEIGHT_BINDING) else {
+        return record_pieces(ctx, rec, l, &[l.params]);
+    };
+    let src = l.inputs[at].2;
+    let per = src.numel() / src.shape()[0];
+    let Some(chunk_flat) = Flat::new(ctx, chunk * per).filter(|f| f.can_copy(src.buffer())) else {
+        return record_pieces(ctx, rec, l, &[l.params]);
+    };
     let mut flats = Vec::new();
-    let mut source = None;
-    for (binding, _, t) in l.inputs {
-        let per = t.numel() / t.shape()[0];
-        let flat =
-            if *binding == WEIGHT_BINDING { Flat::of(ctx, t) } else { Flat::new(ctx, chunk * per) };
-        let Some(flat) = flat.filter(|f| f.can_copy(t.buffer())) else {
-            return record_pieces(ctx, rec, l, &[l.params]);
-        };
-        if *binding != WEIGHT_BINDING {
-            source = Some((flats.len(), t, per));
-        }
+    for (i, (_, _, t)) in l.inputs.iter().enumerate() {
+        let flat = if i == at { Some(chunk_flat.clone()) } else { Flat::derived_of(ctx, rec, t) };
+        let Some(flat) = flat else { return record_pieces(ctx, rec, l, &[l.params]) };
         flats.push(flat);
-    }
-    let Some((at, src, per)) = source else { return record_pieces(ctx, rec, l, &[l.params]) };
-    // Every texture made: the weight's copy, derived from the parameters, once.
-    for (flat, (binding, _, t)) in flats.iter().zip(l.inputs) {
-        if *binding == WEIGHT_BINDING {
-            rec.parameter_derived(|rec| flat.record_copy(rec, t.buffer()));
-        }
     }
     let n = src.shape()[0];
     let strips = l.params.total as usize / n;

@@ -147,7 +147,7 @@ pub(super) fn im2col_operand(
     // In pooled order, kernels of stride 1 up to 7x7 have their own, one invocation per
     // window and channel (a 3x3 one reading its patch at once), 64 windows of a channel per
     // workgroup; else one invocation per texel of the texture (see im2col_texture), and a
-    // pointwise convolution's copies a texel of x per texel.
+    // pointwise convolution's reads four columns of one sample as one or two texels of x.
     let texels = (cols.div_ceil(4) as u32).div_ceil(64);
     let flat = |entry| -> Result<_> {
         let invocations = cols.div_ceil(4) as u64 * col.tex_rows as u64;
@@ -260,8 +260,7 @@ fn weight_operand(
     let (k, c_out) = (plan.g.col_dims().0, plan.g.c_out);
     let transposed = gather == Gather::Columns;
     let (rows, cols) = if transposed { (k, c_out) } else { (c_out, k) };
-    if in_place && let Some(flat) = Flat::of(ctx, w) {
-        pass.rec.parameter_derived(|rec| flat.record_copy(rec, w.buffer()));
+    if in_place && let Some(flat) = Flat::derived_of(ctx, pass.rec, w) {
         let row = check_u32(plan.op, "K", k)?;
         let params = ConvParams { input: [1, 1, row], ..bytemuck::Zeroable::zeroed() };
         return Ok(Packed::implicit(&flat, gather, params, rows, cols));

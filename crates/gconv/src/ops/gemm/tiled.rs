@@ -591,15 +591,8 @@ fn in_place(
     // a parameter's its own, derived from the parameters; an activation's from the plan's pool.
     let mut copy = |t: &Tensor, offset: usize, (rows, ld, used), parameter: bool| {
         let elems = (rows - 1) * ld + used;
-        if !parameter {
-            return Flat::copied(ctx, rec, t.buffer(), offset / 4, elems);
-        }
-        let fits = t.buffer().size() >= ((offset + elems) * 4) as u64;
-        let flat = Flat::new(ctx, elems).filter(|f| fits && f.can_copy(t.buffer()))?;
-        rec.parameter_derived(|rec| {
-            flat.record_copy_texels(rec, t.buffer(), offset / 4, elems.div_ceil(4))
-        });
-        Some(flat)
+        let copy = if parameter { Flat::derived } else { Flat::copied };
+        copy(ctx, rec, t.buffer(), offset / 4, elems)
     };
     // B^T's N rows along K, or B's K rows of N columns (whole texels of them).
     let b_shape = if g.trans.1 { (g.n, g.ldb, g.k) } else { (g.k, g.ldb, g.n.div_ceil(4) * 4) };
