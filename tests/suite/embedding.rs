@@ -40,6 +40,8 @@ fn inputs(n: usize) -> Vec<f32> {
 fn a_session_on_the_hosts_buffer_matches_predict_and_leaves_submission_to_the_host() {
     let (device, queue) = host_device(wgpu::Limits::default());
     let ctx = Context::from_wgpu(device.clone(), queue.clone()).expect("context");
+    // The host's device: gconv leaves its driver's threads alone.
+    assert!(ctx.pinned_threads().is_empty());
     let per = 28 * 28;
     let x = inputs(3 * per + 5);
     // Two samples starting 5 floats into the host's buffer.

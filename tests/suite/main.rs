@@ -7,6 +7,7 @@ mod branches;
 mod common;
 mod conformance;
 mod conformance_pool;
+mod cpu_threads;
 mod datasets;
 mod embedding;
 mod errors;

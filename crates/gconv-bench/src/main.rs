@@ -141,12 +141,18 @@ fn gflops(flops: f64, seconds: f64) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let options = ContextOptions { adapter: args.adapter.clone() };
+    let options = ContextOptions { adapter: args.adapter.clone(), ..ContextOptions::from_env() };
     let ctx = Context::with_options(&options).context("no GPU adapter")?;
     let direct = Context::with_options(&options).context("no GPU adapter")?;
     direct.set_conv_strategy(ConvStrategy::Direct);
     let adapter = ctx.adapter_name();
     println!("gconv-bench on {adapter}{}", if args.quick { " (quick)" } else { "" });
+    // A CPU adapter's driver threads, one CPU each (gconv's cpu_threads.rs; GCONV_PIN_THREADS=0
+    // leaves them to the scheduler).
+    let pinned = ctx.pinned_threads().len();
+    if ctx.is_cpu_adapter() {
+        println!("driver threads pinned to one CPU each: {pinned}");
+    }
     let repeat = if args.quick {
         Repeat { warmup: 1, runs: 1, budget: 0.0 }
     } else {
@@ -208,6 +214,7 @@ PyTorch and ONNX Runtime not run: {why}"
     }
     let report = json!({
         "adapter": adapter,
+        "pinned_threads": pinned,
         "quick": args.quick,
         "gemm": gemm,
         "conv": conv,

@@ -123,6 +123,7 @@ fn main() {
 fn context(adapter: Option<&str>) -> Result<gconv::Context> {
     Ok(gconv::Context::with_options(&gconv::ContextOptions {
         adapter: adapter.map(str::to_string),
+        ..gconv::ContextOptions::from_env()
     })?)
 }
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::cpu_threads::{self, PinnedThread};
 use crate::kernel::PipelineKey;
 use crate::{Error, Result};
 
@@ -52,6 +53,9 @@ pub(crate) struct Inner {
     pub(crate) subgroups_enabled: AtomicBool,
     /// What gconv has created and submitted so far (see [`Context::counters`]).
     pub(crate) counters: [AtomicU64; 5],
+    /// The CPU adapter's threads pinned when the context opened it (see
+    /// [`Context::pinned_threads`]).
+    pub(crate) pinned: Vec<PinnedThread>,
 }
 
 /// Totals of what gconv has created and submitted on a context: a training step after the
@@ -148,19 +152,32 @@ impl GemmStrategy {
     }
 }
 
-/// How [`Context::with_options`] chooses its adapter.
-#[derive(Clone, Debug, Default)]
+/// How [`Context::with_options`] chooses its adapter and sets it up.
+#[derive(Clone, Debug)]
 pub struct ContextOptions {
     /// An adapter index (as [`adapters`] lists them) or a case-insensitive part of its name.
     /// `None`: the first of [`adapters`], which puts discrete GPUs first and CPU adapters last.
     pub adapter: Option<String>,
+    /// On a CPU adapter (lavapipe), pin the worker threads its driver starts to one CPU each
+    /// (Linux; see [`Context::pinned_threads`]). On by default.
+    pub pin_cpu_threads: bool,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions { adapter: None, pin_cpu_threads: true }
+    }
 }
 
 impl ContextOptions {
-    /// Options from the environment: [`ADAPTER_ENV`] picks the adapter; wgpu's own
+    /// Options from the environment: [`ADAPTER_ENV`] picks the adapter,
+    /// [`crate::PIN_THREADS_ENV`] set to `0` keeps a CPU adapter's threads unpinned; wgpu's own
     /// `WGPU_BACKEND` restricts the backends searched.
     pub fn from_env() -> Self {
-        ContextOptions { adapter: std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty()) }
+        ContextOptions {
+            adapter: std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty()),
+            pin_cpu_threads: cpu_threads::pinning_allowed(),
+        }
     }
 }
 
@@ -238,6 +255,8 @@ impl Context {
     /// # Errors
     /// As [`Context::new`].
     pub fn with_options(options: &ContextOptions) -> Result<Self> {
+        // The threads before the driver starts its own (cpu_threads.rs).
+        let before = cpu_threads::snapshot();
         let instance = instance();
         let list = sorted_adapters(&instance);
         if list.is_empty() {
@@ -278,7 +297,12 @@ impl Context {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             eprintln!("gconv: uncaptured GPU error: {e}");
         }));
-        Ok(Self::build(device, queue, Some(info)))
+        let pinned = if options.pin_cpu_threads && info.device_type == wgpu::DeviceType::Cpu {
+            cpu_threads::spread(&before)
+        } else {
+            Vec::new()
+        };
+        Ok(Self::build(device, queue, Some(info), pinned))
     }
 
     /// Wraps a device and queue that the host application already owns, so gconv runs on the
@@ -296,10 +320,15 @@ impl Context {
                 return Err(Error::Limit { name, required, actual });
             }
         }
-        Ok(Self::build(device, queue, None))
+        Ok(Self::build(device, queue, None, Vec::new()))
     }
 
-    fn build(device: wgpu::Device, queue: wgpu::Queue, info: Option<wgpu::AdapterInfo>) -> Self {
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: Option<wgpu::AdapterInfo>,
+        pinned: Vec<PinnedThread>,
+    ) -> Self {
         let limits = device.limits();
         let adapter = device.adapter_info();
         let cpu = adapter.device_type == wgpu::DeviceType::Cpu;
@@ -351,6 +380,7 @@ impl Context {
                 subgroup8,
                 subgroups_enabled: AtomicBool::new(true),
                 counters: Default::default(),
+                pinned,
             }),
         }
     }
@@ -382,6 +412,14 @@ impl Context {
     /// adapter info, so also for a host's device.
     pub fn is_cpu_adapter(&self) -> bool {
         self.inner.cpu
+    }
+
+    /// The threads of a CPU adapter's driver that this context pinned to one CPU each when it
+    /// opened the adapter (Linux, [`ContextOptions::pin_cpu_threads`]): lavapipe's workers and
+    /// its queue thread, which Linux otherwise often crowds onto one CPU. Empty on GPUs, on a
+    /// host's device, with fewer than two CPUs to spread over, or with pinning off.
+    pub fn pinned_threads(&self) -> &[PinnedThread] {
+        &self.inner.pinned
     }
 
     /// The device's limits.

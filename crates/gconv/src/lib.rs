@@ -23,6 +23,7 @@
 //! on the host's buffers directly.
 
 mod context;
+mod cpu_threads;
 pub mod data;
 mod error;
 pub mod kernel;
@@ -35,6 +36,7 @@ pub use context::{
     ADAPTER_ENV, AdapterSummary, Context, ContextOptions, ConvStrategy, Counters, GemmLayout,
     GemmStrategy, LimitCheck, REQUIRED_LIMITS, adapters,
 };
+pub use cpu_threads::{PIN_THREADS_ENV, PinnedThread};
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor, numel};
 pub use wgpu;

@@ -1,0 +1,54 @@
+//! A CPU adapter's driver threads, pinned to one CPU each (gconv's cpu_threads.rs): lavapipe's
+//! workers otherwise often share one CPU while another idles.
+
+use gconv::{Context, ContextOptions};
+
+/// The CPUs a `Cpus_allowed_list` line of /proc names ("0-1,4").
+fn cpu_list(line: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in line.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(lo.parse::<usize>().expect("a CPU")..=hi.parse::<usize>().expect("a CPU"));
+    }
+    cpus
+}
+
+/// The CPUs Linux lets a thread of this process run on.
+fn allowed(status: &str) -> Vec<usize> {
+    let text = std::fs::read_to_string(status).expect("a thread's status");
+    let line = text.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("a list");
+    cpu_list(line)
+}
+
+#[test]
+fn a_cpu_adapters_threads_are_spread_over_the_cpus_and_stay_put_when_asked() {
+    let options = ContextOptions::default();
+    let ctx = Context::with_options(&options).expect("context");
+    if !cfg!(target_os = "linux") || !ctx.is_cpu_adapter() {
+        // Only a CPU adapter's threads, and only on Linux.
+        assert!(ctx.pinned_threads().is_empty());
+        return;
+    }
+    let cpus = allowed("/proc/thread-self/status");
+    let pinned = ctx.pinned_threads();
+    if cpus.len() < 2 {
+        assert!(pinned.is_empty(), "one CPU: nothing to spread, yet {pinned:?}");
+        return;
+    }
+    // lavapipe starts a worker a CPU and a queue thread.
+    assert!(pinned.len() >= 2, "pinned {pinned:?} on CPUs {cpus:?}");
+    for pair in pinned.windows(2) {
+        assert_ne!(pair[0].cpu, pair[1].cpu, "consecutive threads on one CPU: {pinned:?}");
+    }
+    for p in pinned {
+        assert!(cpus.contains(&p.cpu), "{p:?} outside {cpus:?}");
+        assert_eq!(allowed(&format!("/proc/self/task/{}/status", p.thread)), [p.cpu]);
+    }
+    // The context works with its threads pinned.
+    let x = gconv::Tensor::from_slice(&ctx, &[1.0, -2.0, 3.0, -4.0], &[4]).expect("tensor");
+    assert_eq!(gconv::ops::relu(&x).expect("relu").to_vec().expect("read"), [1.0, 0.0, 3.0, 0.0]);
+
+    let off = Context::with_options(&ContextOptions { pin_cpu_threads: false, ..options })
+        .expect("second context");
+    assert!(off.pinned_threads().is_empty());
+}
