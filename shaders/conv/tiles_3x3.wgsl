@@ -280,18 +280,47 @@ fn tiles_3x3_depthwise_strips(invocation: Invocation) {
     let row0 = at.row0;
     let plane = nc * p.in_h;
     let top = i32(row0) - i32(p.pad_h);
-    var r0 = strip_row(plane, top, c0);
-    var r1 = strip_row(plane, top + 1, c0);
-    let rows = min(STRIP, p.out_h - row0);
-    for (var i = 0u; i < rows; i++) {
-        let r2 = strip_row(plane, top + 2 + i32(i), c0);
-        let acc_a = dw_taps(r0.a, k[0]) + dw_taps(r1.a, k[1]) + dw_taps(r2.a, k[2]);
-        let acc_b = dw_taps(r0.b, k[0]) + dw_taps(r1.b, k[1]) + dw_taps(r2.b, k[2]);
-        let at_row = (at.out * p.out_h + row0 + i) * p.out_w;
-        strip_store(at_row, col0, conv_apply4(acc_a, st));
-        strip_store(at_row, col0 + 4u, conv_apply4(acc_b, st));
-        r0 = r1;
-        r1 = r2;
+    let o = StripOut(k, st, (at.out * p.out_h + row0) * p.out_w, col0, min(STRIP, p.out_h - row0));
+    // Written out row by row (STRIP = 8): a loop's carried rows would cost a masked copy of
+    // each value every row on lavapipe (about 1.1x).
+    let r0 = strip_row(plane, top, c0);
+    let r1 = strip_row(plane, top + 1, c0);
+    let r2 = strip_row(plane, top + 2, c0);
+    strip_out(o, r0, r1, r2, 0u);
+    let r3 = strip_row(plane, top + 3, c0);
+    strip_out(o, r1, r2, r3, 1u);
+    let r4 = strip_row(plane, top + 4, c0);
+    strip_out(o, r2, r3, r4, 2u);
+    let r5 = strip_row(plane, top + 5, c0);
+    strip_out(o, r3, r4, r5, 3u);
+    let r6 = strip_row(plane, top + 6, c0);
+    strip_out(o, r4, r5, r6, 4u);
+    let r7 = strip_row(plane, top + 7, c0);
+    strip_out(o, r5, r6, r7, 5u);
+    let r8 = strip_row(plane, top + 8, c0);
+    strip_out(o, r6, r7, r8, 6u);
+    let r9 = strip_row(plane, top + 9, c0);
+    strip_out(o, r7, r8, r9, 7u);
+}
+
+// What a strip's rows share: the weights, the channel's scale and shift, where its first row
+// goes in the output, its first column, and how many of its rows lie inside the plane.
+struct StripOut {
+    k: array<vec3<f32>, 3>,
+    st: vec2<f32>,
+    at_row: u32,
+    col0: u32,
+    rows: u32,
+}
+
+// Output row i of a strip from its three source rows, stored if it lies inside the plane.
+fn strip_out(o: StripOut, r0: Row10, r1: Row10, r2: Row10, i: u32) {
+    let acc_a = dw_taps(r0.a, o.k[0]) + dw_taps(r1.a, o.k[1]) + dw_taps(r2.a, o.k[2]);
+    let acc_b = dw_taps(r0.b, o.k[0]) + dw_taps(r1.b, o.k[1]) + dw_taps(r2.b, o.k[2]);
+    if i < o.rows {
+        let at = o.at_row + i * p.out_w;
+        strip_store(at, o.col0, conv_apply4(acc_a, o.st));
+        strip_store(at, o.col0 + 4u, conv_apply4(acc_b, o.st));
     }
 }
 
