@@ -16,7 +16,9 @@
 //! as llvmpipe's `llvmpipe-N` rasterizer threads, are left), each to one CPU in turn of those
 //! this process may run on, so consecutive workers get different CPUs. It never touches the
 //! threads of a host's device ([`Context::from_wgpu`](crate::Context::from_wgpu)) or any thread
-//! it did not see start; `GCONV_PIN_THREADS=0` turns it off.
+//! it did not see start; `GCONV_PIN_THREADS=0` turns it off. A thread that names itself only
+//! once it runs can be pinned before it does (Mesa's disk-cache queue, which then widens its
+//! own affinity again); it comes after the workers, so they keep their CPUs.
 
 /// The environment variable that, set to `0`, keeps a CPU adapter's threads unpinned.
 pub const PIN_THREADS_ENV: &str = "GCONV_PIN_THREADS";
