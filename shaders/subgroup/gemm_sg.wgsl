@@ -8,18 +8,21 @@
 // need the same texels of A: instead of eight identical fetches of each, lane l fetches row l of
 // each 8-row group and `subgroupBroadcast` hands every row to every lane (one fetch of A per 8
 // rows; B's 16 fetches per step of K are unchanged). On lavapipe about 1.3x on a whole GEMM.
-// Workgroups are one-dimensional (naga requires it for subgroup_invocation_id): 64 invocations,
-// lane = column block within 8, local_invocation_index / 8 = row block (GEMM_WG_X = 8's tiles).
-// No lane returns before the loop: a broadcast reads lanes that must still run (a subgroup's
-// rows are common, so only whole subgroups return).
+// Workgroups are one-dimensional (naga requires it for subgroup_invocation_id): lane = column
+// block within 8, local_invocation_index / 8 = row block. gemm_sg_r16 / r8 take WG / 8 row
+// blocks a workgroup (1 to 8), which the host fits to M: lavapipe runs a subgroup whose rows
+// all lie past M through its first step of K and its (masked) epilogue, about a third of a
+// working one's cost at K = 32, so a projection to 16 channels in workgroups of 8 row blocks
+// took twice its work's share. No lane returns before the loop: a broadcast reads lanes that
+// must still run (a subgroup's rows are common, so only whole subgroups return).
 //
 // gemm_sg_r16 / r8 read A through `a_texel` and B through `b_rows` (shared/gemm_in_place.wgsl):
 // packed, or in place from a tensor's texture copy.
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn gemm_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
          @builtin(subgroup_invocation_id) lane: u32) {
-    let gid = vec3<u32>(wid.x * 8u + lane, wid.y * 8u + li / 8u, wid.z);
+    let gid = vec3<u32>(wid.x * 8u + lane, wid.y * (WG / 8u) + li / 8u, wid.z);
     let qb = gid.x * 4u;
     let row0 = gid.y * 16u;
     let zs = divmod24(gid.z, p.splits);
@@ -237,10 +240,10 @@ fn gemm_sg_r16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn gemm_sg_r8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
          @builtin(subgroup_invocation_id) lane: u32) {
-    let gid = vec3<u32>(wid.x * 8u + lane, wid.y * 8u + li / 8u, wid.z);
+    let gid = vec3<u32>(wid.x * 8u + lane, wid.y * (WG / 8u) + li / 8u, wid.z);
     let qb = gid.x * 4u;
     let row0 = gid.y * 8u;
     let zs = divmod24(gid.z, p.splits);

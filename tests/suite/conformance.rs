@@ -465,6 +465,18 @@ fn linear_and_matmul_reading_operands_in_place_match_reference() {
     });
 }
 
+/// gemm_sg_r16 / r8 fit their workgroups to M (1 to 8 row blocks a workgroup, tiled.rs's
+/// `subgroup_row_blocks`): tall products of K > 64 (gemm_sg_r16) and K <= 64 (r8), of M with
+/// every count of row blocks from 7 to 25, over several rows of workgroups.
+#[test]
+fn register_gemms_with_workgroups_fitted_to_m_match_reference() {
+    gemm_conformance_sized(ctx(), "gemm (row blocks fitted to M)", 6, |r| {
+        let m = 16 * r.random_range(6..=24) + r.random_range(1..=16);
+        let k = if m % 2 == 0 { r.random_range(65..=160) } else { r.random_range(8..=64) };
+        (m, k, r.random_range(65..=140))
+    });
+}
+
 fn gemm_conformance(c: &gconv::Context, family: &str) {
     // Mostly small odd sizes; some large enough for the largest tiles, some with a long K and
     // few output tiles, which the tiled kernel splits.

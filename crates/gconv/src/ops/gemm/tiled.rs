@@ -164,7 +164,11 @@ pub(crate) fn record_gemm(
         // The register layout: see register_entry.
         GemmLayout::Registers | GemmLayout::Auto => {
             let (entry, rows) = register_entry(ctx, m, n, a.tex_cols());
-            (entry, rows, rows * 64 / wg_x, 16 * wg_x, WORKGROUPS_WANTED)
+            let tile_rows = match subgroup_row_blocks(entry, m, rows) {
+                Some(blocks) => rows * blocks,
+                None => rows * 64 / wg_x,
+            };
+            (entry, rows, tile_rows, 16 * wg_x, WORKGROUPS_WANTED)
         }
         // 128x128 tiles where they give every multiprocessor of a large GPU (132 on an H100)
         // about two workgroups; 64x64 tiles below that. Rows per invocation 8 and 4 (their
@@ -290,7 +294,10 @@ pub(crate) fn record_gemm(
     // GEMM_WG_X for every register kernel (gemm_sg_r16/r8, whose workgroups are fixed at
     // 8 lanes per row, only ever get 8).
     let mut constants: Vec<(&str, f64)> = if registers {
-        vec![("GEMM_WG_X", f64::from(wg_x))]
+        let blocks = subgroup_row_blocks(entry, m, lane_rows);
+        let mut c = vec![("GEMM_WG_X", f64::from(wg_x))];
+        c.extend(blocks.map(|b| ("WG", f64::from(8 * b))));
+        c
     } else if implicit != 0 {
         vec![("IMPLICIT", f64::from(implicit))]
     } else {
@@ -374,6 +381,19 @@ pub(crate) fn record_gemm(
         )?;
     }
     Ok(())
+}
+
+/// Row blocks a workgroup of gemm_sg_r16 / r8 covers (WG / 8: one subgroup of `lane_rows` rows
+/// each; `None` for the other kernels): of 1 to 8, the count that leaves the fewest subgroups
+/// past M's last block, the largest among equals. Lavapipe runs such a subgroup through a step
+/// of K and a masked epilogue (gemm_sg.wgsl): a projection to 16 channels, two blocks of 8,
+/// took half its time in workgroups of 8 blocks.
+fn subgroup_row_blocks(entry: &str, m: usize, lane_rows: u32) -> Option<u32> {
+    if !matches!(entry, "gemm_sg_r16" | "gemm_sg_r8") {
+        return None;
+    }
+    let blocks = u32::try_from(m).unwrap_or(u32::MAX).div_ceil(lane_rows).max(1);
+    (1..=8u32).rev().min_by_key(|&r| blocks.div_ceil(r) * r - blocks)
 }
 
 /// The register layout's workgroup shape (GEMM_WG_X): 8 x 8 invocations, or narrower for N up
