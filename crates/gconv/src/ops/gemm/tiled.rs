@@ -291,8 +291,8 @@ pub(crate) fn record_gemm(
         );
     }
     let registers = matches!(ctx.gemm_layout(), GemmLayout::Registers | GemmLayout::Auto);
-    // GEMM_WG_X for every register kernel (gemm_sg_r16/r8, whose workgroups are fixed at
-    // 8 lanes per row, only ever get 8).
+    // GEMM_WG_X for every register kernel (gemm_sg_r16/r8, whose workgroups are 8 lanes
+    // wide, only ever get 8), and for those two WG, 8 lanes per row block they take.
     let mut constants: Vec<(&str, f64)> = if registers {
         let blocks = subgroup_row_blocks(entry, m, lane_rows);
         let mut c = vec![("GEMM_WG_X", f64::from(wg_x))];
