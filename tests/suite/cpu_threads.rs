@@ -18,6 +18,15 @@ fn comm(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default().trim_end().to_string()
 }
 
+/// This process's threads, in the order Linux numbered them (none without /proc).
+fn threads() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    let mut ids: Vec<i32> =
+        dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// The CPUs Linux lets a thread of this process run on.
 fn allowed(status: &str) -> Vec<usize> {
     let text = std::fs::read_to_string(status).expect("a thread's status");
@@ -28,7 +37,14 @@ fn allowed(status: &str) -> Vec<usize> {
 #[test]
 fn a_cpu_adapters_threads_are_spread_over_the_cpus_and_stay_put_when_asked() {
     let options = ContextOptions::default();
+    let before = threads();
     let ctx = Context::with_options(&options).expect("context");
+    // The threads the driver started, unnamed (this thread's name), first to last.
+    let ours = comm("/proc/thread-self/comm");
+    let started: Vec<i32> = threads()
+        .into_iter()
+        .filter(|t| !before.contains(t) && comm(&format!("/proc/self/task/{t}/comm")) == ours)
+        .collect();
     if !cfg!(target_os = "linux") || !ctx.is_cpu_adapter() {
         // Only a CPU adapter's threads, and only on Linux.
         assert!(ctx.pinned_threads().is_empty());
@@ -40,8 +56,11 @@ fn a_cpu_adapters_threads_are_spread_over_the_cpus_and_stay_put_when_asked() {
         assert!(pinned.is_empty(), "one CPU: nothing to spread, yet {pinned:?}");
         return;
     }
-    // lavapipe starts a worker a CPU and a queue thread.
+    // lavapipe starts a worker a CPU and a queue thread; the queue thread stays free.
     assert!(pinned.len() >= 2, "pinned {pinned:?} on CPUs {cpus:?}");
+    let queue = started.first().expect("the driver's queue thread");
+    assert!(pinned.iter().all(|p| p.thread != *queue), "queue thread {queue} pinned: {pinned:?}");
+    assert_eq!(allowed(&format!("/proc/self/task/{queue}/status")), cpus, "queue thread");
     for pair in pinned.windows(2) {
         assert_ne!(pair[0].cpu, pair[1].cpu, "consecutive threads on one CPU: {pinned:?}");
     }
@@ -49,7 +68,6 @@ fn a_cpu_adapters_threads_are_spread_over_the_cpus_and_stay_put_when_asked() {
     // (Mesa's disk-cache queue, which also widens its own affinity) may have been pinned
     // before it did; the driver's unnamed threads keep this thread's name.
     let name = |thread: i32| comm(&format!("/proc/self/task/{thread}/comm"));
-    let ours = comm("/proc/thread-self/comm");
     let mut checked = 0;
     for p in pinned.iter().filter(|p| name(p.thread) == ours) {
         assert!(cpus.contains(&p.cpu), "{p:?} outside {cpus:?}");

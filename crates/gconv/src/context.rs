@@ -415,9 +415,9 @@ impl Context {
     }
 
     /// The threads of a CPU adapter's driver that this context pinned to one CPU each when it
-    /// opened the adapter (Linux, [`ContextOptions::pin_cpu_threads`]): lavapipe's workers and
-    /// its queue thread, which Linux otherwise often crowds onto one CPU. Empty on GPUs, on a
-    /// host's device, with fewer than two CPUs to spread over, or with pinning off.
+    /// opened the adapter (Linux, [`ContextOptions::pin_cpu_threads`]): lavapipe's workers,
+    /// which Linux otherwise often crowds onto one CPU (its queue thread stays free). Empty on
+    /// GPUs, on a host's device, with fewer than two CPUs to spread over, or with pinning off.
     pub fn pinned_threads(&self) -> &[PinnedThread] {
         &self.inner.pinned
     }

@@ -11,14 +11,18 @@
 //! pinned to a CPU of its own.
 //!
 //! So [`Context::with_options`](crate::Context::with_options), when it opens a CPU adapter,
-//! pins the threads the driver started meanwhile that kept the name of the thread creating the
-//! context (the driver's unnamed threads: its workers and its queue thread; its named ones, such
-//! as llvmpipe's `llvmpipe-N` rasterizer threads, are left), each to one CPU in turn of those
-//! this process may run on, so consecutive workers get different CPUs. It never touches the
-//! threads of a host's device ([`Context::from_wgpu`](crate::Context::from_wgpu)) or any thread
-//! it did not see start; `GCONV_PIN_THREADS=0` turns it off. A thread that names itself only
-//! once it runs can be pinned before it does (Mesa's disk-cache queue, which then widens its
-//! own affinity again); it comes after the workers, so they keep their CPUs.
+//! takes the threads the driver started meanwhile that kept the name of the thread creating the
+//! context (the driver's unnamed threads; its named ones, such as llvmpipe's `llvmpipe-N`
+//! rasterizer threads, are left). lavapipe starts its queue thread first, then its workers. The
+//! queue thread stays free: it runs the command buffers, their copies and the JIT compilation of
+//! every pipeline variant, single-threaded work that pinned beside a worker (and beside every
+//! other context's queue thread) ran the test suite on one CPU. The others are pinned each to
+//! one CPU in turn of those this process may run on, so consecutive workers get different CPUs.
+//! It never touches the threads of a host's device
+//! ([`Context::from_wgpu`](crate::Context::from_wgpu)) or any thread it did not see start;
+//! `GCONV_PIN_THREADS=0` turns it off. A thread that names itself only once it runs can be
+//! pinned before it does (Mesa's disk-cache queue, which then widens its own affinity again);
+//! it comes after the workers, so they keep their CPUs.
 
 /// The environment variable that, set to `0`, keeps a CPU adapter's threads unpinned.
 pub const PIN_THREADS_ENV: &str = "GCONV_PIN_THREADS";
@@ -74,11 +78,12 @@ mod linux {
             .filter(|t| !before.threads.contains(t))
             .filter(|t| comm(&format!("/proc/self/task/{t}/comm")).as_ref() == Some(name))
             .collect();
-        if cpus.len() < 2 || started.len() < 2 {
+        // The first is the driver's queue thread (module note); at least two workers follow.
+        if cpus.len() < 2 || started.len() < 3 {
             return Vec::new();
         }
         let mut pinned = Vec::new();
-        for (i, &thread) in started.iter().enumerate() {
+        for (i, &thread) in started[1..].iter().enumerate() {
             let cpu = cpus[i % cpus.len()];
             let mut set = CpuSet::new();
             set.set(cpu);
