@@ -164,11 +164,7 @@ pub(crate) fn record_gemm(
         // The register layout: see register_entry.
         GemmLayout::Registers | GemmLayout::Auto => {
             let (entry, rows) = register_entry(ctx, m, n, a.tex_cols());
-            let tile_rows = match subgroup_row_blocks(entry, m, rows) {
-                Some(blocks) => rows * blocks,
-                None => rows * 64 / wg_x,
-            };
-            (entry, rows, tile_rows, 16 * wg_x, WORKGROUPS_WANTED)
+            (entry, rows, rows * 64 / wg_x, 16 * wg_x, WORKGROUPS_WANTED)
         }
         // 128x128 tiles where they give every multiprocessor of a large GPU (132 on an H100)
         // about two workgroups; 64x64 tiles below that. Rows per invocation 8 and 4 (their
@@ -182,6 +178,9 @@ pub(crate) fn record_gemm(
             }
         }
     };
+    // gemm_sg_r16 / r8's workgroups take only the row blocks M needs.
+    let row_blocks = subgroup_row_blocks(entry, m, lane_rows);
+    let tile_rows = row_blocks.map_or(tile_rows, |b| lane_rows * b);
     let a_columns_ok = a_planes == 2 && reads_a_columns(entry);
     if (planes != 0 || a_planes != 0) && (!(reads_in_place(entry) || a_columns_ok) || batch != 1) {
         return Err(Error::invalid(
@@ -294,9 +293,8 @@ pub(crate) fn record_gemm(
     // GEMM_WG_X for every register kernel (gemm_sg_r16/r8, whose workgroups are 8 lanes
     // wide, only ever get 8), and for those two WG, 8 lanes per row block they take.
     let mut constants: Vec<(&str, f64)> = if registers {
-        let blocks = subgroup_row_blocks(entry, m, lane_rows);
         let mut c = vec![("GEMM_WG_X", f64::from(wg_x))];
-        c.extend(blocks.map(|b| ("WG", f64::from(8 * b))));
+        c.extend(row_blocks.map(|b| ("WG", f64::from(8 * b))));
         c
     } else if implicit != 0 {
         vec![("IMPLICIT", f64::from(implicit))]
