@@ -319,8 +319,7 @@ fn strip_out(o: StripOut, r0: Row10, r1: Row10, r2: Row10, i: u32) {
     let acc_b = dw_taps(r0.b, o.k[0]) + dw_taps(r1.b, o.k[1]) + dw_taps(r2.b, o.k[2]);
     if i < o.rows {
         let at = o.at_row + i * p.out_w;
-        strip_store(at, o.col0, conv_apply4(acc_a, o.st));
-        strip_store(at, o.col0 + 4u, conv_apply4(acc_b, o.st));
+        strip_store8(at, o.col0, conv_apply4(acc_a, o.st), conv_apply4(acc_b, o.st));
     }
 }
 

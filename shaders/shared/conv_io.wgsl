@@ -150,23 +150,7 @@ fn dw_store(at: u32, col0: u32, width: u32, v: vec4<f32>) {
     }
 }
 
-// y again, as texels, for the depthwise strip kernels: with ROW_QUADS (set by the host where
-// out_w is a multiple of 4, so every row and run of four outputs from col0 is one aligned
-// texel) `strip_store` stores a run as one vec4 instead of four values behind a bounds check
-// each.
-@group(0) @binding(14) var<storage, read_write> y_quads: array<vec4<f32>>;
-override ROW_QUADS: bool = false;
-// The same for x's rows in its texture copy (in_w a multiple of 4): a run of four from a
-// multiple of 4 is one texel (`depthwise_3x3_s2_strips`).
+// x's rows in its texture copy where in_w is a multiple of 4 (set by the host): a run of four
+// from a multiple of 4 is one texel (`depthwise_3x3_s2_strips`). The strip kernels' stores are
+// in shared/strip_stores.wgsl or shared/strip_stores_wide.wgsl.
 override IN_QUADS: bool = false;
-
-// dw_store of output row `at` (a flat index) for the strip kernels.
-fn strip_store(at: u32, col0: u32, v: vec4<f32>) {
-    if ROW_QUADS {
-        if col0 < p.out_w {
-            y_quads[(at + col0) / 4u] = v;
-        }
-        return;
-    }
-    dw_store(at, col0, p.out_w, v);
-}

@@ -59,8 +59,9 @@ pub fn workgroup_ctx() -> &'static Context {
 }
 
 /// A fifth context that never runs subgroup kernels (`Context::set_subgroups(false)`), so
-/// that the portable register-layout GEMM stays tested where the default context takes
-/// shaders/subgroup/ kernels (lavapipe); also poisoned.
+/// that the portable register-layout GEMM and the depthwise strips' f32 stores stay tested
+/// where the default context takes shaders/subgroup/ kernels and wide stores (lavapipe); also
+/// poisoned.
 pub fn portable_ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
     CTX.get_or_init(|| {

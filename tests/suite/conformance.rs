@@ -184,6 +184,9 @@ pub fn run_conv_case(
 fn random_3x3_tiles_forward_and_backward_match_reference() {
     let c = ctx();
     for_each_config("3x3 tiles", 80, |r| {
+        // A quarter on the portable context: its depthwise strips store f32s, where the
+        // default context's store 64-bit integers on lavapipe (`Context::uses_wide_stores`).
+        let c = if r.random_bool(0.25) { portable_ctx() } else { c };
         let sd = r.random_range(2..=3);
         let n = r.random_range(1..=2);
         let (c_in, c_out, groups) = match r.random_range(0..4) {
@@ -408,10 +411,15 @@ fn the_gemm_layout_follows_the_adapter() {
         assert_eq!(c.uses_subgroups(), eight, "on {}", c.adapter_name());
         if c.adapter_name().contains("llvmpipe (LLVM") && c.adapter_name().contains("256 bits") {
             assert!(c.uses_subgroups(), "lavapipe offers 8-lane subgroups");
+            assert!(c.uses_wide_stores(), "lavapipe offers 64-bit integers");
         }
+        // The wide stores come with the subgroup kernels, on CPU adapters with 64-bit integers.
+        let int64 = c.device().features().contains(gconv::wgpu::Features::SHADER_INT64);
+        assert_eq!(c.uses_wide_stores(), eight && int64 && c.is_cpu_adapter());
     }
     c.set_subgroups(false);
     assert!(!c.uses_subgroups());
+    assert!(!c.uses_wide_stores());
 }
 
 /// The random shapes above are too small for the 128x128 workgroup tiles, which a GEMM gets

@@ -4,17 +4,20 @@
 use gconv::kernel::Shader;
 
 /// The shader parsed and validated with no optional capabilities (no f64, no subgroups: only
-/// what every back end offers), except subgroups for the shaders of shaders/subgroup/, which
-/// are only compiled where the device has them.
+/// what every back end offers), except subgroups for the shaders of shaders/subgroup/ and
+/// 64-bit integers for the wide-store variants, which are only compiled where the device has
+/// them.
 fn validated(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let name = shader.file_name();
     let module = naga::front::wgsl::parse_str(&shader.source())
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
-    let capabilities = if shader.uses_subgroups() {
-        naga::valid::Capabilities::SUBGROUP
-    } else {
-        naga::valid::Capabilities::empty()
-    };
+    let mut capabilities = naga::valid::Capabilities::empty();
+    if shader.uses_subgroups() {
+        capabilities |= naga::valid::Capabilities::SUBGROUP;
+    }
+    if shader.uses_int64() {
+        capabilities |= naga::valid::Capabilities::SHADER_INT64;
+    }
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&shader.source())));
@@ -47,6 +50,8 @@ fn every_shader_validates_and_translates_for_vulkan_metal_and_dx12() {
     let mut registered: Vec<String> =
         Shader::ALL.iter().map(|s| s.file_name().to_string()).collect();
     registered.sort();
+    // A file compiled with either set of shared parts (`Shader::wide`) is registered twice.
+    registered.dedup();
     assert_eq!(
         on_disk, registered,
         "every shader outside shaders/shared/ must be registered in gconv::kernel::Shader"

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     /// The device has wgpu's SUBGROUP feature with subgroups of exactly 8 lanes, which
     /// gemm_sg.wgsl's kernels assume (lavapipe on 256-bit SIMD).
     pub(crate) subgroup8: bool,
+    /// Whether the device has wgpu's SHADER_INT64 (see `Context::uses_wide_stores`).
+    pub(crate) int64: bool,
     /// Whether kernels may use subgroups where `subgroup8` allows (see
     /// [`Context::set_subgroups`]).
     pub(crate) subgroups_enabled: AtomicBool,
@@ -286,8 +288,11 @@ impl Context {
                 // Subgroups where the adapter has them: the register-layout GEMM shares A
                 // across a subgroup (gemm_sg.wgsl); everything else runs without. Timestamps
                 // where it has them: profiles then read the device's clock (kernel/timing.rs).
+                // 64-bit integers where it has them: CPU adapters' wide stores.
                 required_features: adapter.features()
-                    & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY),
+                    & (wgpu::Features::SUBGROUP
+                        | wgpu::Features::TIMESTAMP_QUERY
+                        | wgpu::Features::SHADER_INT64),
                 required_limits: limits.clone(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 ..Default::default()
@@ -335,6 +340,7 @@ impl Context {
         let subgroup8 = device.features().contains(wgpu::Features::SUBGROUP)
             && adapter.subgroup_min_size == 8
             && adapter.subgroup_max_size == 8;
+        let int64 = device.features().contains(wgpu::Features::SHADER_INT64);
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("gconv dummy"),
             size: 16,
@@ -378,6 +384,7 @@ impl Context {
                 gemm_layout: AtomicU8::new(0),
                 cpu,
                 subgroup8,
+                int64,
                 subgroups_enabled: AtomicBool::new(true),
                 counters: Default::default(),
                 pinned,
@@ -484,6 +491,15 @@ impl Context {
         self.inner.subgroup8
             && self.inner.subgroups_enabled.load(Ordering::Relaxed)
             && std::env::var("GCONV_SUBGROUPS").map_or(true, |v| v != "0")
+    }
+
+    /// Whether the depthwise strip kernels store their outputs as 64-bit integers
+    /// (`shaders/shared/strip_stores_wide.wgsl`): with the subgroup kernels (the CPU adapters'
+    /// strategy, [`Context::uses_subgroups`]) where the device has wgpu's SHADER_INT64, as
+    /// lavapipe does. On lavapipe a store costs a bounds-checked scalar store per component
+    /// per lane; a 64-bit component carries two values.
+    pub fn uses_wide_stores(&self) -> bool {
+        self.inner.int64 && self.inner.cpu && self.uses_subgroups()
     }
 
     /// The tiled GEMM's layout in force: the environment's, else the context's, with

@@ -12,6 +12,11 @@ pub enum Shader {
     ConvDepthwise,
     /// `conv/tiles_3x3.wgsl`: 3x3 convolutions as 4x4 output tiles.
     ConvTiles3x3,
+    /// `conv/depthwise.wgsl` with 64-bit stores (`shared/strip_stores_wide.wgsl`): its strips on
+    /// CPU adapters with wgpu's SHADER_INT64 ([`crate::Context::uses_wide_stores`]).
+    ConvDepthwiseWide,
+    /// `conv/tiles_3x3.wgsl` with 64-bit stores, the same way.
+    ConvTiles3x3Wide,
     /// `conv/pooled.wgsl`: convolutions fused with ReLU and a 2x2 max-pool (LeNet's 5x5) with
     /// no im2col or grad_col: a first layer's forward pass and weight gradient, a data gradient.
     ConvPooled,
@@ -75,6 +80,8 @@ enum Part {
     PoolParams,
     Health,
     TexelRows,
+    StripStores,
+    StripStoresWide,
 }
 
 impl Part {
@@ -88,6 +95,10 @@ impl Part {
             Part::PoolParams => include_str!("../../../../shaders/shared/pool_params.wgsl"),
             Part::Health => include_str!("../../../../shaders/shared/health.wgsl"),
             Part::TexelRows => include_str!("../../../../shaders/shared/texel_rows.wgsl"),
+            Part::StripStores => include_str!("../../../../shaders/shared/strip_stores.wgsl"),
+            Part::StripStoresWide => {
+                include_str!("../../../../shaders/shared/strip_stores_wide.wgsl")
+            }
         }
     }
 }
@@ -126,8 +137,10 @@ macro_rules! shaders {
 shaders! {
     ConvDirect => "conv/direct.wgsl", [ConvParams, ConvIo];
     ConvIm2col => "conv/im2col.wgsl", [ConvParams, Im2col, ConvIo];
-    ConvDepthwise => "conv/depthwise.wgsl", [ConvParams, ConvIo];
-    ConvTiles3x3 => "conv/tiles_3x3.wgsl", [ConvParams, ConvIo];
+    ConvDepthwise => "conv/depthwise.wgsl", [ConvParams, ConvIo, StripStores];
+    ConvTiles3x3 => "conv/tiles_3x3.wgsl", [ConvParams, ConvIo, StripStores];
+    ConvDepthwiseWide => "conv/depthwise.wgsl", [ConvParams, ConvIo, StripStoresWide];
+    ConvTiles3x3Wide => "conv/tiles_3x3.wgsl", [ConvParams, ConvIo, StripStoresWide];
     ConvPooled => "conv/pooled.wgsl", [ConvParams, ConvIo];
     GemmSimple => "gemm/simple.wgsl", [];
     GemmPack => "gemm/pack.wgsl", [];
@@ -157,6 +170,21 @@ impl Shader {
     /// Whether the shader uses subgroup operations (and so needs wgpu's SUBGROUP feature).
     pub fn uses_subgroups(self) -> bool {
         self.file_name().starts_with("subgroup/")
+    }
+
+    /// Whether the shader uses 64-bit integers (and so needs wgpu's SHADER_INT64 feature).
+    pub fn uses_int64(self) -> bool {
+        self.parts().iter().any(|part| matches!(part, Part::StripStoresWide))
+    }
+
+    /// The same kernels with 64-bit stores where there is such a variant (CPU adapters with
+    /// SHADER_INT64, [`crate::Context::uses_wide_stores`]).
+    pub fn wide(self) -> Shader {
+        match self {
+            Shader::ConvDepthwise => Shader::ConvDepthwiseWide,
+            Shader::ConvTiles3x3 => Shader::ConvTiles3x3Wide,
+            other => other,
+        }
     }
 
     /// The complete WGSL source the device compiles: the prelude, the shared files the shader

@@ -156,12 +156,20 @@ fn dispatch_launch(
     let mut buffers: Vec<(u32, &wgpu::Buffer)> = l.outputs.to_vec();
     // The depthwise strips bind y (binding 4) again as texels (y_quads, binding 14) and store
     // runs of four through them where every output row is whole texels (ROW_QUADS,
-    // conv_io.wgsl's `strip_store`).
+    // shared/strip_stores.wgsl). With wide stores (CPU adapters) the same kernels store as
+    // 64-bit integers, the stride-1 strips runs of eight where every row is whole octets
+    // (ROW_OCTS, y_octs at binding 15; shared/strip_stores_wide.wgsl).
     let strips = l.entry.ends_with("_strips");
+    let wide = strips && ctx.uses_wide_stores();
+    let shader = if wide { l.shader.wide() } else { l.shader };
     if strips && let Some(&(_, y)) = l.outputs.iter().find(|o| o.0 == 4) {
         buffers.push((14, y));
+        if wide && l.entry == "tiles_3x3_depthwise_strips" {
+            buffers.push((15, y));
+        }
     }
     let row_quads = strips && l.params.output[2].is_multiple_of(4);
+    let row_octs = wide && l.params.output[2].is_multiple_of(8);
     // And read x's rows a texel at a time where they are whole texels (IN_QUADS).
     let in_quads = strips && l.params.input[2].is_multiple_of(4);
     let mut extra = Vec::new();
@@ -182,13 +190,18 @@ fn dispatch_launch(
     let mut constants = vec![
         ("WG", WG as f64),
         ("TEXTURE_INPUTS", on(flats.is_some())),
-        ("ROW_QUADS", on(row_quads)),
         ("IN_QUADS", on(in_quads)),
     ];
+    if strips {
+        constants.push(("ROW_QUADS", on(row_quads)));
+    }
+    if wide {
+        constants.push(("ROW_OCTS", on(row_octs)));
+    }
     constants.extend_from_slice(l.constants);
     for (params, grid) in pieces {
         let params = bytemuck::bytes_of(params);
-        let d = Dispatch::new(l.shader, l.entry, params, &buffers, *grid).constants(&constants);
+        let d = Dispatch::new(shader, l.entry, params, &buffers, *grid).constants(&constants);
         ctx.record_with(rec, &d, &extra)?;
     }
     Ok(())
