@@ -198,6 +198,12 @@ fn dispatch_launch(
     if wide {
         constants.push(("ROW_OCTS", on(row_octs)));
     }
+    // Where the stride-1 strips' rows start in their first texel, the same for all of them
+    // where rows are whole texels (tiles_3x3.wgsl's STRIP_SHIFT; 4: unknown).
+    if l.entry == "tiles_3x3_depthwise_strips" {
+        let shift = if in_quads { (4 - l.params.pad[2] % 4) % 4 } else { 4 };
+        constants.push(("STRIP_SHIFT", f64::from(shift)));
+    }
     constants.extend_from_slice(l.constants);
     for (params, grid) in pieces {
         let params = bytemuck::bytes_of(params);
