@@ -108,17 +108,30 @@ fn conv_out4(c: u32, acc: vec4<f32>) -> vec4<f32> {
 }
 
 // Output channel c's (scale, shift) for conv_apply4: b[c] is read once for both modes (lavapipe
-// runs both branches, each load lane by lane; without a bias, b is a placeholder).
+// runs both branches, each load lane by lane; without a bias, b is a placeholder). BIAS fixes
+// the mode with the pipeline where the host knows it (4: p.has_bias at run time).
+override BIAS: u32 = 4u;
+
 fn conv_affine(c: u32) -> vec2<f32> {
+    let mode = select(p.has_bias, BIAS, BIAS < 4u);
+    if mode == 0u {
+        return vec2<f32>(1.0, 0.0);
+    }
     let first = b[c];
-    if p.has_bias == 3u {
+    if mode == 3u {
         return vec2<f32>(first, b[p.c_out + c]);
     }
-    return vec2<f32>(1.0, select(0.0, first, p.has_bias == 1u));
+    return vec2<f32>(1.0, select(0.0, first, mode == 1u));
 }
 
+// The clamp a launch applies where the host fixes it with the pipeline (0 none, 1 ReLU, 2
+// [act_lo, act_hi]; 3: p.act at run time): lavapipe computes every clamp a run-time kind could
+// pick, for every output.
+override ACT: u32 = 3u;
+
 fn conv_apply4(acc: vec4<f32>, st: vec2<f32>) -> vec4<f32> {
-    return activate4(fma(acc, vec4<f32>(st.x), vec4<f32>(st.y)), p.act, p.act_lo, p.act_hi);
+    let kind = select(p.act, ACT, ACT < 3u);
+    return activate4(fma(acc, vec4<f32>(st.x), vec4<f32>(st.y)), kind, p.act_lo, p.act_hi);
 }
 
 // Where invocation idx of a depthwise kernel over strips writes: `rows` output rows from row0

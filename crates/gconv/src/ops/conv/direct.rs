@@ -191,6 +191,8 @@ fn dispatch_launch(
         ("WG", WG as f64),
         ("TEXTURE_INPUTS", on(flats.is_some())),
         ("IN_QUADS", on(in_quads)),
+        ("ACT", f64::from(l.params.act)),
+        ("BIAS", f64::from(l.params.has_bias)),
     ];
     if strips {
         constants.push(("ROW_QUADS", on(row_quads)));
