@@ -81,6 +81,26 @@ override EPILOGUE: u32 = 0u;
 // per-value path after the whole-block ones.
 override EDGES: bool = true;
 
+// The clamp, bias mode and accumulation a launch takes, where the host fixes them with the
+// pipeline (record_gemm): lavapipe would otherwise compute both clamps for every value and run
+// the loads of every bias mode and of the accumulation. GEMM_ACT 0 to 2 (3: p.relu at run
+// time), GEMM_BIAS 0 to 3 (4: p.bias_mode), GEMM_ACCUMULATE 0 or 1 (2: p.accumulate).
+override GEMM_ACT: u32 = 3u;
+override GEMM_BIAS: u32 = 4u;
+override GEMM_ACCUMULATE: u32 = 2u;
+
+fn gemm_act() -> u32 {
+    return select(p.relu, GEMM_ACT, GEMM_ACT < 3u);
+}
+
+fn gemm_bias_mode() -> u32 {
+    return select(p.bias_mode, GEMM_BIAS, GEMM_BIAS < 4u);
+}
+
+fn gemm_accumulates() -> bool {
+    return select(p.accumulate != 0u, GEMM_ACCUMULATE == 1u, GEMM_ACCUMULATE < 2u);
+}
+
 @group(0) @binding(0) var<uniform> p: TexGemmParams;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
@@ -103,16 +123,16 @@ override QUAD_STORES: bool = false;
 fn store(z: u32, r: u32, j: u32, value: f32) {
     if r >= p.m || j >= p.n { return; }
     var v = value;
-    if p.bias_mode == 1u {
+    if gemm_bias_mode() == 1u {
         v += bias[j];
     } else {
         let st = row_affine(r);
         v = fma(v, st.x, st.y);
     }
-    v = activate4(vec4<f32>(v), p.relu, p.lo, p.hi).x;
+    v = activate4(vec4<f32>(v), gemm_act(), p.lo, p.hi).x;
     let js = divmod24(j, p.c_split);
     let at = row_base(z, r) + column_offset(js);
-    if p.accumulate != 0u {
+    if gemm_accumulates() {
         v += c[at];
     }
     c[at] = v;
@@ -141,7 +161,7 @@ fn row_base(z: u32, r: u32) -> u32 {
 
 // The bias a row's pooled windows add (per row: a convolution's channel), or 0.
 fn row_bias(r: u32) -> f32 {
-    if p.bias_mode == 2u {
+    if gemm_bias_mode() == 2u {
         return bias[r];
     }
     return 0.0;
@@ -149,7 +169,7 @@ fn row_bias(r: u32) -> f32 {
 
 // Row r's (scale, shift) where the bias is per row or batch norm is folded in; else (1, 0).
 fn row_affine(r: u32) -> vec2<f32> {
-    if p.bias_mode == 3u {
+    if gemm_bias_mode() == 3u {
         return vec2<f32>(bias[r], bias[p.m + r]);
     }
     return vec2<f32>(1.0, row_bias(r));
@@ -224,7 +244,7 @@ fn texture_epilogue() -> bool {
 
 // Whether an invocation's rows row0 .. row0 + rows and columns 4 qb .. 4 qb + 16 take it.
 fn plain_block(row0: u32, rows: u32, qb: u32) -> bool {
-    return !pooled_epilogue() && !texture_epilogue() && p.splits == 1u && p.bias_mode != 1u
+    return !pooled_epilogue() && !texture_epilogue() && p.splits == 1u && gemm_bias_mode() != 1u
         && row0 + rows <= p.m && (qb + 4u) * 4u <= p.n;
 }
 
@@ -266,19 +286,19 @@ fn store_plain_row(z: u32, r: u32, o: ColumnOffsets, v0: vec4<f32>, v1: vec4<f32
 
 // The row's affine map and clamp on four values (conv_3x3_sg's store too).
 fn affine_activate4(v: vec4<f32>, st: vec2<f32>) -> vec4<f32> {
-    return activate4(fma(v, vec4<f32>(st.x), vec4<f32>(st.y)), p.relu, p.lo, p.hi);
+    return activate4(fma(v, vec4<f32>(st.x), vec4<f32>(st.y)), gemm_act(), p.lo, p.hi);
 }
 
 fn store_plain4(at: vec4<u32>, v: vec4<f32>, st: vec2<f32>) {
     var x = affine_activate4(v, st);
     if QUAD_STORES {
-        if p.accumulate != 0u {
+        if gemm_accumulates() {
             x += c_quads[at.x / 4u];
         }
         c_quads[at.x / 4u] = x;
         return;
     }
-    if p.accumulate != 0u {
+    if gemm_accumulates() {
         x += vec4<f32>(c[at.x], c[at.y], c[at.z], c[at.w]);
     }
     c[at.x] = x.x;

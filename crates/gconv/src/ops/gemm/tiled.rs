@@ -473,7 +473,9 @@ pub(crate) fn reads_transposed_a(ctx: &Context, m: usize, n_min: usize, k4: usiz
 /// launch whose lanes each compute `lane_rows` rows of 16 columns: the register kernels'
 /// whole-block epilogue covers every lane where M and N are whole blocks, C is written
 /// unsplit, and a bias, if any, is per row; pooled and texture outputs need only whole ones.
-fn epilogue_constants(p: &TexGemmParams, lane_rows: u32) -> [(&'static str, f64); 2] {
+/// Then the launch's clamp, bias mode and accumulation (GEMM_ACT, GEMM_BIAS, GEMM_ACCUMULATE),
+/// so that only the path it takes is compiled in.
+fn epilogue_constants(p: &TexGemmParams, lane_rows: u32) -> [(&'static str, f64); 5] {
     let epilogue = if p.pool != 0 {
         2
     } else if p.c_texture != 0 {
@@ -483,7 +485,13 @@ fn epilogue_constants(p: &TexGemmParams, lane_rows: u32) -> [(&'static str, f64)
     };
     let whole = p.m.is_multiple_of(lane_rows) && p.n.is_multiple_of(16);
     let plain = epilogue != 1 || (p.splits == 1 && p.bias_mode != 1);
-    [("EPILOGUE", f64::from(epilogue)), ("EDGES", if whole && plain { 0.0 } else { 1.0 })]
+    [
+        ("EPILOGUE", f64::from(epilogue)),
+        ("EDGES", if whole && plain { 0.0 } else { 1.0 }),
+        ("GEMM_ACT", f64::from(p.relu)),
+        ("GEMM_BIAS", f64::from(p.bias_mode)),
+        ("GEMM_ACCUMULATE", f64::from(p.accumulate.min(1))),
+    ]
 }
 
 /// Whether every run of four columns of C from a multiple of 4 is one aligned texel: unit column
