@@ -495,6 +495,12 @@ fn record_conv_3x3(
         conv,
         ..bytemuck::Zeroable::zeroed()
     };
+    // And only the clamp and bias mode it takes; it never accumulates.
+    columns.extend([
+        ("GEMM_ACT", f64::from(params.relu)),
+        ("GEMM_BIAS", f64::from(params.bias_mode)),
+        ("GEMM_ACCUMULATE", 0.0),
+    ]);
     // Subgroups of eight lanes by blocks of 16 rows, eight subgroups per workgroup.
     let subgroups = units.div_ceil(8) * rows.div_ceil(16);
     let groups = check_u32(op, "workgroups", subgroups.div_ceil(8))?;
