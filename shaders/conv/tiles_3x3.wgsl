@@ -223,7 +223,8 @@ fn tiles_3x3_forward(invocation: Invocation) {
 // output row and reading one more per row (four texel fetches: `strip_row`), where a 4x4 tile
 // reads six rows of three for sixteen outputs; its weights and its channel's scale and shift
 // are read once for the strip (a storage load costs lane by lane on lavapipe). About 2x a
-// tile's speed on MobileNet's layers. `total` = N * C * ceil(out_h / STRIP) * ceil(out_w / 8).
+// tile's speed on MobileNet's layers. It runs STRIP_BLOCKS blocks of STRIP rows in turn:
+// `total` = N * C * ceil(out_h / (STRIP * STRIP_BLOCKS)) * ceil(out_w / 8).
 const STRIP: u32 = 8u;
 
 // Columns c0 .. c0 + 9 of a source row as two Row6s (c0 .. c0 + 5 and c0 + 4 .. c0 + 9): four
@@ -270,27 +271,48 @@ fn strip_row(plane: u32, sr: i32, c0: i32) -> Row10 {
 // is this convolution of grad_y (padding 2 - pad) with the flipped kernel.
 override FLIPPED: bool = false;
 
+// Blocks of STRIP rows an invocation runs down its column strip (the host's choice: a whole
+// plane on CPU adapters, where each block then fetches 8 new rows instead of 10 and the
+// weights, scale and shift are read once per plane; 1 on GPUs, for parallelism).
+override STRIP_BLOCKS: u32 = 1u;
+
 @compute @workgroup_size(WG)
 fn tiles_3x3_depthwise_strips(invocation: Invocation) {
     let idx = linear_index(invocation);
     if idx >= p.total { return; }
-    let at = strip_at(idx, STRIP, 8u);
-    let nc = at.nc;
+    let at = strip_at(idx, STRIP * STRIP_BLOCKS, 8u);
     var k = tile_weights(at.c * 9u);
     if FLIPPED {
         k = array<vec3<f32>, 3>(k[2].zyx, k[1].zyx, k[0].zyx);
     }
     let st = conv_affine(at.c);
-    let col0 = at.col0;
-    let c0 = i32(col0) - i32(p.pad_w);
-    let row0 = at.row0;
-    let plane = nc * p.in_h;
-    let top = i32(row0) - i32(p.pad_h);
-    let o = StripOut(k, st, (at.out * p.out_h + row0) * p.out_w, col0, min(STRIP, p.out_h - row0));
-    // Written out row by row (STRIP = 8): a loop's carried rows would cost a masked copy of
-    // each value every row on lavapipe (about 1.1x).
-    let r0 = strip_row(plane, top, c0);
-    let r1 = strip_row(plane, top + 1, c0);
+    let c0 = i32(at.col0) - i32(p.pad_w);
+    let plane = at.nc * p.in_h;
+    let top = i32(at.row0) - i32(p.pad_h);
+    let blocks = min(STRIP_BLOCKS, (p.out_h - at.row0 + STRIP - 1u) / STRIP);
+    // The two source rows a block shares with the next: a loop's carried values cost a
+    // masked copy each per iteration on lavapipe, so only these 20 cross it.
+    var carried = StripRows(strip_row(plane, top, c0), strip_row(plane, top + 1, c0));
+    for (var blk = 0u; blk < blocks; blk++) {
+        let row0 = at.row0 + blk * STRIP;
+        let at_row = (at.out * p.out_h + row0) * p.out_w;
+        let o = StripOut(k, st, at_row, at.col0, min(STRIP, p.out_h - row0));
+        carried = strip_block(o, carried, plane, top + i32(blk * STRIP), c0);
+    }
+}
+
+// Two consecutive source rows.
+struct StripRows {
+    a: Row10,
+    b: Row10,
+}
+
+// A block's eight output rows from source rows top .. top + 9, of which the first two are
+// given; returns the last two. Written out row by row (STRIP = 8): a loop's carried rows
+// would cost a masked copy of each value every row on lavapipe (about 1.1x).
+fn strip_block(o: StripOut, first: StripRows, plane: u32, top: i32, c0: i32) -> StripRows {
+    let r0 = first.a;
+    let r1 = first.b;
     let r2 = strip_row(plane, top + 2, c0);
     strip_out(o, r0, r1, r2, 0u);
     let r3 = strip_row(plane, top + 3, c0);
@@ -307,6 +329,7 @@ fn tiles_3x3_depthwise_strips(invocation: Invocation) {
     strip_out(o, r6, r7, r8, 6u);
     let r9 = strip_row(plane, top + 9, c0);
     strip_out(o, r7, r8, r9, 7u);
+    return StripRows(r8, r9);
 }
 
 // What a strip's rows share: the weights, the channel's scale and shift, where its first row
