@@ -205,7 +205,7 @@ fn dispatch_launch(
     if l.entry == "tiles_3x3_depthwise_strips" {
         let shift = if in_quads { (4 - l.params.pad[2] % 4) % 4 } else { 4 };
         constants.push(("STRIP_SHIFT", f64::from(shift)));
-        let blocks = strip_blocks(ctx, l.params.output[1] as usize);
+        let blocks = strip_blocks(ctx, l.params.output[1] as usize, l.params.output[2] as usize);
         constants.push(("STRIP_BLOCKS", blocks as f64));
     }
     constants.extend_from_slice(l.constants);
@@ -217,19 +217,25 @@ fn dispatch_launch(
     Ok(())
 }
 
-/// Output rows per invocation of `tiles_3x3_depthwise_strips` and `depthwise_3x3_s2_strips`
-/// (their STRIP and S2_STRIP).
+/// Output rows per invocation of `tiles_3x3_depthwise_strips` (per block: see `strip_blocks`)
+/// and `depthwise_3x3_s2_strips` (their STRIP and S2_STRIP).
 const DEPTHWISE_STRIP: usize = 8;
+const DEPTHWISE_S2_STRIP: usize = 8;
 
 /// Blocks of DEPTHWISE_STRIP rows each invocation of `tiles_3x3_depthwise_strips` runs down
-/// its column (its STRIP_BLOCKS): on CPU adapters the whole plane, so that each block fetches
-/// 8 new source rows rather than 10 and the weights, scale and shift are read once per plane
-/// (the bench's depthwise layer's strips, least of 8 rounds, 1.47 -> 1.26 ms); on GPUs one,
-/// for parallelism (not measured there).
-fn strip_blocks(ctx: &Context, out_h: usize) -> usize {
-    if ctx.is_cpu_adapter() { out_h.div_ceil(DEPTHWISE_STRIP).max(1) } else { 1 }
+/// its column (its STRIP_BLOCKS) for an output of (out_h, out_w): on CPU adapters the whole
+/// plane where its rows are whole texels, so that each block fetches 8 new source rows rather
+/// than 10 and the weights, scale and shift are read once per plane (least of 6 to 8, batch
+/// 16 but for the first: the bench's 64 channels of 56x56 at batch 8 1.47 -> 1.26 ms, 192 of
+/// 28x28 2.98 -> 2.83 ms); else one (576 channels of 14x14, whose rows store value by value,
+/// took 3.53 -> 4.75 ms in two blocks), and on GPUs one, for parallelism (not measured there).
+fn strip_blocks(ctx: &Context, out_h: usize, out_w: usize) -> usize {
+    if ctx.is_cpu_adapter() && out_w.is_multiple_of(4) {
+        out_h.div_ceil(DEPTHWISE_STRIP).max(1)
+    } else {
+        1
+    }
 }
-const DEPTHWISE_S2_STRIP: usize = 8;
 
 /// Invocations of a depthwise kernel over strips of `rows` x `cols` outputs (conv_io.wgsl's
 /// `strip_at`) writing a 2-D output of this shape.
@@ -264,7 +270,7 @@ pub(super) fn forward(pass: &mut Pass<'_, '_>, io: &ConvIo<'_>, kernel: Direct) 
     let (shader, entry, total, textures, x_bindings) = match kernel {
         // Depthwise ones of stride 1 down strips of rows (tiles_3x3.wgsl).
         Direct::Tiles3x3 if g.groups == g.x.c && g.groups == g.c_out && g.is_plain_3x3() => {
-            let rows = DEPTHWISE_STRIP * strip_blocks(ctx, y_shape[2]);
+            let rows = DEPTHWISE_STRIP * strip_blocks(ctx, y_shape[2], y_shape[3]);
             let total = strips(y_shape, rows, 8);
             (Shader::ConvTiles3x3, "tiles_3x3_depthwise_strips", total, true, (5, 13))
         }
@@ -388,7 +394,7 @@ pub(super) fn backward(
             // A depthwise one: the forward strips over grad_y with the kernel flipped
             // (`depthwise_data_grad_by_strips`).
             Direct::Tiles3x3 if depthwise_data_grad_by_strips(g, ctx) => {
-                let rows = DEPTHWISE_STRIP * strip_blocks(ctx, gx.shape()[2]);
+                let rows = DEPTHWISE_STRIP * strip_blocks(ctx, gx.shape()[2], gx.shape()[3]);
                 let total = check_u32(op, "strips", strips(gx.shape(), rows, 8))?;
                 let swapped = g.swapped_params(total);
                 let pad = [0, 2 - swapped.pad[1], 2 - swapped.pad[2]];
