@@ -271,9 +271,9 @@ fn strip_row(plane: u32, sr: i32, c0: i32) -> Row10 {
 // is this convolution of grad_y (padding 2 - pad) with the flipped kernel.
 override FLIPPED: bool = false;
 
-// Blocks of STRIP rows an invocation runs down its column strip (the host's choice: a whole
-// plane on CPU adapters, where each block then fetches 8 new rows instead of 10 and the
-// weights, scale and shift are read once per plane; 1 on GPUs, for parallelism).
+// Blocks of STRIP rows an invocation runs down its column strip (direct.rs's `strip_blocks`:
+// a whole plane on CPU adapters where rows are whole texels, each block then fetching 8 new
+// rows instead of 10 and the weights, scale and shift read once per plane; else 1).
 override STRIP_BLOCKS: u32 = 1u;
 
 @compute @workgroup_size(WG)
@@ -292,20 +292,22 @@ fn tiles_3x3_depthwise_strips(invocation: Invocation) {
     var carried = StripRows(strip_row(plane, top, c0), strip_row(plane, top + 1, c0));
     // One block without a loop: in one, lavapipe ran MobileNetV2's 7x7 layer 1.3 -> 2.2 ms.
     if STRIP_BLOCKS == 1u {
-        let at_row = (at.out * p.out_h + at.row0) * p.out_w;
-        let o = StripOut(k, st, at_row, at.col0, min(STRIP, p.out_h - at.row0));
-        strip_block(o, carried, plane, top, c0);
+        strip_block(strip_out_at(at, k, st, at.row0), carried, plane, top, c0);
         return;
     }
     // Down the plane, the two source rows a block shares with the next carried: a loop's
     // carried values cost a masked copy each per iteration on lavapipe, so only these 20.
     let blocks = min(STRIP_BLOCKS, (p.out_h - at.row0 + STRIP - 1u) / STRIP);
     for (var blk = 0u; blk < blocks; blk++) {
-        let row0 = at.row0 + blk * STRIP;
-        let at_row = (at.out * p.out_h + row0) * p.out_w;
-        let o = StripOut(k, st, at_row, at.col0, min(STRIP, p.out_h - row0));
+        let o = strip_out_at(at, k, st, at.row0 + blk * STRIP);
         carried = strip_block(o, carried, plane, top + i32(blk * STRIP), c0);
     }
+}
+
+// The StripOut of the block of `at`'s column whose first output row is row0.
+fn strip_out_at(at: Strip, k: array<vec3<f32>, 3>, st: vec2<f32>, row0: u32) -> StripOut {
+    let at_row = (at.out * p.out_h + row0) * p.out_w;
+    return StripOut(k, st, at_row, at.col0, min(STRIP, p.out_h - row0));
 }
 
 // Two consecutive source rows.

@@ -160,11 +160,12 @@ fn dispatch_launch(
     // 64-bit integers, the stride-1 strips runs of eight where every row is whole octets
     // (ROW_OCTS, y_octs at binding 15; shared/strip_stores_wide.wgsl).
     let strips = l.entry.ends_with("_strips");
+    let stride_1_strips = l.entry == "tiles_3x3_depthwise_strips";
     let wide = strips && ctx.uses_wide_stores();
     let shader = if wide { l.shader.wide() } else { l.shader };
     if strips && let Some(&(_, y)) = l.outputs.iter().find(|o| o.0 == 4) {
         buffers.push((14, y));
-        if wide && l.entry == "tiles_3x3_depthwise_strips" {
+        if wide && stride_1_strips {
             buffers.push((15, y));
         }
     }
@@ -202,7 +203,7 @@ fn dispatch_launch(
     }
     // Where the stride-1 strips' rows start in their first texel, the same for all of them
     // where rows are whole texels (tiles_3x3.wgsl's STRIP_SHIFT; 4: unknown).
-    if l.entry == "tiles_3x3_depthwise_strips" {
+    if stride_1_strips {
         let shift = if in_quads { (4 - l.params.pad[2] % 4) % 4 } else { 4 };
         constants.push(("STRIP_SHIFT", f64::from(shift)));
         let blocks = strip_blocks(ctx, l.params.output[1] as usize, l.params.output[2] as usize);
