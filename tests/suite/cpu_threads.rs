@@ -40,11 +40,10 @@ fn a_cpu_adapters_threads_are_spread_over_the_cpus_and_stay_put_when_asked() {
     let before = threads();
     let ctx = Context::with_options(&options).expect("context");
     // The threads the driver started, unnamed (this thread's name), first to last.
+    let name = |thread: i32| comm(&format!("/proc/self/task/{thread}/comm"));
     let ours = comm("/proc/thread-self/comm");
-    let started: Vec<i32> = threads()
-        .into_iter()
-        .filter(|t| !before.contains(t) && comm(&format!("/proc/self/task/{t}/comm")) == ours)
-        .collect();
+    let started: Vec<i32> =
+        threads().into_iter().filter(|&t| !before.contains(&t) && name(t) == ours).collect();
     if !cfg!(target_os = "linux") || !ctx.is_cpu_adapter() {
         // Only a CPU adapter's threads, and only on Linux.
         assert!(ctx.pinned_threads().is_empty());
@@ -67,7 +66,6 @@ fn a_cpu_adapters_threads_are_spread_over_the_cpus_and_stay_put_when_asked() {
     // Linux says each still runs on its CPU alone. A thread that names itself once it runs
     // (Mesa's disk-cache queue, which also widens its own affinity) may have been pinned
     // before it did; the driver's unnamed threads keep this thread's name.
-    let name = |thread: i32| comm(&format!("/proc/self/task/{thread}/comm"));
     let mut checked = 0;
     for p in pinned.iter().filter(|p| name(p.thread) == ours) {
         assert!(cpus.contains(&p.cpu), "{p:?} outside {cpus:?}");
